@@ -1,0 +1,5 @@
+"""Allow ``python -m gapless``."""
+
+from gapless.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Core types shared by every layer: the clock, errors and identifiers. No I/O lives here."""

@@ -1,0 +1,44 @@
+"""Errors that cross layers.
+
+Permanent errors (a bad spec, an unknown rollout) are reported and stop the operation; temporary ones
+(a refused connection to a process that is starting) are retried by the caller with backoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["GaplessError", "NotFoundError", "Problem", "SpecError", "TemporaryError"]
+
+
+class GaplessError(Exception):
+    """Base of every error gapless raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in an input document, named by the dotted path of its field."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(GaplessError):
+    """A spec file is invalid; carries every problem found, not only the first."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+class NotFoundError(GaplessError):
+    """A named object (rollout, revision, instance) does not exist."""
+
+
+class TemporaryError(GaplessError):
+    """A failure worth retrying with backoff."""

@@ -1,0 +1,318 @@
+"""Pydantic models of the Rollout document.
+
+Field names and defaults follow the Kubernetes Deployment (``replicas``, ``minReadySeconds``,
+``progressDeadlineSeconds``, probes, ``lifecycle.preStop``, ``terminationGracePeriodSeconds``,
+``strategy.rollingUpdate``) so that a Kubernetes user reads a gapless spec without a manual, and so that
+the same spec can later drive a Kubernetes platform. Python attributes are snake_case; the YAML uses the
+camelCase aliases. Every model forbids unknown fields: a typo is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "ExecAction",
+    "HTTPGetAction",
+    "HTTPHeader",
+    "IntOrPercent",
+    "Lifecycle",
+    "Metadata",
+    "PreStopHandler",
+    "Probe",
+    "RollingUpdate",
+    "Rollout",
+    "RolloutSpec",
+    "SleepAction",
+    "Strategy",
+    "TCPSocketAction",
+    "Template",
+    "field_error",
+    "template_hash",
+]
+
+API_VERSION = "gapless.dev/v1alpha1"
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PERCENT_RE = re.compile(r"^(\d+)%$")
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """An error raised by a model validator that belongs to one of the model's fields.
+
+    Pydantic locates model-level errors at the model; the loader appends ``field`` to the path so the
+    message names the exact field (``spec.strategy.rollingUpdate.maxSurge: ...``).
+    """
+    return PydanticCustomError("gapless_field", "{message}", {"field": field, "message": message})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+    )
+
+
+def _check_int_or_percent(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer or a percentage such as '25%'")  # noqa: TRY004 -- pydantic reports only ValueError
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    if isinstance(value, str):
+        m = _PERCENT_RE.match(value.strip())
+        if m:
+            return f"{int(m.group(1))}%"
+        if value.strip().isdigit():
+            return int(value.strip())
+    raise ValueError(f"must be an integer or a percentage such as '25%', not {value!r}")
+
+
+IntOrPercent = Annotated[int | str, BeforeValidator(_check_int_or_percent)]
+"""A count or a percentage of the desired replicas, as Kubernetes' IntOrString."""
+
+
+def _nonempty_argv(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must name a program: a non-empty list of arguments")
+    if not value[0].strip():
+        raise ValueError("the program (first element) must not be empty")
+    return value
+
+
+Argv = Annotated[list[str], AfterValidator(_nonempty_argv)]
+
+
+def _env_mapping(value: Any) -> Any:
+    """Accept both a mapping and the Kubernetes list form ``[{name, value}]``."""
+    if isinstance(value, list):
+        out: dict[str, Any] = {}
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or "name" not in item:
+                raise ValueError(f"item {i}: expected {{name, value}}")
+            extra = set(item) - {"name", "value"}
+            if extra:
+                raise ValueError(f"item {i}: unknown field(s) {sorted(extra)}")
+            out[str(item["name"])] = item.get("value", "")
+        return out
+    return value
+
+
+def _env_values(value: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not k or "=" in k or "\0" in k:
+            raise ValueError(f"invalid variable name {k!r}")
+        if isinstance(v, bool | dict | list) or v is None:
+            raise ValueError(f"{k}: value must be a string or a number")
+        out[k] = str(v)
+    return out
+
+
+EnvMap = Annotated[dict[str, Any], BeforeValidator(_env_mapping), AfterValidator(_env_values)]
+
+
+class ExecAction(_Model):
+    """Run a program (argv list, no shell); exit status 0 is success."""
+
+    command: Argv
+
+
+class HTTPHeader(_Model):
+    name: str = Field(min_length=1)
+    value: str
+
+
+class HTTPGetAction(_Model):
+    """An HTTP GET against the instance; a status from 200 to 399 is success.
+
+    ``port`` defaults to the instance's own port (the one given in ``PORT``).
+    """
+
+    path: str = "/"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    scheme: Literal["HTTP"] = "HTTP"
+    http_headers: list[HTTPHeader] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _path_absolute(self) -> HTTPGetAction:
+        if not self.path.startswith("/"):
+            raise field_error("path", "must start with '/'")
+        return self
+
+
+class TCPSocketAction(_Model):
+    """Success when a TCP connection opens; ``port`` defaults to the instance's own port."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+
+class SleepAction(_Model):
+    seconds: float = Field(ge=0, le=3600)
+
+
+def _exactly_one(model: BaseModel, names: tuple[str, ...], what: str) -> None:
+    given = [n for n in names if getattr(model, n) is not None]
+    aliases = ", ".join(to_camel(n) for n in names)
+    if len(given) != 1:
+        raise ValueError(f"{what} needs exactly one of {aliases}; got {len(given)}")
+
+
+class Probe(_Model):
+    """A readiness, liveness or startup probe, with Kubernetes' fields and defaults."""
+
+    http_get: HTTPGetAction | None = None
+    tcp_socket: TCPSocketAction | None = None
+    exec: ExecAction | None = None
+    initial_delay_seconds: float = Field(default=0, ge=0)
+    period_seconds: float = Field(default=10, gt=0)
+    timeout_seconds: float = Field(default=1, gt=0)
+    success_threshold: int = Field(default=1, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> Probe:
+        _exactly_one(self, ("http_get", "tcp_socket", "exec"), "a probe")
+        return self
+
+
+class PreStopHandler(_Model):
+    """What runs before SIGTERM: a program, an HTTP GET, or a pause."""
+
+    exec: ExecAction | None = None
+    http_get: HTTPGetAction | None = None
+    sleep: SleepAction | None = None
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> PreStopHandler:
+        _exactly_one(self, ("exec", "http_get", "sleep"), "preStop")
+        return self
+
+
+class Lifecycle(_Model):
+    pre_stop: PreStopHandler | None = None
+
+
+class Template(_Model):
+    """What an instance is. Any change here makes a new revision; see ``template_hash``."""
+
+    command: Argv
+    env: EnvMap = Field(default_factory=dict)
+    working_dir: str | None = None
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    lifecycle: Lifecycle | None = None
+    termination_grace_period_seconds: float = Field(default=30, ge=0, le=86_400)
+
+
+class RollingUpdate(_Model):
+    """Surge and unavailability bounds; percentages are of ``spec.replicas``."""
+
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = "25%"
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> RollingUpdate:
+        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise field_error("maxUnavailable", "may not be 0 when maxSurge is 0")
+        return self
+
+
+def _is_zero(v: int | str) -> bool:
+    return v in {0, "0%"}
+
+
+class Strategy(_Model):
+    type: Literal["RollingUpdate"] = "RollingUpdate"
+    rolling_update: RollingUpdate = Field(default_factory=RollingUpdate)
+
+
+def _check_name(value: str) -> str:
+    if len(value) > 63 or not _NAME_RE.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+class Metadata(_Model):
+    name: Annotated[str, AfterValidator(_check_name)]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1-65535, not {port!r}")
+    return value
+
+
+class RolloutSpec(_Model):
+    replicas: int = Field(default=1, ge=0, le=1000)
+    listen: Annotated[str, AfterValidator(_check_listen)]
+    paused: bool = False
+    min_ready_seconds: float = Field(default=0, ge=0)
+    progress_deadline_seconds: float = Field(default=600, gt=0)
+    revision_history_limit: int = Field(default=10, ge=0)
+    template: Template
+    strategy: Strategy = Field(default_factory=Strategy)
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class Rollout(_Model):
+    """A whole Rollout document."""
+
+    api_version: Literal["gapless.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Rollout"]
+    metadata: Metadata
+    spec: RolloutSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def to_document(self) -> dict[str, Any]:
+        """The document as YAML/JSON-ready data with camelCase keys."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def template_hash(template: Template) -> str:
+    """A stable short hash of the template: equal templates give the same revision.
+
+    Like Kubernetes' pod-template-hash, it is computed over the fully defaulted template, so writing a
+    default explicitly does not create a new revision.
+    """
+    data = template.model_dump(mode="json", by_alias=True)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
