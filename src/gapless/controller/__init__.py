@@ -1,0 +1,1 @@
+"""The control plane's reconcile loop: observe, plan (pure), apply, persist."""

@@ -1,0 +1,1 @@
+"""Durable state of the control plane in SQLite, every change in one transaction."""
