@@ -1,0 +1,75 @@
+"""Rows of the control plane's state, as frozen dataclasses.
+
+These are the persisted facts: what was asked (rollout spec, revisions) and what was done (instances with
+their pid and port, events). Everything the controller derives is recomputed from them on each pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "EventRecord",
+    "InstanceRecord",
+    "InstanceState",
+    "RevisionPhase",
+    "RevisionRecord",
+    "RolloutRecord",
+]
+
+InstanceState = Literal["starting", "running", "backoff", "terminating", "stopped"]
+RevisionPhase = Literal["pending", "progressing", "complete", "failed", "superseded"]
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    name: str
+    spec: dict[str, Any]
+    generation: int
+    created_at: float
+    updated_at: float
+    status: dict[str, Any] = field(default_factory=dict)
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    rollout: str
+    hash: str
+    number: int
+    template: dict[str, Any]
+    created_at: float
+    phase: RevisionPhase = "pending"
+    message: str = ""
+    progress_at: float | None = None
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    id: str
+    rollout: str
+    revision: str
+    state: InstanceState
+    created_at: float
+    log_path: str
+    pid: int | None = None
+    pgid: int | None = None
+    port: int | None = None
+    started_at: float | None = None
+    ready: bool = False
+    ready_since: float | None = None
+    restarts: int = 0
+    next_start_at: float | None = None
+    message: str = ""
+    restart_pending: bool = False
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    time: float
+    rollout: str
+    revision: str
+    type: str
+    message: str

@@ -1,0 +1,294 @@
+"""SQLite store of the control plane.
+
+Every mutation is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a crash at any line leaves
+either the old or the new state. WAL mode keeps readers (the CLI's ``status``) from blocking the writer.
+Calls are synchronous and short (a local file, a handful of rows); the control plane makes them from
+its event loop deliberately: they take well under a millisecond and ordering stays obvious.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gapless.core.errors import NotFoundError
+from gapless.store.records import EventRecord, InstanceRecord, RevisionRecord, RolloutRecord
+
+__all__ = ["Store"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollouts (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT '{}',
+    deleting INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS revisions (
+    rollout TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    template TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    phase TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    progress_at REAL,
+    PRIMARY KEY (rollout, hash)
+);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    rollout TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    log_path TEXT NOT NULL,
+    pid INTEGER,
+    pgid INTEGER,
+    port INTEGER,
+    started_at REAL,
+    ready INTEGER NOT NULL DEFAULT 0,
+    ready_since REAL,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    next_start_at REAL,
+    message TEXT NOT NULL DEFAULT '',
+    restart_pending INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS instances_by_rollout ON instances (rollout);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    rollout TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    type TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_rollout ON events (rollout, id);
+"""
+
+_INSTANCE_COLS = [f.name for f in fields(InstanceRecord)]
+_REVISION_COLS = [f.name for f in fields(RevisionRecord)]
+
+
+class Store:
+    """The state database in ``<state_dir>/state.db``. Inert until ``open()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> Store:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        self._db = db
+        with self.transaction():
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer gapless (schema {row[0]} > {SCHEMA_VERSION})"
+                )
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        if db.in_transaction:
+            yield db
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- meta ---------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    # -- rollouts -----------------------------------------------------------------------------------
+
+    def rollouts(self) -> list[RolloutRecord]:
+        rows = self.db.execute("SELECT * FROM rollouts ORDER BY name").fetchall()
+        return [_rollout(r) for r in rows]
+
+    def rollout(self, name: str) -> RolloutRecord:
+        row = self.db.execute("SELECT * FROM rollouts WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"rollout {name!r} not found")
+        return _rollout(row)
+
+    def find_rollout(self, name: str) -> RolloutRecord | None:
+        row = self.db.execute("SELECT * FROM rollouts WHERE name=?", (name,)).fetchone()
+        return None if row is None else _rollout(row)
+
+    def put_rollout(self, rec: RolloutRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO rollouts (name, spec, generation, created_at, updated_at, status, deleting) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, "
+                "generation=excluded.generation, updated_at=excluded.updated_at, status=excluded.status, "
+                "deleting=excluded.deleting",
+                (
+                    rec.name,
+                    json.dumps(rec.spec),
+                    rec.generation,
+                    rec.created_at,
+                    rec.updated_at,
+                    json.dumps(rec.status),
+                    int(rec.deleting),
+                ),
+            )
+
+    def set_status(self, name: str, status: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE rollouts SET status=? WHERE name=?", (json.dumps(status), name))
+
+    def delete_rollout(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM instances WHERE rollout=?", (name,))
+            db.execute("DELETE FROM revisions WHERE rollout=?", (name,))
+            db.execute("DELETE FROM rollouts WHERE name=?", (name,))
+
+    # -- revisions ----------------------------------------------------------------------------------
+
+    def revisions(self, rollout: str) -> list[RevisionRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM revisions WHERE rollout=? ORDER BY number", (rollout,)
+        ).fetchall()
+        return [_revision(r) for r in rows]
+
+    def put_revision(self, rec: RevisionRecord) -> None:
+        with self.transaction() as db:
+            _upsert(
+                db, "revisions", asdict(rec) | {"template": json.dumps(rec.template)}, ("rollout", "hash")
+            )
+
+    def delete_revision(self, rollout: str, hash_: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM revisions WHERE rollout=? AND hash=?", (rollout, hash_))
+
+    # -- instances ----------------------------------------------------------------------------------
+
+    def instances(self, rollout: str | None = None) -> list[InstanceRecord]:
+        if rollout is None:
+            rows = self.db.execute("SELECT * FROM instances ORDER BY created_at, id").fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM instances WHERE rollout=? ORDER BY created_at, id", (rollout,)
+            ).fetchall()
+        return [_instance(r) for r in rows]
+
+    def put_instance(self, rec: InstanceRecord) -> None:
+        with self.transaction() as db:
+            _upsert(db, "instances", asdict(rec), ("id",))
+
+    def update_instance(self, id_: str, **changes: Any) -> InstanceRecord:
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM instances WHERE id=?", (id_,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"instance {id_!r} not found")
+            rec = replace(_instance(row), **changes)
+            _upsert(db, "instances", asdict(rec), ("id",))
+            return rec
+
+    def delete_instance(self, id_: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM instances WHERE id=?", (id_,))
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def add_event(self, time: float, rollout: str, revision: str, type_: str, message: str) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO events (time, rollout, revision, type, message) VALUES (?, ?, ?, ?, ?)",
+                (time, rollout, revision, type_, message),
+            )
+            return int(cur.lastrowid or 0)
+
+    def events(self, rollout: str | None = None, since_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        if rollout is None:
+            rows = self.db.execute(
+                "SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (since_id, limit)
+            ).fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM events WHERE rollout=? AND id>? ORDER BY id LIMIT ?",
+                (rollout, since_id, limit),
+            ).fetchall()
+        return [EventRecord(**dict(r)) for r in rows]
+
+
+def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
+    cols = list(row)
+    placeholders = ", ".join("?" for _ in cols)
+    updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in key)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders}) "  # noqa: S608 -- names are ours
+        f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+    db.execute(sql, [int(v) if isinstance(v, bool) else v for v in row.values()])
+
+
+def _rollout(r: sqlite3.Row) -> RolloutRecord:
+    return RolloutRecord(
+        name=r["name"],
+        spec=json.loads(r["spec"]),
+        generation=r["generation"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        status=json.loads(r["status"]),
+        deleting=bool(r["deleting"]),
+    )
+
+
+def _revision(r: sqlite3.Row) -> RevisionRecord:
+    d = {c: r[c] for c in _REVISION_COLS}
+    d["template"] = json.loads(d["template"])
+    return RevisionRecord(**d)
+
+
+def _instance(r: sqlite3.Row) -> InstanceRecord:
+    d = {c: r[c] for c in _INSTANCE_COLS}
+    d["ready"] = bool(d["ready"])
+    d["restart_pending"] = bool(d["restart_pending"])
+    return InstanceRecord(**d)

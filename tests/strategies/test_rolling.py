@@ -1,0 +1,186 @@
+"""The rolling planner: bounds hold at every step, progress deadlines fail, one kind of change per pass."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+
+from gapless.strategies.plan import InstanceView, Plan, RolloutView
+from gapless.strategies.rolling import plan_rolling
+
+T0 = 1000.0
+
+
+def view(**kw: object) -> RolloutView:
+    base = RolloutView(
+        replicas=10,
+        max_surge=2,
+        max_unavailable=1,
+        min_ready_seconds=0,
+        progress_deadline_seconds=600,
+        paused=False,
+        target="new",
+        target_failed=False,
+        target_complete=False,
+        stable="old",
+        progress_at=T0,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def inst(
+    i: int, rev: str, *, ready: bool = True, phase: str = "running", since: float = T0 - 100
+) -> InstanceView:
+    return InstanceView(f"{rev}-{i}", rev, phase, ready, since if ready else None, T0 - 200 + i)  # type: ignore[arg-type]
+
+
+class Sim:
+    """A toy world for the planner: started instances become ready after ``ready_after`` ticks."""
+
+    def __init__(self, v: RolloutView, instances: list[InstanceView], ready_after: int | None = 1) -> None:
+        self.v = v
+        self.instances = instances
+        self.ready_after = ready_after
+        self.born: dict[str, int] = {}
+        self.ids = itertools.count()
+        self.now = T0
+        self.ready_born_from = -1
+
+    def step(self, tick: int) -> Plan:
+        self.now += 1
+        for i, x in enumerate(self.instances):
+            b = self.born.get(x.id)
+            if (
+                b is not None
+                and self.ready_after is not None
+                and tick - b >= self.ready_after
+                and not x.ready
+            ):
+                self.instances[i] = replace(x, ready=True, ready_since=self.now)
+        # terminating instances finish after one tick
+        self.instances = [
+            x for x in self.instances if x.phase != "terminating" or self.born.get(x.id, -9) == tick
+        ]
+        plan = plan_rolling(self.v, self.instances, self.now)
+        if plan.start:
+            for _ in range(plan.start.count):
+                n = next(self.ids)
+                x = InstanceView(f"s{n}", plan.start.revision, "running", False, None, self.now)
+                self.instances.append(x)
+                self.born[x.id] = tick
+        ids = {t.instance_id for t in plan.terminate}
+        self.instances = [replace(x, phase="terminating") if x.id in ids else x for x in self.instances]
+        for x in self.instances:
+            if x.id in ids:
+                self.born[x.id] = tick + 1
+        return plan
+
+
+@pytest.mark.parametrize(
+    ("replicas", "surge", "unavailable", "max_total", "min_available"),
+    [
+        (10, 2, 1, 12, 9),
+        (10, "25%", "25%", 13, 8),
+        (4, "25%", "25%", 5, 3),
+        (4, 0, 1, 4, 3),
+        (4, 1, 0, 5, 4),
+        (3, "0%", "0%", 3, 2),
+        (1, "25%", "25%", 2, 0),
+        (5, "100%", 0, 10, 5),
+    ],
+)
+def test_rolling_update_respects_bounds(
+    replicas: int, surge: int | str, unavailable: int | str, max_total: int, min_available: int
+) -> None:
+    """A full rolling update never exceeds replicas+surge instances nor drops below replicas-unavailable available."""
+    v = view(replicas=replicas, max_surge=surge, max_unavailable=unavailable)
+    sim = Sim(v, [inst(i, "old") for i in range(replicas)])
+    for tick in range(200):
+        plan = sim.step(tick)
+        assert len(sim.instances) <= max_total, (tick, sim.instances)
+        avail = sum(1 for x in sim.instances if x.phase == "running" and x.available(sim.now, 0))
+        assert avail >= min_available, (tick, avail)
+        if plan.outcome == "complete":
+            break
+    else:
+        pytest.fail("rolling update never completed")
+    assert {x.revision for x in sim.instances if x.phase != "terminating"} == {"new"}
+
+
+def test_one_kind_of_change_per_pass() -> None:
+    """A pass either starts instances or terminates them, never both."""
+    v = view(max_surge=3, max_unavailable=3)
+    sim = Sim(v, [inst(i, "old") for i in range(10)])
+    for tick in range(100):
+        plan = sim.step(tick)
+        assert not (plan.start and plan.terminate)
+        if plan.outcome:
+            break
+
+
+def test_unready_new_revision_fails_after_deadline_and_restores_stable() -> None:
+    """A revision that never becomes ready fails at its deadline; then old is restored and new removed."""
+    v = view(replicas=4, max_surge=1, max_unavailable=1, progress_deadline_seconds=30)
+    sim = Sim(v, [inst(i, "old") for i in range(4)], ready_after=None)
+    outcome = None
+    for tick in range(100):
+        plan = sim.step(tick)
+        avail = sum(1 for x in sim.instances if x.revision == "old" and x.available(sim.now, 0))
+        assert avail >= 3
+        if plan.outcome == "failed":
+            outcome = plan
+            break
+    assert outcome is not None
+    assert "made no progress" in outcome.reason
+    sim.v = replace(v, target_failed=True)
+    sim.ready_after, sim.ready_born_from = 1, 100
+    for tick in range(100, 200):
+        sim.step(tick)
+    live = [x for x in sim.instances if x.phase != "terminating"]
+    assert sorted(x.revision for x in live) == ["old"] * 4
+    assert all(x.ready for x in live)
+
+
+def test_unhealthy_old_instances_are_removed_first() -> None:
+    """Old instances that are not ready are terminated before healthy ones."""
+    v = view(replicas=4, max_surge=0, max_unavailable=1)
+    instances = [inst(0, "old", ready=False), inst(1, "old"), inst(2, "old"), inst(3, "old")]
+    plan = plan_rolling(v, instances, T0)
+    assert [t.instance_id for t in plan.terminate] == ["old-0"]
+
+
+def test_scale_up_and_down_without_template_change() -> None:
+    """Scaling a complete revision starts or stops instances without touching the revision."""
+    v = view(replicas=6, target="old", target_complete=True, stable="old")
+    plan = plan_rolling(v, [inst(i, "old") for i in range(4)], T0)
+    assert plan.start is not None
+    assert (plan.start.revision, plan.start.count) == ("old", 2)
+    v = view(replicas=2, target="old", target_complete=True, stable="old")
+    plan = plan_rolling(v, [inst(i, "old") for i in range(4)], T0)
+    assert len(plan.terminate) == 2
+
+
+def test_paused_rollout_changes_nothing() -> None:
+    """A paused rollout neither starts nor stops instances."""
+    plan = plan_rolling(view(paused=True), [inst(i, "old") for i in range(10)], T0)
+    assert plan == Plan()
+
+
+def test_min_ready_seconds_delays_availability() -> None:
+    """An instance ready for less than minReadySeconds is not available and old is not scaled down."""
+    v = view(replicas=1, max_surge=1, max_unavailable=0, min_ready_seconds=10)
+    instances = [inst(0, "old"), InstanceView("n", "new", "running", True, T0 - 5, T0 - 6)]
+    plan = plan_rolling(v, instances, T0)
+    assert plan.terminate == ()
+    assert plan.requeue_at == T0 + 5
+    plan = plan_rolling(v, instances, T0 + 5)
+    assert [t.instance_id for t in plan.terminate] == ["old-0"]
+
+
+def test_complete_marks_outcome_once() -> None:
+    """When all target instances are available and no old remain, the target is marked complete once."""
+    instances = [inst(i, "new") for i in range(10)]
+    assert plan_rolling(view(), instances, T0).outcome == "complete"
+    assert plan_rolling(view(target_complete=True), instances, T0).outcome is None
