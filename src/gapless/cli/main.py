@@ -1,23 +1,366 @@
-"""Entry point of the ``gapless`` console script."""
+"""Entry point of the ``gapless`` console script.
+
+Exit codes are a contract for scripts: 0 ok, 1 the rollout failed or was aborted (or the control plane
+is unreachable), 2 a usage or spec error (nothing was changed). ``-o json`` output is stable.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
 import typer
+from rich.console import Console
 
 from gapless import __version__
+from gapless.cli.client import ApiClient, ApiError, NotRunningError, resolve_state_dir, start_control_plane
+from gapless.cli.down import down_all, down_rollout
+from gapless.cli.load_cmd import load_command
+from gapless.cli.logs import show_logs
+from gapless.cli.render import render_events, render_history, render_status
+from gapless.cli.wait import wait_for_rollout
+from gapless.core.errors import GaplessError, SpecError
+from gapless.spec.load import load_rollout
 
 app = typer.Typer(
     name="gapless",
-    help="Zero-downtime deployments: rolling updates of local processes behind a built-in router.",
+    help=(
+        "Zero-downtime deployments: run N instances of your HTTP service behind gapless's router and "
+        "replace them with a new version while traffic flows.\n\n"
+        "Exit codes: 0 ok, 1 rollout failed or aborted, 2 usage or spec error."
+    ),
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="rich",
 )
+
+out = Console()
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where gapless keeps its state (default: $GAPLESS_HOME, else .gapless in the working directory).",
+        show_default=False,
+    ),
+]
+SpecFile = Annotated[Path, typer.Option("-f", "--file", help="Rollout spec (YAML).", show_default=False)]
+Output = Annotated[str, typer.Option("-o", "--output", help="text or json.")]
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body, turning gapless errors into messages and exit codes."""
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except SpecError as e:
+        err.print(f"[red]error:[/] {e.source}: {len(e.problems)} problem(s)")
+        for p in e.problems:
+            err.print(f"  {p}", markup=False, highlight=False)
+        raise typer.Exit(2) from e
+    except ApiError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2 if 400 <= e.status < 500 and e.status != 409 else 1) from e
+    except NotRunningError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from e
+    except GaplessError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from e
+    except KeyboardInterrupt as e:
+        raise typer.Exit(130) from e
+
+
+def _check_output(output: str) -> None:
+    if output not in ("text", "json"):
+        err.print(f"[red]error:[/] --output must be text or json, not {output!r}")
+        raise typer.Exit(2)
+
+
+async def _apply(state_dir: Path, file: Path, *, start: bool) -> tuple[ApiClient, dict[str, Any]]:
+    rollout = load_rollout(file)
+    if start and await start_control_plane(state_dir):
+        err.print(f"started control plane for {state_dir}")
+    client = ApiClient(state_dir)
+    result = await client.request("PUT", f"/api/v1/rollouts/{rollout.name}", rollout.to_document())
+    return client, result
+
+
+@app.command()
+def up(
+    file: SpecFile,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once the spec is accepted.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Start the control plane, the router and the instances of a rollout; wait until it is ready."""
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        client, result = await _apply(sd, file, start=True)
+        try:
+            name = result["name"]
+            if detach:
+                out.print(f"{name}: generation {result['generation']} accepted")
+                return 0
+            return await wait_for_rollout(client, name, result["generation"], err, timeout)
+        finally:
+            await client.aclose()
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def apply(
+    file: SpecFile,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Block until the rollout completes (0) or fails (1).")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after this many seconds.")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Submit a new desired spec; a changed template starts a rolling update."""
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        client, result = await _apply(sd, file, start=False)
+        try:
+            name = result["name"]
+            what = "configured" if result["changed"] else "unchanged"
+            err.print(f"{name} {what} (generation {result['generation']}, template {result['revisionHash']})")
+            if not wait:
+                return 0
+            return await wait_for_rollout(client, name, result["generation"], err, timeout)
+        finally:
+            await client.aclose()
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def status(
+    name: str,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing.")] = False,
+    output: Output = "text",
+    state_dir: StateDir = None,
+) -> None:
+    """Show a rollout's phase, conditions and instances."""
+    _check_output(output)
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        client = ApiClient(sd)
+        try:
+            if not watch:
+                st = await client.status(name)
+                if output == "json":
+                    out.print_json(json.dumps(st))
+                else:
+                    out.print(render_status(st))
+                return 0
+            from rich.live import Live
+
+            with Live(console=out, refresh_per_second=4) as live:
+                while True:
+                    st = await client.status(name)
+                    if output == "json":
+                        sys.stdout.write(json.dumps(st) + "\n")
+                        sys.stdout.flush()
+                    else:
+                        live.update(render_status(st))
+                    await asyncio.sleep(0.5)
+        finally:
+            await client.aclose()
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def history(name: str, output: Output = "text", state_dir: StateDir = None) -> None:
+    """List a rollout's revisions."""
+    _check_output(output)
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        client = ApiClient(sd)
+        try:
+            items = (await client.request("GET", f"/api/v1/rollouts/{name}/history"))["items"]
+        finally:
+            await client.aclose()
+        if output == "json":
+            out.print_json(json.dumps(items))
+        else:
+            out.print(render_history(items))
+        return 0
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def undo(
+    name: str,
+    to_revision: Annotated[
+        int | None, typer.Option("--to-revision", help="Revision number (default: previous).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Block until the rollback completes.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Roll back to an earlier revision (a rolling update to its template)."""
+    if to_revision is not None and to_revision < 1:
+        err.print("[red]error:[/] --to-revision must be a positive integer")
+        raise typer.Exit(2)
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        client = ApiClient(sd)
+        try:
+            body_ = {"toRevision": to_revision} if to_revision is not None else {}
+            result = await client.request("POST", f"/api/v1/rollouts/{name}/undo", body_)
+            if not result.get("changed"):
+                err.print(f"{name} already runs revision {result.get('revision')}")
+                return 0
+            err.print(
+                f"{name} rolling back to the template of revision {result.get('from')} (now revision {result.get('revision')})"
+            )
+            if wait:
+                return await wait_for_rollout(client, name, result["generation"], err)
+            return 0
+        finally:
+            await client.aclose()
+
+    raise typer.Exit(_run(body))
+
+
+def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        client = ApiClient(sd)
+        try:
+            verb = "pause" if paused else "resume"
+            result = await client.request("POST", f"/api/v1/rollouts/{name}/{verb}")
+            err.print(f"{name} {verb}d" if result.get("changed") else f"{name} was already {verb}d")
+            return 0
+        finally:
+            await client.aclose()
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def pause(name: str, state_dir: StateDir = None) -> None:
+    """Pause a rollout: no instance is started or stopped for the update until resumed."""
+    _set_paused(name, True, state_dir)
+
+
+@app.command()
+def resume(name: str, state_dir: StateDir = None) -> None:
+    """Resume a paused rollout."""
+    _set_paused(name, False, state_dir)
+
+
+@app.command()
+def logs(
+    name: str,
+    revision: Annotated[
+        int | None, typer.Option("--revision", help="Only instances of this revision number.")
+    ] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
+    tail: Annotated[int, typer.Option(help="Lines per instance to show first (-1: all).")] = -1,
+    state_dir: StateDir = None,
+) -> None:
+    """Print the logs of a rollout's instances, each line prefixed with its instance."""
+    sd = resolve_state_dir(state_dir)
+    raise typer.Exit(
+        _run(lambda: show_logs(sd, name, revision=revision, follow=follow, tail=tail, console=out))
+    )
+
+
+@app.command()
+def events(
+    name: Annotated[str | None, typer.Argument(help="Only this rollout.")] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events.")] = False,
+    output: Output = "text",
+    state_dir: StateDir = None,
+) -> None:
+    """Show deployment events (revision created, scaling, readiness, failures, completion)."""
+    _check_output(output)
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        client = ApiClient(sd)
+        since = 0
+        try:
+            while True:
+                params: dict[str, Any] = {"since": since}
+                if name:
+                    params["rollout"] = name
+                items = (await client.request("GET", "/api/v1/events", params=params))["items"]
+                if items:
+                    since = items[-1]["id"]
+                    if output == "json":
+                        for e in items:
+                            sys.stdout.write(json.dumps(e) + "\n")
+                        sys.stdout.flush()
+                    else:
+                        out.print(render_events(items))
+                if not follow:
+                    return 0
+                await asyncio.sleep(0.5)
+        finally:
+            await client.aclose()
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def down(
+    name: Annotated[
+        str | None, typer.Argument(help="Remove only this rollout (default: everything).")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Stop instances (gracefully), routers and the control plane; leave no process behind."""
+    sd = resolve_state_dir(state_dir)
+    if name is None:
+        raise typer.Exit(_run(lambda: down_all(sd, err)))
+    raise typer.Exit(_run(lambda: down_rollout(sd, name, err)))
+
+
+app.command("load")(load_command)
+
+
+@app.command()
+def demo(
+    state_dir: StateDir = None,
+    rps: Annotated[float, typer.Option(help="Load during the demo (requests/s).")] = 200.0,
+) -> None:
+    """Self-contained demo: 4 replicas under load, roll v1 -> v2, then a v3 that never becomes ready."""
+    from gapless.cli.demo import run_demo
+
+    raise typer.Exit(_run(lambda: run_demo(state_dir, rps=rps, console=err)))
+
+
+@app.command("control-plane", hidden=True)
+def control_plane(state_dir: StateDir = None) -> None:
+    """Run the control plane in the foreground (started detached by `gapless up`)."""
+    from gapless.server.process import run_control_plane
+
+    raise typer.Exit(run_control_plane(resolve_state_dir(state_dir)))
 
 
 @app.command()
 def version() -> None:
     """Print the gapless version."""
-    typer.echo(__version__)
+    out.print(__version__)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from gapless.core.errors import Problem, SpecError
 from gapless.spec.models import Rollout
 
-__all__ = ["load_rollout", "parse_rollout", "problems_from_validation"]
+__all__ = ["load_rollout", "parse_rollout", "problems_from_validation", "validate_rollout"]
 
 MAX_SPEC_BYTES = 1 << 20
 

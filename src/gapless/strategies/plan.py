@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["InstanceView", "Plan", "RolloutView", "Start", "Terminate"]
+__all__ = ["InstancePhase", "InstanceView", "Plan", "RolloutView", "Start", "Terminate"]
 
 InstancePhase = Literal["starting", "running", "backoff", "terminating"]
 

@@ -1,0 +1,254 @@
+"""Benchmark the router against a direct connection and against HAProxy, on pinned CPUs.
+
+Rows, all against the same two tiny upstreams (``bench/upstream.py``):
+
+  direct   wrk -> one upstream
+  gapless  wrk -> gapless router (two backends in two revisions, weights 1:1) -> upstreams
+  haproxy  wrk -> HAProxy (round-robin, forwardfor, http-reuse) -> upstreams
+
+wrk runs on CPU 0 (``--wrk-cpu``); the proxy and the upstreams share CPU 1 (``--proxy-cpu``), so each
+proxy gets the same single core. Needs ``wrk`` and ``taskset``; the HAProxy row is skipped without
+``haproxy``. Run: ``.venv/bin/python bench/router.py [--duration 10] [--connections 64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from gapless.router.client import RouterClient
+from gapless.router.config import Backend, RouterConfig
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+
+
+@dataclass
+class Row:
+    name: str
+    rps: float | None
+    p50: str
+    p99: str
+    note: str = ""
+    cpu_us: float | None = None  # CPU time of the proxy process per request
+    user_share: float | None = None  # share of that CPU time spent in user space
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process so far."""
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user), float(t.system)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def pinned(cpu: int, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv]
+
+
+def run_wrk(args: argparse.Namespace, port: int, name: str, pid: int | None = None) -> Row:
+    url = f"http://127.0.0.1:{port}/"
+    # A short warm-up fills connection pools and lets the proxies settle.
+    subprocess.run(
+        pinned(args.wrk_cpu, ["wrk", "-t1", f"-c{args.connections}", "-d1s", url]),
+        capture_output=True,
+        check=True,
+    )
+    cmd = pinned(
+        args.wrk_cpu,
+        ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
+    )
+    user0, sys0 = cpu_seconds(pid) if pid is not None else (0.0, 0.0)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    user1, sys1 = cpu_seconds(pid) if pid is not None else (0.0, 0.0)
+    cpu = (user1 - user0) + (sys1 - sys0) if pid is not None else None
+    if args.verbose:
+        print(out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    total = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    return Row(
+        name,
+        float(rps.group(1)) if rps else None,
+        p50.group(1) if p50 else "?",
+        p99.group(1) if p99 else "?",
+        errors.group(0) if errors else "",
+        cpu * 1e6 / int(total.group(1)) if cpu is not None and total else None,
+        (user1 - user0) / cpu if cpu else None,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def bench_gapless(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> Row:
+    port = free_port()
+    token = secrets.token_hex(16)
+    (tmp / "token").write_text(token)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    argv = [
+        sys.executable, "-m", "gapless.router", "--name", "bench", "--listen", f"127.0.0.1:{port}",
+        "--admin-socket", str(tmp / "admin.sock"), "--token-file", str(tmp / "token"),
+        "--config-file", str(tmp / "router.json"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(pinned(args.proxy_cpu, argv), env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        config = RouterConfig(
+            version=1,
+            backends=tuple(
+                Backend(id=f"u{i}", port=p, revision=rev)
+                for i, (p, rev) in enumerate(zip(upstreams, "ab", strict=True))
+            ),
+            weights={"a": 1, "b": 1},
+        )
+
+        async def push() -> None:
+            async with RouterClient(tmp / "admin.sock", token) as client:
+                await client.put_config(config)
+
+        asyncio.run(push())
+        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+        if args.profile:
+            prof = subprocess.Popen(
+                ["py-spy", "record", "-o", args.profile, "-p", str(proc.pid), "--format",
+                 "raw" if args.profile.endswith(".txt") else "flamegraph", "-d", str(args.duration + 1)]
+            )  # fmt: skip
+        row = run_wrk(args, port, "gapless", proc.pid)
+        if args.profile:
+            prof.wait()
+        return row
+    finally:
+        stop(proc)
+
+
+HAPROXY_CFG = """
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    option forwardfor
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    balance roundrobin
+{servers}
+"""
+
+
+def bench_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> Row:
+    binary = shutil.which("haproxy")
+    if binary is None:
+        print("haproxy not found (apt-get install -y haproxy): skipping the haproxy row")
+        return Row("haproxy", None, "-", "-", "haproxy not installed")
+    port = free_port()
+    servers = "\n".join(f"    server u{i} 127.0.0.1:{p}" for i, p in enumerate(upstreams))
+    cfg = tmp / "haproxy.cfg"
+    cfg.write_text(HAPROXY_CFG.format(port=port, servers=servers))
+    proc = subprocess.Popen(pinned(args.proxy_cpu, [binary, "-f", str(cfg)]), stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        return run_wrk(args, port, "haproxy", proc.pid)
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--wrk-cpu", type=int, default=0)
+    parser.add_argument("--proxy-cpu", type=int, default=1)
+    parser.add_argument("--only", choices=["direct", "gapless", "haproxy"], action="append")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="record a py-spy profile of the router (.svg flame graph, .txt raw)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="print wrk's whole output")
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: apt-get install -y wrk util-linux")
+    only = set(args.only or ["direct", "gapless", "haproxy"])
+    ports = [free_port(), free_port()]
+    upstreams = [
+        subprocess.Popen(
+            pinned(args.proxy_cpu, [sys.executable, str(HERE / "upstream.py"), "--port", str(p)])
+        )
+        for p in ports
+    ]
+    rows: list[Row] = []
+    try:
+        for p in ports:
+            wait_port(p)
+        with tempfile.TemporaryDirectory(prefix="gapless-bench-") as d:
+            tmp = Path(d)
+            if "direct" in only:
+                rows.append(run_wrk(args, ports[0], "direct", upstreams[0].pid))
+            if "gapless" in only:
+                rows.append(bench_gapless(args, tmp, ports))
+            if "haproxy" in only:
+                rows.append(bench_haproxy(args, tmp, ports))
+    finally:
+        for u in upstreams:
+            stop(u)
+    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, wrk on CPU {args.wrk_cpu}, "
+          f"proxy and upstreams on CPU {args.proxy_cpu}")  # fmt: skip
+    print("(CPU/req: CPU time the proxy process used per request; for 'direct', the upstream's)")
+    print(f"{'target':<10}{'req/s':>12}{'P50':>12}{'P99':>12}{'CPU/req':>12}{'user':>7}  note")
+    for r in rows:
+        rps = f"{r.rps:,.0f}" if r.rps is not None else "-"
+        cpu = f"{r.cpu_us:.1f}us" if r.cpu_us is not None else "-"
+        user = f"{r.user_share:.0%}" if r.user_share is not None else "-"
+        print(f"{r.name:<10}{rps:>12}{r.p50:>12}{r.p99:>12}{cpu:>12}{user:>7}  {r.note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The CLI's way to the control plane: start it when needed, then speak its HTTP API on the unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gapless.core.errors import GaplessError, Problem, SpecError
+from gapless.platform.base import ROLE_CONTROL_PLANE, marker_env
+from gapless.server.auth import TOKEN_FILE
+from gapless.server.process import API_SOCKET
+
+__all__ = ["ApiClient", "ApiError", "NotRunningError", "resolve_state_dir", "start_control_plane"]
+
+
+class ApiError(GaplessError):
+    def __init__(self, status: int, message: str, problems: list[Problem]) -> None:
+        self.status = status
+        self.problems = problems
+        super().__init__(message)
+
+
+class NotRunningError(GaplessError):
+    """No control plane answers for this state directory."""
+
+
+def resolve_state_dir(option: Path | None) -> Path:
+    """``--state-dir``, else ``$GAPLESS_HOME``, else ``.gapless`` in the working directory."""
+    if option is not None:
+        return option.expanduser().resolve()
+    home = os.environ.get("GAPLESS_HOME")
+    if home:
+        return Path(home).expanduser().resolve()
+    return (Path.cwd() / ".gapless").resolve()
+
+
+class ApiClient:
+    """Async client of the control plane API. Inert until used; close with ``aclose()``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / API_SOCKET
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            token_path = self.state_dir / TOKEN_FILE
+            token = token_path.read_text().strip() if token_path.exists() else ""
+            self._client = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=str(self.socket)),
+                base_url="http://gapless",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30.0,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def alive(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            r = await self._http().get("/healthz", timeout=2.0)
+        except (httpx.HTTPError, OSError):
+            return False
+        return r.status_code == 200
+
+    async def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        if not self.socket.exists():
+            raise NotRunningError(
+                f"no control plane is running for {self.state_dir} (start one with `gapless up`)"
+            )
+        try:
+            r = await self._http().request(method, path, json=body, params=params)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
+            raise NotRunningError(f"no control plane answers on {self.socket}: {e}") from e
+        if r.status_code >= 400:
+            try:
+                data = r.json()
+            except ValueError:
+                data = {"error": r.text}
+            problems = [Problem(p.get("path", ""), p.get("message", "")) for p in data.get("problems", [])]
+            if r.status_code == 400 and problems:
+                raise SpecError("control plane", problems)
+            raise ApiError(r.status_code, data.get("error", r.text), problems)
+        return r.json()
+
+    async def status(self, name: str) -> dict[str, Any]:
+        data = await self.request("GET", f"/api/v1/rollouts/{name}")
+        return dict(data["status"])
+
+
+async def start_control_plane(state_dir: Path, timeout: float = 20.0) -> bool:
+    """Start a detached control plane unless one answers; returns whether one was started."""
+    client = ApiClient(state_dir)
+    try:
+        if await client.alive():
+            return False
+        state_dir.mkdir(parents=True, exist_ok=True)
+        log = state_dir / "control-plane.log"
+        # SPT_NOENV: setproctitle must not overwrite the environment, where the markers live.
+        env = dict(os.environ) | marker_env(state_dir, ROLE_CONTROL_PLANE) | {"SPT_NOENV": "1"}
+        with log.open("ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "gapless", "control-plane", "--state-dir", str(state_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = child.poll()
+            if code is not None and code != 3:
+                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+                raise GaplessError(f"the control plane exited with code {code}: {tail}")
+            if await client.alive():
+                return True
+            await asyncio.sleep(0.05)
+        raise GaplessError(f"the control plane did not answer within {timeout:g}s; see {log}")
+    finally:
+        await client.aclose()

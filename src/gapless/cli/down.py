@@ -1,0 +1,81 @@
+"""``gapless down``: stop everything of a state directory and prove that nothing is left.
+
+The control plane does the stopping (drain, preStop, SIGTERM, grace, SIGKILL) because it knows each
+instance's grace period; when none runs, one is started first, so a crashed control plane is adopted and
+shut down properly. Afterwards every process still marked with the state directory is killed: ``down``
+never leaves a process behind, whatever state it found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from gapless.cli.client import ApiClient, NotRunningError, start_control_plane
+from gapless.core.errors import GaplessError
+from gapless.platform.base import ROLE_CONTROL_PLANE
+from gapless.platform.local import LocalPlatform
+
+__all__ = ["down_all", "down_rollout"]
+
+
+async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) -> int:
+    platform = LocalPlatform(state_dir)
+    if not (state_dir / "state.db").exists() and not platform.discover():
+        console.print(f"nothing runs for {state_dir}")
+        return 0
+    client = ApiClient(state_dir)
+    try:
+        if (state_dir / "state.db").exists():
+            await start_control_plane(state_dir)
+            await client.request("POST", "/api/v1/shutdown")
+            console.print("stopping instances, routers and the control plane...")
+            deadline = time.monotonic() + timeout
+            last = None
+            while time.monotonic() < deadline:
+                try:
+                    items = (await client.request("GET", "/api/v1/rollouts"))["items"]
+                except (NotRunningError, GaplessError):
+                    break
+                left = sum(int(i.get("totalInstances", 0)) for i in items)
+                if left != last:
+                    console.print(f"  {len(items)} rollout(s), {left} instance(s) left")
+                    last = left
+                await asyncio.sleep(0.2)
+            await _wait_control_plane_gone(platform, deadline)
+    finally:
+        await client.aclose()
+    leftovers = platform.discover()
+    for p in leftovers:
+        console.print(f"[yellow]killing leftover {p.role} process {p.pid}[/]")
+        await platform.kill_group(p.pgid)
+    console.print("down: no gapless process is running for this state directory")
+    return 0
+
+
+async def _wait_control_plane_gone(platform: LocalPlatform, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if not any(p.role == ROLE_CONTROL_PLANE for p in platform.discover()):
+            return
+        await asyncio.sleep(0.1)
+
+
+async def down_rollout(state_dir: Path, name: str, console: Console, timeout: float = 600.0) -> int:
+    client = ApiClient(state_dir)
+    try:
+        await client.request("DELETE", f"/api/v1/rollouts/{name}")
+        console.print(f"removing {name}...")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items = (await client.request("GET", "/api/v1/rollouts"))["items"]
+            if not any(i.get("name") == name for i in items):
+                console.print(f"{name} removed")
+                return 0
+            await asyncio.sleep(0.2)
+        console.print(f"[red]{name} was not removed within {timeout:g}s[/]")
+        return 1
+    finally:
+        await client.aclose()

@@ -1,0 +1,166 @@
+"""What users ask of the control plane: apply a spec, pause, resume, undo, remove.
+
+Each command validates, writes the new desired state in one transaction and wakes the loop; none of them
+starts or stops anything itself. That keeps a single writer of instances (the reconcile loop) and makes
+every command safe to repeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from gapless.controller.reconcile import Controller
+from gapless.core.clock import Clock
+from gapless.core.errors import GaplessError, NotFoundError
+from gapless.spec.models import Rollout, Template, template_hash
+from gapless.store.records import RolloutRecord
+from gapless.store.sqlite import Store
+
+__all__ = ["Commands", "ConflictError"]
+
+
+class ConflictError(GaplessError):
+    """The request is valid but cannot be done in the current state."""
+
+
+class Commands:
+    def __init__(self, store: Store, controller: Controller, clock: Clock) -> None:
+        self._store = store
+        self._controller = controller
+        self._clock = clock
+
+    def apply(self, rollout: Rollout) -> dict[str, Any]:
+        """Store a new desired spec. A changed template makes a new revision on the next pass."""
+        now = self._clock.now()
+        name = rollout.name
+        doc = rollout.to_document()
+        h = template_hash(rollout.spec.template)
+        with self._store.transaction():
+            rec = self._store.find_rollout(name)
+            if rec is not None and rec.deleting:
+                raise ConflictError(f"rollout {name!r} is being removed; wait until it is gone")
+            if rec is not None:
+                listen_owner = None
+            else:
+                listen_owner = next(
+                    (
+                        r.name
+                        for r in self._store.rollouts()
+                        if r.spec["spec"]["listen"] == rollout.spec.listen
+                    ),
+                    None,
+                )
+            if listen_owner is not None:
+                raise ConflictError(
+                    f"spec.listen: {rollout.spec.listen} is already used by rollout {listen_owner!r}"
+                )
+            changed = rec is None or rec.spec != doc
+            generation = (rec.generation if rec else 0) + (1 if changed else 0)
+            if changed:
+                self._store.put_rollout(
+                    RolloutRecord(
+                        name=name,
+                        spec=doc,
+                        generation=generation,
+                        created_at=rec.created_at if rec else now,
+                        updated_at=now,
+                        status=rec.status if rec else {},
+                    )
+                )
+            retried = self._retry_failed(name, h, now)
+        if changed or retried:
+            self._controller.event(name, h, "Applied", f"generation {generation}")
+        self._controller.wake()
+        return {"name": name, "generation": generation, "changed": changed, "revisionHash": h}
+
+    def _retry_failed(self, name: str, h: str, now: float) -> bool:
+        """Applying the template of a failed revision again retries it with a fresh deadline."""
+        for r in self._store.revisions(name):
+            if r.hash == h and r.phase == "failed":
+                number = max(x.number for x in self._store.revisions(name))
+                self._store.put_revision(
+                    replace(r, phase="progressing", message="", progress_at=now, number=max(number, r.number))
+                )
+                return True
+        return False
+
+    def _update_spec(self, name: str, change: str, mutate: Any) -> dict[str, Any]:
+        now = self._clock.now()
+        with self._store.transaction():
+            rec = self._store.rollout(name)
+            doc = mutate(dict(rec.spec))
+            rollout = Rollout.model_validate(doc)
+            new_doc = rollout.to_document()
+            if new_doc == rec.spec:
+                return {"name": name, "generation": rec.generation, "changed": False}
+            self._store.put_rollout(replace(rec, spec=new_doc, generation=rec.generation + 1, updated_at=now))
+        self._controller.event(
+            name, template_hash(rollout.spec.template), change, f"generation {rec.generation + 1}"
+        )
+        self._controller.wake()
+        return {"name": name, "generation": rec.generation + 1, "changed": True}
+
+    def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        def mutate(doc: dict[str, Any]) -> dict[str, Any]:
+            doc["spec"] = dict(doc["spec"]) | {"paused": paused}
+            return doc
+
+        return self._update_spec(name, "Paused" if paused else "Resumed", mutate)
+
+    def undo(self, name: str, to_revision: int | None) -> dict[str, Any]:
+        """Go back to an earlier revision's template (default: the one before the current)."""
+        rec = self._store.rollout(name)
+        current = template_hash(Rollout.model_validate(rec.spec).spec.template)
+        revisions = self._store.revisions(name)
+        cur = next((r for r in revisions if r.hash == current), None)
+        if to_revision is None:
+            earlier = [r for r in revisions if cur is None or r.number < cur.number]
+            if not earlier:
+                raise ConflictError(f"rollout {name!r} has no earlier revision to go back to")
+            target = earlier[-1]
+        else:
+            found = next((r for r in revisions if r.number == to_revision), None)
+            if found is None:
+                known = ", ".join(str(r.number) for r in revisions) or "none"
+                raise NotFoundError(f"revision {to_revision} of {name!r} not found (known: {known})")
+            target = found
+        if target.hash == current:
+            return {"name": name, "generation": rec.generation, "changed": False, "revision": target.number}
+        template = Template.model_validate(target.template)
+        now = self._clock.now()
+        with self._store.transaction():
+            number = max(r.number for r in revisions) + 1
+            phase = target.phase if target.phase == "complete" else "progressing"
+            self._store.put_revision(replace(target, number=number, phase=phase, message="", progress_at=now))
+
+            def mutate(doc: dict[str, Any]) -> dict[str, Any]:
+                doc["spec"] = dict(doc["spec"]) | {
+                    "template": template.model_dump(mode="json", by_alias=True, exclude_none=True)
+                }
+                return doc
+
+            result = self._update_spec(name, "Undo", mutate)
+        return result | {"revision": number, "from": target.number}
+
+    def delete(self, name: str) -> None:
+        rec = self._store.rollout(name)
+        self._store.put_rollout(replace(rec, deleting=True))
+        self._controller.wake()
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        self._store.rollout(name)
+        out = []
+        for r in self._store.revisions(name):
+            t = Template.model_validate(r.template)
+            out.append(
+                {
+                    "number": r.number,
+                    "hash": r.hash,
+                    "phase": r.phase,
+                    "createdAt": r.created_at,
+                    "message": r.message,
+                    "command": t.command,
+                }
+            )
+        return sorted(out, key=lambda x: x["number"])

@@ -1,0 +1,607 @@
+"""The reconcile loop: observe -> plan (pure) -> apply -> persist, for every rollout, level-triggered.
+
+Each pass reads the desired spec and the recorded instances from the store, checks the processes and the
+probe results, asks ``plan_rolling`` what to do, does it, and writes the status. Nothing is remembered
+between passes that is not in the store or directly observable, so a control plane killed at any line
+and started again continues where it was: it adopts the instances whose processes still run, kills
+processes it has no record of, and resumes stops that were under way.
+
+Ordering is what makes the update gapless: an instance joins the router only once its readiness probe
+passes; an instance leaves the router (acknowledged) before it is drained, and is signalled only once
+its in-flight requests have finished or the grace period ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from gapless.controller.status import build_status
+from gapless.controller.traffic import RouterStartError, Traffic
+from gapless.core.clock import Clock
+from gapless.core.errors import GaplessError
+from gapless.platform.base import (
+    ROLE_INSTANCE,
+    ROLE_ROUTER,
+    InstanceHandle,
+    InstanceSpec,
+    InstanceStartError,
+    Platform,
+)
+from gapless.platform.prober import InstanceProber
+from gapless.router.config import Backend
+from gapless.spec.models import Rollout, Template, template_hash
+from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
+from gapless.store.sqlite import Store
+from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView
+from gapless.strategies.rolling import plan_rolling
+
+__all__ = ["Controller", "backoff_seconds"]
+
+log = logging.getLogger("gapless.controller")
+
+PASS_INTERVAL = 0.5
+"""Seconds between passes when nothing wakes the loop earlier (process exits are polled)."""
+
+
+def backoff_seconds(restarts: int) -> float:
+    """Crash-loop backoff: 1 s doubling to 5 min (Kubernetes uses 10 s; local processes start faster)."""
+    return float(min(300, 2 ** max(0, restarts - 1)))
+
+
+class Controller:
+    """Owns the reconcile loop and every background task it starts. Inert until ``run()``."""
+
+    def __init__(
+        self, store: Store, platform: Platform, traffic: Traffic, clock: Clock, state_dir: Path
+    ) -> None:
+        self._store = store
+        self._platform = platform
+        self._traffic = traffic
+        self._clock = clock
+        self._dir = state_dir
+        self._wake = asyncio.Event()
+        self._probers: dict[str, asyncio.Task[None]] = {}
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._shutdown = False
+        self.finished = asyncio.Event()
+
+    # -- loop ---------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_shutdown(self) -> None:
+        """Stop every rollout (instances and routers), then end ``run()``."""
+        self._shutdown = True
+        for rec in self._store.rollouts():
+            if not rec.deleting:
+                self._store.put_rollout(_replace_rollout(rec, deleting=True))
+        self.wake()
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                await self._adopt()
+                while True:
+                    next_at = await self.reconcile_all()
+                    if self._shutdown and not self._store.rollouts() and not self._stopping:
+                        break
+                    timeout = PASS_INTERVAL
+                    if next_at is not None:
+                        timeout = max(0.01, min(timeout, next_at - self._clock.now()))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    self._wake.clear()
+                for task in list(self._probers.values()):
+                    task.cancel()
+        finally:
+            self._tg = None
+            self.finished.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        if self._tg is None:
+            raise RuntimeError("controller is not running")
+        return self._tg.create_task(_guarded(coro, name), name=name)
+
+    async def reconcile_all(self) -> float | None:
+        next_at: float | None = None
+        for rec in self._store.rollouts():
+            try:
+                at = await self.reconcile(rec)
+            except GaplessError as e:
+                log.warning("%s: %s", rec.name, e)
+                self._set_message(rec.name, str(e))
+                at = None
+            except Exception:
+                log.exception("reconcile of %s failed", rec.name)
+                at = None
+            if at is not None:
+                next_at = at if next_at is None else min(next_at, at)
+        return next_at
+
+    def _set_message(self, name: str, message: str) -> None:
+        rec = self._store.find_rollout(name)
+        if rec is not None and rec.status.get("message") != message:
+            self._store.set_status(name, rec.status | {"message": message})
+
+    def event(self, rollout: str, revision: str, type_: str, message: str) -> None:
+        log.info("%s %s %s: %s", rollout, revision, type_, message)
+        self._store.add_event(self._clock.now(), rollout, revision, type_, message)
+
+    # -- adoption after a restart ----------------------------------------------------------------------
+
+    async def _adopt(self) -> None:
+        records = {r.id: r for r in self._store.instances()}
+        rollouts = {r.name for r in self._store.rollouts()}
+        for proc in self._platform.discover():
+            if proc.role == ROLE_INSTANCE:
+                rec = records.get(proc.instance_id or "")
+                if rec is None or rec.pid != proc.pid or rec.state == "stopped":
+                    log.warning("killing orphan instance process %s (pid %s)", proc.instance_id, proc.pid)
+                    await self._platform.kill_group(proc.pgid)
+                    if proc.rollout in rollouts:
+                        self.event(proc.rollout or "", proc.revision or "", "OrphanKilled", f"pid {proc.pid}")
+            elif proc.role == ROLE_ROUTER and proc.rollout not in rollouts:
+                await self._platform.kill_group(proc.pgid)
+        for rec in records.values():
+            if rec.state == "starting":
+                self._store.update_instance(
+                    rec.id, state="backoff", next_start_at=self._clock.now(), pid=None
+                )
+            elif rec.state == "running" and rec.pid is not None and self._platform.is_running(_handle(rec)):
+                self._watch(rec)
+
+    # -- one rollout ----------------------------------------------------------------------------------
+
+    async def reconcile(self, rec: RolloutRecord) -> float | None:
+        name = rec.name
+        now = self._clock.now()
+        if rec.deleting:
+            await self._teardown(rec)
+            return None
+        rollout = Rollout.model_validate(rec.spec)
+        spec = rollout.spec
+        target = self._ensure_revision(name, spec.template, now)
+        revisions = self._store.revisions(name)
+        by_hash = {r.hash: r for r in revisions}
+        router_message = ""
+        try:
+            await self._traffic.ensure(name, spec.listen)
+        except RouterStartError as e:
+            router_message = str(e)
+
+        next_at = await self._supervise(name, by_hash, spec.template, now)
+        instances = self._store.instances(name)
+        if not router_message:
+            await self._push_backends(name, instances)
+
+        stable = next((r for r in reversed(revisions) if r.phase == "complete"), None)
+        views = [_view(i) for i in instances]
+        progress_at = max(
+            [target.progress_at or target.created_at]
+            + [
+                i.ready_since + spec.min_ready_seconds
+                for i in instances
+                if i.revision == target.hash
+                and i.ready
+                and i.ready_since is not None
+                and i.ready_since + spec.min_ready_seconds <= now
+            ]
+        )
+        rview = RolloutView(
+            replicas=spec.replicas,
+            max_surge=spec.strategy.rolling_update.max_surge,
+            max_unavailable=spec.strategy.rolling_update.max_unavailable,
+            min_ready_seconds=spec.min_ready_seconds,
+            progress_deadline_seconds=spec.progress_deadline_seconds,
+            paused=spec.paused,
+            target=target.hash,
+            target_failed=target.phase == "failed",
+            target_complete=target.phase == "complete",
+            stable=stable.hash if stable else None,
+            progress_at=progress_at,
+        )
+        plan = plan_rolling(rview, views, now) if not router_message else Plan()
+        await self._apply(name, plan, target, stable, by_hash, spec.template, now)
+
+        revisions = self._store.revisions(name)
+        target = next(r for r in revisions if r.hash == target.hash)
+        stable = next((r for r in reversed(revisions) if r.phase == "complete"), None)
+        rview = RolloutView(
+            **(
+                rview.__dict__
+                | {
+                    "target_failed": target.phase == "failed",
+                    "target_complete": target.phase == "complete",
+                    "stable": stable.hash if stable else None,
+                }
+            )
+        )
+        router_state = self._traffic.state(name)
+        status = build_status(
+            name=name,
+            generation=rec.generation,
+            view=rview,
+            revisions=revisions,
+            instances=self._store.instances(name),
+            router={
+                "listen": spec.listen,
+                "running": router_state.running,
+                "pid": router_state.pid,
+                "configVersion": router_state.config_version,
+                "backends": router_state.backends,
+                "error": router_message or None,
+            },
+            previous=rec.status,
+            now=now,
+            message=router_message or (target.message if target.phase == "failed" else ""),
+        )
+        self._store.set_status(name, status)
+        if plan.changes_instances or plan.outcome:
+            self.wake()
+        for at in (plan.requeue_at,):
+            if at is not None:
+                next_at = at if next_at is None else min(next_at, at)
+        return next_at
+
+    def _ensure_revision(self, name: str, template: Template, now: float) -> RevisionRecord:
+        h = template_hash(template)
+        revisions = self._store.revisions(name)
+        existing = next((r for r in revisions if r.hash == h), None)
+        if existing is not None:
+            return existing
+        number = max((r.number for r in revisions), default=0) + 1
+        rev = RevisionRecord(
+            rollout=name,
+            hash=h,
+            number=number,
+            template=template.model_dump(mode="json", by_alias=True, exclude_none=True),
+            created_at=now,
+            phase="progressing",
+            progress_at=now,
+        )
+        self._store.put_revision(rev)
+        self.event(name, h, "RevisionCreated", f"revision {number} ({h}): {' '.join(template.command)}")
+        return rev
+
+    # -- instances: crashes, restarts, stops -------------------------------------------------------------
+
+    async def _supervise(
+        self, name: str, by_hash: dict[str, RevisionRecord], current: Template, now: float
+    ) -> float | None:
+        next_at: float | None = None
+        for inst in self._store.instances(name):
+            if inst.state == "running":
+                if inst.pid is not None and not self._platform.is_running(_handle(inst)):
+                    self._unwatch(inst.id)
+                    if inst.pgid is not None:
+                        await self._platform.kill_group(inst.pgid)
+                    restarts = inst.restarts + 1
+                    at = now + backoff_seconds(restarts)
+                    self._store.update_instance(
+                        inst.id,
+                        state="backoff",
+                        ready=False,
+                        ready_since=None,
+                        restarts=restarts,
+                        next_start_at=at,
+                        message="process exited",
+                    )
+                    self.event(
+                        name,
+                        inst.revision,
+                        "InstanceCrashed",
+                        f"{inst.id} exited; restart in {at - now:.0f}s",
+                    )
+                elif inst.restart_pending and inst.id not in self._stopping:
+                    self._begin_stop(inst, then="restart")
+            elif inst.state == "backoff" and inst.id not in self._stopping:
+                at = inst.next_start_at or now
+                if at <= now:
+                    await self._start_instance(
+                        name, inst.revision, _template(by_hash, inst.revision, current), inst
+                    )
+                else:
+                    next_at = at if next_at is None else min(next_at, at)
+            elif inst.state == "terminating" and inst.id not in self._stopping:
+                self._begin_stop(inst, then="delete")
+        return next_at
+
+    async def _push_backends(self, name: str, instances: list[InstanceRecord]) -> None:
+        backends = [
+            Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)
+            for i in instances
+            if i.state == "running" and i.ready and not i.restart_pending and i.port is not None
+        ]
+        await self._traffic.set_backends(name, backends)
+
+    async def _apply(
+        self,
+        name: str,
+        plan: Plan,
+        target: RevisionRecord,
+        stable: RevisionRecord | None,
+        by_hash: dict[str, RevisionRecord],
+        current: Template,
+        now: float,
+    ) -> None:
+        if plan.outcome == "complete":
+            for r in self._store.revisions(name):
+                if r.phase == "complete" and r.hash != target.hash:
+                    self._store.put_revision(_replace_revision(r, phase="superseded"))
+            self._store.put_revision(_replace_revision(target, phase="complete", message=""))
+            self.event(name, target.hash, "RolloutComplete", f"revision {target.number} is available")
+            self._prune_history(name)
+        elif plan.outcome == "failed":
+            self._store.put_revision(_replace_revision(target, phase="failed", message=plan.reason))
+            back = f"; revision {stable.number} keeps serving" if stable else ""
+            self.event(name, target.hash, "ProgressDeadlineExceeded", plan.reason + back)
+        if plan.terminate:
+            for t in plan.terminate:
+                self._store.update_instance(t.instance_id, state="terminating", ready=False, message=t.reason)
+            # The router must stop sending new requests before any of them is drained and signalled.
+            await self._push_backends(name, self._store.instances(name))
+            for t in plan.terminate:
+                inst = next(i for i in self._store.instances(name) if i.id == t.instance_id)
+                self.event(name, inst.revision, "ScalingDown", f"stopping {inst.id}: {t.reason}")
+                self._begin_stop(inst, then="delete")
+        if plan.start is not None:
+            rev = by_hash.get(plan.start.revision, target)
+            template = _template(by_hash, plan.start.revision, current)
+            for _ in range(plan.start.count):
+                await self._start_instance(name, rev.hash, template, None)
+            self.event(
+                name,
+                rev.hash,
+                "ScalingUp",
+                f"started {plan.start.count} instance(s) of revision {rev.number}",
+            )
+        if plan.changes_instances and target.phase == "progressing":
+            fresh = next(r for r in self._store.revisions(name) if r.hash == target.hash)
+            self._store.put_revision(_replace_revision(fresh, progress_at=now))
+
+    async def _start_instance(
+        self, name: str, revision: str, template: Template, existing: InstanceRecord | None
+    ) -> None:
+        now = self._clock.now()
+        if existing is None:
+            iid = f"{name}-{revision[:6]}-{secrets.token_hex(3)}"
+            log_path = self._dir / "logs" / name / f"{iid}.log"
+            rec = InstanceRecord(
+                id=iid,
+                rollout=name,
+                revision=revision,
+                state="starting",
+                created_at=now,
+                log_path=str(log_path),
+            )
+            self._store.put_instance(rec)
+        else:
+            rec = self._store.update_instance(existing.id, state="starting", pid=None, pgid=None, port=None)
+        spec = InstanceSpec(
+            rollout=name,
+            instance_id=rec.id,
+            revision=revision,
+            command=list(template.command),
+            env=dict(template.env),
+            working_dir=template.working_dir,
+            log_path=Path(rec.log_path),
+        )
+        try:
+            handle = await self._platform.start(spec)
+        except InstanceStartError as e:
+            restarts = rec.restarts + 1
+            at = now + backoff_seconds(restarts)
+            self._store.update_instance(
+                rec.id, state="backoff", restarts=restarts, next_start_at=at, message=str(e)
+            )
+            self.event(name, revision, "InstanceStartFailed", f"{rec.id}: {e}")
+            return
+        rec = self._store.update_instance(
+            rec.id,
+            state="running",
+            pid=handle.pid,
+            pgid=handle.pgid,
+            port=handle.port,
+            started_at=handle.started_at,
+            ready=False,
+            ready_since=None,
+            restart_pending=False,
+            next_start_at=None,
+            message="",
+        )
+        self._watch(rec)
+
+    def _watch(self, rec: InstanceRecord) -> None:
+        """Start probing an instance; readiness and liveness changes wake the loop."""
+        if rec.id in self._probers or rec.port is None:
+            return
+        by_hash = {r.hash: r for r in self._store.revisions(rec.rollout)}
+        try:
+            template = Template.model_validate(by_hash[rec.revision].template)
+        except KeyError:
+            return
+        iid = rec.id
+
+        def on_ready_change(ready: bool) -> None:
+            cur = next((i for i in self._store.instances(rec.rollout) if i.id == iid), None)
+            if cur is None or cur.state != "running" or cur.ready == ready:
+                return
+            self._store.update_instance(iid, ready=ready, ready_since=self._clock.now() if ready else None)
+            self.event(rec.rollout, rec.revision, "InstanceReady" if ready else "InstanceNotReady", iid)
+            self.wake()
+
+        def on_unhealthy(reason: str) -> None:
+            cur = next((i for i in self._store.instances(rec.rollout) if i.id == iid), None)
+            if cur is None or cur.state != "running" or cur.restart_pending:
+                return
+            self._store.update_instance(
+                iid, restart_pending=True, ready=False, ready_since=None, message=reason
+            )
+            self.event(rec.rollout, rec.revision, "Unhealthy", f"{iid}: {reason}; restarting")
+            self.wake()
+
+        prober = InstanceProber(
+            template,
+            port=rec.port,
+            env=self._platform.instance_env(_handle(rec)),
+            on_ready_change=on_ready_change,
+            on_unhealthy=on_unhealthy,
+            initially_ready=rec.ready,
+        )
+        self._probers[iid] = self._spawn(prober.run(), f"probe {iid}")
+
+    def _unwatch(self, iid: str) -> None:
+        task = self._probers.pop(iid, None)
+        if task is not None:
+            task.cancel()
+
+    def _begin_stop(self, inst: InstanceRecord, *, then: str) -> None:
+        self._stopping[inst.id] = self._spawn(self._stop(inst, then), f"stop {inst.id}")
+
+    async def _stop(self, inst: InstanceRecord, then: str) -> None:
+        try:
+            by_hash = {r.hash: r for r in self._store.revisions(inst.rollout)}
+            rec = self._store.find_rollout(inst.rollout)
+            current = Rollout.model_validate(rec.spec).spec.template if rec else None
+            template = _template(by_hash, inst.revision, current)
+            grace = template.termination_grace_period_seconds if template else 30.0
+            started = time.monotonic()
+            if inst.ready or then == "restart":
+                # Make sure the router has let go of it (a restart is decided outside a pass).
+                await self._push_backends(inst.rollout, self._store.instances(inst.rollout))
+            drained = await self._traffic.wait_drained(inst.rollout, inst.id, grace)
+            remaining = max(0.0, grace - (time.monotonic() - started))
+            killed = False
+            if inst.pid is not None:
+                pre_stop = template.lifecycle.pre_stop if template and template.lifecycle else None
+                result = await self._platform.stop(_handle(inst), pre_stop=pre_stop, grace_seconds=remaining)
+                killed = result.killed
+            self._unwatch(inst.id)
+            how = "killed after the grace period" if killed else "exited"
+            if not drained:
+                how += " (requests still in flight when the grace period ended)"
+            if then == "restart":
+                restarts = inst.restarts + 1
+                at = self._clock.now() + backoff_seconds(restarts)
+                self._store.update_instance(
+                    inst.id,
+                    state="backoff",
+                    ready=False,
+                    ready_since=None,
+                    restarts=restarts,
+                    restart_pending=False,
+                    next_start_at=at,
+                )
+                self.event(inst.rollout, inst.revision, "InstanceRestarting", f"{inst.id} {how}")
+            else:
+                self._store.delete_instance(inst.id)
+                self.event(inst.rollout, inst.revision, "InstanceStopped", f"{inst.id} {how}")
+        finally:
+            self._stopping.pop(inst.id, None)
+            self.wake()
+
+    # -- removal ------------------------------------------------------------------------------------
+
+    async def _teardown(self, rec: RolloutRecord) -> None:
+        instances = self._store.instances(rec.name)
+        for inst in instances:
+            if inst.state != "terminating":
+                self._store.update_instance(
+                    inst.id, state="terminating", ready=False, message="rollout removed"
+                )
+        if instances:
+            try:
+                await self._push_backends(rec.name, self._store.instances(rec.name))
+            except GaplessError as e:
+                log.warning("%s: %s", rec.name, e)
+        for inst in self._store.instances(rec.name):
+            if inst.id not in self._stopping:
+                self._begin_stop(inst, then="delete")
+        if self._store.instances(rec.name):
+            return
+        await self._traffic.remove(rec.name)
+        self.event(rec.name, "", "RolloutDeleted", "all instances stopped and the router removed")
+        self._store.delete_rollout(rec.name)
+
+    def _prune_history(self, name: str) -> None:
+        rec = self._store.find_rollout(name)
+        if rec is None:
+            return
+        limit = Rollout.model_validate(rec.spec).spec.revision_history_limit
+        in_use = {i.revision for i in self._store.instances(name)}
+        old = [
+            r
+            for r in self._store.revisions(name)
+            if r.phase in ("superseded", "failed") and r.hash not in in_use
+        ]
+        for r in old[: max(0, len(old) - limit)]:
+            self._store.delete_revision(name, r.hash)
+
+
+async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:
+    """Background tasks report their failure instead of tearing the control plane down."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("task %r failed", name)
+
+
+def _handle(rec: InstanceRecord) -> InstanceHandle:
+    return InstanceHandle(
+        instance_id=rec.id,
+        pid=rec.pid or 0,
+        pgid=rec.pgid or rec.pid or 0,
+        port=rec.port or 0,
+        started_at=rec.started_at or 0.0,
+        log_path=Path(rec.log_path),
+    )
+
+
+def _view(rec: InstanceRecord) -> InstanceView:
+    phase: InstancePhase
+    if rec.state == "terminating":
+        phase = "terminating"
+    elif rec.state == "running" and not rec.restart_pending:
+        phase = "running"
+    elif rec.state == "starting":
+        phase = "starting"
+    else:
+        phase = "backoff"
+    return InstanceView(
+        id=rec.id,
+        revision=rec.revision,
+        phase=phase,
+        ready=rec.ready and phase == "running",
+        ready_since=rec.ready_since,
+        created_at=rec.created_at,
+    )
+
+
+def _template(by_hash: dict[str, RevisionRecord], revision: str, fallback: Template | None) -> Template:
+    rev = by_hash.get(revision)
+    if rev is not None:
+        return Template.model_validate(rev.template)
+    if fallback is None:
+        raise GaplessError(f"revision {revision} is unknown")
+    return fallback
+
+
+def _replace_revision(r: RevisionRecord, **changes: Any) -> RevisionRecord:
+    return replace(r, **changes)
+
+
+def _replace_rollout(r: RolloutRecord, **changes: Any) -> RolloutRecord:
+    return replace(r, **changes)

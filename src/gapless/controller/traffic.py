@@ -1,0 +1,252 @@
+"""Traffic: the controller's view of the data plane, behind a small protocol.
+
+``Traffic`` is what the reconcile loop needs from any data plane: make sure a router serves a rollout's
+address, give it the set of ready backends, wait until a removed backend has drained, and remove it.
+``LocalRouters`` implements it with gapless's built-in router, one process per rollout, started
+detached (its own session, marked with the state directory) so that it outlives the control plane.
+An HAProxy data plane or a Kubernetes Gateway will implement the same protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import psutil
+
+from gapless.core.errors import GaplessError, TemporaryError
+from gapless.platform.base import ROLE_ROUTER, marker_env
+from gapless.platform.local import LocalPlatform
+from gapless.router.client import RouterClient
+from gapless.router.config import Backend, RouterConfig
+from gapless.router.stats import RouterStats
+
+__all__ = ["LocalRouters", "RouterStartError", "RouterState", "Traffic"]
+
+
+class RouterStartError(GaplessError):
+    """The router could not start (typically: its listen address is in use)."""
+
+
+@dataclass(frozen=True)
+class RouterState:
+    running: bool
+    pid: int | None
+    listen: str | None
+    config_version: int | None
+    backends: int
+
+
+class Traffic(Protocol):
+    async def ensure(self, rollout: str, listen: str) -> None: ...
+    async def set_backends(self, rollout: str, backends: list[Backend]) -> bool: ...
+    async def wait_drained(self, rollout: str, backend_id: str, timeout: float) -> bool: ...
+    async def stats(self, rollout: str) -> RouterStats | None: ...
+    def state(self, rollout: str) -> RouterState: ...
+    async def remove(self, rollout: str) -> None: ...
+
+
+class LocalRouters:
+    """Built-in router processes, one per rollout, found again after a control-plane restart."""
+
+    def __init__(self, state_dir: Path, token: str, platform: LocalPlatform) -> None:
+        self._dir = state_dir
+        self._token = token
+        self._platform = platform
+        self._clients: dict[str, RouterClient] = {}
+        self._configs: dict[str, RouterConfig] = {}
+        self._listen: dict[str, str] = {}
+        self._pids: dict[str, int] = {}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _paths(self, rollout: str) -> tuple[Path, Path, Path]:
+        base = self._dir / "routers"
+        return base / f"{rollout}.sock", base / f"{rollout}.json", self._dir / "logs" / rollout / "router.log"
+
+    def _client(self, rollout: str) -> RouterClient:
+        c = self._clients.get(rollout)
+        if c is None:
+            sock, _, _ = self._paths(rollout)
+            c = RouterClient(sock, self._token)
+            self._clients[rollout] = c
+        return c
+
+    async def _healthz(self, rollout: str) -> dict[str, object] | None:
+        sock, _, _ = self._paths(rollout)
+        if not sock.exists():
+            return None
+        try:
+            return dict(await self._client(rollout).healthz())
+        except (httpx.HTTPError, OSError):
+            return None
+
+    async def ensure(self, rollout: str, listen: str) -> None:
+        """A router for ``rollout`` answers on its admin socket and listens on ``listen``."""
+        health = await self._healthz(rollout)
+        if health is not None and health.get("listen") == listen:
+            self._pids[rollout] = int(str(health.get("pid")))
+            self._listen[rollout] = listen
+            if rollout not in self._configs:
+                self._configs[rollout] = await self._client(rollout).get_config()
+            return
+        if health is not None:
+            # The address changed: the old router stops and a new one binds the new address.
+            await self.remove(rollout)
+        else:
+            await self._kill_strays(rollout)
+        await self._start(rollout, listen)
+
+    async def _kill_strays(self, rollout: str) -> None:
+        for p in self._platform.discover():
+            if p.role == ROLE_ROUTER and p.rollout == rollout:
+                await self._platform.kill_group(p.pgid)
+
+    async def _start(self, rollout: str, listen: str) -> None:
+        sock, cfg, log = self._paths(rollout)
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        token_file = self._dir / "token"
+        # SPT_NOENV: setproctitle must not overwrite the environment, where the markers live.
+        env = dict(os.environ) | marker_env(self._dir, ROLE_ROUTER, rollout=rollout) | {"SPT_NOENV": "1"}
+        argv = [
+            sys.executable,
+            "-m",
+            "gapless.router",
+            "--name",
+            rollout,
+            "--listen",
+            listen,
+            "--admin-socket",
+            str(sock),
+            "--token-file",
+            str(token_file),
+            "--config-file",
+            str(cfg),
+        ]
+        with log.open("ab") as out:
+            child = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+            )
+        self._children[rollout] = child
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise RouterStartError(f"router for {rollout} exited at start: {_tail(log)}")
+            health = await self._healthz(rollout)
+            if health is not None:
+                self._pids[rollout] = child.pid
+                self._listen[rollout] = listen
+                self._configs[rollout] = await self._client(rollout).get_config()
+                return
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        raise RouterStartError(f"router for {rollout} did not answer within 10s: {_tail(log)}")
+
+    async def set_backends(self, rollout: str, backends: list[Backend]) -> bool:
+        """Give the router exactly these backends; returns whether anything changed."""
+        current = self._configs.get(rollout)
+        if current is None:
+            current = await self._client(rollout).get_config()
+        wanted = tuple(sorted(backends, key=lambda b: b.id))
+        if tuple(sorted(current.backends, key=lambda b: b.id)) == wanted:
+            self._configs[rollout] = current
+            return False
+        cfg = RouterConfig(version=current.version + 1, backends=wanted, weights=current.weights)
+        try:
+            await self._client(rollout).put_config(cfg)
+        except (httpx.HTTPError, OSError) as e:
+            self._configs.pop(rollout, None)
+            raise TemporaryError(f"router of {rollout} did not take its configuration: {e}") from e
+        self._configs[rollout] = cfg
+        return True
+
+    async def wait_drained(self, rollout: str, backend_id: str, timeout: float) -> bool:
+        try:
+            return await self._client(rollout).wait_drained(backend_id, timeout)
+        except (httpx.HTTPError, OSError):
+            return False
+
+    async def stats(self, rollout: str) -> RouterStats | None:
+        try:
+            return await self._client(rollout).stats()
+        except (httpx.HTTPError, OSError):
+            return None
+
+    def state(self, rollout: str) -> RouterState:
+        cfg = self._configs.get(rollout)
+        pid = self._pids.get(rollout)
+        running = pid is not None and psutil.pid_exists(pid)
+        return RouterState(
+            running=running,
+            pid=pid,
+            listen=self._listen.get(rollout),
+            config_version=None if cfg is None else cfg.version,
+            backends=0 if cfg is None else len(cfg.backends),
+        )
+
+    async def remove(self, rollout: str) -> None:
+        """Stop the rollout's router gracefully (SIGTERM, then SIGKILL after 10 s)."""
+        pids = {p.pgid for p in self._platform.discover() if p.role == ROLE_ROUTER and p.rollout == rollout}
+        known = self._pids.get(rollout)
+        if known is not None and _group_alive(known):
+            pids.add(known)
+        for pgid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + 10.0
+        while pids and time.monotonic() < deadline:
+            pids = {g for g in pids if _group_alive(g)}
+            child = self._children.get(rollout)
+            if child is not None:
+                child.poll()
+            await asyncio.sleep(0.05)
+        for pgid in pids:
+            await self._platform.kill_group(pgid)
+        child = self._children.pop(rollout, None)
+        if child is not None:
+            child.poll()
+        client = self._clients.pop(rollout, None)
+        if client is not None:
+            await client.aclose()
+        self._configs.pop(rollout, None)
+        self._pids.pop(rollout, None)
+        self._listen.pop(rollout, None)
+
+    async def aclose(self) -> None:
+        for c in self._clients.values():
+            await c.aclose()
+        self._clients.clear()
+        for child in self._children.values():
+            child.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for p in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"

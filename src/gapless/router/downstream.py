@@ -1,0 +1,597 @@
+"""The client's side of the router: parse requests, route each to a backend, and stream both ways.
+
+This is the per-request hot path, written as a plain ``asyncio.Protocol`` over ``httptools`` so that a
+request costs a few callbacks and no task, future or lock. Everything one chunk of client bytes
+produces (request head, body pieces) is gathered in the exchange's write list and sent to the backend
+with one ``writelines`` afterwards. A request is dispatched after the chunk that completed its head
+has been parsed, so a small request and its routing cost exactly one write upstream.
+
+Flow control uses the transports' own buffers: when the backend's send buffer is full the client is
+no longer read, and when the client's send buffer is full the backend is no longer read. Pipelined
+requests wait in a queue (and stop the reading of the client) until the response before them ends.
+
+A request is retried on another backend when connecting fails, or when the connection breaks before
+any response byte arrived and the request can be replayed (an idempotent method whose bytes so far fit
+in ``REPLAY_LIMIT``). A pooled connection that turns out to be closed does not count as an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from gapless.router.headers import (
+    KIND_HOST,
+    KIND_PASS,
+    REQUEST_KINDS,
+    finish_request_head,
+    request_header_kind,
+)
+from gapless.router.upstream import UpstreamProtocol
+
+if TYPE_CHECKING:
+    from gapless.router.pool import BackendPool
+    from gapless.router.proxy import Router
+
+__all__ = ["CONNECT_TIMEOUT", "MAX_ATTEMPTS", "REPLAY_LIMIT", "DownstreamProtocol", "Exchange"]
+
+MAX_ATTEMPTS = 3
+"""Backends tried for one request before the client gets a 502."""
+
+MAX_STALE = 8
+"""Closed pooled connections skipped for one request before the stale ones count as attempts."""
+
+REPLAY_LIMIT = 64 * 1024
+"""Request bytes kept for a replay on another backend; a longer idempotent request is not retried."""
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection to a backend."""
+
+PENDING_LIMIT = 256 * 1024
+"""Request bytes buffered while connecting before the router stops reading the client."""
+
+_LOCAL_HEAD = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n"
+
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+# Reasons to stop reading the client, as bits: it is read again when none is left.
+_UPSTREAM_FULL = 1
+_PIPELINED = 2
+_CONNECTING = 4
+
+
+class Exchange:
+    """One request of a client and its way through the router."""
+
+    __slots__ = (
+        "attempts",
+        "body_bytes",
+        "chunked",
+        "counted",
+        "dispatched",
+        "head",
+        "head_sent",
+        "http10",
+        "is_head",
+        "keep_alive",
+        "pool",
+        "replayable",
+        "request_done",
+        "sent",
+        "sent_size",
+        "stale",
+        "started",
+        "tried",
+        "upstream",
+        "wbuf",
+        "wsize",
+    )
+
+    def __init__(self, method: bytes, head: bytes, chunked: bool, keep_alive: bool, http10: bool) -> None:
+        self.started = monotonic()
+        self.is_head = method == b"HEAD"
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        self.head = head
+        self.head_sent = False
+        # Body bytes not yet written upstream, and those written, kept for a replay on another backend
+        # while the request is idempotent and its body small.
+        self.wbuf: list[bytes] | None = None
+        self.wsize = 0
+        self.replayable = method in _IDEMPOTENT
+        self.sent: list[bytes] | None = None
+        self.sent_size = 0
+        self.body_bytes = 0
+        self.request_done = False
+        self.dispatched = False
+        self.counted = False
+        self.pool: BackendPool | None = None
+        self.upstream: UpstreamProtocol | None = None
+        self.tried: set[BackendPool] | None = None
+        self.attempts = 0
+        self.stale = 0
+
+
+def _queue_body(ex: Exchange, data: bytes) -> None:
+    """Add request bytes to those waiting for the next write upstream."""
+    if ex.wbuf is None:
+        ex.wbuf = [data]
+    else:
+        ex.wbuf.append(data)
+    ex.wsize += len(data)
+
+
+class DownstreamProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    __slots__ = (
+        "client_ip",
+        "closing",
+        "current",
+        "host",
+        "parser",
+        "parsing",
+        "parts",
+        "paused",
+        "queue",
+        "router",
+        "special",
+        "transport",
+        "tunnel",
+        "upgrading",
+        "url",
+        "wbuf",
+        "write_paused",
+    )
+
+    transport: asyncio.Transport  # set by connection_made, before any other callback
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.parser = HttpRequestParser(self)
+        self.client_ip = b""
+        self.url = b""
+        self.parts: list[bytes] = [b""]  # the request line goes first once the head is complete
+        self.special: list[tuple[bytes, bytes]] | None = None
+        self.host = b""
+        self.parsing: Exchange | None = None
+        self.current: Exchange | None = None
+        self.queue: deque[Exchange] | None = None
+        self.wbuf: list[bytes] = []
+        self.paused = 0
+        self.write_paused = False
+        self.upgrading = False
+        self.tunnel: UpstreamProtocol | None = None
+        self.closing = False
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0]).encode()
+        self.router.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.transport.write(data)
+            return
+        if self.upgrading:
+            if self.parsing is not None:
+                _queue_body(self.parsing, data)
+        else:
+            try:
+                self.parser.feed_data(data)
+            except HttpParserUpgrade as exc:
+                self.upgrading = True
+                rest = data[exc.args[0] :]
+                if self.parsing is not None and rest:
+                    _queue_body(self.parsing, rest)
+            except HttpParserError:
+                self._bad_request()
+                return
+        ex = self.current
+        if ex is None:
+            return
+        if ex.upstream is not None:
+            if ex.wbuf is not None:
+                self._send(ex)
+        elif not ex.dispatched:
+            self._dispatch(ex)
+        elif ex.wsize > PENDING_LIMIT:
+            self.pause_reading(_CONNECTING)
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            up = self.tunnel.transport
+            if up.can_write_eof():
+                up.write_eof()
+                return True
+            return False
+        if self.current is not None:
+            # A half-closed client still gets its response; then the connection closes.
+            self.current.keep_alive = False
+            self.queue = None
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.router.connections.discard(self)
+        self.queue = None
+        tunnel = self.tunnel
+        ex = self.current
+        self.current = None
+        self.tunnel = None
+        if ex is not None:
+            self._uncount(ex)
+            if ex.upstream is not None:
+                up = ex.upstream
+                ex.upstream = None
+                if tunnel is not None:
+                    up.close()
+                else:
+                    up.abort()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        up = self.tunnel
+        if up is None and self.current is not None:
+            up = self.current.upstream
+        if up is not None:
+            up.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        up = self.tunnel
+        if up is None and self.current is not None:
+            up = self.current.upstream
+        if up is not None:
+            up.resume_reading()
+
+    def pause_reading(self, reason: int) -> None:
+        if not self.paused and not self.closing:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and not self.closing:
+            self.transport.resume_reading()
+
+    # -- httptools callbacks --
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        kind = REQUEST_KINDS.get(name)
+        if kind is None:
+            kind = request_header_kind(name)
+        if kind == KIND_PASS:
+            self.parts += (name, b": ", value, b"\r\n")
+        elif kind == KIND_HOST:
+            self.host = value
+            self.parts += (name, b": ", value, b"\r\n")
+        elif self.special is None:
+            self.special = [(name, value)]
+        else:
+            self.special.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        parts = self.parts
+        parts[0] = b"%s %s HTTP/1.1\r\n" % (method, self.url)
+        head, chunked, has_connection = finish_request_head(
+            parts, self.special, self.host, self.client_ip, parser.should_upgrade()
+        )
+        keep_alive = parser.should_keep_alive()
+        # HTTP/1.1 keeps alive by default, so the version only matters without keep-alive or when the
+        # client said Connection: (an HTTP/1.0 client asking for keep-alive).
+        http10 = (not keep_alive or has_connection) and parser.get_http_version() == "1.0"
+        ex = Exchange(method, head, chunked, keep_alive, http10)
+        # Ready for the next head (httptools has no cheaper place than here to reset).
+        self.url = b""
+        self.parts = [b""]  # the request line goes first once the head is complete
+        self.special = None
+        self.host = b""
+        self.parsing = ex
+        if self.current is None:
+            self.current = ex
+        else:
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.append(ex)
+            self.pause_reading(_PIPELINED)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        n = len(body)
+        ex.body_bytes += n
+        if ex.chunked:
+            _queue_body(ex, b"%x\r\n" % n)
+            _queue_body(ex, body)
+            _queue_body(ex, b"\r\n")
+        else:
+            _queue_body(ex, body)
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        ex.request_done = True
+        if ex.chunked:
+            _queue_body(ex, b"0\r\n\r\n")
+
+    # -- towards the backend --
+
+    def _send(self, ex: Exchange) -> None:
+        """Write the request bytes gathered so far (the head first) to the exchange's backend."""
+        up = ex.upstream
+        if up is None:
+            return
+        wbuf = ex.wbuf
+        if not ex.head_sent:
+            ex.head_sent = True
+            if wbuf is None:
+                up.transport.write(ex.head)
+                return
+            up.transport.writelines([ex.head, *wbuf])
+        elif wbuf is None:
+            return
+        else:
+            up.transport.writelines(wbuf)
+        ex.wbuf = None
+        if ex.replayable:
+            ex.sent_size += ex.wsize
+            if ex.sent_size > REPLAY_LIMIT:
+                ex.replayable = False
+                ex.sent = None
+            elif ex.sent is None:
+                ex.sent = wbuf
+            else:
+                ex.sent.extend(wbuf)
+        ex.wsize = 0
+
+    def _dispatch(self, ex: Exchange) -> None:
+        """Route ``ex`` to a backend and start sending it, over a pooled connection when there is one."""
+        ex.dispatched = True
+        table = self.router.table
+        pool = table.pick() if ex.tried is None else table.pick_other(ex.tried)
+        if pool is None:
+            if ex.pool is None:
+                self._local_response(ex, 503, b"Service Unavailable", b"no backend available\n")
+            else:
+                self._bad_gateway(ex)
+            return
+        rev = pool.rev
+        prev = ex.pool
+        if prev is None:
+            rev.requests += 1
+        elif prev.rev is not rev:
+            prev.rev.requests -= 1
+            rev.requests += 1
+        ex.pool = pool
+        ex.counted = True
+        pool.requests += 1
+        pool.in_flight += 1
+        rev.in_flight += 1
+        up = pool.acquire()
+        if up is None:
+            if ex.wsize > PENDING_LIMIT:
+                self.pause_reading(_CONNECTING)
+            self.router.spawn(self._connect(ex, pool))
+            return
+        up.reused = True
+        ex.upstream = up
+        up.start(self, ex)
+        if ex.wbuf is None and not ex.head_sent:
+            ex.head_sent = True  # the common case, inline: a request without a body
+            up.transport.write(ex.head)
+        else:
+            self._send(ex)
+
+    async def _connect(self, ex: Exchange, pool: BackendPool) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, up = await loop.create_connection(lambda: UpstreamProtocol(pool), pool.host, pool.port)
+        except (OSError, TimeoutError):
+            pool.connection_errors += 1
+            if ex is self.current and ex.pool is pool and not self.closing:
+                self._attempt_failed(ex, replay=False, stale=False)
+            return
+        if ex is not self.current or ex.pool is not pool or self.closing:
+            pool.release(up)
+            return
+        self._attach(ex, up)
+
+    def _attach(self, ex: Exchange, up: UpstreamProtocol) -> None:
+        ex.upstream = up
+        up.start(self, ex)
+        self._send(ex)
+        if self.paused & _CONNECTING:
+            self.resume_reading(_CONNECTING)
+
+    def _uncount(self, ex: Exchange) -> None:
+        pool = ex.pool
+        if ex.counted and pool is not None:
+            ex.counted = False
+            pool.in_flight -= 1
+            pool.rev.in_flight -= 1
+            pool.rev.bytes_in += ex.body_bytes
+
+    def _attempt_failed(self, ex: Exchange, *, replay: bool, stale: bool) -> None:
+        """An attempt failed before any response byte: retry elsewhere when allowed, else answer 502."""
+        self._uncount(ex)
+        ex.upstream = None
+        if stale and ex.stale < MAX_STALE:
+            ex.stale += 1
+        else:
+            ex.attempts += 1
+            if ex.pool is not None:
+                if ex.tried is None:
+                    ex.tried = {ex.pool}
+                else:
+                    ex.tried.add(ex.pool)
+        if ex.attempts >= MAX_ATTEMPTS or (replay and not ex.replayable):
+            self._bad_gateway(ex)
+            return
+        if replay:
+            ex.head_sent = False
+            if ex.sent is not None:
+                ex.wbuf = ex.sent if ex.wbuf is None else ex.sent + ex.wbuf
+                ex.wsize += ex.sent_size
+                ex.sent = None
+                ex.sent_size = 0
+        self._dispatch(ex)
+
+    # -- called by the upstream side --
+
+    def flush(self) -> None:
+        """Write the response bytes gathered so far to the client."""
+        wbuf = self.wbuf
+        if wbuf:
+            if not self.closing:
+                n = len(wbuf)
+                if n == 1:
+                    self.transport.write(wbuf[0])
+                elif n == 2 and len(wbuf[1]) < 16384:
+                    self.transport.write(wbuf[0] + wbuf[1])  # a head and a small body: one plain send
+                else:
+                    self.transport.writelines(wbuf)
+            wbuf.clear()
+
+    def response_done(self, up: UpstreamProtocol) -> None:
+        """The response on ``up`` ended: count it, pool the connection and go on with the next request."""
+        ex = self.current
+        if ex is None:
+            up.close()
+            return
+        pool = up.pool
+        rev = pool.rev
+        rev.record(up.status, monotonic() - ex.started)
+        if ex.counted:
+            ex.counted = False
+            pool.in_flight -= 1
+            rev.in_flight -= 1
+            rev.bytes_in += ex.body_bytes
+        ex.upstream = None
+        if up.keep_alive and ex.request_done and not up.close_delimited:
+            up.down = None
+            up.ex = None
+            if up.read_paused:
+                up.resume_reading()
+            pool.release(up)
+        else:
+            up.close()
+        if ex.keep_alive and ex.request_done and self.queue is None and not self.upgrading:
+            self.current = None  # the common case, done inline: wait for the next request
+            if self.router.closing:
+                self._exchange_ended(False)
+        else:
+            self._exchange_ended(ex.keep_alive and ex.request_done and not self.upgrading)
+
+    def upstream_failed(self, up: UpstreamProtocol) -> None:
+        """The connection of the current exchange broke or sent garbage."""
+        ex = self.current
+        up.abort()
+        if ex is None or ex.upstream is not up:
+            return
+        ex.upstream = None
+        pool = up.pool
+        if not up.got_bytes:
+            self._attempt_failed(ex, replay=True, stale=up.reused)
+            return
+        pool.connection_errors += 1
+        if not up.headers_done:
+            self._uncount(ex)
+            self._bad_gateway(ex)
+            return
+        # The response was cut off after its head went out: the client must see a broken connection.
+        pool.rev.record(up.status, monotonic() - ex.started)
+        self._uncount(ex)
+        self.flush()
+        self.current = None
+        self.closing = True
+        self.transport.abort()
+
+    def start_tunnel(self, up: UpstreamProtocol) -> None:
+        """The backend accepted an upgrade: from now on bytes are piped both ways until one side closes."""
+        ex = self.current
+        if ex is None:
+            up.close()
+            return
+        up.pool.rev.record(101, monotonic() - ex.started)
+        self.tunnel = up
+        self._send(ex)
+        if self.paused:
+            self.paused = 0
+            self.transport.resume_reading()
+
+    def tunnel_closed(self) -> None:
+        """The backend closed an upgraded connection: close the client's after what is buffered."""
+        ex = self.current
+        self.tunnel = None
+        self.current = None
+        if ex is not None:
+            self._uncount(ex)
+            ex.upstream = None
+        self.closing = True
+        self.transport.close()
+
+    # -- answers of the router itself --
+
+    def _bad_gateway(self, ex: Exchange) -> None:
+        pool = ex.pool
+        if pool is not None:
+            pool.rev.connection_errors += 1
+            pool.rev.record(502, monotonic() - ex.started)
+        self._local_response(ex, 502, b"Bad Gateway", b"no backend answered\n")
+
+    def _local_response(self, ex: Exchange, status: int, reason: bytes, body: bytes) -> None:
+        keep = ex.keep_alive and ex.request_done and not self.upgrading and not self.router.closing
+        head = _LOCAL_HEAD % (status, reason, len(body), b"" if keep else b"Connection: close\r\n")
+        self.wbuf.append(head if ex.is_head else head + body)
+        self.flush()
+        self._exchange_ended(keep)
+
+    def _bad_request(self) -> None:
+        if self.current is None and not self.closing:
+            self.wbuf.append(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n"
+            )
+            self.flush()
+        elif self.current is not None:
+            self.connection_lost(None)
+        self.closing = True
+        self.transport.close()
+
+    def _exchange_ended(self, keep_alive: bool) -> None:
+        self.current = None
+        if not keep_alive or self.closing:
+            self.closing = True
+            self.queue = None
+            self.transport.close()
+            return
+        queue = self.queue
+        if queue:
+            ex = self.current = queue.popleft()
+            if not queue:
+                self.resume_reading(_PIPELINED)
+            self._dispatch(ex)
+        elif self.router.closing:
+            self.closing = True
+            self.transport.close()

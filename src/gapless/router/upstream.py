@@ -1,0 +1,258 @@
+"""The router's side of a connection to a backend: parse its responses and stream them to the client.
+
+One ``UpstreamProtocol`` carries one exchange at a time (no pipelining towards backends) and is pooled
+between exchanges. Everything a response produces while one chunk of bytes is parsed is appended to
+the client connection's write list and written with one ``writelines`` call afterwards, so a small
+response costs one ``send`` however many pieces (head, body, chunk markers) it has.
+
+``httptools`` has no way to tell the response parser that a response has no body because it answers
+a ``HEAD``; such a response is finished by hand after its head and the parser is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from gapless.router.headers import (
+    KIND_CONTENT_LENGTH,
+    KIND_PASS,
+    RESPONSE_KINDS,
+    finish_response_head,
+    response_header_kind,
+)
+
+if TYPE_CHECKING:
+    from gapless.router.downstream import DownstreamProtocol, Exchange
+    from gapless.router.pool import BackendPool
+
+__all__ = ["UpstreamProtocol"]
+
+# Status lines by code, with the standard reason phrase: the backend's own phrase is not forwarded
+# (HTTP/2 has none either), which saves a parser callback per response.
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """A keep-alive connection to one backend."""
+
+    __slots__ = (
+        "close_delimited",
+        "closed",
+        "down",
+        "ex",
+        "got_bytes",
+        "has_length",
+        "headers_done",
+        "idle",
+        "idle_swept",
+        "keep_alive",
+        "parser",
+        "parts",
+        "pool",
+        "read_paused",
+        "rechunk",
+        "response_done",
+        "reused",
+        "special",
+        "status",
+        "transport",
+        "tunnel",
+    )
+
+    transport: asyncio.Transport  # set by connection_made, before the protocol is handed out
+
+    def __init__(self, pool: BackendPool) -> None:
+        self.pool = pool
+        self.parser = HttpResponseParser(self)
+        self.down: DownstreamProtocol | None = None
+        self.ex: Exchange | None = None
+        self.status = 0
+        self.parts: list[bytes] = [b""]  # the status line goes first once the head is complete
+        self.special: list[tuple[bytes, bytes]] | None = None
+        self.has_length = False
+        self.headers_done = False
+        self.got_bytes = False
+        self.response_done = False
+        self.keep_alive = True
+        self.rechunk = False
+        self.close_delimited = False
+        self.idle = False
+        self.idle_swept = False
+        self.closed = False
+        self.reused = False
+        self.read_paused = False
+        self.tunnel = False
+
+    # -- exchange life cycle (called by the downstream side) --
+
+    def start(self, down: DownstreamProtocol, ex: Exchange) -> None:
+        """Carry ``ex`` for ``down``: the caller then writes the request bytes."""
+        self.down = down
+        self.ex = ex
+        self.status = 0
+        self.headers_done = False
+        self.got_bytes = False
+        self.response_done = False
+        if down.write_paused:
+            self.pause_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        self.down = None
+        self.ex = None
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.down = None
+        self.ex = None
+        self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        down = self.down
+        if down is None:
+            # Bytes from an idle connection: the backend is confused; never reuse it.
+            self.close()
+            return
+        if self.tunnel:
+            down.transport.write(data)
+            self.pool.rev.bytes_out += len(data)
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            rest = data[exc.args[0] :]
+            if rest:
+                down.wbuf.append(rest)
+            down.flush()
+            self.tunnel = True
+            down.start_tunnel(self)
+            return
+        except HttpParserError:
+            self.keep_alive = False
+            down.upstream_failed(self)
+            return
+        down.flush()
+        if self.response_done:
+            if self.ex is not None and self.ex.is_head:
+                self.parser = HttpResponseParser(self)
+            down.response_done(self)
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.idle:
+            self.idle = False
+            self.pool.forget(self)
+        down = self.down
+        if down is None:
+            return
+        if self.tunnel:
+            down.tunnel_closed()
+        elif self.close_delimited and self.headers_done and not self.response_done:
+            # The body ran until the backend closed: that ends the response normally.
+            if self.rechunk:
+                down.wbuf.append(b"0\r\n\r\n")
+            down.flush()
+            self.keep_alive = False
+            down.response_done(self)
+        else:
+            down.upstream_failed(self)
+
+    def pause_writing(self) -> None:
+        if self.down is not None:
+            self.down.pause_reading(1)
+
+    def resume_writing(self) -> None:
+        if self.down is not None:
+            self.down.resume_reading(1)
+
+    # -- httptools callbacks --
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        kind = RESPONSE_KINDS.get(name)
+        if kind is None:
+            kind = response_header_kind(name)
+        if kind == KIND_PASS:
+            self.parts += (name, b": ", value, b"\r\n")
+        elif kind == KIND_CONTENT_LENGTH:
+            self.has_length = True
+            self.parts += (name, b": ", value, b"\r\n")
+        elif self.special is None:
+            self.special = [(name, value)]
+        else:
+            self.special.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        down = self.down
+        ex = self.ex
+        if down is None or ex is None:
+            return
+        status = self.status = self.parser.get_status_code()
+        no_body = ex.is_head or status < 200 or status in (204, 304)
+        parts = self.parts
+        parts[0] = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+        special = self.special
+        has_length = self.has_length
+        # Ready for the next head (a 1xx response is followed by another one).
+        self.parts = [b""]
+        self.special = None
+        self.has_length = False
+        head, self.rechunk, keep_alive, close_delimited = finish_response_head(
+            parts,
+            special,
+            status,
+            has_length,
+            no_body=no_body,
+            client_http10=ex.http10,
+            keep_alive=ex.keep_alive and not down.router.closing,
+        )
+        ex.keep_alive = keep_alive
+        down.wbuf.append(head)
+        if status < 200:
+            return
+        self.headers_done = True
+        self.close_delimited = close_delimited
+        if ex.is_head:
+            self.keep_alive = True
+            self.response_done = True
+
+    def on_body(self, body: bytes) -> None:
+        down = self.down
+        if down is None or self.response_done:
+            return
+        self.pool.rev.bytes_out += len(body)
+        if self.rechunk:
+            down.wbuf.extend((b"%x\r\n" % len(body), body, b"\r\n"))
+        else:
+            down.wbuf.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200 or self.response_done:
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.rechunk and self.down is not None:
+            self.down.wbuf.append(b"0\r\n\r\n")
+        self.response_done = True

@@ -1,0 +1,152 @@
+"""The control plane's HTTP API (Starlette). The CLI speaks only this.
+
+Every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>``. Bad input is a 400 whose body
+lists every problem with its field path; a missing rollout is a 404; a state conflict a 409. Nothing is
+written when a request is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gapless.controller.commands import Commands, ConflictError
+from gapless.controller.reconcile import Controller
+from gapless.core.errors import NotFoundError, Problem, SpecError
+from gapless.server.auth import token_matches
+from gapless.spec.load import validate_rollout
+from gapless.store.sqlite import Store
+
+__all__ = ["build_app"]
+
+MAX_BODY = 1 << 20
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _problems(status: int, problems: list[Problem]) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "; ".join(str(p) for p in problems),
+            "problems": [{"path": p.path, "message": p.message} for p in problems],
+        },
+        status_code=status,
+    )
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "problems": [{"path": "", "message": message}]}, status_code=status
+    )
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise SpecError("request", [Problem("", f"body larger than {MAX_BODY} bytes")])
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as e:
+        raise SpecError("request", [Problem("", f"invalid JSON: {e.msg} at position {e.pos}")]) from e
+
+
+def build_app(store: Store, controller: Controller, commands: Commands, token_digest: str) -> Starlette:
+    def guarded(handler: Handler) -> Handler:
+        async def wrapper(request: Request) -> Response:
+            auth = request.headers.get("authorization", "")
+            presented = auth[7:] if auth.lower().startswith("bearer ") else None
+            if not token_matches(presented, token_digest):
+                return _error(401, "missing or wrong token (Authorization: Bearer <token>)")
+            try:
+                return await handler(request)
+            except SpecError as e:
+                return _problems(400, e.problems)
+            except NotFoundError as e:
+                return _error(404, str(e))
+            except ConflictError as e:
+                return _error(409, str(e))
+
+        return wrapper
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "rollouts": len(store.rollouts())})
+
+    async def list_rollouts(request: Request) -> Response:
+        return JSONResponse(
+            {"items": [r.status | {"name": r.name, "generation": r.generation} for r in store.rollouts()]}
+        )
+
+    async def get_rollout(request: Request) -> Response:
+        rec = store.rollout(request.path_params["name"])
+        status = dict(rec.status)
+        status.setdefault("name", rec.name)
+        status["generation"] = rec.generation
+        status.setdefault("observedGeneration", 0)
+        status["deleting"] = rec.deleting
+        return JSONResponse({"spec": rec.spec, "status": status})
+
+    async def put_rollout(request: Request) -> Response:
+        name = request.path_params["name"]
+        doc = await _json_body(request)
+        rollout = validate_rollout(doc, source="request")
+        if rollout.name != name:
+            raise SpecError(
+                "request", [Problem("metadata.name", f"is {rollout.name!r} but the URL names {name!r}")]
+            )
+        return JSONResponse(commands.apply(rollout))
+
+    async def pause(request: Request) -> Response:
+        return JSONResponse(commands.set_paused(request.path_params["name"], True))
+
+    async def resume(request: Request) -> Response:
+        return JSONResponse(commands.set_paused(request.path_params["name"], False))
+
+    async def undo(request: Request) -> Response:
+        body = await _json_body(request)
+        to = body.get("toRevision") if isinstance(body, dict) else None
+        if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
+            raise SpecError("request", [Problem("toRevision", "must be a positive integer")])
+        return JSONResponse(commands.undo(request.path_params["name"], to))
+
+    async def history(request: Request) -> Response:
+        return JSONResponse({"items": commands.history(request.path_params["name"])})
+
+    async def delete_rollout(request: Request) -> Response:
+        commands.delete(request.path_params["name"])
+        return JSONResponse({"deleting": True}, status_code=202)
+
+    async def events(request: Request) -> Response:
+        rollout = request.query_params.get("rollout") or None
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return _error(400, "since: must be an integer event id")
+        items = [e.__dict__ for e in store.events(rollout, since)]
+        return JSONResponse({"items": items})
+
+    async def shutdown(request: Request) -> Response:
+        controller.request_shutdown()
+        return JSONResponse({"shuttingDown": True}, status_code=202)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/api/v1/rollouts", guarded(list_rollouts)),
+        Route("/api/v1/rollouts/{name}", guarded(get_rollout), methods=["GET"]),
+        Route("/api/v1/rollouts/{name}", guarded(put_rollout), methods=["PUT"]),
+        Route("/api/v1/rollouts/{name}", guarded(delete_rollout), methods=["DELETE"]),
+        Route("/api/v1/rollouts/{name}/pause", guarded(pause), methods=["POST"]),
+        Route("/api/v1/rollouts/{name}/resume", guarded(resume), methods=["POST"]),
+        Route("/api/v1/rollouts/{name}/undo", guarded(undo), methods=["POST"]),
+        Route("/api/v1/rollouts/{name}/history", guarded(history)),
+        Route("/api/v1/events", guarded(events)),
+        Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,177 @@
+"""Drive gapless from outside, as a user does: the CLI as a subprocess, real processes and sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gapless.loadgen import LoadReport, run_load
+from gapless.platform.base import DiscoveredProcess
+from gapless.platform.local import LocalPlatform
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "examples" / "app.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rollout_doc(
+    name: str,
+    port: int,
+    version: str,
+    *,
+    replicas: int = 4,
+    app_args: tuple[str, ...] = (),
+    surge: int | str = 1,
+    unavailable: int | str = 0,
+    deadline: float = 60,
+    grace: float = 10,
+    liveness: bool = False,
+    extra_template: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "command": [sys.executable, str(APP), "--version", version, *app_args],
+        "readinessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 0.2, "failureThreshold": 1},
+        "terminationGracePeriodSeconds": grace,
+    }
+    if liveness:
+        template["livenessProbe"] = {
+            "httpGet": {"path": "/livez"},
+            "periodSeconds": 0.3,
+            "failureThreshold": 2,
+        }
+    template |= extra_template or {}
+    return {
+        "apiVersion": "gapless.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "listen": f"127.0.0.1:{port}",
+            "progressDeadlineSeconds": deadline,
+            "template": template,
+            "strategy": {"rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+        },
+    }
+
+
+@dataclass
+class Gapless:
+    """One gapless installation in its own state directory."""
+
+    state_dir: Path
+    specs: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.specs = self.state_dir.parent / "specs"
+        self.specs.mkdir(exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("GAPLESS_HOME", None)
+        env["COLUMNS"] = "200"
+        return env
+
+    def write(self, doc: dict[str, Any], filename: str | None = None) -> Path:
+        path = self.specs / (
+            filename or f"{doc['metadata']['name']}-{doc['spec']['template']['command'][3]}.yaml"
+        )
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gapless", *args, "--state-dir", str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
+        )
+
+    async def acli(self, *args: str, timeout: float = 180) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gapless",
+            *args,
+            "--state-dir",
+            str(self.state_dir),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env(),
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    async def status(self, name: str) -> dict[str, Any]:
+        code, out, err = await self.acli("status", name, "-o", "json")
+        assert code == 0, err
+        return dict(json.loads(out))
+
+    def processes(self, role: str | None = None) -> list[DiscoveredProcess]:
+        procs = LocalPlatform(self.state_dir.resolve()).discover()
+        return [p for p in procs if role is None or p.role == role]
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return self.cli("down", timeout=120)
+
+
+class Load:
+    """Steady load through the router in the background; ``stop()`` returns the report."""
+
+    def __init__(self, url: str, rps: float = 250) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(run_load(url, rps=rps, duration=300, stop=self._stop, timeout=10))
+
+    async def stop(self) -> LoadReport:
+        self._stop.set()
+        return await self._task
+
+
+class BoundsMonitor:
+    """Samples instance processes and ready instances until stopped; records the extremes."""
+
+    def __init__(self, g: Gapless, name: str) -> None:
+        self.g = g
+        self.name = name
+        self.max_processes = 0
+        self.min_available: int | None = None
+        self.samples = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        from gapless.cli.client import ApiClient
+
+        client = ApiClient(self.g.state_dir.resolve())
+        try:
+            while True:
+                procs = [p for p in self.g.processes("instance") if p.rollout == self.name]
+                # Count instances (process groups), not processes: an instance may fork helpers.
+                self.max_processes = max(self.max_processes, len({p.pgid for p in procs}))
+                st = await client.status(self.name)
+                avail = int(st.get("availableReplicas", 0))
+                self.min_available = avail if self.min_available is None else min(self.min_available, avail)
+                self.samples += 1
+                await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,51 @@
+"""The SQLite store: transactions are all-or-nothing and state survives reopening."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gapless.core.errors import NotFoundError
+from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
+from gapless.store.sqlite import Store
+
+
+def test_roundtrip_and_reopen(tmp_path: Path) -> None:
+    """Rollouts, revisions, instances and events read back the same after reopening the file."""
+    s = Store(tmp_path / "state.db").open()
+    s.put_rollout(RolloutRecord("shop", {"a": 1}, 1, 1.0, 1.0))
+    s.put_revision(RevisionRecord("shop", "abc", 1, {"command": ["x"]}, 2.0, "progressing", progress_at=2.0))
+    s.put_instance(
+        InstanceRecord("i1", "shop", "abc", "running", 3.0, "/tmp/x.log", pid=10, port=99, ready=True)
+    )
+    s.add_event(4.0, "shop", "abc", "Applied", "hello")
+    s.close()
+    s = Store(tmp_path / "state.db").open()
+    assert s.rollout("shop").spec == {"a": 1}
+    assert s.revisions("shop")[0].template == {"command": ["x"]}
+    inst = s.instances("shop")[0]
+    assert (inst.pid, inst.port, inst.ready) == (10, 99, True)
+    assert [e.message for e in s.events("shop")] == ["hello"]
+    s.close()
+
+
+def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
+    """An exception inside a transaction rolls every write of it back."""
+    s = Store(tmp_path / "state.db").open()
+    s.put_rollout(RolloutRecord("shop", {"v": 1}, 1, 1.0, 1.0))
+    with pytest.raises(RuntimeError), s.transaction():  # noqa: PT012 -- the whole transaction is under test
+        s.put_rollout(RolloutRecord("shop", {"v": 2}, 2, 1.0, 2.0))
+        s.add_event(1.0, "shop", "", "X", "y")
+        raise RuntimeError("crash in the middle")
+    assert s.rollout("shop").spec == {"v": 1}
+    assert s.events() == []
+
+
+def test_missing_rollout_and_instance(tmp_path: Path) -> None:
+    """Unknown names raise NotFoundError."""
+    s = Store(tmp_path / "state.db").open()
+    with pytest.raises(NotFoundError):
+        s.rollout("nope")
+    with pytest.raises(NotFoundError):
+        s.update_instance("nope", ready=True)
