@@ -64,6 +64,12 @@ class ApiClient:
             )
         return self._client
 
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()

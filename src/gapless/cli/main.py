@@ -157,8 +157,7 @@ def status(
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
-        client = ApiClient(sd)
-        try:
+        async with ApiClient(sd) as client:
             if not watch:
                 st = await client.status(name)
                 if output == "json":
@@ -177,8 +176,6 @@ def status(
                     else:
                         live.update(render_status(st))
                     await asyncio.sleep(0.5)
-        finally:
-            await client.aclose()
 
     raise typer.Exit(_run(body))
 
@@ -190,11 +187,8 @@ def history(name: str, output: Output = "text", state_dir: StateDir = None) -> N
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
-        client = ApiClient(sd)
-        try:
+        async with ApiClient(sd) as client:
             items = (await client.request("GET", f"/api/v1/rollouts/{name}/history"))["items"]
-        finally:
-            await client.aclose()
         if output == "json":
             out.print_json(json.dumps(items))
         else:
@@ -220,8 +214,7 @@ def undo(
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
-        client = ApiClient(sd)
-        try:
+        async with ApiClient(sd) as client:
             body_ = {"toRevision": to_revision} if to_revision is not None else {}
             result = await client.request("POST", f"/api/v1/rollouts/{name}/undo", body_)
             if not result.get("changed"):
@@ -233,8 +226,6 @@ def undo(
             if wait:
                 return await wait_for_rollout(client, name, result["generation"], err)
             return 0
-        finally:
-            await client.aclose()
 
     raise typer.Exit(_run(body))
 
@@ -243,14 +234,11 @@ def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
-        client = ApiClient(sd)
-        try:
+        async with ApiClient(sd) as client:
             verb = "pause" if paused else "resume"
             result = await client.request("POST", f"/api/v1/rollouts/{name}/{verb}")
             err.print(f"{name} {verb}d" if result.get("changed") else f"{name} was already {verb}d")
             return 0
-        finally:
-            await client.aclose()
 
     raise typer.Exit(_run(body))
 

@@ -286,17 +286,7 @@ class Controller:
                     self._unwatch(inst.id)
                     if inst.pgid is not None:
                         await self._platform.kill_group(inst.pgid)
-                    restarts = inst.restarts + 1
-                    at = now + backoff_seconds(restarts)
-                    self._store.update_instance(
-                        inst.id,
-                        state="backoff",
-                        ready=False,
-                        ready_since=None,
-                        restarts=restarts,
-                        next_start_at=at,
-                        message="process exited",
-                    )
+                    at = self._to_backoff(inst, now, "process exited")
                     self.event(
                         name,
                         inst.revision,
@@ -316,6 +306,22 @@ class Controller:
             elif inst.state == "terminating" and inst.id not in self._stopping:
                 self._begin_stop(inst, then="delete")
         return next_at
+
+    def _to_backoff(self, inst: InstanceRecord, now: float, message: str) -> float:
+        """Record a crash or failed start: out of traffic, restart after an exponential backoff."""
+        restarts = inst.restarts + 1
+        at = now + backoff_seconds(restarts)
+        self._store.update_instance(
+            inst.id,
+            state="backoff",
+            ready=False,
+            ready_since=None,
+            restarts=restarts,
+            restart_pending=False,
+            next_start_at=at,
+            message=message,
+        )
+        return at
 
     async def _push_backends(self, name: str, instances: list[InstanceRecord]) -> None:
         backends = [
@@ -343,9 +349,12 @@ class Controller:
             self.event(name, target.hash, "RolloutComplete", f"revision {target.number} is available")
             self._prune_history(name)
         elif plan.outcome == "failed":
-            self._store.put_revision(_replace_revision(target, phase="failed", message=plan.reason))
+            reason = plan.reason.replace(
+                f"revision {target.hash}", f"revision {target.number} ({target.hash})"
+            )
+            self._store.put_revision(_replace_revision(target, phase="failed", message=reason))
             back = f"; revision {stable.number} keeps serving" if stable else ""
-            self.event(name, target.hash, "ProgressDeadlineExceeded", plan.reason + back)
+            self.event(name, target.hash, "ProgressDeadlineExceeded", reason + back)
         if plan.terminate:
             for t in plan.terminate:
                 self._store.update_instance(t.instance_id, state="terminating", ready=False, message=t.reason)
@@ -400,11 +409,7 @@ class Controller:
         try:
             handle = await self._platform.start(spec)
         except InstanceStartError as e:
-            restarts = rec.restarts + 1
-            at = now + backoff_seconds(restarts)
-            self._store.update_instance(
-                rec.id, state="backoff", restarts=restarts, next_start_at=at, message=str(e)
-            )
+            self._to_backoff(rec, now, str(e))
             self.event(name, revision, "InstanceStartFailed", f"{rec.id}: {e}")
             return
         rec = self._store.update_instance(
@@ -492,17 +497,7 @@ class Controller:
             if not drained:
                 how += " (requests still in flight when the grace period ended)"
             if then == "restart":
-                restarts = inst.restarts + 1
-                at = self._clock.now() + backoff_seconds(restarts)
-                self._store.update_instance(
-                    inst.id,
-                    state="backoff",
-                    ready=False,
-                    ready_since=None,
-                    restarts=restarts,
-                    restart_pending=False,
-                    next_start_at=at,
-                )
+                self._to_backoff(inst, self._clock.now(), inst.message)
                 self.event(inst.rollout, inst.revision, "InstanceRestarting", f"{inst.id} {how}")
             else:
                 self._store.delete_instance(inst.id)

@@ -84,5 +84,6 @@ async def _serve(state_dir: Path) -> None:
                 ctl.cancel()
     finally:
         await traffic.aclose()
+        platform.release()
         store.close()
         sock.unlink(missing_ok=True)
