@@ -48,7 +48,9 @@ async def test_latency_percentiles_are_ordered_and_scheduled_latency_is_not_smal
         assert all(v is not None for v in values)
         ordered.append([v for v in values if v is not None])
     for values in ordered:
-        assert 0.045 <= values[0] <= values[1] <= values[2] <= values[3] < 1.0  # server sleeps 50 ms; clocks differ slightly
+        assert (
+            0.045 <= values[0] <= values[1] <= values[2] <= values[3] < 1.0
+        )  # server sleeps 50 ms; clocks differ slightly
     latency, scheduled = ordered
     assert all(s >= a for a, s in zip(latency, scheduled, strict=True))
 

@@ -101,7 +101,7 @@ async def run_demo(state_dir: Path | None, *, rps: float, console: Console) -> i
 
         async def roll(version: str) -> int:
             rollout = validate_rollout(docs[version], source=f"{version}.yaml")
-            r = await client.request("PUT", "/api/v1/rollouts/demo", rollout.to_document())
+            r = await client.request("PUT", "/api/v1/rollouts/demo", rollout.to_document(as_written=True))
             return await wait_for_rollout(client, "demo", r["generation"], console, timeout=120)
 
         console.print("[bold]1.[/] starting 4 replicas of v1")

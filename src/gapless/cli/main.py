@@ -88,7 +88,9 @@ async def _apply(state_dir: Path, file: Path, *, start: bool) -> tuple[ApiClient
     if start and await start_control_plane(state_dir):
         err.print(f"started control plane for {state_dir}")
     client = ApiClient(state_dir)
-    result = await client.request("PUT", f"/api/v1/rollouts/{rollout.name}", rollout.to_document())
+    result = await client.request(
+        "PUT", f"/api/v1/rollouts/{rollout.name}", rollout.to_document(as_written=True)
+    )
     return client, result
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from gapless.controller.reconcile import Controller
 from gapless.core.clock import Clock
-from gapless.core.errors import GaplessError, NotFoundError
+from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError
 from gapless.spec.models import Rollout, Template, template_hash
 from gapless.store.records import RolloutRecord
 from gapless.store.sqlite import Store
@@ -38,22 +38,28 @@ class Commands:
         h = template_hash(rollout.spec.template)
         with self._store.transaction():
             rec = self._store.find_rollout(name)
+            if rec is not None and "paused" not in rollout.spec.model_fields_set:
+                # Like kubectl apply: a file that does not mention `paused` keeps `gapless pause` in force.
+                doc["spec"]["paused"] = bool(rec.spec["spec"].get("paused", False))
             if rec is not None and rec.deleting:
                 raise ConflictError(f"rollout {name!r} is being removed; wait until it is gone")
-            if rec is not None:
-                listen_owner = None
-            else:
-                listen_owner = next(
-                    (
-                        r.name
-                        for r in self._store.rollouts()
-                        if r.spec["spec"]["listen"] == rollout.spec.listen
-                    ),
-                    None,
-                )
+            listen_owner = next(
+                (
+                    r.name
+                    for r in self._store.rollouts()
+                    if r.name != name and r.spec["spec"]["listen"] == rollout.spec.listen
+                ),
+                None,
+            )
             if listen_owner is not None:
-                raise ConflictError(
-                    f"spec.listen: {rollout.spec.listen} is already used by rollout {listen_owner!r}"
+                raise SpecError(
+                    name,
+                    [
+                        Problem(
+                            "spec.listen",
+                            f"{rollout.spec.listen} is already used by rollout {listen_owner!r}",
+                        )
+                    ],
                 )
             changed = rec is None or rec.spec != doc
             generation = (rec.generation if rec else 0) + (1 if changed else 0)

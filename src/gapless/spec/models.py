@@ -302,9 +302,13 @@ class Rollout(_Model):
     def name(self) -> str:
         return self.metadata.name
 
-    def to_document(self) -> dict[str, Any]:
-        """The document as YAML/JSON-ready data with camelCase keys."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+    def to_document(self, *, as_written: bool = False) -> dict[str, Any]:
+        """The document as YAML/JSON-ready data with camelCase keys.
+
+        ``as_written`` leaves out the fields the author did not set, so a receiver can tell "not
+        mentioned" from "set to the default" (``paused`` keeps a ``gapless pause`` in force that way).
+        """
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=as_written)
 
 
 def template_hash(template: Template) -> str:
