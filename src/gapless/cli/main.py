@@ -21,7 +21,7 @@ from gapless.cli.client import ApiClient, ApiError, NotRunningError, resolve_sta
 from gapless.cli.down import down_all, down_rollout
 from gapless.cli.load_cmd import load_command
 from gapless.cli.logs import show_logs
-from gapless.cli.render import render_events, render_history, render_status
+from gapless.cli.render import render_events, render_history, render_list, render_status
 from gapless.cli.wait import wait_for_rollout
 from gapless.core.errors import GaplessError, SpecError
 from gapless.spec.load import load_rollout
@@ -111,7 +111,11 @@ def up(
             if detach:
                 out.print(f"{name}: generation {result['generation']} accepted")
                 return 0
-            return await wait_for_rollout(client, name, result["generation"], err, timeout)
+            code = await wait_for_rollout(client, name, result["generation"], err, timeout)
+            if code == 0:
+                listen = (await client.status(name)).get("router", {}).get("listen")
+                err.print(f"[green]{name} is serving on http://{listen}/[/]")
+            return code
         finally:
             await client.aclose()
 
@@ -149,7 +153,7 @@ def apply(
 
 @app.command()
 def status(
-    name: str,
+    name: Annotated[str | None, typer.Argument(help="Rollout name (default: list every rollout).")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing.")] = False,
     output: Output = "text",
     state_dir: StateDir = None,
@@ -160,6 +164,13 @@ def status(
 
     async def body() -> int:
         async with ApiClient(sd) as client:
+            if name is None:
+                items = (await client.request("GET", "/api/v1/rollouts"))["items"]
+                if output == "json":
+                    out.print_json(json.dumps(items))
+                else:
+                    out.print(render_list(items))
+                return 0
             if not watch:
                 st = await client.status(name)
                 if output == "json":

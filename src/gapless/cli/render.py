@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["phase_style", "render_events", "render_history", "render_status", "summary_line"]
+__all__ = ["phase_style", "render_events", "render_history", "render_list", "render_status", "summary_line"]
 
 _PHASE_STYLE = {
     "Healthy": "bold green",
@@ -115,5 +115,22 @@ def render_events(items: list[dict[str, Any]]) -> RenderableType:
             e["revision"][:10],
             e["type"],
             e["message"],
+        )
+    return t
+
+
+def render_list(items: list[dict[str, Any]]) -> RenderableType:
+    t = Table(box=None, header_style="bold")
+    for col in ("ROLLOUT", "PHASE", "REVISION", "AVAILABLE", "LISTEN", "MESSAGE"):
+        t.add_column(col)
+    for st in items:
+        phase = st.get("phase", "Pending")
+        t.add_row(
+            st.get("name", "?"),
+            Text(phase, style=phase_style(phase)),
+            str(st.get("currentRevision") or "-"),
+            f"{st.get('availableReplicas', 0)}/{st.get('replicas', 0)}",
+            (st.get("router") or {}).get("listen") or "-",
+            st.get("message", ""),
         )
     return t
