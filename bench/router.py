@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--wrk-cpu", type=int, default=0)
     parser.add_argument("--proxy-cpu", type=int, default=1)
+    parser.add_argument("--upstream-cpu", type=int, help="CPU of the upstreams (default: the proxy's)")
     parser.add_argument("--only", choices=["direct", "gapless", "haproxy"], action="append")
     parser.add_argument(
         "--profile", metavar="FILE", help="record a py-spy profile of the router (.svg flame graph, .txt raw)"
@@ -217,11 +218,10 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y wrk util-linux")
     only = set(args.only or ["direct", "gapless", "haproxy"])
+    upstream_cpu = args.proxy_cpu if args.upstream_cpu is None else args.upstream_cpu
     ports = [free_port(), free_port()]
     upstreams = [
-        subprocess.Popen(
-            pinned(args.proxy_cpu, [sys.executable, str(HERE / "upstream.py"), "--port", str(p)])
-        )
+        subprocess.Popen(pinned(upstream_cpu, [sys.executable, str(HERE / "upstream.py"), "--port", str(p)]))
         for p in ports
     ]
     rows: list[Row] = []
@@ -239,8 +239,10 @@ def main() -> None:
     finally:
         for u in upstreams:
             stop(u)
-    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, wrk on CPU {args.wrk_cpu}, "
-          f"proxy and upstreams on CPU {args.proxy_cpu}")  # fmt: skip
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, wrk on CPU {args.wrk_cpu}, "
+        f"proxy on CPU {args.proxy_cpu}, upstreams on CPU {upstream_cpu}"
+    )
     print("(CPU/req: CPU time the proxy process used per request; for 'direct', the upstream's)")
     print(f"{'target':<10}{'req/s':>12}{'P50':>12}{'P99':>12}{'CPU/req':>12}{'user':>7}  note")
     for r in rows:

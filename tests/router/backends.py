@@ -10,6 +10,8 @@ Each ``TestBackend`` answers with its id in ``X-Backend`` and behaves by path:
 - ``/download?size=N&chunked=1``: N bytes, Content-Length or chunked, written in 64 KiB pieces;
 - ``/stream``: one chunk, then waits for ``release`` before the last chunk;
 - ``/slow?s=S``: answers after S seconds;
+- ``/early-hints``: a ``103`` and the final response in one write;
+- ``/split-head``: a response head that arrives in two pieces;
 - ``/close``: answers with ``Connection: close`` and closes;
 - ``/ws``: answers ``101`` to an upgrade, then echoes raw bytes.
 
@@ -121,6 +123,20 @@ class TestBackend:
             await writer.drain()
             await self.release.wait()
             writer.write(b"4\r\nlast\r\n0\r\n\r\n")
+            await writer.drain()
+            return True
+        elif path == "/early-hints":
+            writer.write(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+                b"HTTP/1.1 200 Fine\r\nX-Backend: " + self.id.encode() + b"\r\nContent-Length: 2\r\n\r\nok"
+            )
+            await writer.drain()
+            return True
+        elif path == "/split-head":
+            writer.write(b"HTTP/1.1 200 OK\r\nX-Backend: " + self.id.encode() + b"\r\nContent-Le")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"ngth: 5\r\n\r\nsplit")
             await writer.drain()
             return True
         elif path == "/slow":

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import httpx
 import pytest
 
-from gapless.router.client import InvalidConfigError, RouterClient, StaleConfigError, UnauthorizedError
+from gapless.router.client import (
+    InvalidConfigError,
+    RouterClient,
+    RouterUnavailableError,
+    StaleConfigError,
+    UnauthorizedError,
+)
 from gapless.router.config import Backend, RouterConfig
 from gapless.router.persist import load_config
 from tests.router.conftest import RouterHarness
@@ -103,3 +110,11 @@ async def test_unknown_path_and_method(harness: RouterHarness) -> None:
         assert (await http.get("/nope")).status_code == 404
         assert (await http.delete("/config")).status_code == 405
         assert (await http.post("/stats")).status_code == 405
+
+
+async def test_client_reports_unreachable_router(tmp_path: Path) -> None:
+    """A client of a router that is not running raises RouterUnavailableError, which is an OSError."""
+    async with RouterClient(tmp_path / "missing.sock", "token") as client:
+        with pytest.raises(RouterUnavailableError) as caught:
+            await client.healthz()
+    assert isinstance(caught.value, OSError)

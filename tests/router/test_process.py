@@ -71,6 +71,7 @@ class RouterProcess:
                 await asyncio.sleep(0.025)
                 continue
             assert health["pid"] == self.proc.pid
+            assert health["listen"] == f"127.0.0.1:{self.port}"
             return self.proc.pid
         raise AssertionError(f"router did not start: {self.log.read_text()}")
 

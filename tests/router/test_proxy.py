@@ -364,3 +364,57 @@ async def test_expect_100_continue(harness: RouterHarness, backends: MakeBackend
         status, _, body = await _read_response(reader)
     assert status.startswith(b"HTTP/1.1 200")
     assert json.loads(body) == {"length": 5, "chunked": False}
+
+
+async def test_interim_and_split_response_heads(harness: RouterHarness, backends: MakeBackend) -> None:
+    """A 103 sent together with its final response, and a head split over two reads, both arrive whole."""
+    await harness.route([await backends("b1")])
+    async with _raw(harness) as (reader, writer):
+        writer.write(
+            b"GET /early-hints HTTP/1.1\r\nHost: x\r\n\r\nGET /split-head HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim == b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+        status, _, body = await _read_response(reader)
+        assert (status, body) == (b"HTTP/1.1 200 Fine", b"ok")
+        status, headers, body = await _read_response(reader)
+        assert (status, body) == (b"HTTP/1.1 200 OK", b"split")
+        assert headers["x-backend"] == "b1"
+
+
+async def test_request_framing_across_reads(harness: RouterHarness, backends: MakeBackend) -> None:
+    """Heads and bodies split over reads, bodies followed by pipelined requests and chunked uploads all frame right."""
+    await harness.route([await backends("b1")])
+    async with _raw(harness) as (reader, writer):
+        # A head in three pieces, then a Content-Length body in two.
+        for piece in (b"POST /upl", b"oad HTTP/1.1\r\nHost: x\r\nContent-Le", b"ngth: 10\r\n\r\nhello"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        writer.write(b"world")
+        assert json.loads((await _read_response(reader))[2]) == {"length": 10, "chunked": False}
+        # A body, a chunked upload and a plain GET pipelined in one write, after an empty line.
+        writer.write(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"\r\nPOST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Forwarded-Host: evil\r\n\r\n"
+        )
+        assert json.loads((await _read_response(reader))[2]) == {"length": 3, "chunked": False}
+        assert json.loads((await _read_response(reader))[2]) == {"length": 3, "chunked": True}
+        seen = json.loads((await _read_response(reader))[2])
+        assert seen["x-forwarded-host"] == "x"
+        # Back to framing requests itself after the chunked one.
+        assert not next(iter(harness.router.connections)).slow_mode
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await _read_response(reader))[2] == b"hello from b1"
+
+
+async def test_oversized_or_broken_head_gets_400(harness: RouterHarness, backends: MakeBackend) -> None:
+    """A head over 64 KiB or one the parser rejects gets a 400 and a closed connection."""
+    await harness.route([await backends("b1")])
+    for request in (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"):
+        async with _raw(harness) as (reader, writer):
+            writer.write(request)
+            status, _, _ = await _read_response(reader)
+            assert status == b"HTTP/1.1 400 Bad Request"
+            assert await reader.read() == b""

@@ -29,8 +29,8 @@ def test_defaults_follow_kubernetes() -> None:
     assert (s.replicas, s.paused, s.min_ready_seconds) == (4, False, 0)
     assert (s.progress_deadline_seconds, s.revision_history_limit) == (600, 10)
     assert s.template.termination_grace_period_seconds == 30
-    assert s.strategy.rolling_update.max_surge == "25%"
-    assert s.strategy.rolling_update.max_unavailable == "25%"
+    assert s.strategy.kind == "RollingUpdate"
+    assert s.strategy.surge_bounds == ("25%", "25%")
     p = s.template.readiness_probe
     assert p is not None
     assert (p.initial_delay_seconds, p.timeout_seconds, p.success_threshold, p.failure_threshold) == (

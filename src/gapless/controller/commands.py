@@ -17,7 +17,9 @@ from gapless.spec.models import Rollout, Template, template_hash
 from gapless.store.records import RolloutRecord
 from gapless.store.sqlite import Store
 
-__all__ = ["Commands", "ConflictError"]
+__all__ = ["SUPPORTED_STRATEGIES", "Commands", "ConflictError"]
+
+SUPPORTED_STRATEGIES = frozenset({"RollingUpdate"})
 
 
 class ConflictError(GaplessError):
@@ -34,6 +36,13 @@ class Commands:
         """Store a new desired spec. A changed template makes a new revision on the next pass."""
         now = self._clock.now()
         name = rollout.name
+        kind = rollout.spec.strategy.kind
+        if kind not in SUPPORTED_STRATEGIES:
+            field = "blueGreen" if kind == "BlueGreen" else "canary"
+            raise SpecError(
+                name,
+                [Problem(f"spec.strategy.{field}", "this strategy is not available yet in this version")],
+            )
         doc = rollout.to_document()
         h = template_hash(rollout.spec.template)
         with self._store.transaction():

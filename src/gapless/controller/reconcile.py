@@ -200,8 +200,8 @@ class Controller:
         )
         rview = RolloutView(
             replicas=spec.replicas,
-            max_surge=spec.strategy.rolling_update.max_surge,
-            max_unavailable=spec.strategy.rolling_update.max_unavailable,
+            max_surge=spec.strategy.surge_bounds[0],
+            max_unavailable=spec.strategy.surge_bounds[1],
             min_ready_seconds=spec.min_ready_seconds,
             progress_deadline_seconds=spec.progress_deadline_seconds,
             paused=spec.paused,

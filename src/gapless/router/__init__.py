@@ -3,4 +3,16 @@
 It runs as its own process (``gapless router NAME``), serves the rollout's public address, and takes its
 configuration from the control plane over an admin API on a unix socket. It keeps serving with its last
 configuration when the control plane is gone.
+
+Modules, from the wire inwards:
+
+- ``downstream`` / ``upstream``: the client and backend sides of the proxy (``asyncio.Protocol`` over
+  ``httptools``), ``exchange``: one request in flight, ``headers``: head rewriting;
+- ``balancer``: weighted routing tables, ``pool``: a backend's keep-alive connections and counters,
+  ``counters`` / ``stats``: what is counted and how it is reported;
+- ``proxy``: the router's state and listener, ``admin``: the admin API, ``persist``: its files,
+  ``process``: the OS process (``python -m gapless.router``);
+- ``config``: the contract with the control plane, ``client``: the control plane's ``RouterClient``.
+
+This package imports nothing of the control plane (an import-linter contract).
 """

@@ -3,7 +3,8 @@
 Constructed inert: the HTTP client is made on first use, so building a ``RouterClient`` does no I/O.
 Refusals come back as typed errors (``StaleConfigError`` for an older version, ``InvalidConfigError``
 for a bad config) and an unreachable router as ``RouterUnavailableError``, a ``TemporaryError`` the
-caller retries with backoff.
+caller retries with backoff (and a ``ConnectionError``, so ``except OSError`` catches it too); no
+``httpx`` exception escapes.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class UnauthorizedError(RouterAdminError):
     """The token was missing or wrong (401)."""
 
 
-class RouterUnavailableError(TemporaryError):
-    """The router's admin socket could not be reached."""
+class RouterUnavailableError(TemporaryError, ConnectionError):
+    """The router's admin socket could not be reached (also a ``ConnectionError``, so an OSError)."""
 
 
 _ERRORS: dict[int, type[RouterAdminError]] = {
@@ -103,13 +104,16 @@ class RouterClient:
             )
         except httpx.TransportError as exc:
             raise RouterUnavailableError(f"router admin socket {self.socket_path}: {exc!r}") from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
         if response.status_code >= 400:
-            try:
-                message = str(response.json().get("error", response.text))
-            except ValueError:
-                message = response.text
+            message = str(data.get("error", response.text)) if isinstance(data, dict) else response.text
             raise _ERRORS.get(response.status_code, RouterAdminError)(response.status_code, message)
-        return response.json()
+        if data is None:
+            raise RouterAdminError(response.status_code, f"not JSON: {response.text[:200]!r}")
+        return data
 
     async def healthz(self) -> dict[str, Any]:
         """``{"name", "pid", "config_version", "listen"}``; needs no token."""

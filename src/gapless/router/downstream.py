@@ -3,8 +3,8 @@
 This is the per-request hot path, written as a plain ``asyncio.Protocol`` over ``httptools`` so that a
 request costs a few callbacks and no task, future or lock. Everything one chunk of client bytes
 produces (request head, body pieces) is gathered in the exchange's write list and sent to the backend
-with one ``writelines`` afterwards. A request is dispatched after the chunk that completed its head
-has been parsed, so a small request and its routing cost exactly one write upstream.
+with one write afterwards. A request is dispatched after the chunk that completed its head has been
+parsed, so a small request and its routing cost exactly one ``send`` upstream.
 
 Flow control uses the transports' own buffers: when the backend's send buffer is full the client is
 no longer read, and when the client's send buffer is full the backend is no longer read. Pipelined
@@ -24,12 +24,24 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from gapless.router.exchange import (
+    CONNECT_TIMEOUT,
+    MAX_ATTEMPTS,
+    MAX_STALE,
+    PENDING_LIMIT,
+    REPLAY_LIMIT,
+    Exchange,
+    queue_body,
+)
 from gapless.router.headers import (
     KIND_HOST,
     KIND_PASS,
     REQUEST_KINDS,
+    content_length,
     finish_request_head,
+    request_head_raw,
     request_header_kind,
+    request_needs_parser,
 )
 from gapless.router.upstream import UpstreamProtocol
 
@@ -37,26 +49,12 @@ if TYPE_CHECKING:
     from gapless.router.pool import BackendPool
     from gapless.router.proxy import Router
 
-__all__ = ["CONNECT_TIMEOUT", "MAX_ATTEMPTS", "REPLAY_LIMIT", "DownstreamProtocol", "Exchange"]
-
-MAX_ATTEMPTS = 3
-"""Backends tried for one request before the client gets a 502."""
-
-MAX_STALE = 8
-"""Closed pooled connections skipped for one request before the stale ones count as attempts."""
-
-REPLAY_LIMIT = 64 * 1024
-"""Request bytes kept for a replay on another backend; a longer idempotent request is not retried."""
-
-CONNECT_TIMEOUT = 5.0
-"""Seconds to open a connection to a backend."""
-
-PENDING_LIMIT = 256 * 1024
-"""Request bytes buffered while connecting before the router stops reading the client."""
+__all__ = ["DownstreamProtocol"]
 
 _LOCAL_HEAD = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n"
 
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+MAX_HEAD = 64 * 1024
+"""Bytes a request head may have."""
 
 # Reasons to stop reading the client, as bits: it is read again when none is left.
 _UPSTREAM_FULL = 1
@@ -64,82 +62,37 @@ _PIPELINED = 2
 _CONNECTING = 4
 
 
-class Exchange:
-    """One request of a client and its way through the router."""
+class _RawHeadCallbacks:
+    """The callbacks of the parser that frames requests without reporting each header."""
 
-    __slots__ = (
-        "attempts",
-        "body_bytes",
-        "chunked",
-        "counted",
-        "dispatched",
-        "head",
-        "head_sent",
-        "http10",
-        "is_head",
-        "keep_alive",
-        "pool",
-        "replayable",
-        "request_done",
-        "sent",
-        "sent_size",
-        "stale",
-        "started",
-        "tried",
-        "upstream",
-        "wbuf",
-        "wsize",
-    )
+    __slots__ = ("on_body", "on_headers_complete", "on_message_complete")
 
-    def __init__(self, method: bytes, head: bytes, chunked: bool, keep_alive: bool, http10: bool) -> None:
-        self.started = monotonic()
-        self.is_head = method == b"HEAD"
-        self.chunked = chunked
-        self.keep_alive = keep_alive
-        self.http10 = http10
-        self.head = head
-        self.head_sent = False
-        # Body bytes not yet written upstream, and those written, kept for a replay on another backend
-        # while the request is idempotent and its body small.
-        self.wbuf: list[bytes] | None = None
-        self.wsize = 0
-        self.replayable = method in _IDEMPOTENT
-        self.sent: list[bytes] | None = None
-        self.sent_size = 0
-        self.body_bytes = 0
-        self.request_done = False
-        self.dispatched = False
-        self.counted = False
-        self.pool: BackendPool | None = None
-        self.upstream: UpstreamProtocol | None = None
-        self.tried: set[BackendPool] | None = None
-        self.attempts = 0
-        self.stale = 0
-
-
-def _queue_body(ex: Exchange, data: bytes) -> None:
-    """Add request bytes to those waiting for the next write upstream."""
-    if ex.wbuf is None:
-        ex.wbuf = [data]
-    else:
-        ex.wbuf.append(data)
-    ex.wsize += len(data)
+    def __init__(self, down: DownstreamProtocol) -> None:
+        self.on_headers_complete = down.on_raw_head_complete
+        self.on_body = down.on_body
+        self.on_message_complete = down.on_message_complete
 
 
 class DownstreamProtocol(asyncio.Protocol):
     """One client connection."""
 
     __slots__ = (
+        "at_boundary",
+        "body_left",
         "client_ip",
         "closing",
         "current",
+        "fast",
+        "head",
         "host",
+        "inbuf",
         "parser",
         "parsing",
         "parts",
         "paused",
         "queue",
         "router",
+        "slow_mode",
         "special",
         "transport",
         "tunnel",
@@ -154,6 +107,12 @@ class DownstreamProtocol(asyncio.Protocol):
     def __init__(self, router: Router) -> None:
         self.router = router
         self.parser = HttpRequestParser(self)
+        self.fast = HttpRequestParser(_RawHeadCallbacks(self))
+        self.slow_mode = False
+        self.at_boundary = True
+        self.inbuf = b""
+        self.body_left = 0
+        self.head = b""
         self.client_ip = b""
         self.url = b""
         self.parts: list[bytes] = [b""]  # the request line goes first once the head is complete
@@ -185,15 +144,13 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         if self.upgrading:
             if self.parsing is not None:
-                _queue_body(self.parsing, data)
+                queue_body(self.parsing, data)
         else:
             try:
-                self.parser.feed_data(data)
-            except HttpParserUpgrade as exc:
-                self.upgrading = True
-                rest = data[exc.args[0] :]
-                if self.parsing is not None and rest:
-                    _queue_body(self.parsing, rest)
+                if self.slow_mode:
+                    self._parse(data)
+                else:
+                    self._frame(data)
             except HttpParserError:
                 self._bad_request()
                 return
@@ -268,7 +225,92 @@ class DownstreamProtocol(asyncio.Protocol):
         if not self.paused and not self.closing:
             self.transport.resume_reading()
 
-    # -- httptools callbacks --
+    # -- reading requests --
+
+    def _frame(self, data: bytes) -> None:
+        """Cut requests out of ``data`` and give each, head then body, to the raw-head parser.
+
+        The usual request (a head, then nothing or a Content-Length body) is framed here so that its
+        head can be forwarded as raw bytes instead of header by header. A request with a chunked body
+        or an upgrade, whose end only the parser can find, goes to the per-header parser together
+        with everything after it, until a read ends exactly between two requests.
+        """
+        left = self.body_left
+        if left:
+            if len(data) <= left:
+                self.body_left = left - len(data)
+                self.fast.feed_data(data)
+                return
+            self.body_left = 0
+            self.fast.feed_data(data[:left])
+            data = data[left:]
+        buf = self.inbuf + data if self.inbuf else data
+        self.inbuf = b""
+        size = len(buf)
+        pos = 0
+        while pos < size:
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                if size - pos > MAX_HEAD:
+                    raise HttpParserError("request head too large")
+                self.inbuf = buf[pos:] if pos else buf
+                return
+            end += 4
+            head = buf[pos:end] if pos or end != size else buf
+            lower = head.lower()
+            if request_needs_parser(lower):
+                self.slow_mode = True
+                self._parse(buf[pos:] if pos else buf)
+                return
+            self.head = head
+            self.fast.feed_data(head)
+            pos = end
+            length = content_length(head, lower)
+            if length:
+                if size - pos < length:
+                    self.body_left = length - (size - pos)
+                    if pos < size:
+                        self.fast.feed_data(buf[pos:])
+                    return
+                self.fast.feed_data(buf[pos : pos + length])
+                pos += length
+
+    def _parse(self, data: bytes) -> None:
+        """Give ``data`` to the per-header parser; go back to framing once a read ends between requests."""
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self.upgrading = True
+            rest = data[exc.args[0] :]
+            if self.parsing is not None and rest:
+                queue_body(self.parsing, rest)
+            return
+        if self.at_boundary:
+            self.slow_mode = False
+
+    def on_raw_head_complete(self) -> None:
+        """The raw-head parser accepted ``self.head``: forward it as it came, give or take a few headers."""
+        fast = self.fast
+        head, has_connection = request_head_raw(self.head, self.head.lower(), self.client_ip)
+        keep_alive = fast.should_keep_alive()
+        http10 = (not keep_alive or has_connection) and fast.get_http_version() == "1.0"
+        self._start(Exchange(fast.get_method(), head, False, keep_alive, http10))
+
+    def _start(self, ex: Exchange) -> None:
+        """A request head is complete: it is next, or waits behind the requests pipelined before it."""
+        self.parsing = ex
+        if self.current is None:
+            self.current = ex
+        else:
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.append(ex)
+            self.pause_reading(_PIPELINED)
+
+    # -- httptools callbacks (the per-header parser; on_body and on_message_complete serve both) --
+
+    def on_message_begin(self) -> None:
+        self.at_boundary = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -299,20 +341,12 @@ class DownstreamProtocol(asyncio.Protocol):
         # HTTP/1.1 keeps alive by default, so the version only matters without keep-alive or when the
         # client said Connection: (an HTTP/1.0 client asking for keep-alive).
         http10 = (not keep_alive or has_connection) and parser.get_http_version() == "1.0"
-        ex = Exchange(method, head, chunked, keep_alive, http10)
         # Ready for the next head (httptools has no cheaper place than here to reset).
         self.url = b""
         self.parts = [b""]  # the request line goes first once the head is complete
         self.special = None
         self.host = b""
-        self.parsing = ex
-        if self.current is None:
-            self.current = ex
-        else:
-            if self.queue is None:
-                self.queue = deque()
-            self.queue.append(ex)
-            self.pause_reading(_PIPELINED)
+        self._start(Exchange(method, head, chunked, keep_alive, http10))
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
@@ -321,19 +355,20 @@ class DownstreamProtocol(asyncio.Protocol):
         n = len(body)
         ex.body_bytes += n
         if ex.chunked:
-            _queue_body(ex, b"%x\r\n" % n)
-            _queue_body(ex, body)
-            _queue_body(ex, b"\r\n")
+            queue_body(ex, b"%x\r\n" % n)
+            queue_body(ex, body)
+            queue_body(ex, b"\r\n")
         else:
-            _queue_body(ex, body)
+            queue_body(ex, body)
 
     def on_message_complete(self) -> None:
+        self.at_boundary = True
         ex = self.parsing
         if ex is None:
             return
         ex.request_done = True
         if ex.chunked:
-            _queue_body(ex, b"0\r\n\r\n")
+            queue_body(ex, b"0\r\n\r\n")
 
     # -- towards the backend --
 

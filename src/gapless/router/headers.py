@@ -4,7 +4,10 @@ The router re-frames every message it forwards (bodies arrive decoded from ``htt
 hop-by-hop headers of RFC 9110 section 7.6.1 are dropped and the router writes its own framing and
 ``Connection`` headers.
 
-This runs for every header of every message, so the protocols build heads while ``httptools`` reports
+A response head is taken raw from the backend's bytes: when it has no hop-by-hop header (the usual
+case) it is forwarded as it came, with at most a framing header added, so a response costs no
+per-header work at all. Otherwise, and for requests, heads are rebuilt header by header; this runs for
+every header of every request, so the request protocol builds heads while ``httptools`` reports
 headers: each raw header name is looked up once in a small table that remembers how names spelt that
 way are handled (``KIND_PASS`` for almost all), ordinary headers are appended to a parts list straight
 away, and only the few special ones are kept aside for ``finish_*_head`` to handle at the end of the
@@ -14,13 +17,20 @@ lower-cased name the first time a spelling is seen, and bounded.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "KIND_CONTENT_LENGTH",
     "KIND_HOST",
     "KIND_PASS",
+    "REQUEST_KINDS",
+    "content_length",
     "finish_request_head",
     "finish_response_head",
+    "request_head_raw",
     "request_header_kind",
+    "request_needs_parser",
+    "response_head",
     "response_header_kind",
 ]
 
@@ -75,7 +85,7 @@ def response_header_kind(name: bytes) -> int:
 
 
 REQUEST_KINDS = _request_kinds
-RESPONSE_KINDS = _response_kinds
+"""The request table itself, for the protocol's inline look-up before calling ``request_header_kind``."""
 
 
 def _listed_in_connection(connection: bytes) -> frozenset[bytes]:
@@ -189,3 +199,142 @@ def finish_response_head(
     else:
         parts.append(b"\r\n")
     return b"".join(parts), rechunk, keep_alive, not no_body and not chunked and not has_length
+
+
+# Headers that make a response head need rewriting, searched in the lower-cased head in one pass.
+_RESPONSE_SPECIAL = re.compile(
+    rb"\n(?:connection|transfer-encoding|keep-alive|upgrade|proxy-connection|trailer|te):"
+)
+
+
+def response_head(
+    raw: bytes, status: int, *, no_body: bool, client_http10: bool, keep_alive: bool
+) -> tuple[bytes, bool, bool, bool]:
+    """The head for the client from the backend's raw head (status line to blank line, CRLFs).
+
+    Returns ``(head, rechunk, keep_alive, close_delimited)`` like ``finish_response_head``. A head
+    without hop-by-hop headers is forwarded unchanged but for the version (always HTTP/1.1) and the
+    framing and ``Connection`` headers the router adds.
+    """
+    lower = raw.lower()
+    if _RESPONSE_SPECIAL.search(lower) is not None:
+        return _response_head_rebuilt(
+            raw, status, no_body=no_body, client_http10=client_http10, keep_alive=keep_alive
+        )
+    if not raw.startswith(b"HTTP/1.1 "):
+        raw = b"HTTP/1.1" + raw[8:]
+    has_length = b"\ncontent-length:" in lower
+    extra = b""
+    rechunk = False
+    if not no_body and not has_length:
+        if client_http10:
+            keep_alive = False
+        else:
+            rechunk = True
+            extra = b"Transfer-Encoding: chunked\r\n"
+    if not keep_alive:
+        extra += b"Connection: close\r\n"
+    elif client_http10:
+        extra += b"Connection: keep-alive\r\n"
+    head = raw[:-2] + extra + b"\r\n" if extra else raw
+    return head, rechunk, keep_alive, not no_body and not has_length
+
+
+def _response_head_rebuilt(
+    raw: bytes, status: int, *, no_body: bool, client_http10: bool, keep_alive: bool
+) -> tuple[bytes, bool, bool, bool]:
+    lines = raw.split(b"\r\n")
+    parts = [b"HTTP/1.1" + lines[0][8:] + b"\r\n"]
+    special: list[tuple[bytes, bytes]] = []
+    has_length = False
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, _, value = line.partition(b":")
+        value = value.strip()
+        kind = response_header_kind(name)
+        if kind == KIND_PASS:
+            parts.extend((name, b": ", value, b"\r\n"))
+        elif kind == KIND_CONTENT_LENGTH:
+            has_length = True
+            parts.extend((name, b": ", value, b"\r\n"))
+        else:
+            special.append((name, value))
+    return finish_response_head(
+        parts,
+        special,
+        status,
+        has_length,
+        no_body=no_body,
+        client_http10=client_http10,
+        keep_alive=keep_alive,
+    )
+
+
+# Request headers that change the framing or the connection: such a request goes through the parser
+# that reports headers one by one (see ``downstream``).
+_REQUEST_FRAMING = re.compile(rb"\n(?:transfer-encoding|upgrade):")
+# Request headers that the router rewrites or drops.
+_REQUEST_REWRITE = re.compile(
+    rb"\n(?:connection|keep-alive|proxy-connection|te|trailer|x-forwarded-for|x-forwarded-proto|"
+    rb"x-forwarded-host):"
+)
+
+
+def request_needs_parser(lower: bytes) -> bool:
+    """Whether a lower-cased raw request head must be parsed header by header (chunked, upgrade)."""
+    return lower.startswith(b"\r\n") or _REQUEST_FRAMING.search(lower) is not None
+
+
+def content_length(head: bytes, lower: bytes) -> int:
+    """The Content-Length of a raw head the HTTP parser already accepted (0 without one)."""
+    i = lower.find(b"\ncontent-length:")
+    if i < 0:
+        return 0
+    return int(head[i + 16 : head.find(b"\r\n", i + 16)])
+
+
+def request_head_raw(head: bytes, lower: bytes, client_ip: bytes) -> tuple[bytes, bool]:
+    """The upstream head for a raw request head (request line to blank line); see ``finish_request_head``.
+
+    Returns ``(head, has_connection_header)``. Without headers to rewrite (the usual case) the head is
+    forwarded as it came, with the version set to HTTP/1.1 and the X-Forwarded-* headers added.
+    """
+    line_end = head.find(b"\r\n")
+    line = head[:line_end]
+    if not line.endswith(b" HTTP/1.1"):
+        line = line[:-8] + b"HTTP/1.1"
+    if _REQUEST_REWRITE.search(lower) is None:
+        i = lower.find(b"\nhost:")
+        host = head[i + 6 : head.find(b"\r\n", i + 6)].strip() if i >= 0 else b""
+        return (
+            b"".join(
+                (
+                    line,
+                    head[line_end:-2],
+                    b"X-Forwarded-For: ",
+                    client_ip,
+                    b"\r\nX-Forwarded-Proto: http\r\n",
+                    b"X-Forwarded-Host: " + host + b"\r\n\r\n" if host else b"\r\n",
+                )
+            ),
+            False,
+        )
+    parts = [line + b"\r\n"]
+    special: list[tuple[bytes, bytes]] = []
+    host = b""
+    for raw in head[line_end + 2 : -4].split(b"\r\n"):
+        if not raw:
+            continue
+        name, _, value = raw.partition(b":")
+        value = value.strip()
+        kind = request_header_kind(name)
+        if kind == KIND_PASS:
+            parts.extend((name, b": ", value, b"\r\n"))
+        elif kind == KIND_HOST:
+            host = value
+            parts.extend((name, b": ", value, b"\r\n"))
+        else:
+            special.append((name, value))
+    data, _, has_connection = finish_request_head(parts, special, host, client_ip, False)
+    return data, has_connection

@@ -51,6 +51,8 @@ async def serve(
         config = None
     router = Router(name, config)
     await router.start(host, port)
+    if port != 0:
+        router.listen = listen  # /healthz reports the address as the control plane spelt it
     admin = AdminServer(router, admin_socket, digest, config_file)
     await admin.start()
     stop = asyncio.Event()

@@ -114,7 +114,7 @@ class Router:
             lambda: DownstreamProtocol(self), host, port, backlog=2048, reuse_address=True
         )
         sock_host, sock_port = self._server.sockets[0].getsockname()[:2]
-        self.listen = f"{sock_host}:{sock_port}"
+        self.listen = f"[{sock_host}]:{sock_port}" if ":" in sock_host else f"{sock_host}:{sock_port}"
         self._housekeeping = loop.create_task(self._housekeep())
 
     async def _housekeep(self) -> None:

@@ -2,8 +2,10 @@
 
 One ``UpstreamProtocol`` carries one exchange at a time (no pipelining towards backends) and is pooled
 between exchanges. Everything a response produces while one chunk of bytes is parsed is appended to
-the client connection's write list and written with one ``writelines`` call afterwards, so a small
-response costs one ``send`` however many pieces (head, body, chunk markers) it has.
+the client connection's write list and written with one call afterwards, so a small response costs
+one ``send`` however many pieces (head, body, chunk markers) it has. The response head is not
+reported header by header: the parser only says where it ends, and ``headers.response_head`` takes
+the raw bytes (usually forwarding them unchanged).
 
 ``httptools`` has no way to tell the response parser that a response has no body because it answers
 a ``HEAD``; such a response is finished by hand after its head and the parser is replaced.
@@ -12,28 +14,18 @@ a ``HEAD``; such a response is finished by hand after its head and the parser is
 from __future__ import annotations
 
 import asyncio
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from gapless.router.headers import (
-    KIND_CONTENT_LENGTH,
-    KIND_PASS,
-    RESPONSE_KINDS,
-    finish_response_head,
-    response_header_kind,
-)
+from gapless.router.headers import response_head
 
 if TYPE_CHECKING:
-    from gapless.router.downstream import DownstreamProtocol, Exchange
+    from gapless.router.downstream import DownstreamProtocol
+    from gapless.router.exchange import Exchange
     from gapless.router.pool import BackendPool
 
 __all__ = ["UpstreamProtocol"]
-
-# Status lines by code, with the standard reason phrase: the backend's own phrase is not forwarded
-# (HTTP/2 has none either), which saves a parser callback per response.
-_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 
 
 class UpstreamProtocol(asyncio.Protocol):
@@ -45,19 +37,18 @@ class UpstreamProtocol(asyncio.Protocol):
         "down",
         "ex",
         "got_bytes",
-        "has_length",
+        "head_buf",
+        "head_pos",
         "headers_done",
         "idle",
         "idle_swept",
         "keep_alive",
         "parser",
-        "parts",
         "pool",
         "read_paused",
         "rechunk",
         "response_done",
         "reused",
-        "special",
         "status",
         "transport",
         "tunnel",
@@ -71,9 +62,9 @@ class UpstreamProtocol(asyncio.Protocol):
         self.down: DownstreamProtocol | None = None
         self.ex: Exchange | None = None
         self.status = 0
-        self.parts: list[bytes] = [b""]  # the status line goes first once the head is complete
-        self.special: list[tuple[bytes, bytes]] | None = None
-        self.has_length = False
+        # The bytes of the response head being received; the current head starts at head_pos.
+        self.head_buf = b""
+        self.head_pos = 0
         self.headers_done = False
         self.got_bytes = False
         self.response_done = False
@@ -97,6 +88,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self.headers_done = False
         self.got_bytes = False
         self.response_done = False
+        self.head_buf = b""
+        self.head_pos = 0
         if down.write_paused:
             self.pause_reading()
 
@@ -138,6 +131,11 @@ class UpstreamProtocol(asyncio.Protocol):
             self.pool.rev.bytes_out += len(data)
             return
         self.got_bytes = True
+        if not self.headers_done:
+            if self.head_buf:
+                self.head_buf += data  # a head split over reads: rare
+            else:
+                self.head_buf = data
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -153,6 +151,9 @@ class UpstreamProtocol(asyncio.Protocol):
             down.upstream_failed(self)
             return
         down.flush()
+        if self.head_pos:
+            self.head_buf = self.head_buf[self.head_pos :]
+            self.head_pos = 0
         if self.response_done:
             if self.ex is not None and self.ex.is_head:
                 self.parser = HttpResponseParser(self)
@@ -191,20 +192,6 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # -- httptools callbacks --
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        kind = RESPONSE_KINDS.get(name)
-        if kind is None:
-            kind = response_header_kind(name)
-        if kind == KIND_PASS:
-            self.parts += (name, b": ", value, b"\r\n")
-        elif kind == KIND_CONTENT_LENGTH:
-            self.has_length = True
-            self.parts += (name, b": ", value, b"\r\n")
-        elif self.special is None:
-            self.special = [(name, value)]
-        else:
-            self.special.append((name, value))
-
     def on_headers_complete(self) -> None:
         down = self.down
         ex = self.ex
@@ -212,19 +199,19 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         status = self.status = self.parser.get_status_code()
         no_body = ex.is_head or status < 200 or status in (204, 304)
-        parts = self.parts
-        parts[0] = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
-        special = self.special
-        has_length = self.has_length
-        # Ready for the next head (a 1xx response is followed by another one).
-        self.parts = [b""]
-        self.special = None
-        self.has_length = False
-        head, self.rechunk, keep_alive, close_delimited = finish_response_head(
-            parts,
-            special,
+        buf = self.head_buf
+        start = self.head_pos
+        end = buf.find(b"\r\n\r\n", start) + 4
+        if end < 4:
+            raise ValueError("response head without CRLF CRLF")  # httptools reports it as a parse error
+        if status < 200:
+            self.head_pos = end  # another head follows the interim one
+        else:
+            self.head_buf = b""
+            self.head_pos = 0
+        head, self.rechunk, keep_alive, close_delimited = response_head(
+            buf[start:end],
             status,
-            has_length,
             no_body=no_body,
             client_http10=ex.http10,
             keep_alive=ex.keep_alive and not down.router.closing,

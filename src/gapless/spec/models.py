@@ -14,16 +14,11 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+
+from gapless.spec.base import IntOrPercent, SpecModel, check_listen, field_error
+from gapless.spec.strategy import RollingUpdate, Strategy
 
 __all__ = [
     "ExecAction",
@@ -47,46 +42,6 @@ __all__ = [
 
 API_VERSION = "gapless.dev/v1alpha1"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_PERCENT_RE = re.compile(r"^(\d+)%$")
-
-
-def field_error(field: str, message: str) -> PydanticCustomError:
-    """An error raised by a model validator that belongs to one of the model's fields.
-
-    Pydantic locates model-level errors at the model; the loader appends ``field`` to the path so the
-    message names the exact field (``spec.strategy.rollingUpdate.maxSurge: ...``).
-    """
-    return PydanticCustomError("gapless_field", "{message}", {"field": field, "message": message})
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        str_strip_whitespace=False,
-    )
-
-
-def _check_int_or_percent(value: Any) -> int | str:
-    if isinstance(value, bool):
-        raise ValueError("must be an integer or a percentage such as '25%'")  # noqa: TRY004 -- pydantic reports only ValueError
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    if isinstance(value, str):
-        m = _PERCENT_RE.match(value.strip())
-        if m:
-            return f"{int(m.group(1))}%"
-        if value.strip().isdigit():
-            return int(value.strip())
-    raise ValueError(f"must be an integer or a percentage such as '25%', not {value!r}")
-
-
-IntOrPercent = Annotated[int | str, BeforeValidator(_check_int_or_percent)]
-"""A count or a percentage of the desired replicas, as Kubernetes' IntOrString."""
 
 
 def _nonempty_argv(value: list[str]) -> list[str]:
@@ -129,18 +84,18 @@ def _env_values(value: dict[str, Any]) -> dict[str, str]:
 EnvMap = Annotated[dict[str, Any], BeforeValidator(_env_mapping), AfterValidator(_env_values)]
 
 
-class ExecAction(_Model):
+class ExecAction(SpecModel):
     """Run a program (argv list, no shell); exit status 0 is success."""
 
     command: Argv
 
 
-class HTTPHeader(_Model):
+class HTTPHeader(SpecModel):
     name: str = Field(min_length=1)
     value: str
 
 
-class HTTPGetAction(_Model):
+class HTTPGetAction(SpecModel):
     """An HTTP GET against the instance; a status from 200 to 399 is success.
 
     ``port`` defaults to the instance's own port (the one given in ``PORT``).
@@ -159,14 +114,14 @@ class HTTPGetAction(_Model):
         return self
 
 
-class TCPSocketAction(_Model):
+class TCPSocketAction(SpecModel):
     """Success when a TCP connection opens; ``port`` defaults to the instance's own port."""
 
     port: int | None = Field(default=None, ge=1, le=65535)
     host: str = "127.0.0.1"
 
 
-class SleepAction(_Model):
+class SleepAction(SpecModel):
     seconds: float = Field(ge=0, le=3600)
 
 
@@ -177,7 +132,7 @@ def _exactly_one(model: BaseModel, names: tuple[str, ...], what: str) -> None:
         raise ValueError(f"{what} needs exactly one of {aliases}; got {len(given)}")
 
 
-class Probe(_Model):
+class Probe(SpecModel):
     """A readiness, liveness or startup probe, with Kubernetes' fields and defaults."""
 
     http_get: HTTPGetAction | None = None
@@ -195,7 +150,7 @@ class Probe(_Model):
         return self
 
 
-class PreStopHandler(_Model):
+class PreStopHandler(SpecModel):
     """What runs before SIGTERM: a program, an HTTP GET, or a pause."""
 
     exec: ExecAction | None = None
@@ -208,11 +163,11 @@ class PreStopHandler(_Model):
         return self
 
 
-class Lifecycle(_Model):
+class Lifecycle(SpecModel):
     pre_stop: PreStopHandler | None = None
 
 
-class Template(_Model):
+class Template(SpecModel):
     """What an instance is. Any change here makes a new revision; see ``template_hash``."""
 
     command: Argv
@@ -225,28 +180,6 @@ class Template(_Model):
     termination_grace_period_seconds: float = Field(default=30, ge=0, le=86_400)
 
 
-class RollingUpdate(_Model):
-    """Surge and unavailability bounds; percentages are of ``spec.replicas``."""
-
-    max_surge: IntOrPercent = "25%"
-    max_unavailable: IntOrPercent = "25%"
-
-    @model_validator(mode="after")
-    def _not_both_zero(self) -> RollingUpdate:
-        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
-            raise field_error("maxUnavailable", "may not be 0 when maxSurge is 0")
-        return self
-
-
-def _is_zero(v: int | str) -> bool:
-    return v in {0, "0%"}
-
-
-class Strategy(_Model):
-    type: Literal["RollingUpdate"] = "RollingUpdate"
-    rolling_update: RollingUpdate = Field(default_factory=RollingUpdate)
-
-
 def _check_name(value: str) -> str:
     if len(value) > 63 or not _NAME_RE.match(value):
         raise ValueError(
@@ -256,30 +189,28 @@ def _check_name(value: str) -> str:
     return value
 
 
-class Metadata(_Model):
+class Metadata(SpecModel):
     name: Annotated[str, AfterValidator(_check_name)]
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-def _check_listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"port must be 1-65535, not {port!r}")
-    return value
-
-
-class RolloutSpec(_Model):
+class RolloutSpec(SpecModel):
     replicas: int = Field(default=1, ge=0, le=1000)
-    listen: Annotated[str, AfterValidator(_check_listen)]
+    listen: Annotated[str, AfterValidator(check_listen)]
     paused: bool = False
     min_ready_seconds: float = Field(default=0, ge=0)
     progress_deadline_seconds: float = Field(default=600, gt=0)
     revision_history_limit: int = Field(default=10, ge=0)
     template: Template
     strategy: Strategy = Field(default_factory=Strategy)
+
+    @model_validator(mode="after")
+    def _preview_differs(self) -> RolloutSpec:
+        bg = self.strategy.blue_green
+        if bg is not None and bg.preview_listen is not None and bg.preview_listen == self.listen:
+            raise field_error("strategy.blueGreen.previewListen", "must differ from spec.listen")
+        return self
 
     @property
     def listen_host(self) -> str:
@@ -290,7 +221,7 @@ class RolloutSpec(_Model):
         return int(self.listen.rpartition(":")[2])
 
 
-class Rollout(_Model):
+class Rollout(SpecModel):
     """A whole Rollout document."""
 
     api_version: Literal["gapless.dev/v1alpha1"] = Field(alias="apiVersion")

@@ -1,0 +1,277 @@
+"""``spec.strategy``: rolling update (Kubernetes), blue-green and canary (Argo Rollouts field names).
+
+Exactly one of ``rollingUpdate``, ``blueGreen`` and ``canary`` may be given; none means a rolling update
+with Kubernetes' defaults. Canary steps are a list of single-key mappings, as in Argo Rollouts; the
+``analysis`` step is reserved for automated analysis and rejected with a clear message until it exists.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from gapless.spec.base import IntOrPercent, SpecModel, check_listen, field_error, parse_duration
+
+__all__ = [
+    "BlueGreen",
+    "Canary",
+    "CanaryStep",
+    "ExecCheck",
+    "HTTPCheck",
+    "HeaderRoute",
+    "Pause",
+    "PrePromotionCheck",
+    "RollingUpdate",
+    "RouteMatch",
+    "SetCanaryScale",
+    "Stickiness",
+    "Strategy",
+    "StringMatch",
+    "TrafficRouting",
+]
+
+MAX_REGEX = 512
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Weight = Annotated[int, Field(ge=0, le=100)]
+
+
+def _is_zero(v: int | str) -> bool:
+    return v in {0, "0%"}
+
+
+class RollingUpdate(SpecModel):
+    """Surge and unavailability bounds; percentages are of ``spec.replicas``."""
+
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = "25%"
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> RollingUpdate:
+        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise field_error("maxUnavailable", "may not be 0 when maxSurge is 0")
+        return self
+
+
+class ExecCheck(SpecModel):
+    command: list[str] = Field(min_length=1)
+
+
+class HTTPCheck(SpecModel):
+    path: str = "/"
+    expect_status: int = Field(default=200, ge=100, le=599)
+
+    @model_validator(mode="after")
+    def _absolute(self) -> HTTPCheck:
+        if not self.path.startswith("/"):
+            raise field_error("path", "must start with '/'")
+        return self
+
+
+class PrePromotionCheck(SpecModel):
+    """A smoke test against the preview address: a program (exit 0 passes) or an HTTP GET."""
+
+    exec: ExecCheck | None = None
+    http_get: HTTPCheck | None = None
+    timeout_seconds: float = Field(default=30, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _one(self) -> PrePromotionCheck:
+        if (self.exec is None) == (self.http_get is None):
+            raise ValueError("a check needs exactly one of exec, httpGet")
+        return self
+
+
+class BlueGreen(SpecModel):
+    """A full second environment, an atomic switch, and the old one kept warm for an instant undo."""
+
+    preview_listen: Annotated[str, AfterValidator(check_listen)] | None = None
+    preview_replica_count: int | None = Field(default=None, ge=1)
+    pre_promotion_checks: list[PrePromotionCheck] = Field(default_factory=list)
+    auto_promotion_enabled: bool = True
+    auto_promotion_seconds: Duration = 0
+    scale_down_delay_seconds: Duration = 30
+    abort_scale_down_delay_seconds: Duration = 30
+
+
+def _check_regex(value: str) -> str:
+    if len(value) > MAX_REGEX:
+        raise ValueError(f"regex longer than {MAX_REGEX} characters")
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"invalid regex: {e}") from e
+    return value
+
+
+class StringMatch(SpecModel):
+    exact: str | None = None
+    prefix: str | None = None
+    regex: Annotated[str, AfterValidator(_check_regex)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> StringMatch:
+        if sum(x is not None for x in (self.exact, self.prefix, self.regex)) != 1:
+            raise ValueError("needs exactly one of exact, prefix, regex")
+        return self
+
+
+class RouteMatch(SpecModel):
+    """A header (``headerName``/``headerValue``) or cookie (``cookieName``/``cookieValue``) condition."""
+
+    header_name: str | None = Field(default=None, min_length=1)
+    header_value: StringMatch | None = None
+    cookie_name: str | None = Field(default=None, min_length=1)
+    cookie_value: StringMatch | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RouteMatch:
+        header = self.header_name is not None or self.header_value is not None
+        cookie = self.cookie_name is not None or self.cookie_value is not None
+        if header == cookie:
+            raise ValueError("a match needs headerName/headerValue or cookieName/cookieValue")
+        if header and (self.header_name is None or self.header_value is None):
+            raise ValueError("a header match needs both headerName and headerValue")
+        if cookie and (self.cookie_name is None or self.cookie_value is None):
+            raise ValueError("a cookie match needs both cookieName and cookieValue")
+        return self
+
+
+class HeaderRoute(SpecModel):
+    """Requests matching every condition go to the canary whatever the weight; an empty list removes the route."""
+
+    match: list[RouteMatch] = Field(default_factory=list)
+
+
+class Pause(SpecModel):
+    """``pause: {duration: 30s}`` waits; ``pause: {}`` waits for ``gapless promote``."""
+
+    duration: Duration | None = None
+
+
+class SetCanaryScale(SpecModel):
+    replicas: int | None = Field(default=None, ge=0)
+    weight: Weight | None = None
+    match_traffic_weight: bool | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SetCanaryScale:
+        given = [x for x in (self.replicas, self.weight, self.match_traffic_weight) if x is not None]
+        if len(given) != 1:
+            raise ValueError("needs exactly one of replicas, weight, matchTrafficWeight")
+        if self.match_traffic_weight is False:
+            raise field_error("matchTrafficWeight", "must be true when given")
+        return self
+
+
+_STEP_KINDS = ("setWeight", "pause", "setCanaryScale", "setHeaderRoute")
+
+
+class CanaryStep(SpecModel):
+    set_weight: Weight | None = None
+    pause: Pause | None = None
+    set_canary_scale: SetCanaryScale | None = None
+    set_header_route: HeaderRoute | None = None
+    analysis: Any = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CanaryStep:
+        if self.analysis is not None:
+            raise field_error(
+                "analysis", "analysis steps arrive with automated analysis and are not supported yet"
+            )
+        given = [
+            x
+            for x in (self.set_weight, self.pause, self.set_canary_scale, self.set_header_route)
+            if x is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(f"a step needs exactly one of {', '.join(_STEP_KINDS)}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for name, value in (
+            ("setWeight", self.set_weight),
+            ("pause", self.pause),
+            ("setCanaryScale", self.set_canary_scale),
+            ("setHeaderRoute", self.set_header_route),
+        ):
+            if value is not None:
+                return name
+        return "unknown"
+
+
+class Stickiness(SpecModel):
+    header: str | None = Field(default=None, min_length=1)
+    cookie: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Stickiness:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("stickiness needs exactly one of header, cookie")
+        return self
+
+
+class TrafficRouting(SpecModel):
+    stickiness: Stickiness | None = None
+
+
+class Canary(SpecModel):
+    """Argo Rollouts-style canary: steps of weights and pauses; stable keeps full size until the end."""
+
+    steps: list[CanaryStep] = Field(default_factory=list)
+    traffic_routing: TrafficRouting = Field(default_factory=TrafficRouting)
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = 0
+    scale_down_delay_seconds: Duration = 30
+    abort_scale_down_delay_seconds: Duration = 30
+
+
+class Strategy(SpecModel):
+    type: Literal["RollingUpdate", "BlueGreen", "Canary"] | None = None
+    rolling_update: RollingUpdate | None = None
+    blue_green: BlueGreen | None = None
+    canary: Canary | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Strategy:
+        given = [
+            n
+            for n, v in (
+                ("RollingUpdate", self.rolling_update),
+                ("BlueGreen", self.blue_green),
+                ("Canary", self.canary),
+            )
+            if v is not None
+        ]
+        if len(given) > 1:
+            raise ValueError("give only one of rollingUpdate, blueGreen, canary")
+        if self.type is not None and given and self.type != given[0]:
+            raise field_error("type", f"is {self.type} but the strategy given is {given[0]}")
+        if self.type == "BlueGreen" and not given:
+            object.__setattr__(self, "blue_green", BlueGreen())
+        elif self.type == "Canary" and not given:
+            object.__setattr__(self, "canary", Canary())
+        elif not given:
+            object.__setattr__(self, "rolling_update", RollingUpdate())
+        return self
+
+    @property
+    def kind(self) -> Literal["RollingUpdate", "BlueGreen", "Canary"]:
+        if self.blue_green is not None:
+            return "BlueGreen"
+        if self.canary is not None:
+            return "Canary"
+        return "RollingUpdate"
+
+    @property
+    def surge_bounds(self) -> tuple[int | str, int | str]:
+        """maxSurge and maxUnavailable of whichever strategy applies."""
+        if self.canary is not None:
+            return self.canary.max_surge, self.canary.max_unavailable
+        if self.blue_green is not None:
+            return "100%", 0
+        ru = self.rolling_update or RollingUpdate()
+        return ru.max_surge, ru.max_unavailable
