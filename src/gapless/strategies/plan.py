@@ -6,10 +6,19 @@ callbacks, so a plan can be compared in a table test and logged as is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-__all__ = ["InstancePhase", "InstanceView", "Plan", "RolloutView", "Start", "Terminate"]
+__all__ = [
+    "InstancePhase",
+    "InstanceView",
+    "Plan",
+    "RolloutView",
+    "Start",
+    "StepState",
+    "Terminate",
+    "Traffic",
+]
 
 InstancePhase = Literal["starting", "running", "backoff", "terminating"]
 
@@ -65,14 +74,76 @@ class Terminate:
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """How the router should split requests.
+
+    ``weights`` is an ordered list of (revision, percent); ``None`` splits evenly over every ready
+    instance whatever its revision (a rolling update). The order matters for sticky splits: the first
+    revision owns the lowest hash buckets, so a growing canary weight only ever adds users to it.
+    ``header_route`` (a list of match dicts) sends matching requests to ``route_revision`` whatever the
+    weights; ``preview`` is the revision served on the preview address.
+    """
+
+    weights: tuple[tuple[str, int], ...] | None = None
+    header_route: tuple[dict[str, Any], ...] = ()
+    route_revision: str | None = None
+    preview: str | None = None
+
+
+@dataclass(frozen=True)
+class StepState:
+    """Progress of a canary or blue-green rollout of one revision, persisted with the revision.
+
+    Commands change it (``promote`` sets ``promote`` or ``full``, ``abort`` sets ``aborted_at``); the
+    planner reads it and returns the next one.
+    """
+
+    index: int = 0
+    pause_started_at: float | None = None
+    promote: bool = False
+    full: bool = False
+    aborted_at: float | None = None
+    abort_reason: str = ""
+    weight: int = 0
+    canary_scale: dict[str, Any] | None = None
+    header_route: tuple[dict[str, Any], ...] = ()
+    switched_at: float | None = None
+    ready_at: float | None = None
+    checks: Literal["pending", "running", "passed", "failed"] = "pending"
+    checks_message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["header_route"] = list(self.header_route)
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> StepState:
+        if not data:
+            return cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["header_route"] = tuple(known.get("header_route") or ())
+        return cls(**known)
+
+
+@dataclass(frozen=True)
 class Plan:
-    """One pass worth of changes. ``outcome`` marks the target revision complete or failed."""
+    """One pass worth of changes. ``outcome`` marks the target revision complete or failed.
+
+    ``traffic`` is the split the router must have (``None``: even over ready instances); ``state`` the
+    new step state of the target revision (``None``: unchanged); ``run_checks`` asks the controller to
+    run the pre-promotion checks against the preview address and record their result in the state.
+    """
 
     start: Start | None = None
     terminate: tuple[Terminate, ...] = ()
     outcome: Literal["complete", "failed"] | None = None
     reason: str = ""
     requeue_at: float | None = None
+    traffic: Traffic | None = None
+    state: StepState | None = None
+    run_checks: bool = False
 
     @property
     def changes_instances(self) -> bool:

@@ -1,0 +1,111 @@
+"""The blue-green planner: a full second environment, checks on the preview, an atomic switch.
+
+Green (the target revision) is started at ``previewReplicaCount`` (default full size) beside blue (the
+active, last complete revision), which keeps every request. Once green is available it is served on the
+preview address and the pre-promotion checks run there (the controller runs them; the planner only asks
+for them and reads the result). A failed check fails the revision: green never took traffic. Then green
+is brought to full size and, automatically after ``autoPromotionSeconds`` or on ``gapless promote``,
+the router's weights flip to green in one configuration push. Blue stays warm for
+``scaleDownDelaySeconds`` so that ``gapless undo`` switches back without starting a process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from gapless.spec.strategy import BlueGreen
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Terminate, Traffic
+from gapless.strategies.rolling import plan_rolling
+from gapless.strategies.scaling import available, deadline_failure, live_of, scale_step
+
+__all__ = ["plan_blue_green"]
+
+
+def plan_blue_green(
+    view: RolloutView, spec: BlueGreen, state: StepState, instances: Sequence[InstanceView], now: float
+) -> Plan:
+    """Decide the next step of a blue-green rollout."""
+    blue, green = view.stable, view.target
+    if blue is None or blue == green or view.target_failed:
+        keep = blue if view.target_failed and blue else green
+        plan = plan_rolling(view, instances, now)
+        return replace(plan, traffic=Traffic(weights=((keep, 100),)))
+
+    n = view.replicas
+    min_ready = view.min_ready_seconds
+    blue_live = live_of(instances, blue)
+    green_live = live_of(instances, green)
+    others = [i for i in instances if i.revision not in (blue, green) and i.phase != "terminating"]
+    green_available = available(green_live, now, min_ready)
+    preview = green if green_available and spec.preview_listen else None
+    st = state
+    on_blue = Traffic(weights=((blue, 100),), preview=preview)
+
+    if st.aborted_at is not None:
+        start, _ = scale_step(blue, blue_live, n, now=now, min_ready=min_ready)
+        if start is not None:
+            return Plan(start=start, traffic=Traffic(weights=((blue, 100),)))
+        until = st.aborted_at + spec.abort_scale_down_delay_seconds
+        if now >= until and (green_live or others):
+            kill = [*others, *green_live]
+            return Plan(terminate=tuple(Terminate(i.id, "blue-green aborted") for i in kill), traffic=on_blue)
+        return Plan(traffic=Traffic(weights=((blue, 100),)), requeue_at=until if now < until else None)
+
+    if others:
+        replaced = tuple(Terminate(i.id, "replaced by a newer revision") for i in others)
+        return Plan(
+            terminate=replaced,
+            traffic=on_blue if st.switched_at is None else Traffic(weights=((green, 100),)),
+        )
+
+    if st.switched_at is None:
+        preview_size = min(n, spec.preview_replica_count or n)
+        checks_done = not spec.pre_promotion_checks or st.checks == "passed"
+        size = n if checks_done else preview_size
+        start, stop = scale_step(green, green_live, size, now=now, min_ready=min_ready)
+        if start is not None or green_available < size:
+            failed = deadline_failure(view, now, f"{green_available} of {size} green instances available")
+            if failed is not None:
+                return replace(failed, traffic=on_blue, state=st)
+            deadline = view.progress_at + view.progress_deadline_seconds
+            return Plan(start=start, terminate=stop, traffic=on_blue, state=st, requeue_at=deadline)
+        ready_at = st.ready_at if st.ready_at is not None else now
+        st = replace(st, ready_at=ready_at)
+        if spec.pre_promotion_checks and st.checks != "passed":
+            if st.checks == "failed":
+                return Plan(
+                    outcome="failed",
+                    reason=f"pre-promotion check failed: {st.checks_message}",
+                    traffic=on_blue,
+                    state=st,
+                )
+            if st.checks == "pending":
+                return Plan(traffic=on_blue, state=replace(st, checks="running"), run_checks=True)
+            return Plan(traffic=on_blue, state=st)
+        if st.promote or st.full:
+            promote_at: float | None = now
+        elif spec.auto_promotion_enabled:
+            promote_at = ready_at + spec.auto_promotion_seconds
+        else:
+            promote_at = None
+        if promote_at is None or now < promote_at:
+            return Plan(traffic=on_blue, state=st, requeue_at=promote_at)
+        st = replace(st, switched_at=now, weight=100, promote=False)
+        return Plan(
+            traffic=Traffic(weights=((green, 100),), preview=preview),
+            state=st,
+            requeue_at=now + spec.scale_down_delay_seconds,
+        )
+
+    on_green = Traffic(weights=((green, 100),), preview=preview)
+    until = st.switched_at + spec.scale_down_delay_seconds
+    if now < until:
+        return Plan(traffic=on_green, state=st, requeue_at=until)
+    if blue_live:
+        return Plan(
+            terminate=tuple(Terminate(i.id, "blue scaled down after the switch") for i in blue_live),
+            traffic=on_green,
+            state=st,
+        )
+    return Plan(outcome="complete", reason="NewReplicaSetAvailable", traffic=on_green, state=st)
