@@ -49,3 +49,23 @@ def test_missing_rollout_and_instance(tmp_path: Path) -> None:
         s.rollout("nope")
     with pytest.raises(NotFoundError):
         s.update_instance("nope", ready=True)
+
+
+def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
+    """A database from schema 1 (no step_state column) opens, gains the column and keeps its rows."""
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE revisions (rollout TEXT NOT NULL, hash TEXT NOT NULL, number INTEGER NOT NULL, "
+        "template TEXT NOT NULL, created_at REAL NOT NULL, phase TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', "
+        "progress_at REAL, PRIMARY KEY (rollout, hash))"
+    )
+    db.execute("INSERT INTO revisions VALUES ('shop', 'abc', 1, '{}', 1.0, 'complete', '', NULL)")
+    db.commit()
+    db.close()
+    s = Store(path).open()
+    [rev] = s.revisions("shop")
+    assert (rev.phase, rev.step_state) == ("complete", {})
+    assert s.get_meta("schema_version") == "2"

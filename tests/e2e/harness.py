@@ -34,6 +34,7 @@ def rollout_doc(
     port: int,
     version: str,
     *,
+    strategy: dict[str, Any] | None = None,
     replicas: int = 4,
     app_args: tuple[str, ...] = (),
     surge: int | str = 1,
@@ -64,7 +65,7 @@ def rollout_doc(
             "listen": f"127.0.0.1:{port}",
             "progressDeadlineSeconds": deadline,
             "template": template,
-            "strategy": {"rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+            "strategy": strategy or {"rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
         },
     }
 
@@ -175,3 +176,53 @@ class BoundsMonitor:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+async def api(g: Gapless, method: str, path: str, body: Any = None) -> Any:
+    """One call to the control plane's API, without the CLI's start-up time."""
+    from gapless.cli.client import ApiClient
+
+    async with ApiClient(g.state_dir.resolve()) as client:
+        return await client.request(method, path, body)
+
+
+async def wait_for(g: Gapless, name: str, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+    """Poll the status until ``predicate(status)`` holds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        st = await g.status(name)
+        if predicate(st):
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out; last status: {st.get('phase')} {st.get('strategy')} {st.get('message')}"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def seconds_until_all(
+    url: str, version: str, *, since: float | None = None, timeout: float = 10, streak: int = 20
+) -> float:
+    """Seconds from ``since`` (default: now) until the first of ``streak`` consecutive responses from ``version``."""
+    import time
+
+    import httpx
+
+    started = time.monotonic() if since is None else since
+    run_started = 0.0
+    run = 0
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() - started < timeout:
+            sent = time.monotonic()
+            r = await client.get(url)
+            if r.headers.get("x-version") == version:
+                if run == 0:
+                    run_started = sent
+                run += 1
+                if run >= streak:
+                    return run_started - started
+            else:
+                run = 0
+    raise AssertionError(f"{version} did not take all traffic within {timeout}s")

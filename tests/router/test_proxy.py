@@ -405,14 +405,21 @@ async def test_request_framing_across_reads(harness: RouterHarness, backends: Ma
         assert seen["x-forwarded-host"] == "x"
         # Back to framing requests itself after the chunked one.
         assert not next(iter(harness.router.connections)).slow_mode
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await _read_response(reader))[2] == b"hello from b1"
+        writer.write(b"GET /headers HTTP/1.0\r\nHost: x\r\n\r\n")
+        seen = json.loads((await _read_response(reader))[2])
+        assert seen["x-forwarded-for"] == "127.0.0.1"
+        assert seen["x-forwarded-proto"] == "http"
+        assert seen["x-forwarded-host"] == "x"
 
 
 async def test_oversized_or_broken_head_gets_400(harness: RouterHarness, backends: MakeBackend) -> None:
-    """A head over 64 KiB or one the parser rejects gets a 400 and a closed connection."""
+    """A head over 64 KiB, a malformed one or one with bare LF line ends gets a 400 and a closed connection."""
     await harness.route([await backends("b1")])
-    for request in (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"):
+    for request in (
+        b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000,
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\n\n",
+    ):
         async with _raw(harness) as (reader, writer):
             writer.write(request)
             status, _, _ = await _read_response(reader)

@@ -256,6 +256,62 @@ def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
     raise typer.Exit(_run(body))
 
 
+async def _post(sd: Path, name: str, verb: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async with ApiClient(sd) as client:
+        return dict(await client.request("POST", f"/api/v1/rollouts/{name}/{verb}", body or {}))
+
+
+@app.command()
+def promote(
+    name: str,
+    full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """End the current pause or step of a canary or blue-green rollout (--full: skip all remaining steps)."""
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        await _post(sd, name, "promote", {"full": full})
+        err.print(f"{name}: {'full promotion' if full else 'promoted to the next step'}")
+        return 0
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def abort(name: str, state_dir: StateDir = None) -> None:
+    """Send all traffic back to stable at once; the new revision is scaled down after the abort delay."""
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        await _post(sd, name, "abort")
+        err.print(f"{name}: aborted, all traffic goes to the stable revision")
+        return 0
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def retry(
+    name: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Block until the rollout completes or fails.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Start an aborted or failed rollout again from its first step."""
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        result = await _post(sd, name, "retry")
+        err.print(f"{name}: revision {result['revision']} starts again")
+        if not wait:
+            return 0
+        async with ApiClient(sd) as client:
+            generation = (await client.status(name)).get("generation", 0)
+            return await wait_for_rollout(client, name, int(generation), err)
+
+    raise typer.Exit(_run(body))
+
+
 @app.command()
 def pause(name: str, state_dir: StateDir = None) -> None:
     """Pause a rollout: no instance is started or stopped for the update until resumed."""

@@ -50,6 +50,13 @@ def summary_line(status: dict[str, Any]) -> Text:
     )
     if status.get("terminatingReplicas"):
         t.append(f" ({status['terminatingReplicas']} terminating)")
+    strategy = status.get("strategy") or {}
+    if strategy.get("type") == "Canary" and "stepIndex" in strategy:
+        t.append(f"  step {strategy['stepIndex'] + 1}/{strategy.get('steps', 0)}")
+    if strategy.get("weights"):
+        t.append("  weights " + " ".join(f"r{r}:{w}%" for r, w in strategy["weights"].items()))
+    if strategy.get("pauseRemaining") is not None:
+        t.append(f"  pause {strategy['pauseRemaining']:.0f}s left")
     if status.get("message"):
         t.append(f"  {status['message']}", style="yellow")
     return t

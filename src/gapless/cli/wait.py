@@ -25,6 +25,8 @@ def outcome(status: dict[str, Any], generation: int) -> int | None:
     if status.get("observedGeneration", 0) < generation:
         return None
     phase = status.get("phase")
+    if status.get("aborted"):
+        return EXIT_FAILED
     if phase == "Healthy":
         return EXIT_OK
     if phase == "Failed":
@@ -63,7 +65,13 @@ async def wait_for_rollout(
             else:
                 since_router_error = None
             if result is not None:
-                if status.get("phase") == "Paused":
+                if status.get("aborted"):
+                    console.print(f"[red]rollout aborted:[/] {status.get('message')}")
+                elif status.get("phase") == "Paused" and (status.get("strategy") or {}).get(
+                    "waitingForPromote"
+                ):
+                    console.print(f"{name} waits for `gapless promote {name}`")
+                elif status.get("phase") == "Paused":
                     console.print(f"{name} is paused; resume with `gapless resume {name}`")
                 elif result == EXIT_FAILED:
                     console.print(f"[red]rollout failed:[/] {status.get('message') or status.get('phase')}")

@@ -14,12 +14,13 @@ from gapless.controller.reconcile import Controller
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError
 from gapless.spec.models import Rollout, Template, template_hash
-from gapless.store.records import RolloutRecord
+from gapless.store.records import RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
+from gapless.strategies.plan import StepState
 
 __all__ = ["SUPPORTED_STRATEGIES", "Commands", "ConflictError"]
 
-SUPPORTED_STRATEGIES = frozenset({"RollingUpdate"})
+SUPPORTED_STRATEGIES = frozenset({"RollingUpdate", "Canary", "BlueGreen"})
 
 
 class ConflictError(GaplessError):
@@ -157,6 +158,71 @@ class Commands:
 
             result = self._update_spec(name, "Undo", mutate)
         return result | {"revision": number, "from": target.number}
+
+    def _target(self, name: str) -> tuple[Rollout, RevisionRecord]:
+        rec = self._store.rollout(name)
+        rollout = Rollout.model_validate(rec.spec)
+        h = template_hash(rollout.spec.template)
+        rev = next((r for r in self._store.revisions(name) if r.hash == h), None)
+        if rev is None:
+            raise ConflictError(f"rollout {name!r} has not started its current revision yet; try again")
+        return rollout, rev
+
+    def _set_state(self, name: str, rev: RevisionRecord, state: StepState, event: str, message: str) -> None:
+        self._store.put_revision(replace(rev, step_state=state.to_json()))
+        self._controller.event(name, rev.hash, event, message)
+        self._controller.wake()
+
+    def promote(self, name: str, *, full: bool) -> dict[str, Any]:
+        """End the current pause or step (``full``: skip every remaining step)."""
+        with self._store.transaction():
+            rollout, rev = self._target(name)
+            kind = rollout.spec.strategy.kind
+            if kind == "RollingUpdate":
+                raise ConflictError(f"rollout {name!r} uses a rolling update: there is nothing to promote")
+            if rev.phase != "progressing":
+                raise ConflictError(
+                    f"revision {rev.number} of {name!r} is {rev.phase}: there is nothing to promote"
+                )
+            st = StepState.from_json(rev.step_state)
+            if st.aborted_at is not None:
+                raise ConflictError(f"rollout {name!r} was aborted; use `gapless retry {name}` first")
+            st = replace(st, full=st.full or full, promote=True)
+            self._set_state(name, rev, st, "PromoteRequested", "full promotion" if full else "next step")
+        return {"name": name, "revision": rev.number, "full": full}
+
+    def abort(self, name: str, reason: str = "aborted by user") -> dict[str, Any]:
+        """All traffic back to stable at once; the new revision is scaled down after the abort delay."""
+        with self._store.transaction():
+            rollout, rev = self._target(name)
+            if rollout.spec.strategy.kind == "RollingUpdate":
+                raise ConflictError(f"rollout {name!r} uses a rolling update; use `gapless undo {name}`")
+            if rev.phase != "progressing":
+                raise ConflictError(
+                    f"revision {rev.number} of {name!r} is {rev.phase}: there is nothing to abort"
+                )
+            st = StepState.from_json(rev.step_state)
+            if st.aborted_at is None:
+                st = replace(st, aborted_at=self._clock.now(), abort_reason=reason, promote=False, full=False)
+                self._set_state(name, rev, st, "Aborted", reason)
+        return {"name": name, "revision": rev.number, "aborted": True}
+
+    def retry(self, name: str) -> dict[str, Any]:
+        """Start an aborted or failed rollout again from its first step."""
+        with self._store.transaction():
+            _, rev = self._target(name)
+            st = StepState.from_json(rev.step_state)
+            if st.aborted_at is None and rev.phase != "failed":
+                raise ConflictError(f"revision {rev.number} of {name!r} was neither aborted nor failed")
+            now = self._clock.now()
+            self._store.put_revision(
+                replace(
+                    rev, phase="progressing", message="", progress_at=now, step_state=StepState().to_json()
+                )
+            )
+            self._controller.event(name, rev.hash, "Retry", f"revision {rev.number} starts again")
+            self._controller.wake()
+        return {"name": name, "revision": rev.number}
 
     def delete(self, name: str) -> None:
         rec = self._store.rollout(name)

@@ -23,8 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gapless.controller.status import build_status
-from gapless.controller.traffic import RouterStartError, Traffic
+from gapless.controller.routing import routing_for, run_check
+from gapless.controller.status import build_status, strategy_status
+from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, Routing, Traffic
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError
 from gapless.platform.base import (
@@ -37,10 +38,13 @@ from gapless.platform.base import (
 )
 from gapless.platform.prober import InstanceProber
 from gapless.router.config import Backend
-from gapless.spec.models import Rollout, Template, template_hash
+from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
+from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
-from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView
+from gapless.strategies.bluegreen import plan_blue_green
+from gapless.strategies.canary import plan_canary
+from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
 from gapless.strategies.rolling import plan_rolling
 
 __all__ = ["Controller", "backoff_seconds"]
@@ -72,6 +76,9 @@ class Controller:
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._shutdown = False
+        self._checks: dict[str, asyncio.Task[None]] = {}
+        self._weights: dict[str, dict[str, int] | None] = {}
+        self._previews: set[str] = set()
         self.finished = asyncio.Event()
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -151,8 +158,12 @@ class Controller:
                     await self._platform.kill_group(proc.pgid)
                     if proc.rollout in rollouts:
                         self.event(proc.rollout or "", proc.revision or "", "OrphanKilled", f"pid {proc.pid}")
-            elif proc.role == ROLE_ROUTER and proc.rollout not in rollouts:
-                await self._platform.kill_group(proc.pgid)
+            elif proc.role == ROLE_ROUTER:
+                base = (proc.rollout or "").removesuffix(PREVIEW_SUFFIX)
+                if base not in rollouts:
+                    await self._platform.kill_group(proc.pgid)
+                elif proc.rollout != base:
+                    self._previews.add(base)
         for rec in records.values():
             if rec.state == "starting":
                 self._store.update_instance(
@@ -172,6 +183,9 @@ class Controller:
         rollout = Rollout.model_validate(rec.spec)
         spec = rollout.spec
         target = self._ensure_revision(name, spec.template, now)
+        for r in self._store.revisions(name):
+            if r.phase == "progressing" and r.hash != target.hash:
+                self._store.put_revision(_replace_revision(r, phase="superseded", message="replaced"))
         revisions = self._store.revisions(name)
         by_hash = {r.hash: r for r in revisions}
         router_message = ""
@@ -211,8 +225,15 @@ class Controller:
             stable=stable.hash if stable else None,
             progress_at=progress_at,
         )
-        plan = plan_rolling(rview, views, now) if not router_message else Plan()
-        await self._apply(name, plan, target, stable, by_hash, spec.template, now)
+        st = StepState.from_json(target.step_state)
+        if st.checks == "running" and target.hash not in self._checks:
+            st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
+        plan = Plan() if router_message else _plan(spec, rview, st, views, now)
+        await self._apply(name, plan, target, stable, by_hash, spec, now)
+        if not router_message:
+            await self._sync_preview(name, spec, plan)
+        if plan.run_checks:
+            self._begin_checks(name, target.hash, spec)
 
         revisions = self._store.revisions(name)
         target = next(r for r in revisions if r.hash == target.hash)
@@ -245,6 +266,9 @@ class Controller:
             previous=rec.status,
             now=now,
             message=router_message or (target.message if target.phase == "failed" else ""),
+            strategy=strategy_status(
+                spec, target, stable, _weights_in_force(self._traffic.routing(name)), now
+            ),
         )
         self._store.set_status(name, status)
         if plan.changes_instances or plan.outcome:
@@ -323,13 +347,22 @@ class Controller:
         )
         return at
 
-    async def _push_backends(self, name: str, instances: list[InstanceRecord]) -> None:
+    async def _push_backends(
+        self, name: str, instances: list[InstanceRecord], routing: Routing | None = None
+    ) -> None:
         backends = [
             Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)
             for i in instances
             if i.state == "running" and i.ready and not i.restart_pending and i.port is not None
         ]
-        await self._traffic.set_backends(name, backends)
+        if await self._traffic.set_backends(name, backends, routing) and routing is not None:
+            before = self._weights.get(name)
+            if routing.weights != before:
+                self._weights[name] = routing.weights
+                shown = ", ".join(
+                    f"{self._number(name, r)}: {w}%" for r, w in (routing.weights or {}).items()
+                )
+                self.event(name, "", "TrafficShifted", f"weights {shown or 'even split'}")
 
     async def _apply(
         self,
@@ -338,9 +371,23 @@ class Controller:
         target: RevisionRecord,
         stable: RevisionRecord | None,
         by_hash: dict[str, RevisionRecord],
-        current: Template,
+        spec: RolloutSpec,
         now: float,
     ) -> None:
+        current = spec.template
+        if plan.state is not None and plan.state.to_json() != target.step_state:
+            old = StepState.from_json(target.step_state)
+            stepped = (old.index, old.switched_at, old.checks) != (
+                plan.state.index,
+                plan.state.switched_at,
+                plan.state.checks,
+            )
+            target = _replace_revision(
+                target, step_state=plan.state.to_json(), progress_at=now if stepped else target.progress_at
+            )
+            self._store.put_revision(target)
+            self._step_events(name, target, old, plan.state, spec)
+        routing = routing_for(spec, plan.traffic)
         if plan.outcome == "complete":
             for r in self._store.revisions(name):
                 if r.phase == "complete" and r.hash != target.hash:
@@ -359,11 +406,13 @@ class Controller:
             for t in plan.terminate:
                 self._store.update_instance(t.instance_id, state="terminating", ready=False, message=t.reason)
             # The router must stop sending new requests before any of them is drained and signalled.
-            await self._push_backends(name, self._store.instances(name))
+            await self._push_backends(name, self._store.instances(name), routing)
             for t in plan.terminate:
                 inst = next(i for i in self._store.instances(name) if i.id == t.instance_id)
                 self.event(name, inst.revision, "ScalingDown", f"stopping {inst.id}: {t.reason}")
                 self._begin_stop(inst, then="delete")
+        else:
+            await self._push_backends(name, self._store.instances(name), routing)
         if plan.start is not None:
             rev = by_hash.get(plan.start.revision, target)
             template = _template(by_hash, plan.start.revision, current)
@@ -506,6 +555,73 @@ class Controller:
             self._stopping.pop(inst.id, None)
             self.wake()
 
+    # -- strategies: preview, checks, step events ---------------------------------------------------
+
+    async def _sync_preview(self, name: str, spec: RolloutSpec, plan: Plan) -> None:
+        """A blue-green preview router serves the green revision alone while it is wanted."""
+        bg = spec.strategy.blue_green
+        pname = name + PREVIEW_SUFFIX
+        revision = plan.traffic.preview if plan.traffic is not None else None
+        if bg is not None and bg.preview_listen and revision:
+            await self._traffic.ensure(pname, bg.preview_listen)
+            self._previews.add(name)
+            backends = [
+                Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)
+                for i in self._store.instances(name)
+                if i.revision == revision and i.state == "running" and i.ready and i.port is not None
+            ]
+            await self._traffic.set_backends(pname, backends, Routing())
+        elif name in self._previews:
+            await self._traffic.remove(pname)
+            self._previews.discard(name)
+
+    def _begin_checks(self, name: str, revision: str, spec: RolloutSpec) -> None:
+        bg = spec.strategy.blue_green
+        if bg is None or revision in self._checks:
+            return
+        url = f"http://{bg.preview_listen}" if bg.preview_listen else f"http://{spec.listen}"
+        self._checks[revision] = self._spawn(
+            self._run_checks(name, revision, list(bg.pre_promotion_checks), url), f"checks {name}"
+        )
+
+    async def _run_checks(self, name: str, revision: str, checks: list[PrePromotionCheck], url: str) -> None:
+        try:
+            passed, messages = True, []
+            for check in checks:
+                ok, message = await run_check(check, url)
+                messages.append(message)
+                if not ok:
+                    passed = False
+                    break
+            rev = next((r for r in self._store.revisions(name) if r.hash == revision), None)
+            if rev is None:
+                return
+            st = StepState.from_json(rev.step_state)
+            st = replace(st, checks="passed" if passed else "failed", checks_message="; ".join(messages))
+            self._store.put_revision(_replace_revision(rev, step_state=st.to_json()))
+            kind = "PrePromotionChecksPassed" if passed else "PrePromotionChecksFailed"
+            self.event(name, revision, kind, st.checks_message)
+        finally:
+            self._checks.pop(revision, None)
+            self.wake()
+
+    def _number(self, name: str, revision: str) -> str:
+        rev = next((r for r in self._store.revisions(name) if r.hash == revision), None)
+        return f"revision {rev.number}" if rev else revision
+
+    def _step_events(
+        self, name: str, target: RevisionRecord, old: StepState, new: StepState, spec: RolloutSpec
+    ) -> None:
+        if new.index != old.index:
+            steps = spec.strategy.canary.steps if spec.strategy.canary else []
+            if new.index < len(steps):
+                step = steps[new.index].model_dump(mode="json", by_alias=True, exclude_none=True)
+                self.event(name, target.hash, "StepReached", f"step {new.index + 1}/{len(steps)}: {step}")
+            else:
+                self.event(name, target.hash, "StepsCompleted", f"all {len(steps)} steps done")
+        if new.switched_at is not None and old.switched_at is None:
+            self.event(name, target.hash, "Promoted", f"revision {target.number} takes all traffic")
+
     # -- removal ------------------------------------------------------------------------------------
 
     async def _teardown(self, rec: RolloutRecord) -> None:
@@ -526,6 +642,8 @@ class Controller:
         if self._store.instances(rec.name):
             return
         await self._traffic.remove(rec.name)
+        await self._traffic.remove(rec.name + PREVIEW_SUFFIX)
+        self._previews.discard(rec.name)
         self.event(rec.name, "", "RolloutDeleted", "all instances stopped and the router removed")
         self._store.delete_rollout(rec.name)
 
@@ -542,6 +660,21 @@ class Controller:
         ]
         for r in old[: max(0, len(old) - limit)]:
             self._store.delete_revision(name, r.hash)
+
+
+def _weights_in_force(routing: Routing | None) -> dict[str, int] | None:
+    return None if routing is None else routing.weights
+
+
+def _plan(
+    spec: RolloutSpec, view: RolloutView, st: StepState, instances: list[InstanceView], now: float
+) -> Plan:
+    strategy = spec.strategy
+    if strategy.canary is not None:
+        return plan_canary(view, strategy.canary, st, instances, now)
+    if strategy.blue_green is not None:
+        return plan_blue_green(view, strategy.blue_green, st, instances, now)
+    return plan_rolling(view, instances, now)
 
 
 async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:

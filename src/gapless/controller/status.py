@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gapless.spec.models import RolloutSpec
 from gapless.store.records import InstanceRecord, RevisionRecord
-from gapless.strategies.plan import RolloutView
+from gapless.strategies.plan import RolloutView, StepState
 from gapless.strategies.replicas import resolve_fenceposts
 
-__all__ = ["build_status"]
+__all__ = ["build_status", "strategy_status"]
 
 
 def _condition(
@@ -41,6 +42,7 @@ def build_status(
     previous: dict[str, Any],
     now: float,
     message: str = "",
+    strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_hash = {r.hash: r for r in revisions}
     target = by_hash.get(view.target)
@@ -54,10 +56,16 @@ def build_status(
     updated_available = [i for i in available if i.revision == view.target]
     _, max_unavailable = resolve_fenceposts(view.max_surge, view.max_unavailable, view.replicas)
 
+    strategy = strategy or {"type": "RollingUpdate"}
     if view.target_failed:
         phase = "Failed"
-    elif view.paused:
+    elif strategy.get("aborted"):
+        phase = "Degraded"
+        message = message or f"aborted: {strategy.get('abortReason') or 'by user'}"
+    elif view.paused or strategy.get("waitingForPromote"):
         phase = "Paused"
+        if strategy.get("waitingForPromote"):
+            message = message or "waiting for `gapless promote`"
     elif view.target_complete and len(updated_available) >= view.replicas and len(live) == view.replicas:
         phase = "Healthy"
     elif view.target_complete:
@@ -92,6 +100,8 @@ def build_status(
     if view.target_failed:
         msg = (target.message if target else "") or f"revision {number} failed"
         conditions.append(_condition(previous, "Progressing", "False", "ProgressDeadlineExceeded", msg, now))
+    elif strategy.get("aborted"):
+        conditions.append(_condition(previous, "Progressing", "False", "RolloutAborted", message, now))
     elif view.paused:
         conditions.append(
             _condition(previous, "Progressing", "Unknown", "DeploymentPaused", "Rollout is paused.", now)
@@ -158,5 +168,57 @@ def build_status(
             for i in instances
         ],
         "router": router,
+        "strategy": strategy,
+        "aborted": bool(strategy.get("aborted")),
         "updatedAt": now,
     }
+
+
+def strategy_status(
+    spec: RolloutSpec,
+    target: RevisionRecord,
+    stable: RevisionRecord | None,
+    weights: dict[str, int] | None,
+    now: float,
+) -> dict[str, Any]:
+    """The strategy part of the status: step, weights in force, pause time left, checks, abort."""
+    strategy = spec.strategy
+    out: dict[str, Any] = {"type": strategy.kind}
+    numbers = {target.hash: target.number} | ({stable.hash: stable.number} if stable else {})
+    out["weights"] = None if weights is None else {str(numbers.get(r, r)): w for r, w in weights.items()}
+    if strategy.kind == "RollingUpdate" or target.phase != "progressing":
+        return out
+    st = StepState.from_json(target.step_state)
+    out["aborted"] = st.aborted_at is not None
+    out["abortReason"] = st.abort_reason
+    out["promoted"] = st.switched_at is not None
+    if strategy.canary is not None:
+        steps = strategy.canary.steps
+        out["stepIndex"] = st.index
+        out["steps"] = len(steps)
+        out["canaryWeight"] = st.weight
+        if st.index < len(steps) and not st.full:
+            step = steps[st.index]
+            out["currentStep"] = step.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if step.pause is not None and st.pause_started_at is not None:
+                if step.pause.duration is None:
+                    out["waitingForPromote"] = not st.aborted_at
+                else:
+                    out["pauseRemaining"] = max(0.0, st.pause_started_at + step.pause.duration - now)
+        out["headerRoute"] = list(st.header_route)
+    if strategy.blue_green is not None:
+        bg = strategy.blue_green
+        out["previewListen"] = bg.preview_listen
+        out["checks"] = st.checks if bg.pre_promotion_checks else None
+        out["checksMessage"] = st.checks_message
+        waiting = (
+            st.switched_at is None
+            and st.ready_at is not None
+            and not bg.auto_promotion_enabled
+            and (not bg.pre_promotion_checks or st.checks == "passed")
+            and st.aborted_at is None
+        )
+        out["waitingForPromote"] = waiting
+        if st.switched_at is not None:
+            out["scaleDownIn"] = max(0.0, st.switched_at + bg.scale_down_delay_seconds - now)
+    return out

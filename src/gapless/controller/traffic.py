@@ -27,10 +27,13 @@ from gapless.core.errors import GaplessError, TemporaryError
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
 from gapless.router.client import RouterClient
-from gapless.router.config import Backend, RouterConfig
+from gapless.router.config import Backend, Route, RouterConfig, Stickiness
 from gapless.router.stats import RouterStats
 
-__all__ = ["LocalRouters", "RouterStartError", "RouterState", "Traffic"]
+__all__ = ["PREVIEW_SUFFIX", "LocalRouters", "RouterStartError", "RouterState", "Routing", "Traffic"]
+
+PREVIEW_SUFFIX = ".preview"
+"""A blue-green preview router is a router of its own, named after its rollout with this suffix."""
 
 
 class RouterStartError(GaplessError):
@@ -46,12 +49,25 @@ class RouterState:
     backends: int
 
 
+@dataclass(frozen=True)
+class Routing:
+    """How requests split between revisions; ``weights=None`` splits evenly over all backends."""
+
+    weights: dict[str, int] | None = None
+    routes: tuple[Route, ...] = ()
+    stickiness: Stickiness | None = None
+
+
 class Traffic(Protocol):
     async def ensure(self, rollout: str, listen: str) -> None: ...
-    async def set_backends(self, rollout: str, backends: list[Backend]) -> bool: ...
+    async def set_backends(
+        self, rollout: str, backends: list[Backend], routing: Routing | None = None
+    ) -> bool: ...
+    def routing(self, rollout: str) -> Routing | None: ...
     async def wait_drained(self, rollout: str, backend_id: str, timeout: float) -> bool: ...
     async def stats(self, rollout: str) -> RouterStats | None: ...
     def state(self, rollout: str) -> RouterState: ...
+    def known(self) -> set[str]: ...
     async def remove(self, rollout: str) -> None: ...
 
 
@@ -152,16 +168,34 @@ class LocalRouters:
             os.killpg(child.pid, signal.SIGKILL)
         raise RouterStartError(f"router for {rollout} did not answer within 10s: {_tail(log)}")
 
-    async def set_backends(self, rollout: str, backends: list[Backend]) -> bool:
-        """Give the router exactly these backends; returns whether anything changed."""
+    async def set_backends(
+        self, rollout: str, backends: list[Backend], routing: Routing | None = None
+    ) -> bool:
+        """Give the router exactly these backends (and this routing, or the one in force).
+
+        Returns whether anything changed. The push is one whole configuration, applied atomically.
+        """
         current = self._configs.get(rollout)
         if current is None:
             current = await self._client(rollout).get_config()
+        if routing is None:
+            routing = Routing(weights=current.weights, routes=current.routes, stickiness=current.stickiness)
         wanted = tuple(sorted(backends, key=lambda b: b.id))
-        if tuple(sorted(current.backends, key=lambda b: b.id)) == wanted:
+        same_routing = (current.weights, current.routes, current.stickiness) == (
+            routing.weights,
+            routing.routes,
+            routing.stickiness,
+        )
+        if tuple(sorted(current.backends, key=lambda b: b.id)) == wanted and same_routing:
             self._configs[rollout] = current
             return False
-        cfg = RouterConfig(version=current.version + 1, backends=wanted, weights=current.weights)
+        cfg = RouterConfig(
+            version=current.version + 1,
+            backends=wanted,
+            weights=routing.weights,
+            routes=routing.routes,
+            stickiness=routing.stickiness,
+        )
         try:
             await self._client(rollout).put_config(cfg)
         except (httpx.HTTPError, OSError) as e:
@@ -169,6 +203,16 @@ class LocalRouters:
             raise TemporaryError(f"router of {rollout} did not take its configuration: {e}") from e
         self._configs[rollout] = cfg
         return True
+
+    def routing(self, rollout: str) -> Routing | None:
+        cfg = self._configs.get(rollout)
+        if cfg is None:
+            return None
+        return Routing(weights=cfg.weights, routes=cfg.routes, stickiness=cfg.stickiness)
+
+    def known(self) -> set[str]:
+        """Routers this object has started or adopted."""
+        return set(self._pids)
 
     async def wait_drained(self, rollout: str, backend_id: str, timeout: float) -> bool:
         try:

@@ -5,41 +5,111 @@ never see half a config and routing takes no lock. Between revisions it uses smo
 round-robin (the nginx algorithm): exact proportions over every cycle of ``sum(weights)`` picks and
 evenly interleaved, with no randomness; within a revision it is plain round-robin. With ``weights``
 None every backend takes its turn regardless of revision.
+
+Header routes and stickiness look at the request, which costs a little, so a table without them says
+``plain`` and the protocol then calls ``pick()`` without handing over the head. A request matching
+every condition of a route goes to that route's revision whatever the weights (when it has backends).
+A request with the sticky header or cookie goes to the revision owning its hash bucket: revisions own
+consecutive ranges of the buckets in the order of ``weights``, sized by weight, so as a revision listed
+first grows, keys only ever move onto it. Other requests are split by weight.
 """
 
 from __future__ import annotations
 
-from gapless.router.config import RouterConfig
+import re
+from collections.abc import Callable
+
+from gapless.router.config import RouteMatch, RouterConfig, StringMatch
 from gapless.router.pool import BackendPool
+from gapless.router.sticky import BUCKETS, bucket_of, cookie_value, header_value
 
 __all__ = ["Table"]
+
+# A condition on a request head: (cookie?, lower-case header name or cookie name, value test).
+_Condition = tuple[bool, bytes, Callable[[str], bool]]
+
+
+def _value_test(match: StringMatch) -> Callable[[str], bool]:
+    if match.exact is not None:
+        return match.exact.__eq__
+    if match.prefix is not None:
+        prefix = match.prefix
+        return lambda v: v.startswith(prefix)
+    pattern = re.compile(match.regex or "")
+    return lambda v: pattern.search(v) is not None
+
+
+def _condition(m: RouteMatch) -> _Condition:
+    if m.header is not None:
+        return False, m.header.lower().encode("latin-1"), _value_test(m.value)
+    return True, (m.cookie or "").encode("latin-1"), _value_test(m.value)
 
 
 class Table:
     """The routing table of one config version."""
 
-    __slots__ = ("_current", "_groups", "_rr", "_total", "_weights", "backends", "config")
+    __slots__ = (
+        "_by_revision",
+        "_current",
+        "_groups",
+        "_ranges",
+        "_revision_rr",
+        "_routes",
+        "_rr",
+        "_sticky",
+        "_total",
+        "_weights",
+        "backends",
+        "config",
+        "plain",
+    )
 
     def __init__(self, config: RouterConfig, pools: dict[str, BackendPool]) -> None:
         self.config = config
         self.backends: tuple[BackendPool, ...] = tuple(pools[b.id] for b in config.backends)
+        by_revision: dict[str, tuple[BackendPool, ...]] = {}
+        for pool in self.backends:
+            by_revision[pool.rev.name] = (*by_revision.get(pool.rev.name, ()), pool)
+        self._by_revision = by_revision
+        self._revision_rr = dict.fromkeys(by_revision, 0)
         groups: list[tuple[BackendPool, ...]] = []
         weights: list[int] = []
+        names: list[str] = []
         if config.weights is None:
             if self.backends:
                 groups.append(self.backends)
                 weights.append(1)
         else:
             for rev, weight in config.weights.items():
-                members = tuple(p for p in self.backends if p.rev.name == rev)
+                members = by_revision.get(rev, ())
                 if weight > 0 and members:
                     groups.append(members)
                     weights.append(weight)
+                    names.append(rev)
         self._groups = groups
         self._weights = weights
         self._total = sum(weights)
         self._current = [0] * len(groups)
         self._rr = [0] * len(groups)
+        self._routes = [
+            (tuple(_condition(m) for m in route.match), route.revision)
+            for route in config.routes
+            if route.revision in by_revision
+        ]
+        self._sticky: tuple[bool, bytes] | None = None
+        self._ranges: list[tuple[int, str]] = []
+        if config.stickiness is not None and names:
+            s = config.stickiness
+            if s.header is not None:
+                self._sticky = (False, s.header.lower().encode("latin-1"))
+            else:
+                self._sticky = (True, (s.cookie or "").encode("latin-1"))
+            total, upper = 0, 0
+            for rev, weight in zip(names, weights, strict=True):
+                total += weight
+                upper = BUCKETS * total // self._total
+                self._ranges.append((upper, rev))
+        self.plain = not self._routes and self._sticky is None
 
     def pick(self) -> BackendPool | None:
         """The next backend to send a request to, or None when no revision may receive traffic."""
@@ -65,6 +135,35 @@ class Table:
         self._rr[g] = i + 1
         return members[i % len(members)]
 
+    def pick_for(self, head: bytes, tried: set[BackendPool] | None = None) -> BackendPool | None:
+        """The backend for a request with this head, by route, sticky key or weight; avoids ``tried``."""
+        rev = self.revision_for(head) if not self.plain else None
+        if rev is not None:
+            members = self._by_revision[rev]
+            for _ in range(len(members)):
+                i = self._revision_rr[rev]
+                self._revision_rr[rev] = i + 1
+                pool = members[i % len(members)]
+                if tried is None or pool not in tried:
+                    return pool
+        return self.pick() if tried is None else self.pick_other(tried)
+
+    def revision_for(self, head: bytes) -> str | None:
+        """The revision a route or the sticky key sends this request to; None to split by weight."""
+        lower = head.lower()
+        for conditions, rev in self._routes:
+            if all(_holds(c, head, lower) for c in conditions):
+                return rev
+        if self._sticky is not None:
+            is_cookie, name = self._sticky
+            key = cookie_value(head, lower, name) if is_cookie else header_value(head, lower, name)
+            if key:
+                bucket = bucket_of(key)
+                for upper, rev in self._ranges:
+                    if bucket < upper:
+                        return rev
+        return None
+
     def pick_other(self, tried: set[BackendPool]) -> BackendPool | None:
         """A backend not in ``tried`` for a retry: the next pick if it qualifies, else any other one."""
         for _ in range(len(self.backends)):
@@ -80,3 +179,9 @@ class Table:
 
     def _routable(self, pool: BackendPool) -> bool:
         return any(pool in g for g in self._groups)
+
+
+def _holds(condition: _Condition, head: bytes, lower: bytes) -> bool:
+    is_cookie, name, test = condition
+    value = cookie_value(head, lower, name) if is_cookie else header_value(head, lower, name)
+    return value is not None and test(value.decode("latin-1"))

@@ -8,9 +8,13 @@ it finish, and its idle upstream connections are closed.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Backend", "RouterConfig"]
+__all__ = ["Backend", "Route", "RouteMatch", "RouterConfig", "Stickiness", "StringMatch"]
+
+MAX_REGEX = 512
 
 
 class Backend(BaseModel):
@@ -22,6 +26,71 @@ class Backend(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     revision: str = Field(min_length=1)
+
+
+class StringMatch(BaseModel):
+    """Exactly one of: the whole value, a prefix, or a regular expression searched in the value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = Field(default=None, max_length=MAX_REGEX)
+
+    @model_validator(mode="after")
+    def _one(self) -> StringMatch:
+        if sum(x is not None for x in (self.exact, self.prefix, self.regex)) != 1:
+            raise ValueError("needs exactly one of exact, prefix, regex")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as e:
+                raise ValueError(f"regex: {e}") from e
+        return self
+
+
+class RouteMatch(BaseModel):
+    """A condition on a request header or a cookie (names of headers compare case-insensitively)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    header: str | None = Field(default=None, min_length=1)
+    cookie: str | None = Field(default=None, min_length=1)
+    value: StringMatch
+
+    @model_validator(mode="after")
+    def _one(self) -> RouteMatch:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("a match needs exactly one of header, cookie")
+        return self
+
+
+class Route(BaseModel):
+    """Requests matching every condition go to ``revision`` whatever the weights (if it has backends)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    match: tuple[RouteMatch, ...] = Field(min_length=1)
+    revision: str = Field(min_length=1)
+
+
+class Stickiness(BaseModel):
+    """Split by a hash of this header or cookie, so a user keeps its revision while weights only grow.
+
+    The key is hashed with murmur3 (x86, 32 bit, seed 0) into 10,000 buckets; revisions own consecutive
+    bucket ranges in the order of ``weights``. Requests without the key are split by weight as usual.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    header: str | None = Field(default=None, min_length=1)
+    cookie: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Stickiness:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("stickiness needs exactly one of header, cookie")
+        return self
 
 
 class RouterConfig(BaseModel):
@@ -38,6 +107,8 @@ class RouterConfig(BaseModel):
     version: int = Field(ge=0)
     backends: tuple[Backend, ...] = ()
     weights: dict[str, int] | None = None
+    routes: tuple[Route, ...] = ()
+    stickiness: Stickiness | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RouterConfig:

@@ -1,7 +1,8 @@
 """The client's side of the router: parse requests, route each to a backend, and stream both ways.
 
 This is the per-request hot path, written as a plain ``asyncio.Protocol`` over ``httptools`` so that a
-request costs a few callbacks and no task, future or lock. Everything one chunk of client bytes
+request costs a few callbacks and no task, future or lock; reading requests off the connection is the
+``RequestReader`` base class (``reader.py``). Everything one chunk of client bytes
 produces (request head, body pieces) is gathered in the exchange's write list and sent to the backend
 with one write afterwards. A request is dispatched after the chunk that completed its head has been
 parsed, so a small request and its routing cost exactly one ``send`` upstream.
@@ -22,7 +23,7 @@ from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+from httptools import HttpParserError
 
 from gapless.router.exchange import (
     CONNECT_TIMEOUT,
@@ -31,18 +32,8 @@ from gapless.router.exchange import (
     PENDING_LIMIT,
     REPLAY_LIMIT,
     Exchange,
-    queue_body,
 )
-from gapless.router.headers import (
-    KIND_HOST,
-    KIND_PASS,
-    REQUEST_KINDS,
-    content_length,
-    finish_request_head,
-    request_head_raw,
-    request_header_kind,
-    request_needs_parser,
-)
+from gapless.router.reader import RequestReader
 from gapless.router.upstream import UpstreamProtocol
 
 if TYPE_CHECKING:
@@ -53,51 +44,23 @@ __all__ = ["DownstreamProtocol"]
 
 _LOCAL_HEAD = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n"
 
-MAX_HEAD = 64 * 1024
-"""Bytes a request head may have."""
-
 # Reasons to stop reading the client, as bits: it is read again when none is left.
 _UPSTREAM_FULL = 1
 _PIPELINED = 2
 _CONNECTING = 4
 
 
-class _RawHeadCallbacks:
-    """The callbacks of the parser that frames requests without reporting each header."""
-
-    __slots__ = ("on_body", "on_headers_complete", "on_message_complete")
-
-    def __init__(self, down: DownstreamProtocol) -> None:
-        self.on_headers_complete = down.on_raw_head_complete
-        self.on_body = down.on_body
-        self.on_message_complete = down.on_message_complete
-
-
-class DownstreamProtocol(asyncio.Protocol):
+class DownstreamProtocol(RequestReader):
     """One client connection."""
 
     __slots__ = (
-        "at_boundary",
-        "body_left",
-        "client_ip",
         "closing",
         "current",
-        "fast",
-        "head",
-        "host",
-        "inbuf",
-        "parser",
-        "parsing",
-        "parts",
         "paused",
         "queue",
         "router",
-        "slow_mode",
-        "special",
         "transport",
         "tunnel",
-        "upgrading",
-        "url",
         "wbuf",
         "write_paused",
     )
@@ -105,26 +68,13 @@ class DownstreamProtocol(asyncio.Protocol):
     transport: asyncio.Transport  # set by connection_made, before any other callback
 
     def __init__(self, router: Router) -> None:
+        super().__init__()
         self.router = router
-        self.parser = HttpRequestParser(self)
-        self.fast = HttpRequestParser(_RawHeadCallbacks(self))
-        self.slow_mode = False
-        self.at_boundary = True
-        self.inbuf = b""
-        self.body_left = 0
-        self.head = b""
-        self.client_ip = b""
-        self.url = b""
-        self.parts: list[bytes] = [b""]  # the request line goes first once the head is complete
-        self.special: list[tuple[bytes, bytes]] | None = None
-        self.host = b""
-        self.parsing: Exchange | None = None
         self.current: Exchange | None = None
         self.queue: deque[Exchange] | None = None
         self.wbuf: list[bytes] = []
         self.paused = 0
         self.write_paused = False
-        self.upgrading = False
         self.tunnel: UpstreamProtocol | None = None
         self.closing = False
 
@@ -142,18 +92,14 @@ class DownstreamProtocol(asyncio.Protocol):
         if tunnel is not None:
             tunnel.transport.write(data)
             return
-        if self.upgrading:
-            if self.parsing is not None:
-                queue_body(self.parsing, data)
-        else:
-            try:
-                if self.slow_mode:
-                    self._parse(data)
-                else:
-                    self._frame(data)
-            except HttpParserError:
-                self._bad_request()
-                return
+        try:
+            if self.slow_mode or self.upgrading:
+                self.read(data)
+            else:
+                self._frame(data)  # the usual case, without one more call
+        except HttpParserError:
+            self._bad_request()
+            return
         ex = self.current
         if ex is None:
             return
@@ -225,76 +171,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if not self.paused and not self.closing:
             self.transport.resume_reading()
 
-    # -- reading requests --
-
-    def _frame(self, data: bytes) -> None:
-        """Cut requests out of ``data`` and give each, head then body, to the raw-head parser.
-
-        The usual request (a head, then nothing or a Content-Length body) is framed here so that its
-        head can be forwarded as raw bytes instead of header by header. A request with a chunked body
-        or an upgrade, whose end only the parser can find, goes to the per-header parser together
-        with everything after it, until a read ends exactly between two requests.
-        """
-        left = self.body_left
-        if left:
-            if len(data) <= left:
-                self.body_left = left - len(data)
-                self.fast.feed_data(data)
-                return
-            self.body_left = 0
-            self.fast.feed_data(data[:left])
-            data = data[left:]
-        buf = self.inbuf + data if self.inbuf else data
-        self.inbuf = b""
-        size = len(buf)
-        pos = 0
-        while pos < size:
-            end = buf.find(b"\r\n\r\n", pos)
-            if end < 0:
-                if size - pos > MAX_HEAD:
-                    raise HttpParserError("request head too large")
-                self.inbuf = buf[pos:] if pos else buf
-                return
-            end += 4
-            head = buf[pos:end] if pos or end != size else buf
-            lower = head.lower()
-            if request_needs_parser(lower):
-                self.slow_mode = True
-                self._parse(buf[pos:] if pos else buf)
-                return
-            self.head = head
-            self.fast.feed_data(head)
-            pos = end
-            length = content_length(head, lower)
-            if length:
-                if size - pos < length:
-                    self.body_left = length - (size - pos)
-                    if pos < size:
-                        self.fast.feed_data(buf[pos:])
-                    return
-                self.fast.feed_data(buf[pos : pos + length])
-                pos += length
-
-    def _parse(self, data: bytes) -> None:
-        """Give ``data`` to the per-header parser; go back to framing once a read ends between requests."""
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade as exc:
-            self.upgrading = True
-            rest = data[exc.args[0] :]
-            if self.parsing is not None and rest:
-                queue_body(self.parsing, rest)
-            return
-        if self.at_boundary:
-            self.slow_mode = False
-
-    def on_raw_head_complete(self) -> None:
-        """The raw-head parser accepted ``self.head``: forward it as it came, give or take a few headers."""
-        fast = self.fast
-        head, has_connection = request_head_raw(self.head, self.head.lower(), self.client_ip)
-        keep_alive = fast.should_keep_alive()
-        http10 = (not keep_alive or has_connection) and fast.get_http_version() == "1.0"
-        self._start(Exchange(fast.get_method(), head, False, keep_alive, http10))
+    # -- reading requests (see RequestReader) --
 
     def _start(self, ex: Exchange) -> None:
         """A request head is complete: it is next, or waits behind the requests pipelined before it."""
@@ -306,69 +183,6 @@ class DownstreamProtocol(asyncio.Protocol):
                 self.queue = deque()
             self.queue.append(ex)
             self.pause_reading(_PIPELINED)
-
-    # -- httptools callbacks (the per-header parser; on_body and on_message_complete serve both) --
-
-    def on_message_begin(self) -> None:
-        self.at_boundary = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        kind = REQUEST_KINDS.get(name)
-        if kind is None:
-            kind = request_header_kind(name)
-        if kind == KIND_PASS:
-            self.parts += (name, b": ", value, b"\r\n")
-        elif kind == KIND_HOST:
-            self.host = value
-            self.parts += (name, b": ", value, b"\r\n")
-        elif self.special is None:
-            self.special = [(name, value)]
-        else:
-            self.special.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        method = parser.get_method()
-        parts = self.parts
-        parts[0] = b"%s %s HTTP/1.1\r\n" % (method, self.url)
-        head, chunked, has_connection = finish_request_head(
-            parts, self.special, self.host, self.client_ip, parser.should_upgrade()
-        )
-        keep_alive = parser.should_keep_alive()
-        # HTTP/1.1 keeps alive by default, so the version only matters without keep-alive or when the
-        # client said Connection: (an HTTP/1.0 client asking for keep-alive).
-        http10 = (not keep_alive or has_connection) and parser.get_http_version() == "1.0"
-        # Ready for the next head (httptools has no cheaper place than here to reset).
-        self.url = b""
-        self.parts = [b""]  # the request line goes first once the head is complete
-        self.special = None
-        self.host = b""
-        self._start(Exchange(method, head, chunked, keep_alive, http10))
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.parsing
-        if ex is None:
-            return
-        n = len(body)
-        ex.body_bytes += n
-        if ex.chunked:
-            queue_body(ex, b"%x\r\n" % n)
-            queue_body(ex, body)
-            queue_body(ex, b"\r\n")
-        else:
-            queue_body(ex, body)
-
-    def on_message_complete(self) -> None:
-        self.at_boundary = True
-        ex = self.parsing
-        if ex is None:
-            return
-        ex.request_done = True
-        if ex.chunked:
-            queue_body(ex, b"0\r\n\r\n")
 
     # -- towards the backend --
 
@@ -404,7 +218,12 @@ class DownstreamProtocol(asyncio.Protocol):
         """Route ``ex`` to a backend and start sending it, over a pooled connection when there is one."""
         ex.dispatched = True
         table = self.router.table
-        pool = table.pick() if ex.tried is None else table.pick_other(ex.tried)
+        if not table.plain:
+            pool = table.pick_for(ex.head, ex.tried)
+        elif ex.tried is None:
+            pool = table.pick()
+        else:
+            pool = table.pick_other(ex.tried)
         if pool is None:
             if ex.pool is None:
                 self._local_response(ex, 503, b"Service Unavailable", b"no backend available\n")

@@ -4,15 +4,16 @@ The router re-frames every message it forwards (bodies arrive decoded from ``htt
 hop-by-hop headers of RFC 9110 section 7.6.1 are dropped and the router writes its own framing and
 ``Connection`` headers.
 
-A response head is taken raw from the backend's bytes: when it has no hop-by-hop header (the usual
-case) it is forwarded as it came, with at most a framing header added, so a response costs no
-per-header work at all. Otherwise, and for requests, heads are rebuilt header by header; this runs for
-every header of every request, so the request protocol builds heads while ``httptools`` reports
-headers: each raw header name is looked up once in a small table that remembers how names spelt that
-way are handled (``KIND_PASS`` for almost all), ordinary headers are appended to a parts list straight
-away, and only the few special ones are kept aside for ``finish_*_head`` to handle at the end of the
-head. Names are matched case-insensitively: the table is keyed by the raw spelling, filled from the
-lower-cased name the first time a spelling is seen, and bounded.
+Heads are taken raw from the bytes that arrived (``response_head``, ``request_head_raw``): one
+lower-cased copy is searched once for the few headers that need work, and when there are none (the
+usual case) the head is forwarded as it came, with the version set to HTTP/1.1, the X-Forwarded-*
+headers of a request appended and at most a framing header added to a response, so forwarding a head
+costs about the same however many headers it has. Otherwise the head is rebuilt header by header,
+like those that ``httptools`` reports one by one (requests with chunked bodies or upgrades): each raw
+header name is looked up in a small table that remembers how names spelt that way are handled
+(``KIND_PASS`` for almost all), ordinary headers are appended to a parts list straight away, and the
+few special ones are kept aside for ``finish_*_head``. The table is keyed by the raw spelling, filled
+from the lower-cased name the first time a spelling is seen, and bounded.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ __all__ = [
     "KIND_CONTENT_LENGTH",
     "KIND_HOST",
     "KIND_PASS",
+    "RAW_PARSE",
+    "RAW_PLAIN",
+    "RAW_REWRITE",
     "REQUEST_KINDS",
+    "REQUEST_SPECIAL_RE",
     "content_length",
     "finish_request_head",
     "finish_response_head",
     "request_head_raw",
     "request_header_kind",
-    "request_needs_parser",
+    "request_kind",
     "response_head",
     "response_header_kind",
 ]
@@ -40,6 +45,13 @@ KIND_HOST = 1
 KIND_CONTENT_LENGTH = 1  # in responses
 KIND_SPECIAL = 2
 """Kept aside: framing, ``Connection``, ``Upgrade``, ``X-Forwarded-*`` and other hop-by-hop headers."""
+
+RAW_PLAIN = 0
+"""A raw request head forwarded as it came, plus the X-Forwarded-* headers."""
+RAW_REWRITE = 1
+"""A raw request head rebuilt header by header (hop-by-hop or X-Forwarded-* headers in it)."""
+RAW_PARSE = 2
+"""A request only the per-header parser can frame (chunked body, upgrade, leading empty line)."""
 
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
@@ -271,19 +283,22 @@ def _response_head_rebuilt(
     )
 
 
-# Request headers that change the framing or the connection: such a request goes through the parser
-# that reports headers one by one (see ``downstream``).
-_REQUEST_FRAMING = re.compile(rb"\n(?:transfer-encoding|upgrade):")
-# Request headers that the router rewrites or drops.
-_REQUEST_REWRITE = re.compile(
-    rb"\n(?:connection|keep-alive|proxy-connection|te|trailer|x-forwarded-for|x-forwarded-proto|"
-    rb"x-forwarded-host):"
+# Request headers the router rewrites or drops, or that change the framing or the connection.
+REQUEST_SPECIAL_RE = re.compile(
+    rb"\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|"
+    rb"x-forwarded-for|x-forwarded-proto|x-forwarded-host):"
 )
+# Of those, the ones whose requests must be parsed header by header (chunked bodies, upgrades).
+_REQUEST_FRAMING = re.compile(rb"\n(?:transfer-encoding|upgrade):")
 
 
-def request_needs_parser(lower: bytes) -> bool:
-    """Whether a lower-cased raw request head must be parsed header by header (chunked, upgrade)."""
-    return lower.startswith(b"\r\n") or _REQUEST_FRAMING.search(lower) is not None
+def request_kind(lower: bytes) -> int:
+    """How a lower-cased raw request head is handled: ``RAW_PLAIN``, ``RAW_REWRITE`` or ``RAW_PARSE``."""
+    if lower.startswith(b"\r\n"):
+        return RAW_PARSE
+    if REQUEST_SPECIAL_RE.search(lower) is None:
+        return RAW_PLAIN
+    return RAW_PARSE if _REQUEST_FRAMING.search(lower) is not None else RAW_REWRITE
 
 
 def content_length(head: bytes, lower: bytes) -> int:
@@ -294,7 +309,7 @@ def content_length(head: bytes, lower: bytes) -> int:
     return int(head[i + 16 : head.find(b"\r\n", i + 16)])
 
 
-def request_head_raw(head: bytes, lower: bytes, client_ip: bytes) -> tuple[bytes, bool]:
+def request_head_raw(head: bytes, lower: bytes, kind: int, client_ip: bytes) -> tuple[bytes, bool]:
     """The upstream head for a raw request head (request line to blank line); see ``finish_request_head``.
 
     Returns ``(head, has_connection_header)``. Without headers to rewrite (the usual case) the head is
@@ -304,7 +319,7 @@ def request_head_raw(head: bytes, lower: bytes, client_ip: bytes) -> tuple[bytes
     line = head[:line_end]
     if not line.endswith(b" HTTP/1.1"):
         line = line[:-8] + b"HTTP/1.1"
-    if _REQUEST_REWRITE.search(lower) is None:
+    if kind == RAW_PLAIN:
         i = lower.find(b"\nhost:")
         host = head[i + 6 : head.find(b"\r\n", i + 6)].strip() if i >= 0 else b""
         return (

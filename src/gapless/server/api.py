@@ -116,6 +116,19 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
             raise SpecError("request", [Problem("toRevision", "must be a positive integer")])
         return JSONResponse(commands.undo(request.path_params["name"], to))
 
+    async def promote(request: Request) -> Response:
+        body = await _json_body(request)
+        full = body.get("full", False) if isinstance(body, dict) else False
+        if not isinstance(full, bool):
+            raise SpecError("request", [Problem("full", "must be true or false")])
+        return JSONResponse(commands.promote(request.path_params["name"], full=full))
+
+    async def abort(request: Request) -> Response:
+        return JSONResponse(commands.abort(request.path_params["name"]))
+
+    async def retry(request: Request) -> Response:
+        return JSONResponse(commands.retry(request.path_params["name"]))
+
     async def history(request: Request) -> Response:
         return JSONResponse({"items": commands.history(request.path_params["name"])})
 
@@ -145,6 +158,9 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
         Route("/api/v1/rollouts/{name}/pause", guarded(pause), methods=["POST"]),
         Route("/api/v1/rollouts/{name}/resume", guarded(resume), methods=["POST"]),
         Route("/api/v1/rollouts/{name}/undo", guarded(undo), methods=["POST"]),
+        Route("/api/v1/rollouts/{name}/promote", guarded(promote), methods=["POST"]),
+        Route("/api/v1/rollouts/{name}/abort", guarded(abort), methods=["POST"]),
+        Route("/api/v1/rollouts/{name}/retry", guarded(retry), methods=["POST"]),
         Route("/api/v1/rollouts/{name}/history", guarded(history)),
         Route("/api/v1/events", guarded(events)),
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),

@@ -210,6 +210,10 @@ class RolloutSpec(SpecModel):
         bg = self.strategy.blue_green
         if bg is not None and bg.preview_listen is not None and bg.preview_listen == self.listen:
             raise field_error("strategy.blueGreen.previewListen", "must differ from spec.listen")
+        if bg is not None and bg.pre_promotion_checks and bg.preview_listen is None:
+            raise field_error(
+                "strategy.blueGreen.previewListen", "is required when prePromotionChecks are given"
+            )
         return self
 
     @property

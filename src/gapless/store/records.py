@@ -43,6 +43,7 @@ class RevisionRecord:
     phase: RevisionPhase = "pending"
     message: str = ""
     progress_at: float | None = None
+    step_state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from gapless.store.records import EventRecord, InstanceRecord, RevisionRecord, R
 
 __all__ = ["Store"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     phase TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
     progress_at REAL,
+    step_state TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (rollout, hash)
 );
 CREATE TABLE IF NOT EXISTS instances (
@@ -99,12 +100,15 @@ class Store:
                 if stmt.strip():
                     db.execute(stmt)
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.path} was written by a newer gapless (schema {row[0]} > {SCHEMA_VERSION})"
                 )
+            _migrate(db)
+            db.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
         return self
 
     def close(self) -> None:
@@ -199,9 +203,11 @@ class Store:
 
     def put_revision(self, rec: RevisionRecord) -> None:
         with self.transaction() as db:
-            _upsert(
-                db, "revisions", asdict(rec) | {"template": json.dumps(rec.template)}, ("rollout", "hash")
-            )
+            row = asdict(rec) | {
+                "template": json.dumps(rec.template),
+                "step_state": json.dumps(rec.step_state),
+            }
+            _upsert(db, "revisions", row, ("rollout", "hash"))
 
     def delete_revision(self, rollout: str, hash_: str) -> None:
         with self.transaction() as db:
@@ -258,6 +264,13 @@ class Store:
         return [EventRecord(**dict(r)) for r in rows]
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database written by an older gapless up to date, in the open transaction."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(revisions)")}
+    if "step_state" not in columns:  # schema 1 -> 2: canary and blue-green progress
+        db.execute("ALTER TABLE revisions ADD COLUMN step_state TEXT NOT NULL DEFAULT '{}'")
+
+
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
     cols = list(row)
     placeholders = ", ".join("?" for _ in cols)
@@ -284,6 +297,7 @@ def _rollout(r: sqlite3.Row) -> RolloutRecord:
 def _revision(r: sqlite3.Row) -> RevisionRecord:
     d = {c: r[c] for c in _REVISION_COLS}
     d["template"] = json.loads(d["template"])
+    d["step_state"] = json.loads(d["step_state"])
     return RevisionRecord(**d)
 
 

@@ -1,0 +1,249 @@
+"""Reading HTTP/1.1 requests off a client connection, for the least work per request.
+
+Most requests are a head and then nothing or a Content-Length body. ``RequestReader`` cuts such
+requests out of the bytes itself and hands each head whole to an ``httptools`` parser that does not
+report headers one by one: the parser validates the head and the router forwards its raw bytes (see
+``headers.request_head_raw``), so a request with many headers costs about as much as one with few.
+Requests whose end only a parser can find (a chunked body, an upgrade, an empty line before the
+request line) go to a second parser that reports every header, together with everything after them,
+until a read ends exactly between two requests; then framing resumes.
+
+Each complete head becomes an ``Exchange`` passed to ``_start``, which the protocol defines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from gapless.router.exchange import Exchange, queue_body
+from gapless.router.headers import (
+    KIND_HOST,
+    KIND_PASS,
+    RAW_PARSE,
+    RAW_PLAIN,
+    REQUEST_KINDS,
+    REQUEST_SPECIAL_RE,
+    content_length,
+    finish_request_head,
+    request_head_raw,
+    request_header_kind,
+    request_kind,
+)
+
+__all__ = ["MAX_HEAD", "RequestReader"]
+
+MAX_HEAD = 64 * 1024
+"""Bytes a request head may have."""
+
+
+class _RawHeadCallbacks:
+    """The callbacks of the parser that validates framed heads without reporting each header."""
+
+    __slots__ = ("on_body", "on_headers_complete", "on_message_complete")
+
+    def __init__(self, reader: RequestReader) -> None:
+        self.on_headers_complete = reader.on_raw_head_complete
+        self.on_body = reader.on_body
+        self.on_message_complete = reader.on_message_complete
+
+
+class RequestReader(asyncio.Protocol):
+    """The request-reading half of the client protocol; ``read`` takes the bytes of each read."""
+
+    __slots__ = (
+        "at_boundary",
+        "body_left",
+        "client_ip",
+        "fast",
+        "head",
+        "head_kind",
+        "head_lower",
+        "host",
+        "inbuf",
+        "parser",
+        "parsing",
+        "parts",
+        "slow_mode",
+        "special",
+        "upgrading",
+        "url",
+    )
+
+    def __init__(self) -> None:
+        self.parser = HttpRequestParser(self)
+        self.fast = HttpRequestParser(_RawHeadCallbacks(self))
+        self.slow_mode = False
+        self.at_boundary = True
+        self.inbuf = b""
+        self.body_left = 0
+        self.head = b""
+        self.head_lower = b""
+        self.head_kind = 0
+        self.client_ip = b""
+        self.url = b""
+        self.parts: list[bytes] = [b""]  # the request line goes first once the head is complete
+        self.special: list[tuple[bytes, bytes]] | None = None
+        self.host = b""
+        self.parsing: Exchange | None = None
+        self.upgrading = False
+
+    def _start(self, ex: Exchange) -> None:
+        """A request head is complete; the protocol routes or queues ``ex``."""
+        raise NotImplementedError
+
+    def read(self, data: bytes) -> None:
+        """Parse the bytes of one read; raises ``HttpParserError`` on a malformed request."""
+        if self.upgrading:
+            if self.parsing is not None:
+                queue_body(self.parsing, data)
+        elif self.slow_mode:
+            self._parse(data)
+        else:
+            self._frame(data)
+
+    def _frame(self, data: bytes) -> None:
+        """Cut requests out of ``data`` and give each, head then body, to the raw-head parser.
+
+        The usual request (a head, then nothing or a Content-Length body) is framed here so that its
+        head can be forwarded as raw bytes instead of header by header. A request with a chunked body
+        or an upgrade, whose end only the parser can find, goes to the per-header parser together
+        with everything after it, until a read ends exactly between two requests.
+        """
+        left = self.body_left
+        if left:
+            if len(data) <= left:
+                self.body_left = left - len(data)
+                self.fast.feed_data(data)
+                return
+            self.body_left = 0
+            self.fast.feed_data(data[:left])
+            data = data[left:]
+        buf = self.inbuf + data if self.inbuf else data
+        self.inbuf = b""
+        size = len(buf)
+        pos = 0
+        while pos < size:
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                if size - pos > MAX_HEAD:
+                    raise HttpParserError("request head too large")
+                if buf.find(b"\n\n", pos) >= 0:
+                    self.slow_mode = True  # bare LF line ends: let the parser judge (and refuse) them
+                    self._parse(buf[pos:] if pos else buf)
+                    return
+                self.inbuf = buf[pos:] if pos else buf
+                return
+            end += 4
+            head = buf[pos:end] if pos or end != size else buf
+            lower = head.lower()
+            # The usual head, inline: no leading empty line and nothing to rewrite; else ask.
+            if head[0] != 13 and REQUEST_SPECIAL_RE.search(lower) is None:
+                kind = RAW_PLAIN
+            else:
+                kind = request_kind(lower)
+            if kind == RAW_PARSE:
+                self.slow_mode = True
+                self._parse(buf[pos:] if pos else buf)
+                return
+            self.head = head
+            self.head_lower = lower
+            self.head_kind = kind
+            self.at_boundary = False
+            self.fast.feed_data(head)
+            pos = end
+            # The parser ends a request without a body at its head; otherwise it has a Content-Length.
+            length = 0 if self.at_boundary else content_length(head, lower)
+            if length:
+                if size - pos < length:
+                    self.body_left = length - (size - pos)
+                    if pos < size:
+                        self.fast.feed_data(buf[pos:])
+                    return
+                self.fast.feed_data(buf[pos : pos + length])
+                pos += length
+
+    def _parse(self, data: bytes) -> None:
+        """Give ``data`` to the per-header parser; go back to framing once a read ends between requests."""
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self.upgrading = True
+            rest = data[exc.args[0] :]
+            if self.parsing is not None and rest:
+                queue_body(self.parsing, rest)
+            return
+        if self.at_boundary:
+            self.slow_mode = False
+
+    def on_raw_head_complete(self) -> None:
+        """The raw-head parser accepted ``self.head``: forward it as it came, give or take a few headers."""
+        fast = self.fast
+        head, has_connection = request_head_raw(self.head, self.head_lower, self.head_kind, self.client_ip)
+        keep_alive = fast.should_keep_alive()
+        http10 = (not keep_alive or has_connection) and fast.get_http_version() == "1.0"
+        self._start(Exchange(fast.get_method(), head, False, keep_alive, http10))
+
+    # -- httptools callbacks (the per-header parser; on_body and on_message_complete serve both) --
+
+    def on_message_begin(self) -> None:
+        self.at_boundary = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        kind = REQUEST_KINDS.get(name)
+        if kind is None:
+            kind = request_header_kind(name)
+        if kind == KIND_PASS:
+            self.parts += (name, b": ", value, b"\r\n")
+        elif kind == KIND_HOST:
+            self.host = value
+            self.parts += (name, b": ", value, b"\r\n")
+        elif self.special is None:
+            self.special = [(name, value)]
+        else:
+            self.special.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        parts = self.parts
+        parts[0] = b"%s %s HTTP/1.1\r\n" % (method, self.url)
+        head, chunked, has_connection = finish_request_head(
+            parts, self.special, self.host, self.client_ip, parser.should_upgrade()
+        )
+        keep_alive = parser.should_keep_alive()
+        # HTTP/1.1 keeps alive by default, so the version only matters without keep-alive or when the
+        # client said Connection: (an HTTP/1.0 client asking for keep-alive).
+        http10 = (not keep_alive or has_connection) and parser.get_http_version() == "1.0"
+        # Ready for the next head (httptools has no cheaper place than here to reset).
+        self.url = b""
+        self.parts = [b""]  # the request line goes first once the head is complete
+        self.special = None
+        self.host = b""
+        self._start(Exchange(method, head, chunked, keep_alive, http10))
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        n = len(body)
+        ex.body_bytes += n
+        if ex.chunked:
+            queue_body(ex, b"%x\r\n" % n)
+            queue_body(ex, body)
+            queue_body(ex, b"\r\n")
+        else:
+            queue_body(ex, body)
+
+    def on_message_complete(self) -> None:
+        self.at_boundary = True
+        ex = self.parsing
+        if ex is None:
+            return
+        ex.request_done = True
+        if ex.chunked:
+            queue_body(ex, b"0\r\n\r\n")

@@ -1,0 +1,139 @@
+"""Canary rollouts through the real router: exact weights, header routes, sticky users, abort."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from gapless.loadgen import run_load
+from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def canary(steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"canary": {"steps": steps, "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1} | extra}
+
+
+def at_step(index: int) -> Any:
+    return lambda st: st["strategy"].get("stepIndex") == index and st["strategy"].get("waitingForPromote")
+
+
+async def test_canary_weights_are_exact_per_step(g: Gapless) -> None:
+    """Steps 5 -> 25 -> 50 -> 100: over >= 2,000 requests per step the canary share is within 2 points."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    steps = [
+        {"setWeight": 5},
+        {"pause": {}},
+        {"setWeight": 25},
+        {"pause": {}},
+        {"setWeight": 50},
+        {"pause": {}},
+    ]
+    code, out, err = await g.acli(
+        "up", "-f", str(g.write(rollout_doc("c", port, "v1", strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    code, out, err = await g.acli(
+        "apply", "-f", str(g.write(rollout_doc("c", port, "v2", strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    for index, weight in ((1, 5), (3, 25), (5, 50)):
+        await wait_for(g, "c", at_step(index))
+        report = await run_load(url, rps=1100, duration=2.0)
+        assert report.failed == 0, report.failures
+        assert report.ok >= 2000
+        share = 100 * report.versions.get("v2", 0) / report.ok
+        assert abs(share - weight) <= 2, (weight, share, report.versions)
+        await api(g, "POST", "/api/v1/rollouts/c/promote", {})
+    st = await wait_for(g, "c", lambda st: st["phase"] == "Healthy")
+    assert st["currentRevision"] == 2
+    report = await run_load(url, rps=1000, duration=2.0)
+    assert report.versions == {"v2": report.ok}
+    assert report.ok >= 2000
+
+
+async def test_header_route_and_abort(g: Gapless) -> None:
+    """A header route sends every matching request to the canary at weight 5; abort moves all traffic back in < 1 s."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    route = {"match": [{"headerName": "X-Internal", "headerValue": {"exact": "yes"}}]}
+    steps = [{"setWeight": 5}, {"setHeaderRoute": route}, {"pause": {}}]
+    code, out, err = await g.acli(
+        "up", "-f", str(g.write(rollout_doc("h", port, "v1", strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    load = Load(url, rps=200)
+    code, out, err = await g.acli(
+        "apply", "-f", str(g.write(rollout_doc("h", port, "v2", strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    await wait_for(g, "h", at_step(2))
+    async with httpx.AsyncClient() as client:
+        internal = [
+            (await client.get(url, headers={"X-Internal": "yes"})).headers["x-version"] for _ in range(200)
+        ]
+        other = [
+            (await client.get(url, headers={"X-Internal": "no"})).headers["x-version"] for _ in range(400)
+        ]
+    assert internal == ["v2"] * 200
+    assert 5 <= other.count("v2") <= 35  # weight 5 of 400 requests is 20
+
+    started = time.monotonic()
+    await api(g, "POST", "/api/v1/rollouts/h/abort")
+    moved = await seconds_until_all(url, "v1", since=started)
+    assert moved < 1.0, moved
+    st = await wait_for(g, "h", lambda st: st["aborted"])
+    assert st["phase"] == "Degraded"
+    code, out, _ = await g.acli("status", "h")
+    assert "aborted" in out
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    # Abort is a failure for scripts waiting on the rollout.
+    code, _, _ = await g.acli(
+        "apply", "-f", str(g.write(rollout_doc("h", port, "v2", strategy=canary(steps)))), "--wait"
+    )
+    assert code == 1
+    code, _, err = await g.acli("retry", "h")
+    assert code == 0, err
+    await wait_for(g, "h", at_step(2))
+
+
+async def test_sticky_users_never_flip_back(g: Gapless) -> None:
+    """With stickiness on a header, no key served by the canary is later served by stable while the weight grows."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    steps = [
+        {"setWeight": 10},
+        {"pause": {}},
+        {"setWeight": 30},
+        {"pause": {}},
+        {"setWeight": 60},
+        {"pause": {}},
+    ]
+    strategy = canary(steps, trafficRouting={"stickiness": {"header": "X-User"}})
+    code, out, err = await g.acli("up", "-f", str(g.write(rollout_doc("s", port, "v1", strategy=strategy))))
+    assert code == 0, out + err
+    code, out, err = await g.acli(
+        "apply", "-f", str(g.write(rollout_doc("s", port, "v2", strategy=strategy)))
+    )
+    assert code == 0, out + err
+    on_canary: set[str] = set()
+    keys = [f"user-{i}" for i in range(500)]
+    async with httpx.AsyncClient() as client:
+        for index, weight in ((1, 10), (3, 30), (5, 60)):
+            await wait_for(g, "s", at_step(index))
+            served = {k: (await client.get(url, headers={"X-User": k})).headers["x-version"] for k in keys}
+            flipped = [k for k in on_canary if served[k] != "v2"]
+            assert flipped == [], flipped[:5]
+            now_canary = {k for k, v in served.items() if v == "v2"}
+            assert abs(100 * len(now_canary) / len(keys) - weight) <= 7
+            on_canary = now_canary
+            # The same key twice gets the same answer.
+            again = (await client.get(url, headers={"X-User": keys[0]})).headers["x-version"]
+            assert again == served[keys[0]]
+            await api(g, "POST", "/api/v1/rollouts/s/promote", {})
