@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
-import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
 from gapless.controller.routing import routing_for, run_check
 from gapless.controller.status import build_status, strategy_status
 from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, Routing, Traffic
@@ -31,12 +30,8 @@ from gapless.core.errors import GaplessError
 from gapless.platform.base import (
     ROLE_INSTANCE,
     ROLE_ROUTER,
-    InstanceHandle,
-    InstanceSpec,
-    InstanceStartError,
     Platform,
 )
-from gapless.platform.prober import InstanceProber
 from gapless.router.config import Backend
 from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
 from gapless.spec.strategy import PrePromotionCheck
@@ -47,17 +42,12 @@ from gapless.strategies.canary import plan_canary
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
 from gapless.strategies.rolling import plan_rolling
 
-__all__ = ["Controller", "backoff_seconds"]
+__all__ = ["Controller"]
 
 log = logging.getLogger("gapless.controller")
 
 PASS_INTERVAL = 0.5
 """Seconds between passes when nothing wakes the loop earlier (process exits are polled)."""
-
-
-def backoff_seconds(restarts: int) -> float:
-    """Crash-loop backoff: 1 s doubling to 5 min (Kubernetes uses 10 s; local processes start faster)."""
-    return float(min(300, 2 ** max(0, restarts - 1)))
 
 
 class Controller:
@@ -72,12 +62,12 @@ class Controller:
         self._clock = clock
         self._dir = state_dir
         self._wake = asyncio.Event()
-        self._probers: dict[str, asyncio.Task[None]] = {}
-        self._stopping: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
+        self._instances = InstanceSupervisor(
+            store, platform, traffic, clock, state_dir, event=self.event, wake=self.wake, spawn=self._spawn
+        )
         self._shutdown = False
         self._checks: dict[str, asyncio.Task[None]] = {}
-        self._weights: dict[str, dict[str, int] | None] = {}
         self._previews: set[str] = set()
         self.finished = asyncio.Event()
 
@@ -101,7 +91,7 @@ class Controller:
                 await self._adopt()
                 while True:
                     next_at = await self.reconcile_all()
-                    if self._shutdown and not self._store.rollouts() and not self._stopping:
+                    if self._shutdown and not self._store.rollouts() and not self._instances.stopping:
                         break
                     timeout = PASS_INTERVAL
                     if next_at is not None:
@@ -109,8 +99,7 @@ class Controller:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
                     self._wake.clear()
-                for task in list(self._probers.values()):
-                    task.cancel()
+                self._instances.cancel_probes()
         finally:
             self._tg = None
             self.finished.set()
@@ -169,8 +158,12 @@ class Controller:
                 self._store.update_instance(
                     rec.id, state="backoff", next_start_at=self._clock.now(), pid=None
                 )
-            elif rec.state == "running" and rec.pid is not None and self._platform.is_running(_handle(rec)):
-                self._watch(rec)
+            elif (
+                rec.state == "running"
+                and rec.pid is not None
+                and self._platform.is_running(instance_handle(rec))
+            ):
+                self._instances.watch(rec)
 
     # -- one rollout ----------------------------------------------------------------------------------
 
@@ -194,10 +187,10 @@ class Controller:
         except RouterStartError as e:
             router_message = str(e)
 
-        next_at = await self._supervise(name, by_hash, spec.template, now)
+        next_at = await self._instances.supervise(name, by_hash, spec.template, now)
         instances = self._store.instances(name)
         if not router_message:
-            await self._push_backends(name, instances)
+            await self._instances.push_backends(name, instances)
 
         stable = next((r for r in reversed(revisions) if r.phase == "complete"), None)
         views = [_view(i) for i in instances]
@@ -298,72 +291,6 @@ class Controller:
         self.event(name, h, "RevisionCreated", f"revision {number} ({h}): {' '.join(template.command)}")
         return rev
 
-    # -- instances: crashes, restarts, stops -------------------------------------------------------------
-
-    async def _supervise(
-        self, name: str, by_hash: dict[str, RevisionRecord], current: Template, now: float
-    ) -> float | None:
-        next_at: float | None = None
-        for inst in self._store.instances(name):
-            if inst.state == "running":
-                if inst.pid is not None and not self._platform.is_running(_handle(inst)):
-                    self._unwatch(inst.id)
-                    if inst.pgid is not None:
-                        await self._platform.kill_group(inst.pgid)
-                    at = self._to_backoff(inst, now, "process exited")
-                    self.event(
-                        name,
-                        inst.revision,
-                        "InstanceCrashed",
-                        f"{inst.id} exited; restart in {at - now:.0f}s",
-                    )
-                elif inst.restart_pending and inst.id not in self._stopping:
-                    self._begin_stop(inst, then="restart")
-            elif inst.state == "backoff" and inst.id not in self._stopping:
-                at = inst.next_start_at or now
-                if at <= now:
-                    await self._start_instance(
-                        name, inst.revision, _template(by_hash, inst.revision, current), inst
-                    )
-                else:
-                    next_at = at if next_at is None else min(next_at, at)
-            elif inst.state == "terminating" and inst.id not in self._stopping:
-                self._begin_stop(inst, then="delete")
-        return next_at
-
-    def _to_backoff(self, inst: InstanceRecord, now: float, message: str) -> float:
-        """Record a crash or failed start: out of traffic, restart after an exponential backoff."""
-        restarts = inst.restarts + 1
-        at = now + backoff_seconds(restarts)
-        self._store.update_instance(
-            inst.id,
-            state="backoff",
-            ready=False,
-            ready_since=None,
-            restarts=restarts,
-            restart_pending=False,
-            next_start_at=at,
-            message=message,
-        )
-        return at
-
-    async def _push_backends(
-        self, name: str, instances: list[InstanceRecord], routing: Routing | None = None
-    ) -> None:
-        backends = [
-            Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)
-            for i in instances
-            if i.state == "running" and i.ready and not i.restart_pending and i.port is not None
-        ]
-        if await self._traffic.set_backends(name, backends, routing) and routing is not None:
-            before = self._weights.get(name)
-            if routing.weights != before:
-                self._weights[name] = routing.weights
-                shown = ", ".join(
-                    f"{self._number(name, r)}: {w}%" for r, w in (routing.weights or {}).items()
-                )
-                self.event(name, "", "TrafficShifted", f"weights {shown or 'even split'}")
-
     async def _apply(
         self,
         name: str,
@@ -406,18 +333,18 @@ class Controller:
             for t in plan.terminate:
                 self._store.update_instance(t.instance_id, state="terminating", ready=False, message=t.reason)
             # The router must stop sending new requests before any of them is drained and signalled.
-            await self._push_backends(name, self._store.instances(name), routing)
+            await self._instances.push_backends(name, self._store.instances(name), routing)
             for t in plan.terminate:
                 inst = next(i for i in self._store.instances(name) if i.id == t.instance_id)
                 self.event(name, inst.revision, "ScalingDown", f"stopping {inst.id}: {t.reason}")
-                self._begin_stop(inst, then="delete")
+                self._instances.begin_stop(inst, then="delete")
         else:
-            await self._push_backends(name, self._store.instances(name), routing)
+            await self._instances.push_backends(name, self._store.instances(name), routing)
         if plan.start is not None:
             rev = by_hash.get(plan.start.revision, target)
-            template = _template(by_hash, plan.start.revision, current)
+            template = revision_template(by_hash, plan.start.revision, current)
             for _ in range(plan.start.count):
-                await self._start_instance(name, rev.hash, template, None)
+                await self._instances.start_instance(name, rev.hash, template, None)
             self.event(
                 name,
                 rev.hash,
@@ -427,133 +354,6 @@ class Controller:
         if plan.changes_instances and target.phase == "progressing":
             fresh = next(r for r in self._store.revisions(name) if r.hash == target.hash)
             self._store.put_revision(_replace_revision(fresh, progress_at=now))
-
-    async def _start_instance(
-        self, name: str, revision: str, template: Template, existing: InstanceRecord | None
-    ) -> None:
-        now = self._clock.now()
-        if existing is None:
-            iid = f"{name}-{revision[:6]}-{secrets.token_hex(3)}"
-            log_path = self._dir / "logs" / name / f"{iid}.log"
-            rec = InstanceRecord(
-                id=iid,
-                rollout=name,
-                revision=revision,
-                state="starting",
-                created_at=now,
-                log_path=str(log_path),
-            )
-            self._store.put_instance(rec)
-        else:
-            rec = self._store.update_instance(existing.id, state="starting", pid=None, pgid=None, port=None)
-        spec = InstanceSpec(
-            rollout=name,
-            instance_id=rec.id,
-            revision=revision,
-            command=list(template.command),
-            env=dict(template.env),
-            working_dir=template.working_dir,
-            log_path=Path(rec.log_path),
-        )
-        try:
-            handle = await self._platform.start(spec)
-        except InstanceStartError as e:
-            self._to_backoff(rec, now, str(e))
-            self.event(name, revision, "InstanceStartFailed", f"{rec.id}: {e}")
-            return
-        rec = self._store.update_instance(
-            rec.id,
-            state="running",
-            pid=handle.pid,
-            pgid=handle.pgid,
-            port=handle.port,
-            started_at=handle.started_at,
-            ready=False,
-            ready_since=None,
-            restart_pending=False,
-            next_start_at=None,
-            message="",
-        )
-        self._watch(rec)
-
-    def _watch(self, rec: InstanceRecord) -> None:
-        """Start probing an instance; readiness and liveness changes wake the loop."""
-        if rec.id in self._probers or rec.port is None:
-            return
-        by_hash = {r.hash: r for r in self._store.revisions(rec.rollout)}
-        try:
-            template = Template.model_validate(by_hash[rec.revision].template)
-        except KeyError:
-            return
-        iid = rec.id
-
-        def on_ready_change(ready: bool) -> None:
-            cur = next((i for i in self._store.instances(rec.rollout) if i.id == iid), None)
-            if cur is None or cur.state != "running" or cur.ready == ready:
-                return
-            self._store.update_instance(iid, ready=ready, ready_since=self._clock.now() if ready else None)
-            self.event(rec.rollout, rec.revision, "InstanceReady" if ready else "InstanceNotReady", iid)
-            self.wake()
-
-        def on_unhealthy(reason: str) -> None:
-            cur = next((i for i in self._store.instances(rec.rollout) if i.id == iid), None)
-            if cur is None or cur.state != "running" or cur.restart_pending:
-                return
-            self._store.update_instance(
-                iid, restart_pending=True, ready=False, ready_since=None, message=reason
-            )
-            self.event(rec.rollout, rec.revision, "Unhealthy", f"{iid}: {reason}; restarting")
-            self.wake()
-
-        prober = InstanceProber(
-            template,
-            port=rec.port,
-            env=self._platform.instance_env(_handle(rec)),
-            on_ready_change=on_ready_change,
-            on_unhealthy=on_unhealthy,
-            initially_ready=rec.ready,
-        )
-        self._probers[iid] = self._spawn(prober.run(), f"probe {iid}")
-
-    def _unwatch(self, iid: str) -> None:
-        task = self._probers.pop(iid, None)
-        if task is not None:
-            task.cancel()
-
-    def _begin_stop(self, inst: InstanceRecord, *, then: str) -> None:
-        self._stopping[inst.id] = self._spawn(self._stop(inst, then), f"stop {inst.id}")
-
-    async def _stop(self, inst: InstanceRecord, then: str) -> None:
-        try:
-            by_hash = {r.hash: r for r in self._store.revisions(inst.rollout)}
-            rec = self._store.find_rollout(inst.rollout)
-            current = Rollout.model_validate(rec.spec).spec.template if rec else None
-            template = _template(by_hash, inst.revision, current)
-            grace = template.termination_grace_period_seconds if template else 30.0
-            started = time.monotonic()
-            if inst.ready or then == "restart":
-                # Make sure the router has let go of it (a restart is decided outside a pass).
-                await self._push_backends(inst.rollout, self._store.instances(inst.rollout))
-            drained = await self._traffic.wait_drained(inst.rollout, inst.id, grace)
-            remaining = max(0.0, grace - (time.monotonic() - started))
-            killed = False
-            if inst.pid is not None:
-                pre_stop = template.lifecycle.pre_stop if template and template.lifecycle else None
-                result = await self._platform.stop(_handle(inst), pre_stop=pre_stop, grace_seconds=remaining)
-                killed = result.killed
-            self._unwatch(inst.id)
-            how = "killed after the grace period" if killed else "exited"
-            if not drained:
-                how += " (requests still in flight when the grace period ended)"
-            if then == "restart":
-                self._to_backoff(inst, self._clock.now(), inst.message)
-                self.event(inst.rollout, inst.revision, "InstanceRestarting", f"{inst.id} {how}")
-            else:
-                self._store.delete_instance(inst.id)
-                self.event(inst.rollout, inst.revision, "InstanceStopped", f"{inst.id} {how}")
-        finally:
-            self._stopping.pop(inst.id, None)
-            self.wake()
 
     # -- strategies: preview, checks, step events ---------------------------------------------------
 
@@ -605,10 +405,6 @@ class Controller:
             self._checks.pop(revision, None)
             self.wake()
 
-    def _number(self, name: str, revision: str) -> str:
-        rev = next((r for r in self._store.revisions(name) if r.hash == revision), None)
-        return f"revision {rev.number}" if rev else revision
-
     def _step_events(
         self, name: str, target: RevisionRecord, old: StepState, new: StepState, spec: RolloutSpec
     ) -> None:
@@ -633,12 +429,12 @@ class Controller:
                 )
         if instances:
             try:
-                await self._push_backends(rec.name, self._store.instances(rec.name))
+                await self._instances.push_backends(rec.name, self._store.instances(rec.name))
             except GaplessError as e:
                 log.warning("%s: %s", rec.name, e)
         for inst in self._store.instances(rec.name):
-            if inst.id not in self._stopping:
-                self._begin_stop(inst, then="delete")
+            if inst.id not in self._instances.stopping:
+                self._instances.begin_stop(inst, then="delete")
         if self._store.instances(rec.name):
             return
         await self._traffic.remove(rec.name)
@@ -687,17 +483,6 @@ async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:
         log.exception("task %r failed", name)
 
 
-def _handle(rec: InstanceRecord) -> InstanceHandle:
-    return InstanceHandle(
-        instance_id=rec.id,
-        pid=rec.pid or 0,
-        pgid=rec.pgid or rec.pid or 0,
-        port=rec.port or 0,
-        started_at=rec.started_at or 0.0,
-        log_path=Path(rec.log_path),
-    )
-
-
 def _view(rec: InstanceRecord) -> InstanceView:
     phase: InstancePhase
     if rec.state == "terminating":
@@ -716,15 +501,6 @@ def _view(rec: InstanceRecord) -> InstanceView:
         ready_since=rec.ready_since,
         created_at=rec.created_at,
     )
-
-
-def _template(by_hash: dict[str, RevisionRecord], revision: str, fallback: Template | None) -> Template:
-    rev = by_hash.get(revision)
-    if rev is not None:
-        return Template.model_validate(rev.template)
-    if fallback is None:
-        raise GaplessError(f"revision {revision} is unknown")
-    return fallback
 
 
 def _replace_revision(r: RevisionRecord, **changes: Any) -> RevisionRecord:
