@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from typing import Any
 
@@ -137,3 +139,82 @@ async def test_sticky_users_never_flip_back(g: Gapless) -> None:
             again = (await client.get(url, headers={"X-User": keys[0]})).headers["x-version"]
             assert again == served[keys[0]]
             await api(g, "POST", "/api/v1/rollouts/s/promote", {})
+
+
+async def test_new_revision_replaces_the_canary_in_progress(g: Gapless) -> None:
+    """Applying v3 during v2's canary removes v2 and canaries v3: never three revisions taking traffic."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    steps = [{"setWeight": 30}, {"pause": {}}]
+    code, out, err = await g.acli(
+        "up", "-f", str(g.write(rollout_doc("r", port, "v1", strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    load = Load(url, rps=250)
+    await g.acli("apply", "-f", str(g.write(rollout_doc("r", port, "v2", strategy=canary(steps)))))
+    await wait_for(g, "r", at_step(1))
+    code, out, err = await g.acli(
+        "apply", "-f", str(g.write(rollout_doc("r", port, "v3", strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    seen_weights = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        st = await g.status("r")
+        seen_weights.append(st["strategy"].get("weights") or {})
+        if (
+            st["currentRevision"] == 3
+            and at_step(1)(st)
+            and {i["revision"] for i in st["instances"]} == {1, 3}
+        ):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail(f"v3 never became the only canary: {st}")
+    assert all(len([w for w in ws.values() if w > 0]) <= 2 for ws in seen_weights), seen_weights
+    await api(g, "POST", "/api/v1/rollouts/r/promote", {"full": True})
+    await wait_for(g, "r", lambda st: st["phase"] == "Healthy" and st["currentRevision"] == 3)
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert set(report.versions) <= {"v1", "v2", "v3"}
+    code, out, _ = await g.acli("history", "r", "-o", "json")
+    phases = {r["number"]: r["phase"] for r in json.loads(out)}
+    assert phases[2] == "superseded"
+    assert phases[3] == "complete"
+
+
+async def test_repeated_canary_rollouts_with_aborts_fail_no_request(g: Gapless) -> None:
+    """Several canary rollouts in a row, promoted or aborted and retried, fail no request."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    steps = [
+        {"setWeight": 20},
+        {"pause": {"duration": "0.3s"}},
+        {"setWeight": 60},
+        {"pause": {"duration": "0.3s"}},
+    ]
+    code, out, err = await g.acli(
+        "up", "-f", str(g.write(rollout_doc("rep", port, "v0", replicas=2, strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    load = Load(url, rps=250)
+    for k in range(1, 5):
+        code, out, err = await g.acli(
+            "apply", "-f", str(g.write(rollout_doc("rep", port, f"v{k}", replicas=2, strategy=canary(steps))))
+        )
+        assert code == 0, out + err
+        if k % 2 == 0:
+            await wait_for(
+                g,
+                "rep",
+                lambda st: (
+                    st["currentRevision"] is not None and (st["strategy"].get("canaryWeight") or 0) >= 20
+                ),
+            )
+            await api(g, "POST", "/api/v1/rollouts/rep/abort")
+            await wait_for(g, "rep", lambda st: st["aborted"])
+            await api(g, "POST", "/api/v1/rollouts/rep/retry")
+        await wait_for(g, "rep", lambda st: st["phase"] == "Healthy", timeout=60)
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert set(report.versions) == {f"v{k}" for k in range(5)}

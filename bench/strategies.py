@@ -1,0 +1,202 @@
+"""Benchmark: how fast promote, abort and undo reach the router, and failures across repeated rollouts.
+
+For each of ``--tries`` rounds it measures the time from the API call (``promote`` of a canary pause,
+``abort`` of a canary, ``undo`` of a blue-green switch) to the moment the router's own configuration
+(read on its admin socket) carries the new weights; then prints P50/P99 per command. A steady load runs
+through the router the whole time and its failures are reported: every round is a full rollout, so
+``--tries 10`` gives 10 canary rollouts (promoted and aborted) and 10 blue-green rollouts (undone).
+
+    .venv/bin/python bench/strategies.py --tries 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gapless.cli.client import ApiClient
+from gapless.loadgen import run_load
+from gapless.router.client import RouterClient
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "examples" / "app.py"
+
+
+def spec(name: str, port: int, version: str, strategy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "gapless.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "listen": f"127.0.0.1:{port}",
+            "template": {
+                "command": [sys.executable, str(APP), "--version", version],
+                "readinessProbe": {
+                    "httpGet": {"path": "/healthz"},
+                    "periodSeconds": 0.1,
+                    "failureThreshold": 1,
+                },
+                "terminationGracePeriodSeconds": 5,
+            },
+            "strategy": strategy,
+        },
+    }
+
+
+CANARY = {
+    "canary": {
+        "abortScaleDownDelaySeconds": 0,
+        "scaleDownDelaySeconds": 0,
+        "steps": [
+            {"setCanaryScale": {"replicas": 1}},
+            {"setWeight": 20},
+            {"pause": {}},
+            {"setWeight": 40},
+            {"pause": {}},
+        ],
+    }
+}
+BLUE_GREEN = {"blueGreen": {"scaleDownDelaySeconds": 600}}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Bench:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.api = ApiClient(state)
+        self.token = (state / "token").read_text().strip() if (state / "token").exists() else ""
+
+    async def put(self, doc: dict[str, Any]) -> None:
+        await self.api.request("PUT", f"/api/v1/rollouts/{doc['metadata']['name']}", doc)
+
+    async def status(self, name: str) -> dict[str, Any]:
+        return await self.api.status(name)
+
+    async def until(self, name: str, predicate: Any, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(await self.status(name)):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: timed out waiting; status {await self.status(name)}")
+            await asyncio.sleep(0.02)
+
+    async def weights_change(self, name: str, before: dict[str, int] | None, started: float) -> float:
+        async with RouterClient(self.state / "routers" / f"{name}.sock", self.token) as router:
+            while True:
+                cfg = await router.get_config()
+                if cfg.weights != before:
+                    return time.monotonic() - started
+                await asyncio.sleep(0.001)
+
+    async def router_weights(self, name: str) -> dict[str, int] | None:
+        async with RouterClient(self.state / "routers" / f"{name}.sock", self.token) as router:
+            return (await router.get_config()).weights
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tries", type=int, default=50)
+    p.add_argument("--rps", type=float, default=200)
+    args = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="gapless-bench-strategies-"))
+    state = tmp / "state"
+    cport, bport = free_port(), free_port()
+    first = tmp / "c0.yaml"
+    first.write_text(yaml.safe_dump(spec("canary", cport, "v0", CANARY)))
+    subprocess.run(
+        [sys.executable, "-m", "gapless", "up", "-f", str(first), "--state-dir", str(state)],
+        check=True,
+        capture_output=True,
+    )
+    second = tmp / "b0.yaml"
+    second.write_text(yaml.safe_dump(spec("bluegreen", bport, "v0", BLUE_GREEN)))
+    subprocess.run(
+        [sys.executable, "-m", "gapless", "up", "-f", str(second), "--state-dir", str(state)],
+        check=True,
+        capture_output=True,
+    )
+    b = Bench(state)
+    stop = asyncio.Event()
+    loads = [
+        asyncio.create_task(run_load(f"http://127.0.0.1:{cport}/", rps=args.rps, duration=3600, stop=stop)),
+        asyncio.create_task(run_load(f"http://127.0.0.1:{bport}/", rps=args.rps, duration=3600, stop=stop)),
+    ]
+    timings: dict[str, list[float]] = {"promote": [], "abort": [], "undo": []}
+    try:
+        for k in range(1, args.tries + 1):
+            # Canary: reach the first pause, promote (weight 20 -> 40), then abort at the second pause.
+            await b.put(spec("canary", cport, f"v{k}", CANARY))
+            at = lambda index: (
+                lambda st: (
+                    (st.get("strategy") or {}).get("stepIndex") == index
+                    and st["strategy"].get("waitingForPromote")
+                )
+            )  # noqa: E731
+            await b.until("canary", at(2))
+            before = await b.router_weights("canary")
+            t0 = time.monotonic()
+            await b.api.request("POST", "/api/v1/rollouts/canary/promote", {})
+            timings["promote"].append(await b.weights_change("canary", before, t0))
+            await b.until("canary", at(4))
+            before = await b.router_weights("canary")
+            t0 = time.monotonic()
+            await b.api.request("POST", "/api/v1/rollouts/canary/abort")
+            timings["abort"].append(await b.weights_change("canary", before, t0))
+            # Blue-green: switch automatically, then undo inside the scale-down window.
+            await b.put(spec("bluegreen", bport, f"v{k}", BLUE_GREEN))
+            await b.until("bluegreen", lambda st: (st.get("strategy") or {}).get("promoted"))
+            before = await b.router_weights("bluegreen")
+            t0 = time.monotonic()
+            await b.api.request("POST", "/api/v1/rollouts/bluegreen/undo", {})
+            timings["undo"].append(await b.weights_change("bluegreen", before, t0))
+            await b.until("bluegreen", lambda st: st.get("phase") == "Healthy")
+            print(
+                f"round {k}: " + "  ".join(f"{c} {v[-1] * 1000:.1f} ms" for c, v in timings.items()),
+                flush=True,
+            )
+    finally:
+        stop.set()
+        reports = [await t for t in loads]
+        await b.api.aclose()
+        subprocess.run(
+            [sys.executable, "-m", "gapless", "down", "--state-dir", str(state)],
+            check=False,
+            capture_output=True,
+        )
+    print(
+        f"\n{args.tries} rounds: {args.tries} canary rollouts promoted then aborted, {args.tries} blue-green rollouts undone\n"
+    )
+    print(f"{'command':<10}{'P50 ms':>10}{'P99 ms':>10}{'max ms':>10}")
+    for command, values in timings.items():
+        print(
+            f"{command:<10}{statistics.median(values) * 1000:>10.1f}{pct(values, 99) * 1000:>10.1f}{max(values) * 1000:>10.1f}"
+        )
+    for name, r in zip(("canary", "blue-green"), reports, strict=True):
+        print(
+            f"\nload on {name}: sent {r.sent}, failed {r.failed} {dict(r.failures) or ''}, P50 {(r.p50 or 0) * 1000:.2f} ms, P99 {(r.p99 or 0) * 1000:.2f} ms"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
