@@ -26,7 +26,7 @@ import psutil
 from gapless.core.errors import GaplessError, TemporaryError
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
-from gapless.router.client import RouterClient
+from gapless.router.client import RouterAdminError, RouterClient
 from gapless.router.config import Backend, Route, RouterConfig, Stickiness
 from gapless.router.stats import RouterStats
 
@@ -198,7 +198,8 @@ class LocalRouters:
         )
         try:
             await self._client(rollout).put_config(cfg)
-        except (httpx.HTTPError, OSError) as e:
+        except (httpx.HTTPError, OSError, RouterAdminError) as e:
+            # Forget what we believed the router has: the next pass reads its config afresh.
             self._configs.pop(rollout, None)
             raise TemporaryError(f"router of {rollout} did not take its configuration: {e}") from e
         self._configs[rollout] = cfg

@@ -8,41 +8,19 @@ config's contract names, into ``BUCKETS`` buckets; a bounded cache keeps the has
 
 from __future__ import annotations
 
+import mmh3
+
 __all__ = ["BUCKETS", "bucket_of", "cookie_value", "header_value", "murmur3_32"]
 
 BUCKETS = 10_000
 
-_M32 = 0xFFFFFFFF
 _CACHE_LIMIT = 65_536
 _buckets: dict[bytes, int] = {}
 
 
 def murmur3_32(data: bytes, seed: int = 0) -> int:
-    """MurmurHash3 x86 32-bit of ``data`` as an unsigned int."""
-    c1, c2 = 0xCC9E2D51, 0x1B873593
-    h = seed & _M32
-    n = len(data)
-    end = n - n % 4
-    for i in range(0, end, 4):
-        k = (int.from_bytes(data[i : i + 4], "little") * c1) & _M32
-        k = (((k << 15) | (k >> 17)) * c2) & _M32
-        h ^= k
-        h = (((h << 13) | (h >> 19)) * 5 + 0xE6546B64) & _M32
-    tail = data[end:]
-    if tail:
-        k = 0
-        for j, byte in enumerate(tail):
-            k |= byte << (8 * j)
-        k = (k * c1) & _M32
-        k = (((k << 15) | (k >> 17)) * c2) & _M32
-        h ^= k
-    h ^= n
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & _M32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & _M32
-    h ^= h >> 16
-    return h
+    """MurmurHash3 x86 32-bit of ``data`` as an unsigned int (the ``mmh3`` C implementation)."""
+    return int(mmh3.hash(data, seed, signed=False))
 
 
 def bucket_of(key: bytes) -> int:
