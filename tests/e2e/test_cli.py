@@ -23,6 +23,36 @@ BAD = [
     ),
     ({"metadata": {"name": "Bad Name"}}, "metadata.name"),
     ({"kind": "Deployment"}, "kind"),
+    (
+        {"spec": {"strategy": {"canary": {"steps": [{"setWieght": 5}]}}}},
+        "spec.strategy.canary.steps.0.setWieght",
+    ),
+    (
+        {"spec": {"strategy": {"canary": {"steps": [{"setWeight": 150}]}}}},
+        "spec.strategy.canary.steps.0.setWeight",
+    ),
+    (
+        {
+            "spec": {
+                "strategy": {
+                    "canary": {
+                        "steps": [
+                            {
+                                "setHeaderRoute": {
+                                    "match": [{"headerName": "X", "headerValue": {"regex": "(["}}]
+                                }
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+        "spec.strategy.canary.steps.0.setHeaderRoute.match.0.headerValue.regex",
+    ),
+    (
+        {"spec": {"strategy": {"canary": {"steps": [{"analysis": {}}]}}}},
+        "spec.strategy.canary.steps.0.analysis",
+    ),
 ]
 
 
@@ -90,3 +120,13 @@ def test_help_lists_commands() -> None:
         "demo",
     ):
         assert cmd in r.stdout
+
+
+def test_preview_listen_equal_to_listen_exits_2(g: Gapless) -> None:
+    """A blue-green previewListen equal to listen is a usage error naming the field."""
+    port = free_port()
+    doc = rollout_doc("bg", port, "v1", strategy={"blueGreen": {"previewListen": f"127.0.0.1:{port}"}})
+    r = g.cli("up", "-f", str(g.write(doc, "bg.yaml")))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "spec.strategy.blueGreen.previewListen" in r.stderr
+    assert g.processes() == []

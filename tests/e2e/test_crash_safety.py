@@ -52,3 +52,36 @@ async def test_control_plane_sigkill_mid_rollout(g: Gapless) -> None:
     assert running == known
     assert len(g.processes("control-plane")) == 1
     assert len(g.processes("router")) == 1
+
+
+async def test_control_plane_sigkill_during_canary_keeps_weights(g: Gapless) -> None:
+    """Killed at a canary pause, the router keeps the weights; a new control plane resumes at the same step."""
+    from tests.e2e.harness import api, wait_for
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    strategy = {"canary": {"steps": [{"setWeight": 40}, {"pause": {}}], "scaleDownDelaySeconds": 0}}
+    code, out, err = await g.acli("up", "-f", str(g.write(rollout_doc("k", port, "v1", strategy=strategy))))
+    assert code == 0, out + err
+    load = Load(url, rps=250)
+    v2 = g.write(rollout_doc("k", port, "v2", strategy=strategy))
+    await g.acli("apply", "-f", str(v2))
+    await wait_for(g, "k", lambda st: st["strategy"].get("waitingForPromote"))
+    [cp] = g.processes("control-plane")
+    os.kill(cp.pid, signal.SIGKILL)
+    from gapless.loadgen import run_load
+
+    alone = await run_load(url, rps=500, duration=2.0)
+    share = 100 * alone.versions.get("v2", 0) / max(1, alone.ok)
+    assert abs(share - 40) <= 3, alone.versions
+    code, out, err = await g.acli("up", "-f", str(v2), "--detach")
+    assert code == 0, out + err
+    st = await wait_for(g, "k", lambda st: st["strategy"].get("waitingForPromote"))
+    assert st["strategy"]["stepIndex"] == 1
+    await api(g, "POST", "/api/v1/rollouts/k/promote", {})
+    await wait_for(g, "k", lambda st: st["phase"] == "Healthy" and st["currentRevision"] == 2)
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert alone.failed == 0, alone.failures
+    running = {p.pid for p in g.processes("instance")}
+    assert running == {i["pid"] for i in (await g.status("k"))["instances"]}
