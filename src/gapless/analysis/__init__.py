@@ -1,0 +1,1 @@
+"""Deployment analysis: measurements as data, judged by pure functions (expressions, thresholds, sequential tests)."""
