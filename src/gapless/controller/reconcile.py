@@ -263,7 +263,9 @@ class Controller:
                 spec, target, stable, _weights_in_force(self._traffic.routing(name)), now
             ),
         )
-        self._store.set_status(name, status)
+        # Countdowns (pause left) stay fresh to the second without a write on every pass.
+        if _status_changed(rec.status, status) or now - float(rec.status.get("updatedAt", 0)) >= 1.0:
+            self._store.set_status(name, status)
         if plan.changes_instances or plan.outcome:
             self.wake()
         for at in (plan.requeue_at,):
@@ -326,6 +328,9 @@ class Controller:
             reason = plan.reason.replace(
                 f"revision {target.hash}", f"revision {target.number} ({target.hash})"
             )
+            troubled = [i for i in self._store.instances(name) if i.revision == target.hash and i.message]
+            if troubled:
+                reason += f"; last instance error: {troubled[-1].message}"
             self._store.put_revision(_replace_revision(target, phase="failed", message=reason))
             back = f"; revision {stable.number} keeps serving" if stable else ""
             self.event(name, target.hash, "ProgressDeadlineExceeded", reason + back)
@@ -456,6 +461,22 @@ class Controller:
         ]
         for r in old[: max(0, len(old) - limit)]:
             self._store.delete_revision(name, r.hash)
+
+
+_VOLATILE = frozenset({"updatedAt", "lastUpdateTime", "pauseRemaining", "scaleDownIn"})
+
+
+def _status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether anything but timestamps and countdowns differs (those alone are not worth a write)."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in _VOLATILE}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return bool(strip(old) != strip(new))
 
 
 def _weights_in_force(routing: Routing | None) -> dict[str, int] | None:

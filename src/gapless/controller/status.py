@@ -73,6 +73,13 @@ def build_status(
     else:
         phase = "Progressing"
 
+    if not message and phase in ("Progressing", "Degraded"):
+        # The most useful thing to show while waiting: why an instance of the new revision is not up.
+        troubled = [i for i in updated if i.state == "backoff" and i.message]
+        if troubled:
+            worst = max(troubled, key=lambda i: i.restarts)
+            text = worst.message if worst.id in worst.message else f"{worst.id}: {worst.message}"
+            message = f"{text} (restarts: {worst.restarts})"
     conditions = []
     if len(available) >= view.replicas - max_unavailable:
         conditions.append(
