@@ -91,3 +91,34 @@ async def test_failed_check_leaves_blue_serving(g: Gapless) -> None:
     report = await load.stop()
     assert report.failed == 0, report.failures
     assert set(report.versions) == {"v1"}
+
+
+async def test_abort_before_promotion_keeps_blue_and_removes_green(g: Gapless) -> None:
+    """Abort of a waiting blue-green rollout: blue keeps all traffic, green goes after the abort delay."""
+    port, preview = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}/"
+    strategy = {
+        "blueGreen": {
+            "previewListen": f"127.0.0.1:{preview}",
+            "autoPromotionEnabled": False,
+            "abortScaleDownDelaySeconds": 1,
+        }
+    }
+    code, out, err = await g.acli(
+        "up", "-f", str(g.write(rollout_doc("ab", port, "v1", replicas=2, strategy=strategy)))
+    )
+    assert code == 0, out + err
+    load = Load(url, rps=200)
+    await g.acli("apply", "-f", str(g.write(rollout_doc("ab", port, "v2", replicas=2, strategy=strategy))))
+    await wait_for(g, "ab", lambda st: st["strategy"].get("waitingForPromote"))
+    code, _, err = await g.acli("abort", "ab")
+    assert code == 0, err
+    st = await wait_for(g, "ab", lambda st: st["aborted"] and {i["revision"] for i in st["instances"]} == {1})
+    assert st["phase"] == "Degraded"
+    async with httpx.AsyncClient() as client:
+        assert {(await client.get(url)).headers["x-version"] for _ in range(50)} == {"v1"}
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert set(report.versions) == {"v1"}
+    # The preview router is gone with green.
+    await wait_for(g, "ab", lambda st: not any(p.rollout == "ab.preview" for p in g.processes("router")))
