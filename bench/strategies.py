@@ -109,6 +109,16 @@ class Bench:
             return (await router.get_config()).weights
 
 
+def at(index: int) -> Any:
+    """A status predicate: the canary waits for promote at step ``index``."""
+
+    def check(st: dict[str, Any]) -> bool:
+        strategy = st.get("strategy") or {}
+        return strategy.get("stepIndex") == index and bool(strategy.get("waitingForPromote"))
+
+    return check
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -147,12 +157,6 @@ async def main() -> None:
         for k in range(1, args.tries + 1):
             # Canary: reach the first pause, promote (weight 20 -> 40), then abort at the second pause.
             await b.put(spec("canary", cport, f"v{k}", CANARY))
-            at = lambda index: (
-                lambda st: (
-                    (st.get("strategy") or {}).get("stepIndex") == index
-                    and st["strategy"].get("waitingForPromote")
-                )
-            )  # noqa: E731
             await b.until("canary", at(2))
             before = await b.router_weights("canary")
             t0 = time.monotonic()

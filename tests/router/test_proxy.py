@@ -425,3 +425,32 @@ async def test_oversized_or_broken_head_gets_400(harness: RouterHarness, backend
             status, _, _ = await _read_response(reader)
             assert status == b"HTTP/1.1 400 Bad Request"
             assert await reader.read() == b""
+
+
+async def test_plain_and_rewritten_heads_share_a_connection(
+    harness: RouterHarness, backends: MakeBackend
+) -> None:
+    """Heads forwarded as they came and heads with headers to rewrite, with bodies, alternate on one connection."""
+    await harness.route([await backends("b1")])
+    async with _raw(harness) as (reader, writer):
+        writer.write(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\nContent-Length: 4\r\n\r\nabcd"
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab"
+        )
+        assert json.loads((await _read_response(reader))[2]) == {"length": 3, "chunked": False}
+        assert json.loads((await _read_response(reader))[2]) == {"length": 4, "chunked": False}
+        writer.write(b"cde")
+        assert json.loads((await _read_response(reader))[2]) == {"length": 5, "chunked": False}
+        # An HTTP/1.0 client that asks to keep alive is kept alive; then one that says close is closed.
+        writer.write(b"GET /headers HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+        _, headers, body = await _read_response(reader)
+        assert headers["connection"] == "keep-alive"
+        assert json.loads(body)["x-forwarded-for"] == "127.0.0.1"
+        writer.write(
+            b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.2\r\nConnection: close\r\n\r\n"
+        )
+        _, headers, body = await _read_response(reader)
+        assert headers["connection"] == "close"
+        assert json.loads(body)["x-forwarded-for"] == "10.0.0.2, 127.0.0.1"
+        assert await reader.read() == b""

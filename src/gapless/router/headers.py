@@ -29,6 +29,7 @@ __all__ = [
     "RAW_REWRITE",
     "REQUEST_KINDS",
     "REQUEST_SPECIAL_RE",
+    "RESPONSE_SPECIAL_RE",
     "content_length",
     "finish_request_head",
     "finish_response_head",
@@ -214,7 +215,7 @@ def finish_response_head(
 
 
 # Headers that make a response head need rewriting, searched in the lower-cased head in one pass.
-_RESPONSE_SPECIAL = re.compile(
+RESPONSE_SPECIAL_RE = re.compile(
     rb"\n(?:connection|transfer-encoding|keep-alive|upgrade|proxy-connection|trailer|te):"
 )
 
@@ -229,7 +230,7 @@ def response_head(
     framing and ``Connection`` headers the router adds.
     """
     lower = raw.lower()
-    if _RESPONSE_SPECIAL.search(lower) is not None:
+    if RESPONSE_SPECIAL_RE.search(lower) is not None:
         return _response_head_rebuilt(
             raw, status, no_body=no_body, client_http10=client_http10, keep_alive=keep_alive
         )

@@ -22,7 +22,7 @@ from gapless.router.headers import (
     KIND_HOST,
     KIND_PASS,
     RAW_PARSE,
-    RAW_PLAIN,
+    RAW_REWRITE,
     REQUEST_KINDS,
     REQUEST_SPECIAL_RE,
     content_length,
@@ -39,14 +39,28 @@ MAX_HEAD = 64 * 1024
 
 
 class _RawHeadCallbacks:
-    """The callbacks of the parser that validates framed heads without reporting each header."""
+    """The callbacks of the parser that validates plain framed heads without reporting any header.
 
-    __slots__ = ("on_body", "on_headers_complete", "on_message_complete")
+    It has no ``on_headers_complete``: the reader builds the exchange itself once ``feed_data`` of a
+    head returns, which saves a call back into Python per request.
+    """
+
+    __slots__ = ("on_body", "on_message_complete")
 
     def __init__(self, reader: RequestReader) -> None:
-        self.on_headers_complete = reader.on_raw_head_complete
         self.on_body = reader.on_body
         self.on_message_complete = reader.on_message_complete
+
+
+class _RewriteHeadCallbacks(_RawHeadCallbacks):
+    """The callbacks of the parser that validates framed heads with headers to rewrite (hop-by-hop ones,
+    X-Forwarded-*): the head is rebuilt while the parser still knows whether the client keeps alive."""
+
+    __slots__ = ("on_headers_complete",)
+
+    def __init__(self, reader: RequestReader) -> None:
+        super().__init__(reader)
+        self.on_headers_complete = reader.on_raw_head_complete
 
 
 class RequestReader(asyncio.Protocol):
@@ -55,16 +69,17 @@ class RequestReader(asyncio.Protocol):
     __slots__ = (
         "at_boundary",
         "body_left",
+        "body_parser",
         "client_ip",
         "fast",
         "head",
-        "head_kind",
         "head_lower",
         "host",
         "inbuf",
         "parser",
         "parsing",
         "parts",
+        "rewriter",
         "slow_mode",
         "special",
         "upgrading",
@@ -74,13 +89,14 @@ class RequestReader(asyncio.Protocol):
     def __init__(self) -> None:
         self.parser = HttpRequestParser(self)
         self.fast = HttpRequestParser(_RawHeadCallbacks(self))
+        self.rewriter: HttpRequestParser | None = None
+        self.body_parser = self.fast  # the raw-head parser that gets the body of the request being read
         self.slow_mode = False
         self.at_boundary = True
         self.inbuf = b""
         self.body_left = 0
         self.head = b""
         self.head_lower = b""
-        self.head_kind = 0
         self.client_ip = b""
         self.url = b""
         self.parts: list[bytes] = [b""]  # the request line goes first once the head is complete
@@ -115,10 +131,10 @@ class RequestReader(asyncio.Protocol):
         if left:
             if len(data) <= left:
                 self.body_left = left - len(data)
-                self.fast.feed_data(data)
+                self.body_parser.feed_data(data)
                 return
             self.body_left = 0
-            self.fast.feed_data(data[:left])
+            self.body_parser.feed_data(data[:left])
             data = data[left:]
         buf = self.inbuf + data if self.inbuf else data
         self.inbuf = b""
@@ -138,31 +154,42 @@ class RequestReader(asyncio.Protocol):
             end += 4
             head = buf[pos:end] if pos or end != size else buf
             lower = head.lower()
+            self.at_boundary = False
             # The usual head, inline: no leading empty line and nothing to rewrite; else ask.
             if head[0] != 13 and REQUEST_SPECIAL_RE.search(lower) is None:
-                kind = RAW_PLAIN
+                parser = self.fast
+                self.parsing = None  # a request without a body ends inside feed_data: not the last one's
+                parser.feed_data(head)
+                self._plain_head(head, lower)
             else:
                 kind = request_kind(lower)
-            if kind == RAW_PARSE:
-                self.slow_mode = True
-                self._parse(buf[pos:] if pos else buf)
-                return
-            self.head = head
-            self.head_lower = lower
-            self.head_kind = kind
-            self.at_boundary = False
-            self.fast.feed_data(head)
+                if kind == RAW_PARSE:
+                    self.slow_mode = True
+                    self._parse(buf[pos:] if pos else buf)
+                    return
+                parser = self._rewriter()
+                self.head = head
+                self.head_lower = lower
+                parser.feed_data(head)
             pos = end
             # The parser ends a request without a body at its head; otherwise it has a Content-Length.
             length = 0 if self.at_boundary else content_length(head, lower)
             if length:
+                self.body_parser = parser
                 if size - pos < length:
                     self.body_left = length - (size - pos)
                     if pos < size:
-                        self.fast.feed_data(buf[pos:])
+                        parser.feed_data(buf[pos:])
                     return
-                self.fast.feed_data(buf[pos : pos + length])
+                parser.feed_data(buf[pos : pos + length])
                 pos += length
+
+    def _rewriter(self) -> HttpRequestParser:
+        """The raw-head parser for heads with headers to rewrite, made when the first one comes."""
+        parser = self.rewriter
+        if parser is None:
+            parser = self.rewriter = HttpRequestParser(_RewriteHeadCallbacks(self))
+        return parser
 
     def _parse(self, data: bytes) -> None:
         """Give ``data`` to the per-header parser; go back to framing once a read ends between requests."""
@@ -177,13 +204,52 @@ class RequestReader(asyncio.Protocol):
         if self.at_boundary:
             self.slow_mode = False
 
+    def _plain_head(self, head: bytes, lower: bytes) -> None:
+        """The raw-head parser accepted ``head``, which has nothing to rewrite: forward it as it came.
+
+        Its version is set to HTTP/1.1 and the X-Forwarded-* headers are added (one join). Without a
+        ``Connection`` header only the version decides keep-alive (the parser's own answer is gone
+        once a request without a body has ended).
+        """
+        line_end = head.find(b"\r\n")
+        line = head[:line_end]
+        if line.endswith(b" HTTP/1.1"):
+            keep_alive = True
+            http10 = False
+        else:
+            version = self.fast.get_http_version()
+            keep_alive = version[0] != "0" and version[2] != "0"
+            http10 = not keep_alive and version == "1.0"
+            line = line[:-8] + b"HTTP/1.1"
+        i = lower.find(b"\nhost:")
+        host = head[i + 6 : head.find(b"\r\n", i + 6)].strip() if i >= 0 else b""
+        ex = Exchange(
+            self.fast.get_method(),
+            b"".join(
+                (
+                    line,
+                    head[line_end:-2],
+                    b"X-Forwarded-For: ",
+                    self.client_ip,
+                    b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " + host + b"\r\n\r\n"
+                    if host
+                    else b"\r\nX-Forwarded-Proto: http\r\n\r\n",
+                )
+            ),
+            False,
+            keep_alive,
+            http10,
+        )
+        ex.request_done = self.at_boundary  # the parser ends a request without a body at its head
+        self._start(ex)
+
     def on_raw_head_complete(self) -> None:
-        """The raw-head parser accepted ``self.head``: forward it as it came, give or take a few headers."""
-        fast = self.fast
-        head, has_connection = request_head_raw(self.head, self.head_lower, self.head_kind, self.client_ip)
-        keep_alive = fast.should_keep_alive()
-        http10 = (not keep_alive or has_connection) and fast.get_http_version() == "1.0"
-        self._start(Exchange(fast.get_method(), head, False, keep_alive, http10))
+        """The rewriting raw-head parser accepted ``self.head``: forward it with a few headers rewritten."""
+        parser = self._rewriter()
+        head, has_connection = request_head_raw(self.head, self.head_lower, RAW_REWRITE, self.client_ip)
+        keep_alive = parser.should_keep_alive()
+        http10 = (not keep_alive or has_connection) and parser.get_http_version() == "1.0"
+        self._start(Exchange(parser.get_method(), head, False, keep_alive, http10))
 
     # -- httptools callbacks (the per-header parser; on_body and on_message_complete serve both) --
 

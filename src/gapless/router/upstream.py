@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from gapless.router.headers import response_head
+from gapless.router.headers import RESPONSE_SPECIAL_RE, response_head
 
 if TYPE_CHECKING:
     from gapless.router.downstream import DownstreamProtocol
@@ -209,8 +209,23 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             self.head_buf = b""
             self.head_pos = 0
+        raw = buf[start:end] if start or end != len(buf) else buf
+        if status >= 200 and not no_body and ex.keep_alive and not ex.http10 and not down.router.closing:
+            # The usual response, inline: a HTTP/1.1 head with a Content-Length and no hop-by-hop
+            # headers goes to a keep-alive HTTP/1.1 client as it came.
+            lower = raw.lower()
+            if (
+                raw.startswith(b"HTTP/1.1 ")
+                and b"\ncontent-length:" in lower
+                and RESPONSE_SPECIAL_RE.search(lower) is None
+            ):
+                down.wbuf.append(raw)
+                self.rechunk = False
+                self.headers_done = True
+                self.close_delimited = False
+                return
         head, self.rechunk, keep_alive, close_delimited = response_head(
-            buf[start:end],
+            raw,
             status,
             no_body=no_body,
             client_http10=ex.http10,
