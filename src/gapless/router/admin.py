@@ -1,6 +1,7 @@
 """The router's admin API: HTTP/1.1 over a unix socket, served on the router's own event loop.
 
-It is a handful of JSON endpoints used only by the control plane, so a small ``asyncio`` streams
+It is a handful of JSON endpoints used only by the control plane (plus ``GET /metrics`` in Prometheus
+text format, built from the same counters as ``GET /stats``), so a small ``asyncio`` streams
 handler is enough; nothing here blocks the loop (the config file is written in a worker thread).
 The socket is created with mode 0600 and every endpoint but ``GET /healthz`` needs the bearer token,
 compared by sha256 digest in constant time, so the plaintext token never stays in memory.
@@ -24,6 +25,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from gapless.router.config import RouterConfig
+from gapless.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gapless.router.metrics import RouterMetrics
 from gapless.router.persist import save_config, validation_message
 from gapless.router.proxy import Router
 
@@ -46,11 +49,12 @@ _REASONS = {
 
 
 class _Reply:
-    __slots__ = ("body", "status")
+    __slots__ = ("body", "content_type", "status")
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.status = status
         self.body = body
+        self.content_type = content_type
 
     @classmethod
     def json(cls, status: int, data: Any) -> _Reply:
@@ -74,6 +78,7 @@ class AdminServer:
         self._put_lock = asyncio.Lock()
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+        self._metrics = RouterMetrics(lambda: (router.stats(), router.config))
 
     async def start(self) -> None:
         """Bind the socket (removing a stale one first) with mode 0600 and start serving."""
@@ -143,7 +148,7 @@ class AdminServer:
     async def _write(self, writer: asyncio.StreamWriter, reply: _Reply, *, keep_alive: bool) -> None:
         head = (
             f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(reply.body)}\r\n"
+            f"Content-Type: {reply.content_type}\r\nContent-Length: {len(reply.body)}\r\n"
             f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n"
         )
         writer.write(head.encode() + reply.body)
@@ -170,7 +175,7 @@ class AdminServer:
                     "listen": router.listen,
                 },
             )
-        if path not in ("/config", "/stats"):
+        if path not in ("/config", "/stats", "/metrics"):
             return _Reply.error(404, f"no such endpoint: {path}")
         if not self._authorized(headers):
             return _Reply.error(401, "missing or wrong bearer token")
@@ -178,6 +183,10 @@ class AdminServer:
             if method != "GET":
                 return _Reply.error(405, "use GET")
             return _Reply(200, router.stats().model_dump_json().encode())
+        if path == "/metrics":
+            if method != "GET":
+                return _Reply.error(405, "use GET")
+            return _Reply(200, self._metrics.render(), METRICS_CONTENT_TYPE)
         if method == "GET":
             return _Reply(200, router.config.model_dump_json().encode())
         if method == "PUT":

@@ -130,6 +130,21 @@ class RouterClient:
     async def stats(self) -> RouterStats:
         return RouterStats.model_validate(await self._request("GET", "/stats"))
 
+    async def metrics(self) -> str:
+        """The ``GET /metrics`` body: every counter of ``stats()`` in Prometheus text format."""
+        try:
+            response = await self._client().get("/metrics")
+        except httpx.TransportError as exc:
+            raise RouterUnavailableError(f"router admin socket {self.socket_path}: {exc!r}") from exc
+        if response.status_code >= 400:
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            message = str(data.get("error", response.text)) if isinstance(data, dict) else response.text
+            raise _ERRORS.get(response.status_code, RouterAdminError)(response.status_code, message)
+        return response.text
+
     async def wait_drained(self, backend_id: str, timeout: float, *, interval: float = 0.05) -> bool:
         """Wait until ``backend_id`` has no request in flight; False if that did not happen in time."""
         loop = asyncio.get_running_loop()

@@ -20,6 +20,8 @@ from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.server.auth import token_matches
+from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gapless.server.metrics import render_control_plane_metrics
 from gapless.spec.load import validate_rollout
 from gapless.store.sqlite import Store
 
@@ -145,6 +147,10 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
         items = [e.__dict__ for e in store.events(rollout, since)]
         return JSONResponse({"items": items})
 
+    async def metrics(request: Request) -> Response:
+        statuses = [r.status | {"name": r.name} for r in store.rollouts()]
+        return Response(render_control_plane_metrics(statuses), media_type=METRICS_CONTENT_TYPE)
+
     async def shutdown(request: Request) -> Response:
         controller.request_shutdown()
         return JSONResponse({"shuttingDown": True}, status_code=202)
@@ -164,5 +170,6 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
         Route("/api/v1/rollouts/{name}/history", guarded(history)),
         Route("/api/v1/events", guarded(events)),
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),
+        Route("/metrics", guarded(metrics), methods=["GET"]),
     ]
     return Starlette(routes=routes)
