@@ -19,7 +19,6 @@ in ``REPLAY_LIMIT``). A pooled connection that turns out to be closed does not c
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
 from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -34,9 +33,7 @@ from gapless.router.exchange import (
     REPLAY_LIMIT,
     Exchange,
 )
-from gapless.router.pool import MAX_IDLE
 from gapless.router.reader import RequestReader
-from gapless.router.stats import LATENCY_BOUNDS
 from gapless.router.upstream import UpstreamProtocol
 
 if TYPE_CHECKING:
@@ -253,17 +250,7 @@ class DownstreamProtocol(RequestReader):
             return
         up.reused = True
         ex.upstream = up
-        # UpstreamProtocol.start, inline.
-        up.down = self
-        up.ex = ex
-        up.status = 0
-        up.headers_done = False
-        up.got_bytes = False
-        up.response_done = False
-        up.head_buf = b""
-        up.head_pos = 0
-        if self.write_paused:
-            up.pause_reading()
+        up.start(self, ex)
         if ex.wbuf is None and not ex.head_sent:
             ex.head_sent = True  # the common case, inline: a request without a body
             up.transport.write(ex.head)
@@ -349,14 +336,7 @@ class DownstreamProtocol(RequestReader):
             return
         pool = up.pool
         rev = pool.rev
-        # RevisionCounters.record, inline: this runs once per request.
-        elapsed = monotonic() - ex.started
-        klass = up.status // 100 - 1
-        if 0 <= klass < 5:
-            rev.responses[klass] += 1
-        rev.latency_counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
-        rev.latency_sum += elapsed
-        rev.latency_count += 1
+        rev.record(up.status, monotonic() - ex.started)
         if ex.counted:
             ex.counted = False
             pool.in_flight -= 1
@@ -368,13 +348,7 @@ class DownstreamProtocol(RequestReader):
             up.ex = None
             if up.read_paused:
                 up.resume_reading()
-            # BackendPool.release, inline.
-            if pool.removed or up.closed or len(pool.idle) >= MAX_IDLE:
-                up.close()
-            else:
-                up.idle = True
-                up.idle_swept = False
-                pool.idle.append(up)
+            pool.release(up)
         else:
             up.close()
         if ex.keep_alive and ex.request_done and self.queue is None and not self.upgrading:

@@ -16,8 +16,7 @@ from dataclasses import replace
 
 from gapless.spec.strategy import BlueGreen
 from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Terminate, Traffic
-from gapless.strategies.rolling import plan_rolling
-from gapless.strategies.scaling import available, deadline_failure, live_of, scale_step
+from gapless.strategies.scaling import available, deadline_failure, live_of, scale_step, single_revision
 
 __all__ = ["plan_blue_green"]
 
@@ -26,11 +25,9 @@ def plan_blue_green(
     view: RolloutView, spec: BlueGreen, state: StepState, instances: Sequence[InstanceView], now: float
 ) -> Plan:
     """Decide the next step of a blue-green rollout."""
-    blue, green = view.stable, view.target
-    if blue is None or blue == green or view.target_failed:
-        keep = blue if view.target_failed and blue else green
-        plan = plan_rolling(view, instances, now)
-        return replace(plan, traffic=Traffic(weights=((keep, 100),)))
+    if (single := single_revision(view, instances, now)) is not None:
+        return single
+    blue, green = view.stable or "", view.target  # two revisions in play: stable is set
 
     n = view.replicas
     min_ready = view.min_ready_seconds

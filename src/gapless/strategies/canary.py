@@ -20,8 +20,14 @@ from dataclasses import replace
 from gapless.spec.strategy import Canary
 from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Terminate, Traffic
 from gapless.strategies.replicas import resolve_fenceposts
-from gapless.strategies.rolling import plan_rolling
-from gapless.strategies.scaling import available, ceil_percent, deadline_failure, live_of, scale_step
+from gapless.strategies.scaling import (
+    available,
+    ceil_percent,
+    deadline_failure,
+    live_of,
+    scale_step,
+    single_revision,
+)
 
 __all__ = ["canary_replicas", "plan_canary"]
 
@@ -66,12 +72,9 @@ def plan_canary(
     view: RolloutView, spec: Canary, state: StepState, instances: Sequence[InstanceView], now: float
 ) -> Plan:
     """Decide the next step of a canary rollout."""
-    stable, canary = view.stable, view.target
-    if stable is None or stable == canary or view.target_failed:
-        # First deployment, back on stable (undo), or failed: plain rolling semantics, one revision.
-        keep = stable if view.target_failed and stable else canary
-        plan = plan_rolling(view, instances, now)
-        return replace(plan, traffic=Traffic(weights=((keep, 100),)))
+    if (single := single_revision(view, instances, now)) is not None:
+        return single
+    stable, canary = view.stable or "", view.target  # two revisions in play: stable is set
 
     n = view.replicas
     min_ready = view.min_ready_seconds

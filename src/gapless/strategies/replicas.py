@@ -7,8 +7,6 @@ maxUnavailable becomes 1 so that a rollout can always make progress.
 
 from __future__ import annotations
 
-import math
-
 __all__ = ["resolve_fenceposts", "scaled_value"]
 
 
@@ -30,7 +28,3 @@ def resolve_fenceposts(max_surge: int | str, max_unavailable: int | str, desired
     if surge == 0 and unavailable == 0:
         unavailable = 1
     return surge, unavailable
-
-
-def ceil_div(a: int, b: int) -> int:
-    return math.ceil(a / b) if b else 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
-from gapless.strategies.plan import InstanceView, Plan, RolloutView, Start, Terminate
-from gapless.strategies.rolling import deletion_order
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, Start, Terminate, Traffic
+from gapless.strategies.rolling import deletion_order, plan_rolling
 
-__all__ = ["available", "ceil_percent", "deadline_failure", "live_of", "scale_step"]
+__all__ = ["available", "ceil_percent", "deadline_failure", "live_of", "scale_step", "single_revision"]
 
 
 def live_of(instances: Sequence[InstanceView], revision: str | None) -> list[InstanceView]:
@@ -62,3 +63,15 @@ def deadline_failure(view: RolloutView, now: float, waiting_for: str) -> Plan | 
             reason=f"revision {view.target} made no progress for {view.progress_deadline_seconds:g}s ({waiting_for})",
         )
     return None
+
+
+def single_revision(view: RolloutView, instances: Sequence[InstanceView], now: float) -> Plan | None:
+    """The plan when only one revision is in play, else None.
+
+    A first deployment, a target that is the stable revision again (undo), or a failed target: then
+    canary and blue-green behave as a rolling update, and one revision takes all the traffic.
+    """
+    if view.stable is not None and view.stable != view.target and not view.target_failed:
+        return None
+    keep = view.stable if view.target_failed and view.stable else view.target
+    return replace(plan_rolling(view, instances, now), traffic=Traffic(weights=((keep, 100),)))
