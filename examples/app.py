@@ -11,13 +11,17 @@ connections, closes idle keep-alive connections, lets requests in flight finish 
 supported: a connection is read again only after its previous response was sent.
 
 Flags make it misbehave for tests and demos: ``--ready-delay``, ``--never-ready``,
-``--fail-liveness-after``, ``--ignore-sigterm`` and ``--slow-ms``.
+``--fail-liveness-after``, ``--ignore-sigterm`` and ``--slow-ms``; and, for automated analysis,
+``--error-rate`` (a share of ``/`` answered 500), ``--leak-kib-per-second`` (memory that grows steadily)
+and ``--orders-per-request`` (the business counter ``orders_completed_total`` on ``/metrics``, in the
+Prometheus text format, counts an order for that share of ``/`` requests).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import select
 import signal
 import sys
@@ -36,6 +40,8 @@ class Config:
     fail_liveness_after: float | None
     slow_ms: int
     access_log: bool
+    error_rate: float = 0.0
+    orders_per_request: float = 0.0
 
 
 def log(message: str) -> None:
@@ -57,6 +63,9 @@ class AppServer(ThreadingHTTPServer):
         self.draining = threading.Event()
         # Every idle connection waits on its socket and on this pipe; one byte wakes them all.
         self.wake_r, self._wake_w = os.pipe()
+        self.counts_lock = threading.Lock()
+        self.requests_total = 0
+        self.orders_total = 0
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
@@ -91,7 +100,27 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/":
             self._pause(config.slow_ms)
-            self._send(200, f"hello from {config.version}\n")
+            failed = config.error_rate > 0 and random.random() < config.error_rate  # noqa: S311 -- not crypto
+            ordered = not failed and random.random() < config.orders_per_request  # noqa: S311
+            with self.server.counts_lock:
+                self.server.requests_total += 1
+                self.server.orders_total += int(ordered)
+            if failed:
+                self._send(500, f"injected failure in {config.version}\n")
+            else:
+                self._send(200, f"hello from {config.version}\n")
+        elif url.path == "/metrics":
+            with self.server.counts_lock:
+                requests, orders = self.server.requests_total, self.server.orders_total
+            self._send(
+                200,
+                "# HELP http_requests_total Requests to /.\n"
+                "# TYPE http_requests_total counter\n"
+                f'http_requests_total{{version="{config.version}"}} {requests}\n'
+                "# HELP orders_completed_total Orders completed.\n"
+                "# TYPE orders_completed_total counter\n"
+                f'orders_completed_total{{version="{config.version}"}} {orders}\n',
+            )
         elif url.path == "/slow":
             raw = parse_qs(url.query).get("ms", [str(config.slow_ms)])[0]
             try:
@@ -138,6 +167,15 @@ class Handler(BaseHTTPRequestHandler):
             log(f'"{self.requestline}" {code}')
 
 
+def leak(kib_per_second: float) -> None:
+    """Keep allocating (and touching) memory that is never freed, ten times a second."""
+    kept: list[bytes] = []
+    chunk = max(1, int(kib_per_second * 1024 / 10))
+    while True:
+        kept.append(b"\x01" * chunk)
+        time.sleep(0.1)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -149,6 +187,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-liveness-after", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--slow-ms", type=int, default=0, metavar="N", help="delay of every / request")
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--error-rate", type=float, default=0.0, metavar="SHARE", help="share of / answered 500"
+    )
+    parser.add_argument(
+        "--orders-per-request", type=float, default=0.0, metavar="SHARE", help="orders counted per / request"
+    )
+    parser.add_argument(
+        "--leak-kib-per-second", type=float, default=0.0, metavar="KIB", help="grow memory steadily"
+    )
     args = parser.parse_args(argv)
     if args.port is None:
         parser.error("--port is required when $PORT is not set")
@@ -164,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         fail_liveness_after=args.fail_liveness_after,
         slow_ms=args.slow_ms,
         access_log=args.access_log,
+        error_rate=args.error_rate,
+        orders_per_request=args.orders_per_request,
     )
     stop_signals = {signal.SIGINT}
     if args.ignore_sigterm:
@@ -175,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     server = AppServer((args.host, int(args.port)), config)
     accept_loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     accept_loop.start()
+    if args.leak_kib_per_second > 0:
+        threading.Thread(target=leak, args=(args.leak_kib_per_second,), daemon=True).start()
     log(f"version {config.version} listening on {args.host}:{server.server_address[1]}")
     received = signal.sigwait(stop_signals)
     log(f"received {signal.Signals(received).name}: draining")

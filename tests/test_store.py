@@ -68,4 +68,28 @@ def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
     s = Store(path).open()
     [rev] = s.revisions("shop")
     assert (rev.phase, rev.step_state) == ("complete", {})
-    assert s.get_meta("schema_version") == "2"
+    assert s.get_meta("schema_version") == "3"
+
+
+def test_analysis_templates_and_runs_round_trip(tmp_path: Path) -> None:
+    from gapless.store.records import AnalysisRunRecord, AnalysisTemplateRecord
+
+    s = Store(tmp_path / "state.db").open()
+    s.put_analysis_template(AnalysisTemplateRecord("errors", {"spec": {"metrics": []}}, 1, 5.0))
+    assert s.find_analysis_template("errors") == AnalysisTemplateRecord(
+        "errors", {"spec": {"metrics": []}}, 1, 5.0
+    )
+    assert s.find_analysis_template("nope") is None
+    run = AnalysisRunRecord("r1", "web", "abc", "step-1", "running", 1.0, {"t": 1}, [{"name": "m"}])
+    s.put_analysis_run(run)
+    s.put_analysis_run(AnalysisRunRecord("r2", "web", "def", "background", "failed", 2.0, finished_at=3.0))
+    assert s.analysis_runs("web", "abc") == [run]
+    assert [r.id for r in s.analysis_runs("web")] == ["r1", "r2"]
+    s.deactivate_analysis_runs("web", "abc")
+    assert s.find_analysis_run("r1") is not None
+    assert not s.find_analysis_run("r1").active  # type: ignore[union-attr]
+    s.delete_analysis_runs("web", {"def"})
+    assert [r.id for r in s.analysis_runs("web")] == ["r2"]
+    s.delete_analysis_template("errors")
+    assert s.analysis_templates() == []
+    s.close()

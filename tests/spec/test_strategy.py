@@ -73,7 +73,14 @@ BAD = [
     ("    canary: {steps: [{setWeigth: 5}]}\n", "spec.strategy.canary.steps.0.setWeigth"),
     ("    canary: {steps: [{setWeight: 101}]}\n", "spec.strategy.canary.steps.0.setWeight"),
     ("    canary: {steps: [{setWeight: -1}]}\n", "spec.strategy.canary.steps.0.setWeight"),
-    ("    canary: {steps: [{analysis: {templates: [x]}}]}\n", "spec.strategy.canary.steps.0.analysis"),
+    (
+        "    canary: {steps: [{analysis: {templates: [x]}}]}\n",
+        "spec.strategy.canary.steps.0.analysis.templates.0",
+    ),
+    (
+        "    canary: {steps: [{analysis: {templates: []}}]}\n",
+        "spec.strategy.canary.steps.0.analysis.templates",
+    ),
     ("    canary: {steps: [{}]}\n", "spec.strategy.canary.steps.0"),
     ("    canary: {steps: [{pause: {duration: soon}}]}\n", "spec.strategy.canary.steps.0.pause.duration"),
     (

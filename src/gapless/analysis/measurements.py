@@ -165,10 +165,16 @@ class Measurement:
     percentiles: Mapping[float, float] = field(default_factory=dict)
     counters: Mapping[str, float] = field(default_factory=dict)
     resources: tuple[ResourceSample, ...] = ()
+    bytes_in: int = 0
+    """Request body bytes received from clients in the window."""
+    bytes_out: int = 0
+    """Response body bytes sent to clients in the window."""
 
     def __post_init__(self) -> None:
         if self.requests < 0 or self.errors < 0:
             raise AnalysisError(f"{self.revision}: requests and errors must not be negative")
+        if self.bytes_in < 0 or self.bytes_out < 0:
+            raise AnalysisError(f"{self.revision}: byte counts must not be negative")
         if self.errors > self.requests:
             raise AnalysisError(f"{self.revision}: {self.errors} errors out of {self.requests} requests")
         if self.end < self.start:
@@ -262,6 +268,8 @@ class Measurement:
             latency_samples=self.latency_samples + later.latency_samples,
             counters=counters,
             resources=tuple(sorted(self.resources + later.resources, key=lambda r: r.at)),
+            bytes_in=self.bytes_in + later.bytes_in,
+            bytes_out=self.bytes_out + later.bytes_out,
         )
 
     def env(self) -> dict[str, Any]:
@@ -283,6 +291,8 @@ class Measurement:
             "peak_rss_bytes": self.peak_rss_bytes,
             "rss_slope": trend.slope if trend else None,
             "cpu_cores": self.cpu_cores,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
         }
 
 

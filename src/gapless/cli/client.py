@@ -111,8 +111,13 @@ class ApiClient:
         return dict(data["status"])
 
 
-async def start_control_plane(state_dir: Path, timeout: float = 20.0) -> bool:
-    """Start a detached control plane unless one answers; returns whether one was started."""
+async def start_control_plane(
+    state_dir: Path, timeout: float = 20.0, *, metrics_listen: str | None = None
+) -> bool:
+    """Start a detached control plane unless one answers; returns whether one was started.
+
+    ``metrics_listen`` (``HOST:PORT``) is passed on to a control plane this call starts.
+    """
     client = ApiClient(state_dir)
     try:
         if await client.alive():
@@ -121,9 +126,12 @@ async def start_control_plane(state_dir: Path, timeout: float = 20.0) -> bool:
         log = state_dir / "control-plane.log"
         # SPT_NOENV: setproctitle must not overwrite the environment, where the markers live.
         env = dict(os.environ) | marker_env(state_dir, ROLE_CONTROL_PLANE) | {"SPT_NOENV": "1"}
+        argv = [sys.executable, "-m", "gapless", "control-plane", "--state-dir", str(state_dir)]
+        if metrics_listen is not None:
+            argv += ["--metrics-listen", metrics_listen]
         with log.open("ab") as out:
             child = subprocess.Popen(
-                [sys.executable, "-m", "gapless", "control-plane", "--state-dir", str(state_dir)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

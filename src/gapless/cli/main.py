@@ -21,10 +21,11 @@ from gapless.cli.client import ApiClient, ApiError, NotRunningError, resolve_sta
 from gapless.cli.down import down_all, down_rollout
 from gapless.cli.load_cmd import load_command
 from gapless.cli.logs import show_logs
-from gapless.cli.render import render_events, render_history, render_list, render_status
+from gapless.cli.render import render_analysis, render_events, render_history, render_list, render_status
 from gapless.cli.wait import wait_for_rollout
-from gapless.core.errors import GaplessError, SpecError
-from gapless.spec.load import load_rollout
+from gapless.core.errors import GaplessError, Problem, SpecError
+from gapless.server.process import is_loopback, metrics_url, parse_metrics_listen
+from gapless.spec.load import load_documents
 
 app = typer.Typer(
     name="gapless",
@@ -51,8 +52,25 @@ StateDir = Annotated[
         show_default=False,
     ),
 ]
-SpecFile = Annotated[Path, typer.Option("-f", "--file", help="Rollout spec (YAML).", show_default=False)]
+SpecFile = Annotated[
+    Path,
+    typer.Option(
+        "-f",
+        "--file",
+        help="Rollout spec (YAML); may also hold AnalysisTemplates (--- between documents).",
+        show_default=False,
+    ),
+]
 Output = Annotated[str, typer.Option("-o", "--output", help="text or json.")]
+MetricsListen = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="Also serve GET /metrics (Prometheus) and /healthz on this TCP address, without a token.",
+        show_default=False,
+    ),
+]
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
@@ -77,20 +95,66 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from e
 
 
+def _check_metrics_listen(value: str | None) -> None:
+    """Exit 2 for a malformed address; warn when it is reachable from other machines."""
+    if value is None:
+        return
+    try:
+        host, _ = parse_metrics_listen(value)
+    except ValueError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from e
+    if not is_loopback(host):
+        err.print(
+            f"[yellow]warning:[/] metrics on {value} are readable without a token by anyone who can reach it",
+            highlight=False,
+        )
+
+
 def _check_output(output: str) -> None:
     if output not in ("text", "json"):
         err.print(f"[red]error:[/] --output must be text or json, not {output!r}")
         raise typer.Exit(2)
 
 
-async def _apply(state_dir: Path, file: Path, *, start: bool) -> tuple[ApiClient, dict[str, Any]]:
-    rollout = load_rollout(file)
-    if start and await start_control_plane(state_dir):
+async def _apply(
+    state_dir: Path, file: Path, *, start: bool, metrics_listen: str | None = None
+) -> tuple[ApiClient, dict[str, Any] | None]:
+    """Send a file's AnalysisTemplates, then its rollout (a file may hold both, or templates only)."""
+    docs = load_documents(file)
+    if len(docs.rollouts) > 1:
+        names = ", ".join(r.name for r in docs.rollouts)
+        raise SpecError(
+            str(file), [Problem("", f"one rollout per file, found {len(docs.rollouts)}: {names}")]
+        )
+    if not docs.rollouts and start:
+        raise SpecError(str(file), [Problem("", "no Rollout document to start")])
+    if start and await start_control_plane(state_dir, metrics_listen=metrics_listen):
         err.print(f"started control plane for {state_dir}")
+        if metrics_listen is not None:
+            err.print(f"metrics on {metrics_url(*parse_metrics_listen(metrics_listen))}", highlight=False)
+    elif start and metrics_listen is not None:
+        err.print(
+            f"[yellow]warning:[/] a control plane was already running for {state_dir}; "
+            "--metrics-listen takes effect only when one starts",
+            highlight=False,
+        )
     client = ApiClient(state_dir)
-    result = await client.request(
-        "PUT", f"/api/v1/rollouts/{rollout.name}", rollout.to_document(as_written=True)
-    )
+    try:
+        for t in docs.templates:
+            doc = t.to_document(as_written=True)
+            r = await client.request("PUT", f"/api/v1/analysistemplates/{t.metadata.name}", doc)
+            what = "configured" if r["changed"] else "unchanged"
+            err.print(f"analysistemplate {t.metadata.name} {what} (generation {r['generation']})")
+        if not docs.rollouts:
+            return client, None
+        rollout = docs.rollouts[0]
+        result = await client.request(
+            "PUT", f"/api/v1/rollouts/{rollout.name}", rollout.to_document(as_written=True)
+        )
+    except BaseException:
+        await client.aclose()
+        raise
     return client, result
 
 
@@ -100,13 +164,17 @@ def up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once the spec is accepted.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
     state_dir: StateDir = None,
+    metrics_listen: MetricsListen = None,
 ) -> None:
     """Start the control plane, the router and the instances of a rollout; wait until it is ready."""
     sd = resolve_state_dir(state_dir)
+    _check_metrics_listen(metrics_listen)
 
     async def body() -> int:
-        client, result = await _apply(sd, file, start=True)
+        client, result = await _apply(sd, file, start=True, metrics_listen=metrics_listen)
         try:
+            if result is None:  # _apply refuses a file without a rollout when starting
+                return 2
             name = result["name"]
             if detach:
                 out.print(f"{name}: generation {result['generation']} accepted")
@@ -139,6 +207,8 @@ def apply(
     async def body() -> int:
         client, result = await _apply(sd, file, start=False)
         try:
+            if result is None:
+                return 0
             name = result["name"]
             what = "configured" if result["changed"] else "unchanged"
             err.print(f"{name} {what} (generation {result['generation']}, template {result['revisionHash']})")
@@ -189,6 +259,39 @@ def status(
                     else:
                         live.update(render_status(st))
                     await asyncio.sleep(0.5)
+
+    raise typer.Exit(_run(body))
+
+
+@app.command()
+def analysis(
+    name: Annotated[str, typer.Argument(help="Rollout name.")],
+    revision: Annotated[
+        int | None, typer.Option("--revision", help="Only this revision number (default: every one kept).")
+    ] = None,
+    output: Output = "text",
+    state_dir: StateDir = None,
+) -> None:
+    """Show every analysis run of a rollout with the measurements behind each verdict.
+
+    Answers "why was it rolled back" and "why did it pass": each metric's measurements, the canary's
+    and the baseline's numbers in the same window, and the judge's sentence.
+    """
+    _check_output(output)
+    if revision is not None and revision < 1:
+        err.print("[red]error:[/] --revision must be a positive revision number")
+        raise typer.Exit(2)
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        async with ApiClient(sd) as client:
+            path = f"/api/v1/rollouts/{name}/analysis" + (f"?revision={revision}" if revision else "")
+            data = await client.request("GET", path)
+            if output == "json":
+                out.print_json(json.dumps(data))
+            else:
+                out.print(render_analysis(data["items"]))
+            return 0
 
     raise typer.Exit(_run(body))
 
@@ -407,11 +510,12 @@ def demo(
 
 
 @app.command("control-plane", hidden=True)
-def control_plane(state_dir: StateDir = None) -> None:
+def control_plane(state_dir: StateDir = None, metrics_listen: MetricsListen = None) -> None:
     """Run the control plane in the foreground (started detached by `gapless up`)."""
     from gapless.server.process import run_control_plane
 
-    raise typer.Exit(run_control_plane(resolve_state_dir(state_dir)))
+    _check_metrics_listen(metrics_listen)
+    raise typer.Exit(run_control_plane(resolve_state_dir(state_dir), metrics_listen))
 
 
 @app.command()

@@ -9,7 +9,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["phase_style", "render_events", "render_history", "render_list", "render_status", "summary_line"]
+__all__ = [
+    "phase_style",
+    "render_analysis",
+    "render_analysis_summary",
+    "render_events",
+    "render_history",
+    "render_list",
+    "render_status",
+    "summary_line",
+]
 
 _PHASE_STYLE = {
     "Healthy": "bold green",
@@ -89,7 +98,101 @@ def render_status(status: dict[str, Any]) -> RenderableType:
             _age(i.get("startedAt")),
             i.get("message", ""),
         )
-    return Group(head, info, Text(""), cond, Text(""), inst)
+    parts: list[RenderableType] = [head, info, Text(""), cond, Text(""), inst]
+    runs = (status.get("strategy") or {}).get("analysis") or []
+    if runs:
+        parts += [Text(""), render_analysis_summary(runs)]
+    return Group(*parts)
+
+
+_RUN_STYLE = {
+    "successful": "green",
+    "failed": "bold red",
+    "error": "bold red",
+    "inconclusive": "yellow",
+    "running": "cyan",
+}
+
+
+def _phase_text(phase: str) -> Text:
+    return Text(phase, style=_RUN_STYLE.get(phase, ""))
+
+
+def _number(key: str, x: float) -> str:
+    return f"{x:.2%}" if key == "error_rate" else f"{x:.3g}"
+
+
+def _measured(value: dict[str, Any]) -> str:
+    """The numbers behind a verdict, compactly: canary against baseline where both exist."""
+    parts = []
+    canary, baseline = value.get("canary"), value.get("baseline")
+    if isinstance(canary, dict):
+        for key, label in (("error_rate", "err"), ("p99", "p99"), ("rss_slope_bytes_per_second", "rss/s")):
+            if key in canary:
+                c = _number(key, canary[key])
+                b = (baseline or {}).get(key)
+                parts.append(f"{label} {c}" + (f" vs {_number(key, b)}" if b is not None else ""))
+        parts.append(f"req {canary.get('requests', 0)} vs {(baseline or {}).get('requests', 0)}")
+        for name, v in (canary.get("counters") or {}).items():
+            parts.append(f"{name} {v:g} vs {((baseline or {}).get('counters') or {}).get(name, 0):g}")
+    elif "result" in value:
+        parts.append(f"result {value['result']}")
+    return ", ".join(parts)
+
+
+def render_analysis_summary(runs: list[dict[str, Any]]) -> RenderableType:
+    """The analysis runs of the current revision: one line per run, one per metric."""
+    t = Table(box=None, header_style="bold")
+    for col in ("ANALYSIS", "METRIC", "PHASE", "MEASURED", "FAILED", "LAST"):
+        t.add_column(col)
+    for run in runs:
+        t.add_row(run["name"], "", _phase_text(run["phase"]), "", "", run.get("message", ""))
+        for m in run.get("metrics", []):
+            name = m["name"] + (" (dry run)" if m.get("dryRun") else "")
+            last = m.get("last") or {}
+            t.add_row(
+                "",
+                name,
+                _phase_text(m["phase"]),
+                str(m.get("measured", 0)),
+                str(m.get("failed", 0)),
+                last.get("message", "") if last else "",
+            )
+    return t
+
+
+def render_analysis(items: list[dict[str, Any]]) -> RenderableType:
+    """Every run with every kept measurement: why a revision was rolled back, or why it passed."""
+    if not items:
+        return Text("no analysis runs")
+    parts: list[RenderableType] = []
+    for run in items:
+        head = Text()
+        head.append(f"{run['name']}", style="bold")
+        head.append(f"  revision {run.get('revision') or '-'}  ")
+        head.append_text(_phase_text(run["phase"]))
+        if not run.get("active", True):
+            head.append("  (superseded by a retry)", style="dim")
+        head.append(
+            f"  started {_age(run.get('startedAt'))} ago  templates {', '.join(run.get('templates', []))}"
+        )
+        parts.append(head)
+        if run.get("message"):
+            parts.append(Text(f"  {run['message']}"))
+        t = Table(box=None, header_style="bold", padding=(0, 1))
+        for col in ("METRIC", "TIME", "PHASE", "MEASURED", "MESSAGE"):
+            t.add_column(col)
+        for metric, measurements in (run.get("measurements") or {}).items():
+            for m in measurements:
+                t.add_row(
+                    metric,
+                    time.strftime("%H:%M:%S", time.localtime(m["at"])),
+                    _phase_text(m["phase"]),
+                    _measured(m.get("value") or {}),
+                    m.get("message", ""),
+                )
+        parts += [t, Text("")]
+    return Group(*parts)
 
 
 def render_history(items: list[dict[str, Any]]) -> RenderableType:

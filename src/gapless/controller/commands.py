@@ -10,11 +10,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from gapless.analysis.from_spec import template_problems
+from gapless.controller.analysis import run_summary
 from gapless.controller.reconcile import Controller
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError
+from gapless.spec.analysis import AnalysisTemplate
 from gapless.spec.models import Rollout, Template, template_hash
-from gapless.store.records import RevisionRecord, RolloutRecord
+from gapless.spec.strategy import RolloutAnalysis, Strategy
+from gapless.store.records import AnalysisTemplateRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
 from gapless.strategies.plan import StepState
 
@@ -47,6 +51,15 @@ class Commands:
         doc = rollout.to_document()
         h = template_hash(rollout.spec.template)
         with self._store.transaction():
+            missing = [
+                Problem(
+                    path, f"no AnalysisTemplate named {ref!r}; apply it first (it may be in the same file)"
+                )
+                for path, ref in template_refs(rollout.spec.strategy)
+                if self._store.find_analysis_template(ref) is None
+            ]
+            if missing:
+                raise SpecError(name, missing)
             rec = self._store.find_rollout(name)
             if rec is not None and "paused" not in rollout.spec.model_fields_set:
                 # Like kubectl apply: a file that does not mention `paused` keeps `gapless pause` in force.
@@ -220,9 +233,78 @@ class Commands:
                     rev, phase="progressing", message="", progress_at=now, step_state=StepState().to_json()
                 )
             )
+            self._store.deactivate_analysis_runs(name, rev.hash)
             self._controller.event(name, rev.hash, "Retry", f"revision {rev.number} starts again")
             self._controller.wake()
         return {"name": name, "revision": rev.number}
+
+    # -- analysis -----------------------------------------------------------------------------------
+
+    def apply_template(self, template: AnalysisTemplate) -> dict[str, Any]:
+        """Store an AnalysisTemplate; runs already started keep the version they resolved."""
+        name = template.metadata.name
+        problems = template_problems(template)
+        if problems:
+            raise SpecError(name, problems)
+        doc = template.to_document()
+        with self._store.transaction():
+            rec = self._store.find_analysis_template(name)
+            changed = rec is None or rec.spec != doc
+            generation = (rec.generation if rec else 0) + (1 if changed else 0)
+            if changed:
+                self._store.put_analysis_template(
+                    AnalysisTemplateRecord(name, doc, generation, self._clock.now())
+                )
+        return {"name": name, "kind": "AnalysisTemplate", "generation": generation, "changed": changed}
+
+    def templates(self) -> list[dict[str, Any]]:
+        return [
+            {"name": t.name, "generation": t.generation, "updatedAt": t.updated_at, "spec": t.spec}
+            for t in self._store.analysis_templates()
+        ]
+
+    def template(self, name: str) -> dict[str, Any]:
+        t = self._store.find_analysis_template(name)
+        if t is None:
+            raise NotFoundError(f"AnalysisTemplate {name!r} not found")
+        return {"name": t.name, "generation": t.generation, "updatedAt": t.updated_at, "spec": t.spec}
+
+    def delete_template(self, name: str) -> None:
+        if self._store.find_analysis_template(name) is None:
+            raise NotFoundError(f"AnalysisTemplate {name!r} not found")
+        users = [
+            r.name
+            for r in self._store.rollouts()
+            if any(ref == name for _, ref in template_refs(Rollout.model_validate(r.spec).spec.strategy))
+        ]
+        if users:
+            raise ConflictError(f"AnalysisTemplate {name!r} is used by rollout(s) {', '.join(users)}")
+        self._store.delete_analysis_template(name)
+
+    def analysis(self, name: str, revision: int | None) -> dict[str, Any]:
+        """Every analysis run of a rollout (or of one revision), newest last, with its measurements."""
+        self._store.rollout(name)
+        revisions = {r.hash: r for r in self._store.revisions(name)}
+        wanted: str | None = None
+        if revision is not None:
+            found = next((r for r in revisions.values() if r.number == revision), None)
+            if found is None:
+                raise NotFoundError(f"revision {revision} of {name!r} not found")
+            wanted = found.hash
+        items = []
+        for run in self._store.analysis_runs(name, wanted):
+            rev = revisions.get(run.revision)
+            items.append(
+                run_summary(run)
+                | {
+                    "revision": rev.number if rev else None,
+                    "hash": run.revision,
+                    "active": run.active,
+                    "args": run.spec.get("args", {}),
+                    "measurements": {m.get("name", ""): m.get("measurements", []) for m in run.metrics},
+                }
+            )
+        return {"name": name, "items": items}
 
     def delete(self, name: str) -> None:
         rec = self._store.rollout(name)
@@ -245,3 +327,25 @@ class Commands:
                 }
             )
         return sorted(out, key=lambda x: x["number"])
+
+
+def template_refs(strategy: Strategy) -> list[tuple[str, str]]:
+    """Every AnalysisTemplate a strategy references, with the field path of the reference."""
+    refs: list[tuple[str, str]] = []
+    canary, bg = strategy.canary, strategy.blue_green
+    found: list[tuple[str, RolloutAnalysis | None]] = []
+    if canary is not None:
+        found.append(("spec.strategy.canary.analysis", canary.analysis))
+        found += [
+            (f"spec.strategy.canary.steps.{i}.analysis", step.analysis) for i, step in enumerate(canary.steps)
+        ]
+    if bg is not None:
+        found.append(("spec.strategy.blueGreen.prePromotionAnalysis", bg.pre_promotion_analysis))
+        found.append(("spec.strategy.blueGreen.postPromotionAnalysis", bg.post_promotion_analysis))
+    for path, analysis in found:
+        if analysis is not None:
+            refs += [
+                (f"{path}.templates.{j}.templateName", t.template_name)
+                for j, t in enumerate(analysis.templates)
+            ]
+    return refs

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gapless.controller.analysis import AnalysisRunner, run_summary
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
 from gapless.controller.routing import routing_for, run_check
 from gapless.controller.status import build_status, strategy_status
@@ -66,6 +67,9 @@ class Controller:
         self._instances = InstanceSupervisor(
             store, platform, traffic, clock, state_dir, event=self.event, wake=self.wake, spawn=self._spawn
         )
+        self.analysis = AnalysisRunner(
+            store, traffic, platform, clock, event=self.event, wake=self.wake, spawn=self._spawn
+        )
         self._shutdown = False
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._previews: set[str] = set()
@@ -89,6 +93,7 @@ class Controller:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 await self._adopt()
+                sampler = tg.create_task(self.analysis.sample_forever(), name="resource sampler")
                 while True:
                     next_at = await self.reconcile_all()
                     if self._shutdown and not self._store.rollouts() and not self._instances.stopping:
@@ -100,6 +105,8 @@ class Controller:
                         await asyncio.wait_for(self._wake.wait(), timeout)
                     self._wake.clear()
                 self._instances.cancel_probes()
+                sampler.cancel()
+                await self.analysis.aclose()
         finally:
             self._tg = None
             self.finished.set()
@@ -217,12 +224,17 @@ class Controller:
             target_complete=target.phase == "complete",
             stable=stable.hash if stable else None,
             progress_at=progress_at,
+            analyses=self.analysis.phases(name, target.hash) if target.phase == "progressing" else {},
         )
         st = StepState.from_json(target.step_state)
         if st.checks == "running" and target.hash not in self._checks:
             st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
         plan = Plan() if router_message else _plan(spec, rview, st, views, now)
         await self._apply(name, plan, target, stable, by_hash, spec, now)
+        self.analysis.stop_others(name, target.hash)
+        if not router_message:
+            wanted = plan.analyses if target.phase == "progressing" and stable is not None else ()
+            self.analysis.sync(name, spec, target.hash, stable.hash if stable else None, wanted)
         if not router_message:
             await self._sync_preview(name, spec, plan)
         if plan.run_checks:
@@ -242,6 +254,14 @@ class Controller:
             )
         )
         router_state = self._traffic.state(name)
+        strategy = strategy_status(spec, target, stable, _weights_in_force(self._traffic.routing(name)), now)
+        runs = [r for r in self._store.analysis_runs(name, target.hash) if r.active]
+        if runs:
+            strategy["analysis"] = [run_summary(r) for r in runs]
+        if plan.waiting and target.phase == "progressing":
+            strategy["waiting"] = plan.waiting
+            if "inconclusive" in plan.waiting:
+                strategy["waitingForPromote"] = True
         status = build_status(
             name=name,
             generation=rec.generation,
@@ -258,10 +278,10 @@ class Controller:
             },
             previous=rec.status,
             now=now,
-            message=router_message or (target.message if target.phase == "failed" else ""),
-            strategy=strategy_status(
-                spec, target, stable, _weights_in_force(self._traffic.routing(name)), now
-            ),
+            message=router_message
+            or (target.message if target.phase == "failed" else "")
+            or (plan.waiting if target.phase == "progressing" else ""),
+            strategy=strategy,
         )
         # Countdowns (pause left) stay fresh to the second without a write on every pass.
         if _status_changed(rec.status, status) or now - float(rec.status.get("updatedAt", 0)) >= 1.0:
@@ -420,12 +440,15 @@ class Controller:
                 self.event(name, target.hash, "StepReached", f"step {new.index + 1}/{len(steps)}: {step}")
             else:
                 self.event(name, target.hash, "StepsCompleted", f"all {len(steps)} steps done")
+        if new.aborted_at is not None and old.aborted_at is None:
+            self.event(name, target.hash, "Aborted", f"{new.abort_reason}; all traffic back to stable")
         if new.switched_at is not None and old.switched_at is None:
             self.event(name, target.hash, "Promoted", f"revision {target.number} takes all traffic")
 
     # -- removal ------------------------------------------------------------------------------------
 
     async def _teardown(self, rec: RolloutRecord) -> None:
+        self.analysis.stop_rollout(rec.name, "stopped: the rollout is being removed")
         instances = self._store.instances(rec.name)
         for inst in instances:
             if inst.state != "terminating":
@@ -461,6 +484,7 @@ class Controller:
         ]
         for r in old[: max(0, len(old) - limit)]:
             self._store.delete_revision(name, r.hash)
+        self._store.delete_analysis_runs(name, {r.hash for r in self._store.revisions(name)})
 
 
 _VOLATILE = frozenset({"updatedAt", "lastUpdateTime", "pauseRemaining", "scaleDownIn"})

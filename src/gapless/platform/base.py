@@ -134,13 +134,16 @@ class ResourceUsage:
 
     ``cpu_percent`` is the sum over processes of the percentage of one CPU since the previous call for
     the same process (the first call for a process counts 0). ``open_files`` counts file descriptors
-    (files, sockets, pipes).
+    (files, sockets, pipes). ``cpu_seconds`` is the cumulative user and system CPU time of the group's
+    live processes: unlike ``cpu_percent`` it needs no previous call, so two readings taken by anyone
+    give the CPU used in between (it drops when a process of the group exits).
     """
 
     cpu_percent: float
     rss_bytes: int
     open_files: int
     num_processes: int
+    cpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -357,7 +357,7 @@ class LocalPlatform:
             return ResourceUsage(cpu_percent=0.0, rss_bytes=0, open_files=0, num_processes=0)
         previous = self._cpu_samplers.get(handle.pgid, {})
         current: dict[tuple[int, float], psutil.Process] = {}
-        cpu = 0.0
+        cpu = cpu_seconds = 0.0
         rss = fds = count = 0
         for pid in _group_members(handle.pgid):
             try:
@@ -366,6 +366,8 @@ class LocalPlatform:
                 proc = previous.get(key, proc)  # the same object keeps cpu_percent's last sample
                 with proc.oneshot():
                     cpu += proc.cpu_percent(interval=None)
+                    times = proc.cpu_times()
+                    cpu_seconds += times.user + times.system
                     rss += proc.memory_info().rss
                     fds += proc.num_fds()
             except psutil.NoSuchProcess:
@@ -376,7 +378,9 @@ class LocalPlatform:
             self._cpu_samplers[handle.pgid] = current
         else:
             self._cpu_samplers.pop(handle.pgid, None)
-        return ResourceUsage(cpu_percent=cpu, rss_bytes=rss, open_files=fds, num_processes=count)
+        return ResourceUsage(
+            cpu_percent=cpu, rss_bytes=rss, open_files=fds, num_processes=count, cpu_seconds=cpu_seconds
+        )
 
     # -- stop ----------------------------------------------------------------------------------
 

@@ -3,6 +3,10 @@
 Every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>``. Bad input is a 400 whose body
 lists every problem with its field path; a missing rollout is a 404; a state conflict a 409. Nothing is
 written when a request is rejected.
+
+``build_metrics_app`` is the other face: ``GET /metrics`` and ``GET /healthz`` alone, without a token,
+for the optional TCP address Prometheus scrapes. It only reads, like any exporter, and it serves the very
+body the token-protected ``/metrics`` of the API does.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from gapless.controller.reconcile import Controller
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.server.auth import token_matches
 from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from gapless.server.metrics import render_control_plane_metrics
-from gapless.spec.load import validate_rollout
+from gapless.server.metrics import MetricsSource, render_control_plane_metrics
+from gapless.spec.load import validate_rollout, validate_template
 from gapless.store.sqlite import Store
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "build_metrics_app"]
 
 MAX_BODY = 1 << 20
 
@@ -60,7 +64,42 @@ async def _json_body(request: Request) -> Any:
         raise SpecError("request", [Problem("", f"invalid JSON: {e.msg} at position {e.pos}")]) from e
 
 
-def build_app(store: Store, controller: Controller, commands: Commands, token_digest: str) -> Starlette:
+def _healthz(store: Store) -> Handler:
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "rollouts": len(store.rollouts())})
+
+    return healthz
+
+
+def _metrics(store: Store, source: MetricsSource | None) -> Handler:
+    async def metrics(request: Request) -> Response:
+        if source is not None:
+            body = await source.render()
+        else:
+            body = render_control_plane_metrics([r.status | {"name": r.name} for r in store.rollouts()])
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
+
+    return metrics
+
+
+def build_metrics_app(store: Store, metrics: MetricsSource) -> Starlette:
+    """``GET /metrics`` and ``GET /healthz`` without a token; any other path is a 404."""
+    routes = [
+        Route("/healthz", _healthz(store), methods=["GET"]),
+        Route("/metrics", _metrics(store, metrics), methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def build_app(
+    store: Store,
+    controller: Controller,
+    commands: Commands,
+    token_digest: str,
+    metrics: MetricsSource | None = None,
+) -> Starlette:
+    """The API. Without a ``metrics`` source, ``/metrics`` shows the stored statuses alone."""
+
     def guarded(handler: Handler) -> Handler:
         async def wrapper(request: Request) -> Response:
             auth = request.headers.get("authorization", "")
@@ -77,9 +116,6 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
                 return _error(409, str(e))
 
         return wrapper
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "rollouts": len(store.rollouts())})
 
     async def list_rollouts(request: Request) -> Response:
         return JSONResponse(
@@ -134,6 +170,35 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
     async def history(request: Request) -> Response:
         return JSONResponse({"items": commands.history(request.path_params["name"])})
 
+    async def put_template(request: Request) -> Response:
+        name = request.path_params["name"]
+        template = validate_template(await _json_body(request))
+        if template.metadata.name != name:
+            raise SpecError(
+                "request",
+                [Problem("metadata.name", f"is {template.metadata.name!r} but the URL names {name!r}")],
+            )
+        return JSONResponse(commands.apply_template(template))
+
+    async def list_templates(request: Request) -> Response:
+        return JSONResponse({"items": commands.templates()})
+
+    async def get_template(request: Request) -> Response:
+        return JSONResponse(commands.template(request.path_params["name"]))
+
+    async def delete_template(request: Request) -> Response:
+        commands.delete_template(request.path_params["name"])
+        return JSONResponse({"deleted": True})
+
+    async def analysis(request: Request) -> Response:
+        raw = request.query_params.get("revision")
+        revision: int | None = None
+        if raw:
+            if not raw.isdigit() or int(raw) < 1:
+                raise SpecError("request", [Problem("revision", "must be a positive integer")])
+            revision = int(raw)
+        return JSONResponse(commands.analysis(request.path_params["name"], revision))
+
     async def delete_rollout(request: Request) -> Response:
         commands.delete(request.path_params["name"])
         return JSONResponse({"deleting": True}, status_code=202)
@@ -147,16 +212,12 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
         items = [e.__dict__ for e in store.events(rollout, since)]
         return JSONResponse({"items": items})
 
-    async def metrics(request: Request) -> Response:
-        statuses = [r.status | {"name": r.name} for r in store.rollouts()]
-        return Response(render_control_plane_metrics(statuses), media_type=METRICS_CONTENT_TYPE)
-
     async def shutdown(request: Request) -> Response:
         controller.request_shutdown()
         return JSONResponse({"shuttingDown": True}, status_code=202)
 
     routes = [
-        Route("/healthz", healthz),
+        Route("/healthz", _healthz(store)),
         Route("/api/v1/rollouts", guarded(list_rollouts)),
         Route("/api/v1/rollouts/{name}", guarded(get_rollout), methods=["GET"]),
         Route("/api/v1/rollouts/{name}", guarded(put_rollout), methods=["PUT"]),
@@ -168,8 +229,13 @@ def build_app(store: Store, controller: Controller, commands: Commands, token_di
         Route("/api/v1/rollouts/{name}/abort", guarded(abort), methods=["POST"]),
         Route("/api/v1/rollouts/{name}/retry", guarded(retry), methods=["POST"]),
         Route("/api/v1/rollouts/{name}/history", guarded(history)),
+        Route("/api/v1/rollouts/{name}/analysis", guarded(analysis)),
+        Route("/api/v1/analysistemplates", guarded(list_templates)),
+        Route("/api/v1/analysistemplates/{name}", guarded(get_template), methods=["GET"]),
+        Route("/api/v1/analysistemplates/{name}", guarded(put_template), methods=["PUT"]),
+        Route("/api/v1/analysistemplates/{name}", guarded(delete_template), methods=["DELETE"]),
         Route("/api/v1/events", guarded(events)),
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),
-        Route("/metrics", guarded(metrics), methods=["GET"]),
+        Route("/metrics", guarded(_metrics(store, metrics)), methods=["GET"]),
     ]
     return Starlette(routes=routes)

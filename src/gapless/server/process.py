@@ -3,15 +3,24 @@
 One control plane per state directory, guarded by an exclusive lock on ``control-plane.lock``. It is
 restartable at any moment: SIGTERM or SIGKILL leave instances and routers running (they are in their own
 sessions), and the next start adopts them. Only an explicit shutdown (``gapless down``) stops them.
+
+With a metrics address, a second HTTP server serves ``/metrics`` and ``/healthz`` on TCP for Prometheus.
+Its socket is bound right after the lock is taken and before anything else starts, so an address in use
+stops the start with a message naming it, and nothing half-started is left behind. The API server owns
+the signals; the metrics server simply stops with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import setproctitle
@@ -23,11 +32,20 @@ from gapless.controller.reconcile import Controller
 from gapless.controller.traffic import LocalRouters
 from gapless.core.clock import SystemClock
 from gapless.platform.local import LocalPlatform
-from gapless.server.api import build_app
+from gapless.server.api import build_app, build_metrics_app
 from gapless.server.auth import ensure_token, read_token
+from gapless.server.metrics import MetricsSource
+from gapless.spec.base import check_listen
 from gapless.store.sqlite import Store
 
-__all__ = ["API_SOCKET", "LOCK_FILE", "run_control_plane"]
+__all__ = [
+    "API_SOCKET",
+    "LOCK_FILE",
+    "is_loopback",
+    "metrics_url",
+    "parse_metrics_listen",
+    "run_control_plane",
+]
 
 API_SOCKET = "api.sock"
 LOCK_FILE = "control-plane.lock"
@@ -35,8 +53,57 @@ LOCK_FILE = "control-plane.lock"
 log = logging.getLogger("gapless.control-plane")
 
 
-def run_control_plane(state_dir: Path) -> int:
-    """Run until shut down through the API (exit 0) or signalled; 3 if another one holds the lock."""
+def parse_metrics_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:9100`` for IPv6); raises ``ValueError`` saying what is wrong."""
+    try:
+        check_listen(value)
+    except ValueError as e:
+        raise ValueError(f"--metrics-listen {value!r}: {e}") from e
+    host, _, port = value.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a loopback address or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything
+
+
+def metrics_url(host: str, port: int) -> str:
+    """The URL Prometheus scrapes for this metrics address."""
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+class _MetricsServer(uvicorn.Server):
+    """A uvicorn server that leaves the signals to the API server; it stops when ``should_exit`` is set."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run_control_plane(state_dir: Path, metrics_listen: str | None = None) -> int:
+    """Run until shut down through the API (exit 0) or signalled.
+
+    Exits 3 if another control plane holds the lock, 2 for a malformed ``metrics_listen`` and 1 when it
+    cannot be bound.
+    """
+    address = None
+    if metrics_listen is not None:
+        try:
+            address = parse_metrics_listen(metrics_listen)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     os.umask(0o077)
@@ -51,13 +118,20 @@ def run_control_plane(state_dir: Path) -> int:
         print(f"another control plane is running for {state_dir}", file=sys.stderr)
         return 3
     try:
-        uvloop.run(_serve(state_dir))
+        metrics_sock = None
+        if address is not None:
+            try:
+                metrics_sock = _bind(*address)
+            except OSError as e:
+                print(f"error: cannot serve metrics on {metrics_listen}: {e.strerror or e}", file=sys.stderr)
+                return 1
+        uvloop.run(_serve(state_dir, metrics_sock))
         return 0
     finally:
         lock.close()
 
 
-async def _serve(state_dir: Path) -> None:
+async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
     platform = LocalPlatform(state_dir)
@@ -65,24 +139,39 @@ async def _serve(state_dir: Path) -> None:
     clock = SystemClock()
     controller = Controller(store, platform, traffic, clock, state_dir)
     commands = Commands(store, controller, clock)
-    app = build_app(store, controller, commands, digest)
+    metrics = MetricsSource(store, traffic, platform)
+    app = build_app(store, controller, commands, digest, metrics)
     sock = state_dir / API_SOCKET
     sock.unlink(missing_ok=True)
     server = uvicorn.Server(
         uvicorn.Config(app, uds=str(sock), log_level="warning", lifespan="off", access_log=False)
     )
+    metrics_server = None
+    if metrics_sock is not None:
+        metrics_server = _MetricsServer(
+            uvicorn.Config(
+                build_metrics_app(store, metrics), log_level="warning", lifespan="off", access_log=False
+            )
+        )
     log.info("control plane for %s (pid %d) listening on %s", state_dir, os.getpid(), sock)
     try:
         async with asyncio.TaskGroup() as tg:
             ctl = tg.create_task(controller.run(), name="controller")
             srv = tg.create_task(server.serve(), name="api")
+            if metrics_server is not None and metrics_sock is not None:
+                tg.create_task(metrics_server.serve(sockets=[metrics_sock]), name="metrics")
+                log.info("metrics on %s", metrics_url(*metrics_sock.getsockname()[:2]))
             done, _ = await asyncio.wait({ctl, srv}, return_when=asyncio.FIRST_COMPLETED)
             if ctl in done:
                 log.info("all rollouts stopped; exiting")
                 server.should_exit = True
             else:
                 ctl.cancel()
+            if metrics_server is not None:
+                metrics_server.should_exit = True  # it follows the API server out
     finally:
+        if metrics_sock is not None:
+            metrics_sock.close()
         await traffic.aclose()
         platform.release()
         store.close()

@@ -1,8 +1,12 @@
 """``spec.strategy``: rolling update (Kubernetes), blue-green and canary (Argo Rollouts field names).
 
 Exactly one of ``rollingUpdate``, ``blueGreen`` and ``canary`` may be given; none means a rolling update
-with Kubernetes' defaults. Canary steps are a list of single-key mappings, as in Argo Rollouts; the
-``analysis`` step is reserved for automated analysis and rejected with a clear message until it exists.
+with Kubernetes' defaults. Canary steps are a list of single-key mappings, as in Argo Rollouts.
+
+Automated analysis is referenced, not defined, here: an ``analysis`` canary step, a background
+``canary.analysis`` (from ``startingStep`` on) and blue-green ``prePromotionAnalysis`` /
+``postPromotionAnalysis`` each name AnalysisTemplates (:mod:`gapless.spec.analysis`) and give their
+args. The templates are separate documents, so a rollout's references are resolved when a run starts.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from gapless.spec.base import IntOrPercent, SpecModel, check_listen, field_error, parse_duration
 
 __all__ = [
+    "AnalysisArgValue",
+    "AnalysisTemplateRef",
+    "BackgroundAnalysis",
     "BlueGreen",
     "Canary",
     "CanaryStep",
@@ -24,6 +31,7 @@ __all__ = [
     "Pause",
     "PrePromotionCheck",
     "RollingUpdate",
+    "RolloutAnalysis",
     "RouteMatch",
     "SetCanaryScale",
     "Stickiness",
@@ -36,9 +44,93 @@ MAX_REGEX = 512
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Weight = Annotated[int, Field(ge=0, le=100)]
 
+# The same rule as metadata.name (a DNS-1123 label); models.py imports this module, so it is repeated here.
+_OBJECT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ARG_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+"""Analysis arg names (and metric names): letters, digits, ``-`` and ``_``, starting with a letter."""
+
+
+def _check_object_name(value: str) -> str:
+    if len(value) > 63 or not _OBJECT_NAME_RE.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def check_arg_name(value: str) -> str:
+    """An analysis arg name: letters, digits, '-' and '_', starting with a letter."""
+    if not ARG_NAME_RE.match(value):
+        raise ValueError("must be letters, digits, '-' or '_', starting with a letter")
+    return value
+
+
+def scalar_text(value: Any) -> Any:
+    """Numbers become their text, so ``value: 0.01`` works as well as ``value: "0.01"``; others pass on."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+ObjectName = Annotated[str, AfterValidator(_check_object_name)]
+ArgName = Annotated[str, AfterValidator(check_arg_name)]
+ArgText = Annotated[str, BeforeValidator(scalar_text)]
+
 
 def _is_zero(v: int | str) -> bool:
     return v in {0, "0%"}
+
+
+class AnalysisTemplateRef(SpecModel):
+    """One AnalysisTemplate, by its ``metadata.name``."""
+
+    template_name: ObjectName
+
+
+class AnalysisArgValue(SpecModel):
+    """A value for one of the templates' args; overrides the arg's default."""
+
+    name: ArgName
+    value: ArgText
+
+
+def duplicates(names: list[str]) -> list[tuple[int, str]]:
+    """``(index, name)`` of every name that already appeared earlier in the list."""
+    seen: set[str] = set()
+    out: list[tuple[int, str]] = []
+    for i, name in enumerate(names):
+        if name in seen:
+            out.append((i, name))
+        seen.add(name)
+    return out
+
+
+class RolloutAnalysis(SpecModel):
+    """An analysis run: the metrics of every named template, measured together, with these args."""
+
+    templates: list[AnalysisTemplateRef] = Field(min_length=1)
+    args: list[AnalysisArgValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> RolloutAnalysis:
+        if dup := duplicates([t.template_name for t in self.templates]):
+            i, name = dup[0]
+            raise field_error(f"templates.{i}.templateName", f"template '{name}' is named twice")
+        if dup := duplicates([a.name for a in self.args]):
+            i, name = dup[0]
+            raise field_error(f"args.{i}.name", f"arg '{name}' is given twice")
+        return self
+
+    @property
+    def template_names(self) -> list[str]:
+        return [t.template_name for t in self.templates]
+
+
+class BackgroundAnalysis(RolloutAnalysis):
+    """``strategy.canary.analysis``: runs beside the steps, from ``startingStep`` (default: the first)."""
+
+    starting_step: int | None = Field(default=None, ge=0)
 
 
 class RollingUpdate(SpecModel):
@@ -89,6 +181,8 @@ class BlueGreen(SpecModel):
     preview_listen: Annotated[str, AfterValidator(check_listen)] | None = None
     preview_replica_count: int | None = Field(default=None, ge=1)
     pre_promotion_checks: list[PrePromotionCheck] = Field(default_factory=list)
+    pre_promotion_analysis: RolloutAnalysis | None = None
+    post_promotion_analysis: RolloutAnalysis | None = None
     auto_promotion_enabled: bool = True
     auto_promotion_seconds: Duration = 0
     scale_down_delay_seconds: Duration = 30
@@ -165,7 +259,8 @@ class SetCanaryScale(SpecModel):
         return self
 
 
-_STEP_KINDS = ("setWeight", "pause", "setCanaryScale", "setHeaderRoute")
+_STEP_KINDS = ("setWeight", "pause", "setCanaryScale", "setHeaderRoute", "analysis")
+StepKind = Literal["setWeight", "pause", "setCanaryScale", "setHeaderRoute", "analysis"]
 
 
 class CanaryStep(SpecModel):
@@ -173,17 +268,19 @@ class CanaryStep(SpecModel):
     pause: Pause | None = None
     set_canary_scale: SetCanaryScale | None = None
     set_header_route: HeaderRoute | None = None
-    analysis: Any = None
+    analysis: RolloutAnalysis | None = None
 
     @model_validator(mode="after")
     def _one(self) -> CanaryStep:
-        if self.analysis is not None:
-            raise field_error(
-                "analysis", "analysis steps arrive with automated analysis and are not supported yet"
-            )
         given = [
             x
-            for x in (self.set_weight, self.pause, self.set_canary_scale, self.set_header_route)
+            for x in (
+                self.set_weight,
+                self.pause,
+                self.set_canary_scale,
+                self.set_header_route,
+                self.analysis,
+            )
             if x is not None
         ]
         if len(given) != 1:
@@ -191,16 +288,16 @@ class CanaryStep(SpecModel):
         return self
 
     @property
-    def kind(self) -> str:
-        for name, value in (
-            ("setWeight", self.set_weight),
-            ("pause", self.pause),
-            ("setCanaryScale", self.set_canary_scale),
-            ("setHeaderRoute", self.set_header_route),
-        ):
-            if value is not None:
-                return name
-        return "unknown"
+    def kind(self) -> StepKind:
+        if self.set_weight is not None:
+            return "setWeight"
+        if self.pause is not None:
+            return "pause"
+        if self.set_canary_scale is not None:
+            return "setCanaryScale"
+        if self.set_header_route is not None:
+            return "setHeaderRoute"
+        return "analysis"
 
 
 class Stickiness(SpecModel):
@@ -227,6 +324,17 @@ class Canary(SpecModel):
     max_unavailable: IntOrPercent = 0
     scale_down_delay_seconds: Duration = 30
     abort_scale_down_delay_seconds: Duration = 30
+    analysis: BackgroundAnalysis | None = None
+
+    @model_validator(mode="after")
+    def _starting_step_exists(self) -> Canary:
+        start = self.analysis.starting_step if self.analysis is not None else None
+        if start is not None and start >= len(self.steps):
+            raise field_error(
+                "analysis.startingStep",
+                f"is {start} but there are {len(self.steps)} steps (the first is 0)",
+            )
+        return self
 
 
 class Strategy(SpecModel):
@@ -275,3 +383,12 @@ class Strategy(SpecModel):
             return "100%", 0
         ru = self.rolling_update or RollingUpdate()
         return ru.max_surge, ru.max_unavailable
+
+    def analysis_template_names(self) -> set[str]:
+        """Every AnalysisTemplate the strategy refers to: steps, background and blue-green analyses."""
+        analyses: list[RolloutAnalysis | None] = []
+        if self.canary is not None:
+            analyses += [self.canary.analysis, *(step.analysis for step in self.canary.steps)]
+        if self.blue_green is not None:
+            analyses += [self.blue_green.pre_promotion_analysis, self.blue_green.post_promotion_analysis]
+        return {name for a in analyses if a is not None for name in a.template_names}

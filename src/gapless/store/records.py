@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "AnalysisRunRecord",
+    "AnalysisTemplateRecord",
     "EventRecord",
     "InstanceRecord",
     "InstanceState",
@@ -74,3 +76,34 @@ class EventRecord:
     revision: str
     type: str
     message: str
+
+
+@dataclass(frozen=True)
+class AnalysisTemplateRecord:
+    name: str
+    spec: dict[str, Any]
+    generation: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class AnalysisRunRecord:
+    """One analysis run of one revision: where it runs (``key``), what it measures and what it found.
+
+    ``spec`` holds the resolved templates (arguments substituted) so a restarted control plane resumes
+    exactly what was started; ``metrics`` holds per-metric progress and the last measurements. ``active``
+    is cleared when ``gapless retry`` starts the revision over, so old verdicts stay visible as history
+    but no longer decide.
+    """
+
+    id: str
+    rollout: str
+    revision: str
+    key: str
+    phase: str
+    created_at: float
+    spec: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    finished_at: float | None = None
+    active: bool = True

@@ -17,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from gapless.core.errors import NotFoundError
-from gapless.store.records import EventRecord, InstanceRecord, RevisionRecord, RolloutRecord
+from gapless.store.records import (
+    AnalysisRunRecord,
+    AnalysisTemplateRecord,
+    EventRecord,
+    InstanceRecord,
+    RevisionRecord,
+    RolloutRecord,
+)
 
 __all__ = ["Store"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,10 +81,31 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_rollout ON events (rollout, id);
+CREATE TABLE IF NOT EXISTS analysis_templates (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS analysis_runs (
+    id TEXT PRIMARY KEY,
+    rollout TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    key TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    spec TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '[]',
+    message TEXT NOT NULL DEFAULT '',
+    finished_at REAL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS analysis_runs_by_rollout ON analysis_runs (rollout, created_at);
 """
 
 _INSTANCE_COLS = [f.name for f in fields(InstanceRecord)]
 _REVISION_COLS = [f.name for f in fields(RevisionRecord)]
+_RUN_COLS = [f.name for f in fields(AnalysisRunRecord)]
 
 
 class Store:
@@ -194,6 +222,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM instances WHERE rollout=?", (name,))
             db.execute("DELETE FROM revisions WHERE rollout=?", (name,))
+            db.execute("DELETE FROM analysis_runs WHERE rollout=?", (name,))
             db.execute("DELETE FROM rollouts WHERE name=?", (name,))
 
     # -- revisions ----------------------------------------------------------------------------------
@@ -265,6 +294,74 @@ class Store:
                 (rollout, since_id, limit),
             ).fetchall()
         return [EventRecord(**dict(r)) for r in rows]
+
+    # -- analysis -----------------------------------------------------------------------------------
+
+    def analysis_templates(self) -> list[AnalysisTemplateRecord]:
+        rows = self.db.execute("SELECT * FROM analysis_templates ORDER BY name").fetchall()
+        return [_template(r) for r in rows]
+
+    def find_analysis_template(self, name: str) -> AnalysisTemplateRecord | None:
+        row = self.db.execute("SELECT * FROM analysis_templates WHERE name=?", (name,)).fetchone()
+        return None if row is None else _template(row)
+
+    def put_analysis_template(self, rec: AnalysisTemplateRecord) -> None:
+        with self.transaction() as db:
+            _upsert(db, "analysis_templates", asdict(rec) | {"spec": json.dumps(rec.spec)}, ("name",))
+
+    def delete_analysis_template(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM analysis_templates WHERE name=?", (name,))
+
+    def analysis_runs(self, rollout: str, revision: str | None = None) -> list[AnalysisRunRecord]:
+        if revision is None:
+            rows = self.db.execute(
+                "SELECT * FROM analysis_runs WHERE rollout=? ORDER BY created_at, id", (rollout,)
+            ).fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM analysis_runs WHERE rollout=? AND revision=? ORDER BY created_at, id",
+                (rollout, revision),
+            ).fetchall()
+        return [_run(r) for r in rows]
+
+    def find_analysis_run(self, id_: str) -> AnalysisRunRecord | None:
+        row = self.db.execute("SELECT * FROM analysis_runs WHERE id=?", (id_,)).fetchone()
+        return None if row is None else _run(row)
+
+    def put_analysis_run(self, rec: AnalysisRunRecord) -> None:
+        with self.transaction() as db:
+            row = asdict(rec) | {"spec": json.dumps(rec.spec), "metrics": json.dumps(rec.metrics)}
+            _upsert(db, "analysis_runs", row, ("id",))
+
+    def deactivate_analysis_runs(self, rollout: str, revision: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE analysis_runs SET active=0 WHERE rollout=? AND revision=?", (rollout, revision)
+            )
+
+    def delete_analysis_runs(self, rollout: str, revisions_kept: set[str]) -> None:
+        """Forget the runs of revisions that are no longer in the history."""
+        with self.transaction() as db:
+            for row in db.execute(
+                "SELECT DISTINCT revision FROM analysis_runs WHERE rollout=?", (rollout,)
+            ).fetchall():
+                if row[0] not in revisions_kept:
+                    db.execute("DELETE FROM analysis_runs WHERE rollout=? AND revision=?", (rollout, row[0]))
+
+
+def _template(r: sqlite3.Row) -> AnalysisTemplateRecord:
+    return AnalysisTemplateRecord(
+        name=r["name"], spec=json.loads(r["spec"]), generation=r["generation"], updated_at=r["updated_at"]
+    )
+
+
+def _run(r: sqlite3.Row) -> AnalysisRunRecord:
+    d = {c: r[c] for c in _RUN_COLS}
+    d["spec"] = json.loads(d["spec"])
+    d["metrics"] = json.loads(d["metrics"])
+    d["active"] = bool(d["active"])
+    return AnalysisRunRecord(**d)
 
 
 def _migrate(db: sqlite3.Connection) -> None:

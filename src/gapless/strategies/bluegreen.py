@@ -15,10 +15,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from gapless.spec.strategy import BlueGreen
+from gapless.strategies.canary import abort_plan
 from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Terminate, Traffic
 from gapless.strategies.scaling import available, deadline_failure, live_of, scale_step, single_revision
 
-__all__ = ["plan_blue_green"]
+__all__ = ["POST_PROMOTION", "PRE_PROMOTION", "plan_blue_green"]
+
+PRE_PROMOTION = "prePromotion"
+POST_PROMOTION = "postPromotion"
 
 
 def plan_blue_green(
@@ -80,6 +84,20 @@ def plan_blue_green(
             if st.checks == "pending":
                 return Plan(traffic=on_blue, state=replace(st, checks="running"), run_checks=True)
             return Plan(traffic=on_blue, state=st)
+        if spec.pre_promotion_analysis is not None:
+            phase = view.analyses.get(PRE_PROMOTION)
+            if phase in ("failed", "error"):
+                return abort_plan(blue, st, now, f"pre-promotion analysis {phase}")
+            if phase == "inconclusive" and not (st.promote or st.full):
+                waiting = "pre-promotion analysis inconclusive: `gapless promote` continues"
+                return Plan(traffic=on_blue, state=st, waiting=waiting)
+            if phase not in ("successful", "inconclusive"):
+                return Plan(
+                    traffic=on_blue,
+                    state=st,
+                    analyses=(PRE_PROMOTION,),
+                    waiting="pre-promotion analysis running",
+                )
         if st.promote or st.full:
             promote_at: float | None = now
         elif spec.auto_promotion_enabled:
@@ -96,7 +114,28 @@ def plan_blue_green(
         )
 
     on_green = Traffic(weights=((green, 100),), preview=preview)
-    until = st.switched_at + spec.scale_down_delay_seconds
+    # Blue stays warm until the post-promotion analysis passed; the delay counts from then.
+    settled_at = st.switched_at
+    if spec.post_promotion_analysis is not None:
+        phase = view.analyses.get(POST_PROMOTION)
+        if phase in ("failed", "error"):
+            return abort_plan(blue, st, now, f"post-promotion analysis {phase}")
+        passed_at = st.extra.get("post_promotion_passed_at")
+        if passed_at is None:
+            if phase == "successful" or (phase == "inconclusive" and st.promote):
+                st = replace(st, promote=False, extra=st.extra | {"post_promotion_passed_at": now})
+                return Plan(traffic=on_green, state=st, requeue_at=now)
+            if phase == "inconclusive":
+                waiting = "post-promotion analysis inconclusive: `gapless promote` continues"
+                return Plan(traffic=on_green, state=st, waiting=waiting)
+            return Plan(
+                traffic=on_green,
+                state=st,
+                analyses=(POST_PROMOTION,),
+                waiting="post-promotion analysis running",
+            )
+        settled_at = float(passed_at)
+    until = settled_at + spec.scale_down_delay_seconds
     if now < until:
         return Plan(traffic=on_green, state=st, requeue_at=until)
     if blue_live:

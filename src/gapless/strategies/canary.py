@@ -29,7 +29,21 @@ from gapless.strategies.scaling import (
     single_revision,
 )
 
-__all__ = ["canary_replicas", "plan_canary"]
+__all__ = ["BACKGROUND", "canary_replicas", "plan_canary", "step_key"]
+
+BACKGROUND = "background"
+"""Key of the background analysis run (``strategy.canary.analysis``)."""
+
+
+def step_key(index: int) -> str:
+    """Key of the analysis run of the canary step at ``index`` (0-based)."""
+    return f"step-{index}"
+
+
+def abort_plan(stable: str, st: StepState, now: float, reason: str) -> Plan:
+    """Abort as ``gapless abort`` does: all traffic to stable now, the rest on the next pass."""
+    st = replace(st, aborted_at=now, abort_reason=reason, promote=False, full=False)
+    return Plan(traffic=Traffic(weights=((stable, 100),)), state=st, requeue_at=now)
 
 
 def canary_replicas(replicas: int, weight: int, scale: dict[str, object] | None) -> int:
@@ -68,12 +82,42 @@ def _traffic(stable: str, canary: str, st: StepState) -> Traffic:
     )
 
 
+def _background_wanted(spec: Canary, st: StepState) -> bool:
+    if spec.analysis is None or st.aborted_at is not None or st.switched_at is not None:
+        return False
+    return spec.analysis.starting_step is None or st.index >= spec.analysis.starting_step
+
+
 def plan_canary(
     view: RolloutView, spec: Canary, state: StepState, instances: Sequence[InstanceView], now: float
 ) -> Plan:
-    """Decide the next step of a canary rollout."""
+    """Decide the next step of a canary rollout, with its background analysis if it has one.
+
+    A failed or errored background analysis aborts; an inconclusive one holds the rollout where it is
+    until ``gapless promote``. The background run is wanted from ``startingStep`` until the switch.
+    """
     if (single := single_revision(view, instances, now)) is not None:
         return single
+    stable = view.stable or ""
+    if _background_wanted(spec, state):
+        phase = view.analyses.get(BACKGROUND)
+        if phase in ("failed", "error"):
+            return abort_plan(stable, state, now, f"background analysis {phase}")
+        if phase == "inconclusive" and not state.promote:
+            return Plan(
+                traffic=_traffic(stable, view.target, state),
+                state=state,
+                waiting="background analysis inconclusive: `gapless promote` continues",
+            )
+    plan = _plan_steps(view, spec, state, instances, now)
+    if _background_wanted(spec, plan.state or state) and plan.outcome is None:
+        plan = replace(plan, analyses=(*plan.analyses, BACKGROUND))
+    return plan
+
+
+def _plan_steps(
+    view: RolloutView, spec: Canary, state: StepState, instances: Sequence[InstanceView], now: float
+) -> Plan:
     stable, canary = view.stable or "", view.target  # two revisions in play: stable is set
 
     n = view.replicas
@@ -129,6 +173,23 @@ def plan_canary(
             scale = step.set_canary_scale.model_dump(mode="json", by_alias=True, exclude_none=True)
             st = replace(st, canary_scale=scale, index=st.index + 1, promote=False)
             continue
+        if step.analysis is not None:
+            key = step_key(st.index)
+            phase = view.analyses.get(key)
+            if phase == "successful" or st.promote:
+                st = replace(st, index=st.index + 1, promote=False)
+                continue
+            if phase in ("failed", "error"):
+                return abort_plan(stable, st, now, f"analysis of step {st.index + 1} {phase}")
+            if phase == "inconclusive":
+                waiting = f"analysis of step {st.index + 1} inconclusive: `gapless promote` continues"
+                return Plan(traffic=_traffic(stable, canary, st), state=st, waiting=waiting)
+            return Plan(
+                traffic=_traffic(stable, canary, st),
+                state=st,
+                analyses=(key,),
+                waiting=f"analysis of step {st.index + 1} running",
+            )
         if step.set_header_route is not None:
             matches = tuple(
                 m.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -6,6 +6,7 @@ callbacks, so a plan can be compared in a table test and logged as is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -59,6 +60,9 @@ class RolloutView:
     target_complete: bool
     stable: str | None
     progress_at: float
+    analyses: Mapping[str, str] = field(default_factory=dict)
+    """Phase of each active analysis run of the target revision, by key (``step-2``, ``background``,
+    ``prePromotion``, ``postPromotion``): ``running``, ``successful``, ``failed``, ``error``, ``inconclusive``."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ class Plan:
     ``traffic`` is the split the router must have (``None``: even over ready instances); ``state`` the
     new step state of the target revision (``None``: unchanged); ``run_checks`` asks the controller to
     run the pre-promotion checks against the preview address and record their result in the state.
+    ``analyses`` names the analysis runs (by key) that should be running now; the controller starts the
+    missing ones and stops running ones that are no longer named. ``waiting`` says, for the status, what
+    the rollout waits for when it is held (an analysis, a human).
     """
 
     start: Start | None = None
@@ -144,6 +151,8 @@ class Plan:
     traffic: Traffic | None = None
     state: StepState | None = None
     run_checks: bool = False
+    analyses: tuple[str, ...] = ()
+    waiting: str = ""
 
     @property
     def changes_instances(self) -> bool:
