@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import yaml
 from gapless.router.client import RouterClient
 from gapless.server.auth import read_token
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
+from tests.prom import require_prometheus, start_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -63,11 +66,14 @@ async def run_canary(
     strategy: dict[str, Any],
     templates: list[dict[str, Any]],
     canary_args: tuple[str, ...],
+    up_args: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], float, Load]:
     """Stable up, load on, canary applied; returns the status once the canary's revision is decided."""
     port = free_port()
     first = rollout_doc(name, port, "v1", strategy=strategy, replicas=3, app_args=STABLE_ARGS)
-    code, out, err = await g.acli("up", "-f", str(write_all(g, f"{name}-v1.yaml", *templates, first)))
+    code, out, err = await g.acli(
+        "up", "-f", str(write_all(g, f"{name}-v1.yaml", *templates, first)), *up_args
+    )
     assert code == 0, out + err
     load = Load(f"http://127.0.0.1:{port}/", rps=300)
     await asyncio.sleep(1.0)
@@ -250,3 +256,120 @@ async def test_healthy_canary_is_promoted_and_background_analysis_passes(g: Gapl
     assert tuning["dryRun"]
     assert tuning["failed"] >= 1, json.dumps(background)  # the dry-run condition failed and decided nothing
     print(f"\nhealthy canary promoted in {took:.1f} s")
+
+
+async def test_error_rate_regression_is_rolled_back_by_a_promql_query(g: Gapless, tmp_path: Path) -> None:
+    """The same rollback, decided by PromQL on a real Prometheus that scrapes gapless's metrics address."""
+    require_prometheus()
+    metrics = f"127.0.0.1:{free_port()}"
+    (tmp_path / "prom").mkdir()
+    prom = await asyncio.to_thread(start_prometheus, tmp_path / "prom", [metrics], scrape_interval="1s")
+    try:
+        selector = 'rollout="{{args.rollout}}",revision="{{args.canary}}"'
+        all_responses = f"sum(rate(gapless_router_responses_total{{{selector}}}[4s]))"
+        bad_responses = f'sum(rate(gapless_router_responses_total{{{selector},code_class="5xx"}}[4s]))'
+        promql = f"({bad_responses} / {all_responses}) or vector(0)"
+        errors = template(
+            "prom-errors",
+            {
+                "name": "canary-5xx-share",
+                "provider": {"prometheus": {"address": prom.address, "query": promql}},
+                "initialDelay": "2s",
+                "interval": "1s",
+                "count": 20,
+                "failureCondition": "result > 0.02",
+            },
+        )
+        st, took, load = await run_canary(
+            g,
+            "prom",
+            canary({"templates": [{"templateName": "prom-errors"}]}),
+            [errors],
+            ("--error-rate", "0.05"),
+            up_args=("--metrics-listen", metrics),
+        )
+        await assert_rolled_back(g, "prom", st, load, f"5% errors, PromQL ({took:.1f} s)")
+        runs = (await api(g, "GET", "/api/v1/rollouts/prom/analysis"))["items"]
+        failed = next(r for r in runs if r["phase"] == "failed")
+        last = failed["measurements"]["canary-5xx-share"][-1]
+        assert last["phase"] == "failed"
+        assert last["value"]["result"] > 0.02
+    finally:
+        await asyncio.to_thread(prom.stop)
+
+
+async def test_blue_green_post_promotion_analysis_switches_back_to_blue(g: Gapless) -> None:
+    """Green takes all traffic, its post-promotion analysis fails, and blue (kept warm) takes it back."""
+    errors = template(
+        "bg-errors",
+        {
+            "name": "error-rate",
+            "provider": {"builtin": {}},
+            "interval": "1s",
+            "count": 30,
+            "judge": {"threshold": {"minRequests": 50, "maxErrorRate": 0.02}},
+            "failureLimit": 1,
+            "inconclusiveLimit": 5,
+        },
+    )
+    strategy = {
+        "blueGreen": {
+            "postPromotionAnalysis": {"templates": [{"templateName": "bg-errors"}]},
+            "scaleDownDelaySeconds": 1,
+            "abortScaleDownDelaySeconds": 1,
+        }
+    }
+    st, took, load = await run_canary(g, "bg", strategy, [errors], ("--error-rate", "0.2"))
+    report = await load.stop()
+    assert st["phase"] == "Degraded", st
+    assert st["strategy"]["abortReason"] == "post-promotion analysis failed"
+    assert st["strategy"]["weights"] == {"1": 100}
+    async with httpx.AsyncClient() as client:
+        url = f"http://{st['router']['listen']}/"
+        versions = {(await client.get(url)).headers["x-version"] for _ in range(50)}
+    assert versions == {"v1"}
+    assert report.status_codes.get(200, 0) > 0
+    print(f"\ngreen with 20% errors switched back to blue in {took:.1f} s; load {report.status_codes}")
+
+
+async def test_analysis_resumes_after_the_control_plane_is_killed(g: Gapless) -> None:
+    """SIGKILL while an analysis runs: the new control plane resumes the same run and still rolls back."""
+    errors = template(
+        "slow-errors",
+        {
+            "name": "error-rate",
+            "provider": {"builtin": {}},
+            "interval": "1s",
+            "count": 20,
+            "failureLimit": 3,
+            "inconclusiveLimit": 10,
+            "judge": {"threshold": {"minRequests": 30, "maxErrorRate": 0.02}},
+        },
+    )
+    strategy = canary({"templates": [{"templateName": "slow-errors"}]})
+    port = free_port()
+    first = rollout_doc("crash", port, "v1", strategy=strategy, replicas=3, app_args=STABLE_ARGS)
+    code, out, err = await g.acli("up", "-f", str(write_all(g, "crash-v1.yaml", errors, first)))
+    assert code == 0, out + err
+    load = Load(f"http://127.0.0.1:{port}/", rps=300)
+    second = rollout_doc("crash", port, "v2", strategy=strategy, replicas=3, app_args=("--error-rate", "0.1"))
+    v2 = write_all(g, "crash-v2.yaml", second)
+    code, out, err = await g.acli("apply", "-f", str(v2))
+    assert code == 0, out + err
+
+    def measured(st: dict[str, Any]) -> int:
+        runs = st["strategy"].get("analysis") or [{"metrics": [{"measured": 0}]}]
+        return int(runs[0]["metrics"][0]["measured"])
+
+    await wait_for(g, "crash", lambda st: measured(st) >= 1, timeout=60)
+    [cp] = g.processes("control-plane")
+    os.kill(cp.pid, signal.SIGKILL)
+    await asyncio.sleep(1.0)
+    code, out, err = await g.acli("up", "-f", str(v2), "--detach")
+    assert code == 0, out + err
+    st = await wait_for(g, "crash", lambda st: st["phase"] == "Degraded", timeout=60)
+    await load.stop()
+    assert st["strategy"]["abortReason"] == "analysis of step 2 failed"
+    runs = (await api(g, "GET", "/api/v1/rollouts/crash/analysis"))["items"]
+    assert [(r["key"], r["phase"]) for r in runs] == [("step-1", "failed")]  # resumed, not started again
+    assert runs[0]["metrics"][0]["failed"] == 4

@@ -180,7 +180,7 @@ def render_analysis(items: list[dict[str, Any]]) -> RenderableType:
         if run.get("message"):
             parts.append(Text(f"  {run['message']}"))
         t = Table(box=None, header_style="bold", padding=(0, 1))
-        for col in ("METRIC", "TIME", "PHASE", "MEASURED", "MESSAGE"):
+        for col in ("METRIC", "TIME", "PHASE", "CANARY VS BASELINE", "MESSAGE"):
             t.add_column(col)
         for metric, measurements in (run.get("measurements") or {}).items():
             for m in measurements:
