@@ -118,6 +118,10 @@ async def test_window_is_the_mean_per_instance_of_each_revision(
     assert baseline[-1].rss_bytes == round(sum(per_instance) / 3)
     assert baseline[-1].cpu_seconds == sum(latest[f"base-{i}"].cpu_seconds for i in range(3)) / 3
     assert canary[-1].rss_bytes == latest["canary-1"].rss_bytes
+    assert baseline[-1].open_files == sum(latest[f"base-{i}"].open_files for i in range(3)) / 3
+    assert canary[-1].open_files == latest["canary-1"].open_files
+    env = Measurement("canary", 10.0, 13.0, resources=canary).env()
+    assert env["open_files"] == env["peak_open_files"] == latest["canary-1"].open_files
     # Mean, not sum: the baseline is not three times the canary.
     assert 0.8 < baseline[-1].rss_bytes / canary[-1].rss_bytes < 1.25
     assert canary[-1].rss_bytes > 40 * MIB

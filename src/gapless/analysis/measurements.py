@@ -106,11 +106,13 @@ class LatencyHistogram:
 
 @dataclass(frozen=True)
 class ResourceSample:
-    """A process-resource reading: resident memory and cumulative CPU time at time ``at`` (seconds)."""
+    """A process-resource reading at time ``at`` (seconds): resident memory, cumulative CPU time and
+    open file descriptors (a leak of connections or files shows there before memory)."""
 
     at: float
     rss_bytes: int
     cpu_seconds: float | None = None
+    open_files: float | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,12 @@ class Measurement:
             "cpu_cores": self.cpu_cores,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
+            "open_files": next(
+                (r.open_files for r in reversed(self.resources) if r.open_files is not None), None
+            ),
+            "peak_open_files": max(
+                (r.open_files for r in self.resources if r.open_files is not None), default=None
+            ),
         }
 
 

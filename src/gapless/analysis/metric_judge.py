@@ -60,6 +60,11 @@ def summary(m: Measurement) -> dict[str, Any]:
         out["counters"] = {k: round(v, 6) for k, v in m.counters.items()}
     if m.resources:
         out["rss_bytes"] = m.resources[-1].rss_bytes
+        if m.resources[-1].open_files is not None:
+            out["open_files"] = m.resources[-1].open_files
+        cpu = m.cpu_cores
+        if cpu is not None:
+            out["cpu_cores"] = round(cpu, 4)
         trend = m.rss_trend()
         if trend is not None:
             out["rss_slope_bytes_per_second"] = round(trend.slope, 3)

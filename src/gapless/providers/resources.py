@@ -35,7 +35,7 @@ class _Round:
     """Every live instance's reading at one sampling time, by revision: ``(rss, cpu_seconds)`` each."""
 
     at: float
-    readings: dict[str, list[tuple[int, float]]]
+    readings: dict[str, list[tuple[int, float, int]]]
 
 
 class ResourceSampler:
@@ -59,13 +59,13 @@ class ResourceSampler:
         forgotten by :meth:`latest`. Samples older than ``keep_seconds`` before ``now`` are dropped;
         ``now`` comes from one clock and does not go backwards.
         """
-        readings: dict[str, list[tuple[int, float]]] = {}
+        readings: dict[str, list[tuple[int, float, int]]] = {}
         latest: dict[str, InstanceResources] = {}
         for instance_id, revision, handle in instances:
             usage = self._platform.resources(handle)
             if usage.num_processes == 0:
                 continue
-            readings.setdefault(revision, []).append((usage.rss_bytes, usage.cpu_seconds))
+            readings.setdefault(revision, []).append((usage.rss_bytes, usage.cpu_seconds, usage.open_files))
             latest[instance_id] = InstanceResources(
                 revision=revision,
                 rss_bytes=usage.rss_bytes,
@@ -84,7 +84,7 @@ class ResourceSampler:
     def window(self, revision: str, start: float, end: float) -> tuple[ResourceSample, ...]:
         """One sample per sampling time in ``[start, end)`` at which ``revision`` had live instances.
 
-        Each sample is the MEAN resident memory and mean cumulative CPU time per instance of the
+        Each sample is the MEAN resident memory, cumulative CPU time and open files per instance of the
         revision, not the sum: a canary of one instance is compared with a baseline of three, and a
         per-instance leak must look the same in both; summing would also make every scale-up look
         like growth. The cost: when instances come and go inside a window, the mean jumps (a fresh
@@ -102,8 +102,9 @@ class ResourceSampler:
             samples.append(
                 ResourceSample(
                     at=taken.at,
-                    rss_bytes=round(sum(rss for rss, _ in readings) / n),
-                    cpu_seconds=sum(cpu for _, cpu in readings) / n,
+                    rss_bytes=round(sum(rss for rss, _, _ in readings) / n),
+                    cpu_seconds=sum(cpu for _, cpu, _ in readings) / n,
+                    open_files=sum(fds for _, _, fds in readings) / n,
                 )
             )
         return tuple(samples)
