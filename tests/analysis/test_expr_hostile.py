@@ -65,11 +65,15 @@ HOSTILE = [
 @pytest.mark.timeout(2)
 @pytest.mark.parametrize("source", HOSTILE, ids=lambda s: repr(s[:30]))
 def test_hostile_condition_fails_fast(source: str) -> None:
-    """Parsing and evaluating a hostile condition raises ExpressionError within 50 ms."""
-    started = time.perf_counter()
+    """Parsing and evaluating a hostile condition raises ExpressionError within 250 ms of CPU time.
+
+    CPU time of this process, not wall time, so a busy machine does not fail it; the work is bounded by
+    the input limits, so a real blow-up (exponential parsing, huge numbers) would take far longer.
+    """
+    started = time.process_time()
     with pytest.raises(ExpressionError):
         compile_expr(source).evaluate(ENV)
-    assert time.perf_counter() - started < 0.05
+    assert time.process_time() - started < 0.25
 
 
 @pytest.mark.timeout(2)
