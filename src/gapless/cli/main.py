@@ -19,8 +19,10 @@ from rich.console import Console
 from gapless import __version__
 from gapless.cli.client import ApiClient, ApiError, NotRunningError, resolve_state_dir, start_control_plane
 from gapless.cli.down import down_all, down_rollout
+from gapless.cli.flags_cmd import flags_app
 from gapless.cli.load_cmd import load_command
 from gapless.cli.logs import show_logs
+from gapless.cli.migrate_cmd import migrate_app
 from gapless.cli.render import render_analysis, render_events, render_history, render_list, render_status
 from gapless.cli.wait import wait_for_rollout
 from gapless.core.errors import GaplessError, Problem, SpecError
@@ -38,6 +40,9 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
+
+app.add_typer(flags_app, name="flags")
+app.add_typer(migrate_app, name="migrate")
 
 out = Console()
 err = Console(stderr=True)

@@ -1,0 +1,520 @@
+"""``gapless migrate``: zero-downtime schema migrations on PostgreSQL (plan, lint, start, complete, rollback, status).
+
+The commands only translate: options in, one engine call, a report out. Exit codes follow the rest of
+the CLI: 0 ok, 1 the migration could not proceed (a lock not taken after every retry, old clients still
+connected, a database error), 2 a usage or file error (nothing was changed). Progress goes to stderr,
+results (tables, ``-o json``) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gapless.core.errors import GaplessError, Problem, SpecError
+from gapless.migrations.files import MIGRATION_SUFFIXES, load_migration
+from gapless.migrations.lint import Finding, lint_sql
+from gapless.migrations.plan import plan
+from gapless.migrations.steps import Plan
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from gapless.migrations.engine import EngineEvent, MigrationEngine
+
+__all__ = ["migrate_app"]
+
+LIFECYCLE = (
+    "Zero-downtime schema migrations on PostgreSQL: expand/contract with two schema versions served at once."
+    "\n\n"
+    "1. [bold]plan FILE[/]: the steps, the lock each takes, and which application versions each state "
+    "serves. Nothing is changed.\n\n"
+    "2. [bold]start FILE[/]: expand. Adds only what the old version tolerates (new columns and tables, "
+    "indexes built CONCURRENTLY, constraints NOT VALID), installs triggers that keep old and new columns "
+    "in step, backfills existing rows in batches, then creates the schema <schema>_<migration> of views "
+    "with the new shape. The old version keeps its schema: both run side by side.\n\n"
+    "3. Roll out the application version that uses search_path=<schema>_<migration>.\n\n"
+    "4. [bold]complete[/]: contract, once no client of the old version is connected: drops the old schema "
+    "version, the triggers and old columns, renames, sets NOT NULL through validated checks. "
+    "Or [bold]rollback[/]: undo the expand, keeping the rows the new version wrote.\n\n"
+    "Every DDL statement runs with lock_timeout and is retried with backoff, so it never queues behind a "
+    "long transaction while blocking the application. Every command resumes where it stopped when run "
+    "again. Applications identify themselves with application_name "
+    "gapless:<app>:<schema version>:<instance>.\n\n"
+    "Exit codes: 0 ok, 1 could not proceed (lock not taken, old clients connected, database error), "
+    "2 usage or file error (nothing changed)."
+)
+
+migrate_app = typer.Typer(
+    name="migrate",
+    help=LIFECYCLE,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+out = Console()
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+class OutputFormat(StrEnum):
+    """How results are printed."""
+
+    text = "text"
+    json = "json"
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="GAPLESS_DATABASE_URL",
+        help="PostgreSQL URL (postgresql://user@host:5432/db); default: $GAPLESS_DATABASE_URL.",
+        show_default=False,
+    ),
+]
+Schema = Annotated[str, typer.Option("--schema", help="The schema whose tables are migrated.")]
+Prefix = Annotated[
+    str | None,
+    typer.Option(
+        "--prefix",
+        help="Version schemas are named <prefix>_<migration name> (default: the schema's name).",
+        show_default=False,
+    ),
+]
+LockTimeout = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout", min=0.01, help="Seconds a statement may wait for its lock before it retries."
+    ),
+]
+LockAttempts = Annotated[
+    int, typer.Option("--lock-attempts", min=1, help="Attempts per statement before giving up (exit 1).")
+]
+Output = Annotated[OutputFormat, typer.Option("-o", "--output", help="text or json.")]
+MigrationFile = Annotated[
+    Path, typer.Argument(help="Migration file (YAML).", show_default=False, metavar="FILE")
+]
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+def _run(fn: Callable[[], T]) -> T:
+    """Run a command body, turning errors into messages and exit codes (2: nothing changed, 1: could not proceed)."""
+    import psycopg
+
+    from gapless.migrations.engine import ClientsConnectedError
+    from gapless.migrations.locks import LockNotAcquiredError
+
+    try:
+        return fn()
+    except SpecError as e:
+        err.print(f"[red]error:[/] {escape(e.source)}: {len(e.problems)} problem(s)", highlight=False)
+        for p in e.problems:
+            err.print(f"  {p}", markup=False, highlight=False)
+        err.print("nothing was changed", highlight=False)
+        raise typer.Exit(2) from e
+    except LockNotAcquiredError as e:
+        raise _fail(1, str(e)) from e
+    except ClientsConnectedError as e:
+        raise _fail(1, str(e)) from e
+    except GaplessError as e:
+        raise _fail(1, str(e)) from e
+    except psycopg.Error as e:
+        raise _fail(1, f"database error: {str(e).strip()}") from e
+    except KeyboardInterrupt as e:
+        err.print("interrupted: run the same command again to resume")
+        raise typer.Exit(130) from e
+
+
+def _url(database_url: str | None) -> str:
+    if not database_url:
+        raise _fail(2, "no database: pass --database-url or set GAPLESS_DATABASE_URL")
+    return database_url
+
+
+class _Reporter:
+    """Shows engine events on stderr: one line per step, a progress bar per backfill, lock waits."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, event: EngineEvent) -> None:
+        from gapless.migrations.backfill import BackfillProgress
+        from gapless.migrations.engine import Notice, StepEvent
+        from gapless.migrations.locks import LockRetry
+
+        c = self.console
+        if isinstance(event, StepEvent):
+            s = event.step
+            if event.done:
+                c.print(
+                    f"[green]✓[/] {event.phase} {event.index + 1}/{event.total} {escape(s.describe())} "
+                    f"[dim]({s.lock}, {s.duration})[/]",
+                    highlight=False,
+                )
+        elif isinstance(event, LockRetry):
+            who = "; ".join(b.describe() for b in event.blockers[:3]) or "the blocker is gone"
+            c.print(
+                f"[yellow]lock not free[/] for {escape(event.what)} (attempt {event.attempt}/{event.attempts}); "
+                f"retrying in {event.delay:.1f}s. Blocked by {escape(who)}",
+                highlight=False,
+            )
+        elif isinstance(event, BackfillProgress):
+            self._backfill(event)
+        elif isinstance(event, Notice):
+            style = "bold red" if event.loud else "cyan"
+            c.print(f"[{style}]{escape(event.text)}[/]", highlight=False)
+
+    def _backfill(self, event: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("backfill {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[note]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+        if event.table not in self.tasks:
+            self.tasks[event.table] = self.progress.add_task(event.table, total=event.rows_estimate, note="")
+        note = f"throttled: {event.delay:.2f}s between batches" if event.throttled else ""
+        self.progress.update(
+            self.tasks[event.table], completed=event.rows_done, total=event.rows_estimate, note=note
+        )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+@contextmanager
+def _engine(
+    database_url: str | None,
+    schema: str,
+    *,
+    prefix: str | None = None,
+    lock_timeout: float = 2.0,
+    lock_attempts: int = 10,
+    batch_size: int = 1000,
+    batch_delay: float = 0.0,
+    report: bool = True,
+) -> Iterator[MigrationEngine]:
+    from gapless.migrations.engine import EngineSettings, MigrationEngine
+    from gapless.migrations.policy import BatchPolicy, LockPolicy
+
+    url = _url(database_url)
+    try:
+        settings = EngineSettings(
+            schema=schema,
+            prefix=prefix,
+            lock=LockPolicy(timeout=lock_timeout, attempts=lock_attempts),
+            batch=BatchPolicy(size=batch_size, delay=batch_delay, max_delay=max(5.0, batch_delay * 8)),
+        )
+    except ValueError as e:
+        raise _fail(2, str(e)) from e
+    reporter = _Reporter(err) if report else None
+    try:
+        with MigrationEngine(url, settings, on_event=reporter) as engine:
+            yield engine
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+def _plan_table(p: Plan) -> Table:
+    table = Table(title=f"migration {p.migration} ({p.schema} -> {p.version_schema})", title_justify="left")
+    for col in ("#", "phase", "step", "lock", "holds", "rewrite", "serves"):
+        table.add_column(col, overflow="fold")
+    for n, s in enumerate(p.steps, start=1):
+        table.add_row(
+            str(n),
+            s.phase,
+            escape(s.describe()),
+            s.lock,
+            s.duration,
+            "yes" if s.rewrites else "no",
+            "+".join(s.serves),
+        )
+    return table
+
+
+def _plan_json(p: Plan) -> dict[str, Any]:
+    return {
+        "migration": p.migration,
+        "schema": p.schema,
+        "versionSchema": p.version_schema,
+        "previousSchema": p.previous_schema,
+        "steps": [s.as_dict() for s in p.steps],
+        "states": [{"state": text, "serves": list(serves)} for text, serves in p.states()],
+        "findings": [{"path": f.path, "ignored": f.ignored, **f.finding.as_dict()} for f in p.findings],
+    }
+
+
+def _print_finding(f: Finding, where: str) -> None:
+    color = "red" if f.severity == "error" else "yellow"
+    out.print(
+        f"[{color}]{f.severity}[/] [bold]{f.rule}[/] {escape(where)} (statement {f.statement}, line {f.line}): "
+        f"{escape(f.message)}",
+        highlight=False,
+    )
+    out.print(f"    fix: {escape(f.fix)}", highlight=False)
+    out.print(f"    [dim]{escape(f.snippet)}[/]", highlight=False)
+
+
+@migrate_app.command("plan")
+def plan_command(
+    file: MigrationFile,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Also check the migration against this database's schema (read only). "
+            "Without it the plan comes from the file alone.",
+            show_default=False,
+        ),
+    ] = None,
+    schema: Schema = "public",
+    prefix: Prefix = None,
+    output: Output = OutputFormat.text,
+) -> None:
+    """Print the steps of FILE with their locks, and which application versions each state serves.
+
+    Exit 1 when a sql operation has lint errors that start would refuse; nothing is ever changed.
+    """
+
+    def body() -> int:
+        migration = load_migration(file)
+        if database_url:
+            with _engine(database_url, schema, prefix=prefix, report=False) as engine:
+                p = engine.plan(migration)
+        else:
+            p = plan(migration, schema=schema, prefix=prefix)
+        if output is OutputFormat.json:
+            out.print_json(json.dumps(_plan_json(p)))
+        else:
+            out.print(_plan_table(p))
+            for text, serves in p.states():
+                out.print(f"  {escape(text)} [dim](serves {'+'.join(serves)})[/]", highlight=False)
+            for f in p.findings:
+                _print_finding(f.finding, f.path + (" [ignored]" if f.ignored else ""))
+        return 1 if p.blocking_findings else 0
+
+    raise typer.Exit(_run(body))
+
+
+@migrate_app.command("lint")
+def lint_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="SQL scripts (e.g. alembic upgrade --sql, sqlmigrate) or migration files.", metavar="FILE..."
+        ),
+    ],
+    output: Output = OutputFormat.text,
+) -> None:
+    """Flag statements that block the application or break the running version, each with the safe fix.
+
+    Exit 1 when anything is flagged, 2 when a file cannot be read.
+    """
+
+    def body() -> int:
+        results: list[tuple[str, str, Finding]] = []
+        for path in files:
+            if path.suffix in MIGRATION_SUFFIXES:
+                migration = load_migration(path)
+                for i, op in enumerate(migration.operations):
+                    if op.sql is not None:
+                        results += [
+                            (str(path), f"operations.{i}.sql.up", f)
+                            for f in lint_sql(op.sql.up, context=op.sql.phase)
+                        ]
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise SpecError(str(path), [Problem("", f"cannot read file: {e}")]) from e
+            results += [(str(path), "", f) for f in lint_sql(text)]
+        if output is OutputFormat.json:
+            out.print_json(json.dumps([{"file": p, "path": where, **f.as_dict()} for p, where, f in results]))
+        else:
+            for p, where, f in results:
+                _print_finding(f, f"{p}{':' + where if where else ''}")
+            if not results:
+                out.print("no findings")
+        return 1 if results else 0
+
+    raise typer.Exit(_run(body))
+
+
+@migrate_app.command("start")
+def start_command(
+    file: MigrationFile,
+    database_url: DatabaseUrl = None,
+    schema: Schema = "public",
+    prefix: Prefix = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows per backfill transaction.")
+    ] = 1000,
+    batch_delay: Annotated[
+        float, typer.Option("--batch-delay", min=0.0, help="Seconds to pause between backfill batches.")
+    ] = 0.0,
+    lock_timeout: LockTimeout = 2.0,
+    lock_attempts: LockAttempts = 10,
+) -> None:
+    """Expand: apply the parts of FILE the old version tolerates, backfill, and create the new schema version.
+
+    When it returns, both versions can run: the old one with its schema, the new one with
+    search_path=<schema>_<migration name>. Run it again after a crash to resume (the backfill continues
+    from its checkpoint).
+    """
+
+    def body() -> int:
+        migration = load_migration(file)
+        with _engine(
+            database_url,
+            schema,
+            prefix=prefix,
+            lock_timeout=lock_timeout,
+            lock_attempts=lock_attempts,
+            batch_size=batch_size,
+            batch_delay=batch_delay,
+        ) as engine:
+            p = engine.start(migration)
+        old = p.previous_schema or p.schema
+        err.print(
+            f"[green]{p.migration} started[/]: the old version uses {old}, the new version uses "
+            f"search_path={p.version_schema}. Next: roll out the new version, then gapless migrate complete.",
+            highlight=False,
+        )
+        return 0
+
+    raise typer.Exit(_run(body))
+
+
+@migrate_app.command("complete")
+def complete_command(
+    database_url: DatabaseUrl = None,
+    schema: Schema = "public",
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Complete even while clients of the old schema version are connected."),
+    ] = False,
+    lock_timeout: LockTimeout = 2.0,
+    lock_attempts: LockAttempts = 10,
+) -> None:
+    """Contract the migration in progress: drop the old schema version, triggers and old columns.
+
+    Refuses (exit 1, listing them) while any connection identifies itself with application_name
+    gapless:<app>:<another version>:<instance>. --force skips that check and says what it skipped.
+    """
+
+    def body() -> int:
+        with _engine(database_url, schema, lock_timeout=lock_timeout, lock_attempts=lock_attempts) as engine:
+            report = engine.complete(force=force)
+            name = engine.status().current_version
+        for line in report.skipped:
+            err.print(f"[bold red]SKIPPED by --force:[/] {escape(line)}", highlight=False)
+        for line in report.unchecked:
+            err.print(f"[dim]not checked: {escape(line)}[/]", highlight=False)
+        err.print(f"[green]{name} completed[/]: only the new schema version remains", highlight=False)
+        return 0
+
+    raise typer.Exit(_run(body))
+
+
+@migrate_app.command("rollback")
+def rollback_command(
+    database_url: DatabaseUrl = None,
+    schema: Schema = "public",
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Roll back even while clients of the new schema version are connected."),
+    ] = False,
+    lock_timeout: LockTimeout = 2.0,
+    lock_attempts: LockAttempts = 10,
+) -> None:
+    """Undo the start of the migration in progress; rows the new version wrote stay, in the old shape.
+
+    Possible until complete has passed its point of no return (dropping the old schema version).
+    Refuses while clients of the new schema version are connected, unless --force.
+    """
+
+    def body() -> int:
+        with _engine(database_url, schema, lock_timeout=lock_timeout, lock_attempts=lock_attempts) as engine:
+            engine.rollback(force=force)
+        err.print("[green]rolled back[/]: the old schema version is the only one", highlight=False)
+        return 0
+
+    raise typer.Exit(_run(body))
+
+
+@migrate_app.command("status")
+def status_command(
+    database_url: DatabaseUrl = None,
+    schema: Schema = "public",
+    output: Output = OutputFormat.text,
+) -> None:
+    """Where each migration is (phase, step, backfill progress) and which clients use which schema version."""
+
+    def body() -> int:
+        with _engine(database_url, schema, report=False) as engine:
+            st = engine.status()
+        if output is OutputFormat.json:
+            out.print_json(json.dumps(st.as_dict()))
+            return 0
+        out.print(
+            f"schema {st.schema}: current version {st.current_version or '(base schema, no migration)'}"
+        )
+        table = Table()
+        for col in ("migration", "phase", "step", "version schema", "backfill", "error"):
+            table.add_column(col, overflow="fold")
+        for m in st.migrations:
+            backfill = ", ".join(
+                f"{b['table']} {b['rowsDone']}/{b['rowsEstimate'] or '?'}{' done' if b['done'] else ''}"
+                for b in m.backfills
+            )
+            table.add_row(
+                m.name,
+                m.phase,
+                f"{m.step}/{m.steps}",
+                m.version_schema,
+                backfill or "-",
+                escape(m.error or ""),
+            )
+        out.print(table)
+        by_version: dict[str, int] = {}
+        for c in st.clients:
+            by_version[c.version or "(base)"] = by_version.get(c.version or "(base)", 0) + 1
+        clients = ", ".join(f"{v}: {n}" for v, n in sorted(by_version.items())) or "none"
+        out.print(f"identified clients by schema version: {clients}", highlight=False)
+        if st.unidentified_clients:
+            out.print(
+                f"[yellow]{len(st.unidentified_clients)} connection(s) do not identify their schema version[/] "
+                "(application_name gapless:<app>:<version>:<instance>)",
+                highlight=False,
+            )
+        return 0
+
+    raise typer.Exit(_run(body))

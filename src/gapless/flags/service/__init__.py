@@ -1,0 +1,12 @@
+"""The flag service: storage (SQLite or PostgreSQL), the admin and SDK HTTP API, streaming to SDKs.
+
+| module | holds |
+|---|---|
+| ``schema`` | the tables (SQLAlchemy Core) |
+| ``migrations`` | Alembic migrations of those tables, applied on start |
+| ``store`` | ``FlagStore``: every change in one transaction with its audit row and new revisions |
+| ``tokens`` | admin and SDK tokens, stored as SHA-256 digests |
+| ``hub`` | in-process fan-out of new revisions to connected SDK streams |
+| ``app`` | the FastAPI app (OpenAPI at ``/openapi.json``) |
+| ``serve`` | ``gapless flags serve`` |
+"""

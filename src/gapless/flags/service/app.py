@@ -1,0 +1,446 @@
+"""The flag service's HTTP API (FastAPI; the OpenAPI document is at ``/openapi.json``).
+
+Two kinds of callers, each with its own token (``Authorization: Bearer gfl_...``):
+
+- **admin** (``/api/v1/...``): projects, flags, segments, the kill switch, release plans, tokens, the
+  audit log, stale-flag and delivery reports. Every change is audited with the token that made it.
+- **SDK** (``/sdk/v1/...``): the ruleset of the token's one project environment, by server-sent events
+  (``/sdk/v1/stream``: the current ruleset at once, then every new revision) or by ETag polling
+  (``/sdk/v1/ruleset``); SDKs report the revision they applied and their evaluation counts.
+
+Only ``/healthz`` and ``/openapi.json`` answer without a token. Bad input is a 400 whose ``problems``
+name each field; an unknown thing is a 404, a duplicate or a thing in use a 409, a body over 256 KiB
+a 413; nothing is stored when a request is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from gapless.core.errors import NotFoundError, Problem, SpecError
+from gapless.flags.service.hub import Hub
+from gapless.flags.service.store import Actor, ConflictError, FlagStore, RulesetChange
+from gapless.flags.service.tokens import TokenKind, TokenRecord, split_token, verify
+
+__all__ = ["HEARTBEAT_SECONDS", "MAX_BODY", "build_flag_app"]
+
+MAX_BODY = 256 * 1024
+HEARTBEAT_SECONDS = 15.0
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _token(request: Request) -> TokenRecord:
+    store: FlagStore = request.app.state.store
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    id_ = split_token(presented)
+    record = store.find_token(id_) if id_ else None
+    if record is None or not verify(presented, record):
+        raise AuthError(401, "missing, wrong or revoked token (Authorization: Bearer gfl_...)")
+    return record
+
+
+def _admin(request: Request) -> Actor:
+    record = _token(request)
+    if record.kind != "admin":
+        raise AuthError(403, "this endpoint needs an admin token")
+    return Actor(record.id, record.name)
+
+
+def _sdk(request: Request) -> TokenRecord:
+    record = _token(request)
+    if record.kind != "sdk" or record.project is None or record.environment is None:
+        raise AuthError(403, "this endpoint needs an SDK token (one project environment)")
+    return record
+
+
+Admin = Annotated[Actor, Depends(_admin)]
+Sdk = Annotated[TokenRecord, Depends(_sdk)]
+
+
+def _problems(status: int, problems: list[Problem]) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "; ".join(str(p) for p in problems),
+            "problems": [{"path": p.path, "message": p.message} for p in problems],
+        },
+        status_code=status,
+    )
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "problems": [{"path": "", "message": message}]}, status_code=status
+    )
+
+
+def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAPI:
+    """The app over an open store; ``hub`` carries committed changes to connected streams."""
+    app = FastAPI(
+        title="gapless flags",
+        version="1",
+        description="Feature flags: admin API, SDK delivery by server-sent events or ETag polling.",
+        root_path=root_path,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.store = store
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        return await call_next(request)
+
+    @app.exception_handler(SpecError)
+    async def _spec(_: Request, e: SpecError) -> Response:
+        return _problems(400, e.problems)
+
+    @app.exception_handler(NotFoundError)
+    async def _missing(_: Request, e: NotFoundError) -> Response:
+        return _error(404, str(e))
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, e: ConflictError) -> Response:
+        return _error(409, str(e))
+
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, e: AuthError) -> Response:
+        return _error(e.status, str(e))
+
+    async def body_json(request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise AuthError(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            return json.loads(raw or b"{}")
+        except json.JSONDecodeError as e:
+            raise SpecError("request", [Problem("", f"invalid JSON: {e.msg} at position {e.pos}")]) from e
+
+    def published(result: dict[str, Any], changes: list[RulesetChange]) -> dict[str, Any]:
+        hub.publish(changes)
+        return result | {"revisions": {c.environment: c.revision for c in changes}}
+
+    # -- health ---------------------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    # -- projects -------------------------------------------------------------------------------------
+
+    @app.put("/api/v1/projects/{project}")
+    async def put_project(project: str, actor: Admin, request: Request) -> dict[str, Any]:
+        doc = await body_json(request)
+        if isinstance(doc, dict) and doc.get("key", project) != project:
+            raise SpecError(
+                "request", [Problem("key", f"is {doc.get('key')!r} but the URL names {project!r}")]
+            )
+        if isinstance(doc, dict):
+            doc = {"key": project} | doc
+        return published(*store.put_project(doc, actor))
+
+    @app.get("/api/v1/projects")
+    async def list_projects(_: Admin) -> dict[str, Any]:
+        return {"items": store.projects()}
+
+    @app.get("/api/v1/projects/{project}")
+    async def get_project(project: str, _: Admin) -> dict[str, Any]:
+        p = store.project(project)
+        revisions = {c.environment: c.revision for c in store.rulesets() if c.project == project}
+        return p.model_dump(mode="json", by_alias=True, exclude_none=True) | {"revisions": revisions}
+
+    # -- flags ----------------------------------------------------------------------------------------
+
+    @app.post("/api/v1/projects/{project}/flags", status_code=201)
+    async def create_flag(project: str, actor: Admin, request: Request) -> dict[str, Any]:
+        return published(*store.put_flag(project, await body_json(request), actor, create=True))
+
+    @app.put("/api/v1/projects/{project}/flags/{key}")
+    async def put_flag(project: str, key: str, actor: Admin, request: Request) -> dict[str, Any]:
+        doc = await body_json(request)
+        if isinstance(doc, dict) and doc.get("key", key) != key:
+            raise SpecError("request", [Problem("key", f"is {doc.get('key')!r} but the URL names {key!r}")])
+        if isinstance(doc, dict):
+            doc = {"key": key} | doc
+        return published(*store.put_flag(project, doc, actor))
+
+    @app.get("/api/v1/projects/{project}/flags")
+    async def list_flags(project: str, _: Admin) -> dict[str, Any]:
+        return {"items": store.flag_report(project)}
+
+    @app.get("/api/v1/projects/{project}/flags/{key}")
+    async def get_flag(project: str, key: str, _: Admin) -> dict[str, Any]:
+        return store.flag(project, key)
+
+    @app.delete("/api/v1/projects/{project}/flags/{key}")
+    async def archive_flag(project: str, key: str, actor: Admin) -> dict[str, Any]:
+        """Archive (SDKs then answer FLAG_NOT_FOUND); the document and its history are kept."""
+        return published(
+            *store.change_flag(project, key, actor, "flag.archive", lambda d: d | {"archived": True})
+        )
+
+    def _env_change(
+        env: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def mutate(doc: dict[str, Any]) -> dict[str, Any]:
+            envs = dict(doc.get("environments") or {})
+            envs[env] = change(dict(envs.get(env) or {}))
+            return doc | {"environments": envs}
+
+        return mutate
+
+    @app.post("/api/v1/projects/{project}/flags/{key}/environments/{env}/kill")
+    async def kill(project: str, key: str, env: str, actor: Admin) -> dict[str, Any]:
+        """The kill switch: everyone in ``env`` gets the off variant, pushed to streaming SDKs at once."""
+        _known_env(store, project, env)
+        mutate = _env_change(env, lambda e: e | {"enabled": False})
+        return published(*store.change_flag(project, key, actor, "flag.kill", mutate))
+
+    @app.post("/api/v1/projects/{project}/flags/{key}/environments/{env}/enable")
+    async def enable(project: str, key: str, env: str, actor: Admin) -> dict[str, Any]:
+        _known_env(store, project, env)
+        mutate = _env_change(env, lambda e: e | {"enabled": True})
+        return published(*store.change_flag(project, key, actor, "flag.enable", mutate))
+
+    @app.post("/api/v1/projects/{project}/flags/{key}/environments/{env}/release/advance")
+    async def advance(project: str, key: str, env: str, actor: Admin, request: Request) -> dict[str, Any]:
+        """Move a release plan to its next stage (or ``{"stage": N}``); every advance is audited."""
+        body = await body_json(request)
+        target = body.get("stage") if isinstance(body, dict) else None
+        if target is not None and (not isinstance(target, int) or isinstance(target, bool) or target < 0):
+            raise SpecError("request", [Problem("stage", "must be a stage index (0, 1, ...)")])
+        _known_env(store, project, env)
+
+        def step(e: dict[str, Any]) -> dict[str, Any]:
+            plan = e.get("releasePlan")
+            if not plan:
+                raise ConflictError(f"flag {key!r} has no release plan in {env!r}")
+            stages = len(plan.get("stages", []))
+            to = plan.get("currentStage", 0) + 1 if target is None else target
+            if to >= stages:
+                raise ConflictError(
+                    f"the release plan of {key!r} in {env!r} has {stages} stages; cannot go to {to}"
+                )
+            now = datetime.fromtimestamp(time.time(), UTC).isoformat()
+            return e | {"releasePlan": plan | {"currentStage": to, "stageStartedAt": now}}
+
+        return published(
+            *store.change_flag(project, key, actor, "flag.release.advance", _env_change(env, step))
+        )
+
+    # -- segments -------------------------------------------------------------------------------------
+
+    @app.put("/api/v1/projects/{project}/segments/{key}")
+    async def put_segment(project: str, key: str, actor: Admin, request: Request) -> dict[str, Any]:
+        doc = await body_json(request)
+        if isinstance(doc, dict):
+            doc = {"key": key} | doc
+        return published(*store.put_segment(project, doc, actor))
+
+    @app.delete("/api/v1/projects/{project}/segments/{key}")
+    async def delete_segment(project: str, key: str, actor: Admin) -> dict[str, Any]:
+        return published({"key": key, "deleted": True}, store.delete_segment(project, key, actor))
+
+    # -- audit, tokens, delivery ----------------------------------------------------------------------
+
+    @app.get("/api/v1/audit")
+    async def audit(
+        _: Admin, project: str | None = None, target: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise SpecError("request", [Problem("limit", "must be between 1 and 1000")])
+        return {"items": store.audit_log(project, target, limit)}
+
+    @app.post("/api/v1/tokens", status_code=201)
+    async def create_token(actor: Admin, request: Request) -> dict[str, Any]:
+        """A new token; its secret is in this answer only (the service keeps its SHA-256)."""
+        body = await body_json(request)
+        if not isinstance(body, dict):
+            raise SpecError("request", [Problem("", "expected an object")])
+        kind, name = body.get("kind"), body.get("name")
+        problems = []
+        if kind not in ("admin", "sdk"):
+            problems.append(Problem("kind", "must be admin or sdk"))
+        if not isinstance(name, str) or not 1 <= len(name) <= 128:
+            problems.append(Problem("name", "must be a name of 1 to 128 characters"))
+        if problems:
+            raise SpecError("request", problems)
+        kind_: TokenKind = "admin" if kind == "admin" else "sdk"
+        record, token = store.create_token(kind_, str(name), body.get("project"), body.get("environment"))
+        return {
+            "id": record.id,
+            "token": token,
+            "kind": record.kind,
+            "project": record.project,
+            "environment": record.environment,
+        }
+
+    @app.get("/api/v1/tokens")
+    async def list_tokens(_: Admin) -> dict[str, Any]:
+        return {
+            "items": [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "kind": r.kind,
+                    "project": r.project,
+                    "environment": r.environment,
+                    "createdAt": r.created_at,
+                    "revokedAt": r.revoked_at,
+                }
+                for r in store.tokens()
+            ]
+        }
+
+    @app.delete("/api/v1/tokens/{token_id}")
+    async def revoke_token(token_id: str, actor: Admin) -> dict[str, Any]:
+        if token_id == actor.token_id:
+            raise ConflictError("a token cannot revoke itself")
+        store.revoke_token(token_id)
+        return {"id": token_id, "revoked": True}
+
+    @app.get("/api/v1/projects/{project}/environments/{env}/delivery")
+    async def delivery(project: str, env: str, _: Admin, revision: int | None = None) -> dict[str, Any]:
+        """How many connected SDKs applied a revision, and how long after the change."""
+        d = store.delivery(project, env, revision)
+        lat = d.latencies
+        return {
+            "revision": d.revision,
+            "changedAt": d.changed_at,
+            "connected": d.connected,
+            "streams": hub.connected(project, env),
+            "applied": d.applied,
+            "latency": {
+                "p50": _quantile(lat, 0.5),
+                "p99": _quantile(lat, 0.99),
+                "max": lat[-1] if lat else None,
+            },
+        }
+
+    # -- SDK --------------------------------------------------------------------------------------------
+
+    @app.get("/sdk/v1/ruleset")
+    async def ruleset(token: Sdk, request: Request) -> Response:
+        """The ruleset; ``If-None-Match`` with the last ETag answers 304 while nothing changed."""
+        revision, body = store.ruleset(str(token.project), str(token.environment))
+        etag = f'"{revision}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(
+            body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"}
+        )
+
+    @app.get("/sdk/v1/stream")
+    async def stream(token: Sdk, request: Request, sdkId: str | None = None) -> StreamingResponse:  # noqa: N803
+        """Server-sent events: ``event: ruleset`` with ``id:`` the revision, now and on every change."""
+        project, env = str(token.project), str(token.environment)
+        queue = hub.subscribe(project, env)
+        revision, body = store.ruleset(project, env)
+        if sdkId:
+            store.record_applied(project, env, sdkId[:128], 0, streaming=True)
+
+        async def events() -> AsyncIterator[bytes]:
+            sent = revision
+            try:
+                yield _sse(revision, body)
+                while True:
+                    try:
+                        change = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                    except TimeoutError:
+                        yield b": heartbeat\n\n"
+                        continue
+                    if change.revision > sent:
+                        sent = change.revision
+                        yield _sse(change.revision, change.ruleset)
+            finally:
+                hub.unsubscribe(project, env, queue)
+                if sdkId:
+                    store.set_streaming(project, env, sdkId[:128], False)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/sdk/v1/applied")
+    async def applied(token: Sdk, request: Request) -> dict[str, Any]:
+        """An SDK says which revision it evaluates with now (``{"sdkId", "revision", "streaming"}``)."""
+        body = await body_json(request)
+        sdk_id = body.get("sdkId") if isinstance(body, dict) else None
+        revision = body.get("revision") if isinstance(body, dict) else None
+        problems = []
+        if not isinstance(sdk_id, str) or not 1 <= len(sdk_id) <= 128:
+            problems.append(Problem("sdkId", "must be a string of 1 to 128 characters"))
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+            problems.append(Problem("revision", "must be a revision number"))
+        if problems:
+            raise SpecError("request", problems)
+        store.record_applied(
+            str(token.project),
+            str(token.environment),
+            str(sdk_id),
+            int(str(revision)),
+            streaming=bool(body.get("streaming", False)),
+        )
+        return {"ok": True}
+
+    @app.post("/sdk/v1/evaluations")
+    async def evaluations(token: Sdk, request: Request) -> dict[str, Any]:
+        """Evaluation counts since the SDK's last report: ``{"counts": [{"flag", "variant", "count"}]}``."""
+        body = await body_json(request)
+        counts = body.get("counts") if isinstance(body, dict) else None
+        if not isinstance(counts, list) or len(counts) > 10_000:
+            raise SpecError("request", [Problem("counts", "must be a list of at most 10,000 entries")])
+        rows: list[tuple[str, str, int]] = []
+        problems = []
+        for i, c in enumerate(counts):
+            if not (
+                isinstance(c, dict)
+                and isinstance(c.get("flag"), str)
+                and isinstance(c.get("variant"), str)
+                and isinstance(c.get("count"), int)
+                and not isinstance(c.get("count"), bool)
+                and c["count"] >= 0
+            ):
+                problems.append(
+                    Problem(f"counts[{i}]", "needs flag (string), variant (string), count (>= 0)")
+                )
+                continue
+            rows.append((c["flag"][:128], c["variant"][:128], c["count"]))
+        if problems:
+            raise SpecError("request", problems)
+        store.record_evaluations(str(token.project), str(token.environment), rows)
+        return {"ok": True, "recorded": len(rows)}
+
+    return app
+
+
+def _known_env(store: FlagStore, project: str, env: str) -> None:
+    if env not in store.project(project).environments:
+        raise NotFoundError(f"project {project!r} has no environment {env!r}")
+
+
+def _sse(revision: int, ruleset: str) -> bytes:
+    return f"id: {revision}\nevent: ruleset\ndata: {ruleset}\n\n".encode()
+
+
+def _quantile(values: tuple[float, ...], q: float) -> float | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(q * len(values)))]

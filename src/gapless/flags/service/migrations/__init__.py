@@ -1,0 +1,1 @@
+"""Alembic migrations of the flag service's own tables (applied by ``FlagStore.open``)."""

@@ -1,0 +1,132 @@
+"""``gapless flags serve``: the flag service as its own process (uvicorn on a TCP address).
+
+On first start it creates an admin token and writes it to ``<state dir>/flags-admin-token`` (mode 0600);
+the database keeps only its SHA-256. A background task advances release plans whose current stage has a
+``monitoringWindow`` that has run out, audited as ``release-plan``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+
+from gapless.flags.service.app import build_flag_app
+from gapless.flags.service.hub import Hub
+from gapless.flags.service.store import Actor, FlagStore
+
+__all__ = ["ADMIN_TOKEN_FILE", "advance_due", "ensure_admin_token", "run_flag_service"]
+
+ADMIN_TOKEN_FILE = "flags-admin-token"  # noqa: S105 -- a file name, not a secret
+RELEASE_ACTOR = Actor("release-plan", "gapless release plan")
+
+log = logging.getLogger("gapless.flags")
+
+
+def ensure_admin_token(store: FlagStore, state_dir: Path) -> Path | None:
+    """Create a first admin token when there is none; returns the file it was written to (else None)."""
+    if any(t.kind == "admin" and t.revoked_at is None for t in store.tokens()):
+        return None
+    _, token = store.create_token("admin", "bootstrap admin")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / ADMIN_TOKEN_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
+def advance_due(store: FlagStore, hub: Hub, now: float) -> int:
+    """Advance every release plan whose current stage's monitoring window ran out; returns how many."""
+    advanced = 0
+    for project in store.projects():
+        for flag in store.project(project["key"]).flags:
+            for env, fe in flag.environments.items():
+                plan = fe.release_plan
+                if plan is None or plan.current_stage + 1 >= len(plan.stages):
+                    continue
+                window = plan.stage.monitoring_window
+                started = plan.stage_started_at
+                if window is None or started is None or started.timestamp() + window > now:
+                    continue
+
+                def step(
+                    doc: dict[str, object], env: str = env, to: int = plan.current_stage + 1
+                ) -> dict[str, object]:
+                    envs = dict(doc.get("environments") or {})  # type: ignore[call-overload]
+                    e = dict(envs[env])
+                    stamp = datetime.fromtimestamp(now).astimezone().isoformat()
+                    e["releasePlan"] = dict(e["releasePlan"]) | {"currentStage": to, "stageStartedAt": stamp}
+                    envs[env] = e
+                    return doc | {"environments": envs}
+
+                result, changes = store.change_flag(
+                    project["key"], flag.key, RELEASE_ACTOR, "flag.release.advance", step
+                )
+                hub.publish(changes)
+                advanced += int(result["changed"])
+    return advanced
+
+
+async def _advance_forever(store: FlagStore, hub: Hub, interval: float = 1.0) -> None:
+    while True:
+        try:
+            advance_due(store, hub, time.time())
+        except Exception:
+            log.exception("advancing release plans failed")
+        await asyncio.sleep(interval)
+
+
+def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path) -> int:
+    """Serve until signalled. Exit 1 when the address is taken or the database cannot be opened."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    store = FlagStore(database_url).open()
+    token_file = ensure_admin_token(store, state_dir)
+    if token_file is not None:
+        print(f"created an admin token in {token_file}", file=sys.stderr)
+    hub = Hub()
+    app = build_flag_app(store, hub)
+    host, port = listen
+    # Streams never end on their own: give them a second to notice the shutdown, then close them.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        advancer = asyncio.create_task(_advance_forever(store, hub))
+        try:
+            await server.serve()
+        finally:
+            advancer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await advancer
+
+    print(
+        f"flag service on http://{host}:{port} (database {store.engine.url.render_as_string()})",
+        file=sys.stderr,
+    )
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    return 0 if server.started else 1

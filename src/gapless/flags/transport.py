@@ -1,0 +1,251 @@
+"""How an application's ``FlagClient`` gets rulesets from the flag service: streaming, else polling.
+
+``HttpTransport`` runs two daemon threads:
+
+- **delivery**: a server-sent-event stream (``GET /sdk/v1/stream``). Every ``ruleset`` event is applied
+  with ``client.update`` and acknowledged (``POST /sdk/v1/applied``), so the service can say how many
+  SDKs run each revision. A broken stream is reopened after a backoff (0.25 s doubling to 30 s, with
+  jitter); after ``poll_after_failures`` failed attempts in a row the thread polls ``GET
+  /sdk/v1/ruleset`` with the last ETag every ``poll_interval`` seconds between stream attempts, so a
+  proxy that breaks streaming costs latency, not correctness.
+- **reporting**: every ``flush_interval`` seconds, the evaluation counts (``client.drain_counts()``)
+  go to ``POST /sdk/v1/evaluations``; counts of a failed send are kept for the next one.
+
+Nothing here raises into the application: failures are logged and retried; the client keeps evaluating
+with the last ruleset it has (or its bootstrap or cache file). Standard library plus httpx only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import socket
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from gapless.flags.sdk import FlagClient
+
+__all__ = ["HttpTransport"]
+
+log = logging.getLogger("gapless.flags.transport")
+
+_MIN_BACKOFF = 0.25
+_MAX_BACKOFF = 30.0
+
+
+class HttpTransport:
+    """Streaming with reconnect and backoff, polling fallback, applied acks and evaluation counts."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        sdk_id: str | None = None,
+        poll_interval: float = 10.0,
+        poll_after_failures: int = 3,
+        flush_interval: float = 10.0,
+        stream: bool = True,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.sdk_id = sdk_id or uuid.uuid4().hex
+        self.poll_interval = poll_interval
+        self.poll_after_failures = poll_after_failures
+        self.flush_interval = flush_interval
+        self.streaming = stream
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = timeout
+        self._client: FlagClient | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._http: httpx.Client | None = None
+        self._etag: str | None = None
+        self._pending: dict[tuple[str, str | None], int] = {}
+        self._response: httpx.Response | None = None
+        self.connected = threading.Event()
+        """Set while a stream is open (for tests and health checks)."""
+
+    # -- Transport protocol ---------------------------------------------------------------------------
+
+    def start(self, client: FlagClient) -> None:
+        self._client = client
+        self._stop.clear()
+        self._http = httpx.Client(headers=self._headers, timeout=self._timeout)
+        self._threads = [
+            threading.Thread(target=self._deliver, name="gapless-flags-delivery", daemon=True),
+            threading.Thread(target=self._report, name="gapless-flags-report", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        """Stop both threads, send the last counts, close the connections; waits about a second at most."""
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            _interrupt(response)  # the delivery thread's blocking read of the stream returns at once
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=1.0)  # daemon threads: one stuck in a slow request is left behind
+        self._threads = []
+        self._flush()
+        http, self._http = self._http, None
+        if http is not None:
+            http.close()  # after the threads: a request started during close would leak its socket
+
+    def after_fork(self) -> None:
+        """In a forked child the threads are gone and the connection pool is the parent's: start afresh."""
+        client = self._client
+        self._threads = []
+        self._http = None
+        self.connected.clear()
+        self.sdk_id = uuid.uuid4().hex
+        if client is not None:
+            self.start(client)
+
+    # -- delivery -------------------------------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            if self.streaming:
+                try:
+                    self._stream()
+                    failures = 0  # the stream ended cleanly (the service restarted): reconnect now
+                    continue
+                except (httpx.HTTPError, OSError, ValueError) as e:
+                    failures += 1
+                    if not self._stop.is_set():
+                        log.warning("flag stream to %s failed (%d in a row): %s", self.url, failures, e)
+                finally:
+                    self.connected.clear()
+            if not self.streaming or failures >= self.poll_after_failures:
+                self._poll_once()
+                if self._stop.wait(
+                    self.poll_interval if not self.streaming else min(self.poll_interval, _backoff(failures))
+                ):
+                    return
+            elif self._stop.wait(_backoff(failures)):
+                return
+
+    def _stream(self) -> None:
+        http = self._http
+        if http is None:
+            return
+        # The read timeout bounds silence: the service sends a heartbeat at least every 15 s.
+        timeout = httpx.Timeout(self._timeout, read=max(self._timeout, 45.0))
+        with http.stream(
+            "GET", f"{self.url}/sdk/v1/stream", params={"sdkId": self.sdk_id}, timeout=timeout
+        ) as response:
+            self._response = response
+            if response.status_code != 200:
+                response.read()
+                raise ValueError(f"stream answered {response.status_code}: {response.text[:200]}")
+            self.connected.set()
+            event: dict[str, str] = {}
+            for line in response.iter_lines():
+                if self._stop.is_set():
+                    return
+                if not line:
+                    if event.get("event") == "ruleset" and "data" in event:
+                        self._apply(event["data"], streaming=True)
+                    event = {}
+                elif line.startswith(":"):
+                    continue  # heartbeat
+                else:
+                    name, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    event[name] = event[name] + "\n" + value if name == "data" and name in event else value
+
+    def _poll_once(self) -> None:
+        http = self._http
+        if http is None:
+            return
+        headers = {"If-None-Match": self._etag} if self._etag else {}
+        try:
+            r = http.get(f"{self.url}/sdk/v1/ruleset", headers=headers)
+        except (httpx.HTTPError, OSError) as e:
+            log.warning("flag poll of %s failed: %s", self.url, e)
+            return
+        if r.status_code == 304:
+            return
+        if r.status_code != 200:
+            log.warning("flag poll of %s answered %d: %s", self.url, r.status_code, r.text[:200])
+            return
+        self._etag = r.headers.get("etag")
+        self._apply(r.text, streaming=False)
+
+    def _apply(self, data: str, *, streaming: bool) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            ruleset = json.loads(data)
+        except ValueError:
+            log.warning("flag service sent a ruleset that is not JSON; keeping the current one")
+            return
+        client.update(ruleset)
+        revision = client.revision
+        if revision is not None:
+            self._post(
+                "/sdk/v1/applied", {"sdkId": self.sdk_id, "revision": revision, "streaming": streaming}
+            )
+
+    # -- reporting ------------------------------------------------------------------------------------
+
+    def _report(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self._flush()
+
+    def _flush(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        for key, n in client.drain_counts().items():
+            self._pending[key] = self._pending.get(key, 0) + n
+        if not self._pending:
+            return
+        counts = [
+            {"flag": flag, "variant": variant if variant is not None else "", "count": n}
+            for (flag, variant), n in self._pending.items()
+        ]
+        if self._post("/sdk/v1/evaluations", {"counts": counts}):
+            self._pending.clear()
+
+    def _post(self, path: str, body: dict[str, Any]) -> bool:
+        http = self._http
+        if http is None:
+            return False
+        try:
+            r = http.post(f"{self.url}{path}", json=body)
+        except (httpx.HTTPError, OSError) as e:
+            log.warning("flag service %s failed: %s", path, e)
+            return False
+        if r.status_code >= 400:
+            log.warning("flag service %s answered %d: %s", path, r.status_code, r.text[:200])
+            return False
+        return True
+
+
+def _interrupt(response: httpx.Response) -> None:
+    """Shut the stream's socket down: closing the response alone does not wake a thread blocked in recv."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
+
+
+def _backoff(failures: int) -> float:
+    """Exponential backoff with full jitter in its upper half, capped."""
+    ceiling = min(_MAX_BACKOFF, _MIN_BACKOFF * 2.0 ** max(0, failures - 1))
+    return float(ceiling / 2 + random.random() * ceiling / 2)  # noqa: S311 -- jitter, not crypto
