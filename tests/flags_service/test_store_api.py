@@ -204,3 +204,37 @@ async def test_release_plan_advances_by_command_with_audit(service: Service) -> 
         log = (await c.get("/api/v1/audit", params={"target": "new-checkout"})).json()["items"]
     assert flags[0]["environments"]["production"]["stage"] == {"index": 2, "name": "100%", "of": 3}
     assert [e["action"] for e in log].count("flag.release.advance") == 2
+
+
+async def test_release_plan_advances_on_its_own_after_the_monitoring_window(service: Service) -> None:
+    from datetime import UTC, datetime
+
+    from gapless.flags.service.serve import advance_due
+
+    await setup_project(service)
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    stages = [
+        {
+            "name": "1%",
+            "monitoringWindow": "10m",
+            "rollout": {
+                "split": {
+                    "weights": [{"variant": "on", "weight": 1_000}, {"variant": "off", "weight": 99_000}]
+                }
+            },
+        },
+        {"name": "100%", "rollout": {"variant": "on"}},
+    ]
+    doc = flag_doc(rules=[], releasePlan={"stages": stages, "stageStartedAt": started.isoformat()})
+    async with service.client() as c:
+        assert (await c.post("/api/v1/projects/shop/flags", json=doc)).status_code == 201
+    queue = service.hub.subscribe("shop", "production")
+    assert advance_due(service.store, service.hub, started.timestamp() + 599) == 0
+    assert advance_due(service.store, service.hub, started.timestamp() + 601) == 1
+    assert advance_due(service.store, service.hub, started.timestamp() + 10_000) == 0  # the last stage stays
+    change = queue.get_nowait()
+    assert change.revision == 3
+    async with service.client() as c:
+        log = (await c.get("/api/v1/audit", params={"target": "new-checkout"})).json()["items"]
+    assert (log[0]["action"], log[0]["token"]["name"]) == ("flag.release.advance", "gapless release plan")
+    assert log[0]["after"]["environments"]["production"]["releasePlan"]["currentStage"] == 1

@@ -18,7 +18,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
@@ -97,8 +98,12 @@ def build_app(
     commands: Commands,
     token_digest: str,
     metrics: MetricsSource | None = None,
+    flags: ASGIApp | None = None,
 ) -> Starlette:
-    """The API. Without a ``metrics`` source, ``/metrics`` shows the stored statuses alone."""
+    """The API. Without a ``metrics`` source, ``/metrics`` shows the stored statuses alone.
+
+    ``flags`` (the flag service's app) is mounted at ``/flags``; it checks its own admin and SDK tokens.
+    """
 
     def guarded(handler: Handler) -> Handler:
         async def wrapper(request: Request) -> Response:
@@ -216,7 +221,7 @@ def build_app(
         controller.request_shutdown()
         return JSONResponse({"shuttingDown": True}, status_code=202)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", _healthz(store)),
         Route("/api/v1/rollouts", guarded(list_rollouts)),
         Route("/api/v1/rollouts/{name}", guarded(get_rollout), methods=["GET"]),
@@ -238,4 +243,6 @@ def build_app(
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),
         Route("/metrics", guarded(_metrics(store, metrics)), methods=["GET"]),
     ]
+    if flags is not None:
+        routes.append(Mount("/flags", app=flags))
     return Starlette(routes=routes)

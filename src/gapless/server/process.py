@@ -20,12 +20,15 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import setproctitle
 import uvicorn
 import uvloop
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gapless.controller.commands import Commands
 from gapless.controller.reconcile import Controller
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 API_SOCKET = "api.sock"
+FLAGS_DB = "flags.db"
+"""The flag service mounted at ``/flags`` of the API keeps its data here (``gapless flags serve`` too)."""
 LOCK_FILE = "control-plane.lock"
 
 log = logging.getLogger("gapless.control-plane")
@@ -131,6 +136,53 @@ def run_control_plane(state_dir: Path, metrics_listen: str | None = None) -> int
         lock.close()
 
 
+class FlagsMount:
+    """The flag service at ``/flags`` of the API, loaded in the background so the control plane starts fast.
+
+    Its imports (SQLAlchemy, Alembic, FastAPI) and its migrations take a moment; until they are done,
+    ``/flags`` answers 503. The store is ``<state dir>/flags.db``; a first admin token is written to
+    ``<state dir>/flags-admin-token`` as ``gapless flags serve`` does. Release plans advance here too.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self._dir = state_dir
+        self._app: ASGIApp | None = None
+        self._close: Callable[[], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            response = JSONResponse({"error": "the flag service is starting; try again"}, status_code=503)
+            await response(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+    async def run(self) -> None:
+        def load() -> tuple[ASGIApp, Any, Any, Callable[[], None]]:
+            from gapless.flags.service.app import build_flag_app
+            from gapless.flags.service.hub import Hub
+            from gapless.flags.service.serve import ensure_admin_token
+            from gapless.flags.service.store import FlagStore
+
+            flag_store = FlagStore(f"sqlite:///{self._dir / FLAGS_DB}").open()
+            ensure_admin_token(flag_store, self._dir)
+            hub = Hub()
+            return build_flag_app(flag_store, hub), flag_store, hub, flag_store.close
+
+        try:
+            app, flag_store, hub, close = await asyncio.to_thread(load)
+        except Exception:
+            log.exception("the flag service could not start; /flags stays unavailable")
+            return
+        from gapless.flags.service.serve import advance_forever
+
+        self._app, self._close = app, close
+        await advance_forever(flag_store, hub)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+
 async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
@@ -140,7 +192,8 @@ async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
     controller = Controller(store, platform, traffic, clock, state_dir)
     commands = Commands(store, controller, clock)
     metrics = MetricsSource(store, traffic, platform)
-    app = build_app(store, controller, commands, digest, metrics)
+    flags = FlagsMount(state_dir)
+    app = build_app(store, controller, commands, digest, metrics, flags)
     sock = state_dir / API_SOCKET
     sock.unlink(missing_ok=True)
     server = uvicorn.Server(
@@ -158,6 +211,7 @@ async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
         async with asyncio.TaskGroup() as tg:
             ctl = tg.create_task(controller.run(), name="controller")
             srv = tg.create_task(server.serve(), name="api")
+            flag_task = tg.create_task(flags.run(), name="flag service")
             if metrics_server is not None and metrics_sock is not None:
                 tg.create_task(metrics_server.serve(sockets=[metrics_sock]), name="metrics")
                 log.info("metrics on %s", metrics_url(*metrics_sock.getsockname()[:2]))
@@ -169,10 +223,12 @@ async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
                 ctl.cancel()
             if metrics_server is not None:
                 metrics_server.should_exit = True  # it follows the API server out
+            flag_task.cancel()
     finally:
         if metrics_sock is not None:
             metrics_sock.close()
         await traffic.aclose()
         platform.release()
+        flags.close()
         store.close()
         sock.unlink(missing_ok=True)

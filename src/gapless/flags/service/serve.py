@@ -22,7 +22,7 @@ from gapless.flags.service.app import build_flag_app
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.store import Actor, FlagStore
 
-__all__ = ["ADMIN_TOKEN_FILE", "advance_due", "ensure_admin_token", "run_flag_service"]
+__all__ = ["ADMIN_TOKEN_FILE", "advance_due", "advance_forever", "ensure_admin_token", "run_flag_service"]
 
 ADMIN_TOKEN_FILE = "flags-admin-token"  # noqa: S105 -- a file name, not a secret
 RELEASE_ACTOR = Actor("release-plan", "gapless release plan")
@@ -79,7 +79,7 @@ def advance_due(store: FlagStore, hub: Hub, now: float) -> int:
     return advanced
 
 
-async def _advance_forever(store: FlagStore, hub: Hub, interval: float = 1.0) -> None:
+async def advance_forever(store: FlagStore, hub: Hub, interval: float = 1.0) -> None:
     while True:
         try:
             advance_due(store, hub, time.time())
@@ -113,7 +113,7 @@ def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path
     server = uvicorn.Server(config)
 
     async def main() -> None:
-        advancer = asyncio.create_task(_advance_forever(store, hub))
+        advancer = asyncio.create_task(advance_forever(store, hub))
         try:
             await server.serve()
         finally:
