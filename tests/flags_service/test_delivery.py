@@ -215,3 +215,45 @@ def test_polling_fallback_uses_etags(service: ServiceProcess) -> None:
     finally:
         client.close()
     assert os.environ.get("CI") is None or client.revision == 3
+
+
+def test_a_forked_worker_streams_on_its_own(service: ServiceProcess) -> None:
+    """gunicorn --preload forks after the client started: the child reconnects and gets later changes."""
+    with admin(service) as c:
+        c.put("/api/v1/projects/shop", json={"environments": ["production"]})
+        c.post("/api/v1/projects/shop/flags", json=flag_doc())
+        sdk_token = c.post(
+            "/api/v1/tokens",
+            json={"kind": "sdk", "name": "worker", "project": "shop", "environment": "production"},
+        ).json()["token"]
+    transport = HttpTransport(service.url, sdk_token)
+    client = FlagClient(transport=transport).start()
+    try:
+        wait_until(lambda: client.revision == 2 and transport.connected.is_set(), 10, "the parent's stream")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: only this thread exists here
+            code = 1
+            try:
+                os.close(read_end)
+                deadline = time.monotonic() + 15
+                while not transport.connected.is_set() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                os.write(write_end, b"connected\n" if transport.connected.is_set() else b"no stream\n")
+                while client.revision != 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                os.write(write_end, f"revision {client.revision}\n".encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            assert pipe.readline() == b"connected\n"
+            with admin(service) as c:
+                c.post("/api/v1/projects/shop/flags/new-checkout/environments/production/kill")
+            assert pipe.readline() == b"revision 3\n"
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        wait_until(lambda: client.revision == 3, 10, "the parent to get the change too")
+    finally:
+        client.close()
