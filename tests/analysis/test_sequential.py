@@ -242,3 +242,18 @@ def test_healthy_canaries_pass_early_with_defaults() -> None:
     runs = 200
     outcomes = run_canaries(HEALTHY, SequentialConfig(), runs=runs, batches=180, seed=4)
     assert outcomes["successful"] / runs >= 0.95
+
+
+def test_state_survives_json_and_a_restart_continues_it() -> None:
+    """Persisted after each batch, the state continues exactly where it was after a control-plane restart."""
+    import json
+
+    from gapless.analysis.sequential import state_from_json, state_to_json
+
+    config = ERRORS_ONLY
+    state = update(SequentialState.start(config), batch(1000, 15), batch(19000, 190, "stable"))
+    restored = state_from_json(config, json.loads(json.dumps(state_to_json(state))))
+    assert restored == state
+    later = (batch(1000, 30), batch(19000, 190, "stable"))
+    assert update(restored, *later) == update(state, *later)
+    assert state_from_json(config, {"errors_failed": [1.0]}) == SequentialState.start(config)

@@ -30,7 +30,14 @@ from gapless.analysis.judges import (
     threshold,
 )
 from gapless.analysis.measurements import Measurement
-from gapless.analysis.sequential import SequentialConfig, SequentialState, update, verdict
+from gapless.analysis.sequential import (
+    SequentialConfig,
+    SequentialState,
+    state_from_json,
+    state_to_json,
+    update,
+    verdict,
+)
 from gapless.analysis.verdict import Phase, Verdict
 from gapless.spec.analysis import Metric
 
@@ -85,6 +92,15 @@ class MetricJudge:
             self._sequential = SequentialState.start(self._config)
         self._canary_so_far: Measurement | None = None
         self._baseline_so_far: Measurement | None = None
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The state to persist with the metric's progress (None when the judge keeps none)."""
+        return None if self._sequential is None else state_to_json(self._sequential)
+
+    def restore(self, data: Mapping[str, Any] | None) -> None:
+        """Continue from a :meth:`snapshot` taken before a restart."""
+        if data is not None and isinstance(self._config, SequentialConfig):
+            self._sequential = state_from_json(self._config, data)
 
     @property
     def concludes(self) -> bool:

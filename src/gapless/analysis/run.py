@@ -56,6 +56,8 @@ class MetricProgress:
     phase: Phase = "running"
     message: str = ""
     measurements: tuple[dict[str, Any], ...] = ()
+    state: dict[str, Any] | None = None
+    """What the judge carries between windows (the sequential test's state), so a restart continues it."""
 
     @property
     def done(self) -> bool:

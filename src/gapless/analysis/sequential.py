@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,7 +50,15 @@ from gapless.analysis.errors import AnalysisError
 from gapless.analysis.measurements import Measurement
 from gapless.analysis.verdict import Phase, Verdict
 
-__all__ = ["SequentialConfig", "SequentialState", "sequential", "update", "verdict"]
+__all__ = [
+    "SequentialConfig",
+    "SequentialState",
+    "sequential",
+    "state_from_json",
+    "state_to_json",
+    "update",
+    "verdict",
+]
 
 # Alternatives of each mixture, as multiples (or fractions) of the null boundary, equally weighted.
 _STEPS = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -119,6 +128,33 @@ class SequentialState:
     def start(cls, config: SequentialConfig) -> SequentialState:
         """A fresh test: nothing seen, every likelihood ratio 1."""
         return cls(config=config, slow_seconds=config.slow_seconds)
+
+
+_TUPLES = ("errors_failed", "errors_healthy", "errors_floor", "slow_failed", "slow_healthy")
+
+
+def state_to_json(state: SequentialState) -> dict[str, Any]:
+    """The state without its config, as JSON-able data (the config comes from the template again)."""
+    out = {f: getattr(state, f) for f in state.__dataclass_fields__ if f != "config"}
+    for name in _TUPLES:
+        out[name] = list(out[name])
+    return out
+
+
+def state_from_json(config: SequentialConfig, data: Mapping[str, Any]) -> SequentialState:
+    """A state saved by :func:`state_to_json`; a fresh one when the data does not fit this version."""
+    try:
+        fields = {
+            k: v for k, v in data.items() if k in SequentialState.__dataclass_fields__ and k != "config"
+        }
+        for name in _TUPLES:
+            values = tuple(float(x) for x in fields.get(name, ()))
+            if len(values) != len(_STEPS):
+                return SequentialState.start(config)
+            fields[name] = values
+        return SequentialState(config=config, **fields)
+    except (TypeError, ValueError):
+        return SequentialState.start(config)
 
 
 def _ratio_step(

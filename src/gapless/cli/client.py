@@ -112,11 +112,17 @@ class ApiClient:
 
 
 async def start_control_plane(
-    state_dir: Path, timeout: float = 20.0, *, metrics_listen: str | None = None
+    state_dir: Path,
+    timeout: float = 20.0,
+    *,
+    metrics_listen: str | None = None,
+    dashboard_listen: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> bool:
     """Start a detached control plane unless one answers; returns whether one was started.
 
-    ``metrics_listen`` (``HOST:PORT``) is passed on to a control plane this call starts.
+    ``metrics_listen`` and ``dashboard_listen`` (``HOST:PORT``) and ``extra`` options (``--grafana-url``
+    and its token file) are passed on to a control plane this call starts.
     """
     client = ApiClient(state_dir)
     try:
@@ -129,6 +135,9 @@ async def start_control_plane(
         argv = [sys.executable, "-m", "gapless", "control-plane", "--state-dir", str(state_dir)]
         if metrics_listen is not None:
             argv += ["--metrics-listen", metrics_listen]
+        if dashboard_listen is not None:
+            argv += ["--dashboard-listen", dashboard_listen]
+        argv += extra
         with log.open("ab") as out:
             child = subprocess.Popen(
                 argv,

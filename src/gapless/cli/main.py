@@ -26,7 +26,7 @@ from gapless.cli.migrate_cmd import migrate_app
 from gapless.cli.render import render_analysis, render_events, render_history, render_list, render_status
 from gapless.cli.wait import wait_for_rollout
 from gapless.core.errors import GaplessError, Problem, SpecError
-from gapless.server.process import is_loopback, metrics_url, parse_metrics_listen
+from gapless.server.process import dashboard_url, is_loopback, metrics_url, parse_metrics_listen
 from gapless.spec.load import load_documents
 
 app = typer.Typer(
@@ -76,6 +76,34 @@ MetricsListen = Annotated[
         show_default=False,
     ),
 ]
+DashboardListen = Annotated[
+    str | None,
+    typer.Option(
+        "--dashboard-listen",
+        metavar="HOST:PORT",
+        help="Serve the web dashboard on this TCP address (login with the admin token); keep it on loopback.",
+        show_default=False,
+    ),
+]
+GrafanaUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--grafana-url",
+        envvar="GAPLESS_GRAFANA_URL",
+        metavar="URL",
+        help="Also post every deployment event to this Grafana as an annotation.",
+        show_default=False,
+    ),
+]
+GrafanaTokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--grafana-token-file",
+        metavar="PATH",
+        help="File holding the Grafana API token (else $GAPLESS_GRAFANA_TOKEN).",
+        show_default=False,
+    ),
+]
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
@@ -116,6 +144,43 @@ def _check_metrics_listen(value: str | None) -> None:
         )
 
 
+def _check_dashboard_listen(value: str | None) -> None:
+    """Exit 2 for a malformed address; warn when it is reachable from other machines."""
+    if value is None:
+        return
+    try:
+        host, _ = parse_metrics_listen(value)
+    except ValueError as e:
+        err.print(
+            f"[red]error:[/] {str(e).replace('--metrics-listen', '--dashboard-listen')}", highlight=False
+        )
+        raise typer.Exit(2) from e
+    if not is_loopback(host):
+        err.print(
+            f"[yellow]warning:[/] the dashboard on {value} is reachable from other machines; its login "
+            "token then crosses the network unencrypted (prefer 127.0.0.1 and an SSH tunnel)",
+            highlight=False,
+        )
+
+
+def _grafana_options(url: str | None, token_file: Path | None) -> list[str]:
+    """The control plane's Grafana options; exit 2 for a token file that cannot be read."""
+    if url is None:
+        return []
+    if not url.startswith(("http://", "https://")):
+        err.print(f"[red]error:[/] --grafana-url {url!r}: must start with http:// or https://")
+        raise typer.Exit(2)
+    argv = ["--grafana-url", url]
+    if token_file is not None:
+        try:
+            token_file.read_text()
+        except OSError as e:
+            err.print(f"[red]error:[/] --grafana-token-file {token_file}: {e.strerror or e}", highlight=False)
+            raise typer.Exit(2) from e
+        argv += ["--grafana-token-file", str(token_file.resolve())]
+    return argv
+
+
 def _check_output(output: str) -> None:
     if output not in ("text", "json"):
         err.print(f"[red]error:[/] --output must be text or json, not {output!r}")
@@ -123,7 +188,13 @@ def _check_output(output: str) -> None:
 
 
 async def _apply(
-    state_dir: Path, file: Path, *, start: bool, metrics_listen: str | None = None
+    state_dir: Path,
+    file: Path,
+    *,
+    start: bool,
+    metrics_listen: str | None = None,
+    dashboard_listen: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[ApiClient, dict[str, Any] | None]:
     """Send a file's AnalysisTemplates, then its rollout (a file may hold both, or templates only)."""
     docs = load_documents(file)
@@ -134,14 +205,19 @@ async def _apply(
         )
     if not docs.rollouts and start:
         raise SpecError(str(file), [Problem("", "no Rollout document to start")])
-    if start and await start_control_plane(state_dir, metrics_listen=metrics_listen):
+    if start and await start_control_plane(
+        state_dir, metrics_listen=metrics_listen, dashboard_listen=dashboard_listen, extra=extra
+    ):
         err.print(f"started control plane for {state_dir}")
         if metrics_listen is not None:
             err.print(f"metrics on {metrics_url(*parse_metrics_listen(metrics_listen))}", highlight=False)
-    elif start and metrics_listen is not None:
+        if dashboard_listen is not None:
+            url = dashboard_url(*parse_metrics_listen(dashboard_listen))
+            err.print(f"dashboard on {url} (log in with the token in {state_dir / 'token'})", highlight=False)
+    elif start and (metrics_listen is not None or dashboard_listen is not None or extra):
         err.print(
             f"[yellow]warning:[/] a control plane was already running for {state_dir}; "
-            "--metrics-listen takes effect only when one starts",
+            "--metrics-listen, --dashboard-listen and --grafana-url take effect only when one starts",
             highlight=False,
         )
     client = ApiClient(state_dir)
@@ -170,13 +246,25 @@ def up(
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
     state_dir: StateDir = None,
     metrics_listen: MetricsListen = None,
+    dashboard_listen: DashboardListen = None,
+    grafana_url: GrafanaUrl = None,
+    grafana_token_file: GrafanaTokenFile = None,
 ) -> None:
     """Start the control plane, the router and the instances of a rollout; wait until it is ready."""
     sd = resolve_state_dir(state_dir)
     _check_metrics_listen(metrics_listen)
+    _check_dashboard_listen(dashboard_listen)
+    extra = tuple(_grafana_options(grafana_url, grafana_token_file))
 
     async def body() -> int:
-        client, result = await _apply(sd, file, start=True, metrics_listen=metrics_listen)
+        client, result = await _apply(
+            sd,
+            file,
+            start=True,
+            metrics_listen=metrics_listen,
+            dashboard_listen=dashboard_listen,
+            extra=extra,
+        )
         try:
             if result is None:  # _apply refuses a file without a rollout when starting
                 return 2
@@ -514,13 +602,61 @@ def demo(
     raise typer.Exit(_run(lambda: run_demo(state_dir, rps=rps, console=err)))
 
 
+@app.command()
+def dashboard(
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Also open it in the default web browser.")
+    ] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Print the URL of the web dashboard (started by `gapless up --dashboard-listen HOST:PORT`)."""
+    from gapless.server.process import DASHBOARD_URL_FILE
+
+    sd = resolve_state_dir(state_dir)
+    try:
+        url = (sd / DASHBOARD_URL_FILE).read_text().strip()
+    except FileNotFoundError:
+        err.print(
+            f"[red]error:[/] no dashboard is being served for {sd}; start the control plane with "
+            "`gapless up --dashboard-listen 127.0.0.1:PORT`",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    out.print(url, highlight=False, soft_wrap=True)
+    err.print(f"log in with the admin token in {sd / 'token'}", highlight=False)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+
+
 @app.command("control-plane", hidden=True)
-def control_plane(state_dir: StateDir = None, metrics_listen: MetricsListen = None) -> None:
+def control_plane(
+    state_dir: StateDir = None,
+    metrics_listen: MetricsListen = None,
+    dashboard_listen: DashboardListen = None,
+    grafana_url: GrafanaUrl = None,
+    grafana_token_file: GrafanaTokenFile = None,
+) -> None:
     """Run the control plane in the foreground (started detached by `gapless up`)."""
-    from gapless.server.process import run_control_plane
+    import os
+
+    from gapless.server.process import GrafanaTarget, run_control_plane
 
     _check_metrics_listen(metrics_listen)
-    raise typer.Exit(run_control_plane(resolve_state_dir(state_dir), metrics_listen))
+    _check_dashboard_listen(dashboard_listen)
+    _grafana_options(grafana_url, grafana_token_file)
+    grafana = None
+    if grafana_url is not None:
+        token = os.environ.get("GAPLESS_GRAFANA_TOKEN", "")
+        if grafana_token_file is not None:
+            token = grafana_token_file.read_text().strip()
+        grafana = GrafanaTarget(grafana_url, token)
+    raise typer.Exit(
+        run_control_plane(
+            resolve_state_dir(state_dir), metrics_listen, dashboard_listen=dashboard_listen, grafana=grafana
+        )
+    )
 
 
 @app.command()

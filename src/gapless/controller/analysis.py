@@ -290,6 +290,7 @@ class AnalysisRunner:
         if progress.done:
             return
         judge = MetricJudge(metric, ctx.args)
+        judge.restore(progress.state)  # a restarted control plane continues the sequential test
         progress = replace(progress, concludes=judge.concludes)
         delay = run.created_at + metric.initial_delay - self._clock.now()
         if delay > 0 and progress.measured == 0:
@@ -303,7 +304,7 @@ class AnalysisRunner:
                 verdict = await source.measure(judge, started, self._clock.now())
             except ProviderError as e:
                 verdict = Verdict("error", {}, str(e))
-            progress = record(progress, verdict, self._clock.now())
+            progress = replace(record(progress, verdict, self._clock.now()), state=judge.snapshot())
             if self._save(run_id, index, progress) or progress.done:
                 return
 

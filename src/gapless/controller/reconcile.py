@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gapless.controller.analysis import AnalysisRunner, run_summary
+from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
 from gapless.controller.routing import routing_for, run_check
 from gapless.controller.status import build_status, strategy_status
@@ -55,9 +56,17 @@ class Controller:
     """Owns the reconcile loop and every background task it starts. Inert until ``run()``."""
 
     def __init__(
-        self, store: Store, platform: Platform, traffic: Traffic, clock: Clock, state_dir: Path
+        self,
+        store: Store,
+        platform: Platform,
+        traffic: Traffic,
+        clock: Clock,
+        state_dir: Path,
+        *,
+        annotations: AnnotationSender | None = None,
     ) -> None:
         self._store = store
+        self._annotations = annotations
         self._platform = platform
         self._traffic = traffic
         self._clock = clock
@@ -94,6 +103,9 @@ class Controller:
                 self._tg = tg
                 await self._adopt()
                 sampler = tg.create_task(self.analysis.sample_forever(), name="resource sampler")
+                sender = None
+                if self._annotations is not None:
+                    sender = tg.create_task(self._annotations.run(), name="grafana annotations")
                 while True:
                     next_at = await self.reconcile_all()
                     if self._shutdown and not self._store.rollouts() and not self._instances.stopping:
@@ -106,6 +118,8 @@ class Controller:
                     self._wake.clear()
                 self._instances.cancel_probes()
                 sampler.cancel()
+                if sender is not None:
+                    sender.cancel()
                 await self.analysis.aclose()
         finally:
             self._tg = None
@@ -139,7 +153,10 @@ class Controller:
 
     def event(self, rollout: str, revision: str, type_: str, message: str) -> None:
         log.info("%s %s %s: %s", rollout, revision, type_, message)
-        self._store.add_event(self._clock.now(), rollout, revision, type_, message)
+        now = self._clock.now()
+        self._store.add_event(now, rollout, revision, type_, message)
+        if self._annotations is not None:  # stored first; the sender only queues, never blocks
+            self._annotations.submit(Annotation(now, rollout, revision, type_, message))
 
     # -- adoption after a restart ----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
@@ -25,6 +25,7 @@ from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.server.auth import token_matches
+from gapless.server.dashboard import SeriesSampler, stream_events
 from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gapless.server.metrics import MetricsSource, render_control_plane_metrics
 from gapless.spec.load import validate_rollout, validate_template
@@ -99,10 +100,14 @@ def build_app(
     token_digest: str,
     metrics: MetricsSource | None = None,
     flags: ASGIApp | None = None,
+    series: SeriesSampler | None = None,
 ) -> Starlette:
     """The API. Without a ``metrics`` source, ``/metrics`` shows the stored statuses alone.
 
     ``flags`` (the flag service's app) is mounted at ``/flags``; it checks its own admin and SDK tokens.
+    ``series`` (the dashboard's sampler) adds ``/api/v1/rollouts/{name}/series``; without it that
+    endpoint answers with empty series. ``/api/v1/stream`` (server-sent events) also takes the token as
+    ``?token=``, because a browser's EventSource cannot send headers.
     """
 
     def guarded(handler: Handler) -> Handler:
@@ -217,6 +222,31 @@ def build_app(
         items = [e.__dict__ for e in store.events(rollout, since)]
         return JSONResponse({"items": items})
 
+    async def get_series(request: Request) -> Response:
+        name = request.path_params["name"]
+        store.rollout(name)
+        if series is None:
+            return JSONResponse({"name": name, "interval": 1.0, "revisions": {}, "instances": {}})
+        return JSONResponse(series.series(name))
+
+    async def stream(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        presented = auth[7:] if auth.lower().startswith("bearer ") else request.query_params.get("token")
+        if not token_matches(presented, token_digest):
+            return _error(401, "missing or wrong token (Authorization: Bearer <token> or ?token=)")
+        name = request.query_params.get("rollout") or None
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return _error(400, "since: must be an integer event id")
+        if name is not None and store.find_rollout(name) is None:
+            return _error(404, f"rollout {name!r} not found")
+        return StreamingResponse(
+            stream_events(store, name, since, request.is_disconnected),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
     async def shutdown(request: Request) -> Response:
         controller.request_shutdown()
         return JSONResponse({"shuttingDown": True}, status_code=202)
@@ -239,7 +269,9 @@ def build_app(
         Route("/api/v1/analysistemplates/{name}", guarded(get_template), methods=["GET"]),
         Route("/api/v1/analysistemplates/{name}", guarded(put_template), methods=["PUT"]),
         Route("/api/v1/analysistemplates/{name}", guarded(delete_template), methods=["DELETE"]),
+        Route("/api/v1/rollouts/{name}/series", guarded(get_series), methods=["GET"]),
         Route("/api/v1/events", guarded(events)),
+        Route("/api/v1/stream", stream, methods=["GET"]),
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),
         Route("/metrics", guarded(_metrics(store, metrics)), methods=["GET"]),
     ]

@@ -8,6 +8,12 @@ With a metrics address, a second HTTP server serves ``/metrics`` and ``/healthz`
 Its socket is bound right after the lock is taken and before anything else starts, so an address in use
 stops the start with a message naming it, and nothing half-started is left behind. The API server owns
 the signals; the metrics server simply stops with it.
+
+With a dashboard address, a third server on TCP serves the web dashboard (``gapless.server.dashboard``):
+its page and, below it, the very API app of the unix socket, token and all. It is bound as early as the
+metrics socket, and its URL is written to ``dashboard.url`` in the state directory for ``gapless
+dashboard`` (removed on exit). With a Grafana URL, every stored event is also sent as an annotation
+(``gapless.controller.annotations``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ import uvloop
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gapless.controller.annotations import AnnotationSender
 from gapless.controller.commands import Commands
 from gapless.controller.reconcile import Controller
 from gapless.controller.traffic import LocalRouters
@@ -37,13 +45,17 @@ from gapless.core.clock import SystemClock
 from gapless.platform.local import LocalPlatform
 from gapless.server.api import build_app, build_metrics_app
 from gapless.server.auth import ensure_token, read_token
+from gapless.server.dashboard import SeriesSampler, build_dashboard_app
 from gapless.server.metrics import MetricsSource
 from gapless.spec.base import check_listen
 from gapless.store.sqlite import Store
 
 __all__ = [
     "API_SOCKET",
+    "DASHBOARD_URL_FILE",
     "LOCK_FILE",
+    "GrafanaTarget",
+    "dashboard_url",
     "is_loopback",
     "metrics_url",
     "parse_metrics_listen",
@@ -54,6 +66,8 @@ API_SOCKET = "api.sock"
 FLAGS_DB = "flags.db"
 """The flag service mounted at ``/flags`` of the API keeps its data here (``gapless flags serve`` too)."""
 LOCK_FILE = "control-plane.lock"
+DASHBOARD_URL_FILE = "dashboard.url"
+"""Where a control plane serving the dashboard writes its URL (``gapless dashboard`` prints it)."""
 
 log = logging.getLogger("gapless.control-plane")
 
@@ -83,6 +97,19 @@ def metrics_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
+def dashboard_url(host: str, port: int) -> str:
+    """The URL of the dashboard served on this address."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+@dataclass(frozen=True)
+class GrafanaTarget:
+    """Where deployment events go as annotations: Grafana's base URL and an API token ("" for none)."""
+
+    url: str
+    token: str
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family)
@@ -96,19 +123,34 @@ class _MetricsServer(uvicorn.Server):
         yield
 
 
-def run_control_plane(state_dir: Path, metrics_listen: str | None = None) -> int:
+def run_control_plane(
+    state_dir: Path,
+    metrics_listen: str | None = None,
+    *,
+    dashboard_listen: str | None = None,
+    grafana: GrafanaTarget | None = None,
+) -> int:
     """Run until shut down through the API (exit 0) or signalled.
 
-    Exits 3 if another control plane holds the lock, 2 for a malformed ``metrics_listen`` and 1 when it
-    cannot be bound.
+    Exits 3 if another control plane holds the lock, 2 for a malformed ``metrics_listen`` or
+    ``dashboard_listen`` and 1 when one cannot be bound.
     """
-    address = None
-    if metrics_listen is not None:
-        try:
+    address = dashboard_address = None
+    try:
+        if metrics_listen is not None:
             address = parse_metrics_listen(metrics_listen)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        if dashboard_listen is not None:
+            dashboard_address = parse_metrics_listen(dashboard_listen)
+    except ValueError as e:
+        message = str(e)
+        if (
+            dashboard_listen is not None
+            and dashboard_listen in message
+            and metrics_listen != dashboard_listen
+        ):
+            message = message.replace("--metrics-listen", "--dashboard-listen")
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     os.umask(0o077)
@@ -130,7 +172,19 @@ def run_control_plane(state_dir: Path, metrics_listen: str | None = None) -> int
             except OSError as e:
                 print(f"error: cannot serve metrics on {metrics_listen}: {e.strerror or e}", file=sys.stderr)
                 return 1
-        uvloop.run(_serve(state_dir, metrics_sock))
+        dashboard_sock = None
+        if dashboard_address is not None:
+            try:
+                dashboard_sock = _bind(*dashboard_address)
+            except OSError as e:
+                if metrics_sock is not None:
+                    metrics_sock.close()
+                print(
+                    f"error: cannot serve the dashboard on {dashboard_listen}: {e.strerror or e}",
+                    file=sys.stderr,
+                )
+                return 1
+        uvloop.run(_serve(state_dir, metrics_sock, dashboard_sock, grafana))
         return 0
     finally:
         lock.close()
@@ -183,17 +237,30 @@ class FlagsMount:
             self._close()
 
 
-async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
+def _write_url(path: Path, url: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(url + "\n")
+    os.replace(tmp, path)
+
+
+async def _serve(
+    state_dir: Path,
+    metrics_sock: socket.socket | None,
+    dashboard_sock: socket.socket | None = None,
+    grafana: GrafanaTarget | None = None,
+) -> None:
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
     platform = LocalPlatform(state_dir)
     traffic = LocalRouters(state_dir, read_token(state_dir), platform)
     clock = SystemClock()
-    controller = Controller(store, platform, traffic, clock, state_dir)
+    annotations = AnnotationSender(grafana.url, grafana.token) if grafana is not None else None
+    controller = Controller(store, platform, traffic, clock, state_dir, annotations=annotations)
     commands = Commands(store, controller, clock)
     metrics = MetricsSource(store, traffic, platform)
     flags = FlagsMount(state_dir)
-    app = build_app(store, controller, commands, digest, metrics, flags)
+    sampler = SeriesSampler(store, traffic, platform)
+    app = build_app(store, controller, commands, digest, metrics, flags, sampler)
     sock = state_dir / API_SOCKET
     sock.unlink(missing_ok=True)
     server = uvicorn.Server(
@@ -206,7 +273,22 @@ async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
                 build_metrics_app(store, metrics), log_level="warning", lifespan="off", access_log=False
             )
         )
+    dashboard_server = None
+    url_file = state_dir / DASHBOARD_URL_FILE
+    url_file.unlink(missing_ok=True)
+    if dashboard_sock is not None:
+        dashboard_server = _MetricsServer(
+            uvicorn.Config(
+                build_dashboard_app(app),
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                timeout_graceful_shutdown=2,
+            )
+        )
     log.info("control plane for %s (pid %d) listening on %s", state_dir, os.getpid(), sock)
+    if annotations is not None:
+        log.info("deployment events go to %s as annotations", annotations.endpoint)
     try:
         async with asyncio.TaskGroup() as tg:
             ctl = tg.create_task(controller.run(), name="controller")
@@ -215,6 +297,12 @@ async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
             if metrics_server is not None and metrics_sock is not None:
                 tg.create_task(metrics_server.serve(sockets=[metrics_sock]), name="metrics")
                 log.info("metrics on %s", metrics_url(*metrics_sock.getsockname()[:2]))
+            sampling = tg.create_task(sampler.run(), name="dashboard series")
+            if dashboard_server is not None and dashboard_sock is not None:
+                tg.create_task(dashboard_server.serve(sockets=[dashboard_sock]), name="dashboard")
+                url = dashboard_url(*dashboard_sock.getsockname()[:2])
+                _write_url(url_file, url)
+                log.info("dashboard on %s", url)
             done, _ = await asyncio.wait({ctl, srv}, return_when=asyncio.FIRST_COMPLETED)
             if ctl in done:
                 log.info("all rollouts stopped; exiting")
@@ -223,10 +311,16 @@ async def _serve(state_dir: Path, metrics_sock: socket.socket | None) -> None:
                 ctl.cancel()
             if metrics_server is not None:
                 metrics_server.should_exit = True  # it follows the API server out
+            if dashboard_server is not None:
+                dashboard_server.should_exit = True
+            sampling.cancel()
             flag_task.cancel()
     finally:
+        url_file.unlink(missing_ok=True)
         if metrics_sock is not None:
             metrics_sock.close()
+        if dashboard_sock is not None:
+            dashboard_sock.close()
         await traffic.aclose()
         platform.release()
         flags.close()
