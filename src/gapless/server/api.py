@@ -101,6 +101,7 @@ def build_app(
     metrics: MetricsSource | None = None,
     flags: ASGIApp | None = None,
     series: SeriesSampler | None = None,
+    flags_token: Callable[[], str | None] | None = None,
 ) -> Starlette:
     """The API. Without a ``metrics`` source, ``/metrics`` shows the stored statuses alone.
 
@@ -108,6 +109,10 @@ def build_app(
     ``series`` (the dashboard's sampler) adds ``/api/v1/rollouts/{name}/series``; without it that
     endpoint answers with empty series. ``/api/v1/stream`` (server-sent events) also takes the token as
     ``?token=``, because a browser's EventSource cannot send headers.
+
+    ``flags_token`` gives the flag admin token of the dashboard: ``GET /api/v1/dashboard/session``
+    (control-plane token required, like every endpoint) hands it to a logged-in dashboard, which calls
+    ``/flags/api/v1/...`` with it. Whoever holds the control-plane token may act on flags too.
     """
 
     def guarded(handler: Handler) -> Handler:
@@ -247,6 +252,13 @@ def build_app(
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
+    async def dashboard_session(request: Request) -> Response:
+        token = flags_token() if flags_token is not None else None
+        return JSONResponse(
+            {"flagsToken": token, "flagsAvailable": token is not None},
+            headers={"cache-control": "no-store"},
+        )
+
     async def shutdown(request: Request) -> Response:
         controller.request_shutdown()
         return JSONResponse({"shuttingDown": True}, status_code=202)
@@ -272,6 +284,7 @@ def build_app(
         Route("/api/v1/rollouts/{name}/series", guarded(get_series), methods=["GET"]),
         Route("/api/v1/events", guarded(events)),
         Route("/api/v1/stream", stream, methods=["GET"]),
+        Route("/api/v1/dashboard/session", guarded(dashboard_session), methods=["GET"]),
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),
         Route("/metrics", guarded(_metrics(store, metrics)), methods=["GET"]),
     ]

@@ -14,6 +14,11 @@ its page and, below it, the very API app of the unix socket, token and all. It i
 metrics socket, and its URL is written to ``dashboard.url`` in the state directory for ``gapless
 dashboard`` (removed on exit). With a Grafana URL, every stored event is also sent as an annotation
 (``gapless.controller.annotations``).
+
+The flag service is mounted at ``/flags`` of that API app, so it is reachable on the dashboard address
+too (``http://HOST:PORT/flags``: the dashboard's Flags view and SDKs' ``HttpTransport`` use it). Every
+flag change made through it becomes a control-plane event (``FlagChanged`` / ``FlagKilled``, rollout
+``flags:<project>``, revision ``<environment>:<revision>``), stored, streamed and annotated like any.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import setproctitle
 import uvicorn
@@ -50,12 +55,19 @@ from gapless.server.metrics import MetricsSource
 from gapless.spec.base import check_listen
 from gapless.store.sqlite import Store
 
+if TYPE_CHECKING:
+    from gapless.flags.service.app import FlagChange, OnChange
+    from gapless.flags.service.store import FlagStore
+
 __all__ = [
     "API_SOCKET",
     "DASHBOARD_URL_FILE",
+    "FLAGS_DASHBOARD_TOKEN",
     "LOCK_FILE",
+    "FlagsMount",
     "GrafanaTarget",
     "dashboard_url",
+    "flag_events",
     "is_loopback",
     "metrics_url",
     "parse_metrics_listen",
@@ -65,6 +77,8 @@ __all__ = [
 API_SOCKET = "api.sock"
 FLAGS_DB = "flags.db"
 """The flag service mounted at ``/flags`` of the API keeps its data here (``gapless flags serve`` too)."""
+FLAGS_DASHBOARD_TOKEN = "flags-dashboard-token"  # noqa: S105 -- a file name, not a secret
+"""The flag admin token the dashboard acts with (named ``gapless dashboard`` in the flag audit log)."""
 LOCK_FILE = "control-plane.lock"
 DASHBOARD_URL_FILE = "dashboard.url"
 """Where a control plane serving the dashboard writes its URL (``gapless dashboard`` prints it)."""
@@ -196,12 +210,20 @@ class FlagsMount:
     Its imports (SQLAlchemy, Alembic, FastAPI) and its migrations take a moment; until they are done,
     ``/flags`` answers 503. The store is ``<state dir>/flags.db``; a first admin token is written to
     ``<state dir>/flags-admin-token`` as ``gapless flags serve`` does. Release plans advance here too.
+
+    The dashboard gets its own flag admin token, named ``gapless dashboard`` so its changes are told
+    apart in the flag audit log; it is kept in ``<state dir>/flags-dashboard-token`` (mode 0600) and made
+    afresh when that file is missing or its token was revoked. ``on_change`` hears of every flag change
+    made through the mounted API (``gapless.flags.service.app.FlagChange``).
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, on_change: OnChange | None = None) -> None:
         self._dir = state_dir
+        self._on_change = on_change
         self._app: ASGIApp | None = None
         self._close: Callable[[], None] | None = None
+        self.dashboard_token: str | None = None
+        """The flag admin token handed to a logged-in dashboard; None until the service is loaded."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
@@ -211,7 +233,7 @@ class FlagsMount:
         await self._app(scope, receive, send)
 
     async def run(self) -> None:
-        def load() -> tuple[ASGIApp, Any, Any, Callable[[], None]]:
+        def load() -> tuple[ASGIApp, Any, Any, Callable[[], None], str]:
             from gapless.flags.service.app import build_flag_app
             from gapless.flags.service.hub import Hub
             from gapless.flags.service.serve import ensure_admin_token
@@ -219,22 +241,67 @@ class FlagsMount:
 
             flag_store = FlagStore(f"sqlite:///{self._dir / FLAGS_DB}").open()
             ensure_admin_token(flag_store, self._dir)
+            token = _dashboard_flags_token(flag_store, self._dir / FLAGS_DASHBOARD_TOKEN)
             hub = Hub()
-            return build_flag_app(flag_store, hub), flag_store, hub, flag_store.close
+            app = build_flag_app(flag_store, hub, on_change=self._on_change)
+            return app, flag_store, hub, flag_store.close, token
 
         try:
-            app, flag_store, hub, close = await asyncio.to_thread(load)
+            app, flag_store, hub, close, token = await asyncio.to_thread(load)
         except Exception:
             log.exception("the flag service could not start; /flags stays unavailable")
             return
         from gapless.flags.service.serve import advance_forever
 
-        self._app, self._close = app, close
+        self._app, self._close, self.dashboard_token = app, close, token
         await advance_forever(flag_store, hub)
 
     def close(self) -> None:
         if self._close is not None:
             self._close()
+
+
+def _dashboard_flags_token(flag_store: FlagStore, path: Path) -> str:
+    """The dashboard's flag admin token from ``path`` if it still works, else a new one written there."""
+    from gapless.flags.service.tokens import split_token, verify
+
+    with contextlib.suppress(OSError):
+        token = path.read_text().strip()
+        id_ = split_token(token)
+        record = flag_store.find_token(id_) if id_ else None
+        if record is not None and record.kind == "admin" and verify(token, record):
+            return token
+    _, token = flag_store.create_token("admin", "gapless dashboard")
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+    return str(token)
+
+
+def flag_events(controller: Controller) -> OnChange:
+    """The flag service's change hook: one control-plane event per environment whose ruleset changed."""
+
+    def on_change(change: FlagChange) -> None:
+        killed = change.action == "flag.kill"
+        verb = {
+            "flag.kill": "killed (kill switch)",
+            "flag.enable": "enabled",
+            "flag.create": "created",
+            "flag.put": "changed",
+            "flag.archive": "archived",
+            "flag.release.advance": "advanced to its next release stage",
+        }.get(change.action, change.action)
+        for c in change.changes:
+            controller.event(
+                f"flags:{change.project}",
+                f"{c.environment}:{c.revision}",
+                "FlagKilled" if killed else "FlagChanged",
+                f"flag {change.flag!r} {verb} in {c.environment} by token {change.actor.name!r}",
+            )
+
+    return on_change
 
 
 def _write_url(path: Path, url: str) -> None:
@@ -258,9 +325,18 @@ async def _serve(
     controller = Controller(store, platform, traffic, clock, state_dir, annotations=annotations)
     commands = Commands(store, controller, clock)
     metrics = MetricsSource(store, traffic, platform)
-    flags = FlagsMount(state_dir)
+    flags = FlagsMount(state_dir, on_change=flag_events(controller))
     sampler = SeriesSampler(store, traffic, platform)
-    app = build_app(store, controller, commands, digest, metrics, flags, sampler)
+    app = build_app(
+        store,
+        controller,
+        commands,
+        digest,
+        metrics,
+        flags,
+        sampler,
+        flags_token=lambda: flags.dashboard_token,
+    )
     sock = state_dir / API_SOCKET
     sock.unlink(missing_ok=True)
     server = uvicorn.Server(

@@ -11,14 +11,21 @@ Two kinds of callers, each with its own token (``Authorization: Bearer gfl_...``
 Only ``/healthz`` and ``/openapi.json`` answer without a token. Bad input is a 400 whose ``problems``
 name each field; an unknown thing is a 404, a duplicate or a thing in use a 409, a body over 256 KiB
 a 413; nothing is stored when a request is refused.
+
+``on_change`` (optional) hears of every committed flag change made through this API (create, replace,
+archive, kill, enable, release advance) as a ``FlagChange``, after it is published to the SDK streams:
+the control plane records them as deployment events. A failing hook is logged, never turned into an
+error of the request that made the change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -30,10 +37,29 @@ from gapless.flags.service.hub import Hub
 from gapless.flags.service.store import Actor, ConflictError, FlagStore, RulesetChange
 from gapless.flags.service.tokens import TokenKind, TokenRecord, split_token, verify
 
-__all__ = ["HEARTBEAT_SECONDS", "MAX_BODY", "build_flag_app"]
+__all__ = ["HEARTBEAT_SECONDS", "MAX_BODY", "FlagChange", "OnChange", "build_flag_app"]
 
 MAX_BODY = 256 * 1024
 HEARTBEAT_SECONDS = 15.0
+
+log = logging.getLogger("gapless.flags")
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    """One committed change of a flag: the audit action, who made it, and the new revision per environment."""
+
+    action: str
+    """``flag.create``, ``flag.put``, ``flag.archive``, ``flag.kill``, ``flag.enable`` or ``flag.release.advance``."""
+    project: str
+    flag: str
+    actor: Actor
+    changes: tuple[RulesetChange, ...]
+    environment: str | None = None
+    """The environment the endpoint named (kill, enable, release advance); None for whole-flag changes."""
+
+
+OnChange = Callable[[FlagChange], None]
 
 
 class AuthError(Exception):
@@ -87,7 +113,9 @@ def _error(status: int, message: str) -> JSONResponse:
     )
 
 
-def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAPI:
+def build_flag_app(
+    store: FlagStore, hub: Hub, *, root_path: str = "", on_change: OnChange | None = None
+) -> FastAPI:
     """The app over an open store; ``hub`` carries committed changes to connected streams."""
     app = FastAPI(
         title="gapless flags",
@@ -135,6 +163,24 @@ def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAP
         hub.publish(changes)
         return result | {"revisions": {c.environment: c.revision for c in changes}}
 
+    def flag_published(
+        action: str,
+        project: str,
+        key: str,
+        actor: Actor,
+        outcome: tuple[dict[str, Any], list[RulesetChange]],
+        environment: str | None = None,
+    ) -> dict[str, Any]:
+        result, changes = outcome
+        body = published(result, changes)
+        if on_change is not None and result.get("changed"):
+            change = FlagChange(action, project, key, actor, tuple(changes), environment)
+            try:
+                on_change(change)
+            except Exception:
+                log.exception("the change hook failed for %s %s/%s", action, project, key)
+        return body
+
     # -- health ---------------------------------------------------------------------------------------
 
     @app.get("/healthz")
@@ -168,7 +214,9 @@ def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAP
 
     @app.post("/api/v1/projects/{project}/flags", status_code=201)
     async def create_flag(project: str, actor: Admin, request: Request) -> dict[str, Any]:
-        return published(*store.put_flag(project, await body_json(request), actor, create=True))
+        doc = await body_json(request)
+        outcome = store.put_flag(project, doc, actor, create=True)
+        return flag_published("flag.create", project, str(outcome[0]["key"]), actor, outcome)
 
     @app.put("/api/v1/projects/{project}/flags/{key}")
     async def put_flag(project: str, key: str, actor: Admin, request: Request) -> dict[str, Any]:
@@ -177,7 +225,7 @@ def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAP
             raise SpecError("request", [Problem("key", f"is {doc.get('key')!r} but the URL names {key!r}")])
         if isinstance(doc, dict):
             doc = {"key": key} | doc
-        return published(*store.put_flag(project, doc, actor))
+        return flag_published("flag.put", project, key, actor, store.put_flag(project, doc, actor))
 
     @app.get("/api/v1/projects/{project}/flags")
     async def list_flags(project: str, _: Admin) -> dict[str, Any]:
@@ -190,9 +238,8 @@ def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAP
     @app.delete("/api/v1/projects/{project}/flags/{key}")
     async def archive_flag(project: str, key: str, actor: Admin) -> dict[str, Any]:
         """Archive (SDKs then answer FLAG_NOT_FOUND); the document and its history are kept."""
-        return published(
-            *store.change_flag(project, key, actor, "flag.archive", lambda d: d | {"archived": True})
-        )
+        outcome = store.change_flag(project, key, actor, "flag.archive", lambda d: d | {"archived": True})
+        return flag_published("flag.archive", project, key, actor, outcome)
 
     def _env_change(
         env: str, change: Callable[[dict[str, Any]], dict[str, Any]]
@@ -209,13 +256,15 @@ def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAP
         """The kill switch: everyone in ``env`` gets the off variant, pushed to streaming SDKs at once."""
         _known_env(store, project, env)
         mutate = _env_change(env, lambda e: e | {"enabled": False})
-        return published(*store.change_flag(project, key, actor, "flag.kill", mutate))
+        outcome = store.change_flag(project, key, actor, "flag.kill", mutate)
+        return flag_published("flag.kill", project, key, actor, outcome, env)
 
     @app.post("/api/v1/projects/{project}/flags/{key}/environments/{env}/enable")
     async def enable(project: str, key: str, env: str, actor: Admin) -> dict[str, Any]:
         _known_env(store, project, env)
         mutate = _env_change(env, lambda e: e | {"enabled": True})
-        return published(*store.change_flag(project, key, actor, "flag.enable", mutate))
+        outcome = store.change_flag(project, key, actor, "flag.enable", mutate)
+        return flag_published("flag.enable", project, key, actor, outcome, env)
 
     @app.post("/api/v1/projects/{project}/flags/{key}/environments/{env}/release/advance")
     async def advance(project: str, key: str, env: str, actor: Admin, request: Request) -> dict[str, Any]:
@@ -239,9 +288,8 @@ def build_flag_app(store: FlagStore, hub: Hub, *, root_path: str = "") -> FastAP
             now = datetime.fromtimestamp(time.time(), UTC).isoformat()
             return e | {"releasePlan": plan | {"currentStage": to, "stageStartedAt": now}}
 
-        return published(
-            *store.change_flag(project, key, actor, "flag.release.advance", _env_change(env, step))
-        )
+        outcome = store.change_flag(project, key, actor, "flag.release.advance", _env_change(env, step))
+        return flag_published("flag.release.advance", project, key, actor, outcome, env)
 
     # -- segments -------------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 // The admin token is kept in sessionStorage and sent as a bearer token (as ?token= for EventSource,
 // which cannot send headers). Live data comes from GET /api/v1/stream (server-sent events); the
 // per-revision series are polled from /api/v1/rollouts/NAME/series every second.
+// The Flags view talks to the flag service mounted at /flags with a flag admin token: the one typed at
+// login, else the control plane's own (GET /api/v1/dashboard/session); it is polled every two seconds.
 "use strict";
 
 const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2"];
@@ -52,13 +54,17 @@ function setLive(on) {
 }
 
 function show(section) {
-  for (const id of ["login", "list", "rollout"]) $(id).hidden = id !== section;
+  for (const id of ["login", "list", "rollout", "flags"]) $(id).hidden = id !== section;
   $("logout").hidden = section === "login";
+  $("nav").hidden = section === "login";
+  $("nav-flags").className = section === "flags" ? "active" : "";
+  $("nav-rollouts").className = section === "list" || section === "rollout" ? "active" : "";
 }
 
 function logout(message) {
   stop();
   sessionStorage.removeItem("gapless-token");
+  sessionStorage.removeItem("gapless-flags-token");
   show("login");
   $("login-error").textContent = message || "";
 }
@@ -335,8 +341,170 @@ function openRollout(name) {
   state.timers.push(setInterval(pollSeries, 1000), setInterval(pollAnalysis, 5000));
 }
 
+// -- flags -------------------------------------------------------------------------------------------
+
+function flagsToken() { return sessionStorage.getItem("gapless-flags-token") || ""; }
+
+async function ensureFlagsToken() {
+  if (flagsToken()) return flagsToken();
+  const s = await api("GET", "/api/v1/dashboard/session");
+  if (!s.flagsToken) throw new Error("the flag service is not available (yet)");
+  sessionStorage.setItem("gapless-flags-token", s.flagsToken);
+  return s.flagsToken;
+}
+
+async function flagApi(method, path) {
+  const t = await ensureFlagsToken();
+  const r = await fetch("/flags/api/v1" + path, { method, headers: { Authorization: "Bearer " + t } });
+  const data = await r.json().catch(() => ({}));
+  if (r.status === 401 || r.status === 403) {
+    sessionStorage.removeItem("gapless-flags-token");
+    throw new Error("the flag admin token was refused (" + r.status + ")");
+  }
+  if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+  return data;
+}
+
+function flagMessage(text) { $("flags-message").textContent = text || ""; }
+
+async function loadProjects() {
+  try {
+    const data = await flagApi("GET", "/projects");
+    const ul = $("flag-projects");
+    ul.replaceChildren();
+    for (const p of data.items || []) {
+      ul.append(el("li", { "data-project": p.key },
+        el("a", { href: "#/flags/" + encodeURIComponent(p.key), text: p.key }),
+        " ", el("span", { class: "muted", text: (p.environments || []).join(", ") })));
+    }
+    if (!ul.children.length) ul.append(el("li", { class: "muted", text: "no projects" }));
+    flagMessage("");
+  } catch (e) { flagMessage(e.message); }
+}
+
+function stageText(stage) {
+  if (!stage) return "";
+  return "stage " + (stage.index + 1) + "/" + stage.of + (stage.name ? " " + stage.name : "");
+}
+
+async function loadFlags() {
+  const project = state.flagProject;
+  if (!project) return;
+  try {
+    const [info, data] = await Promise.all([
+      flagApi("GET", "/projects/" + encodeURIComponent(project)),
+      flagApi("GET", "/projects/" + encodeURIComponent(project) + "/flags"),
+    ]);
+    if (project !== state.flagProject) return;
+    const seen = JSON.stringify([info, data]);
+    if (seen === state.flagsSeen) return; // unchanged: keep the rows (and the buttons) as they are
+    state.flagsSeen = seen;
+    const envs = info.environments || [];
+    $("flag-head").replaceChildren(el("tr", {},
+      el("th", { text: "flag" }), el("th", { text: "kind" }), el("th", { text: "owner" }),
+      ...envs.map((env) => el("th", { text: env + (info.revisions && info.revisions[env] != null ? " (rev " + info.revisions[env] + ")" : "") })),
+      el("th", { text: "last evaluated" })));
+    const body = $("flag-rows");
+    body.replaceChildren();
+    for (const f of data.items || []) {
+      const key = el("td", {}, el("strong", { text: f.key }));
+      if (f.archived) key.append(el("span", { class: "muted", text: " (archived)" }));
+      if (f.stale) key.append(el("span", { class: "stale-badge", title: (f.staleReasons || []).join("; "), text: "stale" }));
+      const cells = envs.map((env) => {
+        const st = (f.environments || {})[env] || {};
+        const td = el("td", { class: "env", "data-env": env },
+          el("span", { class: "flag-state " + (st.enabled ? "on" : "off"), "data-state": st.enabled ? "on" : "off", text: st.enabled ? "on" : "off" }));
+        if (st.enabled) {
+          td.append(el("button", { class: "danger", "data-kill": env, "data-flag": f.key, text: "kill" }));
+        } else {
+          td.append(el("button", { "data-enable": env, "data-flag": f.key, text: "enable" }));
+        }
+        if (st.stage) td.append(el("span", { class: "stage", "data-stage": String(st.stage.index), text: stageText(st.stage) }));
+        return td;
+      });
+      const last = f.lastEvaluatedAt ? new Date(f.lastEvaluatedAt * 1000).toLocaleString() : "never";
+      body.append(el("tr", { "data-flag": f.key, class: f.stale ? "stale" : "", title: (f.staleReasons || []).join("; ") },
+        key, el("td", { text: f.kind || f.type || "" }), el("td", { text: f.owner || "" }),
+        ...cells, el("td", { class: "muted", text: last })));
+    }
+    if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: String(envs.length + 4), class: "muted", text: "no flags" })));
+    flagMessage("");
+  } catch (e) { flagMessage(e.message); }
+}
+
+async function loadFlagEvents() {
+  const project = state.flagProject;
+  if (!project) return;
+  try {
+    const q = new URLSearchParams({ rollout: "flags:" + project, since: String(state.flagEventsSince || 0) });
+    const data = await api("GET", "/api/v1/events?" + q.toString());
+    if (project !== state.flagProject) return;
+    for (const e of data.items || []) {
+      state.flagEventsSince = e.id;
+      $("flag-events").prepend(el("li", { "data-type": e.type, title: "revision " + e.revision,
+        text: new Date(e.time * 1000).toLocaleTimeString() + "  " + e.type + "  " + e.message }));
+    }
+    while ($("flag-events").children.length > 100) $("flag-events").lastChild.remove();
+  } catch (e) { /* the next poll retries; a refused token logs out */ }
+}
+
+async function flagAction(kind, flag, env) {
+  const project = state.flagProject;
+  const ask = kind === "kill"
+    ? "Kill switch: turn flag " + flag + " off for everyone in " + env + " (" + project + ")?"
+    : "Enable flag " + flag + " in " + env + " (" + project + ")?";
+  if (!window.confirm(ask)) return;
+  const out = $("flag-result");
+  try {
+    const path = "/projects/" + encodeURIComponent(project) + "/flags/" + encodeURIComponent(flag) +
+      "/environments/" + encodeURIComponent(env) + "/" + kind;
+    const r = await flagApi("POST", path);
+    out.className = "ok";
+    out.textContent = kind + " " + flag + " in " + env + ": done" + (r.revisions && r.revisions[env] != null ? " (revision " + r.revisions[env] + ")" : "");
+  } catch (e) {
+    out.className = "error";
+    out.textContent = kind + " " + flag + " in " + env + ": " + e.message;
+  }
+  loadFlags();
+  loadFlagEvents();
+}
+
+function openFlags(project) {
+  stop();
+  state.name = null;
+  state.flagProject = project || null;
+  show("flags");
+  $("flags-project-name").textContent = project ? "/ " + project : "";
+  $("flags-projects-card").hidden = !!project;
+  $("flags-project").hidden = !project;
+  $("flag-result").textContent = "";
+  if (project) {
+    state.flagsSeen = null;
+    state.flagEventsSince = 0;
+    $("flag-rows").replaceChildren();
+    $("flag-events").replaceChildren();
+    loadFlags();
+    loadFlagEvents();
+    state.timers.push(setInterval(loadFlags, 2000), setInterval(loadFlagEvents, 2000));
+  } else {
+    loadProjects();
+    state.timers.push(setInterval(loadProjects, 5000));
+  }
+  setLive(true);
+}
+
+$("flag-rows").addEventListener("click", (ev) => {
+  const b = ev.target.closest("button");
+  if (!b) return;
+  if (b.dataset.kill) flagAction("kill", b.dataset.flag, b.dataset.kill);
+  else if (b.dataset.enable) flagAction("enable", b.dataset.flag, b.dataset.enable);
+});
+
 function route() {
   if (!token()) { stop(); show("login"); return; }
+  const f = location.hash.match(/^#\/flags(?:\/(.+))?$/);
+  if (f) { openFlags(f[1] ? decodeURIComponent(f[1]) : null); return; }
+  state.flagProject = null;
   const m = location.hash.match(/^#\/rollouts\/(.+)$/);
   if (m) openRollout(decodeURIComponent(m[1])); else { state.name = null; openList(); }
 }
@@ -347,7 +515,10 @@ $("login-form").addEventListener("submit", async (ev) => {
   const r = await fetch("/api/v1/rollouts", { headers: { Authorization: "Bearer " + t } });
   if (!r.ok) { $("login-error").textContent = r.status === 401 ? "wrong token" : "HTTP " + r.status; return; }
   sessionStorage.setItem("gapless-token", t);
+  const ft = $("flags-token").value.trim();
+  if (ft) sessionStorage.setItem("gapless-flags-token", ft); else sessionStorage.removeItem("gapless-flags-token");
   $("token").value = "";
+  $("flags-token").value = "";
   $("login-error").textContent = "";
   route();
 });
