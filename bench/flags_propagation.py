@@ -332,7 +332,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between changes")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a change may take to converge")
     parser.add_argument(
-        "--poll-interval", type=float, default=0.0002, help="sleep between a worker's polling passes"
+        "--poll-interval", type=float, default=0.001, help="sleep between a worker's polling passes"
     )
     args = parser.parse_args()
     if args.clients < 1 or args.workers < 1 or args.changes < 1:

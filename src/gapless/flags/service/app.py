@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.flags.service.hub import Hub
-from gapless.flags.service.store import Actor, ConflictError, FlagStore, RulesetChange
+from gapless.flags.service.store import Actor, AppliedReport, ConflictError, FlagStore, RulesetChange
 from gapless.flags.service.tokens import TokenKind, TokenRecord, split_token, verify
 
 __all__ = ["HEARTBEAT_SECONDS", "MAX_BODY", "FlagChange", "OnChange", "build_flag_app"]
@@ -126,6 +126,7 @@ def build_flag_app(
         redoc_url=None,
     )
     app.state.store = store
+    acks = _Acks(store)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -365,6 +366,7 @@ def build_flag_app(
     @app.get("/api/v1/projects/{project}/environments/{env}/delivery")
     async def delivery(project: str, env: str, _: Admin, revision: int | None = None) -> dict[str, Any]:
         """How many connected SDKs applied a revision, and how long after the change."""
+        acks.flush_now()  # what SDKs reported up to now counts
         d = store.delivery(project, env, revision)
         lat = d.latencies
         return {
@@ -400,7 +402,7 @@ def build_flag_app(
         queue = hub.subscribe(project, env)
         revision, body = store.ruleset(project, env)
         if sdkId:
-            store.record_applied(project, env, sdkId[:128], 0, streaming=True)
+            acks.add(AppliedReport(project, env, sdkId[:128], 0, True, time.time()))
 
         async def events() -> AsyncIterator[bytes]:
             sent = revision
@@ -439,12 +441,15 @@ def build_flag_app(
             problems.append(Problem("revision", "must be a revision number"))
         if problems:
             raise SpecError("request", problems)
-        store.record_applied(
-            str(token.project),
-            str(token.environment),
-            str(sdk_id),
-            int(str(revision)),
-            streaming=bool(body.get("streaming", False)),
+        acks.add(
+            AppliedReport(
+                str(token.project),
+                str(token.environment),
+                str(sdk_id),
+                int(str(revision)),
+                bool(body.get("streaming", False)),
+                time.time(),
+            )
         )
         return {"ok": True}
 
@@ -477,6 +482,49 @@ def build_flag_app(
         return {"ok": True, "recorded": len(rows)}
 
     return app
+
+
+class _Acks:
+    """SDK acknowledgements, written in batches off the event loop.
+
+    A change makes every connected SDK report back at once; writing each report synchronously on the
+    event loop delayed the pushes still going out (about 0.3 s for 100 SDKs on SQLite). Reports are
+    kept in memory (the newest per SDK) with the time they arrived and written every ``interval``
+    seconds in one transaction, in a thread. ``flush_now`` writes synchronously (for reports asked
+    for right away). A crash loses at most the last interval's reports; SDKs report again on the next
+    change, and ``delivery`` only ever under-counts.
+    """
+
+    interval = 0.05
+
+    def __init__(self, store: FlagStore) -> None:
+        self._store = store
+        self._pending: dict[tuple[str, str, str], AppliedReport] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, report: AppliedReport) -> None:
+        key = (report.project, report.environment, report.sdk_id)
+        old = self._pending.get(key)
+        if old is None or report.revision >= old.revision:
+            self._pending[key] = report
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    def _take(self) -> list[AppliedReport]:
+        batch, self._pending = list(self._pending.values()), {}
+        return batch
+
+    async def _flush_soon(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.interval)
+            batch = self._take()
+            try:
+                await asyncio.to_thread(self._store.record_applied_many, batch)
+            except Exception:
+                log.exception("storing %d SDK reports failed", len(batch))
+
+    def flush_now(self) -> None:
+        self._store.record_applied_many(self._take())
 
 
 def _known_env(store: FlagStore, project: str, env: str) -> None:

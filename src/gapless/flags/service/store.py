@@ -41,7 +41,15 @@ from gapless.flags.model import (
 from gapless.flags.service import schema as t
 from gapless.flags.service.tokens import TokenKind, TokenRecord, digest, new_token
 
-__all__ = ["Actor", "ConflictError", "Delivery", "FlagStore", "RulesetChange", "database_url"]
+__all__ = [
+    "Actor",
+    "AppliedReport",
+    "ConflictError",
+    "Delivery",
+    "FlagStore",
+    "RulesetChange",
+    "database_url",
+]
 
 STALE_AFTER = 7 * 24 * 3600.0
 """A flag not evaluated for this long (or fully rolled out this long) is reported stale."""
@@ -66,6 +74,18 @@ class RulesetChange:
     revision: int
     ruleset: str
     changed_at: float
+
+
+@dataclass(frozen=True)
+class AppliedReport:
+    """An SDK says it evaluates with ``revision`` since ``at`` (0 on connect: nothing applied yet)."""
+
+    project: str
+    environment: str
+    sdk_id: str
+    revision: int
+    streaming: bool
+    at: float
 
 
 @dataclass(frozen=True)
@@ -579,39 +599,38 @@ class FlagStore:
         at: float | None = None,
     ) -> None:
         now = self._clock() if at is None else at
+        self.record_applied_many([AppliedReport(project, environment, sdk_id, revision, streaming, now)])
+
+    def record_applied_many(self, reports: Sequence[AppliedReport]) -> None:
+        """Store SDKs' reports of the revision they apply, in one transaction (the service batches them).
+
+        Takes the write lock even for no reports, so a caller also waits for a batch being written.
+        """
         with self._write, self.engine.begin() as conn:
-            row = conn.execute(
-                select(t.sdk_clients.c.revision).where(
-                    t.sdk_clients.c.project == project,
-                    t.sdk_clients.c.environment == environment,
-                    t.sdk_clients.c.sdk_id == sdk_id,
+            for r in reports:
+                key = (
+                    t.sdk_clients.c.project == r.project,
+                    t.sdk_clients.c.environment == r.environment,
+                    t.sdk_clients.c.sdk_id == r.sdk_id,
                 )
-            ).first()
-            if row is None:
-                conn.execute(
-                    insert(t.sdk_clients).values(
-                        project=project,
-                        environment=environment,
-                        sdk_id=sdk_id,
-                        revision=revision,
-                        applied_at=now,
-                        last_seen=now,
-                        streaming=streaming,
+                row = conn.execute(select(t.sdk_clients.c.revision).where(*key)).first()
+                if row is None:
+                    conn.execute(
+                        insert(t.sdk_clients).values(
+                            project=r.project,
+                            environment=r.environment,
+                            sdk_id=r.sdk_id,
+                            revision=r.revision,
+                            applied_at=r.at,
+                            last_seen=r.at,
+                            streaming=r.streaming,
+                        )
                     )
-                )
-                return
-            values: dict[str, Any] = {"last_seen": now, "streaming": streaming}
-            if revision != row.revision:
-                values |= {"revision": revision, "applied_at": now}
-            conn.execute(
-                update(t.sdk_clients)
-                .where(
-                    t.sdk_clients.c.project == project,
-                    t.sdk_clients.c.environment == environment,
-                    t.sdk_clients.c.sdk_id == sdk_id,
-                )
-                .values(**values)
-            )
+                    continue
+                values: dict[str, Any] = {"last_seen": r.at, "streaming": r.streaming}
+                if r.revision > row.revision:
+                    values |= {"revision": r.revision, "applied_at": r.at}
+                conn.execute(update(t.sdk_clients).where(*key).values(**values))
 
     def set_streaming(self, project: str, environment: str, sdk_id: str, streaming: bool) -> None:
         with self._write, self.engine.begin() as conn:
