@@ -229,8 +229,12 @@ async def test_release_plan_advances_on_its_own_after_the_monitoring_window(serv
     async with service.client() as c:
         assert (await c.post("/api/v1/projects/shop/flags", json=doc)).status_code == 201
     queue = service.hub.subscribe("shop", "production")
-    assert advance_due(service.store, service.hub, started.timestamp() + 599) == 0
-    assert advance_due(service.store, service.hub, started.timestamp() + 601) == 1
+    heard: list[object] = []
+    assert advance_due(service.store, service.hub, started.timestamp() + 599, heard.append) == 0
+    assert advance_due(service.store, service.hub, started.timestamp() + 601, heard.append) == 1
+    assert [(c.action, c.flag, c.environment) for c in heard] == [  # type: ignore[attr-defined]
+        ("flag.release.advance", "new-checkout", "production")
+    ]
     assert advance_due(service.store, service.hub, started.timestamp() + 10_000) == 0  # the last stage stays
     change = queue.get_nowait()
     assert change.revision == 3

@@ -254,7 +254,7 @@ class FlagsMount:
         from gapless.flags.service.serve import advance_forever
 
         self._app, self._close, self.dashboard_token = app, close, token
-        await advance_forever(flag_store, hub)
+        await advance_forever(flag_store, hub, on_change=self._on_change)
 
     def close(self) -> None:
         if self._close is not None:

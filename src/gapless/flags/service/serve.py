@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
-from gapless.flags.service.app import build_flag_app
+from gapless.flags.service.app import FlagChange, OnChange, build_flag_app
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.store import Actor, FlagStore
 
@@ -47,8 +47,11 @@ def ensure_admin_token(store: FlagStore, state_dir: Path) -> Path | None:
     return path
 
 
-def advance_due(store: FlagStore, hub: Hub, now: float) -> int:
-    """Advance every release plan whose current stage's monitoring window ran out; returns how many."""
+def advance_due(store: FlagStore, hub: Hub, now: float, on_change: OnChange | None = None) -> int:
+    """Advance every release plan whose current stage's monitoring window ran out; returns how many.
+
+    ``on_change`` hears of each advance, as it hears of changes made through the API.
+    """
     advanced = 0
     for project in store.projects():
         for flag in store.project(project["key"]).flags:
@@ -76,13 +79,29 @@ def advance_due(store: FlagStore, hub: Hub, now: float) -> int:
                 )
                 hub.publish(changes)
                 advanced += int(result["changed"])
+                if on_change is not None and result["changed"]:
+                    try:
+                        on_change(
+                            FlagChange(
+                                "flag.release.advance",
+                                project["key"],
+                                flag.key,
+                                RELEASE_ACTOR,
+                                tuple(changes),
+                                env,
+                            )
+                        )
+                    except Exception:
+                        log.exception("the change hook failed for the release plan of %s", flag.key)
     return advanced
 
 
-async def advance_forever(store: FlagStore, hub: Hub, interval: float = 1.0) -> None:
+async def advance_forever(
+    store: FlagStore, hub: Hub, interval: float = 1.0, on_change: OnChange | None = None
+) -> None:
     while True:
         try:
-            advance_due(store, hub, time.time())
+            advance_due(store, hub, time.time(), on_change)
         except Exception:
             log.exception("advancing release plans failed")
         await asyncio.sleep(interval)
