@@ -74,3 +74,24 @@ async def test_apply_generation_and_unknown_names(api: tuple[httpx.AsyncClient, 
     r = await client.put("/api/v1/rollouts/cart", json=doc("cart"))
     assert r.status_code == 400
     assert r.json()["problems"][0]["path"] == "spec.listen"
+
+
+async def test_every_authenticated_change_is_audited(api: tuple[httpx.AsyncClient, Store]) -> None:
+    """Changes (accepted or refused) are in the audit log with their answer; reads and 401s are not."""
+    client, store = api
+    assert (await client.put("/api/v1/rollouts/shop", json=doc())).status_code == 200
+    assert (await client.post("/api/v1/rollouts/shop/pause")).status_code == 200
+    assert (await client.post("/api/v1/rollouts/nope/pause")).status_code == 404
+    await client.get("/api/v1/rollouts/shop")
+    assert (
+        await client.post("/api/v1/rollouts/shop/resume", headers={"Authorization": ""})
+    ).status_code == 401
+    items = (await client.get("/api/v1/audit")).json()["items"]
+    assert [(i["method"], i["path"], i["status"]) for i in items] == [
+        ("PUT", "/api/v1/rollouts/shop", 200),
+        ("POST", "/api/v1/rollouts/shop/pause", 200),
+        ("POST", "/api/v1/rollouts/nope/pause", 404),
+    ]
+    assert (await client.get("/api/v1/audit", params={"since": items[1]["id"]})).json()["items"] == items[2:]
+    assert (await client.get("/api/v1/audit", params={"limit": "0"})).status_code == 400
+    assert store.rollout("shop").spec["spec"]["paused"] is True

@@ -12,6 +12,7 @@ body the token-protected ``/metrics`` of the API does.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -93,6 +94,16 @@ def build_metrics_app(store: Store, metrics: MetricsSource) -> Starlette:
     return Starlette(routes=routes)
 
 
+_MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+
+
+def _audit(store: Store, request: Request, status: int) -> None:
+    """Every authenticated change, accepted or refused: when, what, through which address, and the answer."""
+    client = request.client
+    via = "socket" if client is None or not client.host else f"{client.host}"
+    store.add_audit(time.time(), request.method, request.url.path, via, status)
+
+
 def build_app(
     store: Store,
     controller: Controller,
@@ -122,13 +133,16 @@ def build_app(
             if not token_matches(presented, token_digest):
                 return _error(401, "missing or wrong token (Authorization: Bearer <token>)")
             try:
-                return await handler(request)
+                response = await handler(request)
             except SpecError as e:
-                return _problems(400, e.problems)
+                response = _problems(400, e.problems)
             except NotFoundError as e:
-                return _error(404, str(e))
+                response = _error(404, str(e))
             except ConflictError as e:
-                return _error(409, str(e))
+                response = _error(409, str(e))
+            if request.method in _MUTATING:
+                _audit(store, request, response.status_code)
+            return response
 
         return wrapper
 
@@ -218,6 +232,16 @@ def build_app(
         commands.delete(request.path_params["name"])
         return JSONResponse({"deleting": True}, status_code=202)
 
+    async def audit(request: Request) -> Response:
+        try:
+            since = int(request.query_params.get("since", "0"))
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            return _error(400, "since and limit must be integers")
+        if not 1 <= limit <= 1000:
+            return _error(400, "limit: must be between 1 and 1000")
+        return JSONResponse({"items": store.audit(since, limit)})
+
     async def events(request: Request) -> Response:
         rollout = request.query_params.get("rollout") or None
         try:
@@ -283,6 +307,7 @@ def build_app(
         Route("/api/v1/analysistemplates/{name}", guarded(delete_template), methods=["DELETE"]),
         Route("/api/v1/rollouts/{name}/series", guarded(get_series), methods=["GET"]),
         Route("/api/v1/events", guarded(events)),
+        Route("/api/v1/audit", guarded(audit)),
         Route("/api/v1/stream", stream, methods=["GET"]),
         Route("/api/v1/dashboard/session", guarded(dashboard_session), methods=["GET"]),
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),

@@ -28,7 +28,7 @@ from gapless.store.records import (
 
 __all__ = ["Store"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,6 +101,14 @@ CREATE TABLE IF NOT EXISTS analysis_runs (
     active INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS analysis_runs_by_rollout ON analysis_runs (rollout, created_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    via TEXT NOT NULL,
+    status INTEGER NOT NULL
+);
 """
 
 _INSTANCE_COLS = [f.name for f in fields(InstanceRecord)]
@@ -294,6 +302,21 @@ class Store:
                 (rollout, since_id, limit),
             ).fetchall()
         return [EventRecord(**dict(r)) for r in rows]
+
+    # -- audit ----------------------------------------------------------------------------------------
+
+    def add_audit(self, time: float, method: str, path: str, via: str, status: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO audit (time, method, path, via, status) VALUES (?, ?, ?, ?, ?)",
+                (time, method, path, via, status),
+            )
+
+    def audit(self, since_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM audit WHERE id>? ORDER BY id LIMIT ?", (since_id, limit)
+        ).fetchall()
+        return [dict(r) for r in rows]
 
     # -- analysis -----------------------------------------------------------------------------------
 
