@@ -1,15 +1,15 @@
-"""``gapless migrate``: zero-downtime schema migrations on PostgreSQL (plan, lint, start, complete, rollback, status).
+"""``gapless migrate``: zero-downtime schema migrations on PostgreSQL and SQLite (plan, lint, start, complete, rollback, status).
 
 The commands only translate: options in, one engine call, a report out. Exit codes follow the rest of
 the CLI: 0 ok, 1 the migration could not proceed (a lock not taken after every retry, old clients still
 connected, a database error), 2 a usage or file error (nothing was changed). Progress goes to stderr,
-results (tables, ``-o json``) to stdout.
+results (tables, ``-o json``) to stdout. A ``sqlite:///PATH`` database URL selects the SQLite engine.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -24,12 +24,15 @@ from gapless.core.errors import GaplessError, Problem, SpecError
 from gapless.migrations.files import MIGRATION_SUFFIXES, load_migration
 from gapless.migrations.lint import Finding, lint_sql
 from gapless.migrations.plan import plan
-from gapless.migrations.steps import Plan
+from gapless.migrations.sqlite import is_sqlite_url
+from gapless.migrations.steps import Plan, Step
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from gapless.migrations.engine import EngineEvent, MigrationEngine
+    from gapless.migrations.sqlite.actions import SqlitePlan, SqliteStep
+    from gapless.migrations.sqlite.engine import SqliteEvent, SqliteMigrationEngine
 
 __all__ = ["migrate_app"]
 
@@ -50,6 +53,11 @@ LIFECYCLE = (
     "long transaction while blocking the application. Every command resumes where it stopped when run "
     "again. Applications identify themselves with application_name "
     "gapless:<app>:<schema version>:<instance>.\n\n"
+    "SQLite (--database-url sqlite:///PATH): both versions use the real tables (old columns and new "
+    "columns kept in step by triggers), every step is one short write transaction, plan estimates how long "
+    "each step holds the database write lock, and steps over --max-write-lock need --force. SQLite cannot "
+    "list connections, so complete and rollback need --force as your confirmation that the other version "
+    "is gone.\n\n"
     "Exit codes: 0 ok, 1 could not proceed (lock not taken, old clients connected, database error), "
     "2 usage or file error (nothing changed)."
 )
@@ -80,7 +88,8 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         envvar="GAPLESS_DATABASE_URL",
-        help="PostgreSQL URL (postgresql://user@host:5432/db); default: $GAPLESS_DATABASE_URL.",
+        help="PostgreSQL URL (postgresql://user@host:5432/db) or SQLite file (sqlite:///PATH); "
+        "default: $GAPLESS_DATABASE_URL.",
         show_default=False,
     ),
 ]
@@ -103,6 +112,14 @@ LockAttempts = Annotated[
     int, typer.Option("--lock-attempts", min=1, help="Attempts per statement before giving up (exit 1).")
 ]
 Output = Annotated[OutputFormat, typer.Option("-o", "--output", help="text or json.")]
+MaxWriteLock = Annotated[
+    float,
+    typer.Option(
+        "--max-write-lock",
+        min=0.0,
+        help="SQLite: seconds a step may hold the database write lock (estimated) before it needs --force.",
+    ),
+]
 MigrationFile = Annotated[
     Path, typer.Argument(help="Migration file (YAML).", show_default=False, metavar="FILE")
 ]
@@ -115,6 +132,8 @@ def _fail(code: int, message: str) -> typer.Exit:
 
 def _run(fn: Callable[[], T]) -> T:
     """Run a command body, turning errors into messages and exit codes (2: nothing changed, 1: could not proceed)."""
+    import sqlite3
+
     import psycopg
 
     from gapless.migrations.engine import ClientsConnectedError
@@ -134,7 +153,7 @@ def _run(fn: Callable[[], T]) -> T:
         raise _fail(1, str(e)) from e
     except GaplessError as e:
         raise _fail(1, str(e)) from e
-    except psycopg.Error as e:
+    except (psycopg.Error, sqlite3.Error) as e:
         raise _fail(1, f"database error: {str(e).strip()}") from e
     except KeyboardInterrupt as e:
         err.print("interrupted: run the same command again to resume")
@@ -155,13 +174,14 @@ class _Reporter:
         self.progress: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
 
-    def __call__(self, event: EngineEvent) -> None:
+    def __call__(self, event: EngineEvent | SqliteEvent) -> None:
         from gapless.migrations.backfill import BackfillProgress
         from gapless.migrations.engine import Notice, StepEvent
         from gapless.migrations.locks import LockRetry
+        from gapless.migrations.sqlite.engine import SqliteStepEvent
 
         c = self.console
-        if isinstance(event, StepEvent):
+        if isinstance(event, StepEvent | SqliteStepEvent):
             s = event.step
             if event.done:
                 c.print(
@@ -219,35 +239,43 @@ def _engine(
     lock_attempts: int = 10,
     batch_size: int = 1000,
     batch_delay: float = 0.0,
+    max_write_lock: float = 1.0,
     report: bool = True,
-) -> Iterator[MigrationEngine]:
+) -> Iterator[MigrationEngine | SqliteMigrationEngine]:
     from gapless.migrations.engine import EngineSettings, MigrationEngine
     from gapless.migrations.policy import BatchPolicy, LockPolicy
+    from gapless.migrations.sqlite.engine import SqliteMigrationEngine, SqliteSettings
 
     url = _url(database_url)
+    sqlite = is_sqlite_url(url)
+    if sqlite and (schema != "public" or prefix is not None):
+        raise _fail(2, "--schema and --prefix do not apply to SQLite (one schema, no version schemas)")
     try:
-        settings = EngineSettings(
-            schema=schema,
-            prefix=prefix,
-            lock=LockPolicy(timeout=lock_timeout, attempts=lock_attempts),
-            batch=BatchPolicy(size=batch_size, delay=batch_delay, max_delay=max(5.0, batch_delay * 8)),
-        )
+        lock = LockPolicy(timeout=lock_timeout, attempts=lock_attempts)
+        batch = BatchPolicy(size=batch_size, delay=batch_delay, max_delay=max(5.0, batch_delay * 8))
+        settings = EngineSettings(schema=schema, prefix=prefix, lock=lock, batch=batch)
+        sqlite_settings = SqliteSettings(lock=lock, batch=batch, max_write_lock=max_write_lock)
     except ValueError as e:
         raise _fail(2, str(e)) from e
     reporter = _Reporter(err) if report else None
     try:
-        with MigrationEngine(url, settings, on_event=reporter) as engine:
-            yield engine
+        if sqlite:
+            with SqliteMigrationEngine(url, sqlite_settings, on_event=reporter) as sqlite_engine:
+                yield sqlite_engine
+        else:
+            with MigrationEngine(url, settings, on_event=reporter) as engine:
+                yield engine
     finally:
         if reporter is not None:
             reporter.close()
 
 
-def _plan_table(p: Plan) -> Table:
+def _plan_table(p: Plan | SqlitePlan) -> Table:
     table = Table(title=f"migration {p.migration} ({p.schema} -> {p.version_schema})", title_justify="left")
     for col in ("#", "phase", "step", "lock", "holds", "rewrite", "serves"):
         table.add_column(col, overflow="fold")
-    for n, s in enumerate(p.steps, start=1):
+    steps: Sequence[Step | SqliteStep] = p.steps
+    for n, s in enumerate(steps, start=1):
         table.add_row(
             str(n),
             s.phase,
@@ -260,16 +288,20 @@ def _plan_table(p: Plan) -> Table:
     return table
 
 
-def _plan_json(p: Plan) -> dict[str, Any]:
-    return {
+def _plan_json(p: Plan | SqlitePlan) -> dict[str, Any]:
+    steps: Sequence[Step | SqliteStep] = p.steps
+    data: dict[str, Any] = {
         "migration": p.migration,
         "schema": p.schema,
         "versionSchema": p.version_schema,
         "previousSchema": p.previous_schema,
-        "steps": [s.as_dict() for s in p.steps],
+        "steps": [s.as_dict() for s in steps],
         "states": [{"state": text, "serves": list(serves)} for text, serves in p.states()],
         "findings": [{"path": f.path, "ignored": f.ignored, **f.finding.as_dict()} for f in p.findings],
     }
+    if not isinstance(p, Plan):
+        data |= {"engine": "sqlite", "maxWriteLock": p.max_write_lock, "notes": list(p.notes)}
+    return data
 
 
 def _print_finding(f: Finding, where: str) -> None:
@@ -298,16 +330,31 @@ def plan_command(
     schema: Schema = "public",
     prefix: Prefix = None,
     output: Output = OutputFormat.text,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="SQLite: rows per backfill batch, for the estimate.")
+    ] = 1000,
+    max_write_lock: MaxWriteLock = 1.0,
 ) -> None:
     """Print the steps of FILE with their locks, and which application versions each state serves.
 
-    Exit 1 when a sql operation has lint errors that start would refuse; nothing is ever changed.
+    Exit 1 when a sql operation has lint errors that start would refuse, or (SQLite) when a step's
+    estimated write-lock hold is over --max-write-lock; nothing is ever changed. On SQLite, pass
+    --database-url sqlite:///PATH: the plan needs the database, and operations SQLite cannot do safely
+    exit 2 naming the operation and why.
     """
 
     def body() -> int:
         migration = load_migration(file)
+        p: Plan | SqlitePlan
         if database_url:
-            with _engine(database_url, schema, prefix=prefix, report=False) as engine:
+            with _engine(
+                database_url,
+                schema,
+                prefix=prefix,
+                batch_size=batch_size,
+                max_write_lock=max_write_lock,
+                report=False,
+            ) as engine:
                 p = engine.plan(migration)
         else:
             p = plan(migration, schema=schema, prefix=prefix)
@@ -319,7 +366,11 @@ def plan_command(
                 out.print(f"  {escape(text)} [dim](serves {'+'.join(serves)})[/]", highlight=False)
             for f in p.findings:
                 _print_finding(f.finding, f.path + (" [ignored]" if f.ignored else ""))
-        return 1 if p.blocking_findings else 0
+            if not isinstance(p, Plan):
+                for note in p.notes:
+                    out.print(f"  [dim]note:[/] {escape(note)}", highlight=False)
+        over_limit = not isinstance(p, Plan) and bool(p.over_limit)
+        return 1 if p.blocking_findings or over_limit else 0
 
     raise typer.Exit(_run(body))
 
@@ -382,15 +433,24 @@ def start_command(
     ] = 0.0,
     lock_timeout: LockTimeout = 2.0,
     lock_attempts: LockAttempts = 10,
+    max_write_lock: MaxWriteLock = 1.0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="SQLite: run steps estimated to hold the write lock longer than --max-write-lock."
+        ),
+    ] = False,
 ) -> None:
     """Expand: apply the parts of FILE the old version tolerates, backfill, and create the new schema version.
 
     When it returns, both versions can run: the old one with its schema, the new one with
-    search_path=<schema>_<migration name>. Run it again after a crash to resume (the backfill continues
-    from its checkpoint).
+    search_path=<schema>_<migration name> (on SQLite: the new columns of the same tables). Run it again
+    after a crash to resume (the backfill continues from its checkpoint).
     """
 
     def body() -> int:
+        from gapless.migrations.sqlite.engine import SqliteMigrationEngine
+
         migration = load_migration(file)
         with _engine(
             database_url,
@@ -400,7 +460,19 @@ def start_command(
             lock_attempts=lock_attempts,
             batch_size=batch_size,
             batch_delay=batch_delay,
+            max_write_lock=max_write_lock,
         ) as engine:
+            if isinstance(engine, SqliteMigrationEngine):
+                sp = engine.start(migration, force=force)
+                err.print(
+                    f"[green]{sp.migration} started[/]: the old version keeps the old columns, the new version "
+                    "uses the new ones; triggers keep them in step. Next: roll out the new version, stop the "
+                    "old one, then gapless migrate complete --force.",
+                    highlight=False,
+                )
+                return 0
+            if force:
+                raise _fail(2, "--force on start applies to SQLite only")
             p = engine.start(migration)
         old = p.previous_schema or p.schema
         err.print(
@@ -423,15 +495,24 @@ def complete_command(
     ] = False,
     lock_timeout: LockTimeout = 2.0,
     lock_attempts: LockAttempts = 10,
+    max_write_lock: MaxWriteLock = 1.0,
 ) -> None:
     """Contract the migration in progress: drop the old schema version, triggers and old columns.
 
     Refuses (exit 1, listing them) while any connection identifies itself with application_name
     gapless:<app>:<another version>:<instance>. --force skips that check and says what it skipped.
+    SQLite cannot list connections: there complete needs --force, your confirmation that the old
+    version is gone (it also accepts steps over --max-write-lock).
     """
 
     def body() -> int:
-        with _engine(database_url, schema, lock_timeout=lock_timeout, lock_attempts=lock_attempts) as engine:
+        with _engine(
+            database_url,
+            schema,
+            lock_timeout=lock_timeout,
+            lock_attempts=lock_attempts,
+            max_write_lock=max_write_lock,
+        ) as engine:
             report = engine.complete(force=force)
             name = engine.status().current_version
         for line in report.skipped:
@@ -454,15 +535,23 @@ def rollback_command(
     ] = False,
     lock_timeout: LockTimeout = 2.0,
     lock_attempts: LockAttempts = 10,
+    max_write_lock: MaxWriteLock = 1.0,
 ) -> None:
     """Undo the start of the migration in progress; rows the new version wrote stay, in the old shape.
 
     Possible until complete has passed its point of no return (dropping the old schema version).
-    Refuses while clients of the new schema version are connected, unless --force.
+    Refuses while clients of the new schema version are connected, unless --force. SQLite cannot list
+    connections: once the new version may run, rollback there needs --force as your confirmation.
     """
 
     def body() -> int:
-        with _engine(database_url, schema, lock_timeout=lock_timeout, lock_attempts=lock_attempts) as engine:
+        with _engine(
+            database_url,
+            schema,
+            lock_timeout=lock_timeout,
+            lock_attempts=lock_attempts,
+            max_write_lock=max_write_lock,
+        ) as engine:
             engine.rollback(force=force)
         err.print("[green]rolled back[/]: the old schema version is the only one", highlight=False)
         return 0
@@ -479,6 +568,8 @@ def status_command(
     """Where each migration is (phase, step, backfill progress) and which clients use which schema version."""
 
     def body() -> int:
+        from gapless.migrations.sqlite.engine import SqliteStatus
+
         with _engine(database_url, schema, report=False) as engine:
             st = engine.status()
         if output is OutputFormat.json:
@@ -508,6 +599,9 @@ def status_command(
         for c in st.clients:
             by_version[c.version or "(base)"] = by_version.get(c.version or "(base)", 0) + 1
         clients = ", ".join(f"{v}: {n}" for v, n in sorted(by_version.items())) or "none"
+        if isinstance(st, SqliteStatus):
+            out.print("clients: not visible on SQLite (no pg_stat_activity)", highlight=False)
+            return 0
         out.print(f"identified clients by schema version: {clients}", highlight=False)
         if st.unidentified_clients:
             out.print(
