@@ -42,7 +42,8 @@ def template(name: str, *metrics: dict[str, Any]) -> dict[str, Any]:
 
 def canary(analysis_step: dict[str, Any], **extra: Any) -> dict[str, Any]:
     steps = [{"setWeight": 25}, {"analysis": analysis_step}, {"setWeight": 100}]
-    return {"canary": {"steps": steps, "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1} | extra}
+    # The aborted canary stays (without traffic) long enough for its router counters to be read.
+    return {"canary": {"steps": steps, "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 60} | extra}
 
 
 def write_all(g: Gapless, filename: str, *docs: dict[str, Any]) -> Path:
