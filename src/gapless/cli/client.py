@@ -17,7 +17,14 @@ from gapless.platform.base import ROLE_CONTROL_PLANE, marker_env
 from gapless.server.auth import TOKEN_FILE
 from gapless.server.process import API_SOCKET
 
-__all__ = ["ApiClient", "ApiError", "NotRunningError", "resolve_state_dir", "start_control_plane"]
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "NotRunningError",
+    "request_if_running",
+    "resolve_state_dir",
+    "start_control_plane",
+]
 
 
 class ApiError(GaplessError):
@@ -109,6 +116,30 @@ class ApiClient:
     async def status(self, name: str) -> dict[str, Any]:
         data = await self.request("GET", f"/api/v1/rollouts/{name}")
         return dict(data["status"])
+
+
+def request_if_running(
+    state_dir: Path, method: str, path: str, body: Any = None, *, timeout: float = 5.0
+) -> Any:
+    """One blocking request to the control plane of ``state_dir``, which is never started for it.
+
+    For commands that work without a control plane and only tell it what they did (or ask it a
+    question): raises ``NotRunningError`` when none answers, ``ApiError`` (or ``SpecError``) when it
+    refuses, and ``GaplessError`` when it does not answer within ``timeout`` seconds.
+    """
+
+    async def call() -> Any:
+        async with ApiClient(state_dir) as client:
+            if not await client.alive():
+                raise NotRunningError(f"no control plane is running for {state_dir}")
+            try:
+                return await asyncio.wait_for(client.request(method, path, body), timeout)
+            except (TimeoutError, httpx.HTTPError) as e:
+                raise GaplessError(
+                    f"the control plane for {state_dir} did not answer: {e or 'timeout'}"
+                ) from e
+
+    return asyncio.run(call())
 
 
 async def start_control_plane(

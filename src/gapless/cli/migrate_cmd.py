@@ -31,13 +31,14 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from gapless.migrations.engine import EngineEvent, MigrationEngine
+    from gapless.migrations.gate import RevisionSchema
     from gapless.migrations.sqlite.actions import SqlitePlan, SqliteStep
     from gapless.migrations.sqlite.engine import SqliteEvent, SqliteMigrationEngine
 
 __all__ = ["migrate_app"]
 
 LIFECYCLE = (
-    "Zero-downtime schema migrations on PostgreSQL: expand/contract with two schema versions served at once."
+    "Zero-downtime schema migrations on PostgreSQL and SQLite: expand/contract, old and new code served at once."
     "\n\n"
     "1. [bold]plan FILE[/]: the steps, the lock each takes, and which application versions each state "
     "serves. Nothing is changed.\n\n"
@@ -118,6 +119,16 @@ MaxWriteLock = Annotated[
         "--max-write-lock",
         min=0.0,
         help="SQLite: seconds a step may hold the database write lock (estimated) before it needs --force.",
+    ),
+]
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="The gapless state directory whose control plane (if one runs) records the migration's events "
+        "and, for complete, says which schema versions its running revisions need "
+        "(default: $GAPLESS_HOME, else .gapless in the working directory).",
+        show_default=False,
     ),
 ]
 MigrationFile = Annotated[
@@ -241,6 +252,7 @@ def _engine(
     batch_delay: float = 0.0,
     max_write_lock: float = 1.0,
     report: bool = True,
+    listener: Callable[[Any], None] | None = None,
 ) -> Iterator[MigrationEngine | SqliteMigrationEngine]:
     from gapless.migrations.engine import EngineSettings, MigrationEngine
     from gapless.migrations.policy import BatchPolicy, LockPolicy
@@ -258,16 +270,127 @@ def _engine(
     except ValueError as e:
         raise _fail(2, str(e)) from e
     reporter = _Reporter(err) if report else None
+
+    def on_event(event: Any) -> None:
+        if reporter is not None:
+            reporter(event)
+        if listener is not None:
+            listener(event)
+
     try:
         if sqlite:
-            with SqliteMigrationEngine(url, sqlite_settings, on_event=reporter) as sqlite_engine:
+            with SqliteMigrationEngine(url, sqlite_settings, on_event=on_event) as sqlite_engine:
                 yield sqlite_engine
         else:
-            with MigrationEngine(url, settings, on_event=reporter) as engine:
+            with MigrationEngine(url, settings, on_event=on_event) as engine:
                 yield engine
     finally:
         if reporter is not None:
             reporter.close()
+
+
+def _database_name(url: str) -> str:
+    """The database's name for its event stream: PostgreSQL's dbname, or the SQLite file's name."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from gapless.migrations.sqlite import sqlite_path
+
+    try:
+        if is_sqlite_url(url):
+            return sqlite_path(url).name
+        info = conninfo_to_dict(url)
+    except (ValueError, psycopg.Error):  # a bad URL fails the command itself, with its own message
+        return "database"
+    return str(info.get("dbname") or info.get("user") or "postgres")
+
+
+class _ControlPlane:
+    """The control plane of ``--state-dir``, if one runs: it records events and knows the running revisions.
+
+    It is never started for a migration, and it failing to answer never fails one (a warning).
+    """
+
+    def __init__(self, state_dir: Path | None, database_url: str | None) -> None:
+        from gapless.cli.client import resolve_state_dir
+
+        self.state_dir = resolve_state_dir(state_dir)
+        self.database = _database_name(database_url or "")
+        self.stream = f"migrations:{self.database}"
+        self._absent = False
+        self._warned = False
+
+    def post(self, migration: str, type_: str, message: str) -> None:
+        """Record one event in the stream ``migrations:<database>``; a failure is only a warning."""
+        from gapless.cli.client import NotRunningError, request_if_running
+
+        if self._absent:
+            return
+        body = {"rollout": self.stream, "revision": migration, "type": type_, "message": message}
+        try:
+            request_if_running(self.state_dir, "POST", "/api/v1/events", body)
+        except NotRunningError:
+            self._absent = True
+            err.print(
+                f"[dim]no control plane runs for {escape(str(self.state_dir))}: events not recorded[/]",
+                highlight=False,
+            )
+        except GaplessError as e:
+            if not self._warned:
+                self._warned = True
+                err.print(
+                    f"[yellow]warning:[/] could not record event {type_} with the control plane: "
+                    f"{escape(str(e))}",
+                    highlight=False,
+                )
+
+    def schema_versions(self) -> list[dict[str, Any]] | None:
+        """Per rollout, the revisions with live instances and their schema versions; None if none runs."""
+        from gapless.cli.client import NotRunningError, request_if_running
+
+        try:
+            data = request_if_running(self.state_dir, "GET", "/api/v1/schema-versions")
+        except NotRunningError:
+            self._absent = True
+            return None
+        except GaplessError as e:
+            raise GaplessError(
+                f"a control plane runs for {self.state_dir} but could not say which schema versions its "
+                f"instances need: {e}. Pass --force to complete without that check"
+            ) from e
+        return list(data["items"])
+
+
+def _older(version: str, migration: str) -> bool:
+    """Whether code written for ``version`` needs a schema older than ``migration`` (names sort in order)."""
+    return version < migration
+
+
+def _revision_gate(
+    items: list[dict[str, Any]], migration: str | None
+) -> tuple[list[RevisionSchema], list[RevisionSchema], list[str]]:
+    """(revisions that need an older schema, revisions that are fine, notes on revisions not judged)."""
+    from gapless.migrations.gate import RevisionSchema
+
+    older: list[RevisionSchema] = []
+    fine: list[RevisionSchema] = []
+    notes: list[str] = []
+    for item in items:
+        for rev in item["revisions"]:
+            label = f"{rev.get('number') or '?'} ({rev['revision']})"
+            version = rev.get("requiresSchema")
+            n = int(rev["instances"])
+            if not version:
+                notes.append(
+                    f"rollout {item['rollout']} revision {label}: {n} instance(s) that declare no "
+                    "template.requiresSchema"
+                )
+                continue
+            r = RevisionSchema(
+                app=f"rollout {item['rollout']}", revision=label, schema_version=version, instances=n
+            )
+            (older if migration is not None and _older(version, migration) else fine).append(r)
+    return older, fine, notes
 
 
 def _plan_table(p: Plan | SqlitePlan) -> Table:
@@ -440,6 +563,7 @@ def start_command(
             "--force", help="SQLite: run steps estimated to hold the write lock longer than --max-write-lock."
         ),
     ] = False,
+    state_dir: StateDir = None,
 ) -> None:
     """Expand: apply the parts of FILE the old version tolerates, backfill, and create the new schema version.
 
@@ -449,9 +573,37 @@ def start_command(
     """
 
     def body() -> int:
+        from gapless.migrations.backfill import BackfillProgress
         from gapless.migrations.sqlite.engine import SqliteMigrationEngine
 
         migration = load_migration(file)
+        cp = _ControlPlane(state_dir, database_url)
+        backfills: dict[str, BackfillProgress] = {}
+        announced: list[bool] = []
+
+        def listen(event: Any) -> None:
+            from gapless.migrations.engine import StepEvent
+            from gapless.migrations.sqlite.engine import SqliteStepEvent
+
+            if isinstance(event, BackfillProgress):
+                backfills[event.table] = event
+            elif isinstance(event, StepEvent | SqliteStepEvent) and not announced:
+                announced.append(True)  # just before the first step that changes anything
+                cp.post(
+                    migration.name,
+                    "MigrationStarted",
+                    f"start (expand) of {migration.name} on {cp.database}: step {event.index + 1}/{event.total}",
+                )
+
+        def started() -> None:
+            done = [b for b in backfills.values() if b.done]
+            rows = "; ".join(
+                f"backfill {b.table} {b.rows_done}/{max(b.rows_estimate, b.rows_done)}" for b in done
+            )
+            cp.post(
+                migration.name, "BackfillDone", (rows or "nothing to backfill") + "; both versions are served"
+            )
+
         with _engine(
             database_url,
             schema,
@@ -461,9 +613,13 @@ def start_command(
             batch_size=batch_size,
             batch_delay=batch_delay,
             max_write_lock=max_write_lock,
+            listener=listen,
         ) as engine:
+            if not isinstance(engine, SqliteMigrationEngine) and force:
+                raise _fail(2, "--force on start applies to SQLite only")
             if isinstance(engine, SqliteMigrationEngine):
                 sp = engine.start(migration, force=force)
+                started()
                 err.print(
                     f"[green]{sp.migration} started[/]: the old version keeps the old columns, the new version "
                     "uses the new ones; triggers keep them in step. Next: roll out the new version, stop the "
@@ -471,9 +627,8 @@ def start_command(
                     highlight=False,
                 )
                 return 0
-            if force:
-                raise _fail(2, "--force on start applies to SQLite only")
             p = engine.start(migration)
+            started()
         old = p.previous_schema or p.schema
         err.print(
             f"[green]{p.migration} started[/]: the old version uses {old}, the new version uses "
@@ -491,21 +646,30 @@ def complete_command(
     schema: Schema = "public",
     force: Annotated[
         bool,
-        typer.Option("--force", help="Complete even while clients of the old schema version are connected."),
+        typer.Option(
+            "--force",
+            help="Complete even while clients, or control-plane instances, of an older schema version remain.",
+        ),
     ] = False,
     lock_timeout: LockTimeout = 2.0,
     lock_attempts: LockAttempts = 10,
     max_write_lock: MaxWriteLock = 1.0,
+    state_dir: StateDir = None,
 ) -> None:
     """Contract the migration in progress: drop the old schema version, triggers and old columns.
 
     Refuses (exit 1, listing them) while any connection identifies itself with application_name
-    gapless:<app>:<another version>:<instance>. --force skips that check and says what it skipped.
-    SQLite cannot list connections: there complete needs --force, your confirmation that the old
-    version is gone (it also accepts steps over --max-write-lock).
+    gapless:<app>:<another version>:<instance>, and while the control plane of --state-dir (if one runs)
+    has live instances of a revision whose template.requiresSchema is older than the migration. --force
+    skips those checks and says what it skipped. SQLite cannot list connections: there complete needs
+    --force, your confirmation that the old version is gone, unless the control plane runs revisions
+    that declare their requiresSchema (it also accepts steps over --max-write-lock).
     """
 
     def body() -> int:
+        from gapless.migrations.sqlite.engine import SqliteMigrationEngine
+
+        cp = _ControlPlane(state_dir, database_url)
         with _engine(
             database_url,
             schema,
@@ -513,12 +677,35 @@ def complete_command(
             lock_attempts=lock_attempts,
             max_write_lock=max_write_lock,
         ) as engine:
-            report = engine.complete(force=force)
+            active = engine.status().active
+            migration = active.name if active is not None else None
+            items = cp.schema_versions() if migration is not None else None
+            gate: Callable[[], list[RevisionSchema]] | None = None
+            notes: list[str] = []
+            if items is None and migration is not None:
+                notes.append(f"instances of a gapless control plane (none runs for {cp.state_dir})")
+            elif items is not None:
+                older, fine, notes = _revision_gate(items, migration)
+                declared = older + fine
+                # On SQLite the control plane's answer replaces --force only when it knows schema versions.
+                if declared or not isinstance(engine, SqliteMigrationEngine):
+                    gate = lambda: older  # noqa: E731 - the engine asks through this seam
+                    if older:
+                        for r in older:
+                            err.print(
+                                f"[yellow]{escape(r.app)} revision {escape(r.revision)}[/] has {r.instances} "
+                                f"instance(s) that need schema version {escape(r.schema_version)}",
+                                highlight=False,
+                            )
+            report = engine.complete(force=force, running_revisions=gate)
             name = engine.status().current_version
         for line in report.skipped:
             err.print(f"[bold red]SKIPPED by --force:[/] {escape(line)}", highlight=False)
-        for line in report.unchecked:
+        engine_says_no_plane = "(none is connected to this command)"
+        for line in [*notes, *(u for u in report.unchecked if not (notes and engine_says_no_plane in u))]:
             err.print(f"[dim]not checked: {escape(line)}[/]", highlight=False)
+        if name:
+            cp.post(name, "MigrationCompleted", f"complete (contract) of {name} on {cp.database}")
         err.print(f"[green]{name} completed[/]: only the new schema version remains", highlight=False)
         return 0
 
@@ -536,6 +723,7 @@ def rollback_command(
     lock_timeout: LockTimeout = 2.0,
     lock_attempts: LockAttempts = 10,
     max_write_lock: MaxWriteLock = 1.0,
+    state_dir: StateDir = None,
 ) -> None:
     """Undo the start of the migration in progress; rows the new version wrote stay, in the old shape.
 
@@ -545,6 +733,7 @@ def rollback_command(
     """
 
     def body() -> int:
+        cp = _ControlPlane(state_dir, database_url)
         with _engine(
             database_url,
             schema,
@@ -552,7 +741,10 @@ def rollback_command(
             lock_attempts=lock_attempts,
             max_write_lock=max_write_lock,
         ) as engine:
+            active = engine.status().active
             engine.rollback(force=force)
+        if active is not None:
+            cp.post(active.name, "MigrationRolledBack", f"rollback of {active.name} on {cp.database}")
         err.print("[green]rolled back[/]: the old schema version is the only one", highlight=False)
         return 0
 

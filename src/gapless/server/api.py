@@ -32,11 +32,89 @@ from gapless.server.metrics import MetricsSource, render_control_plane_metrics
 from gapless.spec.load import validate_rollout, validate_template
 from gapless.store.sqlite import Store
 
-__all__ = ["build_app", "build_metrics_app"]
+__all__ = [
+    "MIGRATION_EVENT_TYPES",
+    "MIGRATION_STREAM_PREFIX",
+    "build_app",
+    "build_metrics_app",
+    "schema_versions",
+]
 
 MAX_BODY = 1 << 20
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+MIGRATION_STREAM_PREFIX = "migrations:"
+"""Events posted from outside (``gapless migrate``) go to streams named ``migrations:<database>``."""
+MIGRATION_EVENT_TYPES = frozenset(
+    {"MigrationStarted", "BackfillDone", "MigrationCompleted", "MigrationRolledBack"}
+)
+_MAX_EVENT_NAME = 200
+_MAX_EVENT_MESSAGE = 4000
+
+
+def _event_body(body: Any) -> tuple[str, str, str, str]:
+    """(rollout, revision, type, message) of a posted event, or a SpecError listing every problem."""
+    if not isinstance(body, dict):
+        raise SpecError("request", [Problem("", "must be a JSON object")])
+    problems = [
+        Problem(k, "unknown field") for k in sorted(set(body) - {"rollout", "revision", "type", "message"})
+    ]
+
+    def text(key: str, limit: int, *, required: bool) -> str:
+        value = body.get(key)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or (required and not value.strip()):
+            problems.append(Problem(key, "must be a non-empty string" if required else "must be a string"))
+            return ""
+        if len(value) > limit:
+            problems.append(Problem(key, f"must be at most {limit} characters"))
+        elif key != "message" and not value.isprintable():
+            problems.append(Problem(key, "must be printable text"))
+        return value
+
+    rollout = text("rollout", _MAX_EVENT_NAME, required=True)
+    revision = text("revision", _MAX_EVENT_NAME, required=True)
+    type_ = text("type", _MAX_EVENT_NAME, required=True)
+    message = text("message", _MAX_EVENT_MESSAGE, required=False)
+    if rollout and not (rollout.startswith(MIGRATION_STREAM_PREFIX) and rollout != MIGRATION_STREAM_PREFIX):
+        problems.append(Problem("rollout", f"must be {MIGRATION_STREAM_PREFIX}<database name>"))
+    if type_ and type_ not in MIGRATION_EVENT_TYPES:
+        problems.append(Problem("type", f"must be one of {', '.join(sorted(MIGRATION_EVENT_TYPES))}"))
+    if problems:
+        raise SpecError("request", problems)
+    return rollout, revision, type_, message
+
+
+def schema_versions(store: Store) -> list[dict[str, Any]]:
+    """Per rollout, the revisions with live instances, the schema version each declares and how many run.
+
+    An instance is live unless it is stopped: a terminating instance may still hold connections.
+    """
+    items: list[dict[str, Any]] = []
+    for rec in store.rollouts():
+        counts: dict[str, int] = {}
+        for inst in store.instances(rec.name):
+            if inst.state != "stopped":
+                counts[inst.revision] = counts.get(inst.revision, 0) + 1
+        by_hash = {r.hash: r for r in store.revisions(rec.name)}
+        revisions = []
+        for hash_, n in sorted(
+            counts.items(), key=lambda kv: by_hash[kv[0]].number if kv[0] in by_hash else 0
+        ):
+            rev = by_hash.get(hash_)
+            version = rev.template.get("requiresSchema") if rev is not None else None
+            revisions.append(
+                {
+                    "revision": hash_,
+                    "number": rev.number if rev is not None else None,
+                    "requiresSchema": version if isinstance(version, str) else None,
+                    "instances": n,
+                }
+            )
+        items.append({"rollout": rec.name, "revisions": revisions})
+    return items
 
 
 def _problems(status: int, problems: list[Problem]) -> JSONResponse:
@@ -251,6 +329,16 @@ def build_app(
         items = [e.__dict__ for e in store.events(rollout, since)]
         return JSONResponse({"items": items})
 
+    async def post_event(request: Request) -> Response:
+        rollout, revision, type_, message = _event_body(await _json_body(request))
+        controller.event(rollout, revision, type_, message)
+        return JSONResponse(
+            {"rollout": rollout, "revision": revision, "type": type_, "message": message}, status_code=201
+        )
+
+    async def get_schema_versions(request: Request) -> Response:
+        return JSONResponse({"items": schema_versions(store)})
+
     async def get_series(request: Request) -> Response:
         name = request.path_params["name"]
         store.rollout(name)
@@ -306,7 +394,9 @@ def build_app(
         Route("/api/v1/analysistemplates/{name}", guarded(put_template), methods=["PUT"]),
         Route("/api/v1/analysistemplates/{name}", guarded(delete_template), methods=["DELETE"]),
         Route("/api/v1/rollouts/{name}/series", guarded(get_series), methods=["GET"]),
-        Route("/api/v1/events", guarded(events)),
+        Route("/api/v1/events", guarded(events), methods=["GET"]),
+        Route("/api/v1/events", guarded(post_event), methods=["POST"]),
+        Route("/api/v1/schema-versions", guarded(get_schema_versions), methods=["GET"]),
         Route("/api/v1/audit", guarded(audit)),
         Route("/api/v1/stream", stream, methods=["GET"]),
         Route("/api/v1/dashboard/session", guarded(dashboard_session), methods=["GET"]),

@@ -167,6 +167,12 @@ class Lifecycle(SpecModel):
     pre_stop: PreStopHandler | None = None
 
 
+def _check_requires_schema(value: str | None) -> str | None:
+    if value is not None and (not value or ":" in value or not value.isprintable() or len(value) > 63):
+        raise ValueError("must be a migration name: 1 to 63 printable characters, no ':'")
+    return value
+
+
 class Template(SpecModel):
     """What an instance is. Any change here makes a new revision; see ``template_hash``."""
 
@@ -178,6 +184,12 @@ class Template(SpecModel):
     startup_probe: Probe | None = None
     lifecycle: Lifecycle | None = None
     termination_grace_period_seconds: float = Field(default=30, ge=0, le=86_400)
+    requires_schema: Annotated[str | None, AfterValidator(_check_requires_schema)] = None
+    """The database migration this revision's code expects (e.g. ``0002_email``); see ``gapless migrate``.
+
+    ``gapless migrate complete`` refuses while a revision with live instances declares an older one.
+    Left out of the template hash when absent, so templates written before it keep their revisions.
+    """
 
 
 def _check_name(value: str) -> str:
@@ -246,6 +258,9 @@ class Rollout(SpecModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=as_written)
 
 
+_HASHED_ONLY_WHEN_SET = ("requiresSchema",)
+
+
 def template_hash(template: Template) -> str:
     """A stable short hash of the template: equal templates give the same revision.
 
@@ -253,5 +268,9 @@ def template_hash(template: Template) -> str:
     default explicitly does not create a new revision.
     """
     data = template.model_dump(mode="json", by_alias=True)
+    # Fields added after revisions existed are hashed only when set, so an old template's hash is unchanged.
+    for key in _HASHED_ONLY_WHEN_SET:
+        if data.get(key) is None:
+            data.pop(key, None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:10]

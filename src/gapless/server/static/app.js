@@ -54,10 +54,11 @@ function setLive(on) {
 }
 
 function show(section) {
-  for (const id of ["login", "list", "rollout", "flags"]) $(id).hidden = id !== section;
+  for (const id of ["login", "list", "rollout", "flags", "migrations"]) $(id).hidden = id !== section;
   $("logout").hidden = section === "login";
   $("nav").hidden = section === "login";
   $("nav-flags").className = section === "flags" ? "active" : "";
+  $("nav-migrations").className = section === "migrations" ? "active" : "";
   $("nav-rollouts").className = section === "list" || section === "rollout" ? "active" : "";
 }
 
@@ -500,10 +501,82 @@ $("flag-rows").addEventListener("click", (ev) => {
   else if (b.dataset.enable) flagAction("enable", b.dataset.flag, b.dataset.enable);
 });
 
+// -- migrations ---------------------------------------------------------------------------------------
+
+const MIGRATION_STATUS = {
+  MigrationStarted: ["started", ""],
+  BackfillDone: ["backfill done", ""],
+  MigrationCompleted: ["completed", "ok"],
+  MigrationRolledBack: ["rolled back", "bad"],
+};
+
+// "backfill users 300/300; backfill orders 5/5" -> [{table, done, total}]
+function backfillOf(message) {
+  return Array.from((message || "").matchAll(/backfill (\S+) (\d+)\/(\d+)/g),
+    (m) => ({ table: m[1], done: Number(m[2]), total: Number(m[3]) }));
+}
+
+function renderMigrations() {
+  const body = $("migration-rows");
+  body.replaceChildren();
+  const rows = Object.values(state.migrations).sort((a, b) => b.last.time - a.last.time);
+  for (const m of rows) {
+    const [text, cls] = MIGRATION_STATUS[m.last.type] || [m.last.type, ""];
+    const bars = el("div", {});
+    for (const b of m.backfill) {
+      const pct = b.total ? Math.min(100, Math.round((100 * b.done) / b.total)) : 100;
+      bars.append(el("div", { class: "backfill", "data-table": b.table, "data-done": String(b.done), "data-total": String(b.total) },
+        el("span", { text: b.table + " " + b.done + "/" + b.total + " (" + pct + "%)" }),
+        el("div", { class: "bar" }, el("div", { style: "width:" + pct + "%;background:#16a34a", text: "" }))));
+    }
+    if (!m.backfill.length) bars.append(el("span", { class: "muted", text: m.started ? "running" : "-" }));
+    body.append(el("tr", { "data-migration": m.database + "/" + m.name, "data-status": m.last.type },
+      el("td", { text: m.database }),
+      el("td", { text: m.name }),
+      el("td", { class: "migration-status " + cls, text: text }),
+      el("td", {}, bars),
+      el("td", { text: new Date(m.last.time * 1000).toLocaleString() }),
+      el("td", { class: "muted", text: m.last.message || "" })));
+  }
+  if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "no migrations reported yet" })));
+}
+
+function addMigrationEvents(items) {
+  let changed = false;
+  for (const e of items) {
+    if (!e.rollout.startsWith("migrations:") || e.id <= state.migrationsSince) continue;
+    state.migrationsSince = e.id;
+    changed = true;
+    const database = e.rollout.slice("migrations:".length);
+    const key = database + "/" + e.revision;
+    const m = state.migrations[key] || (state.migrations[key] = { database, name: e.revision, backfill: [], started: false });
+    if (e.type === "MigrationStarted") { m.started = true; m.backfill = []; }
+    const found = backfillOf(e.message);
+    if (found.length) m.backfill = found;
+    m.last = e;
+    $("migration-events").prepend(el("li", { "data-type": e.type },
+      new Date(e.time * 1000).toLocaleTimeString() + "  " + database + "  " + e.revision + "  " + e.type + "  " + (e.message || "")));
+  }
+  while ($("migration-events").children.length > 200) $("migration-events").lastChild.remove();
+  if (changed) renderMigrations();
+}
+
+function openMigrations() {
+  stop();
+  state.name = null;
+  state.migrations = {};
+  state.migrationsSince = 0;
+  show("migrations");
+  $("migration-events").replaceChildren();
+  renderMigrations();
+  stream({}, () => {}, addMigrationEvents);
+}
+
 function route() {
   if (!token()) { stop(); show("login"); return; }
   const f = location.hash.match(/^#\/flags(?:\/(.+))?$/);
   if (f) { openFlags(f[1] ? decodeURIComponent(f[1]) : null); return; }
+  if (location.hash === "#/migrations") { state.flagProject = null; openMigrations(); return; }
   state.flagProject = null;
   const m = location.hash.match(/^#\/rollouts\/(.+)$/);
   if (m) openRollout(decodeURIComponent(m[1])); else { state.name = null; openList(); }
