@@ -248,3 +248,30 @@ async def test_gapless_up_posts_every_stored_event(tmp_path: Path, grafana: Fake
     assert {"RevisionCreated", "RolloutComplete"} <= {e["type"] for e in stored}
     for a in grafana.received:
         assert a["tags"][:2] == ["gapless", "shop"]
+
+
+@pytest.mark.slow
+async def test_rollout_completes_with_grafana_unreachable_and_failures_are_logged(tmp_path: Path) -> None:
+    """Nothing listens at the Grafana address: the rolling update still completes, each failure is logged."""
+    g = Gapless(tmp_path / "state")
+    token_file = tmp_path / "grafana-token"
+    token_file.write_text(TOKEN + "\n")
+    port, dead = free_port(), f"http://127.0.0.1:{free_port()}"
+    try:
+        spec = g.write(rollout_doc("shop", port, "v1", replicas=2))
+        code, _, err = await g.acli(
+            "up", "-f", str(spec), "--grafana-url", dead, "--grafana-token-file", str(token_file)
+        )
+        assert code == 0, err
+        code, _, err = await g.acli(
+            "apply", "-f", str(g.write(rollout_doc("shop", port, "v2", replicas=2))), "--wait"
+        )
+        assert code == 0, err
+        assert (await g.status("shop"))["phase"] == "Healthy"
+        log = g.state_dir / "control-plane.log"
+        deadline = time.monotonic() + 15
+        while "could not post annotation" not in log.read_text() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert "could not post annotation" in log.read_text()
+    finally:
+        g.down()
