@@ -214,7 +214,6 @@ def test_polling_fallback_uses_etags(service: ServiceProcess) -> None:
         assert not client.is_enabled("new-checkout", {"targetingKey": "u1", "plan": "pro"})
     finally:
         client.close()
-    assert os.environ.get("CI") is None or client.revision == 3
 
 
 def test_a_forked_worker_streams_on_its_own(service: ServiceProcess) -> None:

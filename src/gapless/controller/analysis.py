@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -120,38 +120,50 @@ class AnalysisRunner:
 
     # -- what the planner reads -------------------------------------------------------------------
 
-    def phases(self, rollout: str, revision: str) -> dict[str, str]:
+    @staticmethod
+    def phases(runs: Sequence[AnalysisRunRecord], revision: str) -> dict[str, str]:
         """Phase of every active run of a revision, by key (the latest run of a key wins)."""
-        return {r.key: r.phase for r in self._store.analysis_runs(rollout, revision) if r.active}
+        return {r.key: r.phase for r in runs if r.revision == revision and r.active}
 
     # -- what the controller asks -----------------------------------------------------------------
 
     def sync(
-        self, rollout: str, spec: RolloutSpec, canary: str, stable: str | None, wanted: tuple[str, ...]
+        self,
+        rollout: str,
+        spec: RolloutSpec,
+        canary: str,
+        stable: str | None,
+        wanted: tuple[str, ...] | None,
+        runs: Sequence[AnalysisRunRecord],
     ) -> None:
-        """Make the active runs of ``canary`` match ``wanted``: start, resume or stop."""
-        runs = {r.key: r for r in self._store.analysis_runs(rollout, canary) if r.active}
+        """Stop other revisions' running runs; make ``canary``'s match ``wanted`` (None: leave them).
+
+        ``runs`` are the rollout's runs as read at the start of the pass (one read per pass).
+        """
+        mine: dict[str, AnalysisRunRecord] = {}
+        for run in runs:
+            if run.revision != canary:
+                if run.phase == "running":
+                    self._stop(run.id, "stopped: the revision was replaced")
+            elif run.active:
+                mine[run.key] = run
+        if wanted is None:
+            return
         for key in wanted:
-            run = runs.get(key)
-            if run is None:
+            found = mine.get(key)
+            if found is None:
                 self._start(rollout, spec, canary, stable or "", key)
-            elif run.phase == "running" and run.id not in self._tasks:
-                self._resume(run)
-        for run in runs.values():
+            elif found.phase == "running" and found.id not in self._tasks:
+                self._resume(found)
+        for run in mine.values():
             if run.phase == "running" and run.key not in wanted:
                 self._stop(run.id, "stopped: no longer needed by the rollout")
 
     def stop_rollout(self, rollout: str, reason: str) -> None:
-        """Stop every running run of a rollout (it is being removed, or a revision was replaced)."""
+        """Stop every running run of a rollout (it is being removed)."""
         for run in self._store.analysis_runs(rollout):
             if run.phase == "running":
                 self._stop(run.id, reason)
-
-    def stop_others(self, rollout: str, keep_revision: str) -> None:
-        """Stop running runs of revisions other than the target (a newer revision replaced them)."""
-        for run in self._store.analysis_runs(rollout):
-            if run.phase == "running" and run.revision != keep_revision:
-                self._stop(run.id, "stopped: the revision was replaced")
 
     async def aclose(self) -> None:
         for task in list(self._tasks.values()):

@@ -229,6 +229,7 @@ class Controller:
                 and i.ready_since + spec.min_ready_seconds <= now
             ]
         )
+        runs = self._store.analysis_runs(name)
         rview = RolloutView(
             replicas=spec.replicas,
             max_surge=spec.strategy.surge_bounds[0],
@@ -241,17 +242,18 @@ class Controller:
             target_complete=target.phase == "complete",
             stable=stable.hash if stable else None,
             progress_at=progress_at,
-            analyses=self.analysis.phases(name, target.hash) if target.phase == "progressing" else {},
+            analyses=self.analysis.phases(runs, target.hash) if target.phase == "progressing" else {},
         )
         st = StepState.from_json(target.step_state)
         if st.checks == "running" and target.hash not in self._checks:
             st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
         plan = Plan() if router_message else _plan(spec, rview, st, views, now)
         await self._apply(name, plan, target, stable, by_hash, spec, now)
-        self.analysis.stop_others(name, target.hash)
+        # With the router down the plan is empty: keep this revision's runs as they are meanwhile.
+        wanted: tuple[str, ...] | None = None
         if not router_message:
             wanted = plan.analyses if target.phase == "progressing" and stable is not None else ()
-            self.analysis.sync(name, spec, target.hash, stable.hash if stable else None, wanted)
+        self.analysis.sync(name, spec, target.hash, stable.hash if stable else None, wanted, runs)
         if not router_message:
             await self._sync_preview(name, spec, plan)
         if plan.run_checks:

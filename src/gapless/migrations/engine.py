@@ -47,9 +47,11 @@ from gapless.migrations.reports import (
     Notice,
     Status,
     StepEvent,
+    steps_done,
+    steps_phase,
 )
 from gapless.migrations.state import STATE_SCHEMA, MigrationRecord, StateStore, advisory_key
-from gapless.migrations.steps import Phase, Plan, Step
+from gapless.migrations.steps import Plan, Step
 
 __all__ = [
     "ClientsConnectedError",
@@ -371,14 +373,11 @@ class MigrationEngine:
         return fresh
 
     def _status_of(self, r: MigrationRecord) -> MigrationStatus:
-        phase_of_steps: Phase = "rollback" if r.phase in ("rolling_back", "rolled_back") else "start"
-        if r.phase in ("completing", "completed"):
-            phase_of_steps = "complete"
         try:
-            total = len(self._plan_of(r).phase(phase_of_steps))
+            total = len(self._plan_of(r).phase(steps_phase(r.phase)))
         except SpecError:
             total = 0
-        step = total if r.phase in ("started", "completed", "rolled_back") else r.step
+        step = steps_done(r.phase, r.step, total)
         backfills = [
             {
                 "table": b.table,

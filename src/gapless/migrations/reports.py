@@ -86,6 +86,20 @@ class CompleteReport:
     unchecked: list[str]
 
 
+def steps_phase(migration_phase: str) -> Phase:
+    """Which list of steps a migration in ``migration_phase`` works through (both engines' phases)."""
+    if migration_phase in ("completing", "completed"):
+        return "complete"
+    if migration_phase in ("rolling_back", "rolled_back"):
+        return "rollback"
+    return "start"
+
+
+def steps_done(migration_phase: str, step: int, total: int) -> int:
+    """Steps done: all of them once the phase has ended, else the step recorded as reached."""
+    return total if migration_phase in ("started", "completed", "rolled_back") else step
+
+
 @dataclass(frozen=True)
 class MigrationStatus:
     name: str

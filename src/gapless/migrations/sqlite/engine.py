@@ -41,6 +41,8 @@ from gapless.migrations.reports import (
     MigrationStatus,
     Notice,
     Status,
+    steps_done,
+    steps_phase,
 )
 from gapless.migrations.sqlite import sqlite_path
 from gapless.migrations.sqlite.actions import Backfill, RunSql, SqlitePlan, SqliteStep, format_seconds
@@ -450,14 +452,11 @@ class SqliteMigrationEngine:
         return fresh
 
     def _status_of(self, r: SqliteRecord) -> MigrationStatus:
-        phase_of_steps: Phase = "rollback" if r.phase in ("rolling_back", "rolled_back") else "start"
-        if r.phase in ("completing", "completed"):
-            phase_of_steps = "complete"
         try:
-            total = len(self._plan_of(r).phase(phase_of_steps))
+            total = len(self._plan_of(r).phase(steps_phase(r.phase)))
         except SpecError:
             total = 0
-        step = total if r.phase in ("started", "completed", "rolled_back") else r.step
+        step = steps_done(r.phase, r.step, total)
         backfills = [
             {
                 "table": b.table,
