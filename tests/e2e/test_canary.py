@@ -187,9 +187,11 @@ async def test_repeated_canary_rollouts_with_aborts_fail_no_request(g: Gapless) 
     """Several canary rollouts in a row, promoted or aborted and retried, fail no request."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    # The first pause is long enough that an abort sent once the weight is 20 lands before the
+    # rollout completes, however slow the machine is.
     steps = [
         {"setWeight": 20},
-        {"pause": {"duration": "0.3s"}},
+        {"pause": {"duration": "2s"}},
         {"setWeight": 60},
         {"pause": {"duration": "0.3s"}},
     ]
