@@ -41,7 +41,7 @@ def test_complete_waits_for_the_rollout_to_leave_the_old_schema(g: Gapless, db: 
     stream = f"migrations:{conninfo_to_dict(db)['dbname']}"
     port = free_port()
     v1 = g.write(rollout_doc("shop", port, "v1", replicas=2, extra_template={"requiresSchema": "m0"}))
-    up = g.cli("up", "-f", str(v1))
+    up = g.cli("up", "-f", str(v1), "--database-url", db)
     assert up.returncode == 0, up.stdout + up.stderr
 
     add = tmp_path / "m1.yaml"
@@ -80,7 +80,7 @@ def test_force_skips_the_control_plane_check_loudly(g: Gapless, db: str, tmp_pat
         e.complete()
     port = free_port()
     v1 = g.write(rollout_doc("shop", port, "v1", replicas=1, extra_template={"requiresSchema": "m0"}))
-    up = g.cli("up", "-f", str(v1))
+    up = g.cli("up", "-f", str(v1), "--database-url", db)
     assert up.returncode == 0, up.stdout + up.stderr
     add = tmp_path / "m1.yaml"
     add.write_text(ADD)
@@ -134,7 +134,8 @@ def test_dashboard_migrations_view_shows_status_and_backfill(g: Gapless, db: str
     spec = g.write(
         rollout_doc("shop", free_port(), "v1", replicas=1, extra_template={"requiresSchema": "m1"})
     )
-    up = g.cli("up", "-f", str(spec), "--dashboard-listen", listen)
+    # Detached: the revision waits for m1, which starts below.
+    up = g.cli("up", "-f", str(spec), "--dashboard-listen", listen, "--database-url", db, "--detach")
     assert up.returncode == 0, up.stdout + up.stderr
     add = tmp_path / "m1.yaml"
     add.write_text(ADD)

@@ -7,56 +7,15 @@ import pytest
 from gapless.migrations.lint import RULES, lint_sql
 from gapless.migrations.sqlsummary import summarize_sql
 from gapless.migrations.sqltext import SqlTextError, split_statements, tokenize
+from tests.migrations.lint_corpus import STATEMENTS
 
 PREAMBLE = "SET lock_timeout = '2s';\n"
 
-CASES = [
-    # (statement, expected rules)
-    ("ALTER TABLE users ADD COLUMN created timestamptz DEFAULT now()", []),
-    ("ALTER TABLE users ADD COLUMN n integer DEFAULT 0 NOT NULL", []),
-    ("ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()", ["add-column-volatile-default"]),
-    ("ALTER TABLE users ADD COLUMN r float8 DEFAULT random() NOT NULL", ["add-column-volatile-default"]),
-    ("ALTER TABLE users ADD COLUMN id2 bigserial", ["add-column-volatile-default"]),
-    (
-        "ALTER TABLE users ADD COLUMN s text GENERATED ALWAYS AS (lower(name)) STORED",
-        ["add-column-generated-stored"],
-    ),
-    ("ALTER TABLE users ADD COLUMN n integer NOT NULL", ["add-column-not-null-without-default"]),
-    ("ALTER TABLE users ALTER COLUMN age TYPE bigint", ["column-type-change"]),
-    ("ALTER TABLE users ALTER COLUMN age SET DATA TYPE bigint USING age::bigint", ["column-type-change"]),
-    ("ALTER TABLE users ALTER COLUMN email SET NOT NULL", ["set-not-null"]),
-    ("ALTER TABLE users ALTER COLUMN email SET DEFAULT ''", []),
-    ("CREATE INDEX users_email ON users (email)", ["index-not-concurrent"]),
-    ("CREATE UNIQUE INDEX users_email ON public.users USING btree (email)", ["index-not-concurrent"]),
-    ("CREATE INDEX CONCURRENTLY users_email ON users (email)", []),
-    ("DROP INDEX users_email", ["drop-index-not-concurrent"]),
-    ("DROP INDEX CONCURRENTLY users_email", []),
-    ("REINDEX TABLE users", ["reindex-not-concurrent"]),
-    ("REINDEX TABLE CONCURRENTLY users", []),
-    (
-        "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id)",
-        ["foreign-key-not-valid"],
-    ),
-    ("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID", []),
-    ("ALTER TABLE orders VALIDATE CONSTRAINT fk", []),
-    ("ALTER TABLE users ADD CONSTRAINT c CHECK (age > 0)", ["check-not-valid"]),
-    ("ALTER TABLE users ADD CONSTRAINT c CHECK (age > 0) NOT VALID", []),
-    ("ALTER TABLE users ADD CONSTRAINT u UNIQUE (email)", ["unique-without-index"]),
-    ("ALTER TABLE users ADD CONSTRAINT u UNIQUE USING INDEX users_email", []),
-    ("ALTER TABLE users ADD PRIMARY KEY (id)", ["unique-without-index"]),
-    ("ALTER TABLE users DROP COLUMN legacy", ["drop-outside-complete"]),
-    ("DROP TABLE scratch", ["drop-outside-complete"]),
-    ("ALTER TABLE users RENAME COLUMN name TO full_name", ["rename-breaks-running-version"]),
-    ("ALTER TABLE users RENAME TO people", ["rename-breaks-running-version"]),
-    ("VACUUM FULL users", ["table-rewrite"]),
-    ("CLUSTER users USING users_pkey", ["table-rewrite"]),
-    ("ALTER TABLE users SET TABLESPACE fast", ["table-rewrite"]),
-    ("SELECT 'ALTER TABLE users DROP COLUMN x' -- DROP TABLE y", []),
-    ("UPDATE users SET age = 1 WHERE id = 1", []),
-]
+# (statement, expected rules): the single statements of the corpus that is also compared with squawk
+CASES = [(case.sql, list(case.gapless)) for case in STATEMENTS]
 
 
-@pytest.mark.parametrize(("statement", "rules"), CASES)
+@pytest.mark.parametrize(("statement", "rules"), CASES, ids=[case.name for case in STATEMENTS])
 def test_statement_table(statement: str, rules: list[str]) -> None:
     """Every dangerous statement is flagged with its rule; safe statements pass."""
     findings = lint_sql(PREAMBLE + statement + ";")
@@ -107,6 +66,44 @@ def test_schema_and_data_changes_in_one_transaction() -> None:
         + "BEGIN;\nALTER TABLE a ADD COLUMN x int;\nUPDATE a SET x = 1;\nCOMMIT;\nUPDATE a SET x = 2;"
     )
     assert [f.rule for f in lint_sql(script)] == ["ddl-and-dml-in-transaction"]
+
+
+def test_migration_tool_bookkeeping_is_not_a_data_change() -> None:
+    """Alembic writes alembic_version in the transaction of its DDL: one row, not a data migration."""
+    script = """SET lock_timeout = '2s';
+BEGIN;
+ALTER TABLE users ADD COLUMN note text;
+INSERT INTO alembic_version (version_num) VALUES ('a1') RETURNING alembic_version.version_num;
+UPDATE public.alembic_version SET version_num='b2' WHERE alembic_version.version_num = 'a1';
+COMMIT;"""
+    assert lint_sql(script) == []
+    findings = lint_sql(script.replace("COMMIT;", "DELETE FROM ONLY users WHERE note IS NULL;\nCOMMIT;"))
+    assert [(f.rule, f.statement) for f in findings] == [("ddl-and-dml-in-transaction", 6)]
+
+
+def test_default_dropped_after_adding_a_not_null_column() -> None:
+    """Django adds a NOT NULL field with its default, then drops the default: the old version's inserts fail."""
+    script = (
+        PREAMBLE
+        + 'BEGIN;\nALTER TABLE "shop_customer" ADD COLUMN "email" varchar(254) DEFAULT \'\' NOT NULL;\n'
+        'ALTER TABLE "shop_customer" ALTER COLUMN "email" DROP DEFAULT;\nCOMMIT;'
+    )
+    findings = lint_sql(script)
+    assert [(f.rule, f.severity, f.statement) for f in findings] == [
+        ("add-column-not-null-without-default", "warning", 4)
+    ]
+    assert "shop_customer.email" in findings[0].message
+    # like a drop: an error while the old version surely runs (a sql operation's up), fine once it is gone
+    up = script.replace("BEGIN;\n", "").replace("\nCOMMIT;", "")
+    assert [(f.rule, f.severity) for f in lint_sql(up, context="start")] == [
+        ("add-column-not-null-without-default", "error")
+    ]
+    assert lint_sql(script, context="complete") == []
+    # a default dropped from a nullable new column, or from a column this script did not add, is left alone
+    assert lint_sql(script.replace(" NOT NULL;", ";")) == []
+    assert lint_sql(PREAMBLE + "ALTER TABLE users ALTER COLUMN email DROP DEFAULT;") == []
+    created = PREAMBLE + "CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN c int DEFAULT 0 NOT NULL;\n"
+    assert lint_sql(created + "ALTER TABLE t ALTER COLUMN c DROP DEFAULT;") == []
 
 
 @pytest.mark.parametrize(

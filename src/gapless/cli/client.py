@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,13 @@ async def start_control_plane(
     metrics_listen: str | None = None,
     dashboard_listen: str | None = None,
     extra: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
 ) -> bool:
     """Start a detached control plane unless one answers; returns whether one was started.
 
     ``metrics_listen`` and ``dashboard_listen`` (``HOST:PORT``) and ``extra`` options (``--grafana-url``
-    and its token file) are passed on to a control plane this call starts.
+    and its token file) are passed on to a control plane this call starts, ``env`` (secrets such as
+    ``GAPLESS_DATABASE_URL``, kept off the command line) is added to its environment.
     """
     client = ApiClient(state_dir)
     try:
@@ -162,7 +165,12 @@ async def start_control_plane(
         state_dir.mkdir(parents=True, exist_ok=True)
         log = state_dir / "control-plane.log"
         # SPT_NOENV: setproctitle must not overwrite the environment, where the markers live.
-        env = dict(os.environ) | marker_env(state_dir, ROLE_CONTROL_PLANE) | {"SPT_NOENV": "1"}
+        env = (
+            dict(os.environ)
+            | marker_env(state_dir, ROLE_CONTROL_PLANE)
+            | {"SPT_NOENV": "1"}
+            | dict(env or {})
+        )
         argv = [sys.executable, "-m", "gapless", "control-plane", "--state-dir", str(state_dir)]
         if metrics_listen is not None:
             argv += ["--metrics-listen", metrics_listen]

@@ -105,6 +105,58 @@ GrafanaTokenFile = Annotated[
     ),
 ]
 
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="GAPLESS_DATABASE_URL",
+        metavar="URL",
+        help="The application's database (postgresql://... or sqlite:///PATH): revisions whose template "
+        "declares requiresSchema wait until that migration has started there. Without it, the control "
+        "plane goes by the migration events `gapless migrate` reports to it.",
+        show_default=False,
+    ),
+]
+DatabaseSchema = Annotated[
+    str,
+    typer.Option(
+        "--database-schema",
+        metavar="SCHEMA",
+        help="PostgreSQL: the base schema the migrations of --database-url change.",
+    ),
+]
+
+
+def _database_options(url: str | None, schema: str) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) that give a control plane its database; exit 2 for a malformed URL.
+
+    The URL goes through the environment, not the command line, where ``ps`` would show its password.
+    """
+    if url is None:
+        return [], {}
+    from gapless.migrations.sqlite import is_sqlite_url, sqlite_path
+
+    problem = ""
+    if is_sqlite_url(url):
+        try:
+            sqlite_path(url)
+        except ValueError as e:
+            problem = str(e)
+    else:
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(url)
+        except Exception as e:  # psycopg.ProgrammingError: say what is wrong, without the password
+            problem = str(e).split("\n")[0]
+    if not schema or not schema.isprintable():
+        err.print("[red]error:[/] --database-schema: must be a non-empty schema name")
+        raise typer.Exit(2)
+    if problem:
+        err.print(f"[red]error:[/] --database-url: {problem}", highlight=False, markup=False)
+        raise typer.Exit(2)
+    return ["--database-schema", schema], {"GAPLESS_DATABASE_URL": url}
+
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body, turning gapless errors into messages and exit codes."""
@@ -195,6 +247,7 @@ async def _apply(
     metrics_listen: str | None = None,
     dashboard_listen: str | None = None,
     extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[ApiClient, dict[str, Any] | None]:
     """Send a file's AnalysisTemplates, then its rollout (a file may hold both, or templates only)."""
     docs = load_documents(file)
@@ -206,7 +259,7 @@ async def _apply(
     if not docs.rollouts and start:
         raise SpecError(str(file), [Problem("", "no Rollout document to start")])
     if start and await start_control_plane(
-        state_dir, metrics_listen=metrics_listen, dashboard_listen=dashboard_listen, extra=extra
+        state_dir, metrics_listen=metrics_listen, dashboard_listen=dashboard_listen, extra=extra, env=env
     ):
         err.print(f"started control plane for {state_dir}")
         if metrics_listen is not None:
@@ -216,8 +269,8 @@ async def _apply(
             err.print(f"dashboard on {url} (log in with the token in {state_dir / 'token'})", highlight=False)
     elif start and (metrics_listen is not None or dashboard_listen is not None or extra):
         err.print(
-            f"[yellow]warning:[/] a control plane was already running for {state_dir}; "
-            "--metrics-listen, --dashboard-listen and --grafana-url take effect only when one starts",
+            f"[yellow]warning:[/] a control plane was already running for {state_dir}; --metrics-listen, "
+            "--dashboard-listen, --grafana-url and --database-url take effect only when one starts",
             highlight=False,
         )
     client = ApiClient(state_dir)
@@ -249,12 +302,15 @@ def up(
     dashboard_listen: DashboardListen = None,
     grafana_url: GrafanaUrl = None,
     grafana_token_file: GrafanaTokenFile = None,
+    database_url: DatabaseUrl = None,
+    database_schema: DatabaseSchema = "public",
 ) -> None:
     """Start the control plane, the router and the instances of a rollout; wait until it is ready."""
     sd = resolve_state_dir(state_dir)
     _check_metrics_listen(metrics_listen)
     _check_dashboard_listen(dashboard_listen)
-    extra = tuple(_grafana_options(grafana_url, grafana_token_file))
+    db_argv, db_env = _database_options(database_url, database_schema)
+    extra = tuple(_grafana_options(grafana_url, grafana_token_file) + db_argv)
 
     async def body() -> int:
         client, result = await _apply(
@@ -264,6 +320,7 @@ def up(
             metrics_listen=metrics_listen,
             dashboard_listen=dashboard_listen,
             extra=extra,
+            env=db_env,
         )
         try:
             if result is None:  # _apply refuses a file without a rollout when starting
@@ -637,6 +694,8 @@ def control_plane(
     dashboard_listen: DashboardListen = None,
     grafana_url: GrafanaUrl = None,
     grafana_token_file: GrafanaTokenFile = None,
+    database_url: DatabaseUrl = None,
+    database_schema: DatabaseSchema = "public",
 ) -> None:
     """Run the control plane in the foreground (started detached by `gapless up`)."""
     import os
@@ -646,6 +705,7 @@ def control_plane(
     _check_metrics_listen(metrics_listen)
     _check_dashboard_listen(dashboard_listen)
     _grafana_options(grafana_url, grafana_token_file)
+    _database_options(database_url, database_schema)
     grafana = None
     if grafana_url is not None:
         token = os.environ.get("GAPLESS_GRAFANA_TOKEN", "")
@@ -654,7 +714,11 @@ def control_plane(
         grafana = GrafanaTarget(grafana_url, token)
     raise typer.Exit(
         run_control_plane(
-            resolve_state_dir(state_dir), metrics_listen, dashboard_listen=dashboard_listen, grafana=grafana
+            resolve_state_dir(state_dir),
+            metrics_listen,
+            dashboard_listen=dashboard_listen,
+            grafana=grafana,
+            database=None if database_url is None else (database_url, database_schema),
         )
     )
 

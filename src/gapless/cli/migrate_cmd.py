@@ -393,6 +393,35 @@ def _revision_gate(
     return older, fine, notes
 
 
+def _rollback_gate(cp: _ControlPlane, migration: str, *, force: bool) -> None:
+    """Refuse (exit 1) to roll back a migration that live revisions of the control plane need."""
+    items = cp.schema_versions()
+    if items is None:
+        err.print(f"[dim]not checked: instances of a gapless control plane (none runs for {cp.state_dir})[/]")
+        return
+    needing = [
+        f"{item['rollout']} revision {rev.get('number') or '?'} ({rev['instances']} instance(s))"
+        for item in items
+        for rev in item["revisions"]
+        if rev.get("requiresSchema") == migration and int(rev["instances"]) > 0
+    ]
+    if not needing:
+        return
+    if force:
+        for line in needing:
+            err.print(
+                f"[bold red]SKIPPED by --force:[/] rollout {escape(line)} needs schema version {escape(migration)}",
+                highlight=False,
+            )
+        return
+    raise _fail(
+        1,
+        f"refusing to roll back {migration}: "
+        + "; ".join(f"rollout {line}" for line in needing)
+        + " run code that needs its schema version. Roll those back first (gapless undo), or pass --force",
+    )
+
+
 def _plan_table(p: Plan | SqlitePlan) -> Table:
     table = Table(title=f"migration {p.migration} ({p.schema} -> {p.version_schema})", title_justify="left")
     for col in ("#", "phase", "step", "lock", "holds", "rewrite", "serves"):
@@ -728,8 +757,10 @@ def rollback_command(
     """Undo the start of the migration in progress; rows the new version wrote stay, in the old shape.
 
     Possible until complete has passed its point of no return (dropping the old schema version).
-    Refuses while clients of the new schema version are connected, unless --force. SQLite cannot list
-    connections: once the new version may run, rollback there needs --force as your confirmation.
+    Refuses while clients of the new schema version are connected, and while the control plane of
+    --state-dir (if one runs) has live instances of a revision whose template.requiresSchema is this
+    migration, unless --force. SQLite cannot list connections: once the new version may run, rollback
+    there needs --force as your confirmation.
     """
 
     def body() -> int:
@@ -742,6 +773,8 @@ def rollback_command(
             max_write_lock=max_write_lock,
         ) as engine:
             active = engine.status().active
+            if active is not None:
+                _rollback_gate(cp, active.name, force=force)
             engine.rollback(force=force)
         if active is not None:
             cp.post(active.name, "MigrationRolledBack", f"rollback of {active.name} on {cp.database}")

@@ -21,6 +21,7 @@ from gapless.spec.strategy import RolloutAnalysis, Strategy
 from gapless.store.records import AnalysisTemplateRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
 from gapless.strategies.plan import StepState
+from gapless.strategies.schema import schema_gone
 
 __all__ = ["SUPPORTED_STRATEGIES", "Commands", "ConflictError"]
 
@@ -156,6 +157,14 @@ class Commands:
             target = found
         if target.hash == current:
             return {"name": name, "generation": rec.generation, "changed": False, "revision": target.number}
+        required = target.template.get("requiresSchema")
+        if isinstance(required, str) and required:
+            gone = schema_gone(required, self._controller.schema.snapshot())
+            if gone is not None:
+                raise ConflictError(
+                    f"cannot go back to revision {target.number} of {name!r}: its code needs schema version "
+                    f"{required}, and {gone}. Roll forward with a revision written for the current schema"
+                )
         template = Template.model_validate(target.template)
         now = self._clock.now()
         with self._store.transaction():

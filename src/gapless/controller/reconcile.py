@@ -25,6 +25,7 @@ from gapless.controller.analysis import AnalysisRunner, run_summary
 from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
 from gapless.controller.routing import routing_for, run_check
+from gapless.controller.schema import SchemaWatch
 from gapless.controller.status import build_status, strategy_status
 from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, Routing, Traffic
 from gapless.core.clock import Clock
@@ -34,6 +35,7 @@ from gapless.platform.base import (
     ROLE_ROUTER,
     Platform,
 )
+from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
 from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
 from gapless.spec.strategy import PrePromotionCheck
@@ -43,6 +45,7 @@ from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import plan_canary
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
 from gapless.strategies.rolling import plan_rolling
+from gapless.strategies.schema import SchemaSnapshot, rollback_barrier, schema_gate, schema_gone
 
 __all__ = ["Controller"]
 
@@ -64,6 +67,7 @@ class Controller:
         state_dir: Path,
         *,
         annotations: AnnotationSender | None = None,
+        database: DatabaseMigrations | None = None,
     ) -> None:
         self._store = store
         self._annotations = annotations
@@ -79,6 +83,7 @@ class Controller:
         self.analysis = AnalysisRunner(
             store, traffic, platform, clock, event=self.event, wake=self.wake, spawn=self._spawn
         )
+        self.schema = SchemaWatch(store, database, wake=self.wake)
         self._shutdown = False
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._previews: set[str] = set()
@@ -102,6 +107,8 @@ class Controller:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 await self._adopt()
+                await self.schema.refresh()  # before the first pass: no hold for want of a first read
+                schema = tg.create_task(self.schema.run(), name="migration state")
                 sampler = tg.create_task(self.analysis.sample_forever(), name="resource sampler")
                 sender = None
                 if self._annotations is not None:
@@ -118,6 +125,7 @@ class Controller:
                     self._wake.clear()
                 self._instances.cancel_probes()
                 sampler.cancel()
+                schema.cancel()
                 if sender is not None:
                     sender.cancel()
                 await self.analysis.aclose()
@@ -204,6 +212,17 @@ class Controller:
             if r.phase == "progressing" and r.hash != target.hash:
                 self._store.put_revision(_replace_revision(r, phase="superseded", message="replaced"))
         revisions = self._store.revisions(name)
+        needs = _schema_needs(revisions)
+        snap = self.schema.snapshot() if needs else None
+        required = spec.template.requires_schema
+        hold = ""
+        if snap is not None and required and target.phase == "progressing":
+            hold = schema_gate(required, snap) or ""
+            if hold and now - (target.progress_at or target.created_at) >= 1.0:
+                # The progress deadline counts from when the schema is there, not while the revision waits.
+                self._store.put_revision(_replace_revision(target, progress_at=now))
+                revisions = self._store.revisions(name)
+                target = next(r for r in revisions if r.hash == target.hash)
         by_hash = {r.hash: r for r in revisions}
         router_message = ""
         try:
@@ -247,11 +266,12 @@ class Controller:
         st = StepState.from_json(target.step_state)
         if st.checks == "running" and target.hash not in self._checks:
             st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
-        plan = Plan() if router_message else _plan(spec, rview, st, views, now)
+        # A revision held for its schema gets an empty plan: nothing of it starts, what runs keeps running.
+        plan = Plan() if router_message or hold else _plan(spec, rview, st, views, now)
         await self._apply(name, plan, target, stable, by_hash, spec, now)
         # With the router down the plan is empty: keep this revision's runs as they are meanwhile.
         wanted: tuple[str, ...] | None = None
-        if not router_message:
+        if not router_message and not hold:
             wanted = plan.analyses if target.phase == "progressing" and stable is not None else ()
         self.analysis.sync(name, spec, target.hash, stable.hash if stable else None, wanted, runs)
         if not router_message:
@@ -298,10 +318,13 @@ class Controller:
             previous=rec.status,
             now=now,
             message=router_message
+            or hold
             or (target.message if target.phase == "failed" else "")
             or (plan.waiting if target.phase == "progressing" else ""),
             strategy=strategy,
         )
+        if snap is not None:
+            self._schema_status(name, status, rec.status, snap, target, revisions, needs, hold)
         # Countdowns (pause left) stay fresh to the second without a write on every pass.
         if _status_changed(rec.status, status) or now - float(rec.status.get("updatedAt", 0)) >= 1.0:
             self._store.set_status(name, status)
@@ -311,6 +334,66 @@ class Controller:
             if at is not None:
                 next_at = at if next_at is None else min(next_at, at)
         return next_at
+
+    def _schema_status(
+        self,
+        name: str,
+        status: dict[str, Any],
+        previous: dict[str, Any],
+        snap: SchemaSnapshot,
+        target: RevisionRecord,
+        revisions: list[RevisionRecord],
+        needs: dict[str, str],
+        hold: str,
+    ) -> None:
+        """Schema gating in the status (and its changes as events): the hold, and revisions gone for good."""
+        number = {r.hash: r.number for r in revisions}
+        was = str(previous.get("schemaHold") or "")
+        if hold != was:
+            if hold:
+                self.event(name, target.hash, "SchemaWait", f"revision {target.number} waits: {hold}")
+            elif target.phase == "progressing":
+                self.event(
+                    name,
+                    target.hash,
+                    "SchemaReady",
+                    f"migration {needs.get(target.hash)} has started: revision {target.number} rolls out",
+                )
+        status["schemaHold"] = hold
+        known = previous.get("schema")
+        before: dict[str, Any] = known if isinstance(known, dict) else {}
+        barrier = rollback_barrier(snap)
+        gone = {h: why for h, req in needs.items() if (why := schema_gone(req, snap)) is not None}
+        if snap.error:  # keep what was known; a database that does not answer removes nothing
+            status["schema"] = dict(before) | {"source": snap.source, "error": snap.error}
+            return
+        status["schema"] = {
+            "source": snap.source,
+            "error": "",
+            "requires": needs.get(target.hash),
+            "migrations": [{"name": m.name, "phase": m.phase, "since": m.since} for m in snap.migrations],
+            "pointOfNoRollback": None
+            if barrier is None
+            else {"migration": barrier.name, "phase": barrier.phase, "since": barrier.since},
+            "unrunnableRevisions": sorted(number[h] for h in gone),
+        }
+        for entry in status["revisions"]:
+            h = entry.get("hash")
+            if h in needs:
+                entry["requiresSchema"] = needs[h]
+            if h in gone:
+                entry["schemaGone"] = gone[h]
+        old_barrier = (before.get("pointOfNoRollback") or {}).get("migration")
+        if barrier is not None and barrier.name != old_barrier and gone:
+            which = ", ".join(
+                f"{number[h]} (schema {needs[h]})" for h in sorted(gone, key=number.__getitem__)
+            )
+            self.event(
+                name,
+                target.hash,
+                "PointOfNoRollback",
+                f"migration {barrier.name} {barrier.phase}: revisions {which} can no longer be rolled back to",
+            )
 
     def _ensure_revision(self, name: str, template: Template, now: float) -> RevisionRecord:
         h = template_hash(template)
@@ -520,6 +603,16 @@ def _status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
         return x
 
     return bool(strip(old) != strip(new))
+
+
+def _schema_needs(revisions: list[RevisionRecord]) -> dict[str, str]:
+    """The schema version each revision's template declares (``requiresSchema``), by revision hash."""
+    out = {}
+    for r in revisions:
+        required = r.template.get("requiresSchema")
+        if isinstance(required, str) and required:
+            out[r.hash] = required
+    return out
 
 
 def _weights_in_force(routing: Routing | None) -> dict[str, int] | None:

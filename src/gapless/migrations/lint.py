@@ -43,12 +43,15 @@ RULES: dict[str, str] = {
     "concurrently-in-transaction": "CONCURRENTLY cannot run inside a transaction block",
     "add-column-volatile-default": "ADD COLUMN with a volatile default rewrites the table under ACCESS EXCLUSIVE",
     "add-column-generated-stored": "ADD COLUMN ... GENERATED ALWAYS AS ... STORED rewrites the table",
-    "add-column-not-null-without-default": "ADD COLUMN ... NOT NULL without a default fails on a table with rows",
+    "add-column-not-null-without-default": (
+        "ADD COLUMN ... NOT NULL without a default (or with one dropped in the same script) fails on a table "
+        "with rows or breaks the running version's inserts"
+    ),
     "column-type-change": "ALTER COLUMN ... TYPE rewrites the table (and its indexes) under ACCESS EXCLUSIVE",
     "set-not-null": "SET NOT NULL scans the table under ACCESS EXCLUSIVE unless a validated check proves it",
     "foreign-key-not-valid": "a foreign key added without NOT VALID scans both tables under SHARE ROW EXCLUSIVE",
     "check-not-valid": "a check constraint added without NOT VALID scans the table under ACCESS EXCLUSIVE",
-    "unique-without-index": "ADD UNIQUE / PRIMARY KEY builds its index under ACCESS EXCLUSIVE",
+    "unique-without-index": "ADD UNIQUE / PRIMARY KEY / EXCLUDE builds its index under ACCESS EXCLUSIVE",
     "table-rewrite": "VACUUM FULL, CLUSTER, SET TABLESPACE and SET LOGGED/UNLOGGED rewrite the table",
     "drop-outside-complete": "dropping a column or table breaks the version that still reads it",
     "rename-breaks-running-version": "renaming a column or table breaks the version that uses the old name",
@@ -123,6 +126,8 @@ _COLUMN_CONSTRAINT_WORDS = frozenset(
 )
 _DDL = frozenset({"ALTER", "CREATE", "DROP", "REINDEX", "CLUSTER", "VACUUM", "TRUNCATE", "LOCK"})
 _DML = frozenset({"INSERT", "UPDATE", "DELETE", "COPY", "MERGE"})
+_VERSION_TABLES = frozenset({"alembic_version", "django_migrations"})
+"""One-row bookkeeping of migration tools: written in the transaction of every DDL they run, harmless."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ class _State:
     created: set[str] = field(default_factory=set)
     not_null_checks: dict[tuple[str, str], str] = field(default_factory=dict)
     """(table, constraint) -> column it proves NOT NULL"""
+    not_null_added: set[tuple[str, str]] = field(default_factory=set)
+    """(table, column) added NOT NULL with a default by this script (Django drops the default next)"""
     validated: set[tuple[str, str]] = field(default_factory=set)
     lock_timeout_set: bool = False
     in_transaction: bool = False
@@ -222,7 +229,7 @@ def _lint_statement(st: _State, s: Statement) -> None:
         )
     if head in _DDL:
         st.tx_ddl = True
-    if head in _DML:
+    if head in _DML and _dml_table(s) not in _VERSION_TABLES:
         st.tx_dml = True
     if st.in_transaction and st.tx_ddl and st.tx_dml and not st.tx_flagged:
         st.tx_flagged = True
@@ -260,6 +267,16 @@ def _lint_statement(st: _State, s: Statement) -> None:
             f"{head} {'FULL ' if head == 'VACUUM' else ''}rewrites the table under ACCESS EXCLUSIVE",
             "use pg_repack or pg_squeeze, which rewrite online",
         )
+
+
+def _dml_table(s: Statement) -> str:
+    """The table an INSERT, UPDATE, DELETE, COPY or MERGE writes ("" when not found)."""
+    words = s.words
+    i = skip_phrase(words, 1, "INTO") if words[0] in ("INSERT", "MERGE") else 1
+    i = skip_phrase(words, i, "FROM") if words[0] == "DELETE" else i
+    i = skip_phrase(words, i, "ONLY")
+    name, _ = qualified_name(s.tokens, i)
+    return name
 
 
 def _create_table_name(s: Statement) -> str | None:
@@ -394,6 +411,21 @@ def _lint_alter_action(st: _State, s: Statement, table: str, created: bool, part
                 "use an alter_column operation: a new column kept in step by triggers, a batched "
                 "backfill, and a swap at complete",
             )
+        elif (
+            rest[:2] == ["DROP", "DEFAULT"]
+            and (table, column) in st.not_null_added
+            and st.context != "complete"
+        ):
+            _add(
+                st,
+                s,
+                "add-column-not-null-without-default",
+                "error" if st.context == "start" else "warning",
+                f"dropping the default of the new NOT NULL column {table}.{column} makes every INSERT of the "
+                "running version, which does not name the column, fail",
+                "keep the default until the old version is gone (Django: db_default instead of default), or "
+                "add the column nullable; or add_column with nullable: false and an up expression",
+            )
         elif not created and rest[:3] == ["SET", "NOT", "NULL"]:
             proven = any(
                 tbl == table and col == column and (tbl, name) in st.validated
@@ -487,6 +519,16 @@ def _lint_add_constraint(st: _State, s: Statement, table: str, created: bool, pa
                 "add it with NOT VALID, then VALIDATE CONSTRAINT in a separate statement; or an "
                 "add_constraint operation",
             )
+    elif "EXCLUDE" in w and not created:
+        _add(
+            st,
+            s,
+            "unique-without-index",
+            "error",
+            f"ADD EXCLUDE on {table} builds its index under ACCESS EXCLUSIVE, blocking reads and writes",
+            "there is no online way to add an exclusion constraint (it cannot use an existing index): add it "
+            "when the table is created, or while the table takes no traffic",
+        )
     elif ("UNIQUE" in w or "PRIMARY" in w) and not has_phrase(w, "USING", "INDEX") and not created:
         kind = "UNIQUE" if "UNIQUE" in w else "PRIMARY KEY"
         _add(
@@ -554,6 +596,8 @@ def _lint_add_column(st: _State, s: Statement, table: str, definition: list[Toke
                 "add the column without a default, SET DEFAULT in a separate statement, and backfill in "
                 "batches (an add_column operation with a default expression does exactly that)",
             )
+    if has_phrase(w, "NOT", "NULL") and has_default:
+        st.not_null_added.add((table, column))
     if has_phrase(w, "NOT", "NULL") and not has_default:
         _add(
             st,

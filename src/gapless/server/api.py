@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
 from gapless.core.errors import NotFoundError, Problem, SpecError
+from gapless.providers.schema import MIGRATION_STREAM_PREFIX
 from gapless.server.auth import token_matches
 from gapless.server.dashboard import SeriesSampler, stream_events
 from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -44,8 +45,6 @@ MAX_BODY = 1 << 20
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-MIGRATION_STREAM_PREFIX = "migrations:"
-"""Events posted from outside (``gapless migrate``) go to streams named ``migrations:<database>``."""
 MIGRATION_EVENT_TYPES = frozenset(
     {"MigrationStarted", "BackfillDone", "MigrationCompleted", "MigrationRolledBack"}
 )
@@ -332,6 +331,8 @@ def build_app(
     async def post_event(request: Request) -> Response:
         rollout, revision, type_, message = _event_body(await _json_body(request))
         controller.event(rollout, revision, type_, message)
+        if rollout.startswith(MIGRATION_STREAM_PREFIX):
+            controller.schema.poke()  # a migration moved: gating reads its state again now
         return JSONResponse(
             {"rollout": rollout, "revision": revision, "type": type_, "message": message}, status_code=201
         )

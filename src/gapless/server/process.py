@@ -48,6 +48,7 @@ from gapless.controller.reconcile import Controller
 from gapless.controller.traffic import LocalRouters
 from gapless.core.clock import SystemClock
 from gapless.platform.local import LocalPlatform
+from gapless.providers.schema import DatabaseMigrations
 from gapless.server.api import build_app, build_metrics_app
 from gapless.server.auth import ensure_token, read_token
 from gapless.server.dashboard import SeriesSampler, build_dashboard_app
@@ -143,6 +144,7 @@ def run_control_plane(
     *,
     dashboard_listen: str | None = None,
     grafana: GrafanaTarget | None = None,
+    database: tuple[str, str] | None = None,
 ) -> int:
     """Run until shut down through the API (exit 0) or signalled.
 
@@ -198,7 +200,7 @@ def run_control_plane(
                     file=sys.stderr,
                 )
                 return 1
-        uvloop.run(_serve(state_dir, metrics_sock, dashboard_sock, grafana))
+        uvloop.run(_serve(state_dir, metrics_sock, dashboard_sock, grafana, database))
         return 0
     finally:
         lock.close()
@@ -315,6 +317,7 @@ async def _serve(
     metrics_sock: socket.socket | None,
     dashboard_sock: socket.socket | None = None,
     grafana: GrafanaTarget | None = None,
+    database: tuple[str, str] | None = None,
 ) -> None:
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
@@ -322,7 +325,10 @@ async def _serve(
     traffic = LocalRouters(state_dir, read_token(state_dir), platform)
     clock = SystemClock()
     annotations = AnnotationSender(grafana.url, grafana.token) if grafana is not None else None
-    controller = Controller(store, platform, traffic, clock, state_dir, annotations=annotations)
+    migrations = DatabaseMigrations(*database) if database is not None else None
+    controller = Controller(
+        store, platform, traffic, clock, state_dir, annotations=annotations, database=migrations
+    )
     commands = Commands(store, controller, clock)
     metrics = MetricsSource(store, traffic, platform)
     flags = FlagsMount(state_dir, on_change=flag_events(controller))
@@ -365,6 +371,8 @@ async def _serve(
     log.info("control plane for %s (pid %d) listening on %s", state_dir, os.getpid(), sock)
     if annotations is not None:
         log.info("deployment events go to %s as annotations", annotations.endpoint)
+    if migrations is not None:
+        log.info("requiresSchema is checked against the migrations of %s", migrations.source)
     try:
         async with asyncio.TaskGroup() as tg:
             ctl = tg.create_task(controller.run(), name="controller")

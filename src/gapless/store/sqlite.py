@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -301,6 +301,17 @@ class Store:
                 "SELECT * FROM events WHERE rollout=? AND id>? ORDER BY id LIMIT ?",
                 (rollout, since_id, limit),
             ).fetchall()
+        return [EventRecord(**dict(r)) for r in rows]
+
+    def events_of_streams(self, prefix: str, types: Iterable[str]) -> list[EventRecord]:
+        """Events of every stream (rollout name) starting with ``prefix``, of the given types, oldest first."""
+        kinds = sorted(set(types))
+        marks = ", ".join("?" for _ in kinds)
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.db.execute(
+            f"SELECT * FROM events WHERE rollout LIKE ? ESCAPE '\\' AND type IN ({marks}) ORDER BY id",  # noqa: S608 - placeholders only
+            (escaped + "%", *kinds),
+        ).fetchall()
         return [EventRecord(**dict(r)) for r in rows]
 
     # -- audit ----------------------------------------------------------------------------------------
