@@ -112,6 +112,10 @@ async def test_held_until_the_migration_starts_then_no_way_back(g: Gapless, db: 
     assert len(point) == 1
     assert "revisions 1 (schema m0) can no longer be rolled back to" in point[0]["message"]
 
+    shown = g.cli("status", "shop")
+    assert shown.returncode == 0, shown.stderr
+    assert "schema m1  no rollback past m1 (completed): revisions 1 cannot run again" in shown.stdout
+
     undo = g.cli("undo", "shop")
     assert undo.returncode == 1, undo.stdout + undo.stderr
     text = " ".join(undo.stderr.split())

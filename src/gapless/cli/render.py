@@ -98,11 +98,34 @@ def render_status(status: dict[str, Any]) -> RenderableType:
             _age(i.get("startedAt")),
             i.get("message", ""),
         )
-    parts: list[RenderableType] = [head, info, Text(""), cond, Text(""), inst]
+    parts: list[RenderableType] = [head, info]
+    schema = _schema_line(status)
+    if schema is not None:
+        parts.append(schema)
+    parts += [Text(""), cond, Text(""), inst]
     runs = (status.get("strategy") or {}).get("analysis") or []
     if runs:
         parts += [Text(""), render_analysis_summary(runs)]
     return Group(*parts)
+
+
+def _schema_line(status: dict[str, Any]) -> Text | None:
+    """What schema gating knows: the schema the current revision needs, and the point of no rollback."""
+    schema = status.get("schema")
+    if not isinstance(schema, dict):
+        return None
+    t = Text(f"schema {schema.get('requires') or '-'}")
+    if status.get("schemaHold"):
+        t.append("  held", style="yellow")
+    point = schema.get("pointOfNoRollback")
+    if point:
+        t.append(f"  no rollback past {point['migration']} ({point['phase']})")
+        gone = schema.get("unrunnableRevisions") or []
+        if gone:
+            t.append(f": revisions {', '.join(map(str, gone))} cannot run again", style="red")
+    if schema.get("error"):
+        t.append(f"  {schema['source']}: {schema['error']}", style="red")
+    return t
 
 
 _RUN_STYLE = {
