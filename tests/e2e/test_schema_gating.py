@@ -10,7 +10,6 @@ without it, the events ``gapless migrate`` reports to the control plane.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,11 @@ import psycopg
 import pytest
 
 from tests.e2e.harness import Gapless, api, free_port, rollout_doc
+from tests.e2e.test_migration_gating import ADD
+from tests.e2e.test_migration_gating import _events as events_of
 from tests.migrations.conftest import BASE, admin_url, db, engine, migration  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-ADD = """
-name: m1
-operations:
-  - add_column: {table: users, column: {name: email, type: text, nullable: false}, up: lower(name) || '@x'}
-"""
-
-
-def _events(g: Gapless, name: str) -> list[dict[str, Any]]:
-    result = g.cli("events", name, "-o", "json")
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 async def _status(g: Gapless) -> dict[str, Any]:
@@ -93,7 +82,7 @@ async def test_held_until_the_migration_starts_then_no_way_back(g: Gapless, db: 
     )
     assert done["schemaHold"] == ""
     assert _revisions_running(done) == {2}
-    types = [e["type"] for e in _events(g, "shop")]
+    types = [e["type"] for e in events_of(g, "shop")]
     assert types.index("SchemaWait") < types.index("SchemaReady")
     assert "PointOfNoRollback" not in types
 
@@ -108,7 +97,7 @@ async def test_held_until_the_migration_starts_then_no_way_back(g: Gapless, db: 
     first = next(r for r in marked["revisions"] if r["number"] == 1)
     assert first["requiresSchema"] == "m0"
     assert "schema version m0 is gone: migration m1 was completed" in first["schemaGone"]
-    point = [e for e in _events(g, "shop") if e["type"] == "PointOfNoRollback"]
+    point = [e for e in events_of(g, "shop") if e["type"] == "PointOfNoRollback"]
     assert len(point) == 1
     assert "revisions 1 (schema m0) can no longer be rolled back to" in point[0]["message"]
 
