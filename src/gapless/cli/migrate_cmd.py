@@ -308,7 +308,9 @@ def _database_name(url: str) -> str:
 class _ControlPlane:
     """The control plane of ``--state-dir``, if one runs: it records events and knows the running revisions.
 
-    It is never started for a migration, and it failing to answer never fails one (a warning).
+    It is never started for a migration, and it failing to answer never fails one (a warning). Backfill
+    progress (``progress``) is no event: it goes to ``PUT /api/v1/migrations/<database>/progress`` from a
+    thread of its own (``_ProgressPoster``), so a slow or absent control plane never holds up a backfill.
     """
 
     def __init__(self, state_dir: Path | None, database_url: str | None) -> None:
@@ -319,11 +321,27 @@ class _ControlPlane:
         self.stream = f"migrations:{self.database}"
         self._absent = False
         self._warned = False
+        self._progress: _ProgressPoster | None = None
+
+    def progress(self, migration: str, event: Any) -> None:
+        """Hand a ``BackfillProgress`` to the poster thread; returns at once."""
+        if self._absent:
+            return
+        if self._progress is None:
+            self._progress = _ProgressPoster(self.state_dir, self.database)
+        self._progress.offer(migration, event)
+
+    def flush_progress(self, timeout: float = 3.0) -> None:
+        """Let the poster send the last readings (``timeout`` seconds at most) and stop it."""
+        if self._progress is not None:
+            self._progress.close(timeout)
+            self._progress = None
 
     def post(self, migration: str, type_: str, message: str) -> None:
         """Record one event in the stream ``migrations:<database>``; a failure is only a warning."""
         from gapless.cli.client import NotRunningError, request_if_running
 
+        self.flush_progress()  # the final progress goes before the event that ends it (BackfillDone)
         if self._absent:
             return
         body = {"rollout": self.stream, "revision": migration, "type": type_, "message": message}
@@ -359,6 +377,116 @@ class _ControlPlane:
                 f"instances need: {e}. Pass --force to complete without that check"
             ) from e
         return list(data["items"])
+
+
+class _ProgressPoster:
+    """Posts backfill progress to the control plane from a daemon thread.
+
+    Only the newest reading of each table is kept; they are sent at most once per ``interval`` seconds,
+    a finished table's at once, each request with a ``timeout`` of its own. Rows per second are measured
+    here over the last ``window`` seconds. No control plane, or one that refuses (an older one without
+    the endpoint), stops the posting; a timeout is a warning (once) and the next reading is tried.
+    """
+
+    def __init__(
+        self, state_dir: Path, database: str, interval: float = 1.0, timeout: float = 2.0, window: float = 5.0
+    ) -> None:
+        import threading
+        from collections import deque
+        from urllib.parse import quote
+
+        self._state_dir = state_dir
+        self._path = f"/api/v1/migrations/{quote(database, safe='')}/progress"
+        self._interval = interval
+        self._timeout = timeout
+        self._window = window
+        self._cond = threading.Condition()
+        self._pending: dict[tuple[str, str], dict[str, Any]] = {}
+        self._samples: dict[str, deque[tuple[float, int]]] = {}
+        self._closing = False
+        self._stopped = False
+        self._warned = False
+        self._thread = threading.Thread(target=self._run, name="gapless backfill progress", daemon=True)
+        self._thread.start()
+
+    def offer(self, migration: str, event: Any) -> None:
+        import time
+        from collections import deque
+
+        now = time.monotonic()
+        samples = self._samples.setdefault(event.table, deque())
+        samples.append((now, int(event.rows_done)))
+        while len(samples) > 2 and now - samples[0][0] > self._window:
+            samples.popleft()
+        (t0, r0), (t1, r1) = samples[0], samples[-1]
+        rate = (r1 - r0) / (t1 - t0) if t1 > t0 and r1 >= r0 else None
+        body = {
+            "migration": migration,
+            "table": event.table,
+            "rowsDone": int(event.rows_done),
+            "rowsEstimate": int(event.rows_estimate),
+            "rowsPerSecond": round(rate, 1) if rate is not None else None,
+            "throttled": bool(event.throttled),
+            "delay": float(event.delay),
+            "done": bool(event.done),
+        }
+        with self._cond:
+            if not self._stopped:
+                self._pending[migration, event.table] = body
+                self._cond.notify()
+
+    def close(self, timeout: float) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _next_batch(self, last: float) -> list[dict[str, Any]] | None:
+        import time
+
+        with self._cond:
+            while not self._stopped:
+                if self._pending:
+                    wait = last + self._interval - time.monotonic()
+                    if wait <= 0 or self._closing or any(b["done"] for b in self._pending.values()):
+                        batch = list(self._pending.values())
+                        self._pending.clear()
+                        return batch
+                    self._cond.wait(wait)
+                elif self._closing:
+                    return None
+                else:
+                    self._cond.wait()
+            return None
+
+    def _run(self) -> None:
+        import time
+
+        from gapless.cli.client import ApiError, NotRunningError, request_if_running
+
+        last = float("-inf")
+        while (batch := self._next_batch(last)) is not None:
+            for body in batch:
+                try:
+                    request_if_running(self._state_dir, "PUT", self._path, body, timeout=self._timeout)
+                except (NotRunningError, ApiError, SpecError):
+                    with self._cond:
+                        self._stopped = True  # none runs (post says so), or it does not take progress
+                    return
+                except GaplessError as e:
+                    if not self._warned:
+                        self._warned = True
+                        err.print(
+                            f"[yellow]warning:[/] could not report backfill progress to the control plane: "
+                            f"{escape(str(e))}",
+                            highlight=False,
+                        )
+                except Exception as e:  # a reporting thread must never take the command down
+                    with self._cond:
+                        self._stopped = True
+                    err.print(f"[yellow]warning:[/] backfill progress reporting stopped: {escape(str(e))}")
+                    return
+            last = time.monotonic()
 
 
 def _older(version: str, migration: str) -> bool:
@@ -616,6 +744,7 @@ def start_command(
 
             if isinstance(event, BackfillProgress):
                 backfills[event.table] = event
+                cp.progress(migration.name, event)  # to the control plane, off this thread
             elif isinstance(event, StepEvent | SqliteStepEvent) and not announced:
                 announced.append(True)  # just before the first step that changes anything
                 cp.post(

@@ -27,7 +27,7 @@ from gapless.controller.reconcile import Controller
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.providers.schema import MIGRATION_STREAM_PREFIX
 from gapless.server.auth import token_matches
-from gapless.server.dashboard import SeriesSampler, stream_events
+from gapless.server.dashboard import MigrationProgress, SeriesSampler, progress_body, stream_events
 from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gapless.server.metrics import MetricsSource, render_control_plane_metrics
 from gapless.spec.load import validate_rollout, validate_template
@@ -190,6 +190,7 @@ def build_app(
     flags: ASGIApp | None = None,
     series: SeriesSampler | None = None,
     flags_token: Callable[[], str | None] | None = None,
+    progress: MigrationProgress | None = None,
 ) -> Starlette:
     """The API. Without a ``metrics`` source, ``/metrics`` shows the stored statuses alone.
 
@@ -201,9 +202,13 @@ def build_app(
     ``flags_token`` gives the flag admin token of the dashboard: ``GET /api/v1/dashboard/session``
     (control-plane token required, like every endpoint) hands it to a logged-in dashboard, which calls
     ``/flags/api/v1/...`` with it. Whoever holds the control-plane token may act on flags too.
-    """
 
-    def guarded(handler: Handler) -> Handler:
+    ``progress`` keeps the backfill progress ``PUT`` to ``/api/v1/migrations/{database}/progress`` (a
+    fresh one when not given); ``/api/v1/stream`` of all rollouts pushes it as ``event: progress``.
+    """
+    backfills = progress if progress is not None else MigrationProgress()
+
+    def guarded(handler: Handler, *, audit_accepted: bool = True) -> Handler:
         async def wrapper(request: Request) -> Response:
             auth = request.headers.get("authorization", "")
             presented = auth[7:] if auth.lower().startswith("bearer ") else None
@@ -217,7 +222,7 @@ def build_app(
                 response = _error(404, str(e))
             except ConflictError as e:
                 response = _error(409, str(e))
-            if request.method in _MUTATING:
+            if request.method in _MUTATING and (audit_accepted or response.status_code >= 400):
                 _audit(store, request, response.status_code)
             return response
 
@@ -360,7 +365,9 @@ def build_app(
         if name is not None and store.find_rollout(name) is None:
             return _error(404, f"rollout {name!r} not found")
         return StreamingResponse(
-            stream_events(store, name, since, request.is_disconnected),
+            stream_events(
+                store, name, since, request.is_disconnected, progress=backfills if name is None else None
+            ),
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
@@ -403,6 +410,21 @@ def build_app(
         Route("/api/v1/dashboard/session", guarded(dashboard_session), methods=["GET"]),
         Route("/api/v1/shutdown", guarded(shutdown), methods=["POST"]),
         Route("/metrics", guarded(_metrics(store, metrics)), methods=["GET"]),
+    ]
+
+    # Backfill progress of `gapless migrate start`: in memory, pushed on /api/v1/stream, never an event.
+    # Accepted reports (one a second per table) are not audited; refused ones are.
+    async def put_progress(request: Request) -> Response:
+        reading = progress_body(request.path_params["database"], await _json_body(request))
+        return JSONResponse(backfills.put(reading))
+
+    async def get_progress(request: Request) -> Response:
+        return JSONResponse({"items": backfills.items(request.path_params["database"])})
+
+    progress_path = "/api/v1/migrations/{database}/progress"
+    routes += [
+        Route(progress_path, guarded(put_progress, audit_accepted=False), methods=["PUT"]),
+        Route(progress_path, guarded(get_progress), methods=["GET"]),
     ]
     if flags is not None:
         routes.append(Mount("/flags", app=flags))

@@ -10,8 +10,14 @@ of every running instance, CPU as a share of one core from the difference of CPU
 live in memory only: a restarted control plane starts its charts afresh, as Prometheus would not.
 
 ``stream_events`` is the server-sent-events body behind ``GET /api/v1/stream``: every second the
-status (of one rollout, or all of them) and the events stored since the last push. EventSource cannot
-set headers, so that endpoint also takes the token as ``?token=``.
+status (of one rollout, or all of them) and the events stored since the last push; on the stream of all
+rollouts also the backfill progress reported since the last push. EventSource cannot set headers, so
+that endpoint also takes the token as ``?token=``.
+
+``MigrationProgress`` keeps the latest backfill progress that ``gapless migrate start`` reports (``PUT
+/api/v1/migrations/{database}/progress``), per database, migration and table, in memory only: progress is
+no deployment event (nothing is stored, nothing goes to Grafana); the final numbers arrive with the
+``BackfillDone`` event.
 
 ``build_dashboard_app`` serves the static page (no token: it holds no data) and, under the same server,
 the very API app of the unix socket, so every JSON endpoint checks the token exactly as there.
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +46,7 @@ from starlette.types import ASGIApp
 
 from gapless.controller.instances import instance_handle
 from gapless.controller.traffic import Traffic
+from gapless.core.errors import Problem, SpecError
 from gapless.platform.base import Platform
 from gapless.router.stats import RevisionStats, RouterStats, quantile
 from gapless.store.sqlite import Store
@@ -46,9 +54,11 @@ from gapless.store.sqlite import Store
 __all__ = [
     "POINTS",
     "STATIC_DIR",
+    "MigrationProgress",
     "SeriesSampler",
     "build_dashboard_app",
     "point_between",
+    "progress_body",
     "stream_events",
 ]
 
@@ -185,6 +195,109 @@ class SeriesSampler:
         return {"name": name, "interval": INTERVAL, "revisions": revisions, "instances": instances}
 
 
+_MAX_NAME = 200
+_PROGRESS_FIELDS = frozenset(
+    {"migration", "table", "rowsDone", "rowsEstimate", "rowsPerSecond", "throttled", "delay", "done"}
+)
+
+
+def progress_body(database: str, body: Any) -> dict[str, Any]:
+    """The validated reading of ``PUT /api/v1/migrations/{database}/progress``, or a SpecError naming each bad field.
+
+    ``{"migration", "table", "rowsDone", "rowsEstimate", "rowsPerSecond"?, "throttled"?, "delay"?, "done"?}``
+    """
+    if not isinstance(body, dict):
+        raise SpecError("request", [Problem("", "must be a JSON object")])
+    problems = [Problem(k, "unknown field") for k in sorted(set(body) - _PROGRESS_FIELDS)]
+    if not database or len(database) > _MAX_NAME or not database.isprintable():
+        problems.append(Problem("database", f"must be printable text of 1 to {_MAX_NAME} characters"))
+
+    def name(key: str) -> str:
+        value = body.get(key)
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > _MAX_NAME
+            or not value.isprintable()
+        ):
+            problems.append(Problem(key, f"must be printable text of 1 to {_MAX_NAME} characters"))
+            return ""
+        return value
+
+    def count(key: str) -> int:
+        value = body.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(Problem(key, "must be an integer >= 0"))
+            return 0
+        return value
+
+    def number(key: str) -> float | None:
+        value = body.get(key)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            problems.append(Problem(key, "must be a number >= 0 (or null)"))
+            return None
+        return float(value)
+
+    def flag(key: str) -> bool:
+        value = body.get(key, False)
+        if not isinstance(value, bool):
+            problems.append(Problem(key, "must be true or false"))
+            return False
+        return value
+
+    reading = {
+        "database": database,
+        "stream": f"migrations:{database}",
+        "migration": name("migration"),
+        "table": name("table"),
+        "rowsDone": count("rowsDone"),
+        "rowsEstimate": count("rowsEstimate"),
+        "rowsPerSecond": number("rowsPerSecond"),
+        "throttled": flag("throttled"),
+        "delay": number("delay"),
+        "done": flag("done"),
+    }
+    if problems:
+        raise SpecError("request", problems)
+    return reading
+
+
+class MigrationProgress:
+    """The latest backfill progress per (database, migration, table), in memory; ``limit`` entries at most.
+
+    Each accepted reading gets the next sequence number, so a stream sends only what is new to it.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._limit = limit
+        self._seq = 0
+        self._items: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def put(self, reading: dict[str, Any]) -> dict[str, Any]:
+        key = (reading["database"], reading["migration"], reading["table"])
+        self._seq += 1
+        item = reading | {"seq": self._seq, "updatedAt": time.time()}
+        self._items.pop(key, None)
+        self._items[key] = item  # the newest last
+        while len(self._items) > self._limit:
+            del self._items[next(iter(self._items))]
+        return item
+
+    def items(self, database: str | None = None) -> list[dict[str, Any]]:
+        return [i for i in self._items.values() if database is None or i["database"] == database]
+
+    def since(self, seq: int) -> list[dict[str, Any]]:
+        """The readings accepted after ``seq``, oldest first."""
+        return [i for i in self._items.values() if i["seq"] > seq]
+
+
 def _status(store: Store, name: str | None) -> dict[str, Any]:
     if name is None:
         return {"items": [r.status | {"name": r.name, "generation": r.generation} for r in store.rollouts()]}
@@ -200,9 +313,15 @@ async def stream_events(
     since: int,
     is_disconnected: Callable[[], Any],
     seconds: float = STREAM_SECONDS,
+    progress: MigrationProgress | None = None,
 ) -> AsyncIterator[str]:
-    """Server-sent events: ``status`` and ``events`` (new since ``since``) every second."""
+    """Server-sent events: ``status`` and ``events`` (new since ``since``) every second.
+
+    With ``progress``: ``progress`` too, ``{"items": [...]}`` with the backfill readings accepted since
+    the last push (all of them first).
+    """
     deadline = time.monotonic() + seconds
+    seen = 0
     yield "retry: 1000\n\n"
     while time.monotonic() < deadline:
         if await is_disconnected():
@@ -213,6 +332,10 @@ async def stream_events(
             since = events[-1].id
             body = json.dumps({"items": [e.__dict__ for e in events]})
             yield f"event: events\nid: {since}\ndata: {body}\n\n"
+        fresh = progress.since(seen) if progress is not None else []
+        if fresh:
+            seen = fresh[-1]["seq"]
+            yield f"event: progress\ndata: {json.dumps({'items': fresh})}\n\n"
         await asyncio.sleep(INTERVAL)
 
 

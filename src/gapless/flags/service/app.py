@@ -4,6 +4,9 @@ Two kinds of callers, each with its own token (``Authorization: Bearer gfl_...``
 
 - **admin** (``/api/v1/...``): projects, flags, segments, the kill switch, release plans, tokens, the
   audit log, stale-flag and delivery reports. Every change is audited with the token that made it.
+  ``/api/v1/projects/{project}/changes`` is a server-sent-events stream of every committed change of a
+  project (any environment), for dashboards; it also takes the token as ``?token=`` since a browser's
+  EventSource cannot send headers.
 - **SDK** (``/sdk/v1/...``): the ruleset of the token's one project environment, by server-sent events
   (``/sdk/v1/stream``: the current ruleset at once, then every new revision) or by ETag polling
   (``/sdk/v1/ruleset``); SDKs report the revision they applied and their evaluation counts.
@@ -33,14 +36,24 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
-from gapless.flags.service.hub import Hub
+from gapless.flags.service.hub import Hub, ProjectChange
 from gapless.flags.service.store import Actor, AppliedReport, ConflictError, FlagStore, RulesetChange
 from gapless.flags.service.tokens import TokenKind, TokenRecord, split_token, verify
 
-__all__ = ["HEARTBEAT_SECONDS", "MAX_BODY", "FlagChange", "OnChange", "build_flag_app"]
+__all__ = [
+    "CHANGES_STREAM_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "MAX_BODY",
+    "FlagChange",
+    "OnChange",
+    "build_flag_app",
+]
 
 MAX_BODY = 256 * 1024
 HEARTBEAT_SECONDS = 15.0
+CHANGES_STREAM_SECONDS = 300.0
+"""A project's change stream ends after this long (EventSource reconnects by itself, and reads the
+project afresh); a shutdown never waits on it."""
 
 log = logging.getLogger("gapless.flags")
 
@@ -68,19 +81,30 @@ class AuthError(Exception):
         self.status = status
 
 
-def _token(request: Request) -> TokenRecord:
+def _token(request: Request, *, query: bool = False) -> TokenRecord:
+    """The token of ``Authorization: Bearer``; with ``query``, ``?token=`` too (for EventSource)."""
     store: FlagStore = request.app.state.store
     auth = request.headers.get("authorization", "")
     presented = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    if not presented and query:
+        presented = request.query_params.get("token", "").strip()
     id_ = split_token(presented)
     record = store.find_token(id_) if id_ else None
     if record is None or not verify(presented, record):
-        raise AuthError(401, "missing, wrong or revoked token (Authorization: Bearer gfl_...)")
+        where = "Authorization: Bearer gfl_... or ?token=" if query else "Authorization: Bearer gfl_..."
+        raise AuthError(401, f"missing, wrong or revoked token ({where})")
     return record
 
 
 def _admin(request: Request) -> Actor:
     record = _token(request)
+    if record.kind != "admin":
+        raise AuthError(403, "this endpoint needs an admin token")
+    return Actor(record.id, record.name)
+
+
+def _admin_stream(request: Request) -> Actor:
+    record = _token(request, query=True)
     if record.kind != "admin":
         raise AuthError(403, "this endpoint needs an admin token")
     return Actor(record.id, record.name)
@@ -94,6 +118,7 @@ def _sdk(request: Request) -> TokenRecord:
 
 
 Admin = Annotated[Actor, Depends(_admin)]
+AdminStream = Annotated[Actor, Depends(_admin_stream)]
 Sdk = Annotated[TokenRecord, Depends(_sdk)]
 
 
@@ -160,9 +185,20 @@ def build_flag_app(
         except json.JSONDecodeError as e:
             raise SpecError("request", [Problem("", f"invalid JSON: {e.msg} at position {e.pos}")]) from e
 
-    def published(result: dict[str, Any], changes: list[RulesetChange]) -> dict[str, Any]:
-        hub.publish(changes)
-        return result | {"revisions": {c.environment: c.revision for c in changes}}
+    def published(
+        result: dict[str, Any],
+        changes: list[RulesetChange],
+        project: str,
+        action: str,
+        key: str | None = None,
+        environment: str | None = None,
+    ) -> dict[str, Any]:
+        revisions = {c.environment: c.revision for c in changes}
+        announce = None
+        if result.get("changed", True):  # also a change without a new ruleset (an owner, a description)
+            announce = ProjectChange(project, action, key, environment, revisions)
+        hub.publish(changes, announce)
+        return result | {"revisions": revisions}
 
     def flag_published(
         action: str,
@@ -173,7 +209,7 @@ def build_flag_app(
         environment: str | None = None,
     ) -> dict[str, Any]:
         result, changes = outcome
-        body = published(result, changes)
+        body = published(result, changes, project, action, key, environment)
         if on_change is not None and result.get("changed"):
             change = FlagChange(action, project, key, actor, tuple(changes), environment)
             try:
@@ -199,7 +235,7 @@ def build_flag_app(
             )
         if isinstance(doc, dict):
             doc = {"key": project} | doc
-        return published(*store.put_project(doc, actor))
+        return published(*store.put_project(doc, actor), project, "project.put")
 
     @app.get("/api/v1/projects")
     async def list_projects(_: Admin) -> dict[str, Any]:
@@ -299,11 +335,12 @@ def build_flag_app(
         doc = await body_json(request)
         if isinstance(doc, dict):
             doc = {"key": key} | doc
-        return published(*store.put_segment(project, doc, actor))
+        return published(*store.put_segment(project, doc, actor), project, "segment.put", key)
 
     @app.delete("/api/v1/projects/{project}/segments/{key}")
     async def delete_segment(project: str, key: str, actor: Admin) -> dict[str, Any]:
-        return published({"key": key, "deleted": True}, store.delete_segment(project, key, actor))
+        changes = store.delete_segment(project, key, actor)
+        return published({"key": key, "deleted": True}, changes, project, "segment.delete", key)
 
     # -- audit, tokens, delivery ----------------------------------------------------------------------
 
@@ -381,6 +418,53 @@ def build_flag_app(
                 "max": lat[-1] if lat else None,
             },
         }
+
+    @app.get("/api/v1/projects/{project}/changes")
+    async def changes(project: str, _: AdminStream) -> StreamingResponse:
+        """Server-sent events of every committed change of the project, in any environment (dashboards).
+
+        At once ``event: revisions`` with ``{"project", "revisions": {env: revision}}`` (the current
+        state); then ``event: change`` with ``{"project", "action", "flag", "environment", "revisions"}``
+        after each committed change: flags created, replaced, killed, enabled, archived, release-plan
+        advances (by command or timer; ``action`` null for the timer), segments and the project itself.
+        ``revisions`` holds the environments whose ruleset changed. Changes arriving faster than the
+        reader are merged into one. A heartbeat comment every 15 s; the stream ends after 5 min and the
+        browser reconnects (``retry: 1000``). The admin token may be ``?token=``: EventSource cannot send
+        headers.
+        """
+        store.project(project)  # 404 for an unknown project
+
+        async def events() -> AsyncIterator[bytes]:
+            deadline = time.monotonic() + CHANGES_STREAM_SECONDS
+            queue = hub.subscribe_project(project)  # before reading the state: no change falls between
+            try:
+                current = {c.environment: c.revision for c in store.rulesets() if c.project == project}
+                yield b"retry: 1000\n\n"
+                yield _event("revisions", {"project": project, "revisions": current})
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        change = await asyncio.wait_for(queue.get(), min(HEARTBEAT_SECONDS, left))
+                    except TimeoutError:
+                        yield b": heartbeat\n\n"  # a gone reader shows here, as on the SDK stream
+                        continue
+                    yield _event(
+                        "change",
+                        {
+                            "project": change.project,
+                            "action": change.action,
+                            "flag": change.flag,
+                            "environment": change.environment,
+                            "revisions": dict(change.revisions),
+                        },
+                    )
+            finally:
+                hub.unsubscribe_project(project, queue)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     # -- SDK --------------------------------------------------------------------------------------------
 
@@ -534,6 +618,10 @@ def _known_env(store: FlagStore, project: str, env: str) -> None:
 
 def _sse(revision: int, ruleset: str) -> bytes:
     return f"id: {revision}\nevent: ruleset\ndata: {ruleset}\n\n".encode()
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def _quantile(values: tuple[float, ...], q: float) -> float | None:

@@ -1,24 +1,54 @@
-"""In-process fan-out of new ruleset revisions to the SDK streams connected to this service process.
+"""In-process fan-out of committed changes: new ruleset revisions to SDK streams, project changes to watchers.
 
-Each stream has a queue of one: an SDK only ever needs the newest ruleset, so a slow reader never makes
-the service hold a backlog, and a burst of changes collapses into the last one. ``publish`` is called on
-the event loop after the change is committed, so a stream never announces a revision that could still
-be rolled back.
+Each SDK stream has a queue of one: an SDK only ever needs the newest ruleset, so a slow reader never
+makes the service hold a backlog, and a burst of changes collapses into the last one. ``publish`` is
+called on the event loop after the change is committed, so a stream never announces a revision that
+could still be rolled back.
+
+A dashboard watches a whole project (``subscribe_project``): every committed change of it, in any
+environment, reaches it as a ``ProjectChange`` (what was done, to which flag, and the new revisions).
+That queue is of one too; a change arriving while the last one is unread is merged into it (the newest
+action, the revisions of both), since a watcher only needs to know that it should read the project again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from gapless.flags.service.store import RulesetChange
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "ProjectChange"]
+
+
+@dataclass(frozen=True)
+class ProjectChange:
+    """A committed change of a project: the audit action when known, and the new revision per environment."""
+
+    project: str
+    action: str | None = None
+    """``flag.kill``, ``flag.put``, ``segment.put``... ; None for a change published without one (the
+    release-plan timer)."""
+    flag: str | None = None
+    environment: str | None = None
+    revisions: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Environments whose ruleset changed, with their new revision (empty when no ruleset changed)."""
+
+    def merged(self, newer: ProjectChange) -> ProjectChange:
+        revisions = dict(self.revisions)
+        for env, rev in newer.revisions.items():
+            revisions[env] = max(rev, revisions.get(env, rev))
+        return ProjectChange(
+            self.project, newer.action, newer.flag, newer.environment, MappingProxyType(revisions)
+        )
 
 
 class Hub:
     def __init__(self) -> None:
         self._subscribers: dict[tuple[str, str], set[asyncio.Queue[RulesetChange]]] = {}
+        self._watchers: dict[str, set[asyncio.Queue[ProjectChange]]] = {}
 
     def subscribe(self, project: str, environment: str) -> asyncio.Queue[RulesetChange]:
         queue: asyncio.Queue[RulesetChange] = asyncio.Queue(maxsize=1)
@@ -35,9 +65,41 @@ class Hub:
     def connected(self, project: str, environment: str) -> int:
         return len(self._subscribers.get((project, environment), ()))
 
-    def publish(self, changes: Iterable[RulesetChange]) -> None:
-        for change in changes:
-            for queue in self._subscribers.get((change.project, change.environment), ()):
+    def subscribe_project(self, project: str) -> asyncio.Queue[ProjectChange]:
+        queue: asyncio.Queue[ProjectChange] = asyncio.Queue(maxsize=1)
+        self._watchers.setdefault(project, set()).add(queue)
+        return queue
+
+    def unsubscribe_project(self, project: str, queue: asyncio.Queue[ProjectChange]) -> None:
+        watchers = self._watchers.get(project)
+        if watchers is not None:
+            watchers.discard(queue)
+            if not watchers:
+                del self._watchers[project]
+
+    def watching(self, project: str) -> int:
+        return len(self._watchers.get(project, ()))
+
+    def publish(self, changes: Iterable[RulesetChange], change: ProjectChange | None = None) -> None:
+        """Push new rulesets to SDK streams and tell the project's watchers.
+
+        ``change`` describes what was done (it is announced even when no ruleset changed, e.g. a new
+        owner); without it each project with new rulesets is announced with ``action`` None.
+        """
+        changes = list(changes)
+        for c in changes:
+            for queue in self._subscribers.get((c.project, c.environment), ()):
                 if queue.full():
                     queue.get_nowait()  # only the newest ruleset matters
-                queue.put_nowait(change)
+                queue.put_nowait(c)
+        if change is not None:
+            announced = [change]
+        else:
+            by_project: dict[str, dict[str, int]] = {}
+            for c in changes:
+                by_project.setdefault(c.project, {})[c.environment] = c.revision
+            announced = [ProjectChange(p, revisions=MappingProxyType(r)) for p, r in by_project.items()]
+        for pc in announced:
+            for watcher in self._watchers.get(pc.project, ()):
+                unread = watcher.get_nowait() if watcher.full() else None
+                watcher.put_nowait(pc if unread is None else unread.merged(pc))

@@ -1,15 +1,19 @@
 // The gapless dashboard: plain JavaScript, no library, no network access beyond this control plane.
 // The admin token is kept in sessionStorage and sent as a bearer token (as ?token= for EventSource,
-// which cannot send headers). Live data comes from GET /api/v1/stream (server-sent events); the
-// per-revision series are polled from /api/v1/rollouts/NAME/series every second.
+// which cannot send headers). Live data comes from GET /api/v1/stream (server-sent events: statuses,
+// events and backfill progress); the per-revision series are polled from /api/v1/rollouts/NAME/series
+// every second.
 // The Flags view talks to the flag service mounted at /flags with a flag admin token: the one typed at
-// login, else the control plane's own (GET /api/v1/dashboard/session); it is polled every two seconds.
+// login, else the control plane's own (GET /api/v1/dashboard/session). It listens to the project's
+// change stream (/flags/api/v1/projects/P/changes, server-sent events) and reads the project again on
+// every change; while that stream is down it polls every 30 seconds.
 "use strict";
 
 const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2"];
 const WINDOW = 300; // seconds of series shown
 const $ = (id) => document.getElementById(id);
-const state = { source: null, timers: [], events: [], series: null, status: null, spec: null, name: null };
+const state = { source: null, timers: [], events: [], series: null, status: null, spec: null, name: null, view: 0, fallback: null };
+const FLAGS_FALLBACK_MS = 30000; // polling of the Flags view while its change stream is down
 
 function token() { return sessionStorage.getItem("gapless-token") || ""; }
 
@@ -45,6 +49,8 @@ function stop() {
   if (state.source) { state.source.close(); state.source = null; }
   state.timers.forEach(clearInterval);
   state.timers = [];
+  state.fallback = null;
+  state.view += 1; // callbacks of the view left behind check this and do nothing
   setLive(false);
 }
 
@@ -70,12 +76,13 @@ function logout(message) {
   $("login-error").textContent = message || "";
 }
 
-function stream(params, onStatus, onEvents) {
+function stream(params, onStatus, onEvents, onProgress) {
   const q = new URLSearchParams(params);
   q.set("token", token());
   const source = new EventSource("/api/v1/stream?" + q.toString());
   source.addEventListener("status", (m) => { setLive(true); onStatus(JSON.parse(m.data)); });
   if (onEvents) source.addEventListener("events", (m) => onEvents(JSON.parse(m.data).items));
+  if (onProgress) source.addEventListener("progress", (m) => onProgress(JSON.parse(m.data).items));
   source.onerror = () => setLive(false);
   state.source = source;
 }
@@ -470,6 +477,50 @@ async function flagAction(kind, flag, env) {
   loadFlagEvents();
 }
 
+function refreshFlags() {
+  loadFlags();
+  loadFlagEvents();
+}
+
+function flagsFallback(on) {
+  if (on && !state.fallback) {
+    state.fallback = setInterval(refreshFlags, FLAGS_FALLBACK_MS);
+    state.timers.push(state.fallback);
+  } else if (!on && state.fallback) {
+    clearInterval(state.fallback);
+    state.timers = state.timers.filter((t) => t !== state.fallback);
+    state.fallback = null;
+  }
+}
+
+// The project's change stream: every committed change (any environment, made here, by the CLI or the
+// API, or by a release plan's timer) makes the view read the project again. While it is down the view
+// polls slowly; a refused stream (a revoked token) is opened again with a fresh token after 5 s.
+async function watchFlags(project) {
+  const view = state.view;
+  const retry = () => setTimeout(() => { if (state.view === view) watchFlags(project); }, 5000);
+  let t;
+  try { t = await ensureFlagsToken(); } catch (e) { flagMessage(e.message); flagsFallback(true); retry(); return; }
+  if (state.view !== view) return;
+  const q = new URLSearchParams({ token: t });
+  const source = new EventSource("/flags/api/v1/projects/" + encodeURIComponent(project) + "/changes?" + q.toString());
+  const changed = () => { setLive(true); flagsFallback(false); refreshFlags(); };
+  source.addEventListener("revisions", changed); // sent on every (re)connect: catch up
+  source.addEventListener("change", changed);
+  source.onerror = () => {
+    if (state.source !== source) return;
+    setLive(false);
+    flagsFallback(true);
+    if (source.readyState === EventSource.CLOSED) { // refused, not merely cut: the browser gives up
+      source.close();
+      state.source = null;
+      sessionStorage.removeItem("gapless-flags-token");
+      retry();
+    }
+  };
+  state.source = source;
+}
+
 function openFlags(project) {
   stop();
   state.name = null;
@@ -484,14 +535,13 @@ function openFlags(project) {
     state.flagEventsSince = 0;
     $("flag-rows").replaceChildren();
     $("flag-events").replaceChildren();
-    loadFlags();
-    loadFlagEvents();
-    state.timers.push(setInterval(loadFlags, 2000), setInterval(loadFlagEvents, 2000));
+    refreshFlags();
+    watchFlags(project);
   } else {
     loadProjects();
     state.timers.push(setInterval(loadProjects, 5000));
+    setLive(true);
   }
-  setLive(true);
 }
 
 $("flag-rows").addEventListener("click", (ev) => {
@@ -516,27 +566,46 @@ function backfillOf(message) {
     (m) => ({ table: m[1], done: Number(m[2]), total: Number(m[3]) }));
 }
 
+function migrationOf(database, name) {
+  const key = database + "/" + name;
+  return state.migrations[key] ||
+    (state.migrations[key] = { database, name, backfill: {}, started: false, startedAt: 0, last: null, updated: 0 });
+}
+
+function backfillBar(b) {
+  const pct = b.total ? Math.min(100, Math.floor((100 * b.done) / b.total)) : b.final ? 100 : 0;
+  let text = b.table + " " + b.done + "/" + b.total + " (" + pct + "%)";
+  if (b.live && b.rate != null) text += ", " + Math.round(b.rate) + " rows/s";
+  if (b.live && b.throttled) text += ", throttled";
+  const fill = el("div", { class: "fill" + (b.throttled && b.live ? " throttled" : "") });
+  fill.style.width = pct + "%";
+  return el("div", {
+    class: "backfill" + (b.live ? " running" : ""), "data-table": b.table, "data-done": String(b.done),
+    "data-total": String(b.total), "data-final": b.final ? "true" : "false",
+  }, el("span", { text }), el("div", { class: "bar" }, fill));
+}
+
 function renderMigrations() {
   const body = $("migration-rows");
   body.replaceChildren();
-  const rows = Object.values(state.migrations).sort((a, b) => b.last.time - a.last.time);
+  const when = (m) => Math.max(m.last ? m.last.time : 0, m.updated);
+  const rows = Object.values(state.migrations).sort((a, b) => when(b) - when(a));
   for (const m of rows) {
-    const [text, cls] = MIGRATION_STATUS[m.last.type] || [m.last.type, ""];
+    const type = m.last ? m.last.type : "";
+    const tables = Object.values(m.backfill);
+    const running = tables.some((b) => b.live);
+    let [text, cls] = MIGRATION_STATUS[type] || [type, ""];
+    if ((!m.last || type === "MigrationStarted") && running) text = "backfilling";
     const bars = el("div", {});
-    for (const b of m.backfill) {
-      const pct = b.total ? Math.min(100, Math.round((100 * b.done) / b.total)) : 100;
-      bars.append(el("div", { class: "backfill", "data-table": b.table, "data-done": String(b.done), "data-total": String(b.total) },
-        el("span", { text: b.table + " " + b.done + "/" + b.total + " (" + pct + "%)" }),
-        el("div", { class: "bar" }, el("div", { style: "width:" + pct + "%;background:#16a34a", text: "" }))));
-    }
-    if (!m.backfill.length) bars.append(el("span", { class: "muted", text: m.started ? "running" : "-" }));
-    body.append(el("tr", { "data-migration": m.database + "/" + m.name, "data-status": m.last.type },
+    for (const b of tables) bars.append(backfillBar(b));
+    if (!tables.length) bars.append(el("span", { class: "muted", text: m.started ? "running" : "-" }));
+    body.append(el("tr", { "data-migration": m.database + "/" + m.name, "data-status": type },
       el("td", { text: m.database }),
       el("td", { text: m.name }),
       el("td", { class: "migration-status " + cls, text: text }),
       el("td", {}, bars),
-      el("td", { text: new Date(m.last.time * 1000).toLocaleString() }),
-      el("td", { class: "muted", text: m.last.message || "" })));
+      el("td", { text: new Date(when(m) * 1000).toLocaleString() }),
+      el("td", { class: "muted", text: m.last ? m.last.message || "" : "" })));
   }
   if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "no migrations reported yet" })));
 }
@@ -548,17 +617,33 @@ function addMigrationEvents(items) {
     state.migrationsSince = e.id;
     changed = true;
     const database = e.rollout.slice("migrations:".length);
-    const key = database + "/" + e.revision;
-    const m = state.migrations[key] || (state.migrations[key] = { database, name: e.revision, backfill: [], started: false });
-    if (e.type === "MigrationStarted") { m.started = true; m.backfill = []; }
-    const found = backfillOf(e.message);
-    if (found.length) m.backfill = found;
+    const m = migrationOf(database, e.revision);
+    if (e.type === "MigrationStarted") { m.started = true; m.startedAt = e.time; m.backfill = {}; }
+    for (const b of backfillOf(e.message)) { // the final numbers (BackfillDone)
+      m.backfill[b.table] = { ...b, rate: null, throttled: false, live: false, final: true };
+    }
     m.last = e;
     $("migration-events").prepend(el("li", { "data-type": e.type },
       new Date(e.time * 1000).toLocaleTimeString() + "  " + database + "  " + e.revision + "  " + e.type + "  " + (e.message || "")));
   }
   while ($("migration-events").children.length > 200) $("migration-events").lastChild.remove();
   if (changed) renderMigrations();
+}
+
+// Live backfill progress (PUT by `gapless migrate start` about once a second, pushed on the stream).
+function addMigrationProgress(items) {
+  for (const p of items) {
+    const m = migrationOf(p.database, p.migration);
+    if (p.updatedAt < m.startedAt) continue; // of an earlier run of the same migration
+    const known = m.backfill[p.table];
+    if (known && known.final) continue; // BackfillDone's numbers are the last word
+    m.backfill[p.table] = {
+      table: p.table, done: p.rowsDone, total: Math.max(p.rowsEstimate, p.rowsDone), rate: p.rowsPerSecond,
+      throttled: p.throttled, live: !p.done, final: false,
+    };
+    m.updated = Math.max(m.updated, p.updatedAt);
+  }
+  if (items.length) renderMigrations();
 }
 
 function openMigrations() {
@@ -569,7 +654,7 @@ function openMigrations() {
   show("migrations");
   $("migration-events").replaceChildren();
   renderMigrations();
-  stream({}, () => {}, addMigrationEvents);
+  stream({}, () => {}, addMigrationEvents, addMigrationProgress);
 }
 
 function route() {
