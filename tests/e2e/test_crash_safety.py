@@ -85,3 +85,33 @@ async def test_control_plane_sigkill_during_canary_keeps_weights(g: Gapless) -> 
     assert alone.failed == 0, alone.failures
     running = {p.pid for p in g.processes("instance")}
     assert running == {i["pid"] for i in (await g.status("k"))["instances"]}
+
+
+async def test_dashboard_charts_survive_a_control_plane_sigkill(g: Gapless) -> None:
+    """The per-revision chart points are kept in the store: a killed and restarted control plane serves them."""
+    from tests.e2e.harness import api
+
+    port = free_port()
+    spec = g.write(rollout_doc("charts", port, "v1", replicas=1))
+    code, out, err = await g.acli("up", "-f", str(spec))
+    assert code == 0, out + err
+    load = Load(f"http://127.0.0.1:{port}/", rps=50)
+    try:
+        deadline = time.monotonic() + 30
+        before: list[dict[str, float]] = []
+        while time.monotonic() < deadline and len(before) < 5:
+            series = await api(g, "GET", "/api/v1/rollouts/charts/series")
+            before = (series["revisions"].get("1") or {}).get("points", [])
+            await asyncio.sleep(0.5)
+        assert len(before) >= 5, series
+        assert any(p["rps"] > 0 for p in before)
+        [cp] = g.processes("control-plane")
+        os.kill(cp.pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        code, out, err = await g.acli("up", "-f", str(spec))
+        assert code == 0, out + err
+        after = (await api(g, "GET", "/api/v1/rollouts/charts/series"))["revisions"]["1"]["points"]
+        kept = {p["t"] for p in after}
+        assert {p["t"] for p in before} <= kept  # every point from before the kill is still there
+    finally:
+        await load.stop()

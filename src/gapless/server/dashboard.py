@@ -6,8 +6,10 @@ revision, a bounded ring of points computed from the difference to the previous 
 from the response counters, the share of 5xx, and P50/P95/P99 from the difference of the latency
 histograms (so a point describes only the requests of that second). A counter that went down (the
 router restarted) starts a fresh baseline instead of a negative rate. It also reads the CPU and memory
-of every running instance, CPU as a share of one core from the difference of CPU seconds. The rings
-live in memory only: a restarted control plane starts its charts afresh, as Prometheus would not.
+of every running instance, CPU as a share of one core from the difference of CPU seconds. Every point is
+also written to the store (``series_points``, one transaction per router and second, pruned to the
+window once a minute), and a control plane that starts again loads them: charts survive a restart or
+a crash of the control plane, with a gap for the time it was down.
 
 ``stream_events`` is the server-sent-events body behind ``GET /api/v1/stream``: every second the
 status (of one rollout, or all of them) and the events stored since the last push; on the stream of all
@@ -68,6 +70,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 POINTS = 600
 """Points kept per revision: ten minutes at one a second."""
 INTERVAL = 1.0
+PRUNE_EVERY = 60.0
+"""Seconds between deletions of stored points older than the window."""
 STREAM_SECONDS = 300.0
 """A stream ends after this long; EventSource reconnects by itself, and a shutdown never waits on it."""
 
@@ -116,8 +120,30 @@ class SeriesSampler:
         self._points = points
         self._rollouts: dict[str, _Rollout] = {}
         self._usage: dict[str, _Usage] = {}
+        self._pruned_at = 0.0
+
+    @property
+    def window(self) -> float:
+        """Seconds of points kept."""
+        return self._points * INTERVAL
+
+    def load(self) -> int:
+        """Fill the rings with the points the store kept from the window before now; how many."""
+        points = self._store.series_points(time.time() - self.window)
+        for rollout, rev, t, values in points:
+            state = self._rollouts.setdefault(rollout, _Rollout())
+            ring = state.series.setdefault(rev, deque(maxlen=self._points))
+            ring.append({"t": t, **values})
+        return len(points)
 
     async def run(self) -> None:
+        try:
+            loaded = self.load()
+        except Exception:
+            log.exception("could not load the kept chart points; charts start empty")
+        else:
+            if loaded:
+                log.info("loaded %d chart points kept from before", loaded)
         while True:
             started = time.monotonic()
             try:
@@ -133,6 +159,10 @@ class SeriesSampler:
             del self._rollouts[gone]
         await asyncio.gather(*(self._sample_router(n) for n in sorted(names)))
         self._sample_usage()
+        now = time.time()
+        if now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            self._store.prune_series(now - self.window, keep=names)
 
     async def _sample_router(self, name: str) -> None:
         try:
@@ -148,6 +178,7 @@ class SeriesSampler:
         state.last, state.last_at = stats, now
         if before is None:
             return
+        kept: list[tuple[str, float, dict[str, Any]]] = []
         for rev, after in stats.revisions.items():
             prior = before.revisions.get(rev, RevisionStats())
             point = point_between(prior, after, seconds)
@@ -155,6 +186,8 @@ class SeriesSampler:
                 continue
             ring = state.series.setdefault(rev, deque(maxlen=self._points))
             ring.append({"t": now, **point})
+            kept.append((rev, now, point))
+        self._store.add_series_points(name, kept)
 
     def _sample_usage(self) -> None:
         now = time.time()

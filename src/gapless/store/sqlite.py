@@ -28,7 +28,7 @@ from gapless.store.records import (
 
 __all__ = ["Store"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,6 +101,13 @@ CREATE TABLE IF NOT EXISTS analysis_runs (
     active INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS analysis_runs_by_rollout ON analysis_runs (rollout, created_at);
+CREATE TABLE IF NOT EXISTS series_points (
+    rollout TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    t REAL NOT NULL,
+    point TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS series_points_by_rollout ON series_points (rollout, t);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -313,6 +320,31 @@ class Store:
             (escaped + "%", *kinds),
         ).fetchall()
         return [EventRecord(**dict(r)) for r in rows]
+
+    # -- dashboard series ------------------------------------------------------------------------------
+
+    def add_series_points(self, rollout: str, points: Iterable[tuple[str, float, dict[str, Any]]]) -> None:
+        """Keep chart points (revision, time, values) of one rollout, in one transaction."""
+        rows = [(rollout, rev, t, json.dumps(point)) for rev, t, point in points]
+        if rows:
+            with self.transaction() as db:
+                db.executemany("INSERT INTO series_points VALUES (?, ?, ?, ?)", rows)
+
+    def series_points(self, since: float) -> list[tuple[str, str, float, dict[str, Any]]]:
+        """Every kept point newer than ``since``: (rollout, revision, time, values), oldest first."""
+        rows = self.db.execute(
+            "SELECT rollout, revision, t, point FROM series_points WHERE t > ? ORDER BY t", (since,)
+        ).fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def prune_series(self, before: float, keep: Iterable[str] | None = None) -> None:
+        """Forget points older than ``before``, and those of rollouts not in ``keep`` (if given)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM series_points WHERE t < ?", (before,))
+            if keep is not None:
+                names = sorted(set(keep))
+                marks = ", ".join("?" for _ in names)
+                db.execute(f"DELETE FROM series_points WHERE rollout NOT IN ({marks})", names)  # noqa: S608 - placeholders
 
     # -- audit ----------------------------------------------------------------------------------------
 
