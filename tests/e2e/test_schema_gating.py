@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.e2e.harness import Gapless, api, free_port, rollout_doc
 from tests.e2e.test_migration_gating import ADD
@@ -155,3 +156,25 @@ def test_bad_database_url_exits_2(g: Gapless) -> None:
     worse = g.cli("up", "-f", str(spec), "--database-url", "postgresql://a b")
     assert worse.returncode == 2, worse.stderr
     assert not g.processes()  # nothing was started
+
+
+async def test_a_migration_run_before_the_control_plane_is_known_to_it(
+    g: Gapless,
+    db: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Without a control plane, gapless migrate keeps its events; the next control plane takes them in."""
+    _base(db)
+    add = tmp_path / "m1.yaml"
+    add.write_text(ADD)
+    started = g.cli("migrate", "start", str(add), "--database-url", db)
+    assert started.returncode == 0, started.stderr
+    assert "events kept in" in " ".join(started.stderr.split())
+    spec = g.write(
+        rollout_doc("shop", free_port(), "v1", replicas=1, extra_template={"requiresSchema": "m1"})
+    )
+    up = g.cli("up", "-f", str(spec), "--timeout", "60")
+    assert up.returncode == 0, up.stdout + up.stderr
+    types = [(e["revision"], e["type"]) for e in events_of(g, "migrations:" + conninfo_to_dict(db)["dbname"])]
+    assert types == [("m1", "MigrationStarted"), ("m1", "BackfillDone")]
+    assert not (g.state_dir / "migration-events.jsonl").exists()

@@ -321,6 +321,7 @@ class _ControlPlane:
         self.stream = f"migrations:{self.database}"
         self._absent = False
         self._warned = False
+        self._kept = False
         self._progress: _ProgressPoster | None = None
 
     def progress(self, migration: str, event: Any) -> None:
@@ -343,16 +344,14 @@ class _ControlPlane:
 
         self.flush_progress()  # the final progress goes before the event that ends it (BackfillDone)
         if self._absent:
+            self._keep(migration, type_, message)
             return
         body = {"rollout": self.stream, "revision": migration, "type": type_, "message": message}
         try:
             request_if_running(self.state_dir, "POST", "/api/v1/events", body)
         except NotRunningError:
             self._absent = True
-            err.print(
-                f"[dim]no control plane runs for {escape(str(self.state_dir))}: events not recorded[/]",
-                highlight=False,
-            )
+            self._keep(migration, type_, message)
         except GaplessError as e:
             if not self._warned:
                 self._warned = True
@@ -361,6 +360,27 @@ class _ControlPlane:
                     f"{escape(str(e))}",
                     highlight=False,
                 )
+
+    def _keep(self, migration: str, type_: str, message: str) -> None:
+        """No control plane runs: keep the event in the state directory for the next one."""
+        from gapless.store.outbox import append_event
+
+        try:
+            path = append_event(self.state_dir, self.stream, migration, type_, message)
+        except OSError as e:
+            if not self._warned:
+                self._warned = True
+                err.print(
+                    f"[yellow]warning:[/] could not keep event {type_}: {escape(str(e))}", highlight=False
+                )
+            return
+        if not self._kept:
+            self._kept = True
+            err.print(
+                f"[dim]no control plane runs for {escape(str(self.state_dir))}: events kept in "
+                f"{escape(str(path))} for the next one[/]",
+                highlight=False,
+            )
 
     def schema_versions(self) -> list[dict[str, Any]] | None:
         """Per rollout, the revisions with live instances and their schema versions; None if none runs."""

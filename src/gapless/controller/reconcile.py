@@ -39,6 +39,7 @@ from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
 from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
 from gapless.spec.strategy import PrePromotionCheck
+from gapless.store.outbox import OUTBOX_FILE, drain_events
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
 from gapless.strategies.bluegreen import plan_blue_green
@@ -107,6 +108,7 @@ class Controller:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 await self._adopt()
+                self._drain_outbox()
                 await self.schema.refresh()  # before the first pass: no hold for want of a first read
                 schema = tg.create_task(self.schema.run(), name="migration state")
                 sampler = tg.create_task(self.analysis.sample_forever(), name="resource sampler")
@@ -138,7 +140,21 @@ class Controller:
             raise RuntimeError("controller is not running")
         return self._tg.create_task(_guarded(coro, name), name=name)
 
+    def _drain_outbox(self) -> None:
+        """Take in the migration events ``gapless migrate`` kept while no control plane ran."""
+        if not (self._dir / OUTBOX_FILE).exists():
+            return
+        try:
+            taken = drain_events(self._dir, self._store)
+        except (OSError, ValueError) as e:
+            log.warning("could not take in kept migration events: %s", e)
+            return
+        if taken:
+            log.info("took in %d migration event(s) kept while no control plane ran", taken)
+            self.schema.poke()
+
     async def reconcile_all(self) -> float | None:
+        self._drain_outbox()
         next_at: float | None = None
         for rec in self._store.rollouts():
             try:

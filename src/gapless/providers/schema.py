@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
+from gapless.store.outbox import STREAM_PREFIX
 from gapless.store.records import EventRecord
 from gapless.strategies.schema import MigrationPhase, MigrationState, SchemaSnapshot
 
@@ -30,7 +31,7 @@ __all__ = [
     "snapshot_from_events",
 ]
 
-MIGRATION_STREAM_PREFIX = "migrations:"
+MIGRATION_STREAM_PREFIX = STREAM_PREFIX
 """Events of a database's migrations are recorded under the rollout name ``migrations:<database>``."""
 
 MIGRATION_EVENT_PHASES: dict[str, MigrationPhase] = {
