@@ -149,6 +149,9 @@ def test_dashboard_migrations_view_shows_status_and_backfill(g: Gapless, db: str
         driver.find_element(By.ID, "token").send_keys(read_token(g.state_dir.resolve()))
         driver.find_element(By.ID, "login-button").click()
         _wait_js(driver, "document.querySelector('#rollouts tr[data-rollout=\"shop\"]')")
+        driver.execute_script("location.hash = '#/rollouts/shop'")
+        schema = "document.getElementById('r-schema').textContent"
+        assert _wait_js(driver, f"{schema}.startsWith('schema m1') && {schema}").startswith("schema m1")
         driver.find_element(By.ID, "nav-migrations").click()
         assert _wait_js(driver, f"document.querySelector('{row}')?.dataset.status") == "BackfillDone"
         backfill = f'{row} .backfill[data-table="users"]'

@@ -127,6 +127,23 @@ function openList() {
 
 // -- one rollout -------------------------------------------------------------------------------------
 
+// Schema gating: the schema the current revision needs, a hold, the point of no app rollback.
+function renderSchema(s) {
+  const box = $("r-schema"), schema = s.schema;
+  box.hidden = !schema;
+  if (!schema) return;
+  let text = "schema " + (schema.requires || "-") + (s.schemaHold ? " (held)" : "");
+  const point = schema.pointOfNoRollback;
+  if (point) {
+    text += "; no rollback past " + point.migration + " (" + point.phase + ")";
+    const gone = schema.unrunnableRevisions || [];
+    if (gone.length) text += ": revisions " + gone.join(", ") + " cannot run again";
+  }
+  if (schema.error) text += "; " + schema.source + ": " + schema.error;
+  box.textContent = text;
+  box.dataset.unrunnable = (schema.unrunnableRevisions || []).join(",");
+}
+
 function renderStatus(data) {
   if (data.missing) { $("r-message").textContent = "this rollout does not exist (any more)"; return; }
   const s = data.status, spec = data.spec || {};
@@ -136,6 +153,7 @@ function renderStatus(data) {
   $("r-phase").textContent = s.phase || "";
   $("r-phase").className = "phase " + (s.phase || "");
   $("r-message").textContent = s.message || "";
+  renderSchema(s);
   const strategy = s.strategy || {};
   // steps
   const steps = ((spec.spec || {}).strategy || {}).canary ? spec.spec.strategy.canary.steps || [] : [];
