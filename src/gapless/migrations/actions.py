@@ -37,6 +37,7 @@ __all__ = [
     "DropTable",
     "DropVersionSchema",
     "Duration",
+    "OnTable",
     "RenameColumn",
     "RenameTable",
     "ReplaceColumn",
@@ -44,6 +45,8 @@ __all__ = [
     "SetDefault",
     "SetNotNull",
     "ValidateConstraint",
+    "describe_index",
+    "describe_sql",
 ]
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
@@ -55,15 +58,49 @@ ACCESS_SHARE = "ACCESS SHARE"
 Duration = Literal["brief", "scan", "batched", "unknown"]
 
 
+class OnTable:
+    """An action on one table: the tables it touches are that one (shared with the SQLite actions)."""
+
+    table: str
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.table,)
+
+
+class _Action:
+    """What most actions take: ACCESS EXCLUSIVE, held briefly, no rewrite; a subclass names what differs."""
+
+    lock: ClassVar[str] = ACCESS_EXCLUSIVE
+    duration: ClassVar[Duration] = "brief"
+    rewrites: ClassVar[bool] = False
+
+
+class _TableAction(_Action, OnTable):
+    """An action on one table with the defaults of ``_Action``."""
+
+
+def describe_index(
+    name: str, table: str, columns: tuple[str, ...], *, unique: bool, where: str | None, how: str = ""
+) -> str:
+    """``create [unique] index NAME[ how] on TABLE(COLUMNS)[ where ...]`` (both engines' wording)."""
+    kind = "unique index" if unique else "index"
+    where_ = f" where {where}" if where else ""
+    return f"create {kind} {name}{how} on {table}({', '.join(columns)}){where_}"
+
+
+def describe_sql(label: str, sql: str) -> str:
+    """``run sql LABEL: ...`` with the first 70 characters of the statement(s), white space folded."""
+    first = " ".join(sql.split())
+    return f"run sql {label}: {first[:70]}{'...' if len(first) > 70 else ''}"
+
+
 @dataclass(frozen=True)
-class CreateTable:
+class CreateTable(_Action):
     table: str
     columns: tuple[Column, ...]
     references: tuple[str, ...] = ()
     """Physical names of the tables its foreign keys reference."""
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -75,7 +112,7 @@ class CreateTable:
 
 
 @dataclass(frozen=True)
-class AddColumn:
+class AddColumn(_TableAction):
     """ADD COLUMN without a table rewrite: no default, or a constant one (stored in the catalog)."""
 
     table: str
@@ -85,13 +122,6 @@ class AddColumn:
     like: str | None = None
     default: str | None = None
     not_null: bool = False
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         typ = self.type or f"the type of {self.like}"
@@ -101,17 +131,10 @@ class AddColumn:
 
 
 @dataclass(frozen=True)
-class SetDefault:
+class SetDefault(_TableAction):
     table: str
     column: str
     default: str | None
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         what = f"set default {self.default}" if self.default is not None else "drop default"
@@ -119,26 +142,19 @@ class SetDefault:
 
 
 @dataclass(frozen=True)
-class AddCheck:
+class AddCheck(_TableAction):
     """CHECK ... NOT VALID: enforced for new writes at once, existing rows are checked by ValidateConstraint."""
 
     table: str
     name: str
     expression: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"add check {self.name} on {self.table} NOT VALID: {self.expression}"
 
 
 @dataclass(frozen=True)
-class AddForeignKey:
+class AddForeignKey(_Action):
     table: str
     name: str
     columns: tuple[str, ...]
@@ -146,8 +162,6 @@ class AddForeignKey:
     ref_columns: tuple[str, ...]
     on_delete: str = "NO ACTION"
     lock = SHARE_ROW_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -161,7 +175,7 @@ class AddForeignKey:
 
 
 @dataclass(frozen=True)
-class CreateIndex:
+class CreateIndex(_TableAction):
     """CREATE INDEX CONCURRENTLY; an invalid leftover of a failed build is dropped and the build retried."""
 
     name: str
@@ -172,20 +186,15 @@ class CreateIndex:
     where: str | None = None
     lock = SHARE_UPDATE_EXCLUSIVE
     duration: ClassVar[Duration] = "scan"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
-        kind = "unique index" if self.unique else "index"
-        where = f" where {self.where}" if self.where else ""
-        return f"create {kind} {self.name} concurrently on {self.table}({', '.join(self.columns)}){where}"
+        return describe_index(
+            self.name, self.table, self.columns, unique=self.unique, where=self.where, how=" concurrently"
+        )
 
 
 @dataclass(frozen=True)
-class CreateSyncTrigger:
+class CreateSyncTrigger(_TableAction):
     """The BEFORE INSERT OR UPDATE trigger that keeps the old and the new columns of one table in step."""
 
     table: str
@@ -193,12 +202,6 @@ class CreateSyncTrigger:
     version_schema: str
     shape: TableShape
     lock = SHARE_ROW_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         cols = ", ".join(f"{s.target} ({s.direction})" for s in self.shape.syncs)
@@ -206,31 +209,24 @@ class CreateSyncTrigger:
 
 
 @dataclass(frozen=True)
-class Backfill:
+class Backfill(_TableAction):
     """Touch every existing row once, in primary-key order and short transactions, so the trigger fills it."""
 
     table: str
     lock = ROW_EXCLUSIVE
     duration: ClassVar[Duration] = "batched"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"backfill {self.table} in batches (row locks only, checkpointed)"
 
 
 @dataclass(frozen=True)
-class CreateVersionSchema:
+class CreateVersionSchema(_Action):
     """The schema of views that exposes the new shape of every table of the base schema."""
 
     schema: str
     shapes: tuple[TableShape, ...]
     lock = ACCESS_SHARE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -241,27 +237,19 @@ class CreateVersionSchema:
 
 
 @dataclass(frozen=True)
-class ValidateConstraint:
+class ValidateConstraint(_TableAction):
     table: str
     name: str
     lock = SHARE_UPDATE_EXCLUSIVE
     duration: ClassVar[Duration] = "scan"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"validate constraint {self.name} on {self.table}"
 
 
 @dataclass(frozen=True)
-class DropVersionSchema:
+class DropVersionSchema(_Action):
     schema: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -272,111 +260,67 @@ class DropVersionSchema:
 
 
 @dataclass(frozen=True)
-class DropSyncTrigger:
+class DropSyncTrigger(_TableAction):
     table: str
     function: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop sync trigger on {self.table}"
 
 
 @dataclass(frozen=True)
-class DropColumn:
+class DropColumn(_TableAction):
     table: str
     column: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop column {self.table}.{self.column} (catalog only, no rewrite)"
 
 
 @dataclass(frozen=True)
-class ReplaceColumn:
+class ReplaceColumn(_TableAction):
     """Drop the old column and give the shadow column its name, in one transaction."""
 
     table: str
     column: str
     shadow: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop column {self.table}.{self.column}, rename {self.shadow} to {self.column}"
 
 
 @dataclass(frozen=True)
-class RenameColumn:
+class RenameColumn(_TableAction):
     table: str
     column: str
     to: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"rename column {self.table}.{self.column} to {self.to}"
 
 
 @dataclass(frozen=True)
-class RenameTable:
+class RenameTable(_TableAction):
     table: str
     to: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"rename table {self.table} to {self.to}"
 
 
 @dataclass(frozen=True)
-class DropTable:
+class DropTable(_TableAction):
     table: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop table {self.table}"
 
 
 @dataclass(frozen=True)
-class DropIndex:
+class DropIndex(_Action):
     name: str
     table: str | None = None
     lock = SHARE_UPDATE_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -387,52 +331,31 @@ class DropIndex:
 
 
 @dataclass(frozen=True)
-class DropConstraint:
+class DropConstraint(_TableAction):
     table: str
     name: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop constraint {self.name} on {self.table}"
 
 
 @dataclass(frozen=True)
-class SetNotNull:
+class SetNotNull(_TableAction):
     """SET NOT NULL after a validated CHECK (col IS NOT NULL): PostgreSQL skips the scan, then the check goes."""
 
     table: str
     column: str
     check: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"set not null on {self.table}.{self.column} (proved by validated {self.check}), drop {self.check}"
 
 
 @dataclass(frozen=True)
-class AttachUnique:
+class AttachUnique(_TableAction):
     table: str
     name: str
     index: str
-    lock = ACCESS_EXCLUSIVE
-    duration: ClassVar[Duration] = "brief"
-    rewrites = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"add unique constraint {self.name} on {self.table} using index {self.index}"
@@ -458,8 +381,7 @@ class RunSql:
         return self.rewrites_table
 
     def describe(self) -> str:
-        first = " ".join(self.sql.split())
-        return f"run sql {self.label}: {first[:70]}{'...' if len(first) > 70 else ''}"
+        return describe_sql(self.label, self.sql)
 
 
 Action = (

@@ -73,17 +73,14 @@ class StepRunner:
                 c.execute(s)
             self.store.advance(name, index + 1)
 
-        run_with_lock_timeout(
-            self.conn,
-            work,
-            policy=self.settings.lock,
-            what=step.describe(),
-            schema=self.settings.schema,
-            tables=step.action.tables,
-            on_retry=self.emit,
-        )
+        self._under_lock_timeout(step, work)
 
     def _concurrently(self, step: Step, work: Callable[[Conn], None]) -> None:
+        self._under_lock_timeout(step, work, transactional=False)
+
+    def _under_lock_timeout(
+        self, step: Step, work: Callable[[Conn], None], *, transactional: bool = True
+    ) -> None:
         run_with_lock_timeout(
             self.conn,
             work,
@@ -91,7 +88,7 @@ class StepRunner:
             what=step.describe(),
             schema=self.settings.schema,
             tables=step.action.tables,
-            transactional=False,
+            transactional=transactional,
             on_retry=self.emit,
         )
 

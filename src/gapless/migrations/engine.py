@@ -35,6 +35,7 @@ from gapless.migrations.gate import (
     blocking_revisions,
 )
 from gapless.migrations.info import info_from_json, info_to_json
+from gapless.migrations.lifecycle import Lifecycle
 from gapless.migrations.model import Migration
 from gapless.migrations.plan import plan
 from gapless.migrations.policy import BatchPolicy, LockPolicy
@@ -47,8 +48,6 @@ from gapless.migrations.reports import (
     Notice,
     Status,
     StepEvent,
-    steps_done,
-    steps_phase,
 )
 from gapless.migrations.state import STATE_SCHEMA, MigrationRecord, StateStore, advisory_key
 from gapless.migrations.steps import Plan, Step
@@ -81,8 +80,11 @@ class EngineSettings:
     batch: BatchPolicy = field(default_factory=BatchPolicy)
 
 
-class MigrationEngine:
+class MigrationEngine(Lifecycle[MigrationRecord, Step]):
     """Runs migrations against one database schema; use as a context manager (it connects on enter)."""
+
+    sql_action = RunSql
+    recording_errors = (psycopg.Error,)
 
     def __init__(
         self,
@@ -196,29 +198,13 @@ class MigrationEngine:
         """Expand: apply every start step, or resume a start that stopped; return the plan."""
         self._lock_for_changes()
         document = migration.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        active = self.store.active()
-        if active is not None and active.name != migration.name:
-            raise MigrationStateError(
-                f"migration {active.name} is {active.phase.replace('_', ' ')} on schema {self.schema!r}: "
-                f"complete or roll it back before starting {migration.name}"
-            )
-        if active is not None:
-            if active.document != document:
-                raise SpecError(
-                    f"migration {migration.name}",
-                    [Problem("", "differs from the version that was started; roll back first to change it")],
-                )
-            if active.phase == "started":
-                self._emit(Notice(f"{migration.name} is already started; next: complete or rollback"))
-                return self._plan_of(active)
-            if active.phase != "starting":
-                raise MigrationStateError(f"migration {migration.name} is {active.phase.replace('_', ' ')}")
-            record = active
+        record = self._resumable(migration, document)
+        if record is not None and record.phase == "started":
+            self._emit(Notice(f"{migration.name} is already started; next: complete or rollback"))
+            return self._plan_of(record)
+        if record is not None:
             self._emit(Notice(f"resuming the start of {migration.name} at step {record.step + 1}"))
         else:
-            existing = self.store.get(migration.name)
-            if existing is not None and existing.phase == "completed":
-                raise MigrationStateError(f"migration {migration.name} is already completed")
             info = catalog.read_schema(self.conn, self.schema)
             previous = self._previous_schema()
             p = plan(migration, info, prefix=self.prefix, previous_schema=previous)
@@ -241,15 +227,9 @@ class MigrationEngine:
                 document=document,
                 catalog=info_to_json(info),
             )
-            created = self.store.get(migration.name)
-            if created is None:  # pragma: no cover - created just above
-                raise MigrationStateError(f"the state of {migration.name} was not recorded")
-            record = created
+            record = self._created(migration.name)
         p = self._plan_of(record)
-        steps = p.phase("start")
-        self._run_steps(record, steps, record.step)
-        with self.conn.transaction():
-            self.store.set_phase(record.name, "started", start_steps_applied=len(steps))
+        self._finish_start(record, p)
         return p
 
     def complete(
@@ -261,13 +241,7 @@ class MigrationEngine:
         with running instances and the schema version each needs. Without it only database
         connections are checked, and the report says so.
         """
-        record = self._active("complete")
-        if record.phase == "starting":
-            raise MigrationStateError(
-                f"the start of {record.name} did not finish: run start again to resume it, or roll it back"
-            )
-        if record.phase == "rolling_back":
-            raise MigrationStateError(f"{record.name} is being rolled back: run rollback again to finish it")
+        record = self._completable()
         p = self._plan_of(record)
         skipped: list[str] = []
         unchecked: list[str] = []
@@ -288,25 +262,14 @@ class MigrationEngine:
                 self._emit(
                     Notice(f"--force: completing although {line} still needs the old schema", loud=True)
                 )
-        if record.phase == "started":
-            with self.conn.transaction():
-                self.store.set_phase(record.name, "completing")
-            record = self._reload(record)
-        self._run_steps(record, p.phase("complete"), record.step)
-        with self.conn.transaction():
-            self.store.set_phase(record.name, "completed")
-            self.store.forget_backfills(record.name)
+        self._finish_complete(record, p)
         return CompleteReport(skipped, unchecked)
 
     def rollback(self, *, force: bool = False) -> None:
         """Undo the start of the migration in progress; the old version's schema is untouched."""
         record = self._active("roll back")
         p = self._plan_of(record)
-        if record.phase == "completing" and record.step > p.point_of_no_return:
-            done = p.phase("complete")[p.point_of_no_return].describe()
-            raise MigrationStateError(
-                f"complete of {record.name} is past the point of no return ({done}); finish it with complete"
-            )
+        self._check_rollback(record, p)
         if record.phase in ("started", "completing"):
             clients = [c for c in catalog.gapless_clients(self.conn) if c.version == record.name]
             if clients and not force:
@@ -315,41 +278,14 @@ class MigrationEngine:
                 self._emit(
                     Notice(f"--force: rolling back although {c.describe()} uses the new schema", loud=True)
                 )
-        if record.phase != "rolling_back":
-            applied = record.step if record.phase == "starting" else len(p.phase("start"))
-            with self.conn.transaction():
-                self.store.set_phase(record.name, "rolling_back", start_steps_applied=applied)
-            record = self._reload(record)
-        start = p.phase("start")
-        steps = p.phase("rollback")
-        for i in range(record.step, len(steps)):
-            step = steps[i]
-            if isinstance(step.action, RunSql):
-                index = next(
-                    j
-                    for j, s in enumerate(start)
-                    if s.operation == step.operation and isinstance(s.action, RunSql)
-                )
-                if index >= record.start_steps_applied:
-                    with self.conn.transaction():
-                        self.store.advance(record.name, i + 1)
-                    continue
-            self._run_step(record, step, i, len(steps))
-        with self.conn.transaction():
-            self.store.set_phase(record.name, "rolled_back")
-            self.store.forget_backfills(record.name)
+        self._finish_rollback(record, p)
 
     def status(self) -> Status:
         """Where every migration of the schema is, and which clients are connected (reads only)."""
-        records = self.store.all() if self._has_state() else []
-        statuses = [self._status_of(r) for r in records]
-        active = next(
-            (s for s in statuses if s.phase in ("starting", "started", "completing", "rolling_back")), None
-        )
-        current = self.store.current() if records else None
+        current, active, statuses = self._migrations()
         return Status(
             schema=self.schema,
-            current_version=current.name if current else None,
+            current_version=current,
             active=active,
             migrations=statuses,
             clients=catalog.gapless_clients(self.conn),
@@ -357,64 +293,16 @@ class MigrationEngine:
         )
 
     # -- internals --------------------------------------------------------------------------------
-    def _active(self, verb: str) -> MigrationRecord:
-        self._lock_for_changes()
-        record = self.store.active()
-        if record is None:
-            raise MigrationStateError(
-                f"no migration is in progress on schema {self.schema!r}: nothing to {verb}"
-            )
-        return record
+    @property
+    def _where(self) -> str:
+        return f"schema {self.schema!r}"
 
-    def _reload(self, record: MigrationRecord) -> MigrationRecord:
-        fresh = self.store.get(record.name)
-        if fresh is None:  # pragma: no cover - rows are never deleted while a command runs
-            raise MigrationStateError(f"the state of {record.name} disappeared")
-        return fresh
+    def _transaction(self, what: str, work: Callable[[], object]) -> None:
+        with self.conn.transaction():
+            work()
 
-    def _status_of(self, r: MigrationRecord) -> MigrationStatus:
-        try:
-            total = len(self._plan_of(r).phase(steps_phase(r.phase)))
-        except SpecError:
-            total = 0
-        step = steps_done(r.phase, r.step, total)
-        backfills = [
-            {
-                "table": b.table,
-                "rowsDone": b.rows_done,
-                "rowsEstimate": b.rows_estimate,
-                "done": b.done,
-                "updatedAt": b.updated_at.isoformat(),
-            }
-            for b in self.store.backfills(r.name)
-        ]
-        return MigrationStatus(
-            name=r.name,
-            phase=r.phase,
-            step=step,
-            steps=total,
-            version_schema=r.version_schema,
-            previous_schema=r.previous_schema,
-            started_at=r.started_at,
-            updated_at=r.updated_at,
-            completed_at=r.completed_at,
-            error=r.error,
-            backfills=backfills,
-        )
+    def _do_step(self, record: MigrationRecord, step: Step, index: int) -> None:
+        StepRunner(self.conn, self.store, self.settings, self._emit).run(record.name, step, index)
 
-    def _run_steps(self, record: MigrationRecord, steps: list[Step], first: int) -> None:
-        for i in range(first, len(steps)):
-            self._run_step(record, steps[i], i, len(steps))
-
-    def _run_step(self, record: MigrationRecord, step: Step, index: int, total: int) -> None:
-        self._emit(StepEvent(step.phase, index, total, step, done=False))
-        try:
-            StepRunner(self.conn, self.store, self.settings, self._emit).run(record.name, step, index)
-        except Exception as e:
-            try:
-                with self.conn.transaction():
-                    self.store.record_error(record.name, f"step {index + 1} ({step.describe()}): {e}")
-            except psycopg.Error as recording:  # the connection may be what failed
-                e.add_note(f"(the error could not be recorded in the migration state: {recording})")
-            raise
-        self._emit(StepEvent(step.phase, index, total, step, done=True))
+    def _step_event(self, step: Step, index: int, total: int, *, done: bool) -> None:
+        self._emit(StepEvent(step.phase, index, total, step, done=done))

@@ -56,6 +56,7 @@ from gapless.migrations.actions import (
 from gapless.migrations.info import SchemaInfo, TableInfo
 from gapless.migrations.lint import lint_sql
 from gapless.migrations.model import ColumnReference, Migration
+from gapless.migrations.planner import OperationPlanner
 from gapless.migrations.shape import ColumnSync, TableShape, shadow_name
 from gapless.migrations.sqlsummary import summarize_sql
 from gapless.migrations.steps import (
@@ -110,13 +111,12 @@ class _TableState:
         )
 
 
-class _Planner:
+class _Planner(OperationPlanner[_TableState]):
     def __init__(self, migration: Migration, info: SchemaInfo | None, schema: str, prefix: str) -> None:
-        self.m = migration
+        super().__init__(migration)
         self.info = info
         self.schema = schema
         self.version_schema = version_schema_name(prefix, migration.name)
-        self.problems: list[Problem] = []
         self.findings: list[OperationFinding] = []
         self.tables: dict[str, _TableState] = {}
         """physical name -> state, for tables an operation touched"""
@@ -138,35 +138,24 @@ class _Planner:
         self.complete_sql: list[tuple[int, Action]] = []
 
     # -- helpers -------------------------------------------------------------------------------
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message))
-
-    def table(self, name: str, path: str, *, for_column_change: int | None = None) -> _TableState | None:
+    def find_table(self, name: str, path: str) -> _TableState | None:
         """The state of the table the new version calls ``name``, or None (a problem is recorded)."""
         if name in self.names:
-            st = self.tables[self.names[name]]
-        elif name in self.dropped_names or (name in self.tables and self.tables[name].exposed != name):
+            return self.tables[self.names[name]]
+        if name in self.dropped_names or (name in self.tables and self.tables[name].exposed != name):
             self.problem(
                 path, f"table {name!r} no longer exists in the new version (an earlier operation changed it)"
             )
             return None
-        elif self.info is not None and name not in self.info.tables:
+        if self.info is not None and name not in self.info.tables:
             self.problem(path, f"table {name!r} does not exist in schema {self.schema!r}")
             return None
-        else:
-            info = self.info.tables[name] if self.info is not None else None
-            st = _TableState(physical=name, exposed=name, info=info)
-            if info is not None:
-                st.columns = {c.name: c.name for c in info.columns}
-            self.tables[name] = st
-            self.names[name] = name
-        if for_column_change is not None and st.created:
-            self.problem(
-                path,
-                f"table {name!r} is created by operation {st.created_by} of this migration: "
-                "describe the column there instead",
-            )
-            return None
+        info = self.info.tables[name] if self.info is not None else None
+        st = _TableState(physical=name, exposed=name, info=info)
+        if info is not None:
+            st.columns = {c.name: c.name for c in info.columns}
+        self.tables[name] = st
+        self.names[name] = name
         return st
 
     def column(self, st: _TableState, name: str, path: str) -> str | None:
@@ -185,17 +174,6 @@ class _Planner:
             why = "" if name in st.columns else " (it still exists until complete drops or renames it)"
             self.problem(path, f"column {name!r} already exists in table {st.exposed!r}{why}")
             return False
-        return True
-
-    def touch(self, st: _TableState, physical: str, index: int, path: str) -> bool:
-        if physical in st.touched:
-            self.problem(
-                path,
-                f"column {physical!r} is already changed by operation {st.touched[physical]}: "
-                "one column operation per column per migration",
-            )
-            return False
-        st.touched[physical] = index
         return True
 
     def free_relation(self, name: str, path: str, what: str) -> bool:
@@ -295,12 +273,10 @@ class _Planner:
 
     def drop_column(self, i: int, op: model.DropColumn) -> None:
         p = f"operations.{i}.drop_column"
-        st = self.table(op.table, f"{p}.table", for_column_change=i)
-        if st is None:
+        changed = self.changed_column(i, p, op.table, op.column)
+        if changed is None:
             return
-        physical = self.column(st, op.column, f"{p}.column")
-        if physical is None or not self.touch(st, physical, i, f"{p}.column"):
-            return
+        st, physical = changed
         info = st.info.column(physical) if st.info else None
         if st.info is not None and physical in st.info.primary_key:
             self.problem(f"{p}.column", f"column {op.column!r} is part of the primary key of {st.exposed!r}")
@@ -352,12 +328,10 @@ class _Planner:
 
     def alter_column(self, i: int, op: model.AlterColumn) -> None:
         p = f"operations.{i}.alter_column"
-        st = self.table(op.table, f"{p}.table", for_column_change=i)
-        if st is None:
+        changed = self.changed_column(i, p, op.table, op.column)
+        if changed is None:
             return
-        physical = self.column(st, op.column, f"{p}.column")
-        if physical is None or not self.touch(st, physical, i, f"{p}.column"):
-            return
+        st, physical = changed
         info = st.info.column(physical) if st.info else None
         t = st.physical
         if not op.needs_new_column:
@@ -535,39 +509,14 @@ class _Planner:
 
     # -- assembly -------------------------------------------------------------------------------
     def build(self, previous_schema: str | None) -> Plan:
-        for i, operation in enumerate(self.m.operations):
-            body = operation.body
-            match body:
-                case model.CreateTable():
-                    self.create_table(i, body)
-                case model.AddColumn():
-                    self.add_column(i, body)
-                case model.DropColumn():
-                    self.drop_column(i, body)
-                case model.RenameColumn():
-                    self.rename_column(i, body)
-                case model.AlterColumn():
-                    self.alter_column(i, body)
-                case model.CreateIndex():
-                    self.create_index(i, body)
-                case model.DropIndex():
-                    self.drop_index(i, body)
-                case model.AddConstraint():
-                    self.add_constraint(i, body)
-                case model.RenameTable():
-                    self.rename_table(i, body)
-                case model.DropTable():
-                    self.drop_table(i, body)
-                case model.RawSql():
-                    self.sql(i, body)
+        self.plan_operations()
         for st in self.tables.values():
             if st.syncs and not st.created and st.info is not None and not st.info.primary_key:
                 self.problem(
                     f"operations.{min(st.touched.values(), default=0)}",
                     f"table {st.physical!r} has no primary key: the batched backfill walks the table by it",
                 )
-        if self.problems:
-            raise SpecError(f"migration {self.m.name}", self.problems)
+        self.raise_problems(f"migration {self.m.name}")
         shapes = tuple(st.shape() for st in self.tables.values())
         start = self._start_steps(shapes)
         complete = self._complete_steps(previous_schema, shapes)
@@ -643,9 +592,8 @@ class _Planner:
                 case CreateTable():
                     inverse = DropTable(a.table)
                 case RunSql():
-                    op = self.m.operations[s.operation or 0].sql
-                    if op is not None and op.down:
-                        inverse = RunSql(op.down, a.tables, summarize_sql(op.down).lock, label="down")
+                    if down := self.down_sql(s.operation):
+                        inverse = RunSql(down, a.tables, summarize_sql(down).lock, label="down")
                 case _:
                     inverse = None
             if inverse is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, Protocol, TypeVar
 
 from gapless.migrations.actions import Action
 from gapless.migrations.lint import Finding
@@ -21,11 +21,14 @@ __all__ = [
     "OLD",
     "OperationFinding",
     "Phase",
+    "PhasedSteps",
     "Plan",
     "Serves",
     "Step",
+    "StepView",
     "constraint_name",
     "is_constant",
+    "step_dict",
     "trigger_function_name",
     "version_schema_name",
 ]
@@ -74,6 +77,61 @@ def trigger_function_name(migration: str, table: str) -> str:
     return _short(f"sync_{table}_{digest}")
 
 
+class StepView(Protocol):
+    """A step of either engine's plan, as the CLI and ``as_dict`` read it."""
+
+    @property
+    def phase(self) -> Phase: ...
+    @property
+    def operation(self) -> int | None: ...
+    @property
+    def serves(self) -> Serves: ...
+    @property
+    def reversible(self) -> bool: ...
+    @property
+    def lock(self) -> str: ...
+    @property
+    def duration(self) -> str: ...
+    @property
+    def rewrites(self) -> bool: ...
+    def describe(self) -> str: ...
+
+
+def step_dict(step: StepView, estimate: dict[str, object] | None = None) -> dict[str, object]:
+    """A step as JSON, the same keys for both engines; ``estimate``: the engine's own keys, after ``duration``."""
+    return {
+        "phase": step.phase,
+        "operation": step.operation,
+        "step": step.describe(),
+        "lock": step.lock,
+        "duration": step.duration,
+        **(estimate or {}),
+        "rewrites": step.rewrites,
+        "serves": list(step.serves),
+        "reversible": step.reversible,
+    }
+
+
+S = TypeVar("S", bound=StepView)
+
+
+class PhasedSteps(Generic[S]):
+    """What the plans of both engines share: their steps by phase, and where rollback stops being possible."""
+
+    steps: tuple[S, ...]
+
+    def phase(self, phase: Phase) -> list[S]:
+        return [s for s in self.steps if s.phase == phase]
+
+    @property
+    def point_of_no_return(self) -> int:
+        """Index of the first complete step after which rollback is impossible."""
+        for i, s in enumerate(self.phase("complete")):
+            if not s.reversible:
+                return i
+        return len(self.phase("complete"))
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of a plan: an action, the phase it belongs to, and what it means for the application."""
@@ -102,16 +160,7 @@ class Step:
         return self.action.describe()
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "phase": self.phase,
-            "operation": self.operation,
-            "step": self.describe(),
-            "lock": self.lock,
-            "duration": self.duration,
-            "rewrites": self.rewrites,
-            "serves": list(self.serves),
-            "reversible": self.reversible,
-        }
+        return step_dict(self)
 
 
 @dataclass(frozen=True)
@@ -128,7 +177,7 @@ class OperationFinding:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(PhasedSteps[Step]):
     """The whole lifecycle of one migration, as data."""
 
     migration: str
@@ -140,21 +189,10 @@ class Plan:
     shapes: tuple[TableShape, ...]
     findings: tuple[OperationFinding, ...] = ()
 
-    def phase(self, phase: Phase) -> list[Step]:
-        return [s for s in self.steps if s.phase == phase]
-
     @property
     def blocking_findings(self) -> list[OperationFinding]:
         """Lint errors not acknowledged by ``ignore_lint``: start refuses while there are any."""
         return [f for f in self.findings if f.finding.severity == "error" and not f.ignored]
-
-    @property
-    def point_of_no_return(self) -> int:
-        """Index of the first complete step after which rollback is impossible."""
-        for i, s in enumerate(self.phase("complete")):
-            if not s.reversible:
-                return i
-        return len(self.phase("complete"))
 
     def states(self) -> list[tuple[str, Serves]]:
         """Which versions each state of the lifecycle serves."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from gapless.migrations.actions import OnTable, describe_index, describe_sql
 from gapless.migrations.model import Column, ColumnReference
-from gapless.migrations.steps import BOTH, NEW, OLD, OperationFinding, Phase, Serves
+from gapless.migrations.steps import BOTH, NEW, OLD, OperationFinding, Phase, PhasedSteps, Serves, step_dict
 
 __all__ = [
     "WRITE_LOCK",
@@ -45,6 +46,13 @@ WRITE_LOCK = "database write lock"
 HoldKind = Literal["brief", "scan", "rewrite", "batched", "unknown"]
 
 
+class _TableAction(OnTable):
+    """What most actions are: a brief hold of the write lock on one table, no rewrite."""
+
+    hold: ClassVar[HoldKind] = "brief"
+    rewrites: ClassVar[bool] = False
+
+
 @dataclass(frozen=True)
 class SyncRule:
     """One column a gapless trigger writes, and from what.
@@ -67,23 +75,16 @@ class SyncRule:
 
 
 @dataclass(frozen=True)
-class CreateTable:
+class CreateTable(_TableAction):
     table: str
     columns: tuple[Column, ...]
-
-    hold: ClassVar[HoldKind] = "brief"
-    rewrites: ClassVar[bool] = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"create table {self.table}"
 
 
 @dataclass(frozen=True)
-class AddColumn:
+class AddColumn(OnTable):
     """``ALTER TABLE ADD COLUMN``: a schema change only, no row is rewritten."""
 
     table: str
@@ -102,10 +103,6 @@ class AddColumn:
         # SQLite checks a new column's CHECK constraint against every existing row.
         return "scan" if self.check is not None else "brief"
 
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
-
     def describe(self) -> str:
         extra = f" default {self.default}" if self.default is not None else ""
         extra += " not null" if self.not_null else ""
@@ -116,58 +113,39 @@ class AddColumn:
 
 
 @dataclass(frozen=True)
-class CreateTriggers:
+class CreateTriggers(_TableAction):
     """The AFTER INSERT / AFTER UPDATE triggers that keep the old and the new columns of a table in step."""
 
     table: str
     rules: tuple[SyncRule, ...]
-
-    hold: ClassVar[HoldKind] = "brief"
-    rewrites: ClassVar[bool] = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"create sync triggers on {self.table}: {', '.join(r.describe() for r in self.rules)}"
 
 
 @dataclass(frozen=True)
-class DropTriggers:
+class DropTriggers(_TableAction):
     table: str
-
-    hold: ClassVar[HoldKind] = "brief"
-    rewrites: ClassVar[bool] = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop sync triggers on {self.table}"
 
 
 @dataclass(frozen=True)
-class Backfill:
+class Backfill(_TableAction):
     """Fill the new columns of existing rows in rowid order, one short write transaction per batch."""
 
     table: str
     rules: tuple[SyncRule, ...]
 
     hold: ClassVar[HoldKind] = "batched"
-    rewrites: ClassVar[bool] = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"backfill {self.table} in batches (checkpointed): {', '.join(r.target for r in self.rules)}"
 
 
 @dataclass(frozen=True)
-class CreateIndex:
+class CreateIndex(_TableAction):
     """``CREATE INDEX``: SQLite has no CONCURRENTLY, so the build holds the write lock from start to end."""
 
     name: str
@@ -177,36 +155,22 @@ class CreateIndex:
     where: str | None = None
 
     hold: ClassVar[HoldKind] = "rewrite"
-    rewrites: ClassVar[bool] = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
-        kind = "unique index" if self.unique else "index"
-        where = f" where {self.where}" if self.where else ""
-        return f"create {kind} {self.name} on {self.table}({', '.join(self.columns)}){where}"
+        return describe_index(self.name, self.table, self.columns, unique=self.unique, where=self.where)
 
 
 @dataclass(frozen=True)
-class DropIndex:
+class DropIndex(_TableAction):
     name: str
     table: str
-
-    hold: ClassVar[HoldKind] = "brief"
-    rewrites: ClassVar[bool] = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop index {self.name}"
 
 
 @dataclass(frozen=True)
-class DropColumn:
+class DropColumn(_TableAction):
     """``ALTER TABLE DROP COLUMN``: SQLite rewrites every row of the table to remove the value."""
 
     table: str
@@ -214,10 +178,6 @@ class DropColumn:
 
     hold: ClassVar[HoldKind] = "rewrite"
     rewrites: ClassVar[bool] = True
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop column {self.table}.{self.column} (rewrites every row)"
@@ -247,7 +207,7 @@ class ColumnEdit:
 
 
 @dataclass(frozen=True)
-class ContractTable:
+class ContractTable(OnTable):
     """Everything complete does to one table, in one write transaction.
 
     Drop the sync triggers; for each rename drop the new column and rename the old one to its name (so
@@ -279,10 +239,6 @@ class ContractTable:
         """How many times the rows are rewritten: once per dropped column, once for a rebuild."""
         return len(self.renames) + len(self.drops) + (1 if self.rebuild else 0)
 
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
-
     def describe(self) -> str:
         parts = ["drop sync triggers"] if self.triggers else []
         parts += [f"rename {a} to {b} (drop the new copy, rename the old)" for a, b in self.renames]
@@ -293,15 +249,8 @@ class ContractTable:
 
 
 @dataclass(frozen=True)
-class DropTable:
+class DropTable(_TableAction):
     table: str
-
-    hold: ClassVar[HoldKind] = "brief"
-    rewrites: ClassVar[bool] = False
-
-    @property
-    def tables(self) -> tuple[str, ...]:
-        return (self.table,)
 
     def describe(self) -> str:
         return f"drop table {self.table}"
@@ -322,8 +271,7 @@ class RunSql:
         return ()
 
     def describe(self) -> str:
-        first = " ".join(self.sql.split())
-        return f"run sql {self.label}: {first[:70]}{'...' if len(first) > 70 else ''}"
+        return describe_sql(self.label, self.sql)
 
 
 SqliteAction = (
@@ -387,24 +335,19 @@ class SqliteStep:
         return self.action.describe()
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "phase": self.phase,
-            "operation": self.operation,
-            "step": self.describe(),
-            "lock": self.lock,
-            "duration": self.duration,
-            "holdKind": self.action.hold,
-            "holdSeconds": self.hold_seconds,
-            "batches": self.batches,
-            "overLimit": self.over_limit,
-            "rewrites": self.rewrites,
-            "serves": list(self.serves),
-            "reversible": self.reversible,
-        }
+        return step_dict(
+            self,
+            {
+                "holdKind": self.action.hold,
+                "holdSeconds": self.hold_seconds,
+                "batches": self.batches,
+                "overLimit": self.over_limit,
+            },
+        )
 
 
 @dataclass(frozen=True)
-class SqlitePlan:
+class SqlitePlan(PhasedSteps[SqliteStep]):
     """The whole lifecycle of one migration on a SQLite database, as data."""
 
     migration: str
@@ -427,9 +370,6 @@ class SqlitePlan:
         """SQLite has no version schemas; the schema version is the migration's name."""
         return self.migration
 
-    def phase(self, phase: Phase) -> list[SqliteStep]:
-        return [s for s in self.steps if s.phase == phase]
-
     @property
     def blocking_findings(self) -> list[OperationFinding]:
         return []
@@ -438,13 +378,6 @@ class SqlitePlan:
     def over_limit(self) -> list[SqliteStep]:
         """Steps whose estimated write-lock hold is above the limit."""
         return [s for s in self.steps if s.over_limit]
-
-    @property
-    def point_of_no_return(self) -> int:
-        for i, s in enumerate(self.phase("complete")):
-            if not s.reversible:
-                return i
-        return len(self.phase("complete"))
 
     def states(self) -> list[tuple[str, Serves]]:
         old = self.previous_schema or "the schema before any migration"

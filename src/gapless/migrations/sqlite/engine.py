@@ -32,17 +32,15 @@ from gapless.core.errors import GaplessError, Problem, SpecError
 from gapless.migrations.backfill import BackfillProgress
 from gapless.migrations.files import validate_migration
 from gapless.migrations.gate import RunningRevisions, blocking_revisions
+from gapless.migrations.lifecycle import Lifecycle
 from gapless.migrations.model import Migration
 from gapless.migrations.policy import BatchPolicy, LockPolicy
 from gapless.migrations.reports import (
     ClientsConnectedError,
     CompleteReport,
     MigrationStateError,
-    MigrationStatus,
     Notice,
     Status,
-    steps_done,
-    steps_phase,
 )
 from gapless.migrations.sqlite import sqlite_path
 from gapless.migrations.sqlite.actions import Backfill, RunSql, SqlitePlan, SqliteStep, format_seconds
@@ -106,8 +104,12 @@ class SqliteStatus(Status):
         return {**super().as_dict(), "engine": "sqlite", "clientsVisible": False}
 
 
-class SqliteMigrationEngine:
+class SqliteMigrationEngine(Lifecycle[SqliteRecord, SqliteStep]):
     """Runs migrations against one SQLite database; use as a context manager (it opens the file on enter)."""
+
+    sql_action = RunSql
+    recording_errors = (sqlite3.Error, GaplessError)
+    backfill_checkpoints = True
 
     def __init__(
         self,
@@ -167,6 +169,9 @@ class SqliteMigrationEngine:
     def _notice(self, text: str) -> None:
         self._emit(Notice(text))
 
+    def _has_state(self) -> bool:
+        return self.store.exists()
+
     def _lock_for_changes(self) -> None:
         """Hold the one-migrate-per-database lock until exit.
 
@@ -180,7 +185,7 @@ class SqliteMigrationEngine:
 
     # -- planning ---------------------------------------------------------------------------------
     def _previous(self) -> str | None:
-        if not self.store.exists():
+        if not self._has_state():
             return None
         current = self.store.current()
         return current.name if current else None
@@ -259,30 +264,14 @@ class SqliteMigrationEngine:
         """Expand: apply every start step, or resume a start that stopped; return the plan."""
         self._lock_for_changes()
         document = migration.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        active = self.store.active() if self.store.exists() else None
-        if active is not None and active.name != migration.name:
-            raise MigrationStateError(
-                f"migration {active.name} is {active.phase.replace('_', ' ')} on {self.path}: "
-                f"complete or roll it back before starting {migration.name}"
-            )
-        if active is not None:
-            if active.document != document:
-                raise SpecError(
-                    f"migration {migration.name}",
-                    [Problem("", "differs from the version that was started; roll back first to change it")],
-                )
-            if active.phase == "started":
-                self._notice(f"{migration.name} is already started; next: complete or rollback")
-                return self._plan_of(active)
-            if active.phase != "starting":
-                raise MigrationStateError(f"migration {migration.name} is {active.phase.replace('_', ' ')}")
-            record = active
+        record = self._resumable(migration, document)
+        if record is not None and record.phase == "started":
+            self._notice(f"{migration.name} is already started; next: complete or rollback")
+            return self._plan_of(record)
+        if record is not None:
             self._notice(f"resuming the start of {migration.name} at step {record.step + 1}")
             p, _ = self._check_limits(self._plan_of(record), "start", record.step, force=force)
         else:
-            existing = self.store.get(migration.name) if self.store.exists() else None
-            if existing is not None and existing.phase == "completed":
-                raise MigrationStateError(f"migration {migration.name} is already completed")
             schema = read_schema(self.conn)
             p, _ = self._check_limits(self._plan(migration, schema), "start", 0, force=force)
             previous = self._previous()
@@ -300,29 +289,15 @@ class SqliteMigrationEngine:
                 what="record the migration",
                 on_retry=self._notice,
             )
-            created = self.store.get(migration.name)
-            if created is None:  # pragma: no cover - created just above
-                raise MigrationStateError(f"the state of {migration.name} was not recorded")
-            record = created
-        steps = p.phase("start")
-        self._run_steps(record, steps, record.step)
-        self._transaction(
-            "record the start",
-            lambda: self.store.set_phase(record.name, "started", start_steps_applied=len(steps)),
-        )
+            record = self._created(migration.name)
+        self._finish_start(record, p)
         return p
 
     def complete(
         self, *, force: bool = False, running_revisions: RunningRevisions | None = None
     ) -> CompleteReport:
         """Contract the migration in progress once the old version is gone (confirmed, see the module doc)."""
-        record = self._active("complete")
-        if record.phase == "starting":
-            raise MigrationStateError(
-                f"the start of {record.name} did not finish: run start again to resume it, or roll it back"
-            )
-        if record.phase == "rolling_back":
-            raise MigrationStateError(f"{record.name} is being rolled back: run rollback again to finish it")
+        record = self._completable()
         p = self._plan_of(record)
         skipped: list[str] = []
         unchecked: list[str] = []
@@ -348,27 +323,14 @@ class SqliteMigrationEngine:
         skipped += accepted
         for line in skipped:
             self._emit(Notice(f"--force: completing although {line}", loud=True))
-        if record.phase == "started":
-            self._transaction("begin complete", lambda: self.store.set_phase(record.name, "completing"))
-            record = self._reload(record)
-        self._run_steps(record, p.phase("complete"), record.step)
-
-        def finish() -> None:
-            self.store.set_phase(record.name, "completed")
-            self.store.forget_backfills(record.name)
-
-        self._transaction("record the completion", finish)
+        self._finish_complete(record, p)
         return CompleteReport(skipped, unchecked)
 
     def rollback(self, *, force: bool = False) -> None:
         """Undo the start of the migration in progress; rows the new version wrote stay, in the old columns."""
         record = self._active("roll back")
         p = self._plan_of(record)
-        if record.phase == "completing" and record.step > p.point_of_no_return:
-            done = p.phase("complete")[p.point_of_no_return].describe()
-            raise MigrationStateError(
-                f"complete of {record.name} is past the point of no return ({done}); finish it with complete"
-            )
+        self._check_rollback(record, p)
         if record.phase in ("started", "completing"):
             if not force:
                 raise MigrationStateError(
@@ -384,45 +346,14 @@ class SqliteMigrationEngine:
             )
         first = record.step if record.phase == "rolling_back" else 0
         p, _ = self._check_limits(p, "rollback", first, force=force)
-        if record.phase != "rolling_back":
-            applied = record.step if record.phase == "starting" else len(p.phase("start"))
-            self._transaction(
-                "begin rollback",
-                lambda: self.store.set_phase(record.name, "rolling_back", start_steps_applied=applied),
-            )
-            record = self._reload(record)
-        start = p.phase("start")
-        steps = p.phase("rollback")
-        for i in range(record.step, len(steps)):
-            step = steps[i]
-            if isinstance(step.action, RunSql):
-                index = next(
-                    j
-                    for j, s in enumerate(start)
-                    if s.operation == step.operation and isinstance(s.action, RunSql)
-                )
-                if index >= record.start_steps_applied:  # its up never ran
-                    self._advance(record.name, i + 1)
-                    continue
-            self._run_step(record, step, i, len(steps))
-
-        def finish() -> None:
-            self.store.set_phase(record.name, "rolled_back")
-            self.store.forget_backfills(record.name)
-
-        self._transaction("record the rollback", finish)
+        self._finish_rollback(record, p)
 
     def status(self) -> SqliteStatus:
         """Where every migration of the database is (reads only); connected clients cannot be seen on SQLite."""
-        records = self.store.all() if self.store.exists() else []
-        statuses = [self._status_of(r) for r in records]
-        active = next(
-            (s for s in statuses if s.phase in ("starting", "started", "completing", "rolling_back")), None
-        )
-        current = self.store.current() if records else None
+        current, active, statuses = self._migrations()
         return SqliteStatus(
             schema="main",
-            current_version=current.name if current else None,
+            current_version=current,
             active=active,
             migrations=statuses,
             clients=[],
@@ -435,88 +366,34 @@ class SqliteMigrationEngine:
             self.conn, lambda c: work(), policy=self.settings.lock, what=what, on_retry=self._notice
         )
 
-    def _advance(self, name: str, step: int) -> None:
-        self._transaction("record progress", lambda: self.store.advance(name, step))
+    @property
+    def _where(self) -> str:
+        return str(self.path)
 
-    def _active(self, verb: str) -> SqliteRecord:
-        self._lock_for_changes()
-        record = self.store.active() if self.store.exists() else None
-        if record is None:
-            raise MigrationStateError(f"no migration is in progress on {self.path}: nothing to {verb}")
-        return record
+    def _do_step(self, record: SqliteRecord, step: SqliteStep, index: int) -> None:
+        a = step.action
+        if isinstance(a, Backfill):
+            run_backfill(
+                self.conn,
+                self.store,
+                migration=record.name,
+                table=a.table,
+                rules=a.rules,
+                batch=self.settings.batch,
+                lock=self.settings.lock,
+                on_progress=self._emit,
+                on_retry=self._notice,
+            )
+            self._advance(record.name, index + 1)
+            return
 
-    def _reload(self, record: SqliteRecord) -> SqliteRecord:
-        fresh = self.store.get(record.name)
-        if fresh is None:  # pragma: no cover - rows are never deleted while a command runs
-            raise MigrationStateError(f"the state of {record.name} disappeared")
-        return fresh
+        def work(c: sqlite3.Connection) -> None:
+            apply_action(c, a)
+            self.store.advance(record.name, index + 1)
 
-    def _status_of(self, r: SqliteRecord) -> MigrationStatus:
-        try:
-            total = len(self._plan_of(r).phase(steps_phase(r.phase)))
-        except SpecError:
-            total = 0
-        step = steps_done(r.phase, r.step, total)
-        backfills = [
-            {
-                "table": b.table,
-                "rowsDone": b.rows_done,
-                "rowsEstimate": b.rows_estimate,
-                "done": b.done,
-                "checkpoint": b.checkpoint,
-                "updatedAt": b.updated_at.isoformat(),
-            }
-            for b in self.store.backfills(r.name)
-        ]
-        return MigrationStatus(
-            name=r.name,
-            phase=r.phase,
-            step=step,
-            steps=total,
-            version_schema=r.name,
-            previous_schema=r.previous,
-            started_at=r.started_at,
-            updated_at=r.updated_at,
-            completed_at=r.completed_at,
-            error=r.error,
-            backfills=backfills,
+        write_transaction(
+            self.conn, work, policy=self.settings.lock, what=step.describe(), on_retry=self._notice
         )
 
-    def _run_steps(self, record: SqliteRecord, steps: list[SqliteStep], first: int) -> None:
-        for i in range(first, len(steps)):
-            self._run_step(record, steps[i], i, len(steps))
-
-    def _run_step(self, record: SqliteRecord, step: SqliteStep, index: int, total: int) -> None:
-        self._emit(SqliteStepEvent(step.phase, index, total, step, done=False))
-        a = step.action
-        try:
-            if isinstance(a, Backfill):
-                run_backfill(
-                    self.conn,
-                    self.store,
-                    migration=record.name,
-                    table=a.table,
-                    rules=a.rules,
-                    batch=self.settings.batch,
-                    lock=self.settings.lock,
-                    on_progress=self._emit,
-                    on_retry=self._notice,
-                )
-                self._advance(record.name, index + 1)
-            else:
-
-                def work(c: sqlite3.Connection) -> None:
-                    apply_action(c, a)
-                    self.store.advance(record.name, index + 1)
-
-                write_transaction(
-                    self.conn, work, policy=self.settings.lock, what=step.describe(), on_retry=self._notice
-                )
-        except Exception as e:
-            message = f"step {index + 1} ({step.describe()}): {e}"
-            try:
-                self._transaction("record the error", lambda: self.store.record_error(record.name, message))
-            except (sqlite3.Error, GaplessError) as recording:
-                e.add_note(f"(the error could not be recorded in the migration state: {recording})")
-            raise
-        self._emit(SqliteStepEvent(step.phase, index, total, step, done=True))
+    def _step_event(self, step: SqliteStep, index: int, total: int, *, done: bool) -> None:
+        self._emit(SqliteStepEvent(step.phase, index, total, step, done=done))

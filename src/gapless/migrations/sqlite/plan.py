@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from gapless.core.errors import Problem, SpecError
 from gapless.migrations import model
 from gapless.migrations.model import Migration
+from gapless.migrations.planner import OperationPlanner
 from gapless.migrations.sqlite.actions import (
     AddColumn,
     Backfill,
@@ -75,11 +75,12 @@ class _Table:
     added: set[str] = field(default_factory=set)
 
 
-class _Planner:
+class _Planner(OperationPlanner[_Table]):
+    fold_case = True
+
     def __init__(self, migration: Migration, schema: SqliteSchema) -> None:
-        self.m = migration
+        super().__init__(migration)
         self.schema = schema
-        self.problems: list[Problem] = []
         self.notes: list[str] = []
         self.tables: dict[str, _Table] = {}
         self.new_names: set[str] = set()
@@ -90,38 +91,25 @@ class _Planner:
         self.complete_sql: list[tuple[int, SqliteAction]] = []
 
     # -- helpers -------------------------------------------------------------------------------
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message))
-
     def refuse(self, path: str, what: str, why: str) -> None:
         self.problem(path, f"{what} cannot be done safely on SQLite: {why}")
 
-    def table(self, name: str, path: str, *, for_column_change: bool = False) -> _Table | None:
+    def find_table(self, name: str, path: str) -> _Table | None:
         key = name.lower()
         if key in self.tables:
-            st = self.tables[key]
-        else:
-            info = self.schema.table(name)
-            if info is None:
-                if name.lower() in {v.lower() for v in self.schema.views}:
-                    self.problem(path, f"{name!r} is a view, not a table")
-                else:
-                    self.problem(path, f"table {name!r} does not exist in this database")
-                return None
-            if info.virtual:
-                self.problem(
-                    path, f"table {name!r} is a virtual table; gapless migrates ordinary tables only"
-                )
-                return None
-            st = _Table(info.name, info, columns={c.name.lower(): c.name for c in info.columns})
-            self.tables[key] = st
-        if for_column_change and st.created_by is not None:
-            self.problem(
-                path,
-                f"table {name!r} is created by operation {st.created_by} of this migration: "
-                "describe the column there instead",
-            )
+            return self.tables[key]
+        info = self.schema.table(name)
+        if info is None:
+            if name.lower() in {v.lower() for v in self.schema.views}:
+                self.problem(path, f"{name!r} is a view, not a table")
+            else:
+                self.problem(path, f"table {name!r} does not exist in this database")
             return None
+        if info.virtual:
+            self.problem(path, f"table {name!r} is a virtual table; gapless migrates ordinary tables only")
+            return None
+        st = _Table(info.name, info, columns={c.name.lower(): c.name for c in info.columns})
+        self.tables[key] = st
         return st
 
     def column(self, st: _Table, name: str, path: str) -> str | None:
@@ -136,18 +124,6 @@ class _Planner:
             why = "" if name.lower() in st.columns else " (it still exists until complete)"
             self.problem(path, f"column {name!r} already exists in table {st.name!r}{why}")
             return False
-        return True
-
-    def touch(self, st: _Table, column: str, i: int, path: str) -> bool:
-        key = column.lower()
-        if key in st.touched:
-            self.problem(
-                path,
-                f"column {column!r} is already changed by operation {st.touched[key]}: "
-                "one column operation per column per migration",
-            )
-            return False
-        st.touched[key] = i
         return True
 
     def free_name(self, name: str, path: str, what: str) -> bool:
@@ -188,7 +164,7 @@ class _Planner:
 
     def add_column(self, i: int, op: model.AddColumn) -> None:
         p = f"operations.{i}.add_column"
-        st = self.table(op.table, f"{p}.table", for_column_change=True)
+        st = self.table(op.table, f"{p}.table", for_column_change=i)
         if st is None or not self.free_column(st, op.column.name, f"{p}.column.name"):
             return
         c = op.column
@@ -248,12 +224,10 @@ class _Planner:
 
     def drop_column(self, i: int, op: model.DropColumn) -> None:
         p = f"operations.{i}.drop_column"
-        st = self.table(op.table, f"{p}.table", for_column_change=True)
-        if st is None:
+        changed = self.changed_column(i, p, op.table, op.column)
+        if changed is None:
             return
-        name = self.column(st, op.column, f"{p}.column")
-        if name is None or not self.touch(st, name, i, f"{p}.column"):
-            return
+        st, name = changed
         if not self._droppable(st, name, f"{p}.column", f"drop_column {op.table}.{op.column}"):
             return
         info = st.info.column(name) if st.info else None
@@ -275,7 +249,7 @@ class _Planner:
     def rename_column(self, i: int, op: model.RenameColumn) -> None:
         p = f"operations.{i}.rename_column"
         what = f"rename_column {op.table}.{op.from_} -> {op.to}"
-        st = self.table(op.table, f"{p}.table", for_column_change=True)
+        st = self.table(op.table, f"{p}.table", for_column_change=i)
         if st is None:
             return
         name = self.column(st, op.from_, f"{p}.from")
@@ -297,12 +271,10 @@ class _Planner:
     def alter_column(self, i: int, op: model.AlterColumn) -> None:
         p = f"operations.{i}.alter_column"
         what = f"alter_column {op.table}.{op.column}"
-        st = self.table(op.table, f"{p}.table", for_column_change=True)
-        if st is None:
+        changed = self.changed_column(i, p, op.table, op.column)
+        if changed is None:
             return
-        name = self.column(st, op.column, f"{p}.column")
-        if name is None or not self.touch(st, name, i, f"{p}.column"):
-            return
+        st, name = changed
         info = st.info.column(name) if st.info else None
         if info is not None and info.primary_key:
             self.refuse(f"{p}.column", what, "the column is part of the primary key")
@@ -483,33 +455,8 @@ class _Planner:
 
     # -- assembly -------------------------------------------------------------------------------
     def build(self, database: str, previous: str | None) -> SqlitePlan:
-        for i, operation in enumerate(self.m.operations):
-            body = operation.body
-            match body:
-                case model.CreateTable():
-                    self.create_table(i, body)
-                case model.AddColumn():
-                    self.add_column(i, body)
-                case model.DropColumn():
-                    self.drop_column(i, body)
-                case model.RenameColumn():
-                    self.rename_column(i, body)
-                case model.AlterColumn():
-                    self.alter_column(i, body)
-                case model.CreateIndex():
-                    self.create_index(i, body)
-                case model.DropIndex():
-                    self.drop_index(i, body)
-                case model.AddConstraint():
-                    self.add_constraint(i, body)
-                case model.RenameTable():
-                    self.rename_table(i, body)
-                case model.DropTable():
-                    self.drop_table(i, body)
-                case model.RawSql():
-                    self.sql(i, body)
-        if self.problems:
-            raise SpecError(f"migration {self.m.name} (SQLite)", self.problems)
+        self.plan_operations()
+        self.raise_problems(f"migration {self.m.name} (SQLite)")
         start = self._start_steps()
         complete = self._complete_steps()
         rollback = self._rollback_steps(start)
@@ -569,9 +516,8 @@ class _Planner:
                 case CreateTable():
                     inverse = DropTable(a.table)
                 case RunSql():
-                    op = self.m.operations[s.operation or 0].sql
-                    if op is not None and op.down:
-                        inverse = RunSql(op.down, label="down")
+                    if down := self.down_sql(s.operation):
+                        inverse = RunSql(down, label="down")
                 case _:
                     inverse = None
             if inverse is not None:

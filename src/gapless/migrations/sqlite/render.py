@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gapless.migrations.model import Column
+from gapless.migrations.model import Column, ColumnReference
 from gapless.migrations.sqlite.actions import AddColumn, CreateIndex, CreateTable, SyncRule
 from gapless.migrations.sqlite.text import is_literal, quote
 
@@ -59,6 +59,14 @@ def _default(expression: str) -> str:
     return expression.strip() if is_literal(expression) else f"({expression})"
 
 
+def _check_and_reference(check: str | None, r: ColumnReference | None) -> list[str]:
+    """A column's CHECK and REFERENCES clauses, the same in CREATE TABLE and ADD COLUMN."""
+    parts = [f"CHECK ({check})"] if check is not None else []
+    if r is not None:
+        parts.append(f"REFERENCES {quote(r.table)} ({quote(r.column)}) ON DELETE {r.on_delete}")
+    return parts
+
+
 def column_definition(c: Column, *, inline_primary_key: bool) -> str:
     parts = [quote(c.name), c.type]
     if c.primary_key and inline_primary_key:
@@ -69,12 +77,7 @@ def column_definition(c: Column, *, inline_primary_key: bool) -> str:
         parts.append("UNIQUE")
     if c.default is not None:
         parts.append(f"DEFAULT {_default(c.default)}")
-    if c.check is not None:
-        parts.append(f"CHECK ({c.check})")
-    if c.references is not None:
-        r = c.references
-        parts.append(f"REFERENCES {quote(r.table)} ({quote(r.column)}) ON DELETE {r.on_delete}")
-    return " ".join(parts)
+    return " ".join(parts + _check_and_reference(c.check, c.references))
 
 
 def create_table(a: CreateTable) -> str:
@@ -94,12 +97,7 @@ def add_column(a: AddColumn) -> str:
         parts.append("NOT NULL")
     if a.default is not None:
         parts.append(f"DEFAULT {a.default.strip()}")
-    if a.check is not None:
-        parts.append(f"CHECK ({a.check})")
-    if a.references is not None:
-        r = a.references
-        parts.append(f"REFERENCES {quote(r.table)} ({quote(r.column)}) ON DELETE {r.on_delete}")
-    return " ".join(parts)
+    return " ".join(parts + _check_and_reference(a.check, a.references))
 
 
 def create_index(a: CreateIndex) -> str:

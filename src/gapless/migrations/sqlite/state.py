@@ -50,6 +50,13 @@ _DDL = [
 ]
 
 
+_SELECT_MIGRATIONS = (
+    "SELECT name, phase, step, start_steps_applied, previous, document, catalog, error, started_at, "
+    "updated_at, completed_at FROM _gapless_migrations"
+)
+_SELECT_BACKFILLS = "SELECT table_name, checkpoint, upper_bound, rows_done, rows_estimate, done, updated_at FROM _gapless_backfills"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -71,6 +78,15 @@ class SqliteRecord:
     started_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+
+    @property
+    def version_schema(self) -> str:
+        """SQLite has no version schemas; the schema version is the migration's name."""
+        return self.name
+
+    @property
+    def previous_schema(self) -> str | None:
+        return self.previous
 
 
 @dataclass(frozen=True)
@@ -119,33 +135,28 @@ class SqliteStateStore:
             completed_at=_time(row[10]),
         )
 
+    def _records(self, clause: str, params: tuple[Any, ...] = ()) -> list[SqliteRecord]:
+        """The records a constant ``clause`` (WHERE / ORDER BY / LIMIT, values as ``?``) selects."""
+        rows = self.conn.execute(_SELECT_MIGRATIONS + clause, params).fetchall()
+        return [self._record(r) for r in rows]
+
     def get(self, name: str) -> SqliteRecord | None:
-        row = self.conn.execute(
-            "SELECT name, phase, step, start_steps_applied, previous, document, catalog, error, started_at, updated_at, completed_at FROM _gapless_migrations WHERE name = ?",
-            (name,),
-        ).fetchone()
-        return None if row is None else self._record(row)
+        return next(iter(self._records(" WHERE name = ?", (name,))), None)
 
     def active(self) -> SqliteRecord | None:
-        row = self.conn.execute(
-            "SELECT name, phase, step, start_steps_applied, previous, document, catalog, error, started_at, updated_at, completed_at FROM _gapless_migrations "
-            "WHERE phase IN ('starting', 'started', 'completing', 'rolling_back') ORDER BY started_at LIMIT 1"
-        ).fetchone()
-        return None if row is None else self._record(row)
+        found = self._records(
+            " WHERE phase IN ('starting', 'started', 'completing', 'rolling_back') ORDER BY started_at LIMIT 1"
+        )
+        return next(iter(found), None)
 
     def all(self) -> list[SqliteRecord]:
-        rows = self.conn.execute(
-            "SELECT name, phase, step, start_steps_applied, previous, document, catalog, error, started_at, updated_at, completed_at FROM _gapless_migrations ORDER BY started_at, name"
-        ).fetchall()
-        return [self._record(r) for r in rows]
+        return self._records(" ORDER BY started_at, name")
 
     def current(self) -> SqliteRecord | None:
         """The last completed migration: the schema version the running code uses."""
-        row = self.conn.execute(
-            "SELECT name, phase, step, start_steps_applied, previous, document, catalog, error, started_at, updated_at, completed_at FROM _gapless_migrations WHERE phase = 'completed' "
-            "ORDER BY completed_at DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else self._record(row)
+        return next(
+            iter(self._records(" WHERE phase = 'completed' ORDER BY completed_at DESC LIMIT 1")), None
+        )
 
     def create(
         self, name: str, *, previous: str | None, document: dict[str, Any], catalog: dict[str, Any]
@@ -195,21 +206,17 @@ class SqliteStateStore:
             updated_at=updated,
         )
 
+    def _backfills(self, clause: str, params: tuple[Any, ...]) -> list[SqliteBackfill]:
+        rows = self.conn.execute(_SELECT_BACKFILLS + clause, params).fetchall()
+        return [self._backfill(r) for r in rows]
+
     def backfill(self, migration: str, table: str) -> SqliteBackfill | None:
-        row = self.conn.execute(
-            "SELECT table_name, checkpoint, upper_bound, rows_done, rows_estimate, done, updated_at "
-            "FROM _gapless_backfills WHERE migration = ? AND table_name = ?",
-            (migration, table),
-        ).fetchone()
-        return None if row is None else self._backfill(row)
+        return next(
+            iter(self._backfills(" WHERE migration = ? AND table_name = ?", (migration, table))), None
+        )
 
     def backfills(self, migration: str) -> list[SqliteBackfill]:
-        rows = self.conn.execute(
-            "SELECT table_name, checkpoint, upper_bound, rows_done, rows_estimate, done, updated_at "
-            "FROM _gapless_backfills WHERE migration = ? ORDER BY table_name",
-            (migration,),
-        ).fetchall()
-        return [self._backfill(r) for r in rows]
+        return self._backfills(" WHERE migration = ? ORDER BY table_name", (migration,))
 
     def begin_backfill(self, migration: str, table: str, estimate: int, upper_bound: int | None) -> None:
         """Record a backfill's bound (the largest rowid when it began) unless it began before."""
