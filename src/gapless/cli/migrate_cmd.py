@@ -726,7 +726,12 @@ def start_command(
     schema: Schema = "public",
     prefix: Prefix = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Rows per backfill transaction.")
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Most rows per backfill transaction (PostgreSQL: fewer when a batch would take over 50 ms).",
+        ),
     ] = 1000,
     batch_delay: Annotated[
         float, typer.Option("--batch-delay", min=0.0, help="Seconds to pause between backfill batches.")
