@@ -137,3 +137,15 @@ def test_backfill_backs_off_while_application_sessions_wait_for_locks(db: str) -
     assert (
         scalar(db, "SELECT count(*) FROM items WHERE _gapless_new_qty IS DISTINCT FROM qty::bigint * 10") == 0
     )
+
+
+def test_backfill_of_a_table_with_an_identity_key(db: str) -> None:
+    """GENERATED ALWAYS identity keys cannot be assigned: the backfill updates rows without setting the key."""
+    with psycopg.connect(db, autocommit=True) as c:
+        c.execute("CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, qty integer)")
+        c.execute("INSERT INTO items (qty) SELECT g FROM generate_series(1, 3000) g")
+    with MigrationEngine(db, EngineSettings(lock=FAST_LOCKS, batch=BatchPolicy(size=500))) as e:
+        e.start(migration(ALTER))
+    assert (
+        scalar(db, "SELECT count(*) FROM items WHERE _gapless_new_qty IS DISTINCT FROM qty::bigint * 10") == 0
+    )
