@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gapless.flags.bucketing import bucket
+from gapless.flags.bucketing import bucket, split_bounds, variant_index
 from gapless.flags.evaluate import ErrorCode, Reason, RulesetError, compile_ruleset
 
 from .conftest import BOOLEAN, boolean_flag, ruleset
@@ -457,3 +457,99 @@ def test_nan_is_no_number() -> None:
     assert rs.evaluate("f", {"n": math.nan}).value is False
     nan_flag = {"kind": "number", "variants": [{"key": "x", "value": math.nan}], "offVariant": "x"}
     assert compile_ruleset(ruleset({"n": nan_flag})).evaluate("n").error_code == ErrorCode.PARSE_ERROR
+
+
+class PlainMapping(Mapping[str, Any]):
+    """A read-only mapping that is not a dict: evaluation takes its general path for it."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Tier(str):
+    """A str subclass as a stickiness value: bucketed by its characters."""
+
+
+STICKY_VALUES: list[Any] = [
+    "user-1",
+    "alice@example.com",
+    "Zoë",
+    "🚀",
+    "usér-\udcff",
+    12345,
+    Tier("gold"),
+    "x" * 500,
+]
+
+
+@pytest.mark.parametrize("salt", ["f", "grüppe", ""])
+@pytest.mark.parametrize("shares", [[25_000, 75_000], [0, 100_000], [20_000, 30_000, 50_000]])
+@pytest.mark.parametrize("in_rule", [False, True])
+def test_every_split_path_buckets_as_documented(salt: str, shares: list[int], in_rule: bool) -> None:
+    """Each compiled shape of a split (default rollout alone or in a rule; two-way or more; ASCII salt or
+    not; dict or other mapping; ASCII, non-ASCII, surrogate, integer, str-subclass or missing value)
+    serves the variant that bucketing.bucket and the split's bounds give."""
+    names = ["a", "b", "c"][: len(shares)]
+    weights = [{"variant": n, "weight": w} for n, w in zip(names, shares, strict=True)]
+    split = {"split": {"weights": weights, "salt": salt}}
+    flag: dict[str, Any] = {
+        "kind": "string",
+        "variants": [{"key": n, "value": n.upper()} for n in ["a", "b", "c", "z"]],
+        "offVariant": "z",
+        "enabled": True,
+    }
+    if in_rule:
+        flag["rules"] = [{"conditions": [PRO], **split}]
+        flag["defaultRollout"] = {"variant": "z"}
+    else:
+        flag["defaultRollout"] = split
+    rs = compile_ruleset(ruleset({"f": flag}), strict=True)
+    bounds = split_bounds(shares)
+    for value in STICKY_VALUES:
+        expected = names[
+            variant_index(bounds, bucket(salt, str.__str__(value) if isinstance(value, str) else str(value)))
+        ]
+        for context in (
+            {"targetingKey": value, "plan": "pro"},
+            PlainMapping({"targetingKey": value, "plan": "pro"}),
+        ):
+            ev = rs.evaluate("f", context, "default")
+            assert (ev.variant, ev.value, ev.reason, ev.error_code) == (
+                expected,
+                expected.upper(),
+                Reason.SPLIT,
+                None,
+            )
+    owners = [n for n, w in zip(names, shares, strict=True) if w]
+    for missing in (
+        {"plan": "pro"},
+        {"plan": "pro", "targetingKey": ""},
+        {"plan": "pro", "targetingKey": 1.5},
+    ):
+        ev = rs.evaluate("f", missing, "default")
+        if len(owners) == 1:
+            assert (ev.variant, ev.reason) == (owners[0], Reason.SPLIT)
+        else:
+            assert (ev.value, ev.error_code) == ("default", ErrorCode.TARGETING_KEY_MISSING)
+    if in_rule:
+        assert rs.evaluate("f", {"plan": "free", "targetingKey": "u"}).variant == "z"
+    assert rs.evaluate("f", {"targetingKey": "u"}, default=1).error_code == ErrorCode.TYPE_MISMATCH
+    assert rs.evaluate("f", "not a mapping", "default").error_code == ErrorCode.GENERAL
+
+
+def test_a_split_reads_the_stickiness_attribute_of_a_mapping_context() -> None:
+    """A two-way rollout over a context that is a Mapping but not a dict reads it like a dict."""
+    rs = compile_ruleset(ruleset({"f": boolean_flag(default=TEN_PERCENT)}), strict=True)
+    for i in range(500):
+        key = f"user-{i}"
+        assert rs.evaluate("f", PlainMapping({"targetingKey": key})).value is (bucket("f", key) < 10_000)
+    assert rs.evaluate("f", None, default=True).error_code == ErrorCode.TARGETING_KEY_MISSING

@@ -10,7 +10,7 @@ import pytest
 
 from gapless.flags.operators import OPERATORS, ConditionError, parse_condition, parse_semver
 
-from .conftest import holds
+from .conftest import compile_one, holds
 
 # (condition, context, expected)
 CASES: list[tuple[dict[str, Any], dict[str, Any], bool]] = [
@@ -326,3 +326,52 @@ def test_semver_keys_follow_the_spec_example_order() -> None:
     keys = [parse_semver(v) for v in ordered]
     assert all(k is not None for k in keys)
     assert sorted(ordered, key=parse_semver) == ordered  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2.1.0", (2, 1, 0, 1, ())),
+        ("0.0.0", (0, 0, 0, 1, ())),
+        ("10.20.30", (10, 20, 30, 1, ())),
+        ("2.1.0-rc.1", (2, 1, 0, 0, ((1, "rc"), (0, 1)))),
+        ("2.1.0+build.5", (2, 1, 0, 1, ())),
+        ("01.2.3", None),
+        ("1.02.3", None),
+        ("1.2.03", None),
+        ("1.2", None),
+        ("1.2.3.4", None),
+        ("1..3", None),
+        ("v1.2.3", None),
+        (" 1.2.3", None),
+        ("\u0661.\u0662.\u0663", None),  # Arabic-Indic digits: str.isdigit() says yes, SemVer says no
+        ("².1.0", None),
+        ("-1.2.3", None),
+        ("", None),
+    ],
+)
+def test_semver_parse_fast_path_agrees_with_the_grammar(text: str, expected: Any) -> None:
+    """Plain releases skip the regex; the result is the grammar's either way (leading zeros, non-ASCII
+    digits and other near-misses are no version)."""
+    assert parse_semver(text) == expected
+
+
+@pytest.mark.parametrize("negate", [False, True])
+@pytest.mark.parametrize("operator", ["semverLt", "semverLte", "semverEq", "semverGte", "semverGt"])
+def test_semver_conditions_stay_right_past_their_cache(operator: str, negate: bool) -> None:
+    """More distinct versions than a condition caches (4,096) still compare right, in either order."""
+    rs = compile_one([{"attribute": "v", "operator": operator, "value": "2.5.5", "negate": negate}])
+    compare = {
+        "semverLt": lambda a, b: a < b,
+        "semverLte": lambda a, b: a <= b,
+        "semverEq": lambda a, b: a == b,
+        "semverGte": lambda a, b: a >= b,
+        "semverGt": lambda a, b: a > b,
+    }[operator]
+    versions = [(a, b, c) for a in range(1, 4) for b in range(40) for c in range(40)]  # 4,800
+    for _ in range(2):
+        for a, b, c in versions:
+            expected = compare((a, b, c), (2, 5, 5)) is not negate
+            assert rs.evaluate("f", {"v": f"{a}.{b}.{c}"}).value is expected
+    for unreadable in ("2.5", "banana", 255, None):
+        assert rs.evaluate("f", {"v": unreadable}).value is negate

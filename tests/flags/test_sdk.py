@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gapless.flags import sdk as sdk_module
 from gapless.flags.evaluate import ErrorCode, Reason, RulesetError
 from gapless.flags.sdk import FlagClient
 
@@ -218,6 +220,94 @@ def test_threads_evaluating_while_rulesets_swap() -> None:
     assert drained == sum(done)
 
 
+def test_counts_from_many_threads_are_exact() -> None:
+    """Eight threads start together, so the first evaluations of each (flag, variant) race to register
+    its counter, and evaluate while another thread drains: every evaluation is counted exactly once."""
+    client = FlagClient(bootstrap=versioned(1))
+    n_threads, rounds = 8, 3_000
+    barrier = threading.Barrier(n_threads + 1)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    drained: dict[tuple[str, str | None], int] = {}
+
+    def add(counts: dict[tuple[str, str | None], int]) -> None:
+        for pair, n in counts.items():
+            drained[pair] = drained.get(pair, 0) + n
+
+    def evaluate() -> None:
+        try:
+            barrier.wait()
+            for i in range(rounds):
+                client.is_enabled("on", {"plan": "pro" if i % 3 else "free"})
+                client.evaluate("rev")
+                client.variant(f"missing-{i % 5}")
+        except BaseException as e:
+            failures.append(e)
+            raise
+
+    def drain() -> None:
+        barrier.wait()
+        while not stop.is_set():
+            add(client.drain_counts())
+
+    threads = [threading.Thread(target=evaluate) for _ in range(n_threads)]
+    drainer = threading.Thread(target=drain)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often
+    try:
+        for t in [*threads, drainer]:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        drainer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures
+    add(client.drain_counts())
+    pro = sum(1 for i in range(rounds) if i % 3)
+    expected: dict[tuple[str, str | None], int] = {
+        ("on", "on"): n_threads * pro,
+        ("on", "off"): n_threads * (rounds - pro),
+        ("rev", "v1"): n_threads * rounds,
+    }
+    for k in range(5):
+        expected[(f"missing-{k}", None)] = n_threads * rounds // 5
+    assert drained == expected
+    assert client.drain_counts() == {}
+    assert client.statistics().counts_dropped == 0
+
+
+def test_counts_beyond_the_bound_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_COUNTED_KEYS (flag, variant) pairs, evaluations of new pairs are counted as dropped;
+    pairs already counted go on being counted. is_enabled prepares a counter for each variant of its
+    flag and for errors at once, and evaluates without its generated function when they do not fit."""
+    monkeypatch.setattr(sdk_module, "MAX_COUNTED_KEYS", 5)
+    client = FlagClient(bootstrap=versioned(1))
+    client.is_enabled("on", {"plan": "pro"})  # on, off and None: three pairs
+    client.evaluate("rev")
+    for i in range(5):
+        client.evaluate(f"missing-{i}")  # one more pair fits, then four are dropped
+    client.is_enabled("on", {"plan": "pro"})
+    client.is_enabled("on", {"plan": "free"})
+    assert client.drain_counts() == {
+        ("on", "on"): 2,
+        ("on", "off"): 1,
+        ("rev", "v1"): 1,
+        ("missing-0", None): 1,
+    }
+    assert client.statistics().counts_dropped == 4
+    assert client.statistics().counts_dropped == 4  # reading it does not change it
+
+    monkeypatch.setattr(sdk_module, "MAX_COUNTED_KEYS", 2)
+    small = FlagClient(bootstrap=versioned(1))
+    assert small.is_enabled("on", {"plan": "pro"})  # three counters do not fit: evaluated and counted
+    assert not small.is_enabled("on", {"plan": "free"})
+    assert not small.is_enabled("on", {"plan": "free"}, default=True)
+    assert small.is_enabled("on", None, default=True) is False
+    assert small.drain_counts() == {("on", "on"): 1, ("on", "off"): 3}
+
+
 def _wait_readable(fd: int, timeout: float) -> bool:
     readable, _, _ = select.select([fd], [], [], timeout)
     return bool(readable)
@@ -306,3 +396,135 @@ def test_the_sdk_imports_nothing_of_the_control_plane() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == ""
+
+
+def _shapes() -> dict[str, Any]:
+    """Boolean flags of every shape is_enabled generates code for, plus flags it must not take over."""
+    pro = {"attribute": "plan", "operator": "in", "values": ["pro", "enterprise"]}
+    de = {"attribute": "country", "operator": "equals", "value": "DE"}
+    new = {"attribute": "appVersion", "operator": "semverGte", "value": "2.1.0"}
+    not_free = {"attribute": "plan", "operator": "notIn", "values": ["free"]}
+    ci = {"attribute": "country", "operator": "equals", "value": "de", "caseInsensitive": True}
+    after = {"attribute": "currentTime", "operator": "dateAfter", "value": "2030-01-01T00:00:00Z"}
+    in_beta = {"operator": "inSegment", "values": ["beta"]}
+
+    def split(on: int, **extra: Any) -> dict[str, Any]:
+        weights = [{"variant": "on", "weight": on}, {"variant": "off", "weight": 100_000 - on}]
+        return {"split": {"weights": weights, **extra}}
+
+    three = {
+        "kind": "boolean",
+        "variants": [*BOOLEAN_VARIANTS, {"key": "on-too", "value": True}],
+        "offVariant": "off",
+        "enabled": True,
+        "defaultRollout": {
+            "split": {
+                "weights": [
+                    {"variant": "on", "weight": 20_000},
+                    {"variant": "on-too", "weight": 30_000},
+                    {"variant": "off", "weight": 50_000},
+                ]
+            }
+        },
+    }
+    string_flag = {
+        "kind": "string",
+        "variants": [{"key": "a", "value": "A"}],
+        "offVariant": "a",
+        "enabled": True,
+    }
+    return {
+        "on": boolean_flag(default={"variant": "on"}),
+        "killed": boolean_flag(default={"variant": "on"}, enabled=False),
+        "rollout": boolean_flag(default=split(25_000)),
+        "by-org": boolean_flag(default=split(50_000, stickiness="orgId", salt="grüppe")),
+        "full": boolean_flag(default=split(100_000)),
+        "targeted": boolean_flag(rules=[{"conditions": [pro, de, new], **split(50_000)}]),
+        "rules": boolean_flag(
+            rules=[
+                {"conditions": [not_free, ci], "variant": "on"},
+                {"conditions": [in_beta], **split(10_000, stickiness="orgId")},
+                {"conditions": [], "variant": "off"},
+            ]
+        ),
+        "timed": boolean_flag(rules=[{"conditions": [after], "variant": "on"}], default=split(50_000)),
+        "three": three,
+        "broken": boolean_flag(rules=[{"conditions": [{"operator": "like"}], "variant": "on"}]),
+        "text": string_flag,
+    }
+
+
+BOOLEAN_VARIANTS = [{"key": "on", "value": True}, {"key": "off", "value": False}]
+
+
+class _ReadOnly(Mapping[str, Any]):
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class _Unreadable(Mapping[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("no reading me")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError("no reading me")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("no iterating me")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def _contexts() -> list[Any]:
+    out: list[Any] = [None, {}, "not a mapping", _Unreadable()]
+    plans = ["pro", "enterprise", "free", "starter", 7, None]
+    countries = ["DE", "de", "FR", None]
+    versions = ["2.1.0", "2.0.9", "3.0.0-beta.1", "2.1.0-rc.1", "banana", None]
+    keys: list[Any] = ["user-1", "usér-2", "\udcffx", "", 12345, 1.5, None]
+    for i in range(400):
+        ctx = {
+            "targetingKey": keys[i % len(keys)] if i % 11 else f"user-{i}",
+            "plan": plans[i % len(plans)],
+            "country": countries[i % len(countries)],
+            "appVersion": versions[i % len(versions)],
+            "orgId": f"org-{i % 13}" if i % 3 else None,
+            "beta": i % 2 == 0,
+        }
+        if i % 17 == 0:
+            ctx["currentTime"] = "2031-01-01"
+        out.append(ctx if i % 5 else _ReadOnly(ctx))
+    return out
+
+
+def test_is_enabled_agrees_with_evaluate_and_counts_the_same() -> None:
+    """is_enabled's generated functions give evaluate()'s value (or the default on an error) and count
+    the same (flag, variant) pairs, for every flag shape, context and default, rulesets swapped included."""
+    segments = {"beta": {"conditions": [{"attribute": "beta", "operator": "in", "values": [True]}]}}
+    data = ruleset(_shapes(), segments=segments)
+    launch = 1_893_456_000.0
+    fast = FlagClient(bootstrap=data, clock=lambda: launch + 1)
+    slow = FlagClient(bootstrap=data, clock=lambda: launch + 1)
+    keys = [*_shapes(), "missing"]
+    for revision in (1, 2):
+        for key in keys:
+            for default in (False, True, None, "x"):
+                for ctx in _contexts():
+                    ev = slow.evaluate(key, ctx, default)
+                    expected = ev.value if type(ev.value) is bool else default
+                    got = fast.is_enabled(key, ctx, default)  # type: ignore[arg-type]
+                    assert got is expected, (key, default, ctx, ev)
+        assert set(fast._live) == set(_shapes()) - {"text"}  # every boolean flag took the generated path
+        assert fast.drain_counts() == slow.drain_counts()
+        assert fast.update({**data, "revision": revision + 1})
+        assert slow.update({**data, "revision": revision + 1})
+    assert fast.statistics().counts_dropped == 0

@@ -5,7 +5,11 @@ applications import carries none of the control plane. ``compile_ruleset`` does 
 does not depend on the context (checking the structure, parsing operands, building one closure per
 condition and one ``Evaluation`` per possible outcome), so ``CompiledRuleset.evaluate`` only looks up
 attributes, compares and, for a split, hashes once. A result that does not depend on the caller's
-default is a preallocated object: a flag with no rules costs a dict lookup and a type check.
+default is a preallocated object: a flag with no rules costs a dict lookup and a type check. Every
+other flag is one closure specialised to its shape (a two-way rollout alone; rules), which tests
+positive ``in`` / ``equals`` conditions inline and calls the matchers of the others. Nothing is
+remembered between evaluations except, per semver condition, the parses of the last few thousand
+version strings it saw.
 
 Evaluating one flag:
 
@@ -29,9 +33,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache, partial
+from types import CodeType
 from typing import Any
 
 import mmh3
@@ -42,6 +48,7 @@ from gapless.flags.operators import (
     ConditionError,
     Matcher,
     ParsedCondition,
+    as_text,
     matcher,
     parse_condition,
 )
@@ -119,14 +126,6 @@ class _CompileError(Exception):
         self.message = message
 
 
-_KIND_TYPES: dict[str, frozenset[type]] = {
-    "boolean": frozenset({bool}),
-    "string": frozenset({str}),
-    "number": frozenset({int, float}),
-    "json": frozenset({dict, list}),
-}
-
-
 def kind_accepts(kind: str, value: object) -> bool:
     """Whether ``value`` is a value of a flag of ``kind`` (booleans are not numbers; NaN is no number)."""
     if kind == "boolean":
@@ -150,6 +149,9 @@ def _copy_json(value: Any) -> Any:
     return value
 
 
+_hash = mmh3.hash
+
+
 class _Split:
     """A percentage split: the bucket of the stickiness value picks one preallocated evaluation."""
 
@@ -167,6 +169,7 @@ class _Split:
         self.fixed: Evaluation | None = owners[0] if len(owners) == 1 else None
 
     def pick(self, ctx: Mapping[str, Any]) -> Evaluation | None:
+        """The general case, for any stickiness value; ``_picker`` adds the fast path in front of it."""
         if self.fixed is not None:
             return self.fixed
         v = ctx.get(self.stickiness)
@@ -176,10 +179,49 @@ class _Split:
                 v = _sticky(ctx.get(DEFAULT_STICKINESS))
             if v is None:
                 return None
-        # bucketing.bucket(salt, v), inlined: this is the hot path of every percentage rollout.
+        # bucketing.bucket(salt, v), inlined; non-ASCII text is hashed as UTF-8 bytes (see hash_input).
         key = self.prefix + v
-        h = mmh3.hash(key if key.isascii() else key.encode("utf-8", "surrogatepass"), 0, False)
+        h = _hash(key if key.isascii() else key.encode("utf-8", "surrogatepass"), 0, False)
         return self.evaluations[bisect_right(self.bounds, h % BUCKETS)]
+
+
+Picker = Callable[[Mapping[str, Any]], Evaluation | None]
+
+
+def _picker(split: _Split) -> Picker:
+    """``split.pick`` with a fast path for the common case, a non-empty ASCII string as the stickiness
+    value: that is hashed as it is (its characters are its UTF-8 bytes) after the precomputed prefix,
+    and a two-way split is one comparison instead of a bisection."""
+    fixed = split.fixed
+    if fixed is not None:
+
+        def pick_fixed(ctx: Mapping[str, Any]) -> Evaluation | None:
+            return fixed
+
+        return pick_fixed
+    general = split.pick
+    stickiness, prefix, bounds, evaluations = split.stickiness, split.prefix, split.bounds, split.evaluations
+    if not prefix.isascii():
+        return general
+    if len(bounds) == 1:
+        bound = bounds[0]
+        first, second = evaluations
+
+        def pick_two(ctx: Mapping[str, Any]) -> Evaluation | None:
+            v = ctx.get(stickiness)
+            if type(v) is str and v.isascii() and v:
+                return first if _hash(prefix + v, 0, False) % BUCKETS < bound else second
+            return general(ctx)
+
+        return pick_two
+
+    def pick_many(ctx: Mapping[str, Any]) -> Evaluation | None:
+        v = ctx.get(stickiness)
+        if type(v) is str and v.isascii() and v:
+            return evaluations[bisect_right(bounds, _hash(prefix + v, 0, False) % BUCKETS)]
+        return general(ctx)
+
+    return pick_many
 
 
 def _sticky(v: object) -> str | None:
@@ -197,6 +239,11 @@ def _sticky(v: object) -> str | None:
 
 
 Outcome = Evaluation | _Split
+
+InCheck = tuple[str, frozenset[str]]
+"""A positive, case-sensitive ``in`` or ``equals`` condition, (attribute, values): the most common
+condition, which ``_runner``'s rule loop tests inline instead of calling a matcher for it."""
+Condition = Matcher | InCheck
 
 
 def _all(matchers: tuple[Matcher, ...]) -> Matcher:
@@ -222,7 +269,6 @@ class _Flag:
     """One compiled flag. ``static`` is set when the answer never depends on the context."""
 
     __slots__ = (
-        "accepts",
         "broken",
         "copy_values",
         "default",
@@ -232,26 +278,21 @@ class _Flag:
         "rules",
         "static",
         "uses_current_time",
+        "variants",
     )
 
     def __init__(self, key: str, kind: str) -> None:
         self.key = key
         self.kind = kind
-        self.accepts = _KIND_TYPES.get(kind, frozenset())
         self.copy_values = kind == "json"
-        self.rules: tuple[tuple[Matcher, Outcome], ...] = ()
+        self.rules: tuple[tuple[tuple[Condition, ...], Outcome], ...] = ()
+        """Each rule's conditions (all must hold) and what it serves."""
         self.default: Outcome | None = None
         self.static: Evaluation | None = None
         self.broken: str | None = None
         self.problem: tuple[str, str] | None = None
         self.uses_current_time = False
-
-    def resolve(self, ctx: Mapping[str, Any]) -> Evaluation | None:
-        for match, outcome in self.rules:
-            if match(ctx):
-                return outcome.pick(ctx) if isinstance(outcome, _Split) else outcome
-        d = self.default
-        return d.pick(ctx) if isinstance(d, _Split) else d
+        self.variants: tuple[str, ...] = ()
 
 
 _EMPTY: Mapping[str, Any] = {}
@@ -270,10 +311,336 @@ def _describe(e: Exception) -> str:
         return type(e).__name__
 
 
+def _general(default: Any, e: Exception) -> Evaluation:
+    return _error(default, ErrorCode.GENERAL, _describe(e))
+
+
+def _not_a_mapping(default: Any, context: object) -> Evaluation:
+    return _error(default, ErrorCode.GENERAL, f"the context must be a mapping, not {type(context).__name__}")
+
+
+def _copied(result: Evaluation) -> Evaluation:
+    return Evaluation(_copy_json(result.value), result.variant, result.reason, rule_index=result.rule_index)
+
+
+# The types a default of each kind is checked against first, with no call; anything else goes through
+# kind_accepts (a subclass, a NaN...). Two per kind, the same type twice where there is one.
+_KIND_TYPES: dict[str, tuple[type, type]] = {
+    "boolean": (bool, bool),
+    "string": (str, str),
+    "number": (int, float),
+    "json": (dict, list),
+}
+
+Run = Callable[[Mapping[str, Any] | None, Any, Callable[[], float] | None], Evaluation]
+"""One flag's evaluation, ``run(context, default, clock)``: everything ``CompiledRuleset.evaluate`` does
+once it has found the flag, never raising."""
+
+
+def _runner(flag: _Flag) -> Run:
+    """The function that evaluates ``flag`` for ``CompiledRuleset.evaluate``, specialised to its shape.
+
+    Each shape does the same steps in the same order (default type, context type, rules, default
+    rollout, key check, JSON copy). A broken or static flag is a small closure (``evaluate`` serves a
+    static answer itself when the default's type is plainly right); any other flag is generated code.
+    """
+    key, kind = flag.key, flag.kind
+    broken = flag.broken
+    if broken is not None:
+
+        def run_broken(
+            context: Mapping[str, Any] | None, default: Any, clock: Callable[[], float] | None
+        ) -> Evaluation:
+            return _error(default, ErrorCode.PARSE_ERROR, broken)
+
+        return run_broken
+    t1, t2 = _KIND_TYPES[kind]
+
+    static = flag.static
+    copy_values = flag.copy_values
+    if static is not None:
+        fixed = static
+
+        def run_static(
+            context: Mapping[str, Any] | None, default: Any, clock: Callable[[], float] | None
+        ) -> Evaluation:
+            try:
+                if (
+                    default is not None
+                    and type(default) is not t1
+                    and type(default) is not t2
+                    and not kind_accepts(kind, default)
+                ):
+                    return _mismatch(key, kind, default)
+                return _copied(fixed) if copy_values else fixed
+            except Exception as e:
+                return _general(default, e)
+
+        return run_static
+
+    fallback = flag.default
+    if fallback is None:  # not reached: a flag that compiled has its default rollout
+        raise RuntimeError(f"flag {key!r} has no default rollout")
+    run: Run = _generated(
+        flag.rules,
+        fallback,
+        uses_current_time=flag.uses_current_time,
+        copy_values=copy_values,
+        kind=kind,
+        key=key,
+    )
+    return run
+
+
+# --- flags with rules or a split: generated code -----------------------------------------------------
+#
+# A flag that depends on the context becomes one generated function: its rules in order as straight-line
+# code, the common condition (a positive, case-sensitive `in` or `equals`) and the common outcome (a
+# two-way split on an ASCII stickiness value) inline, every other condition a call of its matcher. This
+# saves the frames, loops and iterator objects of a generic interpreter of rules, which are most of the
+# cost of an evaluation. The source names only the generated names below, never anything from the
+# ruleset: attribute names, operands, salts and outcomes are values in the function's own globals. It
+# depends only on the flag's shape (how many rules, which conditions are inline), so it is compiled
+# once per shape and reused.
+
+_PREAMBLE = """\
+def run(context, default, clock):
+    try:
+        if (
+            default is not None
+            and type(default) is not t1
+            and type(default) is not t2
+            and not kind_accepts(kind, default)
+        ):
+{mismatch}
+"""
+_CONTEXT = """\
+        if type(context) is not dict:
+            if context is None:
+                context = EMPTY
+            elif not isinstance(context, Mapping):
+{not_a_mapping}
+"""
+_CURRENT_TIME = """\
+        if clock is not None and context.get(CURRENT_TIME) is None:
+            context = {**context, CURRENT_TIME: clock()}
+"""
+_IN_CHECK = """\
+            v = context.get(a{n})
+            if (v if type(v) is str else as_text(v)) not in s{n}:
+                break
+"""
+_MATCHER = """\
+            if not m{n}(context):
+                break
+"""
+_TWO_WAY = """\
+{i}v = context.get(k{n})
+{i}if type(v) is str and v.isascii() and v:
+{i}    if mmh3_hash(p{n} + v, 0, False) % BUCKETS < b{n}:
+{first}
+{second}
+"""
+_PICK = """\
+{i}result = pick{n}(context)
+{i}if result is None:
+{no_key}
+"""
+_POSTAMBLE = """\
+    except Exception as e:
+{general}
+"""
+
+
+class _Mode:
+    """What generated code returns: an ``Evaluation`` (``evaluate``), or, for ``is_enabled``, the bool and
+    a count (``next()`` of the served variant's counter, of ``cE`` for an error)."""
+
+    def __init__(self, counters: Mapping[str | None, Iterator[object]] | None) -> None:
+        self.counters = counters
+
+    def error(self, call: str, indent: str) -> str:
+        if self.counters is None:
+            return f"{indent}return {call}\n"
+        return f"{indent}next(cE)\n{indent}return default\n"
+
+    def fixed(
+        self, name: str, evaluation: Evaluation, copy: bool, indent: str, values: dict[str, Any]
+    ) -> str:
+        if self.counters is None:
+            values[name] = evaluation
+            return f"{indent}return copied({name})\n" if copy else f"{indent}return {name}\n"
+        values[f"c{name}"], values[f"v{name}"] = self.counters[evaluation.variant], evaluation.value
+        return f"{indent}next(c{name})\n{indent}return v{name}\n"
+
+    def picked(self, copy: bool, indent: str) -> str:
+        if self.counters is None:
+            return f"{indent}return copied(result)\n" if copy else f"{indent}return result\n"
+        return f"{indent}next(counters[result.variant])\n{indent}return result.value\n"
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> CodeType:
+    return compile(source, "<gapless.flags.evaluate: generated>", "exec")
+
+
+def _generated(
+    rules: tuple[tuple[tuple[Condition, ...], Outcome], ...],
+    fallback: Outcome,
+    *,
+    uses_current_time: bool,
+    copy_values: bool,
+    kind: str,
+    key: str,
+    counters: Mapping[str | None, Iterator[object]] | None = None,
+) -> Callable[[Mapping[str, Any] | None, Any, Callable[[], float] | None], Any]:
+    """One flag's function, in the mode ``counters`` says (see ``_Mode``)."""
+    t1, t2 = _KIND_TYPES[kind]
+    values: dict[str, Any] = {
+        "t1": t1,
+        "t2": t2,
+        "kind": kind,
+        "kind_accepts": kind_accepts,
+        "mismatch": partial(_mismatch, key, kind),
+        "no_key": partial(_no_key, key),
+        "not_a_mapping": _not_a_mapping,
+        "general": _general,
+        "copied": _copied,
+        "as_text": as_text,
+        "mmh3_hash": _hash,
+        "BUCKETS": BUCKETS,
+        "EMPTY": _EMPTY,
+        "Mapping": Mapping,
+        "CURRENT_TIME": CURRENT_TIME,
+    }
+    mode = _Mode(counters)
+    if counters is not None:
+        values["counters"], values["cE"] = counters, counters[None]
+    parts = [_PREAMBLE.format(mismatch=mode.error("mismatch(default)", " " * 12).rstrip("\n"))]
+    if rules or not isinstance(fallback, Evaluation):  # a static answer reads no context, not even its type
+        parts.append(
+            _CONTEXT.format(
+                not_a_mapping=mode.error("not_a_mapping(default, context)", " " * 16).rstrip("\n")
+            )
+        )
+    if uses_current_time:
+        parts.append(_CURRENT_TIME)
+    n = 0
+
+    def serve(outcome: Outcome, indent: str) -> None:
+        nonlocal n
+        n += 1
+        if isinstance(outcome, _Split) and outcome.fixed is not None:
+            outcome = outcome.fixed
+        if isinstance(outcome, Evaluation):
+            parts.append(mode.fixed(f"e{n}", outcome, copy_values, indent, values))
+            return
+        if len(outcome.bounds) == 1 and outcome.prefix.isascii() and not copy_values:
+            values[f"pick{n}"] = outcome.pick  # what the inline fast path does not take
+            values[f"k{n}"], values[f"p{n}"], values[f"b{n}"] = (
+                outcome.stickiness,
+                outcome.prefix,
+                outcome.bounds[0],
+            )
+            first, second = outcome.evaluations
+            parts.append(
+                _TWO_WAY.format(
+                    i=indent,
+                    n=n,
+                    first=mode.fixed(f"f{n}", first, False, indent + " " * 8, values).rstrip("\n"),
+                    second=mode.fixed(f"g{n}", second, False, indent + " " * 4, values).rstrip("\n"),
+                )
+            )
+        else:
+            values[f"pick{n}"] = _picker(outcome)
+        parts.append(
+            _PICK.format(i=indent, n=n, no_key=mode.error("no_key(default)", indent + " " * 4).rstrip("\n"))
+        )
+        parts.append(mode.picked(copy_values, indent))
+
+    for conditions, outcome in rules:
+        parts.append("        while True:  # a rule: break when a condition does not hold\n")
+        for condition in conditions:
+            n += 1
+            if isinstance(condition, tuple):
+                values[f"a{n}"], values[f"s{n}"] = condition
+                parts.append(_IN_CHECK.format(n=n))
+            else:
+                values[f"m{n}"] = condition
+                parts.append(_MATCHER.format(n=n))
+        serve(outcome, " " * 12)
+    serve(fallback, " " * 8)
+    parts.append(_POSTAMBLE.format(general=mode.error("general(default, e)", " " * 8).rstrip("\n")))
+    namespace: dict[str, Any] = dict(values)
+    exec(_compiled("".join(parts)), namespace)  # noqa: S102 -- our own source; the ruleset's data are values
+    run: Callable[[Mapping[str, Any] | None, Any, Callable[[], float] | None], Any] = namespace["run"]
+    return run
+
+
+def _mismatch(key: str, kind: str, default: Any) -> Evaluation:
+    return _error(
+        default,
+        ErrorCode.TYPE_MISMATCH,
+        f"flag {key!r} is a {kind} flag; the default is a {type(default).__name__}",
+    )
+
+
+def _no_key(key: str, default: Any) -> Evaluation:
+    return _error(
+        default,
+        ErrorCode.TARGETING_KEY_MISSING,
+        f"flag {key!r} splits by a stickiness attribute the context does not have, nor a targetingKey",
+    )
+
+
+BooleanRun = Callable[[Mapping[str, Any] | None, Any, Callable[[], float] | None], Any]
+"""``FlagClient.is_enabled``'s function for one boolean flag: ``run(context, default, clock)`` returns what
+``is_enabled`` returns (the value served, or ``default`` on an error) and counts the evaluation."""
+
+
+def _boolean_runner(flag: _Flag, counters: Mapping[str | None, Iterator[object]]) -> BooleanRun:
+    error = counters[None]
+    if flag.broken is not None:
+
+        def run_broken(
+            context: Mapping[str, Any] | None, default: Any, clock: Callable[[], float] | None
+        ) -> Any:
+            next(error)
+            return default
+
+        return run_broken
+    fallback = flag.static if flag.static is not None else flag.default
+    if fallback is None:  # not reached: a flag that compiled has its default rollout
+        raise RuntimeError(f"flag {flag.key!r} has no default rollout")
+    return _generated(
+        flag.rules if flag.static is None else (),
+        fallback,
+        uses_current_time=flag.uses_current_time,
+        copy_values=False,
+        kind=flag.kind,
+        key=flag.key,
+        counters=counters,
+    )
+
+
+_Entry = tuple[Run, Evaluation | None, type, type]
+"""A flag as ``CompiledRuleset.evaluate`` finds it: ``(run, static, t1, t2)``. ``static`` is the answer of a
+flag that does not depend on the context (and needs no copy), served without calling ``run`` when the
+default is None or of type ``t1`` or ``t2``; every other case is ``run(context, default, clock)``."""
+
+
+def _entry(flag: _Flag) -> _Entry:
+    run = _runner(flag)
+    if flag.broken is None and flag.static is not None and not flag.copy_values:
+        t1, t2 = _KIND_TYPES[flag.kind]
+        return (run, flag.static, t1, t2)
+    return (run, None, type(None), type(None))
+
+
 class CompiledRuleset:
     """An environment's flags, compiled; immutable, so any number of threads may evaluate at once."""
 
-    __slots__ = ("_flags", "environment", "problems", "project", "revision")
+    __slots__ = ("_entries", "_flags", "environment", "problems", "project", "revision")
 
     def __init__(
         self,
@@ -285,6 +652,8 @@ class CompiledRuleset:
     ) -> None:
         self.revision = revision
         self._flags = flags
+        self._entries: dict[str, _Entry] = {key: _entry(flag) for key, flag in flags.items()}
+        """Each flag's ``_Entry``; ``FlagClient.is_enabled`` does what ``evaluate`` does with it, inlined."""
         self.problems = problems
         """Flags (and segments) that did not compile, as (path, message); those flags give PARSE_ERROR."""
         self.project = project
@@ -317,51 +686,43 @@ class CompiledRuleset:
         context has none; without it such conditions see a missing attribute.
         """
         try:
-            flag = self._flags.get(key)
-            if flag is None:
-                return _error(
-                    default, ErrorCode.FLAG_NOT_FOUND, f"no flag {key!r} in revision {self.revision}"
-                )
-            if flag.broken is not None:
-                return _error(default, ErrorCode.PARSE_ERROR, flag.broken)
-            if (
-                default is not None
-                and type(default) not in flag.accepts
-                and not kind_accepts(flag.kind, default)
-            ):
-                return _error(
-                    default,
-                    ErrorCode.TYPE_MISMATCH,
-                    f"flag {key!r} is a {flag.kind} flag; the default is a {type(default).__name__}",
-                )
-            result = flag.static
-            if result is None:
-                if context is None:
-                    ctx = _EMPTY
-                elif type(context) is dict or isinstance(context, Mapping):
-                    ctx = context
-                else:
-                    return _error(
-                        default,
-                        ErrorCode.GENERAL,
-                        f"the context must be a mapping, not {type(context).__name__}",
-                    )
-                if flag.uses_current_time and clock is not None and ctx.get(CURRENT_TIME) is None:
-                    ctx = {**ctx, CURRENT_TIME: clock()}
-                result = flag.resolve(ctx)
-                if result is None:
-                    return _error(
-                        default,
-                        ErrorCode.TARGETING_KEY_MISSING,
-                        f"flag {key!r} splits by a stickiness attribute the context does not have, nor a targetingKey",
-                    )
-            if flag.copy_values:
-                return Evaluation(
-                    _copy_json(result.value), result.variant, result.reason, rule_index=result.rule_index
-                )
-            return result
-        except Exception as e:  # a hostile context or key: the promise is an Evaluation, whatever happens
-            return _error(default, ErrorCode.GENERAL, _describe(e))
+            entry = self._entries.get(key)
+        except Exception as e:  # an unhashable or hostile key: the promise is an Evaluation, whatever happens
+            return _general(default, e)
+        if entry is None:
+            return self._not_found(key, default)
+        run, static, t1, t2 = entry
+        if static is not None and (default is None or type(default) is t1 or type(default) is t2):
+            return static
+        return run(context, default, clock)
+
+    def variants(self, key: str) -> tuple[str, ...]:
+        """The variant names of flag ``key`` (none for a flag that did not compile, or no such flag)."""
+        flag = self._flags.get(key)
+        return () if flag is None else flag.variants
+
+    def boolean_function(
+        self, key: str, counters: Mapping[str | None, Iterator[object]]
+    ) -> BooleanRun | None:
+        """``FlagClient.is_enabled`` for boolean flag ``key``, as one generated function (None when the
+        ruleset has no such boolean flag).
+
+        ``run(context, default, clock)`` returns ``evaluate(key, context, default, clock=clock).value``
+        (``default`` on every error) and calls ``next()`` once on ``counters[variant]`` for the variant
+        served, or on ``counters[None]`` for an error; ``counters`` has an entry for each of
+        ``variants(key)`` and for None. Nothing else: no ``Evaluation`` is looked at or built.
+        """
+        flag = self._flags.get(key)
+        if flag is None or flag.kind != "boolean":
+            return None
+        return _boolean_runner(flag, counters)
+
+    def _not_found(self, key: object, default: Any) -> Evaluation:
+        """The evaluation of a key the ruleset does not have."""
+        try:
+            return _error(default, ErrorCode.FLAG_NOT_FOUND, f"no flag {key!r} in revision {self.revision}")
+        except Exception as e:  # a key whose repr() raises
+            return _general(default, e)
 
     def __repr__(self) -> str:
         return f"CompiledRuleset(revision={self.revision}, flags={len(self._flags)}, problems={len(self.problems)})"
@@ -422,7 +783,7 @@ class _Compiler:
         self.segments = segments
         self.uses_current_time = False
 
-    def condition(self, raw: object, path: str, *, salt: str | None, in_segment: bool) -> Matcher:
+    def condition(self, raw: object, path: str, *, salt: str | None, in_segment: bool) -> Condition:
         c = _mapping(raw, path)
         _only(c, _CONDITION_FIELDS, path)
         try:
@@ -454,6 +815,13 @@ class _Compiler:
                 parsed.case_insensitive,
                 salt,
             )
+        if (
+            not in_segment
+            and parsed.operator in ("in", "equals")
+            and not parsed.negate
+            and not parsed.case_insensitive
+        ):
+            return (parsed.attribute, frozenset(parsed.operands))
         return matcher(
             parsed.operator,
             parsed.attribute,
@@ -493,14 +861,22 @@ class _Compiler:
 
         return in_segment
 
-    def conditions(self, raw: object, path: str, *, salt: str | None, in_segment: bool = False) -> Matcher:
+    def conditions(self, raw: object, path: str, *, salt: str | None) -> tuple[Condition, ...]:
+        """A rule's conditions, for ``_runner`` (which reads the ``InCheck`` tuples inline)."""
         items = _list(raw, path)
-        return _all(
-            tuple(
-                self.condition(c, f"{path}[{i}]", salt=salt, in_segment=in_segment)
-                for i, c in enumerate(items)
-            )
+        return tuple(
+            self.condition(c, f"{path}[{i}]", salt=salt, in_segment=False) for i, c in enumerate(items)
         )
+
+    def segment_conditions(self, raw: object, path: str) -> Matcher:
+        """A segment's conditions, as one matcher (an ``inSegment`` condition calls it)."""
+        items = _list(raw, path)
+        matchers: list[Matcher] = []
+        for i, c in enumerate(items):
+            condition = self.condition(c, f"{path}[{i}]", salt=None, in_segment=True)
+            assert callable(condition)  # noqa: S101 -- in a segment, condition() gives matchers only
+            matchers.append(condition)
+        return _all(tuple(matchers))
 
 
 def _compile_segment(key: str, raw: object) -> _Segment:
@@ -508,9 +884,7 @@ def _compile_segment(key: str, raw: object) -> _Segment:
     compiler = _Compiler({})
     try:
         body = _mapping(raw, path)
-        match = compiler.conditions(
-            body.get("conditions", []), f"{path}.conditions", salt=None, in_segment=True
-        )
+        match = compiler.segment_conditions(body.get("conditions", []), f"{path}.conditions")
     except _CompileError as e:
         return _Segment(None, (e.path, e.message), uses_current_time=False)
     return _Segment(match, None, compiler.uses_current_time)
@@ -542,7 +916,7 @@ class _FlagCompiler:
         enabled = raw.get("enabled", False)
         if type(enabled) is not bool:
             raise _CompileError(f"{path}.enabled", "must be true or false")
-        rules: list[tuple[Matcher, Outcome]] = []
+        rules: list[tuple[tuple[Condition, ...], Outcome]] = []
         for i, r in enumerate(_list(raw.get("rules", []), f"{path}.rules")):
             rpath = f"{path}.rules[{i}]"
             rule = _mapping(r, rpath)
@@ -557,6 +931,7 @@ class _FlagCompiler:
         _only(default_map, _SERVE_FIELDS, dpath)
         default = self.serve(default_map, dpath, Reason.DEFAULT if rules else Reason.STATIC, None)
         flag.rules = tuple(rules)
+        flag.variants = tuple(self.values)
         flag.default = default
         flag.uses_current_time = self.compiler.uses_current_time
         if not enabled:

@@ -1,7 +1,9 @@
 """The flag SDK that applications import: local evaluation of the last known ruleset.
 
 ``FlagClient`` holds one compiled ruleset (``gapless.flags.evaluate``) and evaluates against it in the
-calling thread: no network call, no lock (evaluations are counted per thread), no exception.
+calling thread: no network call, no lock (an evaluation is counted by one ``next()`` on the counter of
+its flag and variant), no exception. ``is_enabled`` on a boolean flag runs one function generated for
+that flag (``CompiledRuleset.boolean_function``) that evaluates, counts and returns the bool.
 A new ruleset is compiled outside any lock and swapped in whole, so a thread sees either the old
 ruleset or the new one, never a mixture; a ruleset older than the current one is ignored, so a poll
 that races a streamed change cannot undo it.
@@ -23,6 +25,7 @@ counters are new and the transport is told to restart, while the ruleset, immuta
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -30,12 +33,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from gapless.flags.evaluate import (
+    BooleanRun,
     CompiledRuleset,
     ErrorCode,
     Evaluation,
@@ -49,8 +53,8 @@ __all__ = ["ClientStatistics", "Evaluation", "FlagClient", "RulesetError", "Tran
 log = logging.getLogger("gapless.flags")
 
 MAX_COUNTED_KEYS = 10_000
-"""Distinct (flag, variant) pairs counted per thread; evaluations of further pairs are only counted as
-dropped (keys come from the application's code, so this bounds a bug such as a key built per user)."""
+"""Distinct (flag, variant) pairs counted; evaluations of further pairs are only counted as dropped
+(keys come from the application's code, so this bounds a bug such as a key built per user)."""
 
 
 class Transport(Protocol):
@@ -85,77 +89,103 @@ class ClientStatistics:
     counts_dropped: int
 
 
-class _Table:
-    """One thread's counts (only that thread writes them) and what the last drain read of them."""
-
-    __slots__ = ("counts", "drained", "dropped", "thread")
-
-    def __init__(self, thread: threading.Thread) -> None:
-        self.thread = thread
-        self.counts: dict[tuple[str, str | None], int] = {}
-        self.drained: dict[tuple[str, str | None], int] = {}
-        self.dropped = 0
-
-
 class _Counts:
     """Evaluations per (flag, variant); the variant is None for errors.
 
-    Counting takes no lock: each thread increments its own table, and ``drain`` reads each table
-    with one ``dict.copy()`` (atomic with respect to the owner's single stores) and reports what
-    grew since its previous read. So no increment is lost or counted twice, and evaluating threads
-    never wait for one another or for a drain.
+    Each pair counted has its own ``itertools.count``, created on the pair's first evaluation (or, for
+    ``is_enabled``, for every variant of its flag when it first asks for the flag), and an evaluation is
+    one ``next()`` on it: a C call that, under the GIL, no other thread interleaves with, so concurrent
+    evaluations lose no count, and nobody takes a lock or builds a key.
+    ``drain`` reads each counter with a ``next()`` of its own (which it remembers to discount) and
+    reports what grew since its previous read, so no increment is lost or counted twice. The lock
+    orders only registrations and drains. ``MAX_COUNTED_KEYS`` bounds the pairs; evaluations of
+    further pairs are counted as dropped.
     """
 
-    __slots__ = ("_local", "_lock", "_tables")
+    __slots__ = ("_dropped", "_dropped_read", "_lock", "_pairs", "_read", "slots")
 
     def __init__(self) -> None:
-        self._local = threading.local()
         self._lock = threading.Lock()  # registration and drains only
-        self._tables: list[_Table] = []
+        self.slots: dict[str, dict[str | None, Iterator[int]]] = {}
+        """flag key -> variant -> counter; evaluations read it without a lock and call ``next()``."""
+        self._read: dict[tuple[str, str | None], int] = {}  # per pair: next() values used so far
+        self._pairs = 0
+        self._dropped = itertools.count()
+        self._dropped_read = 0
 
     def add(self, key: str, variant: str | None) -> None:
-        try:
-            table: _Table = self._local.table
-        except AttributeError:
-            table = self._register()
-        counts = table.counts
-        k = (key, variant)
-        n = counts.get(k)
-        if n is not None:
-            counts[k] = n + 1
-        elif len(counts) < MAX_COUNTED_KEYS:
-            counts[k] = 1
-        else:
-            table.dropped += 1
+        """Count one evaluation (the fast path, inlined by ``FlagClient``, is ``next(slots[key][variant])``)."""
+        per_flag = self.slots.get(key)
+        counter = None if per_flag is None else per_flag.get(variant)
+        if counter is None:
+            counter = self._register(key, variant)
+            if counter is None:
+                next(self._dropped)
+                return
+        next(counter)
 
-    def _register(self) -> _Table:
-        table = _Table(threading.current_thread())
+    def _register(self, key: str, variant: str | None) -> Iterator[int] | None:
+        if self._pairs >= MAX_COUNTED_KEYS:  # read without the lock: a full table stays full
+            return None
         with self._lock:
-            self._tables.append(table)
-        self._local.table = table
-        return table
+            per_flag = self.slots.get(key)
+            if per_flag is None:
+                per_flag = self.slots[key] = {}
+            counter = per_flag.get(variant)  # another thread may have registered the pair meanwhile
+            if counter is None:
+                if self._pairs >= MAX_COUNTED_KEYS:
+                    return None
+                counter = per_flag[variant] = itertools.count()
+                self._pairs += 1
+            return counter
+
+    def prepare(self, key: str, variants: tuple[str | None, ...]) -> dict[str | None, Iterator[int]] | None:
+        """The counters of flag ``key``, with one for each of ``variants`` (for ``is_enabled``'s generated
+        function, which binds them); None when they would not fit in ``MAX_COUNTED_KEYS``."""
+        with self._lock:
+            per_flag = self.slots.get(key)
+            missing = [v for v in variants if per_flag is None or v not in per_flag]
+            if self._pairs + len(missing) > MAX_COUNTED_KEYS:
+                return None
+            if per_flag is None:
+                per_flag = self.slots[key] = {}
+            for v in missing:
+                per_flag[v] = itertools.count()
+            self._pairs += len(missing)
+            return per_flag
 
     def drain(self) -> dict[tuple[str, str | None], int]:
         out: dict[tuple[str, str | None], int] = {}
         with self._lock:
-            live: list[_Table] = []
-            for table in self._tables:
-                alive = table.thread.is_alive()
-                now = table.counts.copy()
-                for k, n in now.items():
-                    grown = n - table.drained.get(k, 0)
+            read = self._read
+            for key, per_flag in self.slots.items():
+                for variant, counter in per_flag.items():
+                    pair = (key, variant)
+                    now = next(counter)  # the evaluations so far, plus this read and the earlier ones
+                    grown = now - read.get(pair, 0)
+                    read[pair] = now + 1
                     if grown:
-                        out[k] = out.get(k, 0) + grown
-                table.drained = now
-                if alive:
-                    live.append(table)
-            self._tables = live  # a finished thread's table is dropped once read
+                        out[pair] = grown
         return out
 
     @property
     def dropped(self) -> int:
         with self._lock:
-            return sum(t.dropped for t in self._tables)
+            n = next(self._dropped) - self._dropped_read
+            self._dropped_read += 1
+            return n
+
+
+class _Live(dict[str, BooleanRun]):
+    """The ruleset in use and, for each boolean flag that ``is_enabled`` has asked for, its function from
+    ``CompiledRuleset.boolean_function``, bound to this client's counters. One object, swapped whole
+    with the ruleset, so an evaluation never mixes a function of one ruleset with another ruleset."""
+
+    __slots__ = ("ruleset",)
+
+    def __init__(self, ruleset: CompiledRuleset | None) -> None:
+        super().__init__()
+        self.ruleset = ruleset
 
 
 def _not_ready(default: Any) -> Evaluation:
@@ -186,13 +216,14 @@ class FlagClient:
         """
         if bootstrap is not None and bootstrap_file is not None:
             raise ValueError("give bootstrap or bootstrap_file, not both")
-        self._ruleset: CompiledRuleset | None = compile_ruleset(bootstrap) if bootstrap is not None else None
+        self._live = _Live(compile_ruleset(bootstrap) if bootstrap is not None else None)
         self._bootstrap_file = Path(bootstrap_file) if bootstrap_file is not None else None
         self._cache_file = Path(cache_file) if cache_file is not None else None
         self._transport = transport
         self._clock = clock
         self._lock = threading.Lock()  # orders updates and cache writes; evaluation never takes it
         self._counts = _Counts()
+        self._slots = self._counts.slots
         self._started = False
         self._applied = 0
         self._ignored = 0
@@ -247,18 +278,41 @@ class FlagClient:
 
     def evaluate(self, key: str, context: Mapping[str, Any] | None = None, default: Any = None) -> Evaluation:
         """Value, variant and reason of flag ``key`` for ``context``; the default on any error. Never raises."""
-        rs = self._ruleset
+        rs = self._live.ruleset
         ev = _not_ready(default) if rs is None else rs.evaluate(key, context, default, clock=self._clock)
         if type(key) is str:
-            self._counts.add(key, ev.variant)
+            try:
+                next(self._slots[key][ev.variant])
+            except KeyError:  # the first evaluation of this (flag, variant)
+                self._counts.add(key, ev.variant)
         return ev
 
     def is_enabled(self, key: str, context: Mapping[str, Any] | None = None, default: bool = False) -> bool:
         """Whether boolean flag ``key`` is on for ``context``; ``default`` on any error."""
-        rs = self._ruleset  # evaluate(), inlined: this is the call applications make most
-        ev = _not_ready(default) if rs is None else rs.evaluate(key, context, default, clock=self._clock)
+        # The call applications make most: a boolean flag asked for before is one generated function
+        # that evaluates, counts and returns the bool (CompiledRuleset.boolean_function).
         if type(key) is str:
-            self._counts.add(key, ev.variant)
+            run = self._live.get(key)
+            if run is not None:
+                return run(context, default, self._clock)  # type: ignore[no-any-return]
+        return self._is_enabled_first(key, context, default)
+
+    def _is_enabled_first(self, key: str, context: Mapping[str, Any] | None, default: bool) -> bool:
+        """``is_enabled`` for a flag not asked for before in this ruleset: its function, made and kept
+        when the flag is a boolean flag of the ruleset (and its counters fit), else ``evaluate``."""
+        live = self._live
+        rs = live.ruleset
+        if rs is not None and type(key) is str and rs.kind(key) == "boolean":
+            counters = self._counts.prepare(key, (*rs.variants(key), None))
+            try:
+                run = None if counters is None else rs.boolean_function(key, counters)
+            except Exception:  # not expected (it generates code); evaluate() serves instead, never raising
+                log.exception("could not prepare flag %r for is_enabled", key)
+                run = None
+            if run is not None:
+                live[key] = run  # another thread may do the same meanwhile: same counters, same answers
+                return run(context, default, self._clock)  # type: ignore[no-any-return]
+        ev = self.evaluate(key, context, default)
         value = ev.value
         return value if type(value) is bool else default
 
@@ -290,6 +344,14 @@ class FlagClient:
                 self._write_cache(self._cache_file, ruleset)
         _log_problems(compiled)
         return True
+
+    @property
+    def _ruleset(self) -> CompiledRuleset | None:
+        return self._live.ruleset
+
+    @_ruleset.setter
+    def _ruleset(self, ruleset: CompiledRuleset | None) -> None:
+        self._live = _Live(ruleset)
 
     @property
     def started(self) -> bool:
@@ -329,6 +391,8 @@ class FlagClient:
         # locked forever. The parent reports its own counts, so the child starts from zero.
         self._lock = threading.Lock()
         self._counts = _Counts()
+        self._slots = self._counts.slots
+        self._live = _Live(self._live.ruleset)  # its functions count into the parent's counters
         if self._transport is not None and self._started:
             self._transport.after_fork()
 
