@@ -200,7 +200,7 @@ async def test_repeated_canary_rollouts_with_aborts_fail_no_request(g: Gapless) 
     )
     assert code == 0, out + err
     load = Load(url, rps=250)
-    for k in range(1, 5):
+    for k in range(1, 4):  # promoted, aborted and retried, promoted
         code, out, err = await g.acli(
             "apply", "-f", str(g.write(rollout_doc("rep", port, f"v{k}", replicas=2, strategy=canary(steps))))
         )
@@ -219,4 +219,4 @@ async def test_repeated_canary_rollouts_with_aborts_fail_no_request(g: Gapless) 
         await wait_for(g, "rep", lambda st: st["phase"] == "Healthy", timeout=60)
     report = await load.stop()
     assert report.failed == 0, report.failures
-    assert set(report.versions) == {f"v{k}" for k in range(5)}
+    assert set(report.versions) == {f"v{k}" for k in range(4)}
