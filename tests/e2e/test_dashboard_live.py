@@ -2,7 +2,8 @@
 
 - Flags: the view listens to the project's change stream (``/flags/api/v1/projects/shop/changes``); a kill
   switch made through the API, and a release-plan advance made with the CLI, show up in the open page
-  within seconds, and the page does not poll while nothing changes.
+  within seconds, and the page does not poll while nothing changes. An SDK's evaluation report, which is
+  no change, shows up through the view's once-a-minute re-read of the flag list (shortened in the test).
 - Migrations: ``gapless migrate start`` on a real PostgreSQL database reports its backfill progress to the
   control plane, which pushes it on ``/api/v1/stream``; the view shows an intermediate value while the
   backfill runs, then the final numbers of ``BackfillDone``.
@@ -111,6 +112,52 @@ async def test_flag_changes_made_elsewhere_appear_without_reload(g: Gapless, tmp
         await asyncio.to_thread(advanced)
         # The page never reloaded: the state it keeps in memory survived.
         assert await asyncio.to_thread(driver.execute_script, "return typeof state.flagsSeen") == "string"
+    finally:
+        await asyncio.to_thread(driver.quit)
+
+
+async def test_sdk_usage_reaches_the_open_flags_view_without_a_flag_change(
+    g: Gapless, tmp_path: Path
+) -> None:
+    """An SDK's evaluation report changes no flag, so no change event comes; the view's periodic re-read
+    (every 60 s, shortened here by wrapping the page's setInterval) shows "last evaluated" anyway."""
+    _require_chromium()
+    base = await _control_plane(g)
+    sdk = await _setup_flags(g, base)
+    last_cell = (
+        "document.querySelector('#flag-rows tr[data-flag=\"new-checkout\"] td:last-child')?.textContent"
+    )
+    driver = await asyncio.to_thread(_browser)
+    try:
+
+        def open_flags() -> None:
+            from selenium.webdriver.common.by import By
+
+            _login(driver, base, read_token(g.state_dir.resolve()), "web")
+            driver.execute_script(
+                "const set = window.setInterval;"
+                "window.setInterval = (f, ms, ...a) => set(f, ms === 60000 ? 300 : ms, ...a);"
+            )
+            driver.find_element(By.ID, "nav-flags").click()
+            _wait_js(driver, "document.querySelector('#flag-projects li[data-project=\"shop\"]')")
+            driver.find_element(By.LINK_TEXT, "shop").click()
+            _wait_js(driver, "document.getElementById('live').textContent === 'live'")
+            assert _wait_js(driver, last_cell) == "never"
+
+        await asyncio.to_thread(open_flags)
+        async with httpx.AsyncClient(base_url=base + "/flags", timeout=5) as http:
+            r = await http.post(
+                "/sdk/v1/evaluations",
+                headers={"Authorization": f"Bearer {sdk}"},
+                json={"counts": [{"flag": "new-checkout", "variant": "on", "count": 3}]},
+            )
+            assert r.status_code == 200, r.text
+
+        def shown() -> None:
+            _wait_js(driver, f"({last_cell} || 'never') !== 'never'", 5)
+            _screenshot(driver, tmp_path, "live-flags-usage")
+
+        await asyncio.to_thread(shown)
     finally:
         await asyncio.to_thread(driver.quit)
 

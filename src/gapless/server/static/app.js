@@ -6,7 +6,9 @@
 // The Flags view talks to the flag service mounted at /flags with a flag admin token: the one typed at
 // login, else the control plane's own (GET /api/v1/dashboard/session). It listens to the project's
 // change stream (/flags/api/v1/projects/P/changes, server-sent events) and reads the project again on
-// every change; while that stream is down it polls every 30 seconds.
+// every change; while that stream is down it polls every 30 seconds. It also reads the flag list once a
+// minute, because "last evaluated" and the stale badges change without any change to a flag (SDK
+// usage reports, lifetimes running out); the rows are redrawn only when something differs.
 "use strict";
 
 const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2"];
@@ -14,6 +16,7 @@ const WINDOW = 300; // seconds of series shown
 const $ = (id) => document.getElementById(id);
 const state = { source: null, timers: [], events: [], series: null, status: null, spec: null, name: null, view: 0, fallback: null };
 const FLAGS_FALLBACK_MS = 30000; // polling of the Flags view while its change stream is down
+const FLAGS_USAGE_MS = 60000; // re-reading of the flag list for "last evaluated" and stale badges
 
 function token() { return sessionStorage.getItem("gapless-token") || ""; }
 
@@ -555,6 +558,7 @@ function openFlags(project) {
     $("flag-events").replaceChildren();
     refreshFlags();
     watchFlags(project);
+    state.timers.push(setInterval(loadFlags, FLAGS_USAGE_MS));
   } else {
     loadProjects();
     state.timers.push(setInterval(loadProjects, 5000));
