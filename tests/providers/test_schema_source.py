@@ -11,7 +11,7 @@ from gapless.migrations.policy import BatchPolicy, LockPolicy
 from gapless.migrations.sqlite.engine import SqliteMigrationEngine, SqliteSettings
 from gapless.providers.schema import DatabaseMigrations, describe_database, snapshot_from_events
 from gapless.store.records import EventRecord
-from tests.migrations.conftest import BASE, admin_url, db, engine, migration  # noqa: F401 - fixtures
+from tests.migrations.conftest import BASE, db, engine, migration  # noqa: F401 - fixtures
 
 ADD = """
 name: m1

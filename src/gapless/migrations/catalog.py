@@ -90,7 +90,8 @@ def read_schema(conn: Conn, schema: str) -> SchemaInfo:
         "UNION SELECT c.relname, a.attname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (k.conkey) "
-        "WHERE n.nspname = %(s)s "
+        # PostgreSQL 18 records NOT NULL as constraints too ('n'); nullability is the column's own
+        "WHERE n.nspname = %(s)s AND k.contype <> 'n' "
         "UNION SELECT c.relname, a.attname FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (k.confkey) "

@@ -138,6 +138,20 @@ class _Planner(OperationPlanner[_TableState]):
         self.complete_sql: list[tuple[int, Action]] = []
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def not_null_check(self, table: str, column: str) -> str:
+        """The name of the CHECK (col IS NOT NULL) that proves NOT NULL before SET NOT NULL.
+
+        PostgreSQL's own name (``t_c_not_null``), unless the catalog the plan is made from already
+        has a constraint of that name: PostgreSQL 18 records a column's NOT NULL as a constraint with
+        exactly that name, so an altered NOT NULL column needs another. The choice depends only on
+        the stored catalog, so complete and rollback re-plan the same name.
+        """
+        name = constraint_name(table, column, "not_null")
+        if self.info is not None and (table, name) in self.info.constraints:
+            return constraint_name(table, column, "not_null_check")
+        return name
+
     def find_table(self, name: str, path: str) -> _TableState | None:
         """The state of the table the new version calls ``name``, or None (a problem is recorded)."""
         if name in self.names:
@@ -235,7 +249,7 @@ class _Planner(OperationPlanner[_TableState]):
             if fill is not None:
                 st.syncs.append(ColumnSync(name, fill, "up", "fill"))
             if not_null:
-                check = constraint_name(t, name, "not_null")
+                check = self.not_null_check(t, name)
                 self.constraints.append((i, AddCheck(t, check, f'"{name}" IS NOT NULL')))
                 self.validations.append((i, ValidateConstraint(t, check)))
                 self.finishing.append((i, SetNotNull(t, name, check)))
@@ -362,13 +376,13 @@ class _Planner(OperationPlanner[_TableState]):
         st.replaced[physical] = shadow
         st.columns[op.column] = shadow
         st.reshaped_by = i
+        check = self.not_null_check(t, physical)
         if not_null:
-            check = constraint_name(t, physical, "not_null")
             self.constraints.append((i, AddCheck(t, check, f'"{shadow}" IS NOT NULL')))
             self.validations.append((i, ValidateConstraint(t, check)))
         self.replaces.append((i, ReplaceColumn(t, physical, shadow)))
         if not_null:
-            self.finishing.append((i, SetNotNull(t, physical, constraint_name(t, physical, "not_null"))))
+            self.finishing.append((i, SetNotNull(t, physical, check)))
 
     def create_index(self, i: int, op: model.CreateIndex) -> None:
         p = f"operations.{i}.create_index"
