@@ -46,7 +46,8 @@ def run_child(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[s
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "test_child.py"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "RECORD": str(record), **env},
+        env={k: v for k, v in os.environ.items() if k != "GAPLESS_TEST_DATABASE_URL"}
+        | {"PYTHONPATH": str(REPO), "RECORD": str(record), **env},
         capture_output=True,
         text=True,
         timeout=120,
