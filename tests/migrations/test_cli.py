@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 import typer
 from typer.testing import CliRunner, Result
@@ -173,6 +175,74 @@ def test_complete_proceeds_once_the_old_client_disconnects(versions: Versions, a
         while c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() != (0,):
             time.sleep(0.02)
     assert cli("complete", env=env).exit_code == 0
+
+
+RENAME = "name: m1\noperations:\n  - rename_column: {table: users, from: name, to: full_name}\n"
+
+
+def test_complete_refuses_while_an_unidentified_writer_is_connected(
+    versions: Versions, tmp_path: Path
+) -> None:
+    """An old-version writer without application_name blocks complete (listed by pid); it sees 0 errors."""
+    file = tmp_path / "m1.yaml"
+    file.write_text(RENAME)
+    env = {"GAPLESS_DATABASE_URL": versions.url}
+    assert cli("start", str(file), env=env).exit_code == 0
+    errors: list[BaseException] = []
+    written = [0]
+    stop = threading.Event()
+    writer = psycopg.connect(
+        versions.url, autocommit=True
+    )  # the base schema, no identity: a forgotten worker
+
+    def write() -> None:
+        while not stop.is_set():
+            try:
+                writer.execute("INSERT INTO users (name, age) VALUES ('w', 1)")
+                writer.execute("UPDATE users SET name = 'v' WHERE id = 1")
+                written[0] += 1
+            except psycopg.Error as e:
+                errors.append(e)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        refused = cli("complete", env=env)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(10)
+        writer_pid = writer.info.backend_pid
+        writer.close()
+    assert refused.exit_code == 1, refused.output
+    assert "refusing to complete m1: 1 client(s)" in refused.stderr
+    assert f"unidentified connection (no application_name, pid {writer_pid}" in " ".join(
+        refused.stderr.split()
+    )
+    assert errors == []
+    assert written[0] > 10
+    with versions.admin() as c:
+        while c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (writer_pid,)).fetchone() != (
+            0,
+        ):
+            time.sleep(0.02)
+    assert cli("complete", env=env).exit_code == 0
+
+
+def test_complete_force_names_the_unidentified_connection_it_skips(
+    versions: Versions, add_file: Path
+) -> None:
+    """--force completes under an unidentified connection and names it among what it skipped."""
+    env = {"GAPLESS_DATABASE_URL": versions.url}
+    assert cli("start", str(add_file), env=env).exit_code == 0
+    with psycopg.connect(versions.url, autocommit=True, application_name="nightly-report") as c:
+        c.execute("SELECT 1")
+        forced = cli("complete", "--force", env=env)
+    assert forced.exit_code == 0, forced.output
+    assert "SKIPPED by --force" in forced.stderr
+    assert "unidentified connection (application_name 'nightly-report'" in " ".join(forced.stderr.split())
 
 
 def test_control_plane_revisions_gate_complete(versions: Versions) -> None:

@@ -71,6 +71,40 @@ def test_blocked_ddl_yields_to_queries_and_succeeds_when_the_blocker_ends(versio
         new.execute("INSERT INTO users (name, bio) VALUES ('Nina', 'hi')")
 
 
+def test_with_the_default_policy_no_application_query_waits_100_ms(versions: Versions) -> None:
+    """Default lock policy behind a long transaction: every probe query on the table returns within 100 ms."""
+    blocker = hold_share_lock(versions)
+    events: list[EngineEvent] = []
+    failure: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            with MigrationEngine(versions.url, EngineSettings(), on_event=events.append) as engine:
+                engine.start(migration(ADD))
+        except BaseException as e:  # reported by the assertion below
+            failure.append(e)
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+    waits: list[float] = []
+    try:
+        with versions.old(instance="probe") as probe:
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                probe.execute("SELECT count(*) FROM users")
+                waits.append(time.monotonic() - t0)
+                time.sleep(0.005)
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+        thread.join(timeout=30)
+    assert failure == []
+    assert len([e for e in events if isinstance(e, LockRetry)]) >= 3
+    assert max(waits) < 0.1, sorted(waits)[-5:]
+    assert max(waits) > 0.02  # some probe did queue behind the migration's lock request
+
+
 def test_giving_up_exits_1_naming_the_blocking_session(versions: Versions, tmp_path: object) -> None:
     """When every attempt times out, start exits 1, names the blocker's pid and state, and applied nothing."""
     blocker = hold_share_lock(versions)

@@ -24,6 +24,7 @@ from gapless.core.errors import GaplessError, Problem, SpecError
 from gapless.migrations.files import MIGRATION_SUFFIXES, load_migration
 from gapless.migrations.lint import Finding, lint_sql
 from gapless.migrations.plan import plan
+from gapless.migrations.policy import LockPolicy
 from gapless.migrations.sqlite import is_sqlite_url
 from gapless.migrations.steps import Plan, Step
 
@@ -106,7 +107,10 @@ Prefix = Annotated[
 LockTimeout = Annotated[
     float,
     typer.Option(
-        "--lock-timeout", min=0.01, help="Seconds a statement may wait for its lock before it retries."
+        "--lock-timeout",
+        min=0.001,
+        help="Seconds a statement may wait for its lock before it retries; application queries on the "
+        "table wait at most this long behind it.",
     ),
 ]
 LockAttempts = Annotated[
@@ -246,8 +250,8 @@ def _engine(
     schema: str,
     *,
     prefix: str | None = None,
-    lock_timeout: float = 2.0,
-    lock_attempts: int = 10,
+    lock_timeout: float = LockPolicy.timeout,
+    lock_attempts: int = LockPolicy.attempts,
     batch_size: int = 1000,
     batch_delay: float = 0.0,
     max_write_lock: float = 1.0,
@@ -736,8 +740,8 @@ def start_command(
     batch_delay: Annotated[
         float, typer.Option("--batch-delay", min=0.0, help="Seconds to pause between backfill batches.")
     ] = 0.0,
-    lock_timeout: LockTimeout = 2.0,
-    lock_attempts: LockAttempts = 10,
+    lock_timeout: LockTimeout = LockPolicy.timeout,
+    lock_attempts: LockAttempts = LockPolicy.attempts,
     max_write_lock: MaxWriteLock = 1.0,
     force: Annotated[
         bool,
@@ -834,15 +838,16 @@ def complete_command(
             help="Complete even while clients, or control-plane instances, of an older schema version remain.",
         ),
     ] = False,
-    lock_timeout: LockTimeout = 2.0,
-    lock_attempts: LockAttempts = 10,
+    lock_timeout: LockTimeout = LockPolicy.timeout,
+    lock_attempts: LockAttempts = LockPolicy.attempts,
     max_write_lock: MaxWriteLock = 1.0,
     state_dir: StateDir = None,
 ) -> None:
     """Contract the migration in progress: drop the old schema version, triggers and old columns.
 
     Refuses (exit 1, listing them) while any connection identifies itself with application_name
-    gapless:<app>:<another version>:<instance>, and while the control plane of --state-dir (if one runs)
+    gapless:<app>:<another version>:<instance>, while any connection does not identify itself (it may
+    read the old shape), and while the control plane of --state-dir (if one runs)
     has live instances of a revision whose template.requiresSchema is older than the migration. --force
     skips those checks and says what it skipped. SQLite cannot list connections: there complete needs
     --force, your confirmation that the old version is gone, unless the control plane runs revisions
@@ -903,8 +908,8 @@ def rollback_command(
         bool,
         typer.Option("--force", help="Roll back even while clients of the new schema version are connected."),
     ] = False,
-    lock_timeout: LockTimeout = 2.0,
-    lock_attempts: LockAttempts = 10,
+    lock_timeout: LockTimeout = LockPolicy.timeout,
+    lock_attempts: LockAttempts = LockPolicy.attempts,
     max_write_lock: MaxWriteLock = 1.0,
     state_dir: StateDir = None,
 ) -> None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import TupleRow
 
-from gapless.migrations.gate import Client, parse_application_name
+from gapless.migrations.gate import Client, is_internal, parse_application_name
 from gapless.migrations.info import ColumnInfo, IndexInfo, SchemaInfo, TableInfo
 
 __all__ = [
     "KeyColumn",
+    "database_clients",
     "gapless_clients",
     "index_state",
     "primary_key",
@@ -206,14 +207,15 @@ _CLIENTS = (
 )
 
 
-def gapless_clients(conn: Conn) -> list[Client]:
-    """Connections of this database that identify themselves as gapless application instances."""
+def database_clients(conn: Conn) -> list[Client]:
+    """Every other client connection of this database but gapless's own, identified or not."""
     clients: list[Client] = []
     for pid, app_name, addr, state, started in conn.execute(_CLIENTS).fetchall():
-        parsed = parse_application_name(str(app_name or ""))
-        if parsed is None:
+        name = str(app_name or "")
+        if is_internal(name):
             continue
-        app, version, instance = parsed
+        parsed = parse_application_name(name)
+        app, version, instance = parsed if parsed is not None else (name, "", "")
         clients.append(
             Client(
                 app,
@@ -223,18 +225,20 @@ def gapless_clients(conn: Conn) -> list[Client]:
                 address=None if addr is None else str(addr),
                 state=None if state is None else str(state),
                 backend_start=None if started is None else str(started),
+                identified=parsed is not None,
             )
         )
     return clients
 
 
+def gapless_clients(conn: Conn) -> list[Client]:
+    """Connections of this database that identify themselves as gapless application instances."""
+    return [c for c in database_clients(conn) if c.identified]
+
+
 def unidentified_clients(conn: Conn) -> list[tuple[int, str]]:
     """(pid, application_name) of client connections that do not say which schema version they use."""
-    return [
-        (int(pid), str(app or ""))
-        for pid, app, _addr, _state, _started in conn.execute(_CLIENTS).fetchall()
-        if parse_application_name(str(app or "")) is None and not str(app or "").startswith("gapless-migrate")
-    ]
+    return [(c.pid, c.app) for c in database_clients(conn) if not c.identified]
 
 
 _VIEW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")

@@ -29,6 +29,7 @@ from gapless.migrations.actions import (
 from gapless.migrations.apply import StepRunner
 from gapless.migrations.files import validate_migration
 from gapless.migrations.gate import (
+    ENGINE_APPLICATION_NAME,
     RevisionSchema,
     RunningRevisions,
     blocking_clients,
@@ -66,7 +67,6 @@ __all__ = [
 ]
 
 Conn = psycopg.Connection[TupleRow]
-ENGINE_APPLICATION_NAME = "gapless-migrate"
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ class MigrationEngine(Lifecycle[MigrationRecord, Step]):
         p = self._plan_of(record)
         skipped: list[str] = []
         unchecked: list[str] = []
-        clients = blocking_clients(record.name, catalog.gapless_clients(self.conn))
+        clients = blocking_clients(record.name, catalog.database_clients(self.conn))
         revisions: list[RevisionSchema] = []
         if running_revisions is None:
             unchecked.append("instances of a gapless control plane (none is connected to this command)")

@@ -9,7 +9,9 @@ predates every gapless migration and uses the base schema). ``connect_kwargs`` b
 the matching ``search_path``, so one call gives a connection both its identity and its schema version.
 
 ``complete`` of migration M must not run while any client of another version is connected (it would lose
-the schema it reads): ``blocking_clients`` decides that from the rows of ``pg_stat_activity``, and
+the schema it reads), nor while any connection that does not say its version is (it may be an old
+version that was never told to identify itself: a worker, a cron job, a psql session):
+``blocking_clients`` decides that from the rows of ``pg_stat_activity``, and
 ``blocking_revisions`` does the same for instances reported by a control plane through a
 ``RunningRevisions`` callable (the seam for gapless's own controller; nothing implements it yet).
 """
@@ -22,6 +24,8 @@ from typing import TypedDict
 
 __all__ = [
     "APPLICATION_PREFIX",
+    "CONTROL_PLANE_APPLICATION_NAME",
+    "ENGINE_APPLICATION_NAME",
     "Client",
     "ConnectKwargs",
     "RevisionSchema",
@@ -30,6 +34,7 @@ __all__ = [
     "blocking_clients",
     "blocking_revisions",
     "connect_kwargs",
+    "is_internal",
     "parse_application_name",
     "search_path_for",
 ]
@@ -38,10 +43,26 @@ APPLICATION_PREFIX = "gapless"
 MAX_APPLICATION_NAME = 63
 """PostgreSQL keeps only the first 63 bytes of application_name (NAMEDATALEN - 1)."""
 
+ENGINE_APPLICATION_NAME = "gapless-migrate"
+"""The migration engine's own connections (and their prefix)."""
+CONTROL_PLANE_APPLICATION_NAME = "gapless control plane"
+"""The control plane's reader of the migration state (``gapless up --database-url``)."""
+
+
+def is_internal(application_name: str) -> bool:
+    """Whether a connection is gapless's own (the engine, a control plane), not an application's."""
+    return (
+        application_name.startswith(ENGINE_APPLICATION_NAME)
+        or application_name == CONTROL_PLANE_APPLICATION_NAME
+    )
+
 
 @dataclass(frozen=True)
 class Client:
-    """A connection that identifies itself as a gapless application instance."""
+    """A client connection of the database: a gapless application instance, or one that does not say.
+
+    An unidentified connection (``identified=False``) keeps its ``application_name`` in ``app``.
+    """
 
     app: str
     version: str
@@ -50,9 +71,16 @@ class Client:
     address: str | None = None
     state: str | None = None
     backend_start: str | None = None
+    identified: bool = True
 
     def describe(self) -> str:
         where = f" from {self.address}" if self.address else ""
+        if not self.identified:
+            name = f"application_name {self.app!r}" if self.app else "no application_name"
+            return (
+                f"unidentified connection ({name}, pid {self.pid}{where}, {self.state}, "
+                f"since {self.backend_start}): it does not say which schema version it uses"
+            )
         version = self.version or "(base schema)"
         return f"{self.app}/{self.instance} (schema version {version}, pid {self.pid}{where}, {self.state})"
 
@@ -149,8 +177,9 @@ def connect_kwargs(
 
 
 def blocking_clients(migration: str, clients: Sequence[Client]) -> list[Client]:
-    """The identified clients that would lose their schema if ``migration`` completed now."""
-    return [c for c in clients if c.version != migration]
+    """The clients that would lose their schema if ``migration`` completed now, or may: every one that
+    is not identified as a client of ``migration``'s version."""
+    return [c for c in clients if not c.identified or c.version != migration]
 
 
 def blocking_revisions(migration: str, revisions: Iterable[RevisionSchema]) -> list[RevisionSchema]:

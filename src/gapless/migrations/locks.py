@@ -1,7 +1,7 @@
 """Run a statement under ``lock_timeout`` and retry it with backoff: never queue behind a long transaction.
 
 A DDL statement that waits for its lock blocks every query that arrives after it, because PostgreSQL
-grants locks in order. With ``lock_timeout`` the wait is bounded (2 s by default); on timeout the
+grants locks in order. With ``lock_timeout`` the wait is bounded (50 ms by default); on timeout the
 transaction is rolled back, the application's queued queries run, and the statement is tried again
 after an exponentially growing, jittered pause. When every attempt failed, ``LockNotAcquiredError`` names
 the sessions that held conflicting locks (pid, state, how long their transaction has been open, query).

@@ -16,13 +16,16 @@ class LockPolicy:
     """Every DDL statement waits at most ``timeout`` seconds for its lock, and is tried ``attempts`` times.
 
     A statement that waits for a lock makes every later query on the table wait behind it, so the wait
-    must be short; between attempts the application's queued queries run.
+    must be short: 50 ms by default, so that no application query waits 100 ms on one attempt (the
+    lock wait plus the catalog-only statement itself). Between attempts the application's queued
+    queries run; the pauses grow (0.1 s, 0.2 s, ... up to 5 s, jittered) for about 90 s in all before
+    the command gives up, long enough for most long transactions to end.
     """
 
-    timeout: float = 2.0
-    attempts: int = 10
-    base_delay: float = 0.25
-    max_delay: float = 15.0
+    timeout: float = 0.05
+    attempts: int = 30
+    base_delay: float = 0.1
+    max_delay: float = 5.0
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:

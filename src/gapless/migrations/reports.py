@@ -72,7 +72,8 @@ class ClientsConnectedError(GaplessError):
             for r in self.revisions
         ]
         super().__init__(
-            f"refusing to {action} {migration}: {len(lines)} client(s) still use another schema version:\n"
+            f"refusing to {action} {migration}: {len(lines)} client(s) still use another schema version "
+            "or do not say which one they use:\n"
             + "\n".join(lines)
             + f"\nwait until they are gone (roll the application out first), or pass --force to {action} anyway"
         )

@@ -104,6 +104,7 @@ class DatabaseMigrations:
     def _read_postgres(self) -> list[MigrationState]:
         import psycopg
 
+        from gapless.migrations.gate import CONTROL_PLANE_APPLICATION_NAME
         from gapless.migrations.state import STATE_SCHEMA
 
         if self._pg is None or self._pg.closed:
@@ -111,7 +112,7 @@ class DatabaseMigrations:
                 self.url,
                 autocommit=True,
                 connect_timeout=max(1, round(self.timeout)),
-                application_name="gapless control plane",
+                application_name=CONTROL_PLANE_APPLICATION_NAME,
             )
         conn = self._pg
         conn.execute(
