@@ -351,7 +351,7 @@ def bench(args: argparse.Namespace) -> None:
     url = make_conninfo(args.database_url, dbname=name)
     try:
         batch = BatchPolicy(size=args.batch_size, delay=args.batch_delay)
-        settings = EngineSettings(lock=LockPolicy(timeout=2.0), batch=batch)
+        settings = EngineSettings(lock=LockPolicy(), batch=batch)  # the default lock policy
         with MigrationEngine(url, settings) as engine:
             engine.start(parse_migration(BASE))
             engine.complete()
