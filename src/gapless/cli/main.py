@@ -23,6 +23,7 @@ from gapless.cli.flags_cmd import flags_app
 from gapless.cli.load_cmd import load_command
 from gapless.cli.logs import show_logs
 from gapless.cli.migrate_cmd import migrate_app
+from gapless.cli.release_cmd import release_app
 from gapless.cli.render import render_analysis, render_events, render_history, render_list, render_status
 from gapless.cli.wait import wait_for_rollout
 from gapless.core.errors import GaplessError, Problem, SpecError
@@ -43,6 +44,7 @@ app = typer.Typer(
 
 app.add_typer(flags_app, name="flags")
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(release_app, name="release")
 
 out = Console()
 err = Console(stderr=True)

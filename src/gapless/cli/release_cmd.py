@@ -1,0 +1,251 @@
+"""``gapless release``: one plan across schema, application and flags.
+
+``plan -f FILE`` reads a Release and every file it names (migrations, Rollouts; paths are relative to
+the release file), refuses an order that cannot work (exit 2, naming the step and why), and prints the
+steps with their gates and analysis, what each state of the release serves (schema versions per
+database, the revision each rollout runs, flags), what a rollback would undo, and where the point of
+no rollback is. Running a release in the control plane comes next.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gapless.core.errors import Problem, SpecError
+from gapless.spec.load import problems_from_validation
+from gapless.spec.release import (
+    CompleteStep,
+    FlagStep,
+    MigrateStep,
+    Release,
+    RolloutStep,
+    VerifyStep,
+    WaitStep,
+)
+from gapless.strategies.release import EFFECTS, StepFacts, order_problems, undo_blockers
+
+__all__ = ["LoadedRelease", "load_release", "release_app"]
+
+release_app = typer.Typer(
+    help="Releases: one ordered plan of migrations, rollouts and flag changes, rolled back together.",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+MAX_FILE_BYTES = 1_000_000
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@dataclass(frozen=True)
+class LoadedRelease:
+    release: Release
+    facts: list[StepFacts]
+
+
+def _read(path: Path, where: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SpecError(str(path), [Problem(where, f"cannot read {path}: {e.strerror or e}")]) from e
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(str(path), [Problem(where, f"{path} is larger than {MAX_FILE_BYTES} bytes")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(str(path), [Problem(where, f"{path} is not UTF-8 text")]) from e
+
+
+def load_release(path: Path) -> LoadedRelease:
+    """The release and what the planner needs of each step; ``SpecError`` naming every problem."""
+    from gapless.migrations.files import parse_migration
+    from gapless.spec.load import parse_rollout
+
+    source = str(path)
+    try:
+        data = yaml.safe_load(_read(path, ""))
+    except yaml.YAMLError as e:
+        raise SpecError(source, [Problem("", f"not valid YAML: {' '.join(str(e).split())}")]) from e
+    if not isinstance(data, dict) or data.get("kind") != "Release":
+        raise SpecError(source, [Problem("kind", "expected a Release document (kind: Release)")])
+    try:
+        release = Release.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(source, problems_from_validation(e)) from e
+    problems: list[Problem] = []
+    facts: list[StepFacts] = []
+    base = path.parent
+    for i, step in enumerate(release.spec.steps):
+        where = f"steps.{i}.{step.kind}"
+        fact = StepFacts(step.kind, step.on_failure)
+        try:
+            if step.migrate is not None:
+                file = base / step.migrate.file
+                m = parse_migration(_read(file, f"{where}.file"), source=str(file), default_name=file.stem)
+                fact = StepFacts("migrate", step.on_failure, migration=m.name, database=step.migrate.database)
+            elif step.rollout is not None:
+                file = base / step.rollout.file
+                r = parse_rollout(_read(file, f"{where}.file"), source=str(file))
+                fact = StepFacts(
+                    "rollout", step.on_failure, rollout=r.name, requires=r.spec.template.requires_schema
+                )
+            elif step.complete is not None:
+                fact = StepFacts(
+                    "complete",
+                    step.on_failure,
+                    migration=step.complete.migration,
+                    database=step.complete.database,
+                )
+        except SpecError as e:
+            problems += [
+                Problem(f"{where}.file", f"{e.source}: {p.path or '(document)'}: {p.message}")
+                for p in e.problems
+            ]
+        facts.append(fact)
+    if problems:
+        raise SpecError(source, problems)
+    order = order_problems(facts)
+    if order:
+        raise SpecError(
+            source,
+            [Problem(f"steps.{i} ({release.spec.steps[i].name or facts[i].kind})", m) for i, m in order],
+        )
+    return LoadedRelease(release, facts)
+
+
+def _describe(loaded: LoadedRelease, i: int) -> str:
+    step, fact = loaded.release.spec.steps[i], loaded.facts[i]
+    body = step.body
+    if isinstance(body, MigrateStep):
+        return f"start migration {fact.migration} on {fact.database} (expand, backfill)"
+    if isinstance(body, RolloutStep):
+        needs = f", requires schema {fact.requires}" if fact.requires else ""
+        return f"roll out {fact.rollout} ({body.file}{needs})"
+    if isinstance(body, CompleteStep):
+        return f"complete migration {fact.migration} on {fact.database} (contract)"
+    if isinstance(body, FlagStep):
+        change = (
+            "on"
+            if body.enabled
+            else "off"
+            if body.enabled is False
+            else f"stage {body.stage}"
+            if body.stage
+            else "next stage"
+        )
+        return f"flag {body.project}/{body.flag} in {body.environment}: {change}"
+    if isinstance(body, VerifyStep):
+        if body.analysis is not None:
+            return f"verify: analysis {', '.join(body.analysis.template_names)}"
+        if body.exec is not None:
+            return "verify: exec " + " ".join(body.exec.command)
+        return f"verify: GET {body.url}{body.http_get.path if body.http_get else ''}"
+    if isinstance(body, WaitStep):
+        return f"monitoring window of {body.duration:g} s"
+    return f"manual gate: gapless release promote {loaded.release.name}"
+
+
+def plan_rows(loaded: LoadedRelease) -> list[dict[str, Any]]:
+    """One row per step: what it does, its gates, what is served after it, and what undoing it means."""
+    rows: list[dict[str, Any]] = []
+    schemas: dict[str, list[str]] = {}
+    revisions: dict[str, str] = {}
+    ponr = next((i for i, f in enumerate(loaded.facts) if f.kind == "complete"), None)
+    # What a rollback could still undo once the release has run through every step.
+    finished = [replace(f, phase="succeeded") for f in loaded.facts]
+    for i, (step, fact) in enumerate(zip(loaded.release.spec.steps, loaded.facts, strict=True)):
+        if fact.kind == "migrate" and fact.database and fact.migration:
+            schemas.setdefault(fact.database, ["(current)"]).append(fact.migration)
+        elif fact.kind == "complete" and fact.database and fact.migration:
+            schemas[fact.database] = [fact.migration]
+        elif fact.kind == "rollout" and fact.rollout:
+            revisions[fact.rollout] = f"{step.rollout.file if step.rollout else '?'}"
+        gates = []
+        if fact.kind == "approve":
+            gates.append("approve")
+        if step.analysis is not None:
+            gates.append("analysis " + ", ".join(step.analysis.template_names))
+        if fact.on_failure == "pause":
+            gates.append("pauses on failure")
+        undo = {
+            "migrate": "migration rolled back",
+            "rollout": "previous revision restored",
+            "flag": "flag restored",
+            "complete": "cannot be undone",
+        }.get(fact.kind, "stopped")
+        if fact.kind in EFFECTS and fact.kind != "complete" and undo_blockers(finished, i) is not None:
+            undo = f"{undo} until step {ponr} runs; not after"
+        serves = [f"database {db}: {' + '.join(s)}" for db, s in schemas.items()]
+        serves += [f"rollout {r}: {f}" for r, f in revisions.items()]
+        rows.append(
+            {
+                "step": i,
+                "name": step.name or fact.kind,
+                "kind": fact.kind,
+                "what": _describe(loaded, i),
+                "gates": gates,
+                "serves": serves,
+                "rollback": undo,
+            }
+        )
+    return rows
+
+
+@release_app.command("plan")
+def plan_command(
+    file: Annotated[Path, typer.Option("-f", "--file", help="The Release file.", show_default=False)],
+    output: Annotated[OutputFormat, typer.Option("-o", "--output", help="text or json.")] = OutputFormat.text,
+) -> None:
+    """Check a release's order and show its steps, gates, what each state serves, and the point of no rollback.
+
+    Exit 0 when the release can run; 2 naming each step whose place cannot work (a rollout whose
+    requiresSchema no earlier migrate provides, a complete while a rollout still runs old-schema code,
+    ...) or a file that cannot be read. Nothing is changed either way.
+    """
+    try:
+        loaded = load_release(file)
+    except SpecError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from e
+    rows = plan_rows(loaded)
+    ponr = next((r["step"] for r in rows if r["kind"] == "complete"), None)
+    if output is OutputFormat.json:
+        print(json.dumps({"name": loaded.release.name, "steps": rows, "pointOfNoRollback": ponr}, indent=2))
+        return
+    table = Table(
+        title=f"release {loaded.release.name} (a failed step rolls back every earlier one unless it pauses)",
+        title_justify="left",
+        expand=False,
+    )
+    for column in ("#", "step", "gates", "serves after it", "if rolled back"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["step"]),
+            escape(f"{r['name']}: {r['what']}"),
+            escape("\n".join(r["gates"]) or "-"),
+            escape("\n".join(r["serves"]) or "-"),
+            escape(r["rollback"]),
+        )
+    out.print(table)
+    if ponr is None:
+        out.print("no point of no rollback: every step can be undone until the release ends")
+    else:
+        out.print(
+            f"point of no rollback: step {ponr} ({escape(rows[ponr]['what'])}); a failure after it undoes "
+            "only what can still be undone"
+        )

@@ -1,0 +1,216 @@
+"""The release planner: is the order possible, what runs next, what a rollback undoes (pure).
+
+A release is a line of steps (``gapless.spec.release``). Two pure functions decide everything about it:
+
+- ``order_problems`` refuses an order that cannot work, naming the step: a rollout whose
+  ``requiresSchema`` no earlier ``migrate`` provides, a ``complete`` without its ``migrate`` or while a
+  rollout of the release still runs code for the old schema (or moves to the new one only after it),
+  a rollout after a ``complete`` that needs
+  the schema the complete removed, a second ``migrate`` on a database whose first is not completed.
+- ``plan_release`` reads the steps' phases (and whether the release was aborted) and returns the one
+  thing to do next: start a step, undo a step, or nothing. Steps run one at a time, in order. A
+  failure of a step with ``onFailure: rollback`` (or an abort) undoes every started step newest
+  first: flags back to where they were, rollouts back to the revision before, migrations rolled back.
+  A ``complete`` that has started is the **point of no rollback** for what depends on the old schema:
+  the completed migration cannot be rolled back, nor can a rollout whose previous revision needs the
+  schema it removed; those are listed with the reason, and the rest is still undone.
+
+Commands change the phases (``promote`` passes a running ``approve`` step or sets a paused failed step
+back to pending; ``abort`` sets ``aborted``); the planner never remembers anything itself, so a
+restarted control plane simply continues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "EFFECTS",
+    "ReleasePlan",
+    "StepFacts",
+    "order_problems",
+    "plan_release",
+    "point_of_no_rollback",
+    "undo_blockers",
+]
+
+StepPhase = Literal["pending", "running", "succeeded", "failed", "undoing", "undone"]
+ReleasePhase = Literal["Progressing", "Paused", "Succeeded", "RollingBack", "RolledBack", "Failed"]
+STARTED: frozenset[str] = frozenset({"running", "succeeded", "failed", "undoing"})
+EFFECTS: frozenset[str] = frozenset({"migrate", "rollout", "flag", "complete"})
+"""Step kinds that change something a rollback must put back (the others only watch or wait)."""
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """What the planner knows of one step, read from its spec and the files it names."""
+
+    kind: str
+    on_failure: Literal["rollback", "pause"] = "rollback"
+    migration: str | None = None
+    """``migrate``: the migration the file starts; ``complete``: the migration it completes."""
+    database: str | None = None
+    rollout: str | None = None
+    """``rollout``: the Rollout's name."""
+    requires: str | None = None
+    """``rollout``: the revision's ``requiresSchema`` (None: it needs no particular schema)."""
+    phase: StepPhase = "pending"
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    phase: ReleasePhase
+    start: int | None = None
+    undo: int | None = None
+    point_of_no_rollback: int | None = None
+    not_undoable: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+    message: str = ""
+
+
+def order_problems(steps: Sequence[StepFacts]) -> list[tuple[int, str]]:
+    """``(step index, message)`` for every step whose place in the order cannot work."""
+    problems: list[tuple[int, str]] = []
+    provided: dict[str, int] = {}  # migration -> index of its migrate step
+    open_on: dict[str, int] = {}  # database -> index of its migrate step not yet completed
+    completed: dict[str, int] = {}  # migration -> index of its complete step
+    last_rollout: dict[str, int] = {}  # rollout -> index of its latest step so far
+
+    def same_database(schema: str | None, database: str | None) -> bool:
+        return schema in provided and steps[provided[schema]].database == database
+
+    for i, s in enumerate(steps):
+        if s.kind == "migrate" and s.migration is not None:
+            if s.migration in provided:
+                problems.append(
+                    (i, f"migration {s.migration} is started twice (first at step {provided[s.migration]})")
+                )
+            elif s.database in open_on:
+                j = open_on[s.database]
+                problems.append((i, f"database {s.database} has migration {steps[j].migration} (step {j}) in "
+                                    "progress: complete it before starting another"))  # fmt: skip
+            provided.setdefault(s.migration, i)
+            if s.database is not None:
+                open_on[s.database] = i
+        elif s.kind == "rollout":
+            if s.requires is not None and s.requires not in provided:
+                problems.append(
+                    (i, f"the revision requires schema {s.requires}, which no earlier migrate step provides")
+                )
+            for m, k in completed.items():
+                c = steps[k]
+                if (
+                    s.requires not in (None, m)
+                    and same_database(s.requires, c.database)
+                    and provided[s.requires] < k
+                ):
+                    problems.append((i, f"the revision requires schema {s.requires}, which completing {m} "
+                                        f"(step {k}) removed"))  # fmt: skip
+            if s.rollout is not None:
+                last_rollout[s.rollout] = i
+        elif s.kind == "complete" and s.migration is not None:
+            if s.migration not in provided:
+                problems.append(
+                    (i, f"completes migration {s.migration}, which no earlier migrate step starts")
+                )
+            for rollout, j in sorted(last_rollout.items(), key=lambda x: x[1]):
+                needs = steps[j].requires
+                if needs not in (None, s.migration) and same_database(needs, s.database):
+                    problems.append((i, f"rollout {rollout} (step {j}) still runs code for schema {needs}, which "
+                                        f"completing {s.migration} removes: roll it to a revision requiring "
+                                        f"{s.migration} first"))  # fmt: skip
+            moved: set[str | None] = {r for r, j in last_rollout.items() if steps[j].requires == s.migration}
+            for j in range(i + 1, len(steps)):
+                later = steps[j]
+                if later.kind == "rollout" and later.requires == s.migration and later.rollout not in moved:
+                    moved.add(later.rollout)
+                    problems.append((i, f"completes {s.migration} before rollout {later.rollout} (step {j}) moves to "
+                                        "code for it: the old schema would go while the old code still serves"))  # fmt: skip
+            completed[s.migration] = i
+            if s.database is not None and open_on.get(s.database) == provided.get(s.migration):
+                open_on.pop(s.database, None)
+    return problems
+
+
+def point_of_no_rollback(steps: Sequence[StepFacts]) -> int | None:
+    """The first ``complete`` step that has started: from there the old schema is (being) removed."""
+    return next((i for i, s in enumerate(steps) if s.kind == "complete" and s.phase in STARTED), None)
+
+
+def _previous_schema(steps: Sequence[StepFacts], j: int) -> str | None:
+    """The schema the revision before rollout step ``j`` needs: its rollout's earlier step, else unknown."""
+    rollout = steps[j].rollout
+    for k in range(j - 1, -1, -1):
+        if steps[k].kind == "rollout" and steps[k].rollout == rollout:
+            return steps[k].requires
+    return None
+
+
+def undo_blockers(steps: Sequence[StepFacts], j: int) -> str | None:
+    """Why step ``j`` cannot be undone any more, or None when it can."""
+    s = steps[j]
+    started_completes = [(k, c) for k, c in enumerate(steps) if c.kind == "complete" and c.phase in STARTED]
+    if s.kind == "complete":
+        return f"migration {s.migration} is completed: its old schema is gone and cannot be brought back"
+    if s.kind == "migrate":
+        for k, c in started_completes:
+            if c.migration == s.migration:
+                return f"migration {s.migration} was completed at step {k}; it can no longer be rolled back"
+    if s.kind == "rollout" and s.requires is not None:
+        previous = _previous_schema(steps, j)
+        for k, c in started_completes:
+            if k > j and c.migration == s.requires and previous != s.requires:
+                what = f"schema {previous}" if previous else "the schema from before the release"
+                return (f"the revision before it needs {what}, which completing {c.migration} at step {k} "
+                        "removed")  # fmt: skip
+    return None
+
+
+def plan_release(steps: Sequence[StepFacts], *, aborted: bool = False) -> ReleasePlan:
+    """The one thing to do next, from the steps' phases and whether the release was aborted."""
+    ponr = point_of_no_rollback(steps)
+    failed = [i for i, s in enumerate(steps) if s.phase == "failed"]
+    # An undone step exists only in a rollback: once the failed step itself is undone, the rollback goes on.
+    undoing = any(s.phase in ("undoing", "undone") for s in steps)
+    rolling_back = aborted or undoing or any(steps[i].on_failure == "rollback" for i in failed)
+    if rolling_back:
+        blocked: list[tuple[int, str]] = []
+        for j in range(len(steps) - 1, -1, -1):
+            s = steps[j]
+            if s.phase not in STARTED:
+                continue
+            reason = undo_blockers(steps, j) if s.kind in EFFECTS else None
+            if reason is not None:
+                blocked.append((j, reason))
+                continue
+            what = "undo" if s.kind in EFFECTS else "stop"
+            return ReleasePlan(
+                "RollingBack", undo=j, point_of_no_rollback=ponr, not_undoable=tuple(blocked),
+                message=f"rolling back: {what} step {j} ({s.kind})",
+            )  # fmt: skip
+        phase: ReleasePhase = "Failed" if blocked else "RolledBack"
+        message = (
+            "rolled back"
+            if not blocked
+            else f"rolled back all but {len(blocked)} step(s) that cannot be undone"
+        )
+        return ReleasePlan(phase, point_of_no_rollback=ponr, not_undoable=tuple(blocked), message=message)
+    if failed:
+        i = failed[0]
+        return ReleasePlan(
+            "Paused", point_of_no_rollback=ponr,
+            message=f"step {i} ({steps[i].kind}) failed and pauses the release: promote to retry it, abort to roll back",
+        )  # fmt: skip
+    for i, s in enumerate(steps):
+        if s.phase == "succeeded":
+            continue
+        if s.phase == "pending":
+            return ReleasePlan(
+                "Progressing", start=i, point_of_no_rollback=ponr, message=f"starting step {i} ({s.kind})"
+            )
+        waiting = "waiting for gapless release promote" if s.kind == "approve" else "running"
+        return ReleasePlan(
+            "Progressing", point_of_no_rollback=ponr, message=f"step {i} ({s.kind}): {waiting}"
+        )
+    return ReleasePlan("Succeeded", point_of_no_rollback=ponr, message="every step succeeded")
