@@ -11,7 +11,6 @@ body the token-protected ``/metrics`` of the API does.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +24,7 @@ from starlette.types import ASGIApp
 from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
 from gapless.core.errors import NotFoundError, Problem, SpecError
+from gapless.core.jsonbody import MAX_INT, parse_json
 from gapless.providers.schema import MIGRATION_STREAM_PREFIX
 from gapless.server.auth import token_matches
 from gapless.server.dashboard import MigrationProgress, SeriesSampler, progress_body, stream_events
@@ -138,10 +138,18 @@ async def _json_body(request: Request) -> Any:
         raise SpecError("request", [Problem("", f"body larger than {MAX_BODY} bytes")])
     if not body:
         return {}
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as e:
-        raise SpecError("request", [Problem("", f"invalid JSON: {e.msg} at position {e.pos}")]) from e
+    return parse_json(body)
+
+
+def _int_param(request: Request, name: str, default: int, low: int = 0, high: int = MAX_INT) -> int:
+    """An integer query parameter within ``[low, high]``; a ``SpecError`` naming it otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    text = raw.strip()
+    if len(text) > 20 or not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+        raise SpecError("request", [Problem(name, f"must be an integer from {low} to {high}")])
+    return int(text)
 
 
 def _healthz(store: Store) -> Handler:
@@ -302,12 +310,7 @@ def build_app(
         return JSONResponse({"deleted": True})
 
     async def analysis(request: Request) -> Response:
-        raw = request.query_params.get("revision")
-        revision: int | None = None
-        if raw:
-            if not raw.isdigit() or int(raw) < 1:
-                raise SpecError("request", [Problem("revision", "must be a positive integer")])
-            revision = int(raw)
+        revision: int | None = _int_param(request, "revision", 0, 1, 1 << 31) or None
         return JSONResponse(commands.analysis(request.path_params["name"], revision))
 
     async def delete_rollout(request: Request) -> Response:
@@ -315,21 +318,13 @@ def build_app(
         return JSONResponse({"deleting": True}, status_code=202)
 
     async def audit(request: Request) -> Response:
-        try:
-            since = int(request.query_params.get("since", "0"))
-            limit = int(request.query_params.get("limit", "100"))
-        except ValueError:
-            return _error(400, "since and limit must be integers")
-        if not 1 <= limit <= 1000:
-            return _error(400, "limit: must be between 1 and 1000")
+        since = _int_param(request, "since", 0)
+        limit = _int_param(request, "limit", 100, 1, 1000)
         return JSONResponse({"items": store.audit(since, limit)})
 
     async def events(request: Request) -> Response:
         rollout = request.query_params.get("rollout") or None
-        try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            return _error(400, "since: must be an integer event id")
+        since = _int_param(request, "since", 0)
         items = [e.__dict__ for e in store.events(rollout, since)]
         return JSONResponse({"items": items})
 
@@ -359,9 +354,9 @@ def build_app(
             return _error(401, "missing or wrong token (Authorization: Bearer <token> or ?token=)")
         name = request.query_params.get("rollout") or None
         try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            return _error(400, "since: must be an integer event id")
+            since = _int_param(request, "since", 0)
+        except SpecError as e:
+            return _problems(400, e.problems)
         if name is not None and store.find_rollout(name) is None:
             return _error(404, f"rollout {name!r} not found")
         return StreamingResponse(
