@@ -25,6 +25,7 @@ from gapless.platform.prober import InstanceProber
 from gapless.router.config import Backend
 from gapless.spec.models import Rollout, Template
 from gapless.store.records import InstanceRecord, RevisionRecord
+from gapless.store.revision_files import SavedRevision, save_revision
 from gapless.store.sqlite import Store
 
 __all__ = ["InstanceSupervisor", "backoff_seconds", "instance_handle", "revision_template"]
@@ -158,6 +159,9 @@ class InstanceSupervisor:
             self._store.put_instance(rec)
         else:
             rec = self._store.update_instance(existing.id, state="starting", pid=None, pgid=None, port=None)
+        rev = next((r for r in self._store.revisions(name) if r.hash == revision), None)
+        if rev is not None:  # its template outlives a lost state.db with the instance (see adoption)
+            save_revision(self._dir, SavedRevision(name, rev.hash, rev.number, rev.template, rev.created_at))
         spec = InstanceSpec(
             rollout=name,
             instance_id=rec.id,

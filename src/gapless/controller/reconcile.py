@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gapless.controller.adoption import AdoptionError, adoption_records, describe_unclaimed, find_unclaimed
 from gapless.controller.analysis import AnalysisRunner, run_summary
 from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
@@ -33,14 +34,23 @@ from gapless.core.errors import GaplessError
 from gapless.platform.base import (
     ROLE_INSTANCE,
     ROLE_ROUTER,
+    DiscoveredProcess,
     Platform,
 )
 from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
+from gapless.router.persist import load_config
 from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.outbox import OUTBOX_FILE, drain_events
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
+from gapless.store.revision_files import (
+    SavedRevision,
+    forget_revision,
+    forget_rollout,
+    load_revisions,
+    save_revision,
+)
 from gapless.store.sqlite import Store
 from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import plan_canary
@@ -54,6 +64,8 @@ log = logging.getLogger("gapless.controller")
 
 PASS_INTERVAL = 0.5
 """Seconds between passes when nothing wakes the loop earlier (process exits are polled)."""
+UNCLAIMED_RECHECK = 5.0
+"""How often processes running without a record are looked for again (to notice they are gone)."""
 
 
 class Controller:
@@ -88,6 +100,8 @@ class Controller:
         self._shutdown = False
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._previews: set[str] = set()
+        self._unclaimed: dict[str, list[DiscoveredProcess]] = {}
+        self._unclaimed_checked = 0.0
         self.finished = asyncio.Event()
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -156,7 +170,13 @@ class Controller:
     async def reconcile_all(self) -> float | None:
         self._drain_outbox()
         next_at: float | None = None
+        self._recheck_unclaimed()
         for rec in self._store.rollouts():
+            if rec.name in self._unclaimed:
+                # Processes of another (lost) state run under this name: touching its router or
+                # instances would break what they serve. `gapless up --adopt` takes them over.
+                self._set_message(rec.name, describe_unclaimed(rec.name, self._unclaimed[rec.name]))
+                continue
             try:
                 at = await self.reconcile(rec)
             except GaplessError as e:
@@ -187,7 +207,17 @@ class Controller:
     async def _adopt(self) -> None:
         records = {r.id: r for r in self._store.instances()}
         rollouts = {r.name for r in self._store.rollouts()}
-        for proc in self._platform.discover():
+        found = self._platform.discover()
+        self._unclaimed = find_unclaimed(found, self._store.known_state_ids(), rollouts)
+        self._unclaimed_checked = self._clock.now()
+        for name, procs in self._unclaimed.items():
+            message = describe_unclaimed(name, procs)
+            log.warning("%s", message)
+            self.event(name, "", "ProcessesWithoutRecord", message)
+        unclaimed = {p.pid for procs in self._unclaimed.values() for p in procs}
+        for proc in found:
+            if proc.pid in unclaimed:
+                continue
             if proc.role == ROLE_INSTANCE:
                 rec = records.get(proc.instance_id or "")
                 if rec is None or rec.pid != proc.pid or rec.state == "stopped":
@@ -212,6 +242,105 @@ class Controller:
                 and self._platform.is_running(instance_handle(rec))
             ):
                 self._instances.watch(rec)
+
+    # -- processes without a record (a lost state.db) ---------------------------------------------------
+
+    def unclaimed(self) -> dict[str, list[DiscoveredProcess]]:
+        """Routers and instances running for this state directory that no record covers, by rollout."""
+        return {k: list(v) for k, v in self._unclaimed.items()}
+
+    def unclaimed_message(self, name: str) -> str | None:
+        """Why ``name`` cannot be applied while processes of a lost state serve it; None when it can."""
+        procs = self._unclaimed.get(name)
+        return None if not procs else describe_unclaimed(name, procs)
+
+    def _recheck_unclaimed(self) -> None:
+        """Forget unclaimed rollouts whose processes are gone (stopped by hand or by `gapless down`)."""
+        now = self._clock.now()
+        if not self._unclaimed or now - self._unclaimed_checked < UNCLAIMED_RECHECK:
+            return
+        self._unclaimed_checked = now
+        alive = {p.pid for p in self._platform.discover()}
+        self._unclaimed = {
+            name: live
+            for name, procs in self._unclaimed.items()
+            if (live := [p for p in procs if p.pid in alive])
+        }
+
+    async def adopt(self, rollout: Rollout) -> dict[str, Any]:
+        """Take over the unclaimed processes of ``rollout``: records rebuilt, probes started, in one step.
+
+        Raises ``AdoptionError`` when there is nothing to adopt, when the running router serves another
+        address than ``spec.listen``, or when an instance runs a revision whose template is unknown.
+        """
+        name = rollout.name
+        rollouts = {r.name for r in self._store.rollouts()} - {name}
+        found = [
+            p
+            for p in self._platform.discover()
+            if p.rollout in (name, name + PREVIEW_SUFFIX) and p.role in (ROLE_INSTANCE, ROLE_ROUTER)
+        ]
+        procs = find_unclaimed(found, self._store.known_state_ids(), rollouts).get(name, [])
+        if not procs:
+            raise AdoptionError(f"nothing to adopt: no process of rollout {name!r} runs without a record")
+        if any(p.role == ROLE_ROUTER and p.rollout == name for p in procs):
+            address = await self._traffic.address(name)
+            if address is not None and address != rollout.spec.listen:
+                raise AdoptionError(
+                    f"the running router of {name!r} serves {address} but spec.listen is "
+                    f"{rollout.spec.listen}: adopt with listen {address}, then apply the new address"
+                )
+        try:
+            config = load_config(self._dir / "routers" / f"{name}.json")
+        except ValueError as e:
+            log.warning(
+                "%s: the router's saved configuration is unusable (%s); instances start not ready", name, e
+            )
+            config = None
+        in_traffic = {b.id for b in config.backends} if config is not None else set()
+        saved = load_revisions(self._dir, name)
+        now = self._clock.now()
+        adoption = adoption_records(rollout, procs, saved, in_traffic, self._dir, now)
+        with self._store.transaction():
+            if self._store.find_rollout(name) is not None:
+                self._store.delete_rollout(
+                    name
+                )  # records of another installation: they describe nothing here
+            self._store.put_rollout(adoption.rollout)
+            for rev in adoption.revisions:
+                self._store.put_revision(rev)
+            for inst in adoption.instances:
+                self._store.put_instance(inst)
+            self._store.add_known_state_ids(adoption.state_ids)
+        for rev in adoption.revisions:
+            save_revision(self._dir, _saved(rev))
+        self._unclaimed.pop(name, None)
+        if any(p.role == ROLE_ROUTER and p.rollout != name for p in procs):
+            self._previews.add(name)
+        for inst in adoption.instances:
+            self._instances.watch(inst)
+        numbers = ", ".join(f"{r.number} ({r.phase})" for r in adoption.revisions)
+        self.event(
+            name,
+            template_hash(rollout.spec.template),
+            "Adopted",
+            f"took over {len(adoption.instances)} instance(s) ({sum(i.ready for i in adoption.instances)} "
+            f"in traffic) and the router from a lost state; revisions {numbers or 'none'}",
+        )
+        self.wake()
+        return {
+            "name": name,
+            "generation": adoption.rollout.generation,
+            "changed": True,
+            "revisionHash": template_hash(rollout.spec.template),
+            "adopted": {
+                "instances": [i.id for i in adoption.instances],
+                "ready": [i.id for i in adoption.instances if i.ready],
+                "revisions": [
+                    {"number": r.number, "hash": r.hash, "phase": r.phase} for r in adoption.revisions
+                ],
+            },
+        }
 
     # -- one rollout ----------------------------------------------------------------------------------
 
@@ -428,6 +557,7 @@ class Controller:
             progress_at=now,
         )
         self._store.put_revision(rev)
+        save_revision(self._dir, _saved(rev))
         self.event(name, h, "RevisionCreated", f"revision {number} ({h}): {' '.join(template.command)}")
         return rev
 
@@ -588,6 +718,7 @@ class Controller:
         self._previews.discard(rec.name)
         self.event(rec.name, "", "RolloutDeleted", "all instances stopped and the router removed")
         self._store.delete_rollout(rec.name)
+        forget_rollout(self._dir, rec.name)
 
     def _prune_history(self, name: str) -> None:
         rec = self._store.find_rollout(name)
@@ -602,6 +733,7 @@ class Controller:
         ]
         for r in old[: max(0, len(old) - limit)]:
             self._store.delete_revision(name, r.hash)
+            forget_revision(self._dir, name, r.hash)
         self._store.delete_analysis_runs(name, {r.hash for r in self._store.revisions(name)})
 
 
@@ -674,6 +806,10 @@ def _view(rec: InstanceRecord) -> InstanceView:
         ready_since=rec.ready_since,
         created_at=rec.created_at,
     )
+
+
+def _saved(r: RevisionRecord) -> SavedRevision:
+    return SavedRevision(r.rollout, r.hash, r.number, r.template, r.created_at)
 
 
 def _replace_revision(r: RevisionRecord, **changes: Any) -> RevisionRecord:

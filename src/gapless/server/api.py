@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from gapless.controller.adoption import AdoptionError, describe_unclaimed
 from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
 from gapless.core.errors import NotFoundError, Problem, SpecError
@@ -228,7 +229,7 @@ def build_app(
                 response = _problems(400, e.problems)
             except NotFoundError as e:
                 response = _error(404, str(e))
-            except ConflictError as e:
+            except (ConflictError, AdoptionError) as e:
                 response = _error(409, str(e))
             if request.method in _MUTATING and (audit_accepted or response.status_code >= 400):
                 _audit(store, request, response.status_code)
@@ -237,8 +238,19 @@ def build_app(
         return wrapper
 
     async def list_rollouts(request: Request) -> Response:
+        unclaimed = [
+            {
+                "rollout": name,
+                "message": describe_unclaimed(name, procs),
+                "pids": sorted(p.pid for p in procs),
+            }
+            for name, procs in sorted(controller.unclaimed().items())
+        ]
         return JSONResponse(
-            {"items": [r.status | {"name": r.name, "generation": r.generation} for r in store.rollouts()]}
+            {
+                "items": [r.status | {"name": r.name, "generation": r.generation} for r in store.rollouts()],
+                "unclaimed": unclaimed,
+            }
         )
 
     async def get_rollout(request: Request) -> Response:
@@ -258,6 +270,11 @@ def build_app(
             raise SpecError(
                 "request", [Problem("metadata.name", f"is {rollout.name!r} but the URL names {name!r}")]
             )
+        if request.query_params.get("adopt") in ("1", "true"):
+            return JSONResponse(await controller.adopt(rollout))
+        unclaimed = controller.unclaimed_message(name)
+        if unclaimed is not None:
+            raise ConflictError(unclaimed)
         return JSONResponse(commands.apply(rollout))
 
     async def pause(request: Request) -> Response:

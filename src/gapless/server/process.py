@@ -321,7 +321,7 @@ async def _serve(
 ) -> None:
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
-    platform = LocalPlatform(state_dir)
+    platform = LocalPlatform(state_dir, state_id=store.state_id)
     traffic = LocalRouters(state_dir, read_token(state_dir), platform)
     clock = SystemClock()
     annotations = AnnotationSender(grafana.url, grafana.token) if grafana is not None else None

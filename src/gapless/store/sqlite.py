@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
@@ -29,6 +30,8 @@ from gapless.store.records import (
 __all__ = ["Store"]
 
 SCHEMA_VERSION = 5
+_STATE_ID = "state_id"
+_ADOPTED_IDS = "adopted_state_ids"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -155,6 +158,7 @@ class Store:
                 "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (str(SCHEMA_VERSION),),
             )
+            db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (_STATE_ID, uuid.uuid4().hex))
         return self
 
     def close(self) -> None:
@@ -194,6 +198,26 @@ class Store:
                 "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (key, value),
             )
+
+    @property
+    def state_id(self) -> str:
+        """This database's identity, made when it was created; processes it starts carry it."""
+        value = self.get_meta(_STATE_ID)
+        if value is None:
+            raise RuntimeError("store is not open")
+        return value
+
+    def known_state_ids(self) -> set[str]:
+        """This database's identity and those of lost databases whose processes it adopted."""
+        adopted = json.loads(self.get_meta(_ADOPTED_IDS) or "[]")
+        return {self.state_id, *adopted}
+
+    def add_known_state_ids(self, ids: Iterable[str]) -> None:
+        """Count processes marked with these identities as this database's own (after an adoption)."""
+        with self.transaction():
+            known = set(json.loads(self.get_meta(_ADOPTED_IDS) or "[]")) | set(ids)
+            known.discard(self.state_id)
+            self.set_meta(_ADOPTED_IDS, json.dumps(sorted(known)))
 
     # -- rollouts -----------------------------------------------------------------------------------
 
