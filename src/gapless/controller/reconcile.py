@@ -29,8 +29,9 @@ from gapless.controller.routing import routing_for, run_check
 from gapless.controller.schema import SchemaWatch
 from gapless.controller.status import build_status, strategy_status
 from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, Routing, Traffic
+from gapless.controller.writes import PendingEvents, write_backoff, write_failed_message
 from gapless.core.clock import Clock
-from gapless.core.errors import GaplessError
+from gapless.core.errors import GaplessError, StateWriteError
 from gapless.platform.base import (
     ROLE_INSTANCE,
     ROLE_ROUTER,
@@ -52,6 +53,7 @@ from gapless.store.revision_files import (
     save_revision,
 )
 from gapless.store.sqlite import Store
+from gapless.store.write_errors import write_error
 from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import plan_canary
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
@@ -102,6 +104,7 @@ class Controller:
         self._previews: set[str] = set()
         self._unclaimed: dict[str, list[DiscoveredProcess]] = {}
         self._unclaimed_checked = 0.0
+        self._pending = PendingEvents(store)
         self.finished = asyncio.Event()
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -160,6 +163,8 @@ class Controller:
             return
         try:
             taken = drain_events(self._dir, self._store)
+        except StateWriteError:
+            raise
         except (OSError, ValueError) as e:
             log.warning("could not take in kept migration events: %s", e)
             return
@@ -168,6 +173,21 @@ class Controller:
             self.schema.poke()
 
     async def reconcile_all(self) -> float | None:
+        """One pass over every rollout; a pass that cannot write stops and is retried after a backoff."""
+        try:
+            return await self._reconcile_all()
+        except StateWriteError as e:
+            self._pending.note(e)
+            failure = self._store.write_failure
+            return self._clock.now() + write_backoff(failure.attempts if failure else 1)
+
+    async def _reconcile_all(self) -> float | None:
+        self._pending.flush()
+        recovered = self._store.take_recovered()
+        if recovered is not None:
+            log.info("the state can be written again: %s", write_failed_message(recovered))
+            for r in self._store.rollouts():
+                self.event(r.name, "", "StateWriteFailed", write_failed_message(recovered))
         self._drain_outbox()
         next_at: float | None = None
         self._recheck_unclaimed()
@@ -179,6 +199,8 @@ class Controller:
                 continue
             try:
                 at = await self.reconcile(rec)
+            except StateWriteError:
+                raise
             except GaplessError as e:
                 log.warning("%s: %s", rec.name, e)
                 self._set_message(rec.name, str(e))
@@ -198,7 +220,13 @@ class Controller:
     def event(self, rollout: str, revision: str, type_: str, message: str) -> None:
         log.info("%s %s %s: %s", rollout, revision, type_, message)
         now = self._clock.now()
-        self._store.add_event(now, rollout, revision, type_, message)
+        try:
+            if len(self._pending):
+                self._pending.flush()  # keep the order: what waits goes first
+            self._store.add_event(now, rollout, revision, type_, message)
+        except StateWriteError as e:
+            self._pending.add(now, rollout, revision, type_, message)
+            self._pending.note(e)
         if self._annotations is not None:  # stored first; the sender only queues, never blocks
             self._annotations.submit(Annotation(now, rollout, revision, type_, message))
 
@@ -557,7 +585,13 @@ class Controller:
             progress_at=now,
         )
         self._store.put_revision(rev)
-        save_revision(self._dir, _saved(rev))
+        try:
+            save_revision(self._dir, _saved(rev))
+        except OSError as e:
+            error = write_error(e)
+            if error is None:
+                raise
+            raise error from e
         self.event(name, h, "RevisionCreated", f"revision {number} ({h}): {' '.join(template.command)}")
         return rev
 

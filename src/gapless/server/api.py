@@ -11,6 +11,7 @@ body the token-protected ``/metrics`` of the API does.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +25,8 @@ from starlette.types import ASGIApp
 from gapless.controller.adoption import AdoptionError, describe_unclaimed
 from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
-from gapless.core.errors import NotFoundError, Problem, SpecError
+from gapless.controller.writes import write_condition
+from gapless.core.errors import NotFoundError, Problem, SpecError, StateWriteError
 from gapless.core.jsonbody import MAX_INT, parse_json
 from gapless.providers.schema import MIGRATION_STREAM_PREFIX
 from gapless.server.auth import token_matches
@@ -32,7 +34,7 @@ from gapless.server.dashboard import MigrationProgress, SeriesSampler, progress_
 from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gapless.server.metrics import MetricsSource, render_control_plane_metrics
 from gapless.spec.load import validate_rollout, validate_template
-from gapless.store.sqlite import Store
+from gapless.store.sqlite import Store, WriteFailure
 
 __all__ = [
     "MIGRATION_EVENT_TYPES",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 MAX_BODY = 1 << 20
+
+log = logging.getLogger("gapless.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -125,6 +129,24 @@ def _problems(status: int, problems: list[Problem]) -> JSONResponse:
         },
         status_code=status,
     )
+
+
+def _unwritable(e: StateWriteError) -> JSONResponse:
+    """503: the request needs a write the state cannot take now (nothing was changed)."""
+    response = _error(
+        503, f"the control plane cannot write its state: {e}; nothing was changed, try again later"
+    )
+    response.headers["retry-after"] = "5"
+    return response
+
+
+def _with_write_condition(status: dict[str, Any], failure: WriteFailure | None) -> dict[str, Any]:
+    """A status with the ``StateWritable=False`` condition while the state cannot be written."""
+    condition = write_condition(failure)
+    if condition is None:
+        return status
+    kept = [c for c in status.get("conditions", []) if c.get("type") != "StateWritable"]
+    return status | {"conditions": [*kept, condition]}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -231,8 +253,13 @@ def build_app(
                 response = _error(404, str(e))
             except (ConflictError, AdoptionError) as e:
                 response = _error(409, str(e))
+            except StateWriteError as e:
+                response = _unwritable(e)
             if request.method in _MUTATING and (audit_accepted or response.status_code >= 400):
-                _audit(store, request, response.status_code)
+                try:
+                    _audit(store, request, response.status_code)
+                except StateWriteError as e:
+                    log.warning("audit of %s %s not written: %s", request.method, request.url.path, e)
             return response
 
         return wrapper
@@ -248,14 +275,18 @@ def build_app(
         ]
         return JSONResponse(
             {
-                "items": [r.status | {"name": r.name, "generation": r.generation} for r in store.rollouts()],
+                "items": [
+                    _with_write_condition(r.status, store.write_failure)
+                    | {"name": r.name, "generation": r.generation}
+                    for r in store.rollouts()
+                ],
                 "unclaimed": unclaimed,
             }
         )
 
     async def get_rollout(request: Request) -> Response:
         rec = store.rollout(request.path_params["name"])
-        status = dict(rec.status)
+        status = _with_write_condition(dict(rec.status), store.write_failure)
         status.setdefault("name", rec.name)
         status["generation"] = rec.generation
         status.setdefault("observedGeneration", 0)
@@ -440,4 +471,8 @@ def build_app(
     ]
     if flags is not None:
         routes.append(Mount("/flags", app=flags))
-    return Starlette(routes=routes)
+
+    async def unwritable(request: Request, exc: Exception) -> Response:
+        return _unwritable(exc) if isinstance(exc, StateWriteError) else _error(500, "internal error")
+
+    return Starlette(routes=routes, exception_handlers={StateWriteError: unwritable})

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from gapless.core.errors import NotFoundError
+from gapless.core.errors import NotFoundError, StateWriteError
 from gapless.store.records import (
     AnalysisRunRecord,
     AnalysisTemplateRecord,
@@ -26,8 +27,9 @@ from gapless.store.records import (
     RevisionRecord,
     RolloutRecord,
 )
+from gapless.store.write_errors import WriteFailure, write_error
 
-__all__ = ["Store"]
+__all__ = ["Store", "WriteFailure"]
 
 SCHEMA_VERSION = 5
 _STATE_ID = "state_id"
@@ -121,6 +123,13 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
 _INSTANCE_COLS = [f.name for f in fields(InstanceRecord)]
 _REVISION_COLS = [f.name for f in fields(RevisionRecord)]
 _RUN_COLS = [f.name for f in fields(AnalysisRunRecord)]
@@ -132,6 +141,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._failure: WriteFailure | None = None
+        self._recovered: WriteFailure | None = None
 
     def open(self) -> Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,17 +185,60 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a write that fails for want of space or permission is a ``StateWriteError``.
+
+        Such a failure rolls back everything of the transaction, so the state stays the old one; the
+        store remembers it (``write_failure``) until a later transaction commits.
+        """
         db = self.db
         if db.in_transaction:
             yield db
             return
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                _rollback(db)
+                raise
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)  # a failed COMMIT (SQLITE_FULL) may leave the transaction open
+                raise
+        except (sqlite3.OperationalError, OSError) as e:
+            error = write_error(e)
+            if error is None:
+                raise
+            self._failed(error)
+            raise error from e
+        self._committed()
+
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """The ongoing failure to write (since when, why, how many attempts), or None when writes work."""
+        return self._failure
+
+    def take_recovered(self) -> WriteFailure | None:
+        """The last failure to write that has ended since the previous call (to report it once)."""
+        recovered, self._recovered = self._recovered, None
+        return recovered
+
+    def _failed(self, error: StateWriteError) -> None:
+        now = time.time()
+        f = self._failure
+        self._failure = WriteFailure(
+            since=now if f is None else f.since,
+            cause=error.cause,
+            message=str(error),
+            attempts=1 if f is None else f.attempts + 1,
+            until=None,
+        )
+
+    def _committed(self) -> None:
+        if self._failure is not None:
+            self._recovered = replace(self._failure, until=time.time())
+            self._failure = None
 
     # -- meta ---------------------------------------------------------------------------------------
 
@@ -294,6 +348,10 @@ class Store:
                 "SELECT * FROM instances WHERE rollout=? ORDER BY created_at, id", (rollout,)
             ).fetchall()
         return [_instance(r) for r in rows]
+
+    def find_instance(self, id_: str) -> InstanceRecord | None:
+        row = self.db.execute("SELECT * FROM instances WHERE id=?", (id_,)).fetchone()
+        return None if row is None else _instance(row)
 
     def put_instance(self, rec: InstanceRecord) -> None:
         with self.transaction() as db:

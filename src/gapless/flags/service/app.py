@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.exc import OperationalError
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.core.jsonbody import MAX_INT, parse_json
@@ -172,6 +173,17 @@ def build_flag_app(
     @app.exception_handler(ConflictError)
     async def _conflict(_: Request, e: ConflictError) -> Response:
         return _error(409, str(e))
+
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, e: OperationalError) -> Response:
+        # A full disk, a read-only file system, a database that does not answer: temporary, and the
+        # transaction was rolled back, so the client may simply try again.
+        log.warning("flag database error: %s", e.orig)
+        response = _error(
+            503, f"the flag database cannot be used now: {e.orig}; nothing was changed, try again later"
+        )
+        response.headers["retry-after"] = "5"
+        return response
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, e: AuthError) -> Response:
