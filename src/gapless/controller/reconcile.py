@@ -195,6 +195,9 @@ class Controller:
             if rec.name in self._unclaimed:
                 # Processes of another (lost) state run under this name: touching its router or
                 # instances would break what they serve. `gapless up --adopt` takes them over.
+                if rec.deleting:  # only the record goes; `gapless down` stops the processes itself
+                    self._store.delete_rollout(rec.name)
+                    continue
                 self._set_message(rec.name, describe_unclaimed(rec.name, self._unclaimed[rec.name]))
                 continue
             try:
