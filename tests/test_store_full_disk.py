@@ -6,6 +6,8 @@ task that wrote (a probe, a stop) and surfaced in the API as a bare 500.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from gapless.core.errors import StateWriteError
@@ -45,3 +47,26 @@ def test_full_disk_write_is_a_state_write_error_and_recovers(tmp_path: Path) -> 
             assert store.take_recovered() is None
         finally:
             store.close()
+
+
+def test_an_existing_state_opens_and_reads_on_a_full_disk(tmp_path: Path) -> None:
+    """Opening a current state.db writes nothing, so a control plane restarted on a full disk starts and reads."""
+    with small_tmpfs(tmp_path / "disk", 4) as disk:
+        # A control plane that was SIGKILLed: its WAL and shared-memory files stay (a clean close removes them).
+        code = (
+            "import os, sys; from pathlib import Path; from gapless.store.sqlite import Store; "
+            "s = Store(Path(sys.argv[1])).open(); s.add_event(1.0, 'web', 'abc', 'Test', 'before'); "
+            "print(s.state_id, flush=True); os._exit(0)"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(disk / "state.db")], capture_output=True, text=True, check=True
+        )
+        state_id = run.stdout.strip()
+        filler = fill(disk)
+        try:
+            store = Store(disk / "state.db").open()
+            assert store.state_id == state_id
+            assert [e.message for e in store.events("web")] == ["before"]
+            store.close()
+        finally:
+            filler.unlink()

@@ -17,19 +17,31 @@ each revision's template and number). ``adoption_records`` is the pure part of i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gapless.controller.traffic import PREVIEW_SUFFIX
+from gapless.controller.traffic import PREVIEW_SUFFIX, Traffic
 from gapless.core.errors import GaplessError
-from gapless.platform.base import ROLE_INSTANCE, ROLE_ROUTER, DiscoveredProcess
+from gapless.platform.base import ROLE_INSTANCE, ROLE_ROUTER, DiscoveredProcess, Platform
+from gapless.router.persist import load_config
 from gapless.spec.models import Rollout, Template, template_hash
 from gapless.store.records import InstanceRecord, RevisionPhase, RevisionRecord, RolloutRecord
-from gapless.store.revision_files import SavedRevision
+from gapless.store.revision_files import SavedRevision, load_revisions, save_revision
+from gapless.store.sqlite import Store
 
-__all__ = ["Adoption", "AdoptionError", "adoption_records", "describe_unclaimed", "find_unclaimed"]
+__all__ = [
+    "Adoption",
+    "AdoptionError",
+    "adopt_processes",
+    "adoption_records",
+    "describe_unclaimed",
+    "find_unclaimed",
+]
+
+log = logging.getLogger("gapless.controller")
 
 
 class AdoptionError(GaplessError):
@@ -164,3 +176,53 @@ def adoption_records(
         instances=records,
         state_ids=frozenset(p.state_id for p in processes if p.state_id),
     )
+
+
+async def adopt_processes(
+    rollout: Rollout, store: Store, platform: Platform, traffic: Traffic, state_dir: Path, now: float
+) -> tuple[Adoption, list[DiscoveredProcess]]:
+    """Find the unclaimed processes of ``rollout`` and write their records (one transaction).
+
+    Raises ``AdoptionError`` when there is nothing to adopt, when the running router serves another
+    address than ``spec.listen``, or when an instance runs a revision whose template is unknown.
+    """
+    name = rollout.name
+    rollouts = {r.name for r in store.rollouts()} - {name}
+    found = [
+        p
+        for p in platform.discover()
+        if p.rollout in (name, name + PREVIEW_SUFFIX) and p.role in (ROLE_INSTANCE, ROLE_ROUTER)
+    ]
+    procs = find_unclaimed(found, store.known_state_ids(), rollouts).get(name, [])
+    if not procs:
+        raise AdoptionError(f"nothing to adopt: no process of rollout {name!r} runs without a record")
+    if any(p.role == ROLE_ROUTER and p.rollout == name for p in procs):
+        address = await traffic.address(name)
+        if address is not None and address != rollout.spec.listen:
+            raise AdoptionError(
+                f"the running router of {name!r} serves {address} but spec.listen is "
+                f"{rollout.spec.listen}: adopt with listen {address}, then apply the new address"
+            )
+    try:
+        config = load_config(state_dir / "routers" / f"{name}.json")
+    except ValueError as e:
+        log.warning(
+            "%s: the router's saved configuration is unusable (%s); instances start not ready", name, e
+        )
+        config = None
+    in_traffic = {b.id for b in config.backends} if config is not None else set()
+    adoption = adoption_records(rollout, procs, load_revisions(state_dir, name), in_traffic, state_dir, now)
+    with store.transaction():
+        if store.find_rollout(name) is not None:
+            store.delete_rollout(name)  # records of another installation describe nothing here
+        store.put_rollout(adoption.rollout)
+        for rev in adoption.revisions:
+            store.put_revision(rev)
+        for inst in adoption.instances:
+            store.put_instance(inst)
+        store.add_known_state_ids(adoption.state_ids)
+    for rev in adoption.revisions:
+        save_revision(
+            state_dir, SavedRevision(rev.rollout, rev.hash, rev.number, rev.template, rev.created_at)
+        )
+    return adoption, procs

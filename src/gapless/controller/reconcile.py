@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gapless.controller.adoption import AdoptionError, adoption_records, describe_unclaimed, find_unclaimed
+from gapless.controller.adoption import adopt_processes, describe_unclaimed, find_unclaimed
 from gapless.controller.analysis import AnalysisRunner, run_summary
 from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
@@ -40,7 +40,6 @@ from gapless.platform.base import (
 )
 from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
-from gapless.router.persist import load_config
 from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.outbox import OUTBOX_FILE, drain_events
@@ -49,7 +48,6 @@ from gapless.store.revision_files import (
     SavedRevision,
     forget_revision,
     forget_rollout,
-    load_revisions,
     save_revision,
 )
 from gapless.store.sqlite import Store
@@ -305,46 +303,9 @@ class Controller:
         address than ``spec.listen``, or when an instance runs a revision whose template is unknown.
         """
         name = rollout.name
-        rollouts = {r.name for r in self._store.rollouts()} - {name}
-        found = [
-            p
-            for p in self._platform.discover()
-            if p.rollout in (name, name + PREVIEW_SUFFIX) and p.role in (ROLE_INSTANCE, ROLE_ROUTER)
-        ]
-        procs = find_unclaimed(found, self._store.known_state_ids(), rollouts).get(name, [])
-        if not procs:
-            raise AdoptionError(f"nothing to adopt: no process of rollout {name!r} runs without a record")
-        if any(p.role == ROLE_ROUTER and p.rollout == name for p in procs):
-            address = await self._traffic.address(name)
-            if address is not None and address != rollout.spec.listen:
-                raise AdoptionError(
-                    f"the running router of {name!r} serves {address} but spec.listen is "
-                    f"{rollout.spec.listen}: adopt with listen {address}, then apply the new address"
-                )
-        try:
-            config = load_config(self._dir / "routers" / f"{name}.json")
-        except ValueError as e:
-            log.warning(
-                "%s: the router's saved configuration is unusable (%s); instances start not ready", name, e
-            )
-            config = None
-        in_traffic = {b.id for b in config.backends} if config is not None else set()
-        saved = load_revisions(self._dir, name)
-        now = self._clock.now()
-        adoption = adoption_records(rollout, procs, saved, in_traffic, self._dir, now)
-        with self._store.transaction():
-            if self._store.find_rollout(name) is not None:
-                self._store.delete_rollout(
-                    name
-                )  # records of another installation: they describe nothing here
-            self._store.put_rollout(adoption.rollout)
-            for rev in adoption.revisions:
-                self._store.put_revision(rev)
-            for inst in adoption.instances:
-                self._store.put_instance(inst)
-            self._store.add_known_state_ids(adoption.state_ids)
-        for rev in adoption.revisions:
-            save_revision(self._dir, _saved(rev))
+        adoption, procs = await adopt_processes(
+            rollout, self._store, self._platform, self._traffic, self._dir, self._clock.now()
+        )
         self._unclaimed.pop(name, None)
         if any(p.role == ROLE_ROUTER and p.rollout != name for p in procs):
             self._previews.add(name)

@@ -285,7 +285,11 @@ def build_app(
         )
 
     async def get_rollout(request: Request) -> Response:
-        rec = store.rollout(request.path_params["name"])
+        name = request.path_params["name"]
+        found = store.find_rollout(name)
+        if found is None:
+            raise NotFoundError(controller.unclaimed_message(name) or f"rollout {name!r} not found")
+        rec = found
         status = _with_write_condition(dict(rec.status), store.write_failure)
         status.setdefault("name", rec.name)
         status["generation"] = rec.generation

@@ -165,10 +165,13 @@ class Store:
                     f"{self.path} was written by a newer gapless (schema {row[0]} > {SCHEMA_VERSION})"
                 )
             _migrate(db)
-            db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
+            if row is None or int(row[0]) != SCHEMA_VERSION:
+                # Written only when it changes: opening a current database writes nothing, so a control
+                # plane can start (and serve reads) while the disk under it is full.
+                db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
             db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (_STATE_ID, uuid.uuid4().hex))
         return self
 
