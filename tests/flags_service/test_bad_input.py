@@ -64,3 +64,32 @@ def test_sqlite_database_and_wal_are_private(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+async def test_flag_change_on_a_full_disk_is_503_naming_the_cause(tmp_path: Path) -> None:
+    """A flag change the database cannot take (a really full disk) is a 503 that says why, and nothing is half-stored."""
+    from tests.small_disk import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "disk", 4) as disk:
+        store = FlagStore(f"sqlite:///{disk / 'flags.db'}").open()
+        try:
+            service = Service(store)
+            async with service.client() as c:
+                assert (
+                    await c.put("/api/v1/projects/shop", json={"environments": ["production"]})
+                ).status_code == 200
+                filler = fill(disk)
+                for i in range(200):  # until SQLite must grow a file
+                    r = await c.post("/api/v1/projects/shop/flags", json=flag_doc(f"f{i}"))
+                    if r.status_code != 201:
+                        break
+                assert r.status_code == 503, r.text
+                assert "full" in r.json()["error"]
+                assert r.headers["retry-after"] == "5"
+                assert (await c.get(f"/api/v1/projects/shop/flags/f{i}")).status_code == 404
+                filler.unlink()
+                assert (
+                    await c.post("/api/v1/projects/shop/flags", json=flag_doc(f"f{i}"))
+                ).status_code == 201
+        finally:
+            store.close()
