@@ -134,3 +134,33 @@ async def test_down_stops_processes_of_a_lost_state_gracefully(g: Gapless) -> No
     logs = [p.read_text() for p in (g.state_dir / "logs" / "web").glob("web-*.log")]
     assert len(logs) == 2
     assert all("received SIGTERM: draining" in text for text in logs)
+
+
+async def test_state_db_deleted_under_a_running_control_plane_is_restored(g: Gapless) -> None:
+    """Deleted while the control plane runs, state.db is written back at once, so a later restart adopts everything as usual."""
+    port = free_port()
+    spec = g.write(rollout_doc("web", port, "v1", replicas=2, strategy=SURGE))
+    code, out, err = await g.acli("up", "-f", str(spec))
+    assert code == 0, out + err
+    before = {p.pid for p in g.processes("instance")}
+    load = Load(f"http://127.0.0.1:{port}/", rps=200)
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{g.state_dir / 'state.db'}{suffix}").unlink(missing_ok=True)
+        for _ in range(50):
+            if (g.state_dir / "state.db").exists():
+                break
+            await asyncio.sleep(0.1)
+        assert (g.state_dir / "state.db").exists()
+        [cp] = g.processes("control-plane")
+        os.kill(cp.pid, signal.SIGKILL)
+        code, out, err = await g.acli("up", "-f", str(spec))
+        assert code == 0, out + err
+        st = await g.status("web")
+    finally:
+        report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert st["phase"] == "Healthy", st
+    assert {i["pid"] for i in st["instances"]} == before
+    code, out, err = await g.acli("events", "web", "-o", "json")
+    assert "StateRestored" in out

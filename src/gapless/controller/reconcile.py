@@ -180,6 +180,14 @@ class Controller:
             return self._clock.now() + write_backoff(failure.attempts if failure else 1)
 
     async def _reconcile_all(self) -> float | None:
+        if self._store.restore_if_deleted():
+            log.warning(
+                "state.db was deleted under the running control plane; restored it from the open database"
+            )
+            for r in self._store.rollouts():
+                self.event(
+                    r.name, "", "StateRestored", "state.db was deleted; restored from the open database"
+                )
         self._pending.flush()
         recovered = self._store.take_recovered()
         if recovered is not None:

@@ -9,6 +9,7 @@ its event loop deliberately: they take well under a millisecond and ordering sta
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -144,8 +145,7 @@ class Store:
         self._failure: WriteFailure | None = None
         self._recovered: WriteFailure | None = None
 
-    def open(self) -> Store:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
@@ -154,6 +154,11 @@ class Store:
         # consistency. FULL would fsync every status write and slow every pass.
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def open(self) -> Store:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._connect()
         self._db = db
         with self.transaction():
             for stmt in _SCHEMA.split(";"):
@@ -174,6 +179,39 @@ class Store:
                 )
             db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (_STATE_ID, uuid.uuid4().hex))
         return self
+
+    def restore_if_deleted(self) -> bool:
+        """Write the open database back to ``path`` if its file was deleted meanwhile; whether it was.
+
+        The connection keeps a deleted file (and its WAL) readable, so nothing is lost until this process
+        ends; a consistent copy (SQLite's online backup) put back in place, atomically, keeps it so for the
+        next control plane. A file that is there but another one (replaced) is left alone: the next start
+        tells its records from the running processes. Raises ``StateWriteError`` when it cannot write.
+        """
+        if self.path.exists():
+            return False
+        tmp = self.path.with_name(f".{self.path.name}.restore")
+        try:
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            copy = sqlite3.connect(tmp)
+            try:
+                self.db.backup(copy)
+                copy.execute("PRAGMA journal_mode=WAL")
+            finally:
+                copy.close()
+            os.replace(tmp, self.path)
+        except (sqlite3.OperationalError, OSError) as e:
+            tmp.unlink(missing_ok=True)
+            error = write_error(e)
+            if error is None:
+                raise
+            raise error from e
+        old, self._db = self._db, self._connect()
+        if old is not None:
+            old.close()
+        return True
 
     def close(self) -> None:
         if self._db is not None:

@@ -1,4 +1,4 @@
-"""Regression test of issue 14: a state write on a full disk is a temporary ``StateWriteError``, and nothing is lost.
+"""Regression tests of issue 14 at the store: writes on a full disk are temporary errors, a deleted state.db is restored.
 
 Before, ``sqlite3.OperationalError: database or disk is full`` escaped from the store as it was, ended the
 task that wrote (a probe, a stop) and surfaced in the API as a bare 500.
@@ -70,3 +70,25 @@ def test_an_existing_state_opens_and_reads_on_a_full_disk(tmp_path: Path) -> Non
             store.close()
         finally:
             filler.unlink()
+
+
+def test_a_deleted_state_db_is_restored_from_the_open_connection(tmp_path: Path) -> None:
+    """Deleting state.db (and its WAL) under an open store loses nothing: the store writes it back, 0600."""
+    store = Store(tmp_path / "state.db").open()
+    try:
+        store.add_event(1.0, "web", "abc", "Test", "before")
+        state_id = store.state_id
+        assert not store.restore_if_deleted()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{tmp_path / 'state.db'}{suffix}").unlink(missing_ok=True)
+        assert store.restore_if_deleted()
+        assert (tmp_path / "state.db").stat().st_mode & 0o777 == 0o600
+        store.add_event(2.0, "web", "abc", "Test", "after")
+    finally:
+        store.close()
+    again = Store(tmp_path / "state.db").open()
+    try:
+        assert again.state_id == state_id
+        assert [e.message for e in again.events("web")] == ["before", "after"]
+    finally:
+        again.close()
