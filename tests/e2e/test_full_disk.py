@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gapless.cli.client import ApiError
+from gapless.loadgen import run_load
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
 from tests.small_disk import fill, small_tmpfs
 
@@ -81,6 +82,8 @@ async def test_full_state_disk_during_rollout_completes_once_space_returns(gd: G
         await asyncio.sleep(2.0)
         assert g.processes("control-plane")
         assert (await g.status("web"))["phase"] != "Failed"
+        meanwhile = await run_load(url, rps=100, duration=1.0)  # a fresh client while nothing can be written
+        assert meanwhile.failed == 0, meanwhile.failures
         filler.unlink()
 
         st = await wait_for(

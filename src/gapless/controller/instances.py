@@ -11,6 +11,7 @@ until its in-flight requests finish (bounded by the grace period), preStop, SIGT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -90,7 +91,10 @@ class InstanceSupervisor:
         next_at: float | None = None
         for inst in self._store.instances(name):
             if inst.state == "running" and inst.id in self._probes:
-                self.record_probe(inst.id)  # what a probe found while the state could not be written
+                # What a probe found while the state could not be written. If it still cannot be, the
+                # router follows the probes anyway (``push_backends``); the record follows later.
+                with contextlib.suppress(StateWriteError):
+                    self.record_probe(inst.id)
         for inst in self._store.instances(name):
             if inst.state == "running":
                 if inst.pid is not None and not self._platform.is_running(instance_handle(inst)):
@@ -134,6 +138,14 @@ class InstanceSupervisor:
         )
         return at
 
+    def _routable(self, inst: InstanceRecord) -> bool:
+        """Ready and not to be restarted, by its prober when it has one (ahead of a record not yet
+        written while the state cannot be), else by its record."""
+        prober = self._probes.get(inst.id)
+        if prober is None:
+            return inst.ready and not inst.restart_pending
+        return prober.ready and inst.id not in self._unhealthy and not inst.restart_pending
+
     def _backoff_nowait(self, inst: InstanceRecord) -> None:
         self.to_backoff(inst, self._clock.now(), inst.message)
 
@@ -143,7 +155,7 @@ class InstanceSupervisor:
         backends = [
             Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)
             for i in instances
-            if i.state == "running" and i.ready and not i.restart_pending and i.port is not None
+            if i.state == "running" and self._routable(i) and i.port is not None
         ]
         if await self._traffic.set_backends(name, backends, routing) and routing is not None:
             before = self._weights.get(name)
