@@ -93,3 +93,25 @@ async def test_flag_change_on_a_full_disk_is_503_naming_the_cause(tmp_path: Path
                 ).status_code == 201
         finally:
             store.close()
+
+
+def test_flags_serve_creates_its_database_private(tmp_path: Path) -> None:
+    """`gapless flags serve` under a permissive umask leaves flags.db and its -wal/-shm readable by the owner alone."""
+    from tests.e2e.harness import free_port
+    from tests.flags_service.test_delivery import ServiceProcess, admin
+
+    old = os.umask(0o022)
+    try:
+        svc = ServiceProcess(tmp_path / "state", free_port())
+        svc.start()
+    finally:
+        os.umask(old)
+    try:
+        with admin(svc) as c:
+            assert c.put("/api/v1/projects/shop", json={"environments": ["production"]}).status_code == 200
+        files = sorted(p for p in svc.state_dir.iterdir() if p.name.startswith("flags.db"))
+        assert {p.name for p in files} >= {"flags.db", "flags.db-wal", "flags.db-shm"}
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {p.name: 0o600 for p in files}
+    finally:
+        svc.stop()
+        svc.log.close()
