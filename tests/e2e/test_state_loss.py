@@ -164,3 +164,37 @@ async def test_state_db_deleted_under_a_running_control_plane_is_restored(g: Gap
     assert {i["pid"] for i in st["instances"]} == before
     code, out, err = await g.acli("events", "web", "-o", "json")
     assert "StateRestored" in out
+
+
+async def test_adopted_canary_resumes_at_its_step_with_its_weights(g: Gapless) -> None:
+    """A canary paused at its second step (60%) when state.db is lost resumes there after adoption, not at 20%."""
+    from gapless.loadgen import run_load
+    from tests.e2e.harness import api, wait_for
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
+    strategy = {"canary": {"steps": steps, "scaleDownDelaySeconds": 0}}
+    code, out, err = await g.acli(
+        "up", "-f", str(g.write(rollout_doc("k", port, "v1", replicas=2, strategy=strategy)))
+    )
+    assert code == 0, out + err
+    v2 = g.write(rollout_doc("k", port, "v2", replicas=2, strategy=strategy))
+    code, out, err = await g.acli("apply", "-f", str(v2))
+    assert code == 0, out + err
+    await wait_for(g, "k", lambda st: st["strategy"].get("waitingForPromote"))
+    await api(g, "POST", "/api/v1/rollouts/k/promote", {})
+    await wait_for(
+        g, "k", lambda st: st["strategy"].get("waitingForPromote") and st["strategy"]["stepIndex"] == 3
+    )
+    await _kill_control_plane_and_lose_state(g, "deleted", {})
+    code, out, err = await g.acli("up", "--adopt", "-f", str(v2), "--detach")
+    assert code == 0, out + err
+    st = await wait_for(g, "k", lambda st: st["strategy"].get("waitingForPromote"))
+    assert st["strategy"]["stepIndex"] == 3
+    after = await run_load(url, rps=400, duration=1.5)
+    assert after.failed == 0, after.failures
+    share = 100 * after.versions.get("v2", 0) / max(1, after.ok)
+    assert abs(share - 60) <= 5, after.versions
+    await api(g, "POST", "/api/v1/rollouts/k/promote", {})
+    await wait_for(g, "k", lambda st: st["phase"] == "Healthy" and st["currentRevision"] == 2)

@@ -149,6 +149,7 @@ def adoption_records(
             created_at=s.created_at,
             phase=phases[s.hash],
             progress_at=now,
+            step_state=s.step_state if phases[s.hash] == "progressing" else {},
         )
         for s in sorted(by_hash.values(), key=lambda s: s.number)
     )
@@ -222,7 +223,6 @@ async def adopt_processes(
             store.put_instance(inst)
         store.add_known_state_ids(adoption.state_ids)
     for rev in adoption.revisions:
-        save_revision(
-            state_dir, SavedRevision(rev.rollout, rev.hash, rev.number, rev.template, rev.created_at)
-        )
+        saved = SavedRevision(rev.rollout, rev.hash, rev.number, rev.template, rev.created_at, rev.step_state)
+        save_revision(state_dir, saved, update=True)
     return adoption, procs

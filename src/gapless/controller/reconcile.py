@@ -589,6 +589,7 @@ class Controller:
                 target, step_state=plan.state.to_json(), progress_at=now if stepped else target.progress_at
             )
             self._store.put_revision(target)
+            _keep_step_state(self._dir, target)
             self._step_events(name, target, old, plan.state, spec)
         routing = routing_for(spec, plan.traffic)
         if plan.outcome == "complete":
@@ -815,7 +816,18 @@ def _view(rec: InstanceRecord) -> InstanceView:
 
 
 def _saved(r: RevisionRecord) -> SavedRevision:
-    return SavedRevision(r.rollout, r.hash, r.number, r.template, r.created_at)
+    return SavedRevision(r.rollout, r.hash, r.number, r.template, r.created_at, r.step_state)
+
+
+def _keep_step_state(state_dir: Path, rev: RevisionRecord) -> None:
+    """The revision file follows the step state, so an adoption resumes a canary at its step."""
+    try:
+        save_revision(state_dir, _saved(rev), update=True)
+    except OSError as e:
+        error = write_error(e)
+        if error is None:
+            raise
+        raise error from e
 
 
 def _replace_revision(r: RevisionRecord, **changes: Any) -> RevisionRecord:

@@ -4,7 +4,8 @@ A running instance carries its rollout, instance id, revision hash and port in i
 platform's markers), and the router keeps its last configuration in ``routers/NAME.json``. What neither
 holds is the template (probes, grace period, preStop) an instance was started from. So the controller
 writes ``revisions/<rollout>/<hash>.json`` (mode 0600, atomically: temp file, fsync, rename) when a
-revision is created and again before any instance of it starts, and removes it with the revision.
+revision is created, again before any instance of it starts and whenever its step state (a canary's
+step and weight, a blue-green switch) changes, and removes it with the revision.
 ``gapless up --adopt`` reads these files to rebuild the records of the processes it takes over, and
 the revision history with them.
 
@@ -19,7 +20,7 @@ import logging
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +48,21 @@ class SavedRevision:
     number: int
     template: dict[str, Any]
     created_at: float
+    step_state: dict[str, Any] = field(default_factory=dict)
+    """A canary's or blue-green's progress (``gapless.strategies.plan.StepState``), so an adopted rollout
+    resumes at its step with its weights instead of starting over."""
 
 
 def _dir(state_dir: Path, rollout: str) -> Path:
     return state_dir / REVISIONS_DIR / rollout
 
 
-def save_revision(state_dir: Path, rev: SavedRevision) -> None:
-    """Keep ``rev`` in its file unless it is there already; raises ``OSError`` when it cannot be written."""
+def save_revision(state_dir: Path, rev: SavedRevision, *, update: bool = False) -> None:
+    """Keep ``rev`` in its file unless it is there already (``update``: write it anyway, for a new step
+    state); raises ``OSError`` when it cannot be written."""
     d = _dir(state_dir, rev.rollout)
     path = d / f"{rev.hash}.json"
-    if path.exists():
+    if path.exists() and not update:
         return
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {
@@ -66,6 +71,7 @@ def save_revision(state_dir: Path, rev: SavedRevision) -> None:
         "number": rev.number,
         "template": rev.template,
         "createdAt": rev.created_at,
+        "stepState": rev.step_state,
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{rev.hash}.", suffix=".tmp", dir=d)  # mkstemp: mode 0600
     try:
@@ -96,6 +102,7 @@ def load_revisions(state_dir: Path, rollout: str) -> list[SavedRevision]:
                 number=int(data["number"]),
                 template=dict(data["template"]),
                 created_at=float(data["createdAt"]),
+                step_state=dict(data.get("stepState") or {}),
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("skipping revision file %s: %s", path, e)
