@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import httpx
 from gapless.core.errors import GaplessError, Problem, SpecError
 from gapless.platform.base import ROLE_CONTROL_PLANE, marker_env
 from gapless.server.auth import TOKEN_FILE
-from gapless.server.process import API_SOCKET
+from gapless.server.process import API_SOCKET, LOG_FILE, STDERR_FILE
 
 __all__ = [
     "ApiClient",
@@ -163,7 +164,11 @@ async def start_control_plane(
         if await client.alive():
             return False
         state_dir.mkdir(parents=True, exist_ok=True)
-        log = state_dir / "control-plane.log"
+        log = state_dir / LOG_FILE
+        stderr = state_dir / STDERR_FILE
+        with contextlib.suppress(OSError):
+            if stderr.stat().st_size > 1 << 20:  # only what escaped logging goes there; keep it small
+                stderr.unlink()
         # SPT_NOENV: setproctitle must not overwrite the environment, where the markers live.
         env = (
             dict(os.environ)
@@ -177,7 +182,8 @@ async def start_control_plane(
         if dashboard_listen is not None:
             argv += ["--dashboard-listen", dashboard_listen]
         argv += extra
-        with log.open("ab") as out:
+        fd = os.open(stderr, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as out:
             child = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -190,7 +196,11 @@ async def start_control_plane(
         while time.monotonic() < deadline:
             code = child.poll()
             if code is not None and code != 3:
-                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+                lines = []
+                for path in (log, stderr):
+                    with contextlib.suppress(OSError):
+                        lines += path.read_text(errors="replace").strip().splitlines()[-5:]
+                tail = " | ".join(lines[-8:])
                 raise GaplessError(f"the control plane exited with code {code}: {tail}")
             if await client.alive():
                 return True

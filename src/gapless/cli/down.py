@@ -2,13 +2,17 @@
 
 The control plane does the stopping (drain, preStop, SIGTERM, grace, SIGKILL) because it knows each
 instance's grace period; when none runs, one is started first, so a crashed control plane is adopted and
-shut down properly. Afterwards every process still marked with the state directory is killed: ``down``
-never leaves a process behind, whatever state it found.
+shut down properly. Afterwards every process still marked with the state directory (processes of a lost
+``state.db`` that no record covers) gets SIGTERM, then SIGKILL after ``LEFTOVER_GRACE``: ``down`` never
+leaves a process behind, whatever state it found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -20,6 +24,10 @@ from gapless.platform.base import ROLE_CONTROL_PLANE
 from gapless.platform.local import LocalPlatform
 
 __all__ = ["down_all", "down_rollout"]
+
+LEFTOVER_GRACE = 10.0
+"""Processes the control plane did not stop (no record of them: a lost state.db) get SIGTERM and this
+long to drain and exit before SIGKILL."""
 
 
 async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) -> int:
@@ -49,6 +57,14 @@ async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) ->
     finally:
         await client.aclose()
     leftovers = platform.discover()
+    for p in leftovers:
+        console.print(f"[yellow]stopping leftover {p.role} process {p.pid} (SIGTERM, SIGKILL after 10s)[/]")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pgid, signal.SIGTERM)
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    while leftovers and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        leftovers = platform.discover()
     for p in leftovers:
         console.print(f"[yellow]killing leftover {p.role} process {p.pid}[/]")
         await platform.kill_group(p.pgid)

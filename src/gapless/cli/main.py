@@ -250,6 +250,7 @@ async def _apply(
     dashboard_listen: str | None = None,
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    adopt: bool = False,
 ) -> tuple[ApiClient, dict[str, Any] | None]:
     """Send a file's AnalysisTemplates, then its rollout (a file may hold both, or templates only)."""
     docs = load_documents(file)
@@ -286,8 +287,17 @@ async def _apply(
             return client, None
         rollout = docs.rollouts[0]
         result = await client.request(
-            "PUT", f"/api/v1/rollouts/{rollout.name}", rollout.to_document(as_written=True)
+            "PUT",
+            f"/api/v1/rollouts/{rollout.name}",
+            rollout.to_document(as_written=True),
+            params={"adopt": "true"} if adopt else None,
         )
+        if adopt:
+            adopted = result.get("adopted", {})
+            err.print(
+                f"{rollout.name}: adopted {len(adopted.get('instances', []))} running instance(s), "
+                f"{len(adopted.get('ready', []))} of them in traffic"
+            )
     except BaseException:
         await client.aclose()
         raise
@@ -306,6 +316,14 @@ def up(
     grafana_token_file: GrafanaTokenFile = None,
     database_url: DatabaseUrl = None,
     database_schema: DatabaseSchema = "public",
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="Take over the router and instances of this rollout that run without a record "
+            "(state.db was lost): rebuild its state from them instead of refusing.",
+        ),
+    ] = False,
 ) -> None:
     """Start the control plane, the router and the instances of a rollout; wait until it is ready."""
     sd = resolve_state_dir(state_dir)
@@ -323,6 +341,7 @@ def up(
             dashboard_listen=dashboard_listen,
             extra=extra,
             env=db_env,
+            adopt=adopt,
         )
         try:
             if result is None:  # _apply refuses a file without a rollout when starting
@@ -387,7 +406,10 @@ def status(
     async def body() -> int:
         async with ApiClient(sd) as client:
             if name is None:
-                items = (await client.request("GET", "/api/v1/rollouts"))["items"]
+                listing = await client.request("GET", "/api/v1/rollouts")
+                items = listing["items"]
+                for u in listing.get("unclaimed", []):
+                    err.print(f"[yellow]warning:[/] {u['message']}", highlight=False)
                 if output == "json":
                     out.print_json(json.dumps(items))
                 else:

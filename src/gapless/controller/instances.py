@@ -11,6 +11,8 @@ until its in-flight requests finish (bounded by the grace period), preStop, SIGT
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -18,16 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from gapless.controller.traffic import Routing, Traffic
+from gapless.controller.writes import retry_writes
 from gapless.core.clock import Clock
-from gapless.core.errors import GaplessError
+from gapless.core.errors import GaplessError, StateWriteError
 from gapless.platform.base import InstanceHandle, InstanceSpec, InstanceStartError, Platform
 from gapless.platform.prober import InstanceProber
 from gapless.router.config import Backend
 from gapless.spec.models import Rollout, Template
 from gapless.store.records import InstanceRecord, RevisionRecord
+from gapless.store.revision_files import SavedRevision, save_revision
 from gapless.store.sqlite import Store
+from gapless.store.write_errors import write_error
 
 __all__ = ["InstanceSupervisor", "backoff_seconds", "instance_handle", "revision_template"]
+
+log = logging.getLogger("gapless.controller")
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 EventSink = Callable[[str, str, str, str], None]
@@ -62,6 +69,8 @@ class InstanceSupervisor:
         self.wake = wake
         self._spawn = spawn
         self._probers: dict[str, asyncio.Task[None]] = {}
+        self._probes: dict[str, InstanceProber] = {}
+        self._unhealthy: dict[str, str] = {}
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._weights: dict[str, dict[str, int] | None] = {}
 
@@ -80,6 +89,12 @@ class InstanceSupervisor:
         self, name: str, by_hash: dict[str, RevisionRecord], current: Template, now: float
     ) -> float | None:
         next_at: float | None = None
+        for inst in self._store.instances(name):
+            if inst.state == "running" and inst.id in self._probes:
+                # What a probe found while the state could not be written. If it still cannot be, the
+                # router follows the probes anyway (``push_backends``); the record follows later.
+                with contextlib.suppress(StateWriteError):
+                    self.record_probe(inst.id)
         for inst in self._store.instances(name):
             if inst.state == "running":
                 if inst.pid is not None and not self._platform.is_running(instance_handle(inst)):
@@ -123,13 +138,24 @@ class InstanceSupervisor:
         )
         return at
 
+    def _routable(self, inst: InstanceRecord) -> bool:
+        """Ready and not to be restarted, by its prober when it has one (ahead of a record not yet
+        written while the state cannot be), else by its record."""
+        prober = self._probes.get(inst.id)
+        if prober is None:
+            return inst.ready and not inst.restart_pending
+        return prober.ready and inst.id not in self._unhealthy and not inst.restart_pending
+
+    def _backoff_nowait(self, inst: InstanceRecord) -> None:
+        self.to_backoff(inst, self._clock.now(), inst.message)
+
     async def push_backends(
         self, name: str, instances: list[InstanceRecord], routing: Routing | None = None
     ) -> None:
         backends = [
             Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)
             for i in instances
-            if i.state == "running" and i.ready and not i.restart_pending and i.port is not None
+            if i.state == "running" and self._routable(i) and i.port is not None
         ]
         if await self._traffic.set_backends(name, backends, routing) and routing is not None:
             before = self._weights.get(name)
@@ -158,6 +184,17 @@ class InstanceSupervisor:
             self._store.put_instance(rec)
         else:
             rec = self._store.update_instance(existing.id, state="starting", pid=None, pgid=None, port=None)
+        rev = next((r for r in self._store.revisions(name) if r.hash == revision), None)
+        if rev is not None:  # its template outlives a lost state.db with the instance (see adoption)
+            try:
+                save_revision(
+                    self._dir, SavedRevision(name, rev.hash, rev.number, rev.template, rev.created_at)
+                )
+            except OSError as e:
+                error = write_error(e)
+                if error is None:
+                    raise
+                raise error from e
         spec = InstanceSpec(
             rollout=name,
             instance_id=rec.id,
@@ -173,19 +210,25 @@ class InstanceSupervisor:
             self.to_backoff(rec, now, str(e))
             self.event(name, revision, "InstanceStartFailed", f"{rec.id}: {e}")
             return
-        rec = self._store.update_instance(
-            rec.id,
-            state="running",
-            pid=handle.pid,
-            pgid=handle.pgid,
-            port=handle.port,
-            started_at=handle.started_at,
-            ready=False,
-            ready_since=None,
-            restart_pending=False,
-            next_start_at=None,
-            message="",
-        )
+        try:
+            rec = self._store.update_instance(
+                rec.id,
+                state="running",
+                pid=handle.pid,
+                pgid=handle.pgid,
+                port=handle.port,
+                started_at=handle.started_at,
+                ready=False,
+                ready_since=None,
+                restart_pending=False,
+                next_start_at=None,
+                message="",
+            )
+        except StateWriteError:
+            # Unrecorded, the process would be an orphan: stop it; the row stays `starting` without a
+            # pid, and is started again once the state can be written.
+            await self._platform.kill_group(handle.pgid)
+            raise
         self.watch(rec)
 
     def watch(self, rec: InstanceRecord) -> None:
@@ -200,22 +243,11 @@ class InstanceSupervisor:
         iid = rec.id
 
         def on_ready_change(ready: bool) -> None:
-            cur = next((i for i in self._store.instances(rec.rollout) if i.id == iid), None)
-            if cur is None or cur.state != "running" or cur.ready == ready:
-                return
-            self._store.update_instance(iid, ready=ready, ready_since=self._clock.now() if ready else None)
-            self.event(rec.rollout, rec.revision, "InstanceReady" if ready else "InstanceNotReady", iid)
-            self.wake()
+            self._record_probe_nowait(iid)
 
         def on_unhealthy(reason: str) -> None:
-            cur = next((i for i in self._store.instances(rec.rollout) if i.id == iid), None)
-            if cur is None or cur.state != "running" or cur.restart_pending:
-                return
-            self._store.update_instance(
-                iid, restart_pending=True, ready=False, ready_since=None, message=reason
-            )
-            self.event(rec.rollout, rec.revision, "Unhealthy", f"{iid}: {reason}; restarting")
-            self.wake()
+            self._unhealthy[iid] = reason
+            self._record_probe_nowait(iid)
 
         prober = InstanceProber(
             template,
@@ -225,10 +257,46 @@ class InstanceSupervisor:
             on_unhealthy=on_unhealthy,
             initially_ready=rec.ready,
         )
+        self._probes[iid] = prober
         self._probers[iid] = self._spawn(prober.run(), f"probe {iid}")
+
+    def _record_probe_nowait(self, iid: str) -> None:
+        """Write a probe's news at once; a state that cannot be written leaves it to the next pass.
+
+        The prober calls this from its own task, which must never end over a write: what it found
+        stays in the prober (``ready``) and in ``_unhealthy``, and ``record_probe`` writes it later.
+        """
+        try:
+            self.record_probe(iid)
+        except StateWriteError as e:
+            log.debug("probe result of %s not written yet: %s", iid, e)
+        self.wake()
+
+    def record_probe(self, iid: str) -> None:
+        """Bring the instance's record in line with its prober (readiness, unhealthy): level-triggered."""
+        prober = self._probes.get(iid)
+        if prober is None:
+            return
+        cur = self._store.find_instance(iid)
+        if cur is None or cur.state != "running":
+            return
+        reason = self._unhealthy.get(iid)
+        if reason is not None:
+            if not cur.restart_pending:
+                self._store.update_instance(
+                    iid, restart_pending=True, ready=False, ready_since=None, message=reason
+                )
+                self.event(cur.rollout, cur.revision, "Unhealthy", f"{iid}: {reason}; restarting")
+            return
+        if prober.ready != cur.ready:
+            ready = prober.ready
+            self._store.update_instance(iid, ready=ready, ready_since=self._clock.now() if ready else None)
+            self.event(cur.rollout, cur.revision, "InstanceReady" if ready else "InstanceNotReady", iid)
 
     def unwatch(self, iid: str) -> None:
         task = self._probers.pop(iid, None)
+        self._probes.pop(iid, None)
+        self._unhealthy.pop(iid, None)
         if task is not None:
             task.cancel()
 
@@ -259,11 +327,12 @@ class InstanceSupervisor:
             how = "killed after the grace period" if killed else "exited"
             if not drained:
                 how += " (requests still in flight when the grace period ended)"
+            # The process is gone; its record follows, however long the state stays unwritable.
             if then == "restart":
-                self.to_backoff(inst, self._clock.now(), inst.message)
+                await retry_writes(lambda: self._backoff_nowait(inst), f"recording the restart of {inst.id}")
                 self.event(inst.rollout, inst.revision, "InstanceRestarting", f"{inst.id} {how}")
             else:
-                self._store.delete_instance(inst.id)
+                await retry_writes(lambda: self._store.delete_instance(inst.id), f"removing {inst.id}")
                 self.event(inst.rollout, inst.revision, "InstanceStopped", f"{inst.id} {how}")
         finally:
             self._stopping.pop(inst.id, None)

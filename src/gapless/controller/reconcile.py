@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gapless.controller.adoption import adopt_processes, describe_unclaimed, find_unclaimed
 from gapless.controller.analysis import AnalysisRunner, run_summary
 from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
@@ -28,11 +29,13 @@ from gapless.controller.routing import routing_for, run_check
 from gapless.controller.schema import SchemaWatch
 from gapless.controller.status import build_status, strategy_status
 from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, Routing, Traffic
+from gapless.controller.writes import PendingEvents, write_backoff, write_failed_message
 from gapless.core.clock import Clock
-from gapless.core.errors import GaplessError
+from gapless.core.errors import GaplessError, StateWriteError
 from gapless.platform.base import (
     ROLE_INSTANCE,
     ROLE_ROUTER,
+    DiscoveredProcess,
     Platform,
 )
 from gapless.providers.schema import DatabaseMigrations
@@ -41,7 +44,14 @@ from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.outbox import OUTBOX_FILE, drain_events
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
+from gapless.store.revision_files import (
+    SavedRevision,
+    forget_revision,
+    forget_rollout,
+    save_revision,
+)
 from gapless.store.sqlite import Store
+from gapless.store.write_errors import write_error
 from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import plan_canary
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
@@ -54,6 +64,8 @@ log = logging.getLogger("gapless.controller")
 
 PASS_INTERVAL = 0.5
 """Seconds between passes when nothing wakes the loop earlier (process exits are polled)."""
+UNCLAIMED_RECHECK = 5.0
+"""How often processes running without a record are looked for again (to notice they are gone)."""
 
 
 class Controller:
@@ -88,6 +100,9 @@ class Controller:
         self._shutdown = False
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._previews: set[str] = set()
+        self._unclaimed: dict[str, list[DiscoveredProcess]] = {}
+        self._unclaimed_checked = 0.0
+        self._pending = PendingEvents(store)
         self.finished = asyncio.Event()
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -146,6 +161,8 @@ class Controller:
             return
         try:
             taken = drain_events(self._dir, self._store)
+        except StateWriteError:
+            raise
         except (OSError, ValueError) as e:
             log.warning("could not take in kept migration events: %s", e)
             return
@@ -154,11 +171,45 @@ class Controller:
             self.schema.poke()
 
     async def reconcile_all(self) -> float | None:
+        """One pass over every rollout; a pass that cannot write stops and is retried after a backoff."""
+        try:
+            return await self._reconcile_all()
+        except StateWriteError as e:
+            self._pending.note(e)
+            failure = self._store.write_failure
+            return self._clock.now() + write_backoff(failure.attempts if failure else 1)
+
+    async def _reconcile_all(self) -> float | None:
+        if self._store.restore_if_deleted():
+            log.warning(
+                "state.db was deleted under the running control plane; restored it from the open database"
+            )
+            for r in self._store.rollouts():
+                self.event(
+                    r.name, "", "StateRestored", "state.db was deleted; restored from the open database"
+                )
+        self._pending.flush()
+        recovered = self._store.take_recovered()
+        if recovered is not None:
+            log.info("the state can be written again: %s", write_failed_message(recovered))
+            for r in self._store.rollouts():
+                self.event(r.name, "", "StateWriteFailed", write_failed_message(recovered))
         self._drain_outbox()
         next_at: float | None = None
+        self._recheck_unclaimed()
         for rec in self._store.rollouts():
+            if rec.name in self._unclaimed:
+                # Processes of another (lost) state run under this name: touching its router or
+                # instances would break what they serve. `gapless up --adopt` takes them over.
+                if rec.deleting:  # only the record goes; `gapless down` stops the processes itself
+                    self._store.delete_rollout(rec.name)
+                    continue
+                self._set_message(rec.name, describe_unclaimed(rec.name, self._unclaimed[rec.name]))
+                continue
             try:
                 at = await self.reconcile(rec)
+            except StateWriteError:
+                raise
             except GaplessError as e:
                 log.warning("%s: %s", rec.name, e)
                 self._set_message(rec.name, str(e))
@@ -178,7 +229,13 @@ class Controller:
     def event(self, rollout: str, revision: str, type_: str, message: str) -> None:
         log.info("%s %s %s: %s", rollout, revision, type_, message)
         now = self._clock.now()
-        self._store.add_event(now, rollout, revision, type_, message)
+        try:
+            if len(self._pending):
+                self._pending.flush()  # keep the order: what waits goes first
+            self._store.add_event(now, rollout, revision, type_, message)
+        except StateWriteError as e:
+            self._pending.add(now, rollout, revision, type_, message)
+            self._pending.note(e)
         if self._annotations is not None:  # stored first; the sender only queues, never blocks
             self._annotations.submit(Annotation(now, rollout, revision, type_, message))
 
@@ -187,7 +244,17 @@ class Controller:
     async def _adopt(self) -> None:
         records = {r.id: r for r in self._store.instances()}
         rollouts = {r.name for r in self._store.rollouts()}
-        for proc in self._platform.discover():
+        found = self._platform.discover()
+        self._unclaimed = find_unclaimed(found, self._store.known_state_ids(), rollouts)
+        self._unclaimed_checked = self._clock.now()
+        for name, procs in self._unclaimed.items():
+            message = describe_unclaimed(name, procs)
+            log.warning("%s", message)
+            self.event(name, "", "ProcessesWithoutRecord", message)
+        unclaimed = {p.pid for procs in self._unclaimed.values() for p in procs}
+        for proc in found:
+            if proc.pid in unclaimed:
+                continue
             if proc.role == ROLE_INSTANCE:
                 rec = records.get(proc.instance_id or "")
                 if rec is None or rec.pid != proc.pid or rec.state == "stopped":
@@ -212,6 +279,68 @@ class Controller:
                 and self._platform.is_running(instance_handle(rec))
             ):
                 self._instances.watch(rec)
+
+    # -- processes without a record (a lost state.db) ---------------------------------------------------
+
+    def unclaimed(self) -> dict[str, list[DiscoveredProcess]]:
+        """Routers and instances running for this state directory that no record covers, by rollout."""
+        return {k: list(v) for k, v in self._unclaimed.items()}
+
+    def unclaimed_message(self, name: str) -> str | None:
+        """Why ``name`` cannot be applied while processes of a lost state serve it; None when it can."""
+        procs = self._unclaimed.get(name)
+        return None if not procs else describe_unclaimed(name, procs)
+
+    def _recheck_unclaimed(self) -> None:
+        """Forget unclaimed rollouts whose processes are gone (stopped by hand or by `gapless down`)."""
+        now = self._clock.now()
+        if not self._unclaimed or now - self._unclaimed_checked < UNCLAIMED_RECHECK:
+            return
+        self._unclaimed_checked = now
+        alive = {p.pid for p in self._platform.discover()}
+        self._unclaimed = {
+            name: live
+            for name, procs in self._unclaimed.items()
+            if (live := [p for p in procs if p.pid in alive])
+        }
+
+    async def adopt(self, rollout: Rollout) -> dict[str, Any]:
+        """Take over the unclaimed processes of ``rollout``: records rebuilt, probes started, in one step.
+
+        Raises ``AdoptionError`` when there is nothing to adopt, when the running router serves another
+        address than ``spec.listen``, or when an instance runs a revision whose template is unknown.
+        """
+        name = rollout.name
+        adoption, procs = await adopt_processes(
+            rollout, self._store, self._platform, self._traffic, self._dir, self._clock.now()
+        )
+        self._unclaimed.pop(name, None)
+        if any(p.role == ROLE_ROUTER and p.rollout != name for p in procs):
+            self._previews.add(name)
+        for inst in adoption.instances:
+            self._instances.watch(inst)
+        numbers = ", ".join(f"{r.number} ({r.phase})" for r in adoption.revisions)
+        self.event(
+            name,
+            template_hash(rollout.spec.template),
+            "Adopted",
+            f"took over {len(adoption.instances)} instance(s) ({sum(i.ready for i in adoption.instances)} "
+            f"in traffic) and the router from a lost state; revisions {numbers or 'none'}",
+        )
+        self.wake()
+        return {
+            "name": name,
+            "generation": adoption.rollout.generation,
+            "changed": True,
+            "revisionHash": template_hash(rollout.spec.template),
+            "adopted": {
+                "instances": [i.id for i in adoption.instances],
+                "ready": [i.id for i in adoption.instances if i.ready],
+                "revisions": [
+                    {"number": r.number, "hash": r.hash, "phase": r.phase} for r in adoption.revisions
+                ],
+            },
+        }
 
     # -- one rollout ----------------------------------------------------------------------------------
 
@@ -428,6 +557,13 @@ class Controller:
             progress_at=now,
         )
         self._store.put_revision(rev)
+        try:
+            save_revision(self._dir, _saved(rev))
+        except OSError as e:
+            error = write_error(e)
+            if error is None:
+                raise
+            raise error from e
         self.event(name, h, "RevisionCreated", f"revision {number} ({h}): {' '.join(template.command)}")
         return rev
 
@@ -453,6 +589,7 @@ class Controller:
                 target, step_state=plan.state.to_json(), progress_at=now if stepped else target.progress_at
             )
             self._store.put_revision(target)
+            _keep_step_state(self._dir, target)
             self._step_events(name, target, old, plan.state, spec)
         routing = routing_for(spec, plan.traffic)
         if plan.outcome == "complete":
@@ -588,6 +725,7 @@ class Controller:
         self._previews.discard(rec.name)
         self.event(rec.name, "", "RolloutDeleted", "all instances stopped and the router removed")
         self._store.delete_rollout(rec.name)
+        forget_rollout(self._dir, rec.name)
 
     def _prune_history(self, name: str) -> None:
         rec = self._store.find_rollout(name)
@@ -602,6 +740,7 @@ class Controller:
         ]
         for r in old[: max(0, len(old) - limit)]:
             self._store.delete_revision(name, r.hash)
+            forget_revision(self._dir, name, r.hash)
         self._store.delete_analysis_runs(name, {r.hash for r in self._store.revisions(name)})
 
 
@@ -674,6 +813,21 @@ def _view(rec: InstanceRecord) -> InstanceView:
         ready_since=rec.ready_since,
         created_at=rec.created_at,
     )
+
+
+def _saved(r: RevisionRecord) -> SavedRevision:
+    return SavedRevision(r.rollout, r.hash, r.number, r.template, r.created_at, r.step_state)
+
+
+def _keep_step_state(state_dir: Path, rev: RevisionRecord) -> None:
+    """The revision file follows the step state, so an adoption resumes a canary at its step."""
+    try:
+        save_revision(state_dir, _saved(rev), update=True)
+    except OSError as e:
+        error = write_error(e)
+        if error is None:
+            raise
+        raise error from e
 
 
 def _replace_revision(r: RevisionRecord, **changes: Any) -> RevisionRecord:

@@ -60,6 +60,7 @@ class Routing:
 
 class Traffic(Protocol):
     async def ensure(self, rollout: str, listen: str) -> None: ...
+    async def address(self, rollout: str) -> str | None: ...
     async def set_backends(
         self, rollout: str, backends: list[Backend], routing: Routing | None = None
     ) -> bool: ...
@@ -105,6 +106,11 @@ class LocalRouters:
         except (httpx.HTTPError, OSError):
             return None
 
+    async def address(self, rollout: str) -> str | None:
+        """The address a running router of ``rollout`` serves, or None when none answers."""
+        health = await self._healthz(rollout)
+        return None if health is None else str(health.get("listen"))
+
     async def ensure(self, rollout: str, listen: str) -> None:
         """A router for ``rollout`` answers on its admin socket and listens on ``listen``."""
         health = await self._healthz(rollout)
@@ -132,7 +138,8 @@ class LocalRouters:
         log.parent.mkdir(parents=True, exist_ok=True)
         token_file = self._dir / "token"
         # SPT_NOENV: setproctitle must not overwrite the environment, where the markers live.
-        env = dict(os.environ) | marker_env(self._dir, ROLE_ROUTER, rollout=rollout) | {"SPT_NOENV": "1"}
+        markers = marker_env(self._dir, ROLE_ROUTER, rollout=rollout, state_id=self._platform.state_id)
+        env = dict(os.environ) | markers | {"SPT_NOENV": "1"}
         argv = [
             sys.executable,
             "-m",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GaplessError", "NotFoundError", "Problem", "SpecError", "TemporaryError"]
+__all__ = ["GaplessError", "NotFoundError", "Problem", "SpecError", "StateWriteError", "TemporaryError"]
 
 
 class GaplessError(Exception):
@@ -42,3 +42,15 @@ class NotFoundError(GaplessError):
 
 class TemporaryError(GaplessError):
     """A failure worth retrying with backoff."""
+
+
+class StateWriteError(TemporaryError):
+    """The state could not be written (disk full, read-only file system, I/O error, locked).
+
+    Temporary: nothing was changed (the transaction was rolled back), and the same write succeeds once
+    the cause is gone. ``cause`` is a short phrase for messages ("the disk is full").
+    """
+
+    def __init__(self, cause: str, detail: str) -> None:
+        self.cause = cause
+        super().__init__(f"{cause} ({detail})")

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
@@ -93,6 +93,8 @@ Key = Annotated[str, AfterValidator(_check_key)]
 VariantKey = Annotated[str, AfterValidator(_check_variant_key)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Weight = Annotated[int, Field(ge=0, le=BUCKETS, strict=True)]
+Timestamp = Annotated[datetime, Strict(False)]
+"""An ISO 8601 time as JSON gives it (a string); the models are otherwise strict about types."""
 
 
 class Condition(SpecModel):
@@ -205,7 +207,7 @@ class ReleasePlan(SpecModel):
 
     stages: Annotated[list[ReleaseStage], Field(min_length=1)]
     current_stage: Annotated[int, Field(ge=0)] = 0
-    stage_started_at: datetime | None = None
+    stage_started_at: Timestamp | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ReleasePlan:
@@ -230,7 +232,7 @@ class FlagEnvironment(SpecModel):
     default_rollout: Rollout | None = None
     """None serves the off variant."""
     release_plan: ReleasePlan | None = None
-    updated_at: datetime | None = None
+    updated_at: Timestamp | None = None
 
     def effective_rules(self) -> list[Rule]:
         """The rules evaluated, in order: the environment's, then the current release stage's."""
@@ -263,8 +265,8 @@ class Flag(SpecModel):
     off_variant: str
     environments: dict[str, FlagEnvironment] = Field(default_factory=dict)
     archived: bool = False
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ __all__ = [
     "ENV_ROLE",
     "ENV_ROLLOUT",
     "ENV_STATE_DIR",
+    "ENV_STATE_ID",
     "ROLE_CONTROL_PLANE",
     "ROLE_INSTANCE",
     "ROLE_ROUTER",
@@ -44,6 +45,9 @@ ENV_ROLE = "GAPLESS_ROLE"
 ENV_ROLLOUT = "GAPLESS_ROLLOUT"
 ENV_INSTANCE = "GAPLESS_INSTANCE"
 ENV_REVISION = "GAPLESS_REVISION"
+ENV_STATE_ID = "GAPLESS_STATE_ID"
+"""The identity of the state database that started the process: a control plane whose ``state.db`` was
+lost (or replaced) has another one, and so knows these processes are not in its records."""
 
 ROLE_INSTANCE = "instance"
 ROLE_ROUTER = "router"
@@ -57,12 +61,16 @@ def marker_env(
     rollout: str | None = None,
     instance_id: str | None = None,
     revision: str | None = None,
+    state_id: str | None = None,
 ) -> dict[str, str]:
     """The marker variables that let ``discover()`` find a process of this state directory.
 
     ``state_dir`` must already be resolved (absolute, no symlinks): discovery compares strings.
+    ``state_id`` names the state database whose records know the process.
     """
     env = {ENV_STATE_DIR: str(state_dir), ENV_ROLE: role}
+    if state_id is not None:
+        env[ENV_STATE_ID] = state_id
     if rollout is not None:
         env[ENV_ROLLOUT] = rollout
     if instance_id is not None:
@@ -157,6 +165,10 @@ class DiscoveredProcess:
     instance_id: str | None
     revision: str | None
     started_at: float
+    state_id: str | None = None
+    """The state database that started it (``GAPLESS_STATE_ID``); None for processes of older gaplesses."""
+    port: int | None = None
+    """An instance's ``PORT``."""
 
 
 class Platform(Protocol):

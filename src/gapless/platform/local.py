@@ -43,6 +43,7 @@ from gapless.platform.base import (
     ENV_ROLE,
     ENV_ROLLOUT,
     ENV_STATE_DIR,
+    ENV_STATE_ID,
     ROLE_INSTANCE,
     DiscoveredProcess,
     InstanceHandle,
@@ -197,10 +198,12 @@ def _check_pgid(pgid: int) -> None:
 class LocalPlatform:
     """Runs instances as local process groups marked with ``state_dir``.
 
-    The constructor does no I/O; the state directory is resolved on first use.
+    The constructor does no I/O; the state directory is resolved on first use. ``state_id`` (the
+    identity of the state database, see ``ENV_STATE_ID``) is marked on every instance started.
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, state_id: str | None = None) -> None:
+        self.state_id = state_id
         self._state_dir_arg = state_dir
         self._state_dir: Path | None = None
         self._children: dict[int, _Child] = {}
@@ -235,6 +238,7 @@ class LocalPlatform:
                 rollout=spec.rollout,
                 instance_id=spec.instance_id,
                 revision=spec.revision,
+                state_id=self.state_id,
             ),
         }
         # Directory checks, the log file and fork/exec block; keep them off the event loop.
@@ -339,6 +343,8 @@ class LocalPlatform:
                 instance_id=env.get(ENV_INSTANCE),
                 revision=env.get(ENV_REVISION),
                 started_at=started_at,
+                state_id=env.get(ENV_STATE_ID),
+                port=_port(env.get("PORT")),
             )
             key = (pgid, entry.role, entry.rollout, entry.instance_id)
             seen = found.get(key)
@@ -448,6 +454,12 @@ class LocalPlatform:
             if remaining <= 0:
                 return False
             await asyncio.sleep(min(_POLL_SECONDS, remaining))
+
+
+def _port(value: str | None) -> int | None:
+    if value is None or not value.isdigit() or not 1 <= int(value) <= 65535:
+        return None
+    return int(value)
 
 
 def _better_representative(candidate: DiscoveredProcess, current: DiscoveredProcess) -> bool:

@@ -11,7 +11,7 @@ body the token-protected ``/metrics`` of the API does.
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,16 +22,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from gapless.controller.adoption import AdoptionError, describe_unclaimed
 from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
-from gapless.core.errors import NotFoundError, Problem, SpecError
+from gapless.controller.writes import write_condition
+from gapless.core.errors import NotFoundError, Problem, SpecError, StateWriteError
+from gapless.core.jsonbody import MAX_INT, parse_json
 from gapless.providers.schema import MIGRATION_STREAM_PREFIX
 from gapless.server.auth import token_matches
 from gapless.server.dashboard import MigrationProgress, SeriesSampler, progress_body, stream_events
 from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gapless.server.metrics import MetricsSource, render_control_plane_metrics
 from gapless.spec.load import validate_rollout, validate_template
-from gapless.store.sqlite import Store
+from gapless.store.sqlite import Store, WriteFailure
 
 __all__ = [
     "MIGRATION_EVENT_TYPES",
@@ -42,6 +45,8 @@ __all__ = [
 ]
 
 MAX_BODY = 1 << 20
+
+log = logging.getLogger("gapless.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -126,6 +131,24 @@ def _problems(status: int, problems: list[Problem]) -> JSONResponse:
     )
 
 
+def _unwritable(e: StateWriteError) -> JSONResponse:
+    """503: the request needs a write the state cannot take now (nothing was changed)."""
+    response = _error(
+        503, f"the control plane cannot write its state: {e}; nothing was changed, try again later"
+    )
+    response.headers["retry-after"] = "5"
+    return response
+
+
+def _with_write_condition(status: dict[str, Any], failure: WriteFailure | None) -> dict[str, Any]:
+    """A status with the ``StateWritable=False`` condition while the state cannot be written."""
+    condition = write_condition(failure)
+    if condition is None:
+        return status
+    kept = [c for c in status.get("conditions", []) if c.get("type") != "StateWritable"]
+    return status | {"conditions": [*kept, condition]}
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(
         {"error": message, "problems": [{"path": "", "message": message}]}, status_code=status
@@ -138,10 +161,18 @@ async def _json_body(request: Request) -> Any:
         raise SpecError("request", [Problem("", f"body larger than {MAX_BODY} bytes")])
     if not body:
         return {}
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as e:
-        raise SpecError("request", [Problem("", f"invalid JSON: {e.msg} at position {e.pos}")]) from e
+    return parse_json(body)
+
+
+def _int_param(request: Request, name: str, default: int, low: int = 0, high: int = MAX_INT) -> int:
+    """An integer query parameter within ``[low, high]``; a ``SpecError`` naming it otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    text = raw.strip()
+    if len(text) > 20 or not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+        raise SpecError("request", [Problem(name, f"must be an integer from {low} to {high}")])
+    return int(text)
 
 
 def _healthz(store: Store) -> Handler:
@@ -220,22 +251,46 @@ def build_app(
                 response = _problems(400, e.problems)
             except NotFoundError as e:
                 response = _error(404, str(e))
-            except ConflictError as e:
+            except (ConflictError, AdoptionError) as e:
                 response = _error(409, str(e))
+            except StateWriteError as e:
+                response = _unwritable(e)
             if request.method in _MUTATING and (audit_accepted or response.status_code >= 400):
-                _audit(store, request, response.status_code)
+                try:
+                    _audit(store, request, response.status_code)
+                except StateWriteError as e:
+                    log.warning("audit of %s %s not written: %s", request.method, request.url.path, e)
             return response
 
         return wrapper
 
     async def list_rollouts(request: Request) -> Response:
+        unclaimed = [
+            {
+                "rollout": name,
+                "message": describe_unclaimed(name, procs),
+                "pids": sorted(p.pid for p in procs),
+            }
+            for name, procs in sorted(controller.unclaimed().items())
+        ]
         return JSONResponse(
-            {"items": [r.status | {"name": r.name, "generation": r.generation} for r in store.rollouts()]}
+            {
+                "items": [
+                    _with_write_condition(r.status, store.write_failure)
+                    | {"name": r.name, "generation": r.generation}
+                    for r in store.rollouts()
+                ],
+                "unclaimed": unclaimed,
+            }
         )
 
     async def get_rollout(request: Request) -> Response:
-        rec = store.rollout(request.path_params["name"])
-        status = dict(rec.status)
+        name = request.path_params["name"]
+        found = store.find_rollout(name)
+        if found is None:
+            raise NotFoundError(controller.unclaimed_message(name) or f"rollout {name!r} not found")
+        rec = found
+        status = _with_write_condition(dict(rec.status), store.write_failure)
         status.setdefault("name", rec.name)
         status["generation"] = rec.generation
         status.setdefault("observedGeneration", 0)
@@ -250,6 +305,11 @@ def build_app(
             raise SpecError(
                 "request", [Problem("metadata.name", f"is {rollout.name!r} but the URL names {name!r}")]
             )
+        if request.query_params.get("adopt") in ("1", "true"):
+            return JSONResponse(await controller.adopt(rollout))
+        unclaimed = controller.unclaimed_message(name)
+        if unclaimed is not None:
+            raise ConflictError(unclaimed)
         return JSONResponse(commands.apply(rollout))
 
     async def pause(request: Request) -> Response:
@@ -302,12 +362,7 @@ def build_app(
         return JSONResponse({"deleted": True})
 
     async def analysis(request: Request) -> Response:
-        raw = request.query_params.get("revision")
-        revision: int | None = None
-        if raw:
-            if not raw.isdigit() or int(raw) < 1:
-                raise SpecError("request", [Problem("revision", "must be a positive integer")])
-            revision = int(raw)
+        revision: int | None = _int_param(request, "revision", 0, 1, 1 << 31) or None
         return JSONResponse(commands.analysis(request.path_params["name"], revision))
 
     async def delete_rollout(request: Request) -> Response:
@@ -315,21 +370,13 @@ def build_app(
         return JSONResponse({"deleting": True}, status_code=202)
 
     async def audit(request: Request) -> Response:
-        try:
-            since = int(request.query_params.get("since", "0"))
-            limit = int(request.query_params.get("limit", "100"))
-        except ValueError:
-            return _error(400, "since and limit must be integers")
-        if not 1 <= limit <= 1000:
-            return _error(400, "limit: must be between 1 and 1000")
+        since = _int_param(request, "since", 0)
+        limit = _int_param(request, "limit", 100, 1, 1000)
         return JSONResponse({"items": store.audit(since, limit)})
 
     async def events(request: Request) -> Response:
         rollout = request.query_params.get("rollout") or None
-        try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            return _error(400, "since: must be an integer event id")
+        since = _int_param(request, "since", 0)
         items = [e.__dict__ for e in store.events(rollout, since)]
         return JSONResponse({"items": items})
 
@@ -359,9 +406,9 @@ def build_app(
             return _error(401, "missing or wrong token (Authorization: Bearer <token> or ?token=)")
         name = request.query_params.get("rollout") or None
         try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            return _error(400, "since: must be an integer event id")
+            since = _int_param(request, "since", 0)
+        except SpecError as e:
+            return _problems(400, e.problems)
         if name is not None and store.find_rollout(name) is None:
             return _error(404, f"rollout {name!r} not found")
         return StreamingResponse(
@@ -428,4 +475,8 @@ def build_app(
     ]
     if flags is not None:
         routes.append(Mount("/flags", app=flags))
-    return Starlette(routes=routes)
+
+    async def unwritable(request: Request, exc: Exception) -> Response:
+        return _unwritable(exc) if isinstance(exc, StateWriteError) else _error(500, "internal error")
+
+    return Starlette(routes=routes, exception_handlers={StateWriteError: unwritable})

@@ -35,10 +35,19 @@ def read_token(state_dir: Path) -> str:
 
 
 def ensure_token(state_dir: Path, store: Store) -> str:
-    """Create the token on first start; afterwards reuse the one on disk. Returns the digest."""
+    """Create the token on first start; afterwards reuse the one on disk. Returns the digest.
+
+    The file wins over the database: routers read it when they start and keep only its digest, so a
+    new token (after ``state.db`` was lost) would lock the control plane out of the routers it must
+    adopt. Whoever can replace the 0600 file owns the state directory anyway.
+    """
     path = state_dir / TOKEN_FILE
     digest = store.get_meta(META_KEY)
-    if path.exists() and digest is not None and token_matches(read_token(state_dir), digest):
+    existing = read_token(state_dir) if path.exists() else ""
+    if len(existing) >= 32:
+        if digest is None or not token_matches(existing, digest):
+            digest = token_digest(existing)
+            store.set_meta(META_KEY, digest)
         return digest
     token = secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")

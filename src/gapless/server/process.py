@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import ipaddress
 import logging
+import logging.handlers
 import os
 import socket
 import sys
@@ -65,8 +66,11 @@ __all__ = [
     "DASHBOARD_URL_FILE",
     "FLAGS_DASHBOARD_TOKEN",
     "LOCK_FILE",
+    "LOG_FILE",
+    "STDERR_FILE",
     "FlagsMount",
     "GrafanaTarget",
+    "configure_logging",
     "dashboard_url",
     "flag_events",
     "is_loopback",
@@ -81,10 +85,37 @@ FLAGS_DB = "flags.db"
 FLAGS_DASHBOARD_TOKEN = "flags-dashboard-token"  # noqa: S105 -- a file name, not a secret
 """The flag admin token the dashboard acts with (named ``gapless dashboard`` in the flag audit log)."""
 LOCK_FILE = "control-plane.lock"
+LOG_FILE = "control-plane.log"
+LOG_MAX_BYTES = 10 << 20
+LOG_BACKUPS = 3
+STDERR_FILE = "control-plane.stderr"
+"""The control plane's own stdout and stderr (``gapless up`` starts it detached); the log is ``LOG_FILE``."""
 DASHBOARD_URL_FILE = "dashboard.url"
 """Where a control plane serving the dashboard writes its URL (``gapless dashboard`` prints it)."""
 
 log = logging.getLogger("gapless.control-plane")
+
+
+def configure_logging(state_dir: Path) -> None:
+    """Log to ``control-plane.log``, rotated by size (``LOG_MAX_BYTES``, ``LOG_BACKUPS`` old files kept).
+
+    The file is written by this handler alone: ``gapless up`` sends the process's own stdout and stderr
+    (what escapes logging: a crash before it is set up, a fatal error) to ``control-plane.stderr``, so no
+    second descriptor keeps writing into a file that was rotated away. A terminal on stderr (the control
+    plane run by hand in the foreground) gets the log too. A failed write of the log (a full disk) is
+    reported by ``logging`` on stderr and costs nothing else.
+    """
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.handlers.RotatingFileHandler(
+        state_dir / LOG_FILE, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+    handler.setFormatter(fmt)
+    handlers: list[logging.Handler] = [handler]
+    if sys.stderr.isatty():
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(fmt)
+        handlers.append(console)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
 
 
 def parse_metrics_listen(value: str) -> tuple[str, int]:
@@ -171,9 +202,7 @@ def run_control_plane(
     state_dir.mkdir(parents=True, exist_ok=True)
     os.umask(0o077)
     setproctitle.setproctitle("gapless control-plane")
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(state_dir)
     lock = (state_dir / LOCK_FILE).open("a+")
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -321,7 +350,7 @@ async def _serve(
 ) -> None:
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
-    platform = LocalPlatform(state_dir)
+    platform = LocalPlatform(state_dir, state_id=store.state_id)
     traffic = LocalRouters(state_dir, read_token(state_dir), platform)
     clock = SystemClock()
     annotations = AnnotationSender(grafana.url, grafana.token) if grafana is not None else None
@@ -346,13 +375,19 @@ async def _serve(
     sock = state_dir / API_SOCKET
     sock.unlink(missing_ok=True)
     server = uvicorn.Server(
-        uvicorn.Config(app, uds=str(sock), log_level="warning", lifespan="off", access_log=False)
+        uvicorn.Config(
+            app, uds=str(sock), log_level="warning", lifespan="off", access_log=False, log_config=None
+        )
     )
     metrics_server = None
     if metrics_sock is not None:
         metrics_server = _MetricsServer(
             uvicorn.Config(
-                build_metrics_app(store, metrics), log_level="warning", lifespan="off", access_log=False
+                build_metrics_app(store, metrics),
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                log_config=None,
             )
         )
     dashboard_server = None
@@ -365,6 +400,7 @@ async def _serve(
                 log_level="warning",
                 lifespan="off",
                 access_log=False,
+                log_config=None,
                 timeout_graceful_shutdown=2,
             )
         )

@@ -11,8 +11,9 @@ from pydantic_core import PydanticCustomError
 
 __all__ = ["IntOrPercent", "SpecModel", "check_listen", "field_error", "parse_duration"]
 
-_PERCENT_RE = re.compile(r"^(\d+)%$")
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_PERCENT_RE = re.compile(r"^(\d{1,6})%$")
+_DURATION_RE = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)(ms|s|m|h)?$")
+_MAX_DURATION = 315_360_000.0
 
 
 def field_error(field: str, message: str) -> PydanticCustomError:
@@ -33,6 +34,9 @@ class SpecModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         str_strip_whitespace=False,
+        # Types as written: no bool for a number, no "3" for 3, no infinities or NaN.
+        strict=True,
+        allow_inf_nan=False,
     )
 
 
@@ -42,13 +46,15 @@ def _check_int_or_percent(value: Any) -> int | str:
     if isinstance(value, int):
         if value < 0:
             raise ValueError("must not be negative")
+        if value > 1_000_000:
+            raise ValueError("must be at most 1000000")
         return value
     if isinstance(value, str):
         m = _PERCENT_RE.match(value.strip())
         if m:
             return f"{int(m.group(1))}%"
-        if value.strip().isdigit():
-            return int(value.strip())
+        if value.strip().isdigit() and len(value.strip()) <= 7:
+            return _check_int_or_percent(int(value.strip()))
     raise ValueError(f"must be an integer or a percentage such as '25%', not {value!r}")
 
 
@@ -69,6 +75,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"must be a duration such as 30s, 10m or 1h, not {value!r}")
     if seconds < 0:
         raise ValueError("must not be negative")
+    if seconds > _MAX_DURATION:
+        raise ValueError("must be at most ten years")
     return seconds
 
 

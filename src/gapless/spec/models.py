@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -42,6 +43,35 @@ __all__ = [
 
 API_VERSION = "gapless.dev/v1alpha1"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+"""Kubernetes' rule for environment variable names."""
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+"""An HTTP header name is an RFC 9110 token."""
+_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$")
+MAX_SECONDS = 315_360_000.0
+"""Ten years: the longest duration a spec may give (beyond it a deadline or delay is a typo)."""
+
+
+def _header_value(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("must not contain line breaks or NUL")
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _HEADER_NAME_RE.match(value):
+        raise ValueError("must be an HTTP header name: letters, digits and !#$%&'*+-.^_`|~")
+    return value
+
+
+def _label_keys(value: dict[str, str]) -> dict[str, str]:
+    for k in value:
+        if len(k) > 253 or not _LABEL_KEY_RE.match(k):
+            raise ValueError(
+                f"key {k[:40]!r}: must be letters, digits, '-', '_', '.' or '/', "
+                "starting and ending with a letter or digit"
+            )
+    return value
 
 
 def _nonempty_argv(value: list[str]) -> list[str]:
@@ -73,8 +103,14 @@ def _env_mapping(value: Any) -> Any:
 def _env_values(value: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in value.items():
-        if not k or "=" in k or "\0" in k:
-            raise ValueError(f"invalid variable name {k!r}")
+        if len(k) > 256 or not _ENV_NAME_RE.match(k):
+            raise ValueError(
+                f"invalid variable name {k[:40]!r}: letters, digits, '_', '-' or '.', not starting with a digit"
+            )
+        if isinstance(v, str) and "\0" in v:
+            raise ValueError(f"{k}: value must not contain NUL")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{k}: value must be a finite number")
         if isinstance(v, bool | dict | list) or v is None:
             raise ValueError(f"{k}: value must be a string or a number")
         out[k] = str(v)
@@ -91,8 +127,8 @@ class ExecAction(SpecModel):
 
 
 class HTTPHeader(SpecModel):
-    name: str = Field(min_length=1)
-    value: str
+    name: Annotated[str, AfterValidator(_header_name)]
+    value: Annotated[str, AfterValidator(_header_value)]
 
 
 class HTTPGetAction(SpecModel):
@@ -138,11 +174,11 @@ class Probe(SpecModel):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     exec: ExecAction | None = None
-    initial_delay_seconds: float = Field(default=0, ge=0)
-    period_seconds: float = Field(default=10, gt=0)
-    timeout_seconds: float = Field(default=1, gt=0)
-    success_threshold: int = Field(default=1, ge=1)
-    failure_threshold: int = Field(default=3, ge=1)
+    initial_delay_seconds: float = Field(default=0, ge=0, le=MAX_SECONDS)
+    period_seconds: float = Field(default=10, gt=0, le=MAX_SECONDS)
+    timeout_seconds: float = Field(default=1, gt=0, le=MAX_SECONDS)
+    success_threshold: int = Field(default=1, ge=1, le=1_000_000)
+    failure_threshold: int = Field(default=3, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:
@@ -203,17 +239,17 @@ def _check_name(value: str) -> str:
 
 class Metadata(SpecModel):
     name: Annotated[str, AfterValidator(_check_name)]
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_label_keys)] = Field(default_factory=dict)
+    annotations: Annotated[dict[str, str], AfterValidator(_label_keys)] = Field(default_factory=dict)
 
 
 class RolloutSpec(SpecModel):
     replicas: int = Field(default=1, ge=0, le=1000)
     listen: Annotated[str, AfterValidator(check_listen)]
     paused: bool = False
-    min_ready_seconds: float = Field(default=0, ge=0)
-    progress_deadline_seconds: float = Field(default=600, gt=0)
-    revision_history_limit: int = Field(default=10, ge=0)
+    min_ready_seconds: float = Field(default=0, ge=0, le=MAX_SECONDS)
+    progress_deadline_seconds: float = Field(default=600, gt=0, le=MAX_SECONDS)
+    revision_history_limit: int = Field(default=10, ge=0, le=1000)
     template: Template
     strategy: Strategy = Field(default_factory=Strategy)
 

@@ -9,14 +9,17 @@ its event loop deliberately: they take well under a millisecond and ordering sta
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
+import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from gapless.core.errors import NotFoundError
+from gapless.core.errors import NotFoundError, StateWriteError
 from gapless.store.records import (
     AnalysisRunRecord,
     AnalysisTemplateRecord,
@@ -25,10 +28,13 @@ from gapless.store.records import (
     RevisionRecord,
     RolloutRecord,
 )
+from gapless.store.write_errors import WriteFailure, write_error
 
-__all__ = ["Store"]
+__all__ = ["Store", "WriteFailure"]
 
 SCHEMA_VERSION = 5
+_STATE_ID = "state_id"
+_ADOPTED_IDS = "adopted_state_ids"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -118,6 +124,13 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
 _INSTANCE_COLS = [f.name for f in fields(InstanceRecord)]
 _REVISION_COLS = [f.name for f in fields(RevisionRecord)]
 _RUN_COLS = [f.name for f in fields(AnalysisRunRecord)]
@@ -129,9 +142,10 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._failure: WriteFailure | None = None
+        self._recovered: WriteFailure | None = None
 
-    def open(self) -> Store:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
@@ -140,6 +154,11 @@ class Store:
         # consistency. FULL would fsync every status write and slow every pass.
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def open(self) -> Store:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._connect()
         self._db = db
         with self.transaction():
             for stmt in _SCHEMA.split(";"):
@@ -151,11 +170,48 @@ class Store:
                     f"{self.path} was written by a newer gapless (schema {row[0]} > {SCHEMA_VERSION})"
                 )
             _migrate(db)
-            db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
+            if row is None or int(row[0]) != SCHEMA_VERSION:
+                # Written only when it changes: opening a current database writes nothing, so a control
+                # plane can start (and serve reads) while the disk under it is full.
+                db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+            db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (_STATE_ID, uuid.uuid4().hex))
         return self
+
+    def restore_if_deleted(self) -> bool:
+        """Write the open database back to ``path`` if its file was deleted meanwhile; whether it was.
+
+        The connection keeps a deleted file (and its WAL) readable, so nothing is lost until this process
+        ends; a consistent copy (SQLite's online backup) put back in place, atomically, keeps it so for the
+        next control plane. A file that is there but another one (replaced) is left alone: the next start
+        tells its records from the running processes. Raises ``StateWriteError`` when it cannot write.
+        """
+        if self.path.exists():
+            return False
+        tmp = self.path.with_name(f".{self.path.name}.restore")
+        try:
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            copy = sqlite3.connect(tmp)
+            try:
+                self.db.backup(copy)
+                copy.execute("PRAGMA journal_mode=WAL")
+            finally:
+                copy.close()
+            os.replace(tmp, self.path)
+        except (sqlite3.OperationalError, OSError) as e:
+            tmp.unlink(missing_ok=True)
+            error = write_error(e)
+            if error is None:
+                raise
+            raise error from e
+        old, self._db = self._db, self._connect()
+        if old is not None:
+            old.close()
+        return True
 
     def close(self) -> None:
         if self._db is not None:
@@ -170,17 +226,60 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a write that fails for want of space or permission is a ``StateWriteError``.
+
+        Such a failure rolls back everything of the transaction, so the state stays the old one; the
+        store remembers it (``write_failure``) until a later transaction commits.
+        """
         db = self.db
         if db.in_transaction:
             yield db
             return
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                _rollback(db)
+                raise
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)  # a failed COMMIT (SQLITE_FULL) may leave the transaction open
+                raise
+        except (sqlite3.OperationalError, OSError) as e:
+            error = write_error(e)
+            if error is None:
+                raise
+            self._failed(error)
+            raise error from e
+        self._committed()
+
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """The ongoing failure to write (since when, why, how many attempts), or None when writes work."""
+        return self._failure
+
+    def take_recovered(self) -> WriteFailure | None:
+        """The last failure to write that has ended since the previous call (to report it once)."""
+        recovered, self._recovered = self._recovered, None
+        return recovered
+
+    def _failed(self, error: StateWriteError) -> None:
+        now = time.time()
+        f = self._failure
+        self._failure = WriteFailure(
+            since=now if f is None else f.since,
+            cause=error.cause,
+            message=str(error),
+            attempts=1 if f is None else f.attempts + 1,
+            until=None,
+        )
+
+    def _committed(self) -> None:
+        if self._failure is not None:
+            self._recovered = replace(self._failure, until=time.time())
+            self._failure = None
 
     # -- meta ---------------------------------------------------------------------------------------
 
@@ -194,6 +293,26 @@ class Store:
                 "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (key, value),
             )
+
+    @property
+    def state_id(self) -> str:
+        """This database's identity, made when it was created; processes it starts carry it."""
+        value = self.get_meta(_STATE_ID)
+        if value is None:
+            raise RuntimeError("store is not open")
+        return value
+
+    def known_state_ids(self) -> set[str]:
+        """This database's identity and those of lost databases whose processes it adopted."""
+        adopted = json.loads(self.get_meta(_ADOPTED_IDS) or "[]")
+        return {self.state_id, *adopted}
+
+    def add_known_state_ids(self, ids: Iterable[str]) -> None:
+        """Count processes marked with these identities as this database's own (after an adoption)."""
+        with self.transaction():
+            known = set(json.loads(self.get_meta(_ADOPTED_IDS) or "[]")) | set(ids)
+            known.discard(self.state_id)
+            self.set_meta(_ADOPTED_IDS, json.dumps(sorted(known)))
 
     # -- rollouts -----------------------------------------------------------------------------------
 
@@ -270,6 +389,10 @@ class Store:
                 "SELECT * FROM instances WHERE rollout=? ORDER BY created_at, id", (rollout,)
             ).fetchall()
         return [_instance(r) for r in rows]
+
+    def find_instance(self, id_: str) -> InstanceRecord | None:
+        row = self.db.execute("SELECT * FROM instances WHERE id=?", (id_,)).fetchone()
+        return None if row is None else _instance(row)
 
     def put_instance(self, rec: InstanceRecord) -> None:
         with self.transaction() as db:

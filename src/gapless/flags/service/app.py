@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.exc import OperationalError
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
+from gapless.core.jsonbody import MAX_INT, parse_json
 from gapless.flags.service.hub import Hub, ProjectChange
 from gapless.flags.service.store import Actor, AppliedReport, ConflictError, FlagStore, RulesetChange
 from gapless.flags.service.tokens import TokenKind, TokenRecord, split_token, verify
@@ -172,6 +174,17 @@ def build_flag_app(
     async def _conflict(_: Request, e: ConflictError) -> Response:
         return _error(409, str(e))
 
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, e: OperationalError) -> Response:
+        # A full disk, a read-only file system, a database that does not answer: temporary, and the
+        # transaction was rolled back, so the client may simply try again.
+        log.warning("flag database error: %s", e.orig)
+        response = _error(
+            503, f"the flag database cannot be used now: {e.orig}; nothing was changed, try again later"
+        )
+        response.headers["retry-after"] = "5"
+        return response
+
     @app.exception_handler(AuthError)
     async def _auth(_: Request, e: AuthError) -> Response:
         return _error(e.status, str(e))
@@ -180,10 +193,7 @@ def build_flag_app(
         raw = await request.body()
         if len(raw) > MAX_BODY:
             raise AuthError(413, f"body larger than {MAX_BODY} bytes")
-        try:
-            return json.loads(raw or b"{}")
-        except json.JSONDecodeError as e:
-            raise SpecError("request", [Problem("", f"invalid JSON: {e.msg} at position {e.pos}")]) from e
+        return parse_json(raw or b"{}")
 
     def published(
         result: dict[str, Any],
@@ -401,7 +411,9 @@ def build_flag_app(
         return {"id": token_id, "revoked": True}
 
     @app.get("/api/v1/projects/{project}/environments/{env}/delivery")
-    async def delivery(project: str, env: str, _: Admin, revision: int | None = None) -> dict[str, Any]:
+    async def delivery(
+        project: str, env: str, _: Admin, revision: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None
+    ) -> dict[str, Any]:
         """How many connected SDKs applied a revision, and how long after the change."""
         acks.flush_now()  # what SDKs reported up to now counts
         d = store.delivery(project, env, revision)

@@ -11,14 +11,17 @@ The service's own schema is created and upgraded by Alembic migrations when the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -122,7 +125,11 @@ def _dumps(value: Any) -> str:
 
 
 class FlagStore:
-    """All persistent state of the flag service. Inert until ``open()``; thread-safe."""
+    """All persistent state of the flag service. Inert until ``open()``; thread-safe.
+
+    A SQLite database (and its ``-wal`` and ``-shm`` files, which SQLite creates with the database's
+    mode) is readable by its owner alone: it holds token digests and every flag's rules.
+    """
 
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
         self.url = database_url(url)
@@ -135,6 +142,7 @@ class FlagStore:
     def open(self) -> FlagStore:
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite":
+            _private_sqlite_files(url.database)
             engine = create_engine(
                 self.url, pool_size=8, connect_args={"timeout": 10, "check_same_thread": False}
             )
@@ -812,3 +820,16 @@ def _fully_rolled_out(flag: Flag, environments: Sequence[str]) -> bool:
             return False
         served.add(rollout.variant)
     return len(served) == 1
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """Create the SQLite file with mode 0600 before SQLite does (it would use 0644), and make existing
+    files of an older gapless 0600 too."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
