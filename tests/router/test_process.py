@@ -54,6 +54,7 @@ class RouterProcess:
         self.log = tmp / "router.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = RouterClient(self.socket, token)
+        self.preexec: Callable[[], None] | None = None  # e.g. a lower open-file limit
 
     async def start(self) -> int:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
@@ -62,7 +63,7 @@ class RouterProcess:
                 [sys.executable, "-m", "gapless.router", "--name", "proc-test", "--listen",
                  f"127.0.0.1:{self.port}", "--admin-socket", str(self.socket), "--token-file",
                  str(self.token_file), "--config-file", str(self.config_file)],
-                env=env, stdout=log, stderr=log,
+                env=env, stdout=log, stderr=log, preexec_fn=self.preexec,  # noqa: PLW1509 -- only sets an rlimit
             )  # fmt: skip
         for _ in range(200):
             try:

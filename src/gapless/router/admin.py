@@ -69,9 +69,16 @@ class AdminServer:
     """Serves the admin API of ``router`` on ``socket_path`` once started."""
 
     def __init__(
-        self, router: Router, socket_path: str | Path, token_digest: str, config_file: str | Path
+        self,
+        router: Router,
+        socket_path: str | Path,
+        token_digest: str,
+        config_file: str | Path,
+        *,
+        pid: int | None = None,
     ) -> None:
         self.router = router
+        self.pid = os.getpid() if pid is None else pid  # the supervisor's, which outlives workers
         self.socket_path = Path(socket_path)
         self.config_file = Path(config_file)
         self._digest = token_digest.encode()
@@ -170,7 +177,9 @@ class AdminServer:
                 200,
                 {
                     "name": router.name,
-                    "pid": os.getpid(),
+                    "pid": self.pid,
+                    "worker_pid": os.getpid(),
+                    "restarts": router.restarts,
                     "config_version": router.config.version,
                     "listen": router.listen,
                 },

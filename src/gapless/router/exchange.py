@@ -46,6 +46,7 @@ class Exchange:
     """One request of a client and its way through the router."""
 
     __slots__ = (
+        "attempt_at",
         "attempts",
         "body_bytes",
         "chunked",
@@ -70,7 +71,7 @@ class Exchange:
     )
 
     def __init__(self, method: bytes, head: bytes, chunked: bool, keep_alive: bool, http10: bool) -> None:
-        self.started = monotonic()
+        self.started = self.attempt_at = monotonic()
         self.is_head = method == b"HEAD"
         self.chunked = chunked
         self.keep_alive = keep_alive

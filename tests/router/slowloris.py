@@ -1,0 +1,78 @@
+"""A slowloris attacker, run as its own process: ``python -m tests.router.slowloris PORT N SECONDS``.
+
+Each of N sockets sends a request head that never ends (a header line every 0.3 s) and connects again
+at once when the server closes it, for SECONDS; then the counts are printed as JSON. It only connects
+to 127.0.0.1. It raises its open-file limit to the hard one; N must fit in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.connects = 0
+        self.failed_connects = 0
+        self.closed_by_server = 0
+        self.held = 0
+
+
+async def _socket(port: int, stop: asyncio.Event, counts: Counts) -> None:
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            counts.failed_connects += 1
+            await asyncio.sleep(0.2)
+            continue
+        counts.connects += 1
+        counts.held += 1
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            while not stop.is_set():
+                try:
+                    data = await asyncio.wait_for(reader.read(4096), 0.3)
+                except TimeoutError:
+                    writer.write(b"X-Slow: 1\r\n")
+                    continue
+                if not data:
+                    counts.closed_by_server += 1
+                    break
+        except OSError:
+            counts.closed_by_server += 1
+        finally:
+            counts.held -= 1
+            writer.close()
+
+
+async def attack(port: int, connections: int, seconds: float) -> Counts:
+    """Hold ``connections`` slowloris sockets against 127.0.0.1:``port`` for ``seconds``."""
+    counts = Counts()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(_socket(port, stop, counts)) for _ in range(connections)]
+    await asyncio.sleep(seconds)
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("port", type=int)
+    parser.add_argument("connections", type=int)
+    parser.add_argument("seconds", type=float)
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    counts = asyncio.run(attack(args.port, args.connections, args.seconds))
+    print(json.dumps(vars(counts)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
