@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from httptools import HttpParserError
 
@@ -45,10 +45,37 @@ from gapless.router.reader import HeadTooLarge, RequestReader
 from gapless.router.upstream import UpstreamProtocol
 
 if TYPE_CHECKING:
-    from gapless.router.pool import BackendPool
-    from gapless.router.proxy import Router
+    from collections.abc import Coroutine
 
-__all__ = ["DownstreamProtocol"]
+    from gapless.router.balancer import Table
+    from gapless.router.config import Limits
+    from gapless.router.pool import BackendPool
+
+__all__ = ["DownstreamProtocol", "RouterView"]
+
+
+class RouterView(Protocol):
+    """What a client connection needs of the router that accepted it (``proxy.Router`` meets it).
+
+    Declared here so that this module does not import the one above it: news about a connection goes up
+    only through these members.
+    """
+
+    table: Table
+    closing: bool
+    limits: Limits
+    max_connections: int
+    now: float
+    connections: set[DownstreamProtocol]
+    fresh: dict[DownstreamProtocol, None]
+    partial: dict[DownstreamProtocol, None]
+    idle: dict[DownstreamProtocol, None]
+    refused: int
+    oversized_heads: int
+
+    def make_room(self) -> bool: ...
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
@@ -84,7 +111,7 @@ class DownstreamProtocol(RequestReader):
 
     transport: asyncio.Transport  # set by connection_made, before any other callback
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: RouterView) -> None:
         super().__init__()
         self.router = router
         self.current: Exchange | None = None
