@@ -70,6 +70,30 @@ async def test_router_sigkill_refuses_no_connection_and_is_recorded(g: Gapless) 
     assert log.count("starting another (restart") == 3
 
 
+async def test_stopped_instance_costs_no_request_and_is_ejected(g: Gapless) -> None:
+    """A SIGSTOPped instance fails no request: none waits past spec.router's backend timeout, and the router ejects it."""
+    port = free_port()
+    doc = rollout_doc("hang", port, "v1", replicas=3)
+    doc["spec"]["router"] = {"backendTimeoutSeconds": 1, "ejectAfterFailures": 2}
+    code, out, err = await g.acli("up", "-f", str(g.write(doc)))
+    assert code == 0, out + err
+    load = Load(f"http://127.0.0.1:{port}/", rps=100)
+    await asyncio.sleep(1.0)
+    victim = next(p for p in g.processes("instance") if p.rollout == "hang")
+    os.killpg(victim.pgid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(4.0)
+        report = await load.stop()
+    finally:
+        os.killpg(victim.pgid, signal.SIGCONT)
+    assert report.failed == 0, report.failures
+    assert report.latency.max is not None
+    assert report.latency.max < 1.0 + 0.5  # the backend timeout, a housekeeping period, the retry
+    log = (g.state_dir / "logs" / "hang" / "router.log").read_text()
+    assert f"backend {victim.instance_id} " in log
+    assert "ejected for 10s after 2 failures in a row" in log
+
+
 async def test_port_clash_fails_up_within_seconds_naming_the_address(g: Gapless) -> None:
     """``gapless up`` on an address in use exits non-zero within seconds naming it; the deadline still fails the revision."""
     with socket.socket() as taken:
