@@ -40,7 +40,7 @@ async def test_router_sigkill_refuses_no_connection_and_is_recorded(g: Gapless) 
     code, out, err = await g.acli("up", "-f", str(g.write(rollout_doc("rk", port, "v1", replicas=2))))
     assert code == 0, out + err
     [sup] = [p for p in g.processes("router") if p.rollout == "rk"]
-    load = Load(f"http://127.0.0.1:{port}/", rps=250)
+    load = Load(f"http://127.0.0.1:{port}/", rps=100)
     killed = []
     for _ in range(3):
         await asyncio.sleep(1.0)
