@@ -88,7 +88,7 @@ async def test_stopped_instance_costs_no_request_and_is_ejected(g: Gapless) -> N
         os.killpg(victim.pgid, signal.SIGCONT)
     assert report.failed == 0, report.failures
     assert report.latency.max is not None
-    assert report.latency.max < 1.0 + 0.5  # the backend timeout, a housekeeping period, the retry
+    assert report.latency.max < 2.0  # the backend timeout (1 s), a housekeeping period, the retry
     log = (g.state_dir / "logs" / "hang" / "router.log").read_text()
     assert f"backend {victim.instance_id} " in log
     assert "ejected for 10s after 2 failures in a row" in log

@@ -134,9 +134,9 @@ async def test_partial_head_gets_408_and_idle_connection_is_closed(
     answered = await asyncio.wait_for(idle_r.readuntil(b"hello from b1"), 2)
     assert answered.startswith(b"HTTP/1.1 200")
     assert (await asyncio.wait_for(slow_r.read(), 2)).startswith(b"HTTP/1.1 408 Request Timeout")
-    assert 0.5 <= time.monotonic() - started < 1.0
+    assert 0.5 <= time.monotonic() - started < 1.2  # the timeout and a housekeeping period
     assert await asyncio.wait_for(idle_r.read(), 2) == b""
-    assert 1.0 <= time.monotonic() - started < 1.5
+    assert 1.0 <= time.monotonic() - started < 2.0
     stats = harness.router.stats().connections
     assert (stats.header_timeouts, stats.idle_timeouts) == (1, 1)
     slow_w.close()
@@ -194,11 +194,11 @@ async def test_backtracking_regex_route_cannot_stall_the_router(
                 assert (await http.get("/", headers=evil)).text == "hello from a"
 
     flooding = asyncio.create_task(flood())
-    report = await run_load(harness.url + "/", rps=200, duration=2.0, timeout=2.0)
+    report = await run_load(harness.url + "/", rps=200, duration=2.0, timeout=3.0)
     await asyncio.wait_for(flooding, 10)
     assert report.failed == 0, report.failures
     assert report.latency.max is not None
-    assert report.latency.max < 0.5
+    assert report.latency.max < 1.5  # with re, each evil header blocked the loop for seconds
     assert (await harness.http.get("/", headers={"X-User": "aaaa"})).text == "hello from b"
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from httptools import HttpParserError
 
+from gapless.router.answers import BAD_REQUEST, OVER_LIMIT, REQUEST_TIMEOUT, TOO_LARGE, local_head
 from gapless.router.exchange import (
     CONNECT_TIMEOUT,
     MAX_ATTEMPTS,
@@ -76,15 +77,6 @@ class RouterView(Protocol):
     def make_room(self) -> bool: ...
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
-
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
-    b"request head too big"
-)
-_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n"
-_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-_OVER_LIMIT = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-_LOCAL_HEAD = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n"
 
 # Reasons to stop reading the client, as bits: it is read again when none is left.
 _UPSTREAM_FULL = 1
@@ -132,7 +124,7 @@ class DownstreamProtocol(RequestReader):
         if len(router.connections) >= router.max_connections and not router.make_room():
             router.refused += 1
             self.closing = True
-            transport.write(_OVER_LIMIT)  # type: ignore[attr-defined]
+            transport.write(OVER_LIMIT)  # type: ignore[attr-defined]
             transport.close()
             return
         peer = transport.get_extra_info("peername")
@@ -255,7 +247,7 @@ class DownstreamProtocol(RequestReader):
             self.waiting = None
         self.closing = True
         if timed_out and (self.inbuf or self.slow_mode):
-            self.transport.write(_REQUEST_TIMEOUT)  # it was sending a request: say why it ends
+            self.transport.write(REQUEST_TIMEOUT)  # it was sending a request: say why it ends
         self.transport.close()
 
     def backend_timed_out(self, now: float) -> None:
@@ -539,7 +531,7 @@ class DownstreamProtocol(RequestReader):
 
     def _local_response(self, ex: Exchange, status: int, reason: bytes, body: bytes) -> None:
         keep = ex.keep_alive and ex.request_done and not self.upgrading and not self.router.closing
-        head = _LOCAL_HEAD % (status, reason, len(body), b"" if keep else b"Connection: close\r\n")
+        head = local_head(status, reason, len(body), keep_alive=keep)
         self.wbuf.append(head if ex.is_head else head + body)
         self.flush()
         self._exchange_ended(keep)
@@ -549,7 +541,7 @@ class DownstreamProtocol(RequestReader):
         if too_large:
             self.router.oversized_heads += 1
         if self.current is None and not self.closing:
-            self.wbuf.append(_TOO_LARGE if too_large else _BAD_REQUEST)
+            self.wbuf.append(TOO_LARGE if too_large else BAD_REQUEST)
             self.flush()
         elif self.current is not None:
             self.connection_lost(None)
