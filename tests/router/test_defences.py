@@ -247,3 +247,25 @@ async def test_stopped_instance_is_timed_out_retried_and_ejected(harness: Router
     assert stopped.ejected
     assert stopped.timeouts >= 2
     assert stats.backends["i1"].timeouts == 0
+
+
+async def test_slow_backend_gets_504_for_post_and_get_after_every_attempt(
+    harness: RouterHarness, backends: MakeBackend
+) -> None:
+    """A POST to a backend past its timeout gets a 504 (never replayed); a GET tried on every backend, too."""
+    a, b = await backends("a"), await backends("b")
+    await harness.route([a, b], limits=Limits(backend_timeout=0.3, eject_after=100))
+    started = time.monotonic()
+    r = await harness.http.post("/slow", params={"s": 2}, content=b"x")
+    assert r.status_code == 504
+    assert r.text == "no backend answered in time\n"
+    assert 0.3 <= time.monotonic() - started < 0.9
+    assert a.requests + b.requests == 1  # not replayed
+    started = time.monotonic()
+    r = await harness.http.get("/slow", params={"s": 2})
+    assert r.status_code == 504
+    assert 0.6 <= time.monotonic() - started < 1.8  # one timeout per backend
+    assert a.requests + b.requests == 3
+    stats = harness.router.stats()
+    assert stats.backends["a"].timeouts + stats.backends["b"].timeouts == 3
+    assert stats.revisions["a"].responses["5xx"] == 2

@@ -262,7 +262,8 @@ class DownstreamProtocol(RequestReader):
         up = ex.upstream
         ex.upstream = None
         up.abort()
-        self._attempt_failed(ex, replay=True, stale=False, timed_out=True)
+        ex.timed_out = True
+        self._attempt_failed(ex, replay=True, stale=False)
 
     # -- reading requests (see RequestReader) --
 
@@ -384,7 +385,7 @@ class DownstreamProtocol(RequestReader):
             pool.rev.in_flight -= 1
             pool.rev.bytes_in += ex.body_bytes
 
-    def _attempt_failed(self, ex: Exchange, *, replay: bool, stale: bool, timed_out: bool = False) -> None:
+    def _attempt_failed(self, ex: Exchange, *, replay: bool, stale: bool) -> None:
         """An attempt failed before any response byte: retry elsewhere when allowed, else answer 502 (504)."""
         self._uncount(ex)
         ex.upstream = None
@@ -398,10 +399,7 @@ class DownstreamProtocol(RequestReader):
                 else:
                     ex.tried.add(ex.pool)
         if ex.attempts >= MAX_ATTEMPTS or (replay and not ex.replayable):
-            if timed_out:
-                self._gateway_timeout(ex)
-            else:
-                self._bad_gateway(ex)
+            self._bad_gateway(ex)
             return
         if replay:
             ex.head_sent = False
@@ -523,6 +521,10 @@ class DownstreamProtocol(RequestReader):
         self._local_response(ex, 504, b"Gateway Timeout", b"no backend answered in time\n")
 
     def _bad_gateway(self, ex: Exchange) -> None:
+        """Every attempt failed: 502, or 504 when a backend did not answer in time."""
+        if ex.timed_out:
+            self._gateway_timeout(ex)
+            return
         pool = ex.pool
         if pool is not None:
             pool.rev.connection_errors += 1

@@ -64,6 +64,7 @@ class Exchange:
         "sent_size",
         "stale",
         "started",
+        "timed_out",
         "tried",
         "upstream",
         "wbuf",
@@ -94,6 +95,7 @@ class Exchange:
         self.tried: set[BackendPool] | None = None
         self.attempts = 0
         self.stale = 0
+        self.timed_out = False  # an attempt ran out of the backend timeout
 
 
 def queue_body(ex: Exchange, data: bytes) -> None:
