@@ -85,12 +85,27 @@ async def serve(
         router.max_connections,
         f", after {restarts} restart(s)" if restarts else "",
     )
+    watch = loop.create_task(_watch_supervisor(pid)) if pid is not None else None
     try:
         await stop.wait()
         log.info("router %s stopping: draining %d busy connection(s)", name, router.busy())
         await router.stop(GRACE)
     finally:
+        if watch is not None:
+            watch.cancel()
         await admin.stop()
+
+
+async def _watch_supervisor(pid: int) -> None:
+    """Say so once when the supervisor is gone (SIGKILLed): this worker serves on, but unsupervised."""
+    # Polling: nothing signals a parent's death to a child but a prctl the standard library lacks.
+    while os.getppid() == pid:  # noqa: ASYNC110
+        await asyncio.sleep(1.0)
+    log.error(
+        "the router's supervisor (pid %d) is gone: this worker keeps serving, but nothing restarts it if it "
+        "dies; `gapless up` or a restart of the rollout's router brings supervision back",
+        pid,
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
