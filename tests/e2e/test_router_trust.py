@@ -35,7 +35,7 @@ async def _metrics(g: Gapless) -> str:
 
 
 async def test_router_sigkill_refuses_no_connection_and_is_recorded(g: Gapless) -> None:
-    """Three SIGKILLs of the router's worker under load refuse no connection; each restart is an event and a metric."""
+    """SIGKILLs of the router's worker under load refuse no connection; each restart (also of the whole router) is recorded."""
     port = free_port()
     code, out, err = await g.acli("up", "-f", str(g.write(rollout_doc("rk", port, "v1", replicas=2))))
     assert code == 0, out + err
@@ -68,6 +68,14 @@ async def test_router_sigkill_refuses_no_connection_and_is_recorded(g: Gapless) 
     assert 'gapless_router_restarts_total{rollout="rk"} 3.0' in await _metrics(g)
     log = (g.state_dir / "logs" / "rk" / "router.log").read_text()
     assert log.count("starting another (restart") == 3
+    # The whole router killed (supervisor and worker): the control plane starts another and says so.
+    os.killpg(sup.pgid, signal.SIGKILL)
+    st = await wait_for(g, "rk", lambda st: st["router"]["pid"] not in (None, sup.pid), timeout=15)
+    events = (await api(g, "GET", "/api/v1/events?rollout=rk"))["items"]
+    assert any(
+        e["type"] == "RouterRestarted" and f"the router (pid {sup.pid}) was gone" in e["message"]
+        for e in events
+    )
 
 
 async def test_stopped_instance_costs_no_request_and_is_ejected(g: Gapless) -> None:

@@ -27,7 +27,7 @@ from gapless.controller.instances import InstanceSupervisor, instance_handle, re
 from gapless.controller.routing import limits_for, routing_for, run_check
 from gapless.controller.schema import SchemaWatch
 from gapless.controller.status import build_status, strategy_status
-from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, Routing, Traffic
+from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, RouterState, Routing, Traffic
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError
 from gapless.platform.base import (
@@ -241,11 +241,12 @@ class Controller:
                 target = next(r for r in revisions if r.hash == target.hash)
         by_hash = {r.hash: r for r in revisions}
         router_message = ""
+        was = self._traffic.state(name)
         try:
             await self._traffic.ensure(name, spec.listen, limits_for(spec))
         except RouterStartError as e:
             router_message = str(e)
-        self._router_restarts(name, rec.status, target.hash)
+        self._router_restarts(name, rec.status, target.hash, was, spec.listen)
 
         next_at = await self._instances.supervise(name, by_hash, spec.template, now)
         instances = self._store.instances(name)
@@ -357,9 +358,22 @@ class Controller:
                 next_at = at if next_at is None else min(next_at, at)
         return next_at
 
-    def _router_restarts(self, name: str, previous: dict[str, Any], revision: str) -> None:
-        """Record restarts of the router's worker since the last status (its supervisor counts them)."""
-        now = self._traffic.state(name).restarts
+    def _router_restarts(
+        self, name: str, previous: dict[str, Any], revision: str, was: RouterState, listen: str
+    ) -> None:
+        """Record restarts of the router's worker since the last status (its supervisor counts them),
+        and a router this control plane knew that was gone altogether and had to be started again."""
+        state = self._traffic.state(name)
+        if was.pid is not None and state.pid is not None and state.pid != was.pid and was.listen == listen:
+            self.event(
+                name,
+                revision,
+                "RouterRestarted",
+                f"the router (pid {was.pid}) was gone, its listening socket with it: "
+                f"started a new one (pid {state.pid}) on {listen}",
+            )
+            return
+        now = state.restarts
         before = (previous.get("router") or {}).get("restarts")
         if isinstance(before, int) and now > before:
             self.event(
