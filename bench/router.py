@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from gapless.router.client import RouterClient
+from gapless.router.client import RouterClient, RouterUnavailableError
 from gapless.router.config import Backend, RouterConfig
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +53,12 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     """User and system CPU seconds of a process so far."""
     t = psutil.Process(pid).cpu_times()
     return float(t.user), float(t.system)
+
+
+def serving_pid(pid: int) -> int:
+    """The process that serves requests: the router's worker, the one child of its supervisor."""
+    children = psutil.Process(pid).children()
+    return children[0].pid if len(children) == 1 else pid
 
 
 def free_port() -> int:
@@ -143,16 +149,23 @@ def bench_gapless(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> 
 
         async def push() -> None:
             async with RouterClient(tmp / "admin.sock", token) as client:
+                for _ in range(200):  # the port is bound before the worker serves the admin socket
+                    try:
+                        await client.healthz()
+                        break
+                    except RouterUnavailableError:
+                        await asyncio.sleep(0.025)
                 await client.put_config(config)
 
         asyncio.run(push())
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+        pid = serving_pid(proc.pid)
         if args.profile:
             prof = subprocess.Popen(
-                ["py-spy", "record", "-o", args.profile, "-p", str(proc.pid), "--format",
+                ["py-spy", "record", "-o", args.profile, "-p", str(pid), "--format",
                  "raw" if args.profile.endswith(".txt") else "flamegraph", "-d", str(args.duration + 1)]
             )  # fmt: skip
-        row = run_wrk(args, port, "gapless", proc.pid)
+        row = run_wrk(args, port, "gapless", pid)
         if args.profile:
             prof.wait()
         return row

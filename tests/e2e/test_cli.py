@@ -53,6 +53,26 @@ BAD = [
         {"spec": {"strategy": {"canary": {"steps": [{"analysis": {}}]}}}},
         "spec.strategy.canary.steps.0.analysis",
     ),
+    (
+        {
+            "spec": {
+                "strategy": {
+                    "canary": {
+                        "steps": [
+                            {
+                                "setHeaderRoute": {
+                                    "match": [{"headerName": "X", "headerValue": {"regex": "(?=a)"}}]
+                                }
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+        "spec.strategy.canary.steps.0.setHeaderRoute.match.0.headerValue.regex",
+    ),
+    ({"spec": {"router": {"maxConnections": True}}}, "spec.router.maxConnections"),
+    ({"spec": {"router": {"headerTimeoutSeconds": float("inf")}}}, "spec.router.headerTimeoutSeconds"),
 ]
 
 

@@ -16,7 +16,7 @@ import uvloop
 
 from gapless.router.admin import AdminServer
 from gapless.router.client import RouterClient
-from gapless.router.config import Backend, RouterConfig
+from gapless.router.config import Backend, Limits, RouterConfig
 from gapless.router.persist import token_digest
 from gapless.router.proxy import Router
 from tests.router.backends import TestBackend
@@ -45,19 +45,26 @@ class RouterHarness:
         self.version = 0
 
     async def route(
-        self, backends: list[TestBackend | tuple[TestBackend, str]], weights: dict[str, int] | None = None
+        self,
+        backends: list[TestBackend | tuple[TestBackend, str]],
+        weights: dict[str, int] | None = None,
+        limits: Limits | None = None,
     ) -> RouterConfig:
         """Push a config listing ``backends`` (``(backend, revision)`` pairs, revision "a" by default)."""
         listed = []
         for item in backends:
             b, rev = item if isinstance(item, tuple) else (item, "a")
             listed.append(Backend(id=b.id, port=b.port, revision=rev))
-        return await self.push(listed, weights)
+        return await self.push(listed, weights, limits)
 
-    async def push(self, listed: list[Backend], weights: dict[str, int] | None = None) -> RouterConfig:
-        """Push exactly these backends with the next version."""
+    async def push(
+        self, listed: list[Backend], weights: dict[str, int] | None = None, limits: Limits | None = None
+    ) -> RouterConfig:
+        """Push exactly these backends (and these limits) with the next version."""
         self.version += 1
-        config = RouterConfig(version=self.version, backends=tuple(listed), weights=weights)
+        config = RouterConfig(
+            version=self.version, backends=tuple(listed), weights=weights, limits=limits or Limits()
+        )
         await self.admin_client.put_config(config)
         return config
 

@@ -54,6 +54,7 @@ class RouterProcess:
         self.log = tmp / "router.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = RouterClient(self.socket, token)
+        self.preexec: Callable[[], None] | None = None  # e.g. a lower open-file limit
 
     async def start(self) -> int:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
@@ -62,7 +63,7 @@ class RouterProcess:
                 [sys.executable, "-m", "gapless.router", "--name", "proc-test", "--listen",
                  f"127.0.0.1:{self.port}", "--admin-socket", str(self.socket), "--token-file",
                  str(self.token_file), "--config-file", str(self.config_file)],
-                env=env, stdout=log, stderr=log,
+                env=env, stdout=log, stderr=log, preexec_fn=self.preexec,  # noqa: PLW1509 -- only sets an rlimit
             )  # fmt: skip
         for _ in range(200):
             try:
@@ -144,3 +145,86 @@ async def test_router_process(tmp_path: Path, backends: MakeBackend) -> None:
         if router.proc is not None and router.proc.poll() is None:
             router.proc.kill()
             router.proc.wait()
+
+
+async def _fresh_connection_requests(port: int, count: int, interval: float) -> list[str]:
+    """``count`` requests, each on a new connection, one every ``interval`` s; the failures."""
+    failures: list[str] = []
+
+    async def one() -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            if not data.startswith(b"HTTP/1.1 200"):
+                failures.append(repr(data[:40]))
+        except (OSError, TimeoutError) as exc:
+            failures.append(repr(exc))
+
+    tasks = []
+    for _ in range(count):
+        tasks.append(asyncio.create_task(one()))
+        await asyncio.sleep(interval)
+    await asyncio.gather(*tasks)
+    return failures
+
+
+async def test_killed_worker_is_restarted_and_refuses_no_connection(
+    tmp_path: Path, backends: MakeBackend
+) -> None:
+    """SIGKILLs of the worker refuse no new connection: the supervisor's socket queues them for the next one."""
+    b1 = await backends("b1")
+    router = RouterProcess(tmp_path, _free_port(), secrets.token_hex(16))
+    try:
+        supervisor = await router.start()
+        await router.client.put_config(
+            RouterConfig(version=1, backends=(Backend(id="b1", port=b1.port, revision="a"),))
+        )
+        load = asyncio.create_task(_fresh_connection_requests(router.port, 600, 0.005))
+        for _ in range(3):
+            await asyncio.sleep(0.8)
+            [worker] = psutil.Process(supervisor).children()
+            os.kill(worker.pid, signal.SIGKILL)
+        assert await load == []
+        health = await router.client.healthz()
+        assert health["pid"] == supervisor
+        assert health["restarts"] == 3
+        assert health["supervised"]
+        assert (await router.client.stats()).restarts == 3
+        assert router.log.read_text().count("was killed by SIGKILL") == 3
+        assert await router.stop() == 0
+    finally:
+        await router.client.aclose()
+        if router.proc is not None and router.proc.poll() is None:
+            router.proc.kill()
+            router.proc.wait()
+
+
+async def test_worker_serves_on_when_its_supervisor_is_killed(tmp_path: Path, backends: MakeBackend) -> None:
+    """A SIGKILLed supervisor leaves its worker serving; the worker says so in its log and /healthz."""
+    b1 = await backends("b1")
+    router = RouterProcess(tmp_path, _free_port(), secrets.token_hex(16))
+    worker: psutil.Process | None = None
+    try:
+        supervisor = await router.start()
+        await router.client.put_config(
+            RouterConfig(version=1, backends=(Backend(id="b1", port=b1.port, revision="a"),))
+        )
+        [worker] = psutil.Process(supervisor).children()
+        assert router.proc is not None
+        router.proc.kill()
+        router.proc.wait()
+        assert await _fresh_connection_requests(router.port, 100, 0.01) == []
+        health = await router.client.healthz()
+        assert health["pid"] == worker.pid
+        assert not health["supervised"]
+        for _ in range(100):
+            if "supervisor (pid" in router.log.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert f"the router's supervisor (pid {supervisor}) is gone" in router.log.read_text()
+    finally:
+        await router.client.aclose()
+        if worker is not None and worker.is_running():
+            worker.kill()

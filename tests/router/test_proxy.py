@@ -200,7 +200,7 @@ async def test_no_backend_gives_503(harness: RouterHarness) -> None:
 
 
 async def test_refused_backend_is_retried(harness: RouterHarness, backends: MakeBackend) -> None:
-    """Requests routed to a refused backend are retried on another, so none fails, POST included."""
+    """Requests routed to a refused backend are retried on another, so none fails, and it is ejected after 3."""
     good = await backends("good")
     dead = await backends("dead")
     await dead.stop()
@@ -211,7 +211,8 @@ async def test_refused_backend_is_retried(harness: RouterHarness, backends: Make
         statuses[r.status_code] += 1
     assert statuses == {200: 40}
     stats = harness.router.stats()
-    assert stats.backends["dead"].connection_errors >= 20
+    assert stats.backends["dead"].connection_errors == 3  # then the balancer passes it over
+    assert stats.backends["dead"].ejected
     assert stats.revisions["a"].connection_errors == 0
 
 
@@ -412,18 +413,18 @@ async def test_request_framing_across_reads(harness: RouterHarness, backends: Ma
         assert seen["x-forwarded-host"] == "x"
 
 
-async def test_oversized_or_broken_head_gets_400(harness: RouterHarness, backends: MakeBackend) -> None:
-    """A head over 64 KiB, a malformed one or one with bare LF line ends gets a 400 and a closed connection."""
+async def test_oversized_or_broken_head_gets_4xx(harness: RouterHarness, backends: MakeBackend) -> None:
+    """A head over 64 KiB gets a 431, a malformed one or one with bare LF line ends a 400; both close."""
     await harness.route([await backends("b1")])
-    for request in (
-        b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000,
-        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-        b"GET / HTTP/1.1\nHost: x\n\n",
+    for request, expected in (
+        (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000, b"HTTP/1.1 431 Request Header Fields Too Large"),
+        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
+        (b"GET / HTTP/1.1\nHost: x\n\n", b"HTTP/1.1 400 Bad Request"),
     ):
         async with _raw(harness) as (reader, writer):
             writer.write(request)
             status, _, _ = await _read_response(reader)
-            assert status == b"HTTP/1.1 400 Bad Request"
+            assert status == expected
             assert await reader.read() == b""
 
 

@@ -95,3 +95,22 @@ async def test_every_authenticated_change_is_audited(api: tuple[httpx.AsyncClien
     assert (await client.get("/api/v1/audit", params={"since": items[1]["id"]})).json()["items"] == items[2:]
     assert (await client.get("/api/v1/audit", params={"limit": "0"})).status_code == 400
     assert store.rollout("shop").spec["spec"]["paused"] is True
+
+
+async def test_bad_router_settings_and_backtracking_regex_are_400_naming_the_field(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    """spec.router refuses bools, infinities and non-positive values; a regex the safe engine refuses is a 400."""
+    client, store = api
+    router = {"maxConnections": True, "backendTimeoutSeconds": 0, "idleTimeoutSeconds": "inf"}
+    evil = {"headerName": "X-User", "headerValue": {"regex": "^(a+)\\1$"}}
+    canary = {"canary": {"steps": [{"setHeaderRoute": {"match": [evil]}}]}}
+    r = await client.put("/api/v1/rollouts/shop", json=doc(router=router, strategy=canary))
+    assert r.status_code == 400
+    problems = {p["path"]: p["message"] for p in r.json()["problems"]}
+    assert problems["spec.router.maxConnections"] == "must be an integer"
+    assert "greater than 0" in problems["spec.router.backendTimeoutSeconds"]
+    assert problems["spec.router.idleTimeoutSeconds"] == "must be a number of seconds"
+    regex = problems["spec.strategy.canary.steps.0.setHeaderRoute.match.0.headerValue.regex"]
+    assert "backreferences" in regex
+    assert store.rollouts() == []

@@ -284,12 +284,12 @@ async def test_metrics_address_serves_nothing_else(live: Live) -> None:
 async def test_a_silent_router_is_counted_not_fatal(live: Live) -> None:
     """A router that does not answer is left out and counted in gapless_scrape_errors; the scrape succeeds."""
     (router,) = [p for p in live.g.processes("router") if p.rollout == "shop"]
-    os.kill(router.pid, signal.SIGSTOP)
+    os.killpg(router.pgid, signal.SIGSTOP)  # the supervisor and its worker
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             r = await http.get(f"http://{live.metrics}/metrics")
     finally:
-        os.kill(router.pid, signal.SIGCONT)
+        os.killpg(router.pgid, signal.SIGCONT)
     assert r.status_code == 200
     samples = _parse(r.content)
     assert samples[_k("gapless_scrape_errors", rollout="shop", source="router")] == 1

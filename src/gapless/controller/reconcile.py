@@ -25,10 +25,10 @@ from gapless.controller.adoption import adopt_processes, describe_unclaimed, fin
 from gapless.controller.analysis import AnalysisRunner, run_summary
 from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
-from gapless.controller.routing import routing_for, run_check
+from gapless.controller.routing import limits_for, routing_for, run_check
 from gapless.controller.schema import SchemaWatch
 from gapless.controller.status import build_status, strategy_status
-from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, Routing, Traffic
+from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, RouterState, Routing, Traffic
 from gapless.controller.writes import PendingEvents, write_backoff, write_failed_message
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, StateWriteError
@@ -370,10 +370,12 @@ class Controller:
                 target = next(r for r in revisions if r.hash == target.hash)
         by_hash = {r.hash: r for r in revisions}
         router_message = ""
+        was = self._traffic.state(name)
         try:
-            await self._traffic.ensure(name, spec.listen)
+            await self._traffic.ensure(name, spec.listen, limits_for(spec))
         except RouterStartError as e:
             router_message = str(e)
+        self._router_restarts(name, rec.status, target.hash, was, spec.listen)
 
         next_at = await self._instances.supervise(name, by_hash, spec.template, now)
         instances = self._store.instances(name)
@@ -412,8 +414,12 @@ class Controller:
         if st.checks == "running" and target.hash not in self._checks:
             st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
         # A revision held for its schema gets an empty plan: nothing of it starts, what runs keeps running.
-        plan = Plan() if router_message or hold else _plan(spec, rview, st, views, now)
-        await self._apply(name, plan, target, stable, by_hash, spec, now)
+        # Without a router only the progress deadline acts (and says why nothing progressed).
+        if router_message:
+            plan = _router_down(rview, now, router_message)
+        else:
+            plan = Plan() if hold else _plan(spec, rview, st, views, now)
+        await self._apply(name, plan, target, stable, by_hash, spec, now, router_up=not router_message)
         # With the router down the plan is empty: keep this revision's runs as they are meanwhile.
         wanted: tuple[str, ...] | None = None
         if not router_message and not hold:
@@ -458,6 +464,7 @@ class Controller:
                 "pid": router_state.pid,
                 "configVersion": router_state.config_version,
                 "backends": router_state.backends,
+                "restarts": router_state.restarts,
                 "error": router_message or None,
             },
             previous=rec.status,
@@ -479,6 +486,32 @@ class Controller:
             if at is not None:
                 next_at = at if next_at is None else min(next_at, at)
         return next_at
+
+    def _router_restarts(
+        self, name: str, previous: dict[str, Any], revision: str, was: RouterState, listen: str
+    ) -> None:
+        """Record restarts of the router's worker since the last status (its supervisor counts them),
+        and a router this control plane knew that was gone altogether and had to be started again."""
+        state = self._traffic.state(name)
+        if was.pid is not None and state.pid is not None and state.pid != was.pid and was.listen == listen:
+            self.event(
+                name,
+                revision,
+                "RouterRestarted",
+                f"the router (pid {was.pid}) was gone, its listening socket with it: "
+                f"started a new one (pid {state.pid}) on {listen}",
+            )
+            return
+        now = state.restarts
+        before = (previous.get("router") or {}).get("restarts")
+        if isinstance(before, int) and now > before:
+            self.event(
+                name,
+                revision,
+                "RouterRestarted",
+                f"the router's worker died and was restarted {now - before} time(s) "
+                f"({now} in all); its listening socket stayed open",
+            )
 
     def _schema_status(
         self,
@@ -576,6 +609,8 @@ class Controller:
         by_hash: dict[str, RevisionRecord],
         spec: RolloutSpec,
         now: float,
+        *,
+        router_up: bool = True,
     ) -> None:
         current = spec.template
         if plan.state is not None and plan.state.to_json() != target.step_state:
@@ -618,7 +653,7 @@ class Controller:
                 inst = next(i for i in self._store.instances(name) if i.id == t.instance_id)
                 self.event(name, inst.revision, "ScalingDown", f"stopping {inst.id}: {t.reason}")
                 self._instances.begin_stop(inst, then="delete")
-        else:
+        elif router_up:
             await self._instances.push_backends(name, self._store.instances(name), routing)
         if plan.start is not None:
             rev = by_hash.get(plan.start.revision, target)
@@ -643,7 +678,7 @@ class Controller:
         pname = name + PREVIEW_SUFFIX
         revision = plan.traffic.preview if plan.traffic is not None else None
         if bg is not None and bg.preview_listen and revision:
-            await self._traffic.ensure(pname, bg.preview_listen)
+            await self._traffic.ensure(pname, bg.preview_listen, limits_for(spec))
             self._previews.add(name)
             backends = [
                 Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)
@@ -772,6 +807,19 @@ def _schema_needs(revisions: list[RevisionRecord]) -> dict[str, str]:
 
 def _weights_in_force(routing: Routing | None) -> dict[str, int] | None:
     return None if routing is None else routing.weights
+
+
+def _router_down(view: RolloutView, now: float, message: str) -> Plan:
+    """While the router cannot start nothing changes, but the progress deadline keeps running."""
+    if view.paused or view.target_complete or view.target_failed:
+        return Plan()
+    deadline = view.progress_at + view.progress_deadline_seconds
+    if now >= deadline:
+        return Plan(
+            outcome="failed",
+            reason=f"revision {view.target} made no progress for {view.progress_deadline_seconds:g}s: {message}",
+        )
+    return Plan(requeue_at=deadline)
 
 
 def _plan(

@@ -14,12 +14,26 @@ import httpx
 
 from gapless.controller.traffic import Routing
 from gapless.platform.probes import run_exec
-from gapless.router.config import Route, RouteMatch, Stickiness, StringMatch
+from gapless.router.config import Limits, Route, RouteMatch, Stickiness, StringMatch
 from gapless.spec.models import RolloutSpec
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.strategies.plan import Traffic
 
-__all__ = ["routing_for", "run_check"]
+__all__ = ["limits_for", "routing_for", "run_check"]
+
+
+def limits_for(spec: RolloutSpec) -> Limits:
+    """The router's limits from ``spec.router``."""
+    r = spec.router
+    return Limits(
+        header_timeout=r.header_timeout_seconds,
+        idle_timeout=r.idle_timeout_seconds,
+        max_connections=r.max_connections,
+        max_header_bytes=r.max_header_bytes,
+        backend_timeout=r.backend_timeout_seconds,
+        eject_after=r.eject_after_failures,
+        ejection=r.ejection_seconds,
+    )
 
 
 def routing_for(spec: RolloutSpec, traffic: Traffic | None) -> Routing:

@@ -5,6 +5,12 @@ address, give it the set of ready backends, wait until a removed backend has dra
 ``LocalRouters`` implements it with gapless's built-in router, one process per rollout, started
 detached (its own session, marked with the state directory) so that it outlives the control plane.
 An HAProxy data plane or a Kubernetes Gateway will implement the same protocol.
+
+A router process is a supervisor holding the listening socket and a worker it restarts when it dies
+(``gapless.router.supervisor``), so the admin socket can be gone for the moment a worker takes to start
+while the router still owns its address: ``ensure`` then waits for it (``RESTART_WAIT``) instead of
+killing the router and refusing connections while a new one binds. A router that cannot start says why:
+the last line of its log (``cannot listen on ADDRESS: address already in use``).
 """
 
 from __future__ import annotations
@@ -27,13 +33,24 @@ from gapless.core.errors import GaplessError, TemporaryError
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
 from gapless.router.client import RouterAdminError, RouterClient
-from gapless.router.config import Backend, Route, RouterConfig, Stickiness
+from gapless.router.config import Backend, Limits, Route, RouterConfig, Stickiness
 from gapless.router.stats import RouterStats
 
-__all__ = ["PREVIEW_SUFFIX", "LocalRouters", "RouterStartError", "RouterState", "Routing", "Traffic"]
+__all__ = [
+    "PREVIEW_SUFFIX",
+    "RESTART_WAIT",
+    "LocalRouters",
+    "RouterStartError",
+    "RouterState",
+    "Routing",
+    "Traffic",
+]
 
 PREVIEW_SUFFIX = ".preview"
 """A blue-green preview router is a router of its own, named after its rollout with this suffix."""
+
+RESTART_WAIT = 3.0
+"""Seconds to wait for the admin socket of a router whose process still runs (its worker restarting)."""
 
 
 class RouterStartError(GaplessError):
@@ -47,6 +64,8 @@ class RouterState:
     listen: str | None
     config_version: int | None
     backends: int
+    restarts: int = 0
+    """Workers the router's supervisor restarted since it started."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,7 @@ class Routing:
 
 
 class Traffic(Protocol):
-    async def ensure(self, rollout: str, listen: str) -> None: ...
+    async def ensure(self, rollout: str, listen: str, limits: Limits | None = None) -> None: ...
     async def address(self, rollout: str) -> str | None: ...
     async def set_backends(
         self, rollout: str, backends: list[Backend], routing: Routing | None = None
@@ -83,6 +102,8 @@ class LocalRouters:
         self._configs: dict[str, RouterConfig] = {}
         self._listen: dict[str, str] = {}
         self._pids: dict[str, int] = {}
+        self._limits: dict[str, Limits] = {}
+        self._restarts: dict[str, int] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def _paths(self, rollout: str) -> tuple[Path, Path, Path]:
@@ -111,11 +132,19 @@ class LocalRouters:
         health = await self._healthz(rollout)
         return None if health is None else str(health.get("listen"))
 
-    async def ensure(self, rollout: str, listen: str) -> None:
-        """A router for ``rollout`` answers on its admin socket and listens on ``listen``."""
+    async def ensure(self, rollout: str, listen: str, limits: Limits | None = None) -> None:
+        """A router for ``rollout`` answers on its admin socket and listens on ``listen``.
+
+        ``limits`` go to the router with the next configuration push (``set_backends``).
+        """
+        if limits is not None:
+            self._limits[rollout] = limits
         health = await self._healthz(rollout)
+        if health is None and self._running(rollout):
+            health = await self._wait_healthz(rollout)
         if health is not None and health.get("listen") == listen:
             self._pids[rollout] = int(str(health.get("pid")))
+            self._restarts[rollout] = int(str(health.get("restarts") or 0))
             self._listen[rollout] = listen
             if rollout not in self._configs:
                 self._configs[rollout] = await self._client(rollout).get_config()
@@ -126,6 +155,23 @@ class LocalRouters:
         else:
             await self._kill_strays(rollout)
         await self._start(rollout, listen)
+
+    def _running(self, rollout: str) -> bool:
+        """Whether a router process of ``rollout`` runs (whatever its admin socket says)."""
+        known = self._pids.get(rollout)
+        if known is not None and _group_alive(known):
+            return True
+        return any(p.role == ROLE_ROUTER and p.rollout == rollout for p in self._platform.discover())
+
+    async def _wait_healthz(self, rollout: str) -> dict[str, object] | None:
+        """The router's ``/healthz`` once its restarted worker answers, None after ``RESTART_WAIT``."""
+        deadline = time.monotonic() + RESTART_WAIT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            health = await self._healthz(rollout)
+            if health is not None:
+                return health
+        return None
 
     async def _kill_strays(self, rollout: str) -> None:
         for p in self._platform.discover():
@@ -163,10 +209,11 @@ class LocalRouters:
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             if child.poll() is not None:
-                raise RouterStartError(f"router for {rollout} exited at start: {_tail(log)}")
+                raise RouterStartError(f"router for {rollout} could not start: {_tail(log, 1)}")
             health = await self._healthz(rollout)
             if health is not None:
                 self._pids[rollout] = child.pid
+                self._restarts[rollout] = int(str(health.get("restarts") or 0))
                 self._listen[rollout] = listen
                 self._configs[rollout] = await self._client(rollout).get_config()
                 return
@@ -187,13 +234,18 @@ class LocalRouters:
             current = await self._client(rollout).get_config()
         if routing is None:
             routing = Routing(weights=current.weights, routes=current.routes, stickiness=current.stickiness)
+        limits = self._limits.get(rollout, current.limits)
         wanted = tuple(sorted(backends, key=lambda b: b.id))
         same_routing = (current.weights, current.routes, current.stickiness) == (
             routing.weights,
             routing.routes,
             routing.stickiness,
         )
-        if tuple(sorted(current.backends, key=lambda b: b.id)) == wanted and same_routing:
+        if (
+            tuple(sorted(current.backends, key=lambda b: b.id)) == wanted
+            and same_routing
+            and current.limits == limits
+        ):
             self._configs[rollout] = current
             return False
         cfg = RouterConfig(
@@ -202,6 +254,7 @@ class LocalRouters:
             weights=routing.weights,
             routes=routing.routes,
             stickiness=routing.stickiness,
+            limits=limits,
         )
         try:
             await self._client(rollout).put_config(cfg)
@@ -244,6 +297,7 @@ class LocalRouters:
             listen=self._listen.get(rollout),
             config_version=None if cfg is None else cfg.version,
             backends=0 if cfg is None else len(cfg.backends),
+            restarts=self._restarts.get(rollout, 0),
         )
 
     async def remove(self, rollout: str) -> None:
@@ -273,6 +327,7 @@ class LocalRouters:
         self._configs.pop(rollout, None)
         self._pids.pop(rollout, None)
         self._listen.pop(rollout, None)
+        self._restarts.pop(rollout, None)
 
     async def aclose(self) -> None:
         for c in self._clients.values():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gapless.router.process import run
+from gapless.router.supervisor import EXIT_BIND, BindError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,10 +20,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-file", required=True, help="where the last config is saved and loaded from")
     args = parser.parse_args(argv)
     try:
-        run(args.name, args.listen, args.admin_socket, args.token_file, args.config_file)
+        code = run(args.name, args.listen, args.admin_socket, args.token_file, args.config_file)
+    except BindError as exc:
+        # The last line of the router's log: the control plane quotes it (address already in use).
+        parser.exit(EXIT_BIND, f"gapless router {args.name}: {exc.strerror}\n")
     except (OSError, ValueError) as exc:
-        # A missing token file, a bad --listen or an address in use: say so without a traceback.
+        # A missing token file or a bad --listen: say so without a traceback.
         parser.exit(1, f"gapless router {args.name}: {exc}\n")
+    sys.exit(code)
 
 
 if __name__ == "__main__":

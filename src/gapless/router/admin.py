@@ -69,9 +69,16 @@ class AdminServer:
     """Serves the admin API of ``router`` on ``socket_path`` once started."""
 
     def __init__(
-        self, router: Router, socket_path: str | Path, token_digest: str, config_file: str | Path
+        self,
+        router: Router,
+        socket_path: str | Path,
+        token_digest: str,
+        config_file: str | Path,
+        *,
+        pid: int | None = None,
     ) -> None:
         self.router = router
+        self._supervisor = pid  # the supervisor's pid, which outlives workers
         self.socket_path = Path(socket_path)
         self.config_file = Path(config_file)
         self._digest = token_digest.encode()
@@ -79,6 +86,12 @@ class AdminServer:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._metrics = RouterMetrics(lambda: (router.stats(), router.config))
+
+    def pid(self) -> int:
+        """The supervisor's pid while it lives (the process group to signal), else this process's."""
+        if self._supervisor is not None and os.getppid() == self._supervisor:
+            return self._supervisor
+        return os.getpid()
 
     async def start(self) -> None:
         """Bind the socket (removing a stale one first) with mode 0600 and start serving."""
@@ -170,7 +183,10 @@ class AdminServer:
                 200,
                 {
                     "name": router.name,
-                    "pid": os.getpid(),
+                    "pid": self.pid(),
+                    "worker_pid": os.getpid(),
+                    "supervised": self._supervisor is not None and os.getppid() == self._supervisor,
+                    "restarts": router.restarts,
                     "config_version": router.config.version,
                     "listen": router.listen,
                 },

@@ -12,13 +12,17 @@ every condition of a route goes to that route's revision whatever the weights (w
 A request with the sticky header or cookie goes to the revision owning its hash bucket: revisions own
 consecutive ranges of the buckets in the order of ``weights``, sized by weight, so as a revision listed
 first grows, keys only ever move onto it. Other requests are split by weight.
+
+An ejected backend (see ``pool.py``) is passed over: its turn goes to the next healthy member of its
+revision, else to any healthy backend. When every backend is ejected the table routes as if none were
+(Envoy's panic threshold): a guess beats a certain 503. The check is one attribute read per pick.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
+from gapless.core.regex import Regex
 from gapless.router.config import RouteMatch, RouterConfig, StringMatch
 from gapless.router.pool import BackendPool
 from gapless.router.sticky import BUCKETS, bucket_of, cookie_value, header_value
@@ -35,8 +39,8 @@ def _value_test(match: StringMatch) -> Callable[[str], bool]:
     if match.prefix is not None:
         prefix = match.prefix
         return lambda v: v.startswith(prefix)
-    pattern = re.compile(match.regex or "")
-    return lambda v: pattern.search(v) is not None
+    # Linear in the value whatever the pattern (``gapless.core.regex``): a header cannot stall the loop.
+    return Regex(match.regex or "").search
 
 
 def _condition(m: RouteMatch) -> _Condition:
@@ -133,7 +137,23 @@ class Table:
         members = groups[g]
         i = self._rr[g]
         self._rr[g] = i + 1
-        return members[i % len(members)]
+        pool = members[i % len(members)]
+        if pool.ejected:
+            return self._instead_of_ejected(g, i, pool)
+        return pool
+
+    def _instead_of_ejected(self, g: int, i: int, ejected: BackendPool) -> BackendPool:
+        """Another backend of the same group, else of any group; all ejected: route anyway (panic)."""
+        members = self._groups[g]
+        for k in range(1, len(members)):
+            pool = members[(i + k) % len(members)]
+            if not pool.ejected:
+                return pool
+        for group in self._groups:
+            for pool in group:
+                if not pool.ejected:
+                    return pool
+        return ejected
 
     def pick_for(self, head: bytes, tried: set[BackendPool] | None = None) -> BackendPool | None:
         """The backend for a request with this head, by route, sticky key or weight; avoids ``tried``."""
@@ -144,7 +164,7 @@ class Table:
                 i = self._revision_rr[rev]
                 self._revision_rr[rev] = i + 1
                 pool = members[i % len(members)]
-                if tried is None or pool not in tried:
+                if (tried is None or pool not in tried) and not pool.ejected:
                     return pool
         return self.pick() if tried is None else self.pick_other(tried)
 

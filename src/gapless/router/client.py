@@ -17,7 +17,7 @@ from typing import Any, Self
 import httpx
 
 from gapless.core.errors import GaplessError, TemporaryError
-from gapless.router.config import RouterConfig
+from gapless.router.config import Limits, RouterConfig
 from gapless.router.stats import RouterStats
 
 __all__ = [
@@ -54,6 +54,8 @@ class UnauthorizedError(RouterAdminError):
 class RouterUnavailableError(TemporaryError, ConnectionError):
     """The router's admin socket could not be reached (also a ``ConnectionError``, so an OSError)."""
 
+
+_DEFAULT_LIMITS = Limits()
 
 _ERRORS: dict[int, type[RouterAdminError]] = {
     400: InvalidConfigError,
@@ -124,8 +126,13 @@ class RouterClient:
         return RouterConfig.model_validate(await self._request("GET", "/config"))
 
     async def put_config(self, config: RouterConfig) -> None:
-        """Push a whole config; raises ``StaleConfigError`` or ``InvalidConfigError`` when refused."""
-        await self._request("PUT", "/config", config.model_dump_json())
+        """Push a whole config; raises ``StaleConfigError`` or ``InvalidConfigError`` when refused.
+
+        Default limits are left out, so a router started by an older gapless (which knows no limits)
+        keeps taking configs after the control plane was upgraded.
+        """
+        exclude = {"limits"} if config.limits == _DEFAULT_LIMITS else None
+        await self._request("PUT", "/config", config.model_dump_json(exclude=exclude))
 
     async def stats(self) -> RouterStats:
         return RouterStats.model_validate(await self._request("GET", "/stats"))

@@ -8,13 +8,16 @@ it finish, and its idle upstream connections are closed.
 
 from __future__ import annotations
 
-import re
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-__all__ = ["Backend", "Route", "RouteMatch", "RouterConfig", "Stickiness", "StringMatch"]
+from gapless.core.regex import MAX_PATTERN_LENGTH, Regex, RegexError
 
-MAX_REGEX = 512
+__all__ = ["Backend", "Limits", "Route", "RouteMatch", "RouterConfig", "Stickiness", "StringMatch"]
+
+MAX_REGEX = MAX_PATTERN_LENGTH
 
 
 class Backend(BaseModel):
@@ -43,8 +46,8 @@ class StringMatch(BaseModel):
             raise ValueError("needs exactly one of exact, prefix, regex")
         if self.regex is not None:
             try:
-                re.compile(self.regex)
-            except re.error as e:
+                Regex(self.regex)  # linear time: no pattern can stall the event loop
+            except RegexError as e:
                 raise ValueError(f"regex: {e}") from e
         return self
 
@@ -93,6 +96,48 @@ class Stickiness(BaseModel):
         return self
 
 
+def _strict_number(value: Any) -> Any:
+    """Numbers only: ``true`` is no count and ``inf`` no duration."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")  # noqa: TRY004 -- pydantic reports only ValueError
+    if not math.isfinite(value):
+        raise ValueError("must be finite")
+    return value
+
+
+def _strict_int(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")  # noqa: TRY004 -- pydantic reports only ValueError
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_strict_number), Field(gt=0, le=86400)]
+Count = Annotated[int, BeforeValidator(_strict_int), Field(gt=0)]
+
+
+class Limits(BaseModel):
+    """How the router defends itself against clients and backends (``spec.router`` of a Rollout).
+
+    ``header_timeout``: seconds a client has to start a request head after connecting, and to finish
+    one once started; ``idle_timeout``: seconds a kept-alive client connection may wait for its next request;
+    ``max_connections``: client connections at once (past it the connection that has sent no complete
+    head for the longest time is closed, or the new one refused when all are busy); ``max_header_bytes``:
+    bytes of a request head; ``backend_timeout``: seconds a backend has to start its response;
+    ``eject_after`` consecutive timeouts or connection failures take a backend out of the balancer for
+    ``ejection`` seconds (doubling with each ejection in a row).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    header_timeout: Seconds = 10.0
+    idle_timeout: Seconds = 60.0
+    max_connections: Count = 10_000
+    max_header_bytes: Annotated[int, BeforeValidator(_strict_int), Field(ge=1024, le=1024 * 1024)] = 64 * 1024
+    backend_timeout: Seconds = 30.0
+    eject_after: Count = 3
+    ejection: Seconds = 10.0
+
+
 class RouterConfig(BaseModel):
     """Everything the router needs to route: backends and how traffic splits between revisions.
 
@@ -109,6 +154,7 @@ class RouterConfig(BaseModel):
     weights: dict[str, int] | None = None
     routes: tuple[Route, ...] = ()
     stickiness: Stickiness | None = None
+    limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _check(self) -> RouterConfig:

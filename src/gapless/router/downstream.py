@@ -14,6 +14,14 @@ requests wait in a queue (and stop the reading of the client) until the response
 A request is retried on another backend when connecting fails, or when the connection breaks before
 any response byte arrived and the request can be replayed (an idempotent method whose bytes so far fit
 in ``REPLAY_LIMIT``). A pooled connection that turns out to be closed does not count as an attempt.
+A backend that has not started its response within the backend timeout (checked by the router's
+housekeeping, so no timer per request) is given up on the same way: the request is replayed elsewhere
+when it may be, else answered 504.
+
+A connection waiting for a request head sits in one of the router's three ordered ``waiting`` dicts:
+``fresh`` (connected, nothing sent yet), ``partial`` (in the middle of a head: what a slowloris holds)
+or ``idle`` (kept alive between requests), in the order it started waiting there. That order is what
+the timeouts and the connection limit use, for a dict operation or two per request.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from httptools import HttpParserError
 
+from gapless.router.answers import BAD_REQUEST, OVER_LIMIT, REQUEST_TIMEOUT, TOO_LARGE, local_head
 from gapless.router.exchange import (
     CONNECT_TIMEOUT,
     MAX_ATTEMPTS,
@@ -33,16 +42,41 @@ from gapless.router.exchange import (
     REPLAY_LIMIT,
     Exchange,
 )
-from gapless.router.reader import RequestReader
+from gapless.router.reader import HeadTooLarge, RequestReader
 from gapless.router.upstream import UpstreamProtocol
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from gapless.router.balancer import Table
+    from gapless.router.config import Limits
     from gapless.router.pool import BackendPool
-    from gapless.router.proxy import Router
 
-__all__ = ["DownstreamProtocol"]
+__all__ = ["DownstreamProtocol", "RouterView"]
 
-_LOCAL_HEAD = b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n"
+
+class RouterView(Protocol):
+    """What a client connection needs of the router that accepted it (``proxy.Router`` meets it).
+
+    Declared here so that this module does not import the one above it: news about a connection goes up
+    only through these members.
+    """
+
+    table: Table
+    closing: bool
+    limits: Limits
+    max_connections: int
+    now: float
+    connections: set[DownstreamProtocol]
+    fresh: dict[DownstreamProtocol, None]
+    partial: dict[DownstreamProtocol, None]
+    idle: dict[DownstreamProtocol, None]
+    refused: int
+    oversized_heads: int
+
+    def make_room(self) -> bool: ...
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
 
 # Reasons to stop reading the client, as bits: it is read again when none is left.
 _UPSTREAM_FULL = 1
@@ -59,15 +93,17 @@ class DownstreamProtocol(RequestReader):
         "paused",
         "queue",
         "router",
+        "since",
         "transport",
         "tunnel",
+        "waiting",
         "wbuf",
         "write_paused",
     )
 
     transport: asyncio.Transport  # set by connection_made, before any other callback
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: RouterView) -> None:
         super().__init__()
         self.router = router
         self.current: Exchange | None = None
@@ -77,15 +113,28 @@ class DownstreamProtocol(RequestReader):
         self.write_paused = False
         self.tunnel: UpstreamProtocol | None = None
         self.closing = False
+        self.waiting: dict[DownstreamProtocol, None] | None = None  # a dict of the router's, or None
+        self.since = 0.0  # when it began waiting there
 
     # -- asyncio.Protocol --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        router = self.router
+        if len(router.connections) >= router.max_connections and not router.make_room():
+            router.refused += 1
+            self.closing = True
+            transport.write(OVER_LIMIT)  # type: ignore[attr-defined]
+            transport.close()
+            return
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
-        self.router.connections.add(self)
+        self.max_head = router.limits.max_header_bytes
+        router.connections.add(self)
+        self.since = monotonic()
+        self.waiting = router.fresh
+        router.fresh[self] = None
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -97,10 +146,17 @@ class DownstreamProtocol(RequestReader):
                 self.read(data)
             else:
                 self._frame(data)  # the usual case, without one more call
-        except HttpParserError:
-            self._bad_request()
+        except HttpParserError as exc:
+            self._bad_request(exc)
             return
         ex = self.current
+        waiting = self.waiting
+        if waiting is not None:
+            if ex is not None:
+                del waiting[self]
+                self.waiting = None
+            elif waiting is not self.router.partial and (self.inbuf or self.slow_mode):
+                self._wait(self.router.partial, monotonic())  # a head began: the header timeout runs
         if ex is None:
             return
         if ex.upstream is not None:
@@ -128,6 +184,9 @@ class DownstreamProtocol(RequestReader):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.router.connections.discard(self)
+        if self.waiting is not None:
+            del self.waiting[self]
+            self.waiting = None
         self.queue = None
         tunnel = self.tunnel
         ex = self.current
@@ -170,6 +229,41 @@ class DownstreamProtocol(RequestReader):
         self.paused &= ~reason
         if not self.paused and not self.closing:
             self.transport.resume_reading()
+
+    # -- waiting for a request, and the router's defences --
+
+    def _wait(self, waiting: dict[DownstreamProtocol, None], since: float) -> None:
+        """Wait for a request head in ``waiting`` (at its end: the newest), from ``since``."""
+        if self.waiting is not None:
+            del self.waiting[self]
+        self.waiting = waiting
+        self.since = since
+        waiting[self] = None
+
+    def shed(self, *, timed_out: bool) -> None:
+        """Close a connection that is waiting for a head (a timeout, or room at the connection limit)."""
+        if self.waiting is not None:
+            del self.waiting[self]
+            self.waiting = None
+        self.closing = True
+        if timed_out and (self.inbuf or self.slow_mode):
+            self.transport.write(REQUEST_TIMEOUT)  # it was sending a request: say why it ends
+        self.transport.close()
+
+    def backend_timed_out(self, now: float) -> None:
+        """The backend did not start its response in time: replay the request elsewhere, or answer 504."""
+        ex = self.current
+        if ex is None or ex.upstream is None or ex.pool is None:
+            return
+        pool = ex.pool
+        limits = self.router.limits
+        pool.timeouts += 1
+        pool.failed(now, limits.eject_after, limits.ejection)
+        up = ex.upstream
+        ex.upstream = None
+        up.abort()
+        ex.timed_out = True
+        self._attempt_failed(ex, replay=True, stale=False)
 
     # -- reading requests (see RequestReader) --
 
@@ -238,6 +332,8 @@ class DownstreamProtocol(RequestReader):
             prev.rev.requests -= 1
             rev.requests += 1
         ex.pool = pool
+        if prev is not None:
+            ex.attempt_at = monotonic()  # a retry; the first attempt starts at ex.started
         ex.counted = True
         pool.requests += 1
         pool.in_flight += 1
@@ -264,6 +360,8 @@ class DownstreamProtocol(RequestReader):
                 _, up = await loop.create_connection(lambda: UpstreamProtocol(pool), pool.host, pool.port)
         except (OSError, TimeoutError):
             pool.connection_errors += 1
+            limits = self.router.limits
+            pool.failed(monotonic(), limits.eject_after, limits.ejection)
             if ex is self.current and ex.pool is pool and not self.closing:
                 self._attempt_failed(ex, replay=False, stale=False)
             return
@@ -288,7 +386,7 @@ class DownstreamProtocol(RequestReader):
             pool.rev.bytes_in += ex.body_bytes
 
     def _attempt_failed(self, ex: Exchange, *, replay: bool, stale: bool) -> None:
-        """An attempt failed before any response byte: retry elsewhere when allowed, else answer 502."""
+        """An attempt failed before any response byte: retry elsewhere when allowed, else answer 502 (504)."""
         self._uncount(ex)
         ex.upstream = None
         if stale and ex.stale < MAX_STALE:
@@ -335,6 +433,9 @@ class DownstreamProtocol(RequestReader):
             up.close()
             return
         pool = up.pool
+        if pool.failures:
+            pool.failures = 0
+            pool.ejections = 0
         rev = pool.rev
         rev.record(up.status, monotonic() - ex.started)
         if ex.counted:
@@ -353,8 +454,13 @@ class DownstreamProtocol(RequestReader):
             up.close()
         if ex.keep_alive and ex.request_done and self.queue is None and not self.upgrading:
             self.current = None  # the common case, done inline: wait for the next request
-            if self.router.closing:
+            router = self.router
+            if router.closing:
                 self._exchange_ended(False)
+            else:
+                self.waiting = router.idle
+                self.since = router.now
+                router.idle[self] = None
         else:
             self._exchange_ended(ex.keep_alive and ex.request_done and not self.upgrading)
 
@@ -408,7 +514,17 @@ class DownstreamProtocol(RequestReader):
 
     # -- answers of the router itself --
 
+    def _gateway_timeout(self, ex: Exchange) -> None:
+        pool = ex.pool
+        if pool is not None:
+            pool.rev.record(504, monotonic() - ex.started)
+        self._local_response(ex, 504, b"Gateway Timeout", b"no backend answered in time\n")
+
     def _bad_gateway(self, ex: Exchange) -> None:
+        """Every attempt failed: 502, or 504 when a backend did not answer in time."""
+        if ex.timed_out:
+            self._gateway_timeout(ex)
+            return
         pool = ex.pool
         if pool is not None:
             pool.rev.connection_errors += 1
@@ -417,16 +533,17 @@ class DownstreamProtocol(RequestReader):
 
     def _local_response(self, ex: Exchange, status: int, reason: bytes, body: bytes) -> None:
         keep = ex.keep_alive and ex.request_done and not self.upgrading and not self.router.closing
-        head = _LOCAL_HEAD % (status, reason, len(body), b"" if keep else b"Connection: close\r\n")
+        head = local_head(status, reason, len(body), keep_alive=keep)
         self.wbuf.append(head if ex.is_head else head + body)
         self.flush()
         self._exchange_ended(keep)
 
-    def _bad_request(self) -> None:
+    def _bad_request(self, exc: HttpParserError) -> None:
+        too_large = isinstance(exc, HeadTooLarge)
+        if too_large:
+            self.router.oversized_heads += 1
         if self.current is None and not self.closing:
-            self.wbuf.append(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n"
-            )
+            self.wbuf.append(TOO_LARGE if too_large else BAD_REQUEST)
             self.flush()
         elif self.current is not None:
             self.connection_lost(None)
@@ -449,3 +566,5 @@ class DownstreamProtocol(RequestReader):
         elif self.router.closing:
             self.closing = True
             self.transport.close()
+        else:
+            self._wait(self.router.idle, self.router.now)

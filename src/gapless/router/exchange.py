@@ -46,6 +46,7 @@ class Exchange:
     """One request of a client and its way through the router."""
 
     __slots__ = (
+        "attempt_at",
         "attempts",
         "body_bytes",
         "chunked",
@@ -63,6 +64,7 @@ class Exchange:
         "sent_size",
         "stale",
         "started",
+        "timed_out",
         "tried",
         "upstream",
         "wbuf",
@@ -70,7 +72,7 @@ class Exchange:
     )
 
     def __init__(self, method: bytes, head: bytes, chunked: bool, keep_alive: bool, http10: bool) -> None:
-        self.started = monotonic()
+        self.started = self.attempt_at = monotonic()
         self.is_head = method == b"HEAD"
         self.chunked = chunked
         self.keep_alive = keep_alive
@@ -93,6 +95,7 @@ class Exchange:
         self.tried: set[BackendPool] | None = None
         self.attempts = 0
         self.stale = 0
+        self.timed_out = False  # an attempt ran out of the backend timeout
 
 
 def queue_body(ex: Exchange, data: bytes) -> None:

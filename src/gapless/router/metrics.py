@@ -105,6 +105,15 @@ def router_families(stats: RouterStats, config: RouterConfig) -> Iterator[Metric
     version.add_metric([rollout], stats.config_version)
     yield version
 
+    restarts = CounterMetricFamily(
+        "gapless_router_restarts",
+        "Router workers that died and were started again by the router's supervisor.",
+        labels=["rollout"],
+    )
+    restarts.add_metric([rollout], stats.restarts)
+    yield restarts
+    yield from _defence_families(stats)
+
     if config.weights is not None:
         weight = GaugeMetricFamily(
             "gapless_router_weight",
@@ -114,6 +123,47 @@ def router_families(stats: RouterStats, config: RouterConfig) -> Iterator[Metric
         for name, w in sorted(config.weights.items()):
             weight.add_metric([rollout, name], w)
         yield weight
+
+
+def _defence_families(stats: RouterStats) -> Iterator[Metric]:
+    """Client connections and what the router did to defend itself; backend timeouts and ejections."""
+    rollout = stats.name
+    conns = stats.connections
+    open_ = GaugeMetricFamily(
+        "gapless_router_client_connections", "Client connections open now.", labels=["rollout"]
+    )
+    open_.add_metric([rollout], conns.open)
+    limit = GaugeMetricFamily(
+        "gapless_router_client_connection_limit", "Client connections allowed at once.", labels=["rollout"]
+    )
+    limit.add_metric([rollout], conns.limit)
+    closed = CounterMetricFamily(
+        "gapless_router_client_connections_closed",
+        "Client connections the router closed or refused to defend itself, by reason.",
+        labels=["rollout", "reason"],
+    )
+    for reason, count in (
+        ("evicted", conns.evicted),
+        ("refused", conns.refused),
+        ("header_timeout", conns.header_timeouts),
+        ("idle_timeout", conns.idle_timeouts),
+        ("head_too_large", conns.oversized_heads),
+    ):
+        closed.add_metric([rollout, reason], count)
+    timeouts = CounterMetricFamily(
+        "gapless_router_backend_timeouts",
+        "Requests whose backend did not start its response within the backend timeout.",
+        labels=["rollout", "backend", "revision"],
+    )
+    ejected = GaugeMetricFamily(
+        "gapless_router_backend_ejected",
+        "1 while the balancer passes the backend over after failures in a row.",
+        labels=["rollout", "backend", "revision"],
+    )
+    for backend_id, backend in sorted(stats.backends.items()):
+        timeouts.add_metric([rollout, backend_id, backend.revision], backend.timeouts)
+        ejected.add_metric([rollout, backend_id, backend.revision], 1 if backend.ejected else 0)
+    yield from (open_, limit, closed, timeouts, ejected)
 
 
 class RouterCollector(Collector):

@@ -8,10 +8,17 @@ request already written). Expiry is mark-and-sweep by the router's housekeeping,
 ``IDLE_TIMEOUT / 2`` seconds (a connection idle at two sweeps in a row is closed), so taking and
 returning a connection costs no clock read. A backend removed from the config is marked ``removed``: its idle
 connections close at once and busy ones close when their response ends.
+
+Passive outlier detection (as Envoy's): a backend whose connections fail or whose responses time out
+``eject_after`` times in a row is ``ejected``, and the balancer passes it over for the ejection time,
+doubled for each ejection in a row, so a hung instance stops taking requests after its first few
+timeouts instead of after its liveness probe. Any response resets the streak; the housekeeping lets an
+ejected backend back in when its time is up.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -22,13 +29,18 @@ from gapless.router.stats import BackendStats
 if TYPE_CHECKING:
     from gapless.router.upstream import UpstreamProtocol
 
-__all__ = ["IDLE_TIMEOUT", "MAX_IDLE", "BackendPool"]
+__all__ = ["IDLE_TIMEOUT", "MAX_EJECTION", "MAX_IDLE", "BackendPool"]
+
+log = logging.getLogger(__name__)
 
 MAX_IDLE = 64
 """Idle keep-alive connections kept per backend; more are closed when their response ends."""
 
 IDLE_TIMEOUT = 1.5
 """Seconds an idle upstream connection may wait in the pool (give or take half) before it is closed."""
+
+MAX_EJECTION = 300.0
+"""Seconds an ejection lasts at most, however many came in a row."""
 
 
 class BackendPool:
@@ -37,6 +49,10 @@ class BackendPool:
     __slots__ = (
         "backend",
         "connection_errors",
+        "ejected",
+        "ejected_until",
+        "ejections",
+        "failures",
         "host",
         "id",
         "idle",
@@ -45,6 +61,7 @@ class BackendPool:
         "removed",
         "requests",
         "rev",
+        "timeouts",
     )
 
     def __init__(self, backend: Backend, rev: RevisionCounters) -> None:
@@ -58,6 +75,36 @@ class BackendPool:
         self.in_flight = 0
         self.requests = 0
         self.connection_errors = 0
+        self.timeouts = 0
+        self.failures = 0  # connection failures and timeouts in a row
+        self.ejections = 0  # ejections in a row
+        self.ejected = False
+        self.ejected_until = 0.0
+
+    def failed(self, now: float, eject_after: int, ejection: float) -> None:
+        """A connection failed or a response timed out: eject the backend after ``eject_after`` in a row."""
+        self.failures += 1
+        if self.failures < eject_after or self.ejected:
+            return
+        self.ejections += 1
+        seconds = min(MAX_EJECTION, ejection * 2 ** (self.ejections - 1))
+        self.ejected = True
+        self.ejected_until = now + seconds
+        log.warning(
+            "backend %s (%s:%d) ejected for %gs after %d failures in a row",
+            self.id,
+            self.host,
+            self.port,
+            seconds,
+            self.failures,
+        )
+
+    def readmit(self, now: float) -> None:
+        """Let an ejected backend back in once its time is up (its next failure ejects it again)."""
+        if self.ejected and now >= self.ejected_until:
+            self.ejected = False
+            self.failures = 0
+            log.info("backend %s back in the balancer", self.id)
 
     def acquire(self) -> UpstreamProtocol | None:
         """Take the most recently used idle connection that is still open, or None."""
@@ -111,5 +158,8 @@ class BackendPool:
             in_flight=self.in_flight,
             requests=self.requests,
             connection_errors=self.connection_errors,
+            timeouts=self.timeouts,
+            ejected=self.ejected,
+            ejections=self.ejections,
             removed=self.removed,
         )

@@ -5,8 +5,19 @@ A config push builds a new ``Table`` and swaps one reference; requests already r
 revision name, so counters survive config pushes. A backend that leaves the config is drained and
 kept visible in ``stats()`` until its last in-flight request ends.
 
-``Router`` starts inert; ``start()`` opens the listener and a periodic housekeeping task (idle connection expiry, pruning of drained backends), and
-``stop()`` stops accepting, lets in-flight requests finish within a grace period, then closes the rest.
+``Router`` starts inert; ``start()`` opens the listener (or serves a listening socket it is given) and a
+periodic housekeeping task, and ``stop()`` stops accepting, lets in-flight requests finish within a grace
+period, then closes the rest.
+
+Housekeeping is where the router defends itself, so that the request path needs no timer: every
+``period`` seconds (a quarter of the shortest timeout, at most 0.75 s) it closes client connections
+past the header or idle timeout (the oldest first, stopping at the first that is not), gives up on
+requests whose backend has not started answering within the backend timeout, lets ejected backends back
+in, and expires idle upstream connections. At the connection limit, ``make_room`` closes the connection
+that has waited longest without a complete request head: first among those in the middle of one (what
+a slowloris holds; a normal client sends its head in one piece), then among those that sent nothing
+yet, then among kept-alive ones; only when every connection is busy is the new one refused. So an
+attacker holding more sockets than the limit mostly pushes out its own.
 """
 
 from __future__ import annotations
@@ -14,31 +25,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Coroutine
 from time import monotonic
 from typing import Any
 
 from gapless.router.balancer import Table
-from gapless.router.config import RouterConfig
+from gapless.router.config import Limits, RouterConfig
 from gapless.router.counters import RevisionCounters
 from gapless.router.downstream import DownstreamProtocol
 from gapless.router.pool import IDLE_TIMEOUT, BackendPool
-from gapless.router.stats import RouterStats
+from gapless.router.stats import ConnectionStats, RouterStats
 
-__all__ = ["Router"]
+__all__ = ["Router", "fd_budget"]
+
 
 log = logging.getLogger(__name__)
 
 _HOUSEKEEPING_PERIOD = IDLE_TIMEOUT / 2
+_MIN_PERIOD = 0.05
+_FD_RESERVE = 128
+"""File descriptors kept for the admin socket, logs, the config file and backend connects."""
+
+
+def fd_budget(soft_limit: int, wanted: int) -> int:
+    """Client connections the open-file limit allows: each busy one needs a backend connection too."""
+    return max(1, min(wanted, (soft_limit - _FD_RESERVE) // 2))
 
 
 class Router:
     """The data plane of one rollout."""
 
-    def __init__(self, name: str, config: RouterConfig | None = None) -> None:
+    def __init__(self, name: str, config: RouterConfig | None = None, *, fd_limit: int | None = None) -> None:
         self.name = name
         self.closing = False
         self.connections: set[DownstreamProtocol] = set()
+        # Connections waiting for a request head, oldest first (see downstream.py).
+        self.fresh: dict[DownstreamProtocol, None] = {}
+        self.partial: dict[DownstreamProtocol, None] = {}
+        self.idle: dict[DownstreamProtocol, None] = {}
+        self.now = monotonic()  # refreshed by housekeeping: a clock read the request path need not make
+        self.fd_limit = fd_limit
+        self.limits = Limits()
+        self.max_connections = self._connection_budget(self.limits)
+        self.period = self._period(self.limits)
+        self.evicted = 0
+        self.refused = 0
+        self.header_timeouts = 0
+        self.idle_timeouts = 0
+        self.oversized_heads = 0
+        self.restarts = 0
         self.pools: dict[str, BackendPool] = {}
         self.draining: dict[str, BackendPool] = {}
         self.revisions: dict[str, RevisionCounters] = {}
@@ -74,7 +110,39 @@ class Router:
                     self.draining[backend_id] = old
         self.pools = pools
         self.table = Table(config, pools)
+        if config.limits != self.limits:
+            self.limits = config.limits
+            self.max_connections = self._connection_budget(config.limits)
+            self.period = self._period(config.limits)
         self._prune()
+
+    def _connection_budget(self, limits: Limits) -> int:
+        if self.fd_limit is None:
+            return limits.max_connections
+        budget = fd_budget(self.fd_limit, limits.max_connections)
+        if budget < limits.max_connections:
+            log.info(
+                "maxConnections %d lowered to %d: the open-file limit is %d",
+                limits.max_connections,
+                budget,
+                self.fd_limit,
+            )
+        return budget
+
+    @staticmethod
+    def _period(limits: Limits) -> float:
+        shortest = min(limits.header_timeout, limits.idle_timeout, limits.backend_timeout)
+        return max(_MIN_PERIOD, min(_HOUSEKEEPING_PERIOD, shortest / 4))
+
+    def make_room(self) -> bool:
+        """At the connection limit: close the longest-waiting connection without a complete head."""
+        for waiting in (self.partial, self.fresh, self.idle):
+            if waiting:
+                oldest = next(iter(waiting))
+                oldest.shed(timed_out=False)
+                self.evicted += 1
+                return True
+        return False
 
     def _prune(self) -> None:
         for backend_id in [k for k, p in self.draining.items() if p.in_flight <= 0]:
@@ -92,8 +160,18 @@ class Router:
         return RouterStats(
             name=self.name,
             config_version=self.config.version,
+            restarts=self.restarts,
             revisions={n: r.snapshot() for n, r in self.revisions.items()},
             backends=backends,
+            connections=ConnectionStats(
+                open=len(self.connections),
+                limit=self.max_connections,
+                evicted=self.evicted,
+                refused=self.refused,
+                header_timeouts=self.header_timeouts,
+                idle_timeouts=self.idle_timeouts,
+                oversized_heads=self.oversized_heads,
+            ),
         )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -107,22 +185,65 @@ class Router:
         if not task.cancelled() and task.exception() is not None:
             log.error("router task failed", exc_info=task.exception())
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on ``host:port`` (port 0 picks a free one; see ``listen``)."""
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (port 0 picks a free one; see ``listen``), or serve ``sock``."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: DownstreamProtocol(self), host, port, backlog=2048, reuse_address=True
-        )
+        if sock is not None:
+            self._server = await loop.create_server(lambda: DownstreamProtocol(self), sock=sock, backlog=2048)
+        else:
+            self._server = await loop.create_server(
+                lambda: DownstreamProtocol(self), host, port, backlog=2048, reuse_address=True
+            )
         sock_host, sock_port = self._server.sockets[0].getsockname()[:2]
         self.listen = f"[{sock_host}]:{sock_port}" if ":" in sock_host else f"{sock_host}:{sock_port}"
         self._housekeeping = loop.create_task(self._housekeep())
 
     async def _housekeep(self) -> None:
+        swept = monotonic()
         while True:
-            await asyncio.sleep(_HOUSEKEEPING_PERIOD)
+            await asyncio.sleep(self.period)
+            now = self.now = monotonic()
+            self._expire(now)
             for pool in self.pools.values():
-                pool.sweep()
-            self._prune()
+                pool.readmit(now)
+            if now - swept >= _HOUSEKEEPING_PERIOD:
+                swept = now
+                for pool in self.pools.values():
+                    pool.sweep()
+                self._prune()
+
+    def _expire(self, now: float) -> None:
+        """Close connections past the header or idle timeout; give up on backends past theirs."""
+        limits = self.limits
+        # An idle connection's time starts at the ``now`` of the last sweep: one period is added so it is
+        # never closed early.
+        for waiting, timeout, head in (
+            (self.partial, limits.header_timeout, True),
+            (self.fresh, limits.header_timeout, True),
+            (self.idle, limits.idle_timeout + self.period, False),
+        ):
+            late: list[DownstreamProtocol] = []
+            for conn in waiting:  # oldest first
+                if now - conn.since < timeout:
+                    break
+                late.append(conn)
+            for conn in late:
+                if head:
+                    self.header_timeouts += 1
+                else:
+                    self.idle_timeouts += 1
+                conn.shed(timed_out=head)
+        timeout = limits.backend_timeout
+        for conn in [c for c in self.connections if c.current is not None and c.tunnel is None]:
+            ex = conn.current
+            if (
+                ex is not None
+                and ex.upstream is not None
+                and ex.request_done
+                and not ex.upstream.got_bytes
+                and now - ex.attempt_at >= timeout
+            ):
+                conn.backend_timed_out(now)
 
     def busy(self) -> int:
         """Client connections with a request in flight or an open tunnel."""

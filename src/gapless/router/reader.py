@@ -9,6 +9,11 @@ request line) go to a second parser that reports every header, together with eve
 until a read ends exactly between two requests; then framing resumes.
 
 Each complete head becomes an ``Exchange`` passed to ``_start``, which the protocol defines.
+
+A head may have at most ``max_head`` bytes however they arrive: a head that comes in pieces is
+gathered in a ``bytearray`` and searched for its end only from where the last piece ended, so a client
+sending one byte at a time costs linear work, not quadratic, and is cut off at the limit
+(``HeadTooLarge``, answered 431). The per-header parser counts the bytes of the head it is in, too.
 """
 
 from __future__ import annotations
@@ -32,10 +37,14 @@ from gapless.router.headers import (
     request_kind,
 )
 
-__all__ = ["MAX_HEAD", "RequestReader"]
+__all__ = ["MAX_HEAD", "HeadTooLarge", "RequestReader"]
 
 MAX_HEAD = 64 * 1024
-"""Bytes a request head may have."""
+"""Bytes a request head may have unless the router's limits say otherwise."""
+
+
+class HeadTooLarge(HttpParserError):  # noqa: N818 -- named after the 431 it is answered with
+    """The request head is over the limit."""
 
 
 class _RawHeadCallbacks:
@@ -73,9 +82,12 @@ class RequestReader(asyncio.Protocol):
         "client_ip",
         "fast",
         "head",
+        "head_bytes",
         "head_lower",
         "host",
+        "in_head",
         "inbuf",
+        "max_head",
         "parser",
         "parsing",
         "parts",
@@ -93,12 +105,15 @@ class RequestReader(asyncio.Protocol):
         self.body_parser = self.fast  # the raw-head parser that gets the body of the request being read
         self.slow_mode = False
         self.at_boundary = True
-        self.inbuf = b""
+        self.inbuf = bytearray()  # a partial head; empty in the usual case
+        self.max_head = MAX_HEAD
+        self.in_head = False  # the per-header parser is inside a head
+        self.head_bytes = 0  # bytes fed to the per-header parser since that head began
         self.body_left = 0
         self.head = b""
         self.head_lower = b""
         self.client_ip = b""
-        self.url = b""
+        self.url = bytearray()
         self.parts: list[bytes] = [b""]  # the request line goes first once the head is complete
         self.special: list[tuple[bytes, bytes]] | None = None
         self.host = b""
@@ -136,21 +151,28 @@ class RequestReader(asyncio.Protocol):
             self.body_left = 0
             self.body_parser.feed_data(data[:left])
             data = data[left:]
-        buf = self.inbuf + data if self.inbuf else data
-        self.inbuf = b""
+        if self.inbuf:
+            if not self._gather(data):
+                return
+            buf = bytes(self.inbuf)
+            self.inbuf.clear()
+        else:
+            buf = data
         size = len(buf)
         pos = 0
         while pos < size:
             end = buf.find(b"\r\n\r\n", pos)
             if end < 0:
-                if size - pos > MAX_HEAD:
-                    raise HttpParserError("request head too large")
+                if size - pos > self.max_head:
+                    raise HeadTooLarge("request head too large")
                 if buf.find(b"\n\n", pos) >= 0:
                     self.slow_mode = True  # bare LF line ends: let the parser judge (and refuse) them
                     self._parse(buf[pos:] if pos else buf)
                     return
-                self.inbuf = buf[pos:] if pos else buf
+                self.inbuf += memoryview(buf)[pos:]
                 return
+            if end - pos > self.max_head:
+                raise HeadTooLarge("request head too large")
             end += 4
             head = buf[pos:end] if pos or end != size else buf
             lower = head.lower()
@@ -184,6 +206,21 @@ class RequestReader(asyncio.Protocol):
                 parser.feed_data(buf[pos : pos + length])
                 pos += length
 
+    def _gather(self, data: bytes) -> bool:
+        """Add a piece of a partial head; True once the head (and maybe more) is complete in ``inbuf``.
+
+        The end of the head is searched only among the new bytes and the three before them, so a head
+        sent in many small pieces costs time linear in its size.
+        """
+        inbuf = self.inbuf
+        start = max(0, len(inbuf) - 3)
+        inbuf += data
+        if inbuf.find(b"\r\n\r\n", start) >= 0 or inbuf.find(b"\n\n", max(0, start - 1)) >= 0:
+            return True
+        if len(inbuf) > self.max_head:
+            raise HeadTooLarge("request head too large")
+        return False
+
     def _rewriter(self) -> HttpRequestParser:
         """The raw-head parser for heads with headers to rewrite, made when the first one comes."""
         parser = self.rewriter
@@ -193,6 +230,8 @@ class RequestReader(asyncio.Protocol):
 
     def _parse(self, data: bytes) -> None:
         """Give ``data`` to the per-header parser; go back to framing once a read ends between requests."""
+        if self.in_head or self.at_boundary:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -201,6 +240,8 @@ class RequestReader(asyncio.Protocol):
             if self.parsing is not None and rest:
                 queue_body(self.parsing, rest)
             return
+        if self.in_head and self.head_bytes > self.max_head:
+            raise HeadTooLarge("request head too large")
         if self.at_boundary:
             self.slow_mode = False
 
@@ -255,6 +296,7 @@ class RequestReader(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.at_boundary = False
+        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -274,6 +316,8 @@ class RequestReader(asyncio.Protocol):
             self.special.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
         parser = self.parser
         method = parser.get_method()
         parts = self.parts
@@ -286,7 +330,7 @@ class RequestReader(asyncio.Protocol):
         # client said Connection: (an HTTP/1.0 client asking for keep-alive).
         http10 = (not keep_alive or has_connection) and parser.get_http_version() == "1.0"
         # Ready for the next head (httptools has no cheaper place than here to reset).
-        self.url = b""
+        self.url = bytearray()
         self.parts = [b""]  # the request line goes first once the head is complete
         self.special = None
         self.host = b""

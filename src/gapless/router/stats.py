@@ -17,6 +17,7 @@ __all__ = [
     "LATENCY_BOUNDS",
     "RESPONSE_CLASSES",
     "BackendStats",
+    "ConnectionStats",
     "RevisionStats",
     "RouterStats",
     "quantile",
@@ -104,7 +105,11 @@ class RevisionStats(BaseModel):
 
 
 class BackendStats(BaseModel):
-    """Counters of one backend; ``removed`` is true while it drains after leaving the config."""
+    """Counters of one backend; ``removed`` is true while it drains after leaving the config.
+
+    ``timeouts`` counts responses that did not start within the backend timeout; ``ejected`` says the
+    balancer passes the backend over right now, ``ejections`` how many times in a row it was ejected.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -112,15 +117,40 @@ class BackendStats(BaseModel):
     in_flight: int = 0
     requests: int = 0
     connection_errors: int = 0
+    timeouts: int = 0
+    ejected: bool = False
+    ejections: int = 0
     removed: bool = False
 
 
+class ConnectionStats(BaseModel):
+    """The client side: connections open now, and those the router closed or refused to defend itself.
+
+    ``evicted``: closed at the connection limit to make room (the one that sent no complete request head
+    for the longest time); ``refused``: turned away at the limit because every connection was busy;
+    ``header_timeouts`` / ``idle_timeouts``: closed by those timeouts; ``oversized_heads``: heads over the
+    size limit.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    open: int = 0
+    limit: int = 0
+    evicted: int = 0
+    refused: int = 0
+    header_timeouts: int = 0
+    idle_timeouts: int = 0
+    oversized_heads: int = 0
+
+
 class RouterStats(BaseModel):
-    """The whole ``GET /stats`` answer."""
+    """The whole ``GET /stats`` answer; ``restarts`` counts workers the supervisor had to start again."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
     config_version: int
+    restarts: int = 0
     revisions: dict[str, RevisionStats] = Field(default_factory=dict)
     backends: dict[str, BackendStats] = Field(default_factory=dict)
+    connections: ConnectionStats = Field(default_factory=ConnectionStats)

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_va
 from pydantic.alias_generators import to_camel
 
 from gapless.spec.base import IntOrPercent, SpecModel, check_listen, field_error
+from gapless.spec.router import RouterSettings
 from gapless.spec.strategy import RollingUpdate, Strategy
 
 __all__ = [
@@ -252,6 +253,7 @@ class RolloutSpec(SpecModel):
     revision_history_limit: int = Field(default=10, ge=0, le=1000)
     template: Template
     strategy: Strategy = Field(default_factory=Strategy)
+    router: RouterSettings = Field(default_factory=RouterSettings)
 
     @model_validator(mode="after")
     def _preview_differs(self) -> RolloutSpec:

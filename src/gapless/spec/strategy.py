@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from gapless.core.regex import MAX_PATTERN_LENGTH, Regex, RegexError
 from gapless.spec.base import IntOrPercent, SpecModel, check_listen, field_error, parse_duration
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "TrafficRouting",
 ]
 
-MAX_REGEX = 512
+MAX_REGEX = MAX_PATTERN_LENGTH
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Weight = Annotated[int, Field(ge=0, le=100)]
 
@@ -190,12 +191,13 @@ class BlueGreen(SpecModel):
 
 
 def _check_regex(value: str) -> str:
+    """Only patterns the router's linear-time engine runs: no backtracking, so no catastrophic one."""
     if len(value) > MAX_REGEX:
         raise ValueError(f"regex longer than {MAX_REGEX} characters")
     try:
-        re.compile(value)
-    except re.error as e:
-        raise ValueError(f"invalid regex: {e}") from e
+        Regex(value)
+    except RegexError as e:
+        raise ValueError(f"regex not accepted: {e}") from e
     return value
 
 

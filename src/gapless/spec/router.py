@@ -1,0 +1,55 @@
+"""``spec.router``: how a rollout's router defends itself against clients and sick backends.
+
+Every field has a default that suits a service on loopback or behind a proxy; the README's "What the
+router defends against" explains each. The values are strict: a count is an integer (never ``true``), a
+time a finite positive number of seconds, so a typo cannot turn a defence off. The controller turns
+this block into the router's ``Limits`` (``gapless.router.config``), which keeps the same defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+from gapless.spec.base import SpecModel
+
+__all__ = ["RouterSettings"]
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number of seconds")  # noqa: TRY004 -- pydantic reports only ValueError
+    if not math.isfinite(value):
+        raise ValueError("must be finite")
+    return value
+
+
+def _count(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")  # noqa: TRY004 -- pydantic reports only ValueError
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=86400)]
+Count = Annotated[int, BeforeValidator(_count), Field(gt=0, le=1_000_000)]
+
+
+class RouterSettings(SpecModel):
+    """The router's timeouts and limits; see the README for what each defends against."""
+
+    header_timeout_seconds: Seconds = 10.0
+    """To start a request head after connecting, and to finish it once started (slowloris)."""
+    idle_timeout_seconds: Seconds = 60.0
+    """A kept-alive client connection waiting for its next request."""
+    max_connections: Count = 10_000
+    """Client connections at once (lowered to what the open-file limit allows)."""
+    max_header_bytes: Annotated[int, BeforeValidator(_count), Field(ge=1024, le=1024 * 1024)] = 64 * 1024
+    """Bytes of one request head; a bigger one is answered 431."""
+    backend_timeout_seconds: Seconds = 30.0
+    """For an instance to start its response; then 504, or a retry elsewhere for an idempotent request."""
+    eject_after_failures: Count = 3
+    """Timeouts or connection failures in a row that take an instance out of the balancer."""
+    ejection_seconds: Seconds = 10.0
+    """How long the first ejection lasts; each ejection in a row doubles it (at most 300 s)."""
