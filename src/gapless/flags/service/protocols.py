@@ -1,0 +1,23 @@
+"""The flag service's protocol faces, mounted on its app: OFREP and the Unleash client API.
+
+They sit beside the gapless SDK endpoints and share their compiled rulesets and usage counts; see
+``protocol`` for what they share and each module for its protocol.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from gapless.flags.service.hub import Hub
+from gapless.flags.service.ofrep import mount_ofrep
+from gapless.flags.service.protocol import Compiled, UsageCounter
+from gapless.flags.service.store import FlagStore
+
+__all__ = ["mount_protocols"]
+
+
+def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub) -> None:
+    """Add the OFREP and Unleash endpoints to ``app``, over ``store`` and ``hub``."""
+    compiled, usage = Compiled(store), UsageCounter(store)
+    app.state.usage = usage  # flushed by tests, and by whoever wants the counts written now
+    mount_ofrep(app, store, compiled, usage)
