@@ -295,6 +295,10 @@ class Flag(SpecModel):
     archived: bool = False
     impression_data: bool = False
     """Unleash's impression data: Unleash SDKs emit an impression event for each evaluation."""
+    tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}:[^\s]{1,128}$")]] = Field(
+        default_factory=list
+    )
+    """``type:value`` labels (Unleash's tags; the Unleash client API filters on them)."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -606,6 +610,8 @@ def _flag_json(flag: Flag, environment: str) -> dict[str, Any]:
         out["stage"] = {"index": fe.release_plan.current_stage, "name": fe.release_plan.stage.name}
     if flag.impression_data:
         out["impressionData"] = True
+    if flag.tags:
+        out["tags"] = list(flag.tags)
     return out
 
 

@@ -75,7 +75,7 @@ _NUMBER = {"eq", "gt", "gte", "lt", "lte"}
 _STRING_CI = {"contains", "startsWith", "endsWith", "regex"}
 _VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULT_ROLLOUT_CHAIN = ("userId", ("sessionId", RANDOM))
-_DEFAULT_VARIANT_CHAIN = ("userId", ("sessionId", "remoteAddress", RANDOM))
+_DEFAULT_VARIANT_CHAIN = ("userId", ("sessionId", RANDOM))
 
 
 class _NeverError(Exception):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,7 +93,7 @@ def mount_ofrep(app: FastAPI, store: FlagStore, compiled: Compiled, usage: Usage
             raise ProtocolError(
                 404, {"key": key, "errorCode": "FLAG_NOT_FOUND", "errorDetails": str(e)}
             ) from e
-        ev = rs.evaluate(key, context)
+        ev = rs.evaluate(key, context, clock=time.time)
         if ev.error_code != ErrorCode.FLAG_NOT_FOUND:
             usage.add(s.project, s.environment, key, ev.variant)
         return ev, rs.revision
@@ -128,7 +129,7 @@ def mount_ofrep(app: FastAPI, store: FlagStore, compiled: Compiled, usage: Usage
             return Response(status_code=304, headers={"ETag": etag})
         flags = []
         for key in rs.keys():  # noqa: SIM118 -- a CompiledRuleset is not iterable
-            ev = rs.evaluate(key, context)
+            ev = rs.evaluate(key, context, clock=time.time)
             usage.add(s.project, s.environment, key, ev.variant)
             flags.append(_failure(key, ev) if ev.error_code is not None else _success(key, ev, rs.revision))
         body = {"flags": flags, "metadata": {"revision": rs.revision, "environment": s.environment}}

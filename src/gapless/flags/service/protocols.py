@@ -12,6 +12,7 @@ from gapless.flags.service.hub import Hub
 from gapless.flags.service.ofrep import mount_ofrep
 from gapless.flags.service.protocol import Compiled, UsageCounter
 from gapless.flags.service.store import FlagStore
+from gapless.flags.service.unleash_api import mount_unleash
 
 __all__ = ["mount_protocols"]
 
@@ -21,3 +22,4 @@ def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub) -> None:
     compiled, usage = Compiled(store), UsageCounter(store)
     app.state.usage = usage  # flushed by tests, and by whoever wants the counts written now
     mount_ofrep(app, store, compiled, usage)
+    mount_unleash(app, store, hub, compiled, usage)
