@@ -19,7 +19,7 @@ import pytest
 from gapless.flags.evaluate import compile_ruleset
 from gapless.flags.model import parse_project, ruleset_for
 from gapless.flags.unleash import ruleset_from_unleash, state_from_delta
-from gapless.flags.unleash_export import features_from_ruleset
+from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, features_from_ruleset
 from tests.flags_sdks.test_unleash_specification import SPEC_FILES, spec_file
 
 yggdrasil = pytest.importorskip("yggdrasil_engine.engine", reason="UnleashClient's engine (dev extra)")
@@ -78,9 +78,9 @@ def deterministic(state: dict[str, Any]) -> bool:
     return "random" not in json.dumps(state) and "gradualRolloutRandom" not in json.dumps(state)
 
 
-def compare(ruleset: dict[str, Any], project: str, n: int) -> int:
+def compare(ruleset: dict[str, Any], project: str, n: int, known: frozenset[str] = ALL_OPERATORS) -> int:
     """Evaluate every exported flag for ``n`` contexts in both engines; returns how many flags."""
-    export = features_from_ruleset(ruleset, project)
+    export = features_from_ruleset(ruleset, project, known=known)
     engine = yggdrasil.UnleashEngine()
     engine.take_state(json.dumps({"version": 2, "features": export.features, "segments": export.segments}))
     rs = compile_ruleset(ruleset, strict=True)
@@ -280,3 +280,16 @@ def test_gapless_flags_served_to_unleash_answer_the_same() -> None:
     assert set(export.omitted) == {"gapless-bucketed"}
     assert "mixes true and false" in export.omitted["gapless-bucketed"]
     assert compare(ruleset, "shop", 3_000) == 6  # every flag but gapless-bucketed
+
+
+def test_classic_operators_for_older_sdks() -> None:
+    """For an SDK without the newer operators, semverGte is GT or EQ, and regex / CIDR flags are omitted."""
+    ruleset = ruleset_for(parse_project(SHOP), "production", 1)
+    export = features_from_ruleset(ruleset, "shop", known=CLASSIC_OPERATORS)
+    assert set(export.omitted) == {"gapless-bucketed", "operators"}
+    assert "not an operator this SDK evaluates" in export.omitted["operators"]
+    targeted = next(f for f in export.features if f["name"] == "targeted")
+    assert [c["operator"] for s in targeted["strategies"] for c in s["constraints"]] == [
+        "IN", "SEMVER_GT", "IN", "SEMVER_EQ"
+    ]  # fmt: skip
+    assert compare(ruleset, "shop", 3_000, known=CLASSIC_OPERATORS) == 5

@@ -26,13 +26,14 @@ variants; case-insensitive ``in``; ``inSegment`` of several segments or negated.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from gapless.flags.bucketing import RANDOM, UNLEASH
 from gapless.flags.unleash import ON, OPERATORS
 
-__all__ = ["Export", "features_from_ruleset", "segment_ids"]
+__all__ = ["ALL_OPERATORS", "CLASSIC_OPERATORS", "Export", "features_from_ruleset", "segment_ids"]
 
 _TO_UNLEASH = {gapless: unleash for unleash, gapless in OPERATORS.items()}
 _TO_UNLEASH["equals"] = "IN"
@@ -59,10 +60,43 @@ def segment_ids(ruleset: Mapping[str, Any]) -> dict[str, int]:
     return {key: i + 1 for i, key in enumerate(sorted(ruleset.get("segments") or {}))}
 
 
-def features_from_ruleset(ruleset: Mapping[str, Any], project: str) -> Export:
-    """The features of a gapless ruleset (``ruleset_for``) as Unleash's ``/api/client/features`` has them."""
+CLASSIC_OPERATORS = frozenset(
+    {
+        "IN",
+        "NOT_IN",
+        "STR_CONTAINS",
+        "STR_STARTS_WITH",
+        "STR_ENDS_WITH",
+        "NUM_EQ",
+        "NUM_GT",
+        "NUM_GTE",
+        "NUM_LT",
+    }
+    | {"NUM_LTE", "DATE_AFTER", "DATE_BEFORE", "SEMVER_EQ", "SEMVER_GT", "SEMVER_LT"}
+)
+"""The constraint operators every Unleash SDK of the last years evaluates."""
+ALL_OPERATORS = frozenset(OPERATORS)
+"""With the newer ones: SEMVER_GTE / SEMVER_LTE, REGEX, IN_CIDR (Unleash's client specification 6)."""
+
+
+def features_from_ruleset(
+    ruleset: Mapping[str, Any], project: str, *, known: frozenset[str] = ALL_OPERATORS
+) -> Export:
+    """The features of a gapless ruleset (``ruleset_for``) as Unleash's ``/api/client/features`` has them,
+    for an SDK that knows the constraint operators ``known``: ``semverGte`` / ``semverLte`` are then
+    written with SEMVER_GT or SEMVER_EQ when it does not know SEMVER_GTE, and a flag needing an operator
+    it does not know is omitted, named."""
     ids = segment_ids(ruleset)
     export = Export([], [])
+    token = _KNOWN.set(known)
+    try:
+        _export_into(export, ruleset, project, ids)
+    finally:
+        _KNOWN.reset(token)
+    return export
+
+
+def _export_into(export: Export, ruleset: Mapping[str, Any], project: str, ids: Mapping[str, int]) -> None:
     for key, raw in (ruleset.get("segments") or {}).items():
         try:
             constraints = [_constraint(c) for c in raw.get("conditions") or []]
@@ -76,7 +110,6 @@ def features_from_ruleset(ruleset: Mapping[str, Any], project: str) -> Export:
             export.features.append(_feature(key, flag, project, ids, usable))
         except _NotExpressible as e:
             export.omitted[key] = str(e)
-    return export
 
 
 def _feature(
@@ -104,6 +137,7 @@ def _feature(
             raise _NotExpressible(
                 f"{path}: the rules serving false variants need over {_MAX_GUARDS} strategies"
             )
+    kept = [expanded for rule in kept for expanded in _semver_expanded(rule)]
     gates = [_gates(r["conditions"]) for r in kept]
     if any(g != gates[0] for g in gates):
         raise _NotExpressible("flagVariant conditions differ between rules (Unleash's are per feature)")
@@ -268,11 +302,38 @@ def _variant(variant: Mapping[str, Any], weight: int, stickiness: str) -> dict[s
     return out
 
 
+_KNOWN: ContextVar[frozenset[str]] = ContextVar("known_operators", default=ALL_OPERATORS)
+_OR_EQUAL = {"semverGte": "semverGt", "semverLte": "semverLt"}
+
+
+def _semver_expanded(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rule``, with each ``semverGte`` / ``semverLte`` the SDK does not know written as "greater (less)
+    or equal": two rules for a positive one, two inverted conditions for a negated one."""
+    if "SEMVER_GTE" in _KNOWN.get():
+        return [rule]
+    rules: list[list[dict[str, Any]]] = [[]]
+    for c in rule["conditions"]:
+        strict = _OR_EQUAL.get(str(c.get("operator")))
+        if strict is None:
+            rules = [[*r, c] for r in rules]
+        elif c.get("negate"):
+            rules = [[*r, {**c, "operator": strict}, {**c, "operator": "semverEq"}] for r in rules]
+        else:
+            rules = [[*r, {**c, "operator": o}] for r in rules for o in (strict, "semverEq")]
+        if len(rules) > _MAX_GUARDS:
+            raise _NotExpressible(
+                f"too many semverGte / semverLte conditions for this SDK (over {_MAX_GUARDS} strategies)"
+            )
+    return [{**rule, "conditions": r} for r in rules]
+
+
 def _constraint(c: Mapping[str, Any]) -> dict[str, Any]:
     op = str(c.get("operator"))
     name = _TO_UNLEASH.get(op)
     if name is None:
         raise _NotExpressible(f"operator {op} has no Unleash constraint")
+    if name not in _KNOWN.get():
+        raise _NotExpressible(f"{name} is not an operator this SDK evaluates (a newer Unleash SDK does)")
     if c.get("caseInsensitive") and op not in _STRING_CI:
         raise _NotExpressible(f"case-insensitive {op} (Unleash's IN compares case-sensitively)")
     out: dict[str, Any] = {"contextName": c["attribute"], "operator": name, "inverted": bool(c.get("negate"))}

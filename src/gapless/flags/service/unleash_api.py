@@ -7,6 +7,10 @@ An SDK is configured with the service's URL plus ``/api`` and a gapless SDK toke
   flags whose Unleash evaluation would differ from gapless's are left out and listed in
   ``meta.omitted``), with an ETag (``If-None-Match`` answers 304 while nothing changed) and Unleash's
   filters: ``namePrefix``, ``project`` (gapless's project key) and ``tag`` (``type:value``, any of them).
+- Which constraint operators an SDK gets depends on its ``unleash-sdk`` header: SDKs known to evaluate
+  the newer ones (SEMVER_GTE/LTE, REGEX, IN_CIDR) get them; any other SDK gets ``semverGte`` written
+  as SEMVER_GT or SEMVER_EQ, and flags with a regex or CIDR condition omitted (named in ``meta``), so
+  an older SDK never evaluates an operator it does not know (which it would take as false).
 - ``GET /api/client/streaming``: server-sent events, as Unleash's SDKs read them in streaming mode:
   ``unleash-connected`` with the whole state (a ``hydration`` delta event) at once, then
   ``unleash-updated`` with the new state after every change, so a kill switch reaches the SDK without
@@ -37,9 +41,9 @@ from gapless.core.errors import NotFoundError
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.protocol import Compiled, ProtocolError, SdkScope, UsageCounter, sdk_scope
 from gapless.flags.service.store import FlagStore
-from gapless.flags.unleash_export import Export, features_from_ruleset
+from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, Export, features_from_ruleset
 
-__all__ = ["HEARTBEAT_SECONDS", "mount_unleash"]
+__all__ = ["HEARTBEAT_SECONDS", "known_operators", "mount_unleash"]
 
 HEARTBEAT_SECONDS = 15.0
 MAX_BODY = 256 * 1024
@@ -53,23 +57,41 @@ def _bad(message: str) -> ProtocolError:
     return _refusal(400, "BadDataError", message)
 
 
+_EXTENDED_SINCE = {"unleash-python-sdk": (6, 9), "unleash-node-sdk": (6, 12), "unleash-client-node": (6, 12)}
+"""SDKs known (by their own tests here) to evaluate SEMVER_GTE/LTE, REGEX and IN_CIDR, from these versions."""
+
+
+def known_operators(sdk: str) -> frozenset[str]:
+    """The constraint operators the SDK of an ``unleash-sdk: name:version`` header evaluates; an SDK
+    not known to evaluate the newer ones gets flags written with the classic operators only."""
+    name, _, version = sdk.strip().partition(":")
+    since = _EXTENDED_SINCE.get(name)
+    try:
+        parsed = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return CLASSIC_OPERATORS
+    return ALL_OPERATORS if since is not None and parsed >= since else CLASSIC_OPERATORS
+
+
 class _Exports:
-    """The Unleash translation of each environment's ruleset, made once per revision."""
+    """The Unleash translation of each environment's ruleset, made once per revision and operator set."""
 
     def __init__(self, store: FlagStore) -> None:
         self._store = store
-        self._cache: dict[tuple[str, str], tuple[int, Export]] = {}
+        self._cache: dict[tuple[str, str, frozenset[str]], tuple[int, Export]] = {}
 
-    def get(self, project: str, environment: str) -> tuple[int, Export]:
+    def get(self, project: str, environment: str, known: frozenset[str]) -> tuple[int, Export]:
         revision, text = self._store.ruleset(project, environment)
-        return self.of(project, environment, revision, text)
+        return self.of(project, environment, revision, text, known)
 
-    def of(self, project: str, environment: str, revision: int, text: str) -> tuple[int, Export]:
-        cached = self._cache.get((project, environment))
+    def of(
+        self, project: str, environment: str, revision: int, text: str, known: frozenset[str]
+    ) -> tuple[int, Export]:
+        cached = self._cache.get((project, environment, known))
         if cached is not None and cached[0] == revision:
             return cached
-        made = (revision, features_from_ruleset(json.loads(text), project))
-        self._cache[project, environment] = made
+        made = (revision, features_from_ruleset(json.loads(text), project, known=known))
+        self._cache[project, environment, known] = made
         return made
 
 
@@ -147,9 +169,11 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
             )
         return found
 
-    def current(s: SdkScope) -> tuple[int, Export]:
+    def current(s: SdkScope, request: Request) -> tuple[int, Export]:
         try:
-            return exports.get(s.project, s.environment)
+            return exports.get(
+                s.project, s.environment, known_operators(request.headers.get("unleash-sdk", ""))
+            )
         except NotFoundError as e:
             raise _refusal(404, "NotFoundError", str(e)) from e
 
@@ -165,8 +189,9 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
     async def unleash_features(request: Request) -> Response:
         """The environment's flags as Unleash features; ETag and ``If-None-Match``; Unleash's filters."""
         s = scope(request)
-        revision, export = current(s)
+        revision, export = current(s, request)
         query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+        query += "|" + request.headers.get("unleash-sdk", "")  # what it gets depends on the SDK too
         etag = f'"{revision}-{hashlib.sha256(query.encode()).hexdigest()[:8]}"'
         await seen(s, request, revision, streaming=False)
         if request.headers.get("if-none-match") == etag:
@@ -180,7 +205,7 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
         s = scope(request)
         queue = hub.subscribe(s.project, s.environment)
         try:
-            revision, export = current(s)
+            revision, export = current(s, request)
         except ProtocolError:
             hub.unsubscribe(s.project, s.environment, queue)
             raise
@@ -208,7 +233,8 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
                         continue
                     if change.revision > sent:
                         sent = change.revision
-                        rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset)
+                        known = known_operators(request.headers.get("unleash-sdk", ""))
+                        rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset, known)
                         yield event("unleash-updated", rev, ex)
             finally:
                 hub.unsubscribe(s.project, s.environment, queue)
