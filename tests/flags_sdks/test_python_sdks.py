@@ -214,3 +214,23 @@ def test_kill_switch_from_the_cli_reaches_every_sdk(
     finally:
         streaming.destroy()
         flags.close()
+
+
+def test_a_request_asking_for_http2_keeps_its_body(shop: tuple[ServiceProcess, str, str]) -> None:
+    """An h2c upgrade request (what Java's HTTP client sends) is answered over HTTP/1.1 with its body read."""
+    svc, token, _ = shop
+    upgrade = {
+        "Connection": "Upgrade, HTTP2-Settings",
+        "Upgrade": "h2c",
+        "HTTP2-Settings": "AAMAAABkAAQAAP__",
+    }
+    r = httpx.post(
+        f"{svc.url}/ofrep/v1/evaluate/flags/theme",
+        json={"context": {"targetingKey": "t", "userId": "u1", "plan": "free"}},
+        headers={"Authorization": f"Bearer {token}", **upgrade},
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["variant"], r.json()["reason"]) == (
+        "off",
+        "TARGETING_MATCH",
+    )  # plan free: the body was read

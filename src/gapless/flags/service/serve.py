@@ -107,6 +107,13 @@ async def advance_forever(
         await asyncio.sleep(interval)
 
 
+class _NoUpgradeWarning(logging.Filter):
+    """Drop uvicorn's warning for each declined HTTP/2 upgrade (one per request of a Java client)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unsupported upgrade request" not in record.getMessage()
+
+
 def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path) -> int:
     """Serve until signalled. Exit 1 when the address is taken or the database cannot be opened."""
     logging.basicConfig(
@@ -120,15 +127,20 @@ def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path
     app = build_flag_app(store, hub)
     host, port = listen
     # Streams never end on their own: give them a second to notice the shutdown, then close them.
+    # h11, not httptools: Java's HTTP client asks every plain-HTTP request to upgrade to HTTP/2 (h2c),
+    # and uvicorn's httptools protocol then drops the request's body (an OFREP context, a flag document)
+    # while still answering; h11 declines the upgrade and reads the body.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http="h11",
         log_level="warning",
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
     )
+    logging.getLogger("uvicorn.error").addFilter(_NoUpgradeWarning())
     server = uvicorn.Server(config)
 
     async def main() -> None:
