@@ -20,6 +20,7 @@ import uvicorn
 
 from gapless.flags.service.app import FlagChange, OnChange, build_flag_app
 from gapless.flags.service.hub import Hub
+from gapless.flags.service.relay import relay_changes
 from gapless.flags.service.store import Actor, FlagStore
 
 __all__ = ["ADMIN_TOKEN_FILE", "advance_due", "advance_forever", "ensure_admin_token", "run_flag_service"]
@@ -144,13 +145,17 @@ def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path
     server = uvicorn.Server(config)
 
     async def main() -> None:
-        advancer = asyncio.create_task(advance_forever(store, hub))
+        tasks = [asyncio.create_task(advance_forever(store, hub))]
+        if store.postgres:  # other service processes on the same database: hear their changes
+            tasks.append(asyncio.create_task(relay_changes(store, hub)))
         try:
             await server.serve()
         finally:
-            advancer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await advancer
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     print(
         f"flag service on http://{host}:{port} (database {store.engine.url.render_as_string()})",
