@@ -26,7 +26,6 @@ variants; case-insensitive ``in``; ``inSegment`` of several segments or negated.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,18 +87,16 @@ def features_from_ruleset(
     it does not know is omitted, named."""
     ids = segment_ids(ruleset)
     export = Export([], [])
-    token = _KNOWN.set(known)
-    try:
-        _export_into(export, ruleset, project, ids)
-    finally:
-        _KNOWN.reset(token)
+    _export_into(export, ruleset, project, ids, known)
     return export
 
 
-def _export_into(export: Export, ruleset: Mapping[str, Any], project: str, ids: Mapping[str, int]) -> None:
+def _export_into(
+    export: Export, ruleset: Mapping[str, Any], project: str, ids: Mapping[str, int], known: frozenset[str]
+) -> None:
     for key, raw in (ruleset.get("segments") or {}).items():
         try:
-            constraints = [_constraint(c) for c in raw.get("conditions") or []]
+            constraints = [_constraint(c, known) for c in raw.get("conditions") or []]
         except _NotExpressible as e:
             export.omitted[f"segment {key}"] = str(e)
             continue
@@ -107,13 +104,18 @@ def _export_into(export: Export, ruleset: Mapping[str, Any], project: str, ids: 
     usable = {s["name"] for s in export.segments}
     for key, flag in (ruleset.get("flags") or {}).items():
         try:
-            export.features.append(_feature(key, flag, project, ids, usable))
+            export.features.append(_feature(key, flag, project, ids, usable, known))
         except _NotExpressible as e:
             export.omitted[key] = str(e)
 
 
 def _feature(
-    key: str, flag: Mapping[str, Any], project: str, ids: Mapping[str, int], usable: set[str]
+    key: str,
+    flag: Mapping[str, Any],
+    project: str,
+    ids: Mapping[str, int],
+    usable: set[str],
+    known: frozenset[str],
 ) -> dict[str, Any]:
     if flag.get("kind") != "boolean":
         raise _NotExpressible(f"a {flag.get('kind')} flag: Unleash's features are on/off with variants")
@@ -137,11 +139,11 @@ def _feature(
             raise _NotExpressible(
                 f"{path}: the rules serving false variants need over {_MAX_GUARDS} strategies"
             )
-    kept = [expanded for rule in kept for expanded in _semver_expanded(rule)]
+    kept = [expanded for rule in kept for expanded in _semver_expanded(rule, known)]
     gates = [_gates(r["conditions"]) for r in kept]
     if any(g != gates[0] for g in gates):
         raise _NotExpressible("flagVariant conditions differ between rules (Unleash's are per feature)")
-    strategies = [_strategy(key, r, variants, f"rules[{i}]", ids, usable) for i, r in enumerate(kept)]
+    strategies = [_strategy(key, r, variants, f"rules[{i}]", ids, usable, known) for i, r in enumerate(kept)]
     feature: dict[str, Any] = {
         "name": key,
         "type": _TYPES.get(str(flag.get("type")), "release"),
@@ -228,6 +230,7 @@ def _strategy(
     path: str,
     ids: Mapping[str, int],
     usable: set[str],
+    known: frozenset[str],
 ) -> dict[str, Any]:
     constraints: list[dict[str, Any]] = []
     segments: list[int] = []
@@ -249,7 +252,7 @@ def _strategy(
             segments.append(ids[values[0]])
         else:
             try:
-                constraints.append(_constraint(c))
+                constraints.append(_constraint(c, known))
             except _NotExpressible as e:
                 raise _NotExpressible(f"{path}.conditions[{i}]: {e}") from None
     strategy: dict[str, Any] = {"name": "default", "parameters": {}, "constraints": constraints}
@@ -302,14 +305,13 @@ def _variant(variant: Mapping[str, Any], weight: int, stickiness: str) -> dict[s
     return out
 
 
-_KNOWN: ContextVar[frozenset[str]] = ContextVar("known_operators", default=ALL_OPERATORS)
 _OR_EQUAL = {"semverGte": "semverGt", "semverLte": "semverLt"}
 
 
-def _semver_expanded(rule: dict[str, Any]) -> list[dict[str, Any]]:
+def _semver_expanded(rule: dict[str, Any], known: frozenset[str]) -> list[dict[str, Any]]:
     """``rule``, with each ``semverGte`` / ``semverLte`` the SDK does not know written as "greater (less)
     or equal": two rules for a positive one, two inverted conditions for a negated one."""
-    if "SEMVER_GTE" in _KNOWN.get():
+    if "SEMVER_GTE" in known:
         return [rule]
     rules: list[list[dict[str, Any]]] = [[]]
     for c in rule["conditions"]:
@@ -327,12 +329,12 @@ def _semver_expanded(rule: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**rule, "conditions": r} for r in rules]
 
 
-def _constraint(c: Mapping[str, Any]) -> dict[str, Any]:
+def _constraint(c: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
     op = str(c.get("operator"))
     name = _TO_UNLEASH.get(op)
     if name is None:
         raise _NotExpressible(f"operator {op} has no Unleash constraint")
-    if name not in _KNOWN.get():
+    if name not in known:
         raise _NotExpressible(f"{name} is not an operator this SDK evaluates (a newer Unleash SDK does)")
     if c.get("caseInsensitive") and op not in _STRING_CI:
         raise _NotExpressible(f"case-insensitive {op} (Unleash's IN compares case-sensitively)")

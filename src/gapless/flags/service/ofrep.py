@@ -98,10 +98,6 @@ def mount_ofrep(app: FastAPI, store: FlagStore, compiled: Compiled, usage: Usage
             usage.add(s.project, s.environment, key, ev.variant)
         return ev, rs.revision
 
-    @app.exception_handler(ProtocolError)
-    async def _refused(_: Request, e: ProtocolError) -> Response:
-        return JSONResponse(e.body, status_code=e.status)
-
     @app.post("/ofrep/v1/evaluate/flags/{key}", tags=["OFREP"])
     async def ofrep_flag(key: str, request: Request) -> Response:
         """Evaluate one flag for ``{"context": {...}}`` (OFREP ``evaluateFlag``)."""

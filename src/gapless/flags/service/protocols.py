@@ -6,11 +6,12 @@ They sit beside the gapless SDK endpoints and share their compiled rulesets and 
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.ofrep import mount_ofrep
-from gapless.flags.service.protocol import Compiled, UsageCounter
+from gapless.flags.service.protocol import Compiled, ProtocolError, UsageCounter
 from gapless.flags.service.store import FlagStore
 from gapless.flags.service.unleash_api import mount_unleash
 
@@ -20,6 +21,12 @@ __all__ = ["mount_protocols"]
 def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub) -> None:
     """Add the OFREP and Unleash endpoints to ``app``, over ``store`` and ``hub``."""
     compiled, usage = Compiled(store), UsageCounter(store)
+
+    @app.exception_handler(ProtocolError)
+    async def _refused(_: Request, e: ProtocolError) -> Response:
+        """A refused protocol request, in the protocol's own error shape."""
+        return JSONResponse(e.body, status_code=e.status)
+
     app.state.usage = usage  # flushed by tests, and by whoever wants the counts written now
     mount_ofrep(app, store, compiled, usage)
     mount_unleash(app, store, hub, compiled, usage)
