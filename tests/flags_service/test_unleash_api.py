@@ -21,7 +21,7 @@ def unleash_flag(key: str, **extra: Any) -> dict[str, Any]:
     return {
         "key": key,
         "environments": {
-            "production": {"enabled": True, "rules": [{"conditions": [ROLLOUT], "variant": "on"}]}
+            "production": {"enabled": True, "rules": [{"conditions": [dict(ROLLOUT)], "variant": "on"}]}
         },
     } | extra
 
@@ -181,3 +181,51 @@ async def test_tokens(service: Service) -> None:
         r = await c.post("/api/v1/projects/shop/flags/checkout.new/environments/production/kill")
         assert r.status_code == 403
     assert service.store.flag("shop", "checkout.new")["environments"]["production"]["enabled"] is True
+
+
+async def test_bad_unleash_semantics_are_refused_by_field(service: Service) -> None:
+    """Bad bucketing, fallback, payload or a self-dependency: 400 naming the field; nothing is stored."""
+    await setup(service)
+    rollout_bad_bucketing = unleash_flag("bad-1")
+    rollout_bad_bucketing["environments"]["production"]["rules"][0]["conditions"][0]["bucketing"] = "ketama"
+    random_without_unleash = unleash_flag("bad-2")
+    random_without_unleash["environments"]["production"]["rules"][0]["conditions"][0] |= {
+        "bucketing": "gapless"
+    }
+    half_percent = unleash_flag("bad-3")
+    half_percent["environments"]["production"]["rules"][0]["conditions"][0]["value"] = 12_500
+    self_dependent = {
+        "key": "bad-4",
+        "environments": {
+            "production": {
+                "enabled": True,
+                "rules": [
+                    {
+                        "conditions": [{"attribute": "bad-4", "operator": "flagVariant", "values": ["on"]}],
+                        "variant": "on",
+                    }
+                ],
+            }
+        },
+    }
+    bad_payload = {
+        "key": "bad-5",
+        "variants": [
+            {"key": "off", "value": False},
+            {"key": "on", "value": True, "payload": {"type": "xml", "value": "<a/>"}},
+        ],
+        "offVariant": "off",
+    }
+    async with service.client() as c:
+        for doc, path in (
+            (rollout_bad_bucketing, "bucketing"),
+            (random_without_unleash, "fallback[1]"),
+            (half_percent, "value"),
+            (self_dependent, "attribute"),
+            (bad_payload, "variants[1].payload.type"),
+        ):
+            r = await c.post("/api/v1/projects/shop/flags", json=doc)
+            assert r.status_code == 400, (doc["key"], r.text)
+            assert any(p["path"].endswith(path) for p in r.json()["problems"]), (doc["key"], r.json())
+        keys = {f["key"] for f in (await c.get("/api/v1/projects/shop/flags")).json()["items"]}
+    assert keys == {"checkout.new", "search.v2", "gapless-split"}
