@@ -229,3 +229,19 @@ async def test_bad_unleash_semantics_are_refused_by_field(service: Service) -> N
             assert any(p["path"].endswith(path) for p in r.json()["problems"]), (doc["key"], r.json())
         keys = {f["key"] for f in (await c.get("/api/v1/projects/shop/flags")).json()["items"]}
     assert keys == {"checkout.new", "search.v2", "gapless-split"}
+
+
+async def test_delta_polling_is_a_hydration_event(service: Service) -> None:
+    """/api/client/delta answers the state as one hydration event, with an ETag and 304 while unchanged."""
+    token = await setup(service)
+    async with unleash_client(service, token) as c:
+        full = (await c.get("/api/client/features")).json()
+        r = await c.get("/api/client/delta")
+        assert r.status_code == 200, r.text
+        (event,) = r.json()["events"]
+        assert event["type"] == "hydration"
+        assert event["features"] == full["features"]
+        assert event["segments"] == full["segments"]
+        assert (
+            await c.get("/api/client/delta", headers={"If-None-Match": r.headers["etag"]})
+        ).status_code == 304

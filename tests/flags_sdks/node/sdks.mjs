@@ -28,7 +28,8 @@ function unleashConfig(job, extra) {
     metricsInterval: 1000,
     disableMetrics: false,
     storageProvider: undefined,
-    ...(extra.streaming ? { experimentalMode: { type: 'streaming' } } : {}),
+    // polling reads /api/client/delta (the Python, Go and Java SDKs read /features)
+    experimentalMode: extra.streaming ? { type: 'streaming' } : { type: 'polling', format: 'delta' },
   };
 }
 

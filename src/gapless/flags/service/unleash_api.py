@@ -11,6 +11,8 @@ An SDK is configured with the service's URL plus ``/api`` and a gapless SDK toke
   the newer ones (SEMVER_GTE/LTE, REGEX, IN_CIDR) get them; any other SDK gets ``semverGte`` written
   as SEMVER_GT or SEMVER_EQ, and flags with a regex or CIDR condition omitted (named in ``meta``), so
   an older SDK never evaluates an operator it does not know (which it would take as false).
+- ``GET /api/client/delta``: the same as delta events (one ``hydration`` event), for SDKs polling in
+  Unleash's delta format; ETag and 304 as ``/features``.
 - ``GET /api/client/streaming``: server-sent events, as Unleash's SDKs read them in streaming mode:
   ``unleash-connected`` with the whole state (a ``hydration`` delta event) at once, then
   ``unleash-updated`` with the new state after every change, so a kill switch reaches the SDK without
@@ -118,6 +120,16 @@ def _document(export: Export, features: list[dict[str, Any]], revision: int) -> 
     }
 
 
+def _hydration(state: dict[str, Any], revision: int) -> dict[str, Any]:
+    """A delta ``hydration`` event: the whole state, replacing what the SDK had."""
+    return {
+        "type": "hydration",
+        "eventId": revision,
+        "features": state["features"],
+        "segments": state["segments"],
+    }
+
+
 def _body(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise _refusal(413, "ContentTooLarge", f"body larger than {MAX_BODY} bytes")
@@ -185,9 +197,7 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
             store.record_applied, s.project, s.environment, sdk_id, revision, streaming=streaming
         )
 
-    @app.get("/api/client/features", tags=["Unleash"])
-    async def unleash_features(request: Request) -> Response:
-        """The environment's flags as Unleash features; ETag and ``If-None-Match``; Unleash's filters."""
+    async def polled(request: Request, *, delta: bool) -> Response:
         s = scope(request)
         revision, export = current(s, request)
         query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
@@ -197,7 +207,20 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         body = _document(export, _filtered(export, request, s.project), revision)
+        if delta:
+            body = {"events": [_hydration(body, revision)]}
         return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+    @app.get("/api/client/features", tags=["Unleash"])
+    async def unleash_features(request: Request) -> Response:
+        """The environment's flags as Unleash features; ETag and ``If-None-Match``; Unleash's filters."""
+        return await polled(request, delta=False)
+
+    @app.get("/api/client/delta", tags=["Unleash"])
+    async def unleash_delta(request: Request) -> Response:
+        """The same as delta events (what SDKs polling in delta format read): one ``hydration`` event
+        with the whole state whenever the revision changed, 304 while it has not."""
+        return await polled(request, delta=True)
 
     @app.get("/api/client/streaming", tags=["Unleash"])
     async def unleash_streaming(request: Request) -> StreamingResponse:
@@ -212,13 +235,7 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
         await seen(s, request, revision, streaming=True)
 
         def event(name: str, rev: int, ex: Export) -> bytes:
-            state = _document(ex, _filtered(ex, request, s.project), rev)
-            hydration = {
-                "type": "hydration",
-                "eventId": rev,
-                "features": state["features"],
-                "segments": state["segments"],
-            }
+            hydration = _hydration(_document(ex, _filtered(ex, request, s.project), rev), rev)
             return f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
 
         async def events() -> AsyncIterator[bytes]:
