@@ -43,7 +43,7 @@ from typing import Any
 
 import mmh3
 
-from gapless.flags.bucketing import BUCKETS, GAPLESS, UNLEASH, split_bounds, unleash_variant_bucket
+from gapless.flags.bucketing import BUCKETS, GAPLESS, RANDOM, UNLEASH, UNLEASH_VARIANT_SEED, split_bounds
 from gapless.flags.operators import (
     OPERATORS,
     ConditionError,
@@ -217,10 +217,14 @@ class _UnleashSplit(_Split):
     def pick(self, ctx: Mapping[str, Any]) -> Evaluation | None:
         if self.fixed is not None:
             return self.fixed
-        v = stickiness_value(ctx, self.chain)
-        if v is None:
-            return None
-        return self.evaluations[bisect_right(self.bounds, unleash_variant_bucket(self.salt, v, self.total))]
+        v = ctx.get(self.stickiness) if self.stickiness != RANDOM else None
+        if type(v) is not str or not v:
+            v = stickiness_value(ctx, self.chain)
+            if v is None:
+                return None
+        key = self.prefix + v
+        h = _hash(key if key.isascii() else key.encode("utf-8", "surrogatepass"), UNLEASH_VARIANT_SEED, False)
+        return self.evaluations[bisect_right(self.bounds, h % self.total)]
 
 
 Picker = Callable[[Mapping[str, Any]], Evaluation | None]

@@ -26,7 +26,9 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from gapless.flags.bucketing import BUCKETS, GAPLESS, RANDOM, UNLEASH, bucket, unleash_percent_bucket
+import mmh3
+
+from gapless.flags.bucketing import BUCKETS, GAPLESS, RANDOM, UNLEASH, bucket
 from gapless.flags.regex import Regex, RegexError
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 Matcher = Callable[[Mapping[str, Any]], bool]
+_mmh3_hash = mmh3.hash
 _random = random.Random()  # noqa: S311 -- Unleash's "random" stickiness: a share, not a secret
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -409,16 +412,24 @@ def _unleash_rollout(
     """
     names = (attr, *fallback)
     percent = share // 1000
+    prefix = f"{salt}:"
+    first = "" if attr == RANDOM else attr  # "random" is never read from the context
+    if share <= 0:
+
+        def in_no_rollout(ctx: Mapping[str, Any]) -> bool:
+            return neg
+
+        return in_no_rollout
 
     def in_rollout_chain(ctx: Mapping[str, Any]) -> bool:
-        if share <= 0:
-            return neg
-        v = stickiness_value(ctx, names)
-        if v is None:
-            return neg
-        if unleash:
-            return (unleash_percent_bucket(salt, v) < percent) is not neg
-        return (bucket(salt, v) < share) is not neg
+        v = ctx.get(first) if first else None
+        if type(v) is not str or not v:
+            v = stickiness_value(ctx, names)
+            if v is None:
+                return neg
+        key = prefix + v
+        h = _mmh3_hash(key if key.isascii() else key.encode("utf-8", "surrogatepass"), 0, False)
+        return ((h % 100 < percent) if unleash else (h % BUCKETS < share)) is not neg
 
     return in_rollout_chain
 
