@@ -8,8 +8,12 @@ except under CI, where that is a failure.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,7 +32,27 @@ def missing(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
-    """``tests/flags_sdks/node/node_modules``, installed by ``npm ci`` when absent or stale."""
+    """``tests/flags_sdks/node/node_modules``, installed by ``npm ci`` when absent or stale.
+
+    Test workers (xdist) share the directory: an exclusive lock makes one install while the others wait
+    for it (``npm ci`` starts by deleting ``node_modules``), and then find it installed.
+    """
+    with exclusive("npm"):
+        return _installed()
+
+
+@contextmanager
+def exclusive(name: str) -> Iterator[None]:
+    """One test process at a time (xdist workers share caches such as node_modules and ~/.m2)."""
+    with (Path(tempfile.gettempdir()) / f"gapless-flags-sdks-{name}.lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _installed() -> Path:
     modules = NODE_DIR / "node_modules"
     lock = NODE_DIR / "package-lock.json"
     stamp = modules / ".package-lock.json"

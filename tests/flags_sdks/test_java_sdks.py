@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flags_sdks.conftest import missing
+from tests.flags_sdks.conftest import exclusive, missing
 from tests.flags_sdks.harness import assert_same_answers, seconds_to_see_kill
 from tests.flags_sdks.test_python_sdks import shop
 from tests.flags_service.test_delivery import ServiceProcess
@@ -33,22 +33,23 @@ def java_driver(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         missing("mvn and java are needed for the Java SDKs (Java 17, Maven 3)")
     build = tmp_path_factory.mktemp("java")
     classpath = build / "classpath.txt"
-    result = subprocess.run(
-        [
-            str(mvn),
-            "-q",
-            "-B",
-            "compile",
-            "dependency:build-classpath",
-            f"-Dmdep.outputFile={classpath}",
-            f"-Dflagsdks.build={build / 'target'}",
-        ],
-        cwd=JAVA_DIR,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    with exclusive("maven"):  # one download into ~/.m2 at a time
+        result = subprocess.run(
+            [
+                str(mvn),
+                "-q",
+                "-B",
+                "compile",
+                "dependency:build-classpath",
+                f"-Dmdep.outputFile={classpath}",
+                f"-Dflagsdks.build={build / 'target'}",
+            ],
+            cwd=JAVA_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     if result.returncode != 0:
         missing(
             f"mvn compile of tests/flags_sdks/java failed: {(result.stdout + result.stderr).strip()[-500:]}"
