@@ -138,3 +138,21 @@ async def test_evaluations_are_counted_as_usage(service: Service) -> None:
     report = service.store.flag_report("shop")
     assert report[0]["evaluations"] == {"production/on": 5}
     assert report[0]["lastEvaluatedAt"] is not None
+
+
+async def test_deep_and_large_bodies_are_4xx(service: Service) -> None:
+    """A context nested 100,000 deep is a 400, a chunked body over 256 KiB a 413: never a 500."""
+    token = await sdk_setup(service)
+    deep = b'{"context": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+
+    async def chunks() -> Any:
+        for _ in range(300):
+            yield b" " * 1024  # no Content-Length: the middleware cannot see the size
+        yield b'{"context": {}}'
+
+    async with service.client(token) as c:
+        r = await c.post("/ofrep/v1/evaluate/flags/new-checkout", content=deep)
+        assert r.status_code == 400, r.text  # 200,000 bytes: under the size limit
+        assert "nests too deeply" in r.json()["errorDetails"]
+        r = await c.post("/ofrep/v1/evaluate/flags/new-checkout", content=chunks())
+        assert r.status_code == 413, r.text

@@ -153,6 +153,7 @@ async def test_bad_bodies_are_400_naming_the_field(service: Service) -> None:
                 "bucket.toggles.checkout.new.yes",
             ),
             ("/api/client/metrics", b"[]", "must be an object"),
+            ("/api/client/metrics", b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
         ):
             r = await c.post(url, content=content, headers={"Content-Type": "application/json"})
             assert r.status_code == 400, (url, content, r.text)

@@ -38,7 +38,10 @@ from gapless.flags.evaluate import ErrorCode, Evaluation
 from gapless.flags.service.protocol import Compiled, ProtocolError, SdkScope, UsageCounter, sdk_scope
 from gapless.flags.service.store import FlagStore
 
-__all__ = ["mount_ofrep"]
+__all__ = ["MAX_BODY", "mount_ofrep"]
+
+MAX_BODY = 256 * 1024
+"""As the rest of the service: also for bodies sent without a Content-Length (chunked)."""
 
 
 def _context(raw: bytes, key: str | None) -> dict[str, Any]:
@@ -48,10 +51,16 @@ def _context(raw: bytes, key: str | None) -> dict[str, Any]:
         body: dict[str, object] = {"errorCode": "INVALID_CONTEXT", "errorDetails": details}
         return ProtocolError(400, body if key is None else {"key": key} | body)
 
+    if len(raw) > MAX_BODY:
+        raise ProtocolError(
+            413, {"errorCode": "INVALID_CONTEXT", "errorDetails": f"body larger than {MAX_BODY} bytes"}
+        )
     try:
         doc = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise invalid(f"the request body is not JSON: {e}") from None
+    except RecursionError:
+        raise invalid("the request body nests too deeply") from None
     if not isinstance(doc, dict):
         raise invalid(f"the request body must be an object with `context`, not {type(doc).__name__}")
     context = doc.get("context", {})

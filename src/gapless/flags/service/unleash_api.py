@@ -137,6 +137,8 @@ def _body(raw: bytes) -> dict[str, Any]:
         doc = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise _bad(f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise _bad("the body nests too deeply") from None
     if not isinstance(doc, dict):
         raise _bad(f"the body must be an object, not {type(doc).__name__}")
     return doc
