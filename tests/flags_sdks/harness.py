@@ -18,7 +18,7 @@ from tests.flags_sdks.test_python_sdks import FLAGS, gapless_unleash_view, wait_
 from tests.flags_sdks.test_unleash_export import contexts, gapless_context
 from tests.flags_service.test_delivery import ServiceProcess
 
-CONTEXTS = 1_000
+CONTEXTS = 2_000
 KILL = [sys.executable, "-m", "gapless", "flags", "kill", "shop", "kill-me", "production"]
 
 
@@ -34,7 +34,7 @@ def run_job(argv: list[str], job: dict[str, Any], cwd: Path, timeout: float = 18
 def assert_same_answers(
     argv: list[str], cwd: Path, svc: ServiceProcess, token: str, seed: int, sdk: str, omitted: set[str]
 ) -> None:
-    """The driver's Unleash SDK and OFREP provider answer as gapless's SDK, for 1,000 contexts x 6 flags.
+    """The driver's Unleash SDK and OFREP provider answer as gapless's SDK, for 2,000 contexts x 6 flags.
 
     ``sdk`` is the SDK's ``unleash-sdk`` header: the service leaves out, for an SDK that does not know
     an operator, the flags that need it; ``omitted`` is what this SDK must not be served (and so is not

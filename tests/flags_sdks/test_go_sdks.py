@@ -46,7 +46,7 @@ def go_driver(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def test_go_sdks_answer_as_gapless(go_driver: list[str], shop: tuple[ServiceProcess, str, str]) -> None:
-    """unleash-go-sdk and the OFREP provider (Go) give gapless's answers for 1,000 contexts x 6 flags."""
+    """unleash-go-sdk and the OFREP provider (Go) give gapless's answers for 2,000 contexts x 6 flags."""
     svc, token, _ = shop
     # unleash-go-sdk 5.1 knows no REGEX or IN_CIDR: the flag that needs them is not served to it
     assert_same_answers(

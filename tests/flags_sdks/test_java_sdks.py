@@ -59,7 +59,7 @@ def java_driver(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def test_java_sdks_answer_as_gapless(java_driver: list[str], shop: tuple[ServiceProcess, str, str]) -> None:
-    """unleash-client-java and the OFREP provider (Java) give gapless's answers for 1,000 contexts x 6 flags."""
+    """unleash-client-java and the OFREP provider (Java) give gapless's answers for 2,000 contexts x 6 flags."""
     svc, token, _ = shop
     assert_same_answers(
         java_driver, JAVA_DIR, svc, token, seed=37, sdk="unleash-java-sdk:12.2.3", omitted={"operators"}

@@ -30,7 +30,7 @@ def driver() -> list[str]:
 
 
 def test_node_sdks_answer_as_gapless(node_modules: Path, shop: tuple[ServiceProcess, str, str]) -> None:
-    """unleash-client and the OFREP provider (Node) give gapless's answers for 1,000 contexts x 6 flags."""
+    """unleash-client and the OFREP provider (Node) give gapless's answers for 2,000 contexts x 6 flags."""
     svc, token, _ = shop
     assert_same_answers(driver(), NODE_DIR, svc, token, seed=23, sdk="unleash-node-sdk:6.12.2", omitted=set())
 

@@ -40,7 +40,7 @@ pytestmark = [
 ]
 
 FLAGS = [f["key"] for f in SHOP["flags"] if f["key"] != "gapless-bucketed"]
-CONTEXTS = 1_000
+CONTEXTS = 2_000
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> float:
@@ -106,7 +106,7 @@ def gapless_unleash_view(flags: FlagClient, flag: str, ctx: dict[str, Any]) -> t
 def test_unleash_and_ofrep_sdks_answer_as_gapless(
     shop: tuple[ServiceProcess, str, str], tmp_path: Path
 ) -> None:
-    """UnleashClient and the OFREP provider give gapless's answers for 1,000 contexts x 6 flags; usage is counted."""
+    """UnleashClient and the OFREP provider give gapless's answers for 2,000 contexts x 6 flags; usage is counted."""
     from openfeature import api
     from openfeature.evaluation_context import EvaluationContext
 
