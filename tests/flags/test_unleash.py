@@ -1,6 +1,8 @@
-"""Unleash's standard strategies and constraint operators, each expressed in gapless's model.
+"""Unleash's standard strategies and constraint operators, each expressed by hand in gapless's own terms.
 
-The translation below is the table in docs/flags.md, written as code: ``constraint`` maps one Unleash
+These rules use gapless's own bucketing (the same users need not be in a percentage as in Unleash); the
+exact translation, with Unleash's bucketing, is ``gapless.flags.unleash``, checked against Unleash's
+client specification and SDKs in tests/flags_sdks. Here ``constraint`` maps one Unleash
 constraint to a condition, ``strategy`` one strategy to a rule. Unleash enables a flag when any strategy
 is on; here each strategy is a rule serving ``on`` (in order, first match wins, which for rules that all
 serve ``on`` is the same "any"), the percentage being an ``inRollout`` condition so that a context outside

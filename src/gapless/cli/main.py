@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+import gapless.cli.flags_import  # noqa: F401 -- registers `gapless flags import` on flags_app
 from gapless import __version__
 from gapless.cli.client import ApiClient, ApiError, NotRunningError, resolve_state_dir, start_control_plane
 from gapless.cli.down import down_all, down_rollout

@@ -19,7 +19,20 @@ from collections.abc import Sequence
 
 import mmh3
 
-__all__ = ["BUCKETS", "bucket", "hash_input", "split_bounds", "variant_index"]
+__all__ = [
+    "BUCKETS",
+    "GAPLESS",
+    "RANDOM",
+    "UNLEASH",
+    "UNLEASH_VARIANT_SEED",
+    "bucket",
+    "hash32",
+    "hash_input",
+    "split_bounds",
+    "unleash_percent_bucket",
+    "unleash_variant_bucket",
+    "variant_index",
+]
 
 BUCKETS = 100_000
 """Buckets in a rollout: weights are integers in units of 0.001%."""
@@ -60,3 +73,35 @@ def split_bounds(weights: Sequence[int]) -> tuple[int, ...]:
 def variant_index(bounds: Sequence[int], bucket_number: int) -> int:
     """The index of the range that holds ``bucket_number`` (a variant with weight 0 never gets one)."""
     return bisect_right(bounds, bucket_number)
+
+
+# --- Unleash-compatible bucketing -------------------------------------------------------------------
+#
+# Flags that must give the same answer as Unleash's SDKs (imported from Unleash, or served to them by
+# the Unleash client API) bucket as Unleash does, per rollout or split (``"bucketing": "unleash"``):
+# a rollout puts a context in ``murmur3("groupId:value", seed 0) % 100`` and is on below the
+# percentage (Unleash's ``normalizedValue <= percentage`` with values 1-100); a variant split uses
+# seed 86028157 and the sum of its weights as the modulus, with ranges cumulative in variant order.
+# gapless's own flags keep ``bucket`` above: 0.001% steps, and their users stay where they are.
+
+UNLEASH = "unleash"
+GAPLESS = "gapless"
+UNLEASH_VARIANT_SEED = 86028157
+"""The seed Unleash's SDKs hash variant stickiness with (strategies use seed 0)."""
+RANDOM = "random"
+"""A stickiness name that Unleash reads as "a new random value each time"."""
+
+
+def hash32(text: str, seed: int = 0) -> int:
+    """MurmurHash3 x86 32-bit, unsigned, of ``text`` as UTF-8 (as ``hash_input`` encodes it)."""
+    return int(mmh3.hash(text if text.isascii() else text.encode("utf-8", "surrogatepass"), seed, False))
+
+
+def unleash_percent_bucket(group_id: str, value: str) -> int:
+    """Unleash's rollout bucket, 0-99: a rollout of P% takes buckets below P."""
+    return hash32(f"{group_id}:{value}") % 100
+
+
+def unleash_variant_bucket(group_id: str, value: str, total: int) -> int:
+    """Unleash's variant bucket, 0 .. total-1, for weights that sum to ``total``."""
+    return hash32(f"{group_id}:{value}", UNLEASH_VARIANT_SEED) % total

@@ -31,10 +31,11 @@ one variant needs no key). Any exception, from a hostile ``Mapping`` say, gives 
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache, partial
 from types import CodeType
@@ -42,15 +43,17 @@ from typing import Any
 
 import mmh3
 
-from gapless.flags.bucketing import BUCKETS, split_bounds
+from gapless.flags.bucketing import BUCKETS, GAPLESS, RANDOM, UNLEASH, UNLEASH_VARIANT_SEED, split_bounds
 from gapless.flags.operators import (
     OPERATORS,
     ConditionError,
     Matcher,
     ParsedCondition,
     as_text,
+    check_fallback,
     matcher,
     parse_condition,
+    stickiness_value,
 )
 
 __all__ = [
@@ -156,6 +159,8 @@ class _Split:
     """A percentage split: the bucket of the stickiness value picks one preallocated evaluation."""
 
     __slots__ = ("bounds", "evaluations", "fixed", "prefix", "stickiness")
+    inline = True
+    """Whether generated code may inline the two-way case (gapless's own bucketing only)."""
 
     def __init__(
         self, stickiness: str, salt: str, weights: list[int], evaluations: tuple[Evaluation, ...]
@@ -185,6 +190,43 @@ class _Split:
         return self.evaluations[bisect_right(self.bounds, h % BUCKETS)]
 
 
+class _UnleashSplit(_Split):
+    """A split bucketed as Unleash's variants: seed 86028157, modulo the sum of the weights, and a
+    stickiness chain (Unleash's ``default``: userId, sessionId, remoteAddress, then random)."""
+
+    __slots__ = ("chain", "salt", "total")
+    inline = False
+
+    def __init__(
+        self,
+        stickiness: str,
+        salt: str,
+        weights: list[int],
+        evaluations: tuple[Evaluation, ...],
+        chain: tuple[str, ...],
+    ) -> None:
+        total = sum(weights)
+        super().__init__(stickiness, salt, [*weights[:-1], weights[-1] + BUCKETS - total], evaluations)
+        self.bounds = tuple(itertools.accumulate(weights[:-1]))
+        owners = [e for e, w in zip(evaluations, weights, strict=True) if w > 0]
+        self.fixed = owners[0] if len(owners) == 1 else None
+        self.total = total
+        self.salt = salt
+        self.chain = (stickiness, *chain)
+
+    def pick(self, ctx: Mapping[str, Any]) -> Evaluation | None:
+        if self.fixed is not None:
+            return self.fixed
+        v = ctx.get(self.stickiness) if self.stickiness != RANDOM else None
+        if type(v) is not str or not v:
+            v = stickiness_value(ctx, self.chain)
+            if v is None:
+                return None
+        key = self.prefix + v
+        h = _hash(key if key.isascii() else key.encode("utf-8", "surrogatepass"), UNLEASH_VARIANT_SEED, False)
+        return self.evaluations[bisect_right(self.bounds, h % self.total)]
+
+
 Picker = Callable[[Mapping[str, Any]], Evaluation | None]
 
 
@@ -193,6 +235,8 @@ def _picker(split: _Split) -> Picker:
     value: that is hashed as it is (its characters are its UTF-8 bytes) after the precomputed prefix,
     and a two-way split is one comparison instead of a bisection."""
     fixed = split.fixed
+    if not split.inline and fixed is None:
+        return split.pick
     if fixed is not None:
 
         def pick_fixed(ctx: Mapping[str, Any]) -> Evaluation | None:
@@ -535,7 +579,7 @@ def _generated(
         if isinstance(outcome, Evaluation):
             parts.append(mode.fixed(f"e{n}", outcome, copy_values, indent, values))
             return
-        if len(outcome.bounds) == 1 and outcome.prefix.isascii() and not copy_values:
+        if len(outcome.bounds) == 1 and outcome.prefix.isascii() and not copy_values and outcome.inline:
             values[f"pick{n}"] = outcome.pick  # what the inline fast path does not take
             values[f"k{n}"], values[f"p{n}"], values[f"b{n}"] = (
                 outcome.stickiness,
@@ -696,6 +740,10 @@ class CompiledRuleset:
             return static
         return run(context, default, clock)
 
+    def runs(self) -> dict[str, Run]:
+        """Each flag's evaluation function (for flags that depend on other flags)."""
+        return {key: entry[0] for key, entry in self._entries.items()}
+
     def variants(self, key: str) -> tuple[str, ...]:
         """The variant names of flag ``key`` (none for a flag that did not compile, or no such flag)."""
         flag = self._flags.get(key)
@@ -757,11 +805,11 @@ def _only(raw: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
 
 
 _CONDITION_FIELDS = frozenset(
-    {"attribute", "operator", "value", "values", "negate", "caseInsensitive", "salt"}
+    {"attribute", "operator", "value", "values", "negate", "caseInsensitive", "salt", "bucketing", "fallback"}
 )
 _RULE_FIELDS = frozenset({"conditions", "variant", "split"})
 _SERVE_FIELDS = frozenset({"variant", "split"})
-_SPLIT_FIELDS = frozenset({"weights", "stickiness", "salt"})
+_SPLIT_FIELDS = frozenset({"weights", "stickiness", "salt", "bucketing", "fallback"})
 _WEIGHT_FIELDS = frozenset({"variant", "weight"})
 
 
@@ -779,9 +827,11 @@ class _Segment:
 class _Compiler:
     """Compiles one ruleset; per-flag problems make broken flags, others raise ``_CompileError``."""
 
-    def __init__(self, segments: dict[str, _Segment]) -> None:
+    def __init__(self, segments: dict[str, _Segment], links: _Links | None = None) -> None:
         self.segments = segments
         self.uses_current_time = False
+        self.links = links
+        self.dependent = False
 
     def condition(self, raw: object, path: str, *, salt: str | None, in_segment: bool) -> Condition:
         c = _mapping(raw, path)
@@ -795,6 +845,8 @@ class _Compiler:
                 negate=c.get("negate", False),
                 case_insensitive=c.get("caseInsensitive", False),
                 salt=c.get("salt"),
+                bucketing=c.get("bucketing"),
+                fallback=c.get("fallback"),
             )
         except ConditionError as e:
             raise _CompileError(f"{path}.{e.field}" if e.field else path, e.message) from None
@@ -802,19 +854,17 @@ class _Compiler:
             if in_segment:
                 raise _CompileError(f"{path}.operator", "a segment cannot refer to other segments")
             return self.in_segment(parsed, path)
+        if parsed.operator == "flagVariant":
+            if in_segment or self.links is None:
+                raise _CompileError(f"{path}.operator", "a segment cannot depend on a flag")
+            self.dependent = self.uses_current_time = True  # the parent may read currentTime
+            return _flag_variant(self.links, parsed.attribute, frozenset(parsed.operands), parsed.negate)
         if parsed.attribute == CURRENT_TIME and OPERATORS[parsed.operator].operand == "date":
             self.uses_current_time = True
         if parsed.operator == "inRollout" and parsed.salt is None:
             if salt is None:
                 raise _CompileError(f"{path}.salt", "is required for inRollout in a segment")
-            parsed = ParsedCondition(
-                parsed.operator,
-                parsed.attribute,
-                parsed.operands,
-                parsed.negate,
-                parsed.case_insensitive,
-                salt,
-            )
+            parsed = replace(parsed, salt=salt)
         if (
             not in_segment
             and parsed.operator in ("in", "equals")
@@ -829,6 +879,8 @@ class _Compiler:
             negate=parsed.negate,
             case_insensitive=parsed.case_insensitive,
             salt=parsed.salt or "",
+            bucketing=parsed.bucketing,
+            fallback=parsed.fallback,
         )
 
     def in_segment(self, parsed: ParsedCondition, path: str) -> Matcher:
@@ -879,6 +931,33 @@ class _Compiler:
         return _all(tuple(matchers))
 
 
+class _Links:
+    """The other flags of a ruleset, for ``flagVariant`` conditions: filled once every flag compiled."""
+
+    __slots__ = ("dependent", "runs")
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self.dependent: set[str] = set()
+        """Flags that depend on flags themselves: as in Unleash, depending on one never holds."""
+
+
+def _flag_variant(links: _Links, parent: str, variants: frozenset[str], neg: bool) -> Matcher:
+    """``flagVariant``: the flag ``parent`` serves one of ``variants`` to this context (Unleash's
+    dependent features). A parent that is missing, broken, or itself dependent never satisfies it."""
+
+    def flag_variant(ctx: Mapping[str, Any]) -> bool:
+        run = links.runs.get(parent)
+        if run is None or parent in links.dependent:
+            return False
+        ev = run(ctx, None, None)
+        if ev.error_code is not None:
+            return False
+        return (ev.variant in variants) is not neg
+
+    return flag_variant
+
+
 def _compile_segment(key: str, raw: object) -> _Segment:
     path = f"segments.{key}"
     compiler = _Compiler({})
@@ -891,11 +970,13 @@ def _compile_segment(key: str, raw: object) -> _Segment:
 
 
 class _FlagCompiler:
-    def __init__(self, key: str, raw: Mapping[str, Any], segments: dict[str, _Segment]) -> None:
+    def __init__(
+        self, key: str, raw: Mapping[str, Any], segments: dict[str, _Segment], links: _Links
+    ) -> None:
         self.key = key
         self.path = f"flags.{key}"
         self.raw = raw
-        self.compiler = _Compiler(segments)
+        self.compiler = _Compiler(segments, links)
         self.values: dict[str, Any] = {}
 
     def compile(self, flag: _Flag) -> None:
@@ -934,6 +1015,8 @@ class _FlagCompiler:
         flag.variants = tuple(self.values)
         flag.default = default
         flag.uses_current_time = self.compiler.uses_current_time
+        if self.compiler.dependent and self.compiler.links is not None:
+            self.compiler.links.dependent.add(self.key)
         if not enabled:
             flag.static = self.evaluation(off, Reason.DISABLED, None)
             flag.rules = ()
@@ -958,6 +1041,13 @@ class _FlagCompiler:
         spath = f"{path}.split"
         split = _mapping(raw["split"], spath)
         _only(split, _SPLIT_FIELDS, spath)
+        bucketing = split.get("bucketing", GAPLESS)
+        if bucketing not in (GAPLESS, UNLEASH):
+            raise _CompileError(f"{spath}.bucketing", f"must be {GAPLESS} or {UNLEASH}")
+        try:
+            chain = check_fallback(split.get("fallback"), bucketing)
+        except ConditionError as e:
+            raise _CompileError(f"{spath}.{e.field}", e.message) from None
         names: list[str] = []
         weights: list[int] = []
         for i, w in enumerate(_list(split.get("weights"), f"{spath}.weights")):
@@ -971,13 +1061,19 @@ class _FlagCompiler:
                 raise _CompileError(f"{spath}.weights[{i}].weight", f"must be an integer from 0 to {BUCKETS}")
             names.append(name)
             weights.append(weight)
-        if sum(weights) != BUCKETS:
+        if bucketing == UNLEASH and not 0 < sum(weights) <= BUCKETS:
+            raise _CompileError(f"{spath}.weights", f"must sum to 1 .. {BUCKETS} when bucketing as Unleash")
+        if bucketing == GAPLESS and sum(weights) != BUCKETS:
             raise _CompileError(f"{spath}.weights", f"must sum to {BUCKETS} (100%), not {sum(weights)}")
         stickiness = _string(split.get("stickiness", DEFAULT_STICKINESS), f"{spath}.stickiness")
         salt = split.get("salt", self.key)
         if type(salt) is not str:
             raise _CompileError(f"{spath}.salt", "must be a string")
         evaluations = tuple(self.evaluation(n, Reason.SPLIT, rule_index) for n in names)
+        if bucketing == UNLEASH:
+            return _UnleashSplit(stickiness, salt, weights, evaluations, chain)
+        if chain:
+            raise _CompileError(f"{spath}.fallback", "applies to splits bucketed as Unleash")
         return _Split(stickiness, salt, weights, evaluations)
 
 
@@ -1003,21 +1099,25 @@ def compile_ruleset(data: Mapping[str, Any], *, strict: bool = False) -> Compile
         if segment.broken is not None:
             problems.append(segment.broken)
     flags: dict[str, _Flag] = {}
+    links = _Links()
     for key, raw in flags_raw.items():
-        flag = _compile_flag(str(key), raw, segments)
+        flag = _compile_flag(str(key), raw, segments, links)
         flags[str(key)] = flag
         if flag.problem is not None:
             problems.append(flag.problem)
     if strict and problems:
         raise RulesetError(problems)
     project, environment = data.get("project"), data.get("environment")
-    return CompiledRuleset(
+    compiled = CompiledRuleset(
         revision,
         flags,
         problems,
         project if isinstance(project, str) else None,
         environment if isinstance(environment, str) else None,
     )
+    if links.dependent:
+        links.runs.update(compiled.runs())
+    return compiled
 
 
 def _header(data: object) -> tuple[int, Mapping[str, Any], Mapping[str, Any]]:
@@ -1035,12 +1135,12 @@ def _header(data: object) -> tuple[int, Mapping[str, Any], Mapping[str, Any]]:
     return revision, _mapping(doc.get("segments", {}), "segments"), _mapping(doc.get("flags"), "flags")
 
 
-def _compile_flag(key: str, raw: object, segments: dict[str, _Segment]) -> _Flag:
+def _compile_flag(key: str, raw: object, segments: dict[str, _Segment], links: _Links) -> _Flag:
     path = f"flags.{key}"
     raw_kind = raw.get("kind") if isinstance(raw, Mapping) else None
     flag = _Flag(key, raw_kind if isinstance(raw_kind, str) and raw_kind in KINDS else "")
     try:
-        _FlagCompiler(key, _mapping(raw, path), segments).compile(flag)
+        _FlagCompiler(key, _mapping(raw, path), segments, links).compile(flag)
     except _CompileError as e:
         broken = _Flag(key, flag.kind)
         broken.problem = (e.path, e.message)

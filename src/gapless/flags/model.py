@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.flags.bucketing import BUCKETS
 from gapless.flags.evaluate import FORMAT_VERSION, kind_accepts
-from gapless.flags.operators import ConditionError, parse_condition
+from gapless.flags.operators import ConditionError, check_fallback, parse_condition
 from gapless.spec.base import SpecModel, field_error, parse_duration
 
 __all__ = [
@@ -108,6 +108,10 @@ class Condition(SpecModel):
     case_insensitive: bool = False
     salt: str | None = None
     """For ``inRollout``: the bucketing salt (default: the flag key; required in segments)."""
+    bucketing: Literal["gapless", "unleash"] | None = None
+    """For ``inRollout``: ``unleash`` buckets as Unleash's SDKs do (whole percent; see bucketing)."""
+    fallback: list[str] | None = None
+    """For ``inRollout``: attributes tried after ``attribute`` (``random`` last, as Unleash's)."""
 
     @model_validator(mode="after")
     def _check(self) -> Condition:
@@ -120,10 +124,19 @@ class Condition(SpecModel):
                 negate=self.negate,
                 case_insensitive=self.case_insensitive,
                 salt=self.salt,
+                bucketing=self.bucketing,
+                fallback=self.fallback,
             )
         except ConditionError as e:
             raise field_error(e.field, e.message) from None
         return self
+
+
+class VariantPayload(SpecModel):
+    """An Unleash variant payload: its type and its value, as text."""
+
+    type: Literal["string", "json", "csv", "number"]
+    value: Annotated[str, Field(max_length=64 * 1024)]
 
 
 class Variant(SpecModel):
@@ -132,6 +145,8 @@ class Variant(SpecModel):
     key: VariantKey
     value: Any
     description: str = ""
+    payload: VariantPayload | None = None
+    """Unleash's variant payload, served as it is to Unleash's SDKs (gapless's own SDKs read ``value``)."""
 
 
 class WeightedVariant(SpecModel):
@@ -147,6 +162,11 @@ class Split(SpecModel):
     stickiness: Annotated[str, Field(min_length=1)] = "targetingKey"
     salt: str | None = None
     """Bucketing salt; default the flag key. Flags with one salt put a context in the same bucket."""
+    bucketing: Literal["gapless", "unleash"] | None = None
+    """``unleash``: as Unleash's variants (seed 86028157, modulo the weights' sum, which may be any
+    positive total, such as Unleash's 1000)."""
+    fallback: list[str] | None = None
+    """With ``unleash`` bucketing: attributes tried after ``stickiness`` (``random`` last)."""
 
     @model_validator(mode="after")
     def _check(self) -> Split:
@@ -156,8 +176,18 @@ class Split(SpecModel):
                 raise field_error(f"weights[{i}].variant", f"variant {w.variant!r} appears twice")
             seen.add(w.variant)
         total = sum(w.weight for w in self.weights)
-        if total != BUCKETS:
+        if self.bucketing == "unleash":
+            if total <= 0:
+                raise field_error("weights", "must sum to more than 0")
+        elif total != BUCKETS:
             raise field_error("weights", f"must sum to {BUCKETS:,} (100%), not {total:,}")
+        if self.fallback is not None and self.bucketing != "unleash":
+            raise field_error("fallback", "applies to splits with bucketing: unleash")
+        if self.fallback is not None:
+            try:
+                check_fallback(self.fallback, "unleash")
+            except ConditionError as e:
+                raise field_error(e.field, e.message) from None
         return self
 
 
@@ -265,6 +295,12 @@ class Flag(SpecModel):
     off_variant: str
     environments: dict[str, FlagEnvironment] = Field(default_factory=dict)
     archived: bool = False
+    impression_data: bool = False
+    """Unleash's impression data: Unleash SDKs emit an impression event for each evaluation."""
+    tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}:[^\s]{1,128}$")]] = Field(
+        default_factory=list
+    )
+    """``type:value`` labels (Unleash's tags; the Unleash client API filters on them)."""
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
 
@@ -430,6 +466,8 @@ def reference_problems(flag: Flag, environments: list[str], segments: set[str]) 
             for v, key in enumerate(cond.values or []):
                 if key not in segments:
                     problems.append((f"{path}.values[{v}]", f"unknown segment {key!r}"))
+        if cond.operator == "flagVariant" and cond.attribute == flag.key:
+            problems.append((f"{path}.attribute", "a flag cannot depend on itself"))
     return problems
 
 
@@ -521,6 +559,10 @@ def _condition_json(cond: Condition, salt: str | None) -> dict[str, Any]:
         out["caseInsensitive"] = True
     if cond.operator == "inRollout":
         out["salt"] = cond.salt if cond.salt is not None else salt
+    if cond.bucketing is not None:
+        out["bucketing"] = cond.bucketing
+    if cond.fallback is not None:
+        out["fallback"] = list(cond.fallback)
     return out
 
 
@@ -537,6 +579,8 @@ def _serve_json(variant: str | None, split: Split | None, flag: Flag) -> dict[st
             "stickiness": split.stickiness,
             "salt": split.salt if split.salt is not None else flag.key,
         }
+        | ({"bucketing": split.bucketing} if split.bucketing is not None else {})
+        | ({"fallback": list(split.fallback)} if split.fallback is not None else {})
     }
 
 
@@ -546,7 +590,11 @@ def _flag_json(flag: Flag, environment: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": flag.kind,
         "type": flag.flag_type,
-        "variants": [{"key": v.key, "value": v.value} for v in flag.variants],
+        "variants": [
+            {"key": v.key, "value": v.value}
+            | ({"payload": v.payload.model_dump()} if v.payload is not None else {})
+            for v in flag.variants
+        ],
         "offVariant": flag.off_variant,
         "enabled": fe.enabled,
         "rules": [
@@ -562,6 +610,10 @@ def _flag_json(flag: Flag, environment: str) -> dict[str, Any]:
     }
     if fe.release_plan is not None:
         out["stage"] = {"index": fe.release_plan.current_stage, "name": fe.release_plan.stage.name}
+    if flag.impression_data:
+        out["impressionData"] = True
+    if flag.tags:
+        out["tags"] = list(flag.tags)
     return out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import operator as operator_module
+import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from gapless.flags.bucketing import BUCKETS, bucket
+import mmh3
+
+from gapless.flags.bucketing import BUCKETS, GAPLESS, RANDOM, UNLEASH, bucket
 from gapless.flags.regex import Regex, RegexError
 
 __all__ = [
@@ -35,14 +38,18 @@ __all__ = [
     "OperatorSpec",
     "ParsedCondition",
     "as_text",
+    "check_fallback",
     "matcher",
     "parse_condition",
     "parse_date",
     "parse_operand",
     "parse_semver",
+    "stickiness_value",
 ]
 
 Matcher = Callable[[Mapping[str, Any]], bool]
+_mmh3_hash = mmh3.hash
+_random = random.Random()  # noqa: S311 -- Unleash's "random" stickiness: a share, not a secret
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -79,6 +86,7 @@ OPERATORS: dict[str, OperatorSpec] = {
     "regex": OperatorSpec(many=False, operand="regex", case_insensitive=True),
     "inCidr": OperatorSpec(many=True, operand="cidr"),
     "inSegment": OperatorSpec(many=True, operand="segment"),
+    "flagVariant": OperatorSpec(many=True, operand="variant"),
     "inRollout": OperatorSpec(many=False, operand="bucket"),
 }
 """Every operator, by the name written in a condition."""
@@ -254,6 +262,10 @@ def parse_operand(operator: str, raw: object, *, case_insensitive: bool = False)
             return ipaddress.ip_network(raw, strict=False)
         except ValueError:
             raise ValueError(cidr_problem) from None
+    if kind == "variant":
+        if type(raw) is not str or not raw:
+            raise ValueError(f"must be a variant key of the flag named by `attribute`, not {_what(raw)}")
+        return raw
     if kind == "segment":
         if type(raw) is not str or not raw:
             raise ValueError(f"must be a segment key, not {_what(raw)}")
@@ -277,6 +289,8 @@ def matcher(
     negate: bool = False,
     case_insensitive: bool = False,
     salt: str = "",
+    bucketing: str = GAPLESS,
+    fallback: tuple[str, ...] = (),
 ) -> Matcher:
     """The closure that evaluates one condition (every operator but ``inSegment``, which the compiler
     resolves against its segments). ``operands`` come from ``parse_operand``; single-valued operators
@@ -362,6 +376,8 @@ def matcher(
             return any(ip.version == n.version and ip in n for n in nets) is not neg
 
         return in_cidr
+    if operator == "inRollout" and (bucketing == UNLEASH or fallback):
+        return _unleash_rollout(attr, fallback, operands[0], salt, neg, unleash=bucketing == UNLEASH)
     if operator == "inRollout":
         share: int = operands[0]
 
@@ -373,6 +389,49 @@ def matcher(
 
         return in_rollout
     raise ValueError(f"operator {operator!r} has no matcher")
+
+
+def stickiness_value(ctx: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` the context has as non-empty text; ``RANDOM`` gives a random value."""
+    for name in names:
+        if name == RANDOM:
+            return str(_random.randrange(1, 10_001))
+        v = as_text(ctx.get(name))
+        if v:
+            return v
+    return None
+
+
+def _unleash_rollout(
+    attr: str, fallback: tuple[str, ...], share: int, salt: str, neg: bool, *, unleash: bool
+) -> Matcher:
+    """``inRollout`` with a stickiness chain (``fallback``), bucketed as Unleash does when ``unleash``.
+
+    As Unleash's rollouts: no share is never on, all of it always is (even for a context without a
+    stickiness value); in between, a context with no value in the chain is not in the rollout.
+    """
+    names = (attr, *fallback)
+    percent = share // 1000
+    prefix = f"{salt}:"
+    first = "" if attr == RANDOM else attr  # "random" is never read from the context
+    if share <= 0:
+
+        def in_no_rollout(ctx: Mapping[str, Any]) -> bool:
+            return neg
+
+        return in_no_rollout
+
+    def in_rollout_chain(ctx: Mapping[str, Any]) -> bool:
+        v = ctx.get(first) if first else None
+        if type(v) is not str or not v:
+            v = stickiness_value(ctx, names)
+            if v is None:
+                return neg
+        key = prefix + v
+        h = _mmh3_hash(key if key.isascii() else key.encode("utf-8", "surrogatepass"), 0, False)
+        return ((h % 100 < percent) if unleash else (h % BUCKETS < share)) is not neg
+
+    return in_rollout_chain
 
 
 def _string_in(attr: str, values: frozenset[str], neg: bool) -> Matcher:
@@ -566,6 +625,8 @@ class ParsedCondition:
     negate: bool
     case_insensitive: bool
     salt: str | None
+    bucketing: str = GAPLESS
+    fallback: tuple[str, ...] = ()
 
 
 MAX_VALUES = 10_000
@@ -580,13 +641,17 @@ def parse_condition(
     negate: object = False,
     case_insensitive: object = False,
     salt: object = None,
+    bucketing: object = None,
+    fallback: object = None,
 ) -> ParsedCondition:
     """Check one condition's shape and parse its operands; ``None`` means a field is absent.
 
     Raises ``ConditionError`` naming the field: ``operator`` (unknown), ``attribute`` (missing, or given
     to ``inSegment``), ``values`` / ``value`` (the wrong one of the two, or an operand of the wrong type,
     as ``values[2]``), ``caseInsensitive`` (on an operator it does not apply to), ``salt`` (on an
-    operator other than ``inRollout``).
+    operator other than ``inRollout``), ``bucketing`` and ``fallback`` (``inRollout`` only: ``gapless``
+    or ``unleash``, and the attributes tried after ``attribute``, ``random`` only when bucketing as
+    Unleash; in that mode the share must be whole percent).
     """
     if type(operator) is not str or operator not in OPERATORS:
         raise ConditionError(
@@ -609,6 +674,7 @@ def parse_condition(
         attr = attribute
     if salt is not None and (spec.operand != "bucket" or type(salt) is not str):
         raise ConditionError("salt", "applies only to inRollout, as a string")
+    mode, chain = _rollout_options(spec, bucketing, fallback)
     if spec.many:
         if value is not None:
             raise ConditionError("value", f"{operator} takes `values` (a list), not `value`")
@@ -629,4 +695,33 @@ def parse_condition(
             operands.append(parse_operand(operator, raw, case_insensitive=case_insensitive))
         except ValueError as e:
             raise ConditionError(f"values[{i}]" if spec.many else "value", str(e)) from None
-    return ParsedCondition(operator, attr, operands, negate, case_insensitive, salt)
+    if mode == UNLEASH and operands[0] % 1000:
+        raise ConditionError("value", "must be whole percent (a multiple of 1000) when bucketing as Unleash")
+    return ParsedCondition(operator, attr, operands, negate, case_insensitive, salt, mode, chain)
+
+
+def _rollout_options(spec: OperatorSpec, bucketing: object, fallback: object) -> tuple[str, tuple[str, ...]]:
+    """``inRollout``'s ``bucketing`` and ``fallback``, checked."""
+    if (bucketing is not None or fallback is not None) and spec.operand != "bucket":
+        raise ConditionError(
+            "bucketing" if bucketing is not None else "fallback", "applies only to inRollout"
+        )
+    mode = GAPLESS if bucketing is None else bucketing
+    if mode not in (GAPLESS, UNLEASH):
+        raise ConditionError("bucketing", f"must be {GAPLESS} or {UNLEASH}, not {_what(bucketing)}")
+    chain = check_fallback(fallback, str(mode))
+    return str(mode), chain
+
+
+def check_fallback(fallback: object, mode: str) -> tuple[str, ...]:
+    """A stickiness chain after the first attribute: attribute names (``random`` only as Unleash)."""
+    if fallback is None:
+        return ()
+    if not isinstance(fallback, list) or len(fallback) > 8:
+        raise ConditionError("fallback", "must be a list of at most 8 attribute names")
+    for i, name in enumerate(fallback):
+        if type(name) is not str or not name:
+            raise ConditionError(f"fallback[{i}]", "must be an attribute name")
+        if name == RANDOM and mode != UNLEASH:
+            raise ConditionError(f"fallback[{i}]", "random stickiness needs bucketing: unleash")
+    return tuple(fallback)

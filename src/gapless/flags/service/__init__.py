@@ -9,4 +9,7 @@
 | ``hub`` | in-process fan-out of new revisions to connected SDK streams |
 | ``app`` | the FastAPI app (OpenAPI at ``/openapi.json``) |
 | ``serve`` | ``gapless flags serve`` |
+| ``protocols`` | mounts the protocol faces on the app: ``ofrep`` (OpenFeature remote evaluation) and ``unleash_api`` (Unleash's client API) |
+| ``protocol`` | what the faces share: SDK-token scopes, compiled rulesets per revision, usage counts |
+| ``relay`` | LISTEN/NOTIFY: changes made through other service processes on the same PostgreSQL reach this one's streams |
 """

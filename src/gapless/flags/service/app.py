@@ -39,6 +39,7 @@ from sqlalchemy.exc import OperationalError
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.core.jsonbody import MAX_INT, parse_json
 from gapless.flags.service.hub import Hub, ProjectChange
+from gapless.flags.service.protocols import mount_protocols
 from gapless.flags.service.store import Actor, AppliedReport, ConflictError, FlagStore, RulesetChange
 from gapless.flags.service.tokens import TokenKind, TokenRecord, split_token, verify
 
@@ -577,6 +578,7 @@ def build_flag_app(
         store.record_evaluations(str(token.project), str(token.environment), rows)
         return {"ok": True, "recorded": len(rows)}
 
+    mount_protocols(app, store, hub)  # OFREP and the Unleash client API
     return app
 
 

@@ -20,6 +20,7 @@ import uvicorn
 
 from gapless.flags.service.app import FlagChange, OnChange, build_flag_app
 from gapless.flags.service.hub import Hub
+from gapless.flags.service.relay import relay_changes
 from gapless.flags.service.store import Actor, FlagStore
 
 __all__ = ["ADMIN_TOKEN_FILE", "advance_due", "advance_forever", "ensure_admin_token", "run_flag_service"]
@@ -107,6 +108,13 @@ async def advance_forever(
         await asyncio.sleep(interval)
 
 
+class _NoUpgradeWarning(logging.Filter):
+    """Drop uvicorn's warning for each declined HTTP/2 upgrade (one per request of a Java client)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unsupported upgrade request" not in record.getMessage()
+
+
 def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path) -> int:
     """Serve until signalled. Exit 1 when the address is taken or the database cannot be opened."""
     logging.basicConfig(
@@ -120,25 +128,34 @@ def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path
     app = build_flag_app(store, hub)
     host, port = listen
     # Streams never end on their own: give them a second to notice the shutdown, then close them.
+    # h11, not httptools: Java's HTTP client asks every plain-HTTP request to upgrade to HTTP/2 (h2c),
+    # and uvicorn's httptools protocol then drops the request's body (an OFREP context, a flag document)
+    # while still answering; h11 declines the upgrade and reads the body.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http="h11",
         log_level="warning",
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
     )
+    logging.getLogger("uvicorn.error").addFilter(_NoUpgradeWarning())
     server = uvicorn.Server(config)
 
     async def main() -> None:
-        advancer = asyncio.create_task(advance_forever(store, hub))
+        tasks = [asyncio.create_task(advance_forever(store, hub))]
+        if store.postgres:  # other service processes on the same database: hear their changes
+            tasks.append(asyncio.create_task(relay_changes(store, hub)))
         try:
             await server.serve()
         finally:
-            advancer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await advancer
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     print(
         f"flag service on http://{host}:{port} (database {store.engine.url.render_as_string()})",

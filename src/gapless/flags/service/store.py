@@ -189,6 +189,8 @@ class FlagStore:
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": f"gapless-flags:{project}"}
                 )
+                # delivered at commit (never for a rolled-back change) to every service process (relay.py)
+                conn.execute(text("SELECT pg_notify('gapless_flags', :p)"), {"p": project})
             yield conn
 
     # -- projects -----------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""``gapless flags import --from-unleash EXPORT.json``: Unleash's flags into a gapless project.
+
+A dry run by default: it lists each segment and flag to create, update or leave unchanged, and every
+feature refused with the reason, and changes nothing. ``--apply`` writes the changes through the admin
+API (each audited), refusing to write anything while a feature is refused unless ``--skip-refused``.
+The export is Unleash's client format for one environment (``/api/client/features`` with a client
+token of that environment, or its delta events); see ``gapless.flags.unleash_import``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gapless.cli.flags_cmd import StateDir, Token, Url, _fail, _Service, err, flags_app, out
+
+__all__ = ["import_from_unleash"]
+
+
+def _normalized(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """A document as the service stores it (defaults filled in), so equal meaning compares equal."""
+    from gapless.flags.model import Flag, Segment
+
+    model = Flag if kind == "flag" else Segment
+    dumped = model.model_validate(doc).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {k: v for k, v in dumped.items() if k not in ("createdAt", "updatedAt")}
+
+
+@flags_app.command("import")
+def import_from_unleash(
+    from_unleash: Annotated[
+        Path, typer.Option("--from-unleash", help="Unleash's client features (JSON) of one environment.")
+    ],
+    project: Annotated[
+        str | None, typer.Option("--project", help="The gapless project (default: the features' project).")
+    ] = None,
+    environment: Annotated[
+        str, typer.Option("--environment", help="The environment to configure.")
+    ] = "production",
+    apply: Annotated[bool, typer.Option("--apply", help="Write the changes (default: list them).")] = False,
+    skip_refused: Annotated[
+        bool, typer.Option("--skip-refused", help="With --apply, import the rest when features are refused.")
+    ] = False,
+    url: Url = None,
+    token: Token = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Import Unleash's flags (a dry run unless --apply); anything gapless cannot express is refused by name."""
+    from pydantic import ValidationError
+
+    from gapless.flags.unleash_import import plan_import
+
+    try:
+        export = json.loads(from_unleash.read_text())
+    except (OSError, ValueError) as e:
+        raise _fail(f"{from_unleash}: {e}", 2) from e
+    if not isinstance(export, dict) or not ("features" in export or "events" in export):
+        raise _fail(
+            f"{from_unleash}: expected Unleash's client features ({{'features': [...]}}) or delta events", 2
+        )
+    if project is None:
+        found = {f.get("project") for f in export.get("features") or [] if isinstance(f, dict)}
+        if len(found) != 1 or not isinstance(next(iter(found)), str):
+            raise _fail("give --project: the features are of several Unleash projects, or none", 2)
+        project = str(next(iter(found)))
+    svc = _Service(url, token, state_dir)
+    current = svc.http.get(f"/api/v1/projects/{project}")
+    if current.status_code == 404:
+        existing: dict[str, Any] = {"environments": [environment], "flags": [], "segments": []}
+        new_project = True
+    else:
+        existing = svc.call("GET", f"/api/v1/projects/{project}")
+        new_project = False
+        if environment not in existing["environments"]:
+            raise _fail(f"project {project!r} has no environment {environment!r}", 2)
+    flags = {f["key"]: f for f in existing.get("flags") or []}
+    segments = {s["key"]: s for s in existing.get("segments") or []}
+    plan = plan_import(export, environment, flags)
+    actions: list[tuple[str, str, str, dict[str, Any]]] = []
+    for kind, docs, before in (("segment", plan.segments, segments), ("flag", plan.flags, flags)):
+        for key, doc in docs.items():
+            try:
+                after = _normalized(kind, doc)
+            except ValidationError as e:
+                plan.refused[key] = "; ".join(
+                    f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()
+                )
+                continue
+            old = before.get(key)
+            action = "create" if old is None else "unchanged" if _normalized(kind, old) == after else "update"
+            actions.append((kind, key, action, doc))
+    table = Table(box=None, header_style="bold")
+    for col in ("KIND", "KEY", "ACTION"):
+        table.add_column(col)
+    if new_project:
+        table.add_row("project", project, f"create (environment {environment})")
+    for kind, key, action, _ in actions:
+        table.add_row(kind, key, action)
+    for name, reason in sorted(plan.refused.items()):
+        table.add_row("refused", name, reason)
+    out.print(table)
+    changes = sum(1 for a in actions if a[2] != "unchanged")
+    if not apply:
+        err.print(f"dry run: {changes} change(s), {len(plan.refused)} refused; --apply writes them")
+        raise typer.Exit(2 if plan.refused else 0)
+    if plan.refused and not skip_refused:
+        raise _fail(
+            f"{len(plan.refused)} feature(s) refused (listed above); nothing written (--skip-refused)", 2
+        )
+    if new_project:
+        svc.call("PUT", f"/api/v1/projects/{project}", {"environments": [environment]})
+    for kind, key, action, doc in actions:
+        if action != "unchanged":
+            svc.call("PUT", f"/api/v1/projects/{project}/{kind}s/{key}", doc)
+    err.print(f"imported into {project}/{environment}: {changes} change(s), {len(plan.refused)} refused")

@@ -1,0 +1,128 @@
+"""What the protocol faces (OFREP, the Unleash client API) share: SDK tokens, compiled rulesets, usage counts.
+
+The protocol faces translate; they do not evaluate on their own. Each request reads the current ruleset
+of the token's project environment (one indexed row) and evaluates with the same compiled engine the
+Python SDK uses; a ruleset is compiled once per revision and kept until the next one. Evaluations made
+on the service (OFREP) and counts that SDKs report (Unleash metrics) go into the same usage table as the
+Python SDK's counts, so stale-flag detection sees every kind of SDK. Service-side counts are added up in
+memory and written once a second in a thread, never per request.
+
+Tokens: OFREP clients send ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``; Unleash SDKs send
+the token as the whole ``Authorization`` header. Only SDK tokens are accepted (an admin token is a 403,
+as an SDK token is on the admin API), and the token names the one project environment served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from gapless.flags.evaluate import CompiledRuleset, compile_ruleset
+from gapless.flags.service.store import FlagStore
+from gapless.flags.service.tokens import split_token, verify
+
+__all__ = ["Compiled", "ProtocolError", "SdkScope", "UsageCounter", "sdk_scope"]
+
+log = logging.getLogger("gapless.flags")
+
+
+class ProtocolError(Exception):
+    """A refused protocol request: its status and the body in the protocol's own error shape."""
+
+    def __init__(self, status: int, body: dict[str, object]) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class SdkScope:
+    """What an SDK token may read: one project environment."""
+
+    token_id: str
+    project: str
+    environment: str
+
+
+def presented_token(request: Request) -> str:
+    """The token of ``Authorization`` (``Bearer <token>`` or the bare token) or ``X-API-Key``."""
+    auth = request.headers.get("authorization", "").strip()
+    if auth.lower().startswith("bearer "):
+        auth = auth[7:].strip()
+    return auth or request.headers.get("x-api-key", "").strip()
+
+
+def sdk_scope(store: FlagStore, request: Request) -> SdkScope | tuple[int, str]:
+    """The scope of the request's SDK token, or ``(status, message)`` when it is refused."""
+    presented = presented_token(request)
+    id_ = split_token(presented)
+    record = store.find_token(id_) if id_ else None
+    if record is None or not verify(presented, record):
+        return 401, "missing, wrong or revoked token (Authorization: Bearer gfl_..., or X-API-Key)"
+    if record.kind != "sdk" or record.project is None or record.environment is None:
+        return 403, "this endpoint needs an SDK token (one project environment), not an admin token"
+    return SdkScope(record.id, record.project, record.environment)
+
+
+class Compiled:
+    """The compiled ruleset of each project environment, recompiled when its revision changes."""
+
+    def __init__(self, store: FlagStore) -> None:
+        self._store = store
+        self._cache: dict[tuple[str, str], CompiledRuleset] = {}
+        self._lock = threading.Lock()
+
+    def get(self, project: str, environment: str) -> tuple[CompiledRuleset, str]:
+        """The compiled ruleset and its JSON text (``NotFoundError`` when the environment has none)."""
+        revision, text = self._store.ruleset(project, environment)
+        key = (project, environment)
+        cached = self._cache.get(key)
+        if cached is not None and cached.revision == revision:
+            return cached, text
+        compiled = compile_ruleset(json.loads(text))
+        with self._lock:
+            old = self._cache.get(key)
+            if old is None or old.revision <= compiled.revision:
+                self._cache[key] = compiled
+        return compiled, text
+
+
+class UsageCounter:
+    """Evaluation counts made on the service, written to the store once a second, off the event loop.
+
+    A crash loses at most the last second's counts; usage is a report, and only ever under-counts.
+    """
+
+    interval = 1.0
+
+    def __init__(self, store: FlagStore) -> None:
+        self._store = store
+        self._pending: Counter[tuple[str, str, str, str]] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, project: str, environment: str, flag: str, variant: str | None, count: int = 1) -> None:
+        self._pending[project, environment, flag[:128], (variant or "error")[:128]] += count
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.interval)
+            await asyncio.to_thread(self.flush_now)
+
+    def flush_now(self) -> None:
+        batch, self._pending = self._pending, Counter()
+        by_env: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+        for (project, env, flag, variant), n in batch.items():
+            by_env.setdefault((project, env), []).append((flag, variant, n))
+        for (project, env), rows in by_env.items():
+            try:
+                self._store.record_evaluations(project, env, rows)
+            except Exception:
+                log.exception("storing %d evaluation counts of %s/%s failed", len(rows), project, env)

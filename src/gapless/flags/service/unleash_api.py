@@ -1,0 +1,293 @@
+"""The Unleash client API: Unleash's official server-side SDKs work against gapless unchanged.
+
+An SDK is configured with the service's URL plus ``/api`` and a gapless SDK token as its API key
+(sent as the whole ``Authorization`` header). The token names the project environment served.
+
+- ``GET /api/client/features``: the environment's flags as Unleash features (``gapless.flags.unleash_export``:
+  flags whose Unleash evaluation would differ from gapless's are left out and listed in
+  ``meta.omitted``), with an ETag (``If-None-Match`` answers 304 while nothing changed) and Unleash's
+  filters: ``namePrefix``, ``project`` (gapless's project key) and ``tag`` (``type:value``, any of them).
+- Which constraint operators an SDK gets depends on its ``unleash-sdk`` header: SDKs known to evaluate
+  the newer ones (SEMVER_GTE/LTE, REGEX, IN_CIDR) get them; any other SDK gets ``semverGte`` written
+  as SEMVER_GT or SEMVER_EQ, and flags with a regex or CIDR condition omitted (named in ``meta``), so
+  an older SDK never evaluates an operator it does not know (which it would take as false).
+- ``GET /api/client/delta``: the same as delta events (one ``hydration`` event), for SDKs polling in
+  Unleash's delta format; ETag and 304 as ``/features``.
+- ``GET /api/client/streaming``: server-sent events, as Unleash's SDKs read them in streaming mode:
+  ``unleash-connected`` with the whole state (a ``hydration`` delta event) at once, then
+  ``unleash-updated`` with the new state after every change, so a kill switch reaches the SDK without
+  waiting for a poll. A heartbeat comment every 15 s.
+- ``POST /api/client/register`` and ``POST /api/client/metrics``: an SDK's start, and its evaluation
+  counts (``yes`` counted as variant ``enabled``, ``no`` as ``disabled``, per flag of the environment)
+  into gapless's usage table, which stale-flag detection reads. 202, as Unleash answers.
+
+Each fetch and stream also records the SDK (``unleash:<appName>:<instanceId>``) as having the current
+revision, so the delivery report counts Unleash SDKs too. Errors are Unleash's shape,
+``{"name", "message", "details": [{"message"}]}``: 401 without a valid token, 403 for an admin token,
+400 naming the field of a malformed body; nothing is stored then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from gapless.core.errors import NotFoundError
+from gapless.flags.service.hub import Hub
+from gapless.flags.service.protocol import Compiled, ProtocolError, SdkScope, UsageCounter, sdk_scope
+from gapless.flags.service.store import FlagStore
+from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, Export, features_from_ruleset
+
+__all__ = ["HEARTBEAT_SECONDS", "known_operators", "mount_unleash"]
+
+HEARTBEAT_SECONDS = 15.0
+MAX_BODY = 256 * 1024
+
+
+def _refusal(status: int, name: str, message: str) -> ProtocolError:
+    return ProtocolError(status, {"name": name, "message": message, "details": [{"message": message}]})
+
+
+def _bad(message: str) -> ProtocolError:
+    return _refusal(400, "BadDataError", message)
+
+
+_EXTENDED_SINCE = {"unleash-python-sdk": (6, 9), "unleash-node-sdk": (6, 12), "unleash-client-node": (6, 12)}
+"""SDKs known (by their own tests here) to evaluate SEMVER_GTE/LTE, REGEX and IN_CIDR, from these versions."""
+
+
+def known_operators(sdk: str) -> frozenset[str]:
+    """The constraint operators the SDK of an ``unleash-sdk: name:version`` header evaluates; an SDK
+    not known to evaluate the newer ones gets flags written with the classic operators only."""
+    name, _, version = sdk.strip().partition(":")
+    since = _EXTENDED_SINCE.get(name)
+    try:
+        parsed = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return CLASSIC_OPERATORS
+    return ALL_OPERATORS if since is not None and parsed >= since else CLASSIC_OPERATORS
+
+
+class _Exports:
+    """The Unleash translation of each environment's ruleset, made once per revision and operator set."""
+
+    def __init__(self, store: FlagStore) -> None:
+        self._store = store
+        self._cache: dict[tuple[str, str, frozenset[str]], tuple[int, Export]] = {}
+
+    def get(self, project: str, environment: str, known: frozenset[str]) -> tuple[int, Export]:
+        revision, text = self._store.ruleset(project, environment)
+        return self.of(project, environment, revision, text, known)
+
+    def of(
+        self, project: str, environment: str, revision: int, text: str, known: frozenset[str]
+    ) -> tuple[int, Export]:
+        cached = self._cache.get((project, environment, known))
+        if cached is not None and cached[0] == revision:
+            return cached
+        made = (revision, features_from_ruleset(json.loads(text), project, known=known))
+        self._cache[project, environment, known] = made
+        return made
+
+
+def _filtered(export: Export, request: Request, project: str) -> list[dict[str, Any]]:
+    params = request.query_params
+    prefix = params.get("namePrefix") or ""
+    projects = params.getlist("project")
+    tags = set(params.getlist("tag"))
+    if projects and project not in projects:
+        return []
+    return [
+        f
+        for f in export.features
+        if f["name"].startswith(prefix) and (not tags or tags & set(f.get("tags") or []))
+    ]
+
+
+def _document(export: Export, features: list[dict[str, Any]], revision: int) -> dict[str, Any]:
+    return {
+        "version": 2,
+        "features": [{k: v for k, v in f.items() if k != "tags"} for f in features],
+        "segments": export.segments,
+        "meta": {"revision": revision, "omitted": export.omitted},
+    }
+
+
+def _hydration(state: dict[str, Any], revision: int) -> dict[str, Any]:
+    """A delta ``hydration`` event: the whole state, replacing what the SDK had."""
+    return {
+        "type": "hydration",
+        "eventId": revision,
+        "features": state["features"],
+        "segments": state["segments"],
+    }
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_BODY:
+        raise _refusal(413, "ContentTooLarge", f"body larger than {MAX_BODY} bytes")
+    try:
+        doc = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _bad(f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise _bad("the body nests too deeply") from None
+    if not isinstance(doc, dict):
+        raise _bad(f"the body must be an object, not {type(doc).__name__}")
+    return doc
+
+
+def _name(doc: dict[str, Any], field: str) -> str:
+    value = doc.get(field)
+    if not isinstance(value, str) or not 1 <= len(value) <= 128:
+        raise _bad(f"`{field}` must be a string of 1 to 128 characters")
+    return value
+
+
+def _counts(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
+    bucket = doc.get("bucket")
+    if not isinstance(bucket, dict) or not isinstance(bucket.get("toggles"), dict):
+        raise _bad("`bucket.toggles` must be an object of flag names")
+    if len(bucket["toggles"]) > 10_000:
+        raise _bad("`bucket.toggles` has more than 10,000 flags")
+    out: dict[str, dict[str, int]] = {}
+    for name, counts in bucket["toggles"].items():
+        if not isinstance(counts, dict):
+            raise _bad(f"`bucket.toggles.{name}` must be an object with yes and no")
+        row = {}
+        for field in ("yes", "no"):
+            n = counts.get(field, 0)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise _bad(f"`bucket.toggles.{name}.{field}` must be a count (an integer >= 0)")
+            row[field] = n
+        out[name] = row
+    return out
+
+
+def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, usage: UsageCounter) -> None:
+    """Add the Unleash client API's endpoints to the flag service's app."""
+    exports = _Exports(store)
+
+    def scope(request: Request) -> SdkScope:
+        found = sdk_scope(store, request)
+        if isinstance(found, tuple):
+            raise _refusal(
+                found[0], "AuthenticationRequired" if found[0] == 401 else "NoAccessError", found[1]
+            )
+        return found
+
+    def current(s: SdkScope, request: Request) -> tuple[int, Export]:
+        try:
+            return exports.get(
+                s.project, s.environment, known_operators(request.headers.get("unleash-sdk", ""))
+            )
+        except NotFoundError as e:
+            raise _refusal(404, "NotFoundError", str(e)) from e
+
+    async def seen(s: SdkScope, request: Request, revision: int, *, streaming: bool) -> None:
+        app_name = request.headers.get("unleash-appname", "unknown")
+        instance = request.headers.get("unleash-instanceid", request.client.host if request.client else "")
+        sdk_id = f"unleash:{app_name}:{instance}"[:128]
+        await asyncio.to_thread(
+            store.record_applied, s.project, s.environment, sdk_id, revision, streaming=streaming
+        )
+
+    async def polled(request: Request, *, delta: bool) -> Response:
+        s = scope(request)
+        revision, export = current(s, request)
+        query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+        query += "|" + request.headers.get("unleash-sdk", "")  # what it gets depends on the SDK too
+        etag = f'"{revision}-{hashlib.sha256(query.encode()).hexdigest()[:8]}"'
+        await seen(s, request, revision, streaming=False)
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        body = _document(export, _filtered(export, request, s.project), revision)
+        if delta:
+            body = {"events": [_hydration(body, revision)]}
+        return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+    @app.get("/api/client/features", tags=["Unleash"])
+    async def unleash_features(request: Request) -> Response:
+        """The environment's flags as Unleash features; ETag and ``If-None-Match``; Unleash's filters."""
+        return await polled(request, delta=False)
+
+    @app.get("/api/client/delta", tags=["Unleash"])
+    async def unleash_delta(request: Request) -> Response:
+        """The same as delta events (what SDKs polling in delta format read): one ``hydration`` event
+        with the whole state whenever the revision changed, 304 while it has not."""
+        return await polled(request, delta=True)
+
+    @app.get("/api/client/streaming", tags=["Unleash"])
+    async def unleash_streaming(request: Request) -> StreamingResponse:
+        """Server-sent events: ``unleash-connected`` with the state, ``unleash-updated`` on every change."""
+        s = scope(request)
+        queue = hub.subscribe(s.project, s.environment)
+        try:
+            revision, export = current(s, request)
+        except ProtocolError:
+            hub.unsubscribe(s.project, s.environment, queue)
+            raise
+        await seen(s, request, revision, streaming=True)
+
+        def event(name: str, rev: int, ex: Export) -> bytes:
+            hydration = _hydration(_document(ex, _filtered(ex, request, s.project), rev), rev)
+            return f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
+
+        async def events() -> AsyncIterator[bytes]:
+            sent = revision
+            try:
+                yield event("unleash-connected", revision, export)
+                while True:
+                    try:
+                        change = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                    except TimeoutError:
+                        yield b": heartbeat\n\n"
+                        continue
+                    if change.revision > sent:
+                        sent = change.revision
+                        known = known_operators(request.headers.get("unleash-sdk", ""))
+                        rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset, known)
+                        yield event("unleash-updated", rev, ex)
+            finally:
+                hub.unsubscribe(s.project, s.environment, queue)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/api/client/register", tags=["Unleash"])
+    async def unleash_register(request: Request) -> Response:
+        """An SDK starts: ``{"appName", "instanceId", ...}``; it counts as connected from now."""
+        s = scope(request)
+        doc = _body(await request.body())
+        app_name, instance = _name(doc, "appName"), _name(doc, "instanceId")
+        sdk_id = f"unleash:{app_name}:{instance}"[:128]
+        await asyncio.to_thread(
+            store.record_applied, s.project, s.environment, sdk_id, 0, streaming=False, at=time.time()
+        )
+        return Response(status_code=202)
+
+    @app.post("/api/client/metrics", tags=["Unleash"])
+    async def unleash_metrics(request: Request) -> Response:
+        """Evaluation counts: ``{"appName", "instanceId", "bucket": {"toggles": {name: {"yes", "no"}}}}``."""
+        s = scope(request)
+        doc = _body(await request.body())
+        _name(doc, "appName")
+        counts = _counts(doc)
+        rs, _ = compiled.get(s.project, s.environment)
+        for name, row in counts.items():
+            if name not in rs:
+                continue  # a flag the environment does not have: nothing to count it against
+            for field, variant in (("yes", "enabled"), ("no", "disabled")):
+                if row[field]:
+                    usage.add(s.project, s.environment, name, variant, row[field])
+        return Response(status_code=202)
