@@ -32,3 +32,33 @@ async def test_control_plane_serves_the_flag_service(g: Gapless) -> None:
         assert r.status_code == 200, r.text
         items = (await c.get("/flags/api/v1/projects", headers=headers)).json()["items"]
     assert [p["key"] for p in items] == ["shop"]
+
+
+async def test_an_h2c_upgrade_request_to_the_mounted_service_keeps_its_body(g: Gapless) -> None:
+    """On the dashboard address, a request asking to upgrade to h2c (Java's HTTP client) has its body read."""
+    listen = f"127.0.0.1:{free_port()}"
+    spec = g.write(rollout_doc("h", free_port(), "v1", replicas=1))
+    code, out, err = await g.acli("up", "-f", str(spec), "--dashboard-listen", listen)
+    assert code == 0, out + err
+    token = ""
+    async with httpx.AsyncClient(base_url=f"http://{listen}") as c:
+        deadline = time.monotonic() + 20
+        while (r := await c.get("/flags/healthz")).status_code == 503:
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.1)
+        token = (g.state_dir / ADMIN_TOKEN_FILE).read_text().strip()
+        upgrade = {
+            "Connection": "Upgrade, HTTP2-Settings",
+            "Upgrade": "h2c",
+            "HTTP2-Settings": "AAMAAABkAAQAAP__",
+        }
+        r = await c.put(
+            "/flags/api/v1/projects/shop",
+            json={"environments": ["production"]},
+            headers={"Authorization": f"Bearer {token}", **upgrade},
+        )
+        assert r.status_code == 200, r.text  # the body (the environments) was read
+        items = (await c.get("/flags/api/v1/projects", headers={"Authorization": f"Bearer {token}"})).json()[
+            "items"
+        ]
+    assert [(p["key"], p["environments"]) for p in items] == [("shop", ["production"])]

@@ -397,6 +397,9 @@ async def _serve(
         dashboard_server = _MetricsServer(
             uvicorn.Config(
                 build_dashboard_app(app),
+                # h11: SDKs reach /flags here, and Java's client asks every request to upgrade to h2c,
+                # which makes uvicorn's httptools protocol drop the body (see flags/service/serve.py)
+                http="h11",
                 log_level="warning",
                 lifespan="off",
                 access_log=False,
