@@ -173,7 +173,11 @@ async def _fresh_connection_requests(port: int, count: int, interval: float) -> 
 async def test_killed_worker_is_restarted_and_refuses_no_connection(
     tmp_path: Path, backends: MakeBackend
 ) -> None:
-    """SIGKILLs of the worker refuse no new connection: the supervisor's socket queues them for the next one."""
+    """SIGKILLs of the worker refuse no new connection: the supervisor's socket queues them for the next one.
+
+    A connection the dying worker had already accepted dies with it (an empty answer): that cannot be
+    saved inside one process, so at most one such per kill is allowed; a refusal never is.
+    """
     b1 = await backends("b1")
     router = RouterProcess(tmp_path, _free_port(), secrets.token_hex(16))
     try:
@@ -186,7 +190,10 @@ async def test_killed_worker_is_restarted_and_refuses_no_connection(
             await asyncio.sleep(0.8)
             [worker] = psutil.Process(supervisor).children()
             os.kill(worker.pid, signal.SIGKILL)
-        assert await load == []
+        failures = await load
+        assert not [f for f in failures if "Refused" in f or "Errno 111" in f], failures
+        assert len(failures) <= 3, failures
+        assert all(f == "b''" or "Reset" in f for f in failures), failures
         health = await router.client.healthz()
         assert health["pid"] == supervisor
         assert health["restarts"] == 3
