@@ -42,10 +42,9 @@ from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.outbox import OUTBOX_FILE, drain_events
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
-from gapless.strategies.bluegreen import plan_blue_green
-from gapless.strategies.canary import plan_canary
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
-from gapless.strategies.rolling import plan_rolling
+from gapless.strategies.revisions import after_pass, progress_clock, stable_of
+from gapless.strategies.rollout import plan_rollout
 from gapless.strategies.schema import SchemaSnapshot, rollback_barrier, schema_gate, schema_gone
 
 __all__ = ["Controller"]
@@ -251,19 +250,9 @@ class Controller:
         if not router_message:
             await self._instances.push_backends(name, instances)
 
-        stable = next((r for r in reversed(revisions) if r.phase == "complete"), None)
+        stable = stable_of(revisions)
         views = [_view(i) for i in instances]
-        progress_at = max(
-            [target.progress_at or target.created_at]
-            + [
-                i.ready_since + spec.min_ready_seconds
-                for i in instances
-                if i.revision == target.hash
-                and i.ready
-                and i.ready_since is not None
-                and i.ready_since + spec.min_ready_seconds <= now
-            ]
-        )
+        progress_at = progress_clock(target, views, spec.min_ready_seconds, now)
         runs = self._store.analysis_runs(name)
         rview = RolloutView(
             replicas=spec.replicas,
@@ -283,7 +272,7 @@ class Controller:
         if st.checks == "running" and target.hash not in self._checks:
             st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
         # A revision held for its schema gets an empty plan: nothing of it starts, what runs keeps running.
-        plan = Plan() if router_message or hold else _plan(spec, rview, st, views, now)
+        plan = Plan() if router_message or hold else plan_rollout(spec.strategy, rview, st, views, now)
         await self._apply(name, plan, target, stable, by_hash, spec, now)
         # With the router down the plan is empty: keep this revision's runs as they are meanwhile.
         wanted: tuple[str, ...] | None = None
@@ -297,7 +286,7 @@ class Controller:
 
         revisions = self._store.revisions(name)
         target = next(r for r in revisions if r.hash == target.hash)
-        stable = next((r for r in reversed(revisions) if r.phase == "complete"), None)
+        stable = stable_of(revisions)
         rview = RolloutView(
             **(
                 rview.__dict__
@@ -442,36 +431,26 @@ class Controller:
         now: float,
     ) -> None:
         current = spec.template
-        if plan.state is not None and plan.state.to_json() != target.step_state:
-            old = StepState.from_json(target.step_state)
-            stepped = (old.index, old.switched_at, old.checks) != (
-                plan.state.index,
-                plan.state.switched_at,
-                plan.state.checks,
-            )
-            target = _replace_revision(
-                target, step_state=plan.state.to_json(), progress_at=now if stepped else target.progress_at
-            )
-            self._store.put_revision(target)
-            self._step_events(name, target, old, plan.state, spec)
-        routing = routing_for(spec, plan.traffic)
-        if plan.outcome == "complete":
-            for r in self._store.revisions(name):
-                if r.phase == "complete" and r.hash != target.hash:
-                    self._store.put_revision(_replace_revision(r, phase="superseded"))
-            self._store.put_revision(_replace_revision(target, phase="complete", message=""))
-            self.event(name, target.hash, "RolloutComplete", f"revision {target.number} is available")
-            self._prune_history(name)
-        elif plan.outcome == "failed":
-            reason = plan.reason.replace(
+        failure = ""
+        if plan.outcome == "failed":
+            failure = plan.reason.replace(
                 f"revision {target.hash}", f"revision {target.number} ({target.hash})"
             )
             troubled = [i for i in self._store.instances(name) if i.revision == target.hash and i.message]
             if troubled:
-                reason += f"; last instance error: {troubled[-1].message}"
-            self._store.put_revision(_replace_revision(target, phase="failed", message=reason))
+                failure += f"; last instance error: {troubled[-1].message}"
+        revisions = self._store.revisions(name)
+        for rev in after_pass(revisions, target.hash, plan, now, paused=spec.paused, failure=failure):
+            self._store.put_revision(rev)
+        if plan.state is not None and plan.state.to_json() != target.step_state:
+            self._step_events(name, target, StepState.from_json(target.step_state), plan.state, spec)
+        routing = routing_for(spec, plan.traffic)
+        if plan.outcome == "complete":
+            self.event(name, target.hash, "RolloutComplete", f"revision {target.number} is available")
+            self._prune_history(name)
+        elif plan.outcome == "failed":
             back = f"; revision {stable.number} keeps serving" if stable else ""
-            self.event(name, target.hash, "ProgressDeadlineExceeded", reason + back)
+            self.event(name, target.hash, "ProgressDeadlineExceeded", failure + back)
         if plan.terminate:
             for t in plan.terminate:
                 self._store.update_instance(t.instance_id, state="terminating", ready=False, message=t.reason)
@@ -494,9 +473,6 @@ class Controller:
                 "ScalingUp",
                 f"started {plan.start.count} instance(s) of revision {rev.number}",
             )
-        if plan.changes_instances and target.phase == "progressing":
-            fresh = next(r for r in self._store.revisions(name) if r.hash == target.hash)
-            self._store.put_revision(_replace_revision(fresh, progress_at=now))
 
     # -- strategies: preview, checks, step events ---------------------------------------------------
 
@@ -633,17 +609,6 @@ def _schema_needs(revisions: list[RevisionRecord]) -> dict[str, str]:
 
 def _weights_in_force(routing: Routing | None) -> dict[str, int] | None:
     return None if routing is None else routing.weights
-
-
-def _plan(
-    spec: RolloutSpec, view: RolloutView, st: StepState, instances: list[InstanceView], now: float
-) -> Plan:
-    strategy = spec.strategy
-    if strategy.canary is not None:
-        return plan_canary(view, strategy.canary, st, instances, now)
-    if strategy.blue_green is not None:
-        return plan_blue_green(view, strategy.blue_green, st, instances, now)
-    return plan_rolling(view, instances, now)
 
 
 async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:
