@@ -37,14 +37,14 @@ from gapless.platform.base import (
 )
 from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
-from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
+from gapless.spec.models import Rollout, RolloutSpec, template_hash
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.outbox import OUTBOX_FILE, drain_events
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
-from gapless.strategies.revisions import after_pass, progress_clock, stable_of
-from gapless.strategies.rollout import plan_rollout
+from gapless.strategies.revisions import after_pass, stable_of, target_writes
+from gapless.strategies.rollout import plan_rollout, rollout_view
 from gapless.strategies.schema import SchemaSnapshot, rollback_barrier, schema_gate, schema_gone
 
 __all__ = ["Controller"]
@@ -222,11 +222,15 @@ class Controller:
             return None
         rollout = Rollout.model_validate(rec.spec)
         spec = rollout.spec
-        target = self._ensure_revision(name, spec.template, now)
-        for r in self._store.revisions(name):
-            if r.phase == "progressing" and r.hash != target.hash:
-                self._store.put_revision(_replace_revision(r, phase="superseded", message="replaced"))
+        h = template_hash(spec.template)
+        doc = spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for write in target_writes(self._store.revisions(name), name, h, doc, now):
+            self._store.put_revision(write)
+            if write.hash == h:
+                command = " ".join(spec.template.command)
+                self.event(name, h, "RevisionCreated", f"revision {write.number} ({h}): {command}")
         revisions = self._store.revisions(name)
+        target = next(r for r in revisions if r.hash == h)
         needs = _schema_needs(revisions)
         snap = self.schema.snapshot() if needs else None
         required = spec.template.requires_schema
@@ -252,22 +256,8 @@ class Controller:
 
         stable = stable_of(revisions)
         views = [_view(i) for i in instances]
-        progress_at = progress_clock(target, views, spec.min_ready_seconds, now)
         runs = self._store.analysis_runs(name)
-        rview = RolloutView(
-            replicas=spec.replicas,
-            max_surge=spec.strategy.surge_bounds[0],
-            max_unavailable=spec.strategy.surge_bounds[1],
-            min_ready_seconds=spec.min_ready_seconds,
-            progress_deadline_seconds=spec.progress_deadline_seconds,
-            paused=spec.paused,
-            target=target.hash,
-            target_failed=target.phase == "failed",
-            target_complete=target.phase == "complete",
-            stable=stable.hash if stable else None,
-            progress_at=progress_at,
-            analyses=self.analysis.phases(runs, target.hash) if target.phase == "progressing" else {},
-        )
+        rview = rollout_view(spec, target, revisions, views, self.analysis.phases(runs, target.hash), now)
         st = StepState.from_json(target.step_state)
         if st.checks == "running" and target.hash not in self._checks:
             st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
@@ -399,26 +389,6 @@ class Controller:
                 "PointOfNoRollback",
                 f"migration {barrier.name} {barrier.phase}: revisions {which} can no longer be rolled back to",
             )
-
-    def _ensure_revision(self, name: str, template: Template, now: float) -> RevisionRecord:
-        h = template_hash(template)
-        revisions = self._store.revisions(name)
-        existing = next((r for r in revisions if r.hash == h), None)
-        if existing is not None:
-            return existing
-        number = max((r.number for r in revisions), default=0) + 1
-        rev = RevisionRecord(
-            rollout=name,
-            hash=h,
-            number=number,
-            template=template.model_dump(mode="json", by_alias=True, exclude_none=True),
-            created_at=now,
-            phase="progressing",
-            progress_at=now,
-        )
-        self._store.put_revision(rev)
-        self.event(name, h, "RevisionCreated", f"revision {number} ({h}): {' '.join(template.command)}")
-        return rev
 
     async def _apply(
         self,

@@ -151,7 +151,9 @@ def build_status(
         "totalInstances": len(instances),
         "updatedReplicas": len(updated),
         "readyReplicas": len(ready),
-        "availableReplicas": len(available),
+        # Of the desired count: the canary and blue-green run both revisions at full size for a while,
+        # and "6/3 available" reads as a fault. Everything running is in totalInstances.
+        "availableReplicas": min(len(available), view.replicas),
         "unavailableReplicas": max(0, view.replicas - len(available)),
         "terminatingReplicas": len(instances) - len(live),
         "conditions": conditions,

@@ -20,17 +20,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from gapless.store.records import RevisionPhase, RevisionRecord
 from gapless.strategies.plan import InstanceView, Plan, StepState
 
-__all__ = ["after_pass", "fresh_rollout", "progress_clock", "stable_of", "undo_target"]
+__all__ = ["after_pass", "fresh_rollout", "progress_clock", "stable_of", "target_writes", "undo_target"]
 
 
 def stable_of(revisions: Sequence[RevisionRecord]) -> RevisionRecord | None:
     """The revision that serves when nothing is in progress: the last one that completed."""
     done = [r for r in revisions if r.phase == "complete"]
     return max(done, key=lambda r: r.number) if done else None
+
+
+def target_writes(
+    revisions: Sequence[RevisionRecord], rollout: str, h: str, template: dict[str, Any], now: float
+) -> list[RevisionRecord]:
+    """What a pass writes for the template in force (hash ``h``): its revision if new, and every other
+    revision still ``progressing`` becomes ``superseded`` (a revision applied during a rollout replaces it).
+    """
+    out: list[RevisionRecord] = []
+    if not any(r.hash == h for r in revisions):
+        number = max((r.number for r in revisions), default=0) + 1
+        out.append(
+            RevisionRecord(
+                rollout=rollout,
+                hash=h,
+                number=number,
+                template=template,
+                created_at=now,
+                phase="progressing",
+                progress_at=now,
+            )
+        )
+    out += [
+        replace(r, phase="superseded", message="replaced")
+        for r in revisions
+        if r.phase == "progressing" and r.hash != h
+    ]
+    return out
 
 
 def fresh_rollout(rev: RevisionRecord, revisions: Sequence[RevisionRecord], now: float) -> RevisionRecord:

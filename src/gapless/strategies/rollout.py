@@ -14,18 +14,51 @@ users on a revision that was judged bad. Instances follow on resume.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from gapless.spec.models import RolloutSpec
 from gapless.spec.strategy import Strategy
+from gapless.store.records import RevisionRecord
 from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import plan_canary
 from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Traffic
+from gapless.strategies.revisions import progress_clock, stable_of
 from gapless.strategies.rolling import plan_rolling
 
-__all__ = ["PAUSED", "plan_rollout", "traffic_in_force"]
+__all__ = ["PAUSED", "plan_rollout", "rollout_view", "traffic_in_force"]
 
 PAUSED = "paused: `gapless resume` continues"
+
+
+def rollout_view(
+    spec: RolloutSpec,
+    target: RevisionRecord,
+    revisions: Sequence[RevisionRecord],
+    instances: Sequence[InstanceView],
+    analyses: Mapping[str, str],
+    now: float,
+) -> RolloutView:
+    """What the planners see of a rollout: its spec, target and stable revision, progress clock, runs.
+
+    ``analyses`` are the phases of the target's active runs; they count only while it is progressing.
+    """
+    stable = stable_of(revisions)
+    surge, unavailable = spec.strategy.surge_bounds
+    return RolloutView(
+        replicas=spec.replicas,
+        max_surge=surge,
+        max_unavailable=unavailable,
+        min_ready_seconds=spec.min_ready_seconds,
+        progress_deadline_seconds=spec.progress_deadline_seconds,
+        paused=spec.paused,
+        target=target.hash,
+        target_failed=target.phase == "failed",
+        target_complete=target.phase == "complete",
+        stable=stable.hash if stable else None,
+        progress_at=progress_clock(target, instances, spec.min_ready_seconds, now),
+        analyses=dict(analyses) if target.phase == "progressing" else {},
+    )
 
 
 def plan_rollout(
