@@ -20,10 +20,10 @@ from tests.postgres import EmbeddedPostgres
 # every time and fast; HYPOTHESIS_PROFILE=explore searches wider (random, many more examples) by hand.
 _UNBOUNDED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile(
-    "ci", max_examples=40, stateful_step_count=30, derandomize=True, database=None, **_UNBOUNDED
+    "ci", max_examples=100, stateful_step_count=30, derandomize=True, database=None, **_UNBOUNDED
 )
 settings.register_profile(
-    "mutmut", max_examples=10, stateful_step_count=20, derandomize=True, database=None, **_UNBOUNDED
+    "mutmut", max_examples=20, stateful_step_count=20, derandomize=True, database=None, **_UNBOUNDED
 )
 settings.register_profile("explore", max_examples=3000, stateful_step_count=60, **_UNBOUNDED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

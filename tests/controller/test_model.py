@@ -17,6 +17,7 @@ from hypothesis import strategies as hs
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from gapless.core.errors import GaplessError
+from gapless.strategies.plan import StepState
 from gapless.strategies.replicas import resolve_fenceposts
 from gapless.strategies.rollout import traffic_in_force
 from tests.controller.model import MEASUREMENTS, PassRecord, Sim
@@ -94,6 +95,8 @@ class ControllerModel(RuleBasedStateMachine):
         self.checked = 0
         self.served: dict[str, float] = {}
         """Reference model: when each revision (by hash) last completed, i.e. fully served."""
+        self.promoted: set[str] = set()
+        """Reference model: revisions whose current rollout was promoted by a user."""
 
     @initialize(strategy=hs.one_of(rolling, canary(), blue_green()))
     def first_deploy(self, strategy: dict[str, Any]) -> None:
@@ -134,7 +137,12 @@ class ControllerModel(RuleBasedStateMachine):
     @rule(full=hs.booleans())
     def promote(self, full: bool) -> None:
         """gapless promote [--full]."""
-        self.command(lambda: self.sim.commands.promote("shop", full=full))
+
+        def promote() -> None:
+            self.sim.commands.promote("shop", full=full)
+            self.promoted.add(self.sim.target().hash)
+
+        self.command(promote)
 
     @rule()
     def abort(self) -> None:
@@ -144,7 +152,12 @@ class ControllerModel(RuleBasedStateMachine):
     @rule()
     def retry(self) -> None:
         """gapless retry."""
-        self.command(lambda: self.sim.commands.retry("shop"))
+
+        def retry() -> None:
+            self.sim.commands.retry("shop")
+            self.promoted.discard(self.sim.target().hash)
+
+        self.command(retry)
 
     @rule(to=hs.one_of(hs.none(), hs.integers(1, 6)))
     def undo(self, to: int | None) -> None:
@@ -225,6 +238,7 @@ class ControllerModel(RuleBasedStateMachine):
     def fresh_rollout_rule(self, h: str) -> None:
         """A template that had a revision starts a fresh rollout of it: new clock, first step, no verdicts."""
         target = self.sim.target()
+        self.promoted.discard(h)
         assert target.hash == h
         assert target.phase in ("progressing", "complete"), target.phase
         assert target.progress_at == self.sim.clock.now(), "the old progress clock was reused"
@@ -237,6 +251,7 @@ class ControllerModel(RuleBasedStateMachine):
     def passes(self) -> None:
         for record in self.sim.passes[self.checked :]:
             check_pass(self.sim, record)
+            check_preview(self.sim, record, promoted=record.target.hash in self.promoted)
             if record.target_after.phase == "complete":
                 self.served[record.target_after.hash] = record.target_after.completed_at or record.now
         self.checked = len(self.sim.passes)
@@ -308,6 +323,20 @@ def check_pass(sim: Sim, r: PassRecord) -> None:
             avail = [i for i in r.instances_before if i.phase == "running" and i.ready]
             left = [i for i in avail if i.id not in {t.instance_id for t in plan.terminate}]
             assert len(left) >= min(len(avail), spec.replicas - unavailable), (len(avail), len(left))
+
+
+def check_preview(sim: Sim, r: PassRecord, *, promoted: bool) -> None:
+    """Blue-green: green stays at previewReplicaCount until promoted (Argo), while auto-promotion is off."""
+    bg = sim.spec().strategy.blue_green
+    if bg is None or bg.auto_promotion_enabled or promoted or r.target.phase != "progressing":
+        return
+    state = StepState.from_json(r.target_after.step_state)
+    if state.switched_at is None and state.aborted_at is None and r.stable not in (None, r.target.hash):
+        green = [i for i in r.instances_after if i.revision == r.target.hash and i.phase != "terminating"]
+        assert len(green) <= (bg.preview_replica_count or sim.replicas), (
+            len(green),
+            bg.preview_replica_count,
+        )
 
 
 def sim_state(r: PassRecord) -> Any:
