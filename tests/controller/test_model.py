@@ -166,13 +166,16 @@ class ControllerModel(RuleBasedStateMachine):
         current = found.hash if found else ""
         paused = self.sim.spec().paused
         served = {h: t for h, t in self.served.items() if h != current}
+        numbered = {r.number: r.hash for r in self.sim.revisions()}
         try:
             self.sim.commands.undo("shop", to)
         except GaplessError:
             self.pass_once()
             return
         target = self.sim.target()
-        if to is None and served:
+        if to is not None:
+            assert target.hash == numbered[to], "undo --to-revision went to another revision"
+        elif served:
             assert target.hash == max(served, key=served.__getitem__), (
                 "undo went elsewhere than the last revision that served"
             )

@@ -34,7 +34,9 @@ async def test_pause_holds_canary_and_blue_green(g: Gapless) -> None:
     """Paused canary and blue-green rollouts start no instance of a new revision and keep stable serving."""
     ports = {"c": free_port(), "bg": free_port()}
     strategies: dict[str, dict[str, Any]] = {
-        "c": {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": 1}}], "scaleDownDelaySeconds": 1}},
+        "c": {
+            "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": 1}}], "scaleDownDelaySeconds": 1}
+        },
         "bg": {"blueGreen": {"previewListen": f"127.0.0.1:{free_port()}", "scaleDownDelaySeconds": 1}},
     }
     for name, strategy in strategies.items():
