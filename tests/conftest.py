@@ -23,7 +23,7 @@ settings.register_profile(
     "ci", max_examples=100, stateful_step_count=30, derandomize=True, database=None, **_UNBOUNDED
 )
 settings.register_profile(
-    "mutmut", max_examples=20, stateful_step_count=20, derandomize=True, database=None, **_UNBOUNDED
+    "mutmut", max_examples=8, stateful_step_count=15, derandomize=True, database=None, **_UNBOUNDED
 )
 settings.register_profile("explore", max_examples=3000, stateful_step_count=60, **_UNBOUNDED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
