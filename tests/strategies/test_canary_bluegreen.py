@@ -228,3 +228,57 @@ def test_undo_to_stable_is_instant() -> None:
     assert p.traffic.weights == (("S", 100),)
     assert p.start is None
     assert len(p.terminate) == 4
+
+
+def test_blue_green_switch_state_and_scale_down_time() -> None:
+    """The switch records weight 100, clears the promote request and comes back when blue may go."""
+    spec = BlueGreen(auto_promotion_enabled=False, scale_down_delay_seconds=30)
+    inst = ready("S", 4) + ready("C", 4)
+    p = plan_blue_green(view(), spec, StepState(ready_at=T0, promote=True, full=True), inst, T0 + 5)
+    assert p.state is not None
+    assert (p.state.switched_at, p.state.weight, p.state.promote) == (T0 + 5, 100, False)
+    assert p.requeue_at == T0 + 35
+
+
+def test_abort_records_the_abort_and_comes_back_at_once() -> None:
+    """An analysis abort clears promote requests and asks for the next pass now (to scale stable back)."""
+    from gapless.strategies.canary import abort_plan
+
+    p = abort_plan("S", StepState(promote=True, full=True, weight=40), T0, "analysis failed")
+    assert p.state is not None
+    assert (p.state.aborted_at, p.state.abort_reason, p.state.promote, p.state.full) == (
+        T0,
+        "analysis failed",
+        False,
+        False,
+    )
+    assert p.state.weight == 40
+    assert p.requeue_at == T0
+    assert p.traffic is not None
+    assert p.traffic.weights == (("S", 100),)
+
+
+def test_blue_green_preview_size_until_promotion_then_full_before_the_switch() -> None:
+    """previewReplicaCount holds until promotion is due; then green grows to full size, then it switches."""
+    spec = BlueGreen(preview_replica_count=1, auto_promotion_enabled=True, auto_promotion_seconds=10)
+    p = plan_blue_green(view(), spec, StepState(), ready("S", 4), T0)
+    assert p.start is not None
+    assert (p.start.revision, p.start.count) == ("C", 1)
+    inst = ready("S", 4) + ready("C", 1)
+    p = plan_blue_green(view(), spec, StepState(), inst, T0)
+    assert p.state is not None
+    assert (p.state.ready_at, p.requeue_at, p.start) == (T0, T0 + 10, None)
+    p = plan_blue_green(view(), spec, p.state, inst, T0 + 10)
+    assert p.state is not None
+    assert p.state.extra == {"promoting_at": T0 + 10}
+    assert (p.requeue_at, p.state.switched_at) == (T0 + 10, None)
+    assert p.traffic is not None
+    assert p.traffic.weights == (("S", 100),)
+    grow = plan_blue_green(view(), spec, p.state, inst, T0 + 11)
+    assert grow.start is not None
+    assert (grow.start.revision, grow.start.count) == ("C", 3)
+    switch = plan_blue_green(view(), spec, p.state, ready("S", 4) + ready("C", 4), T0 + 12)
+    assert switch.state is not None
+    assert switch.state.switched_at == T0 + 12
+    assert switch.traffic is not None
+    assert switch.traffic.weights == (("C", 100),)

@@ -105,6 +105,7 @@ def test_undo_without_any_served_revision_goes_to_the_previous_number() -> None:
     """With no revision that ever completed, undo follows Kubernetes: the previous revision by number."""
     revisions = [rev("a", 1), rev("b", 2), rev("c", 3, "progressing"), rev("d", 4)]
     assert undo_target(revisions, "c", None).hash == "b"  # type: ignore[union-attr]
+    assert undo_target([*revisions, rev("e", 5, "progressing")], "e", None).hash == "d"  # type: ignore[union-attr]
     assert undo_target([rev("a", 1, "progressing")], "a", None) is None
     assert undo_target([rev("b", 2), rev("a", 1)], "x", None).hash == "b"  # type: ignore[union-attr]
 

@@ -184,3 +184,20 @@ def test_complete_marks_outcome_once() -> None:
     instances = [inst(i, "new") for i in range(10)]
     assert plan_rolling(view(), instances, T0).outcome == "complete"
     assert plan_rolling(view(target_complete=True), instances, T0).outcome is None
+
+
+def test_deletion_order_worst_first() -> None:
+    """Not running, then not ready, then not yet available, then the newest: the order instances go in."""
+    from gapless.strategies.rolling import deletion_order
+
+    now, min_ready = T0, 10.0
+    instances = [
+        InstanceView("old-available", "r", "running", True, T0 - 100, T0 - 300),
+        InstanceView("new-available", "r", "running", True, T0 - 100, T0 - 100),
+        InstanceView("warming", "r", "running", True, T0 - 5, T0 - 200),
+        InstanceView("unready", "r", "running", False, None, T0 - 400),
+        InstanceView("backoff", "r", "backoff", False, None, T0 - 500),
+        InstanceView("starting", "r", "starting", False, None, T0 - 50),
+    ]
+    order = [i.id for i in deletion_order(instances, now, min_ready)]
+    assert order == ["starting", "backoff", "unready", "warming", "new-available", "old-available"]

@@ -64,7 +64,7 @@ def target_writes(
 
 def fresh_rollout(rev: RevisionRecord, revisions: Sequence[RevisionRecord], now: float) -> RevisionRecord:
     """``rev`` as the target of a new rollout: next number, fresh clock and steps, no old verdict."""
-    highest = max((r.number for r in revisions), default=0)
+    highest = max([rev.number, *(r.number for r in revisions)])
     number = rev.number if rev.number == highest else highest + 1
     phase: RevisionPhase = "complete" if rev.phase == "complete" else "progressing"
     return replace(rev, number=number, phase=phase, message="", progress_at=now, step_state={})
