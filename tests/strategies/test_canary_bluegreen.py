@@ -7,7 +7,7 @@ from dataclasses import replace
 from gapless.spec.strategy import BlueGreen, Canary, CanaryStep, Pause
 from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import canary_replicas, plan_canary
-from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Traffic
 
 T0 = 1000.0
 
@@ -282,3 +282,70 @@ def test_blue_green_preview_size_until_promotion_then_full_before_the_switch() -
     assert switch.state.switched_at == T0 + 12
     assert switch.traffic is not None
     assert switch.traffic.weights == (("C", 100),)
+
+
+def test_blue_green_abort_restores_blue_then_removes_green_after_the_delay() -> None:
+    """After an abort blue is brought back to full size first, green and any third revision go at the delay."""
+    spec = BlueGreen(preview_listen="127.0.0.1:9", abort_scale_down_delay_seconds=30)
+    st = StepState(aborted_at=T0, ready_at=T0 - 5)
+    p = plan_blue_green(view(), spec, st, ready("S", 3) + ready("C", 4), T0 + 1)
+    assert p.start is not None
+    assert (p.start.revision, p.start.count, p.terminate) == ("S", 1, ())
+    assert p.traffic == Traffic(weights=(("S", 100),))
+    inst = ready("S", 4) + ready("C", 4) + ready("OLD", 1)
+    waiting = plan_blue_green(view(), spec, st, inst, T0 + 29.5)
+    assert (waiting.start, waiting.terminate, waiting.requeue_at) == (None, (), T0 + 30)
+    assert waiting.traffic == Traffic(weights=(("S", 100),))
+    gone = plan_blue_green(view(), spec, st, inst, T0 + 30)
+    assert {(t.instance_id, t.reason) for t in gone.terminate} == {
+        *((f"C{i}", "blue-green aborted") for i in range(4)),
+        ("OLD0", "blue-green aborted"),
+    }
+    assert gone.traffic == Traffic(weights=(("S", 100),), preview="C")
+    done = plan_blue_green(view(), spec, st, ready("S", 4), T0 + 31)
+    assert (done.terminate, done.requeue_at) == ((), None)
+    assert done.traffic == Traffic(weights=(("S", 100),))
+
+
+def test_blue_green_third_revision_removed_on_the_side_in_force() -> None:
+    """A replaced green's instances go first, while traffic stays on blue (or on green after the switch)."""
+    spec = BlueGreen(scale_down_delay_seconds=30)
+    inst = (
+        ready("S", 4)
+        + ready("OLD", 2)
+        + ready("C", 4)
+        + [InstanceView("X", "OLD", "terminating", False, None, T0)]
+    )
+    p = plan_blue_green(view(), spec, StepState(), inst, T0)
+    assert {(t.instance_id, t.reason) for t in p.terminate} == {
+        ("OLD0", "replaced by a newer revision"),
+        ("OLD1", "replaced by a newer revision"),
+    }
+    assert p.traffic == Traffic(weights=(("S", 100),))
+    after = plan_blue_green(view(), spec, StepState(switched_at=T0), inst, T0)
+    assert after.traffic == Traffic(weights=(("C", 100),))
+
+
+def test_blue_green_deadline_while_green_starts() -> None:
+    """Green that never becomes available fails the revision at the deadline with blue serving."""
+    spec = BlueGreen(preview_listen="127.0.0.1:9")
+    unready = [InstanceView(f"C{i}", "C", "running", False, None, T0) for i in range(4)]
+    st = StepState(ready_at=None)
+    waiting = plan_blue_green(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 9)
+    assert (waiting.outcome, waiting.requeue_at, waiting.state) == (None, T0 + 10, st)
+    assert waiting.traffic == Traffic(weights=(("S", 100),))  # no preview: green is not available
+    failed = plan_blue_green(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 10)
+    assert failed.outcome == "failed"
+    assert "0 of 4 green instances available" in failed.reason
+    assert (failed.traffic, failed.state) == (Traffic(weights=(("S", 100),)), st)
+
+
+def test_blue_green_preview_only_with_a_preview_address() -> None:
+    """The preview is served only when previewListen is set and green has an available instance."""
+    inst = ready("S", 4) + ready("C", 4)
+    p = plan_blue_green(view(), BlueGreen(auto_promotion_enabled=False), StepState(), inst, T0)
+    assert p.traffic == Traffic(weights=(("S", 100),))
+    p = plan_blue_green(
+        view(), BlueGreen(preview_listen="127.0.0.1:9", auto_promotion_enabled=False), StepState(), inst, T0
+    )
+    assert p.traffic == Traffic(weights=(("S", 100),), preview="C")
