@@ -298,6 +298,13 @@ def check_pass(sim: Sim, r: PassRecord) -> None:
         assert plan.outcome != "complete" or r.target.phase == "complete"
         if r.target_after.phase == "progressing" and not status.get("aborted"):
             assert status["phase"] == "Paused", status["phase"]
+    # The router gets exactly the split the step state stands for: stable only after an abort, one
+    # side for blue-green (green only once switched), the step's weight for a canary; never an even
+    # split over every ready instance while two revisions are in play.
+    if two and r.target_after.phase == "progressing":
+        expect = traffic_in_force(spec.strategy, replace_view(r), sim_state(r))
+        assert plan.traffic is not None, plan
+        assert plan.traffic.weights == expect.weights, (plan.traffic, expect)
     # Status agrees with what the planner did.
     if status["phase"] == "Paused" and r.target.phase != "failed" and plan.state is not None:
         before, after = r.state_before, plan.state
