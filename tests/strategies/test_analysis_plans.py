@@ -143,3 +143,73 @@ def test_blue_green_post_promotion_analysis_keeps_blue_warm_then_rolls_back_on_f
     assert wait.requeue_at == T0 + 106
     down = plan_blue_green(view(analyses={POST_PROMOTION: "successful"}), spec, ok.state, inst, T0 + 107)
     assert len(down.terminate) == 4
+
+
+@pytest.mark.parametrize(
+    ("phase", "promote", "expect"),
+    [
+        (None, False, "pre-promotion analysis running"),
+        ("running", False, "pre-promotion analysis running"),
+        ("inconclusive", False, "pre-promotion analysis inconclusive: `gapless promote` continues"),
+        ("inconclusive", True, "switch"),
+        ("successful", False, "switch"),
+        ("failed", False, "pre-promotion analysis failed"),
+        ("error", False, "pre-promotion analysis error"),
+    ],
+)
+def test_blue_green_pre_promotion_analysis_table(phase: str | None, promote: bool, expect: str) -> None:
+    """Each phase of the pre-promotion run: wait (saying why) on blue, switch, or abort naming the phase."""
+    spec = BlueGreen(pre_promotion_analysis=REF, auto_promotion_seconds=0)
+    inst = ready("S", 4) + ready("C", 4)
+    st = StepState(ready_at=T0, promote=promote)
+    p = plan_blue_green(
+        view(analyses={} if phase is None else {PRE_PROMOTION: phase}), spec, st, inst, T0 + 1
+    )
+    assert p.traffic is not None
+    assert p.state is not None
+    if expect == "switch":
+        assert (p.traffic.weights, p.state.switched_at) == ((("C", 100),), T0 + 1)
+    elif expect.endswith(("failed", "error")):
+        assert (p.traffic.weights, p.state.abort_reason) == ((("S", 100),), expect)
+    else:
+        assert (p.traffic.weights, p.waiting, p.state) == ((("S", 100),), expect, st)
+        assert p.analyses == ((PRE_PROMOTION,) if "running" in expect else ())
+
+
+def test_blue_green_checks_pending_running_failed() -> None:
+    """Checks start once green is ready (ready_at recorded), are awaited on blue, and a failure fails it."""
+    from gapless.spec.strategy import HTTPCheck, PrePromotionCheck
+
+    spec = BlueGreen(pre_promotion_checks=[PrePromotionCheck(http_get=HTTPCheck(path="/"))])
+    inst = ready("S", 4) + ready("C", 4)
+    start = plan_blue_green(view(), spec, StepState(), inst, T0)
+    assert start.run_checks
+    assert start.state == StepState(ready_at=T0, checks="running")
+    assert start.traffic is not None
+    assert start.traffic.weights == (("S", 100),)
+    running = plan_blue_green(view(), spec, start.state, inst, T0 + 5)
+    assert (running.run_checks, running.state, running.outcome) == (False, start.state, None)
+    assert running.traffic is not None
+    assert running.traffic.weights == (("S", 100),)
+    failed = plan_blue_green(
+        view(), spec, replace(start.state, checks="failed", checks_message="503"), inst, T0 + 6
+    )
+    assert (failed.outcome, failed.reason) == ("failed", "pre-promotion check failed: 503")
+    assert failed.state is not None
+    assert failed.state.ready_at == T0
+
+
+def test_blue_green_auto_promotion_waits_its_seconds() -> None:
+    """autoPromotionSeconds counts from when green was ready; without auto promotion it waits for promote."""
+    inst = ready("S", 4) + ready("C", 4)
+    st = StepState(ready_at=T0)
+    auto = BlueGreen(auto_promotion_seconds=20)
+    early = plan_blue_green(view(), auto, st, inst, T0 + 19)
+    assert (early.requeue_at, early.state) == (T0 + 20, st)
+    assert early.traffic is not None
+    assert early.traffic.weights == (("S", 100),)
+    on_time = plan_blue_green(view(), auto, st, inst, T0 + 20)
+    assert on_time.state is not None
+    assert on_time.state.switched_at == T0 + 20
+    manual = plan_blue_green(view(), BlueGreen(auto_promotion_enabled=False), st, inst, T0 + 999)
+    assert (manual.requeue_at, manual.state) == (None, st)

@@ -201,3 +201,31 @@ def test_deletion_order_worst_first() -> None:
     ]
     order = [i.id for i in deletion_order(instances, now, min_ready)]
     assert order == ["starting", "backoff", "unready", "warming", "new-available", "old-available"]
+
+
+def test_scale_down_removes_unhealthy_old_first_within_the_budget() -> None:
+    """Old instances that are not available go first, but never more than availability allows."""
+    v = view(replicas=4, max_surge=0, max_unavailable=1)
+    instances = [
+        inst(0, "old"),
+        inst(1, "old", ready=False),
+        inst(2, "old", ready=False),
+        inst(3, "old", ready=False),
+        inst(0, "new"),
+        inst(1, "new", ready=False),
+    ]
+    plan = plan_rolling(v, instances, T0)
+    # 6 live, 3 must stay available, 1 new instance not yet available: 2 may go, the worst old ones.
+    assert plan.start is None
+    assert [(t.instance_id, t.reason) for t in plan.terminate] == [
+        ("old-3", "old revision, unhealthy"),
+        ("old-2", "old revision, unhealthy"),
+    ]
+
+
+def test_scale_down_replaces_healthy_old_down_to_the_minimum() -> None:
+    """With every instance available, old ones go until replicas - maxUnavailable remain available."""
+    v = view(replicas=4, max_surge=1, max_unavailable=1)
+    instances = [inst(i, "old") for i in range(3)] + [inst(0, "new"), inst(1, "new", ready=False)]
+    plan = plan_rolling(v, instances, T0)
+    assert [(t.instance_id, t.reason) for t in plan.terminate] == [("old-2", "old revision, replaced")]
