@@ -349,3 +349,50 @@ def test_blue_green_preview_only_with_a_preview_address() -> None:
         view(), BlueGreen(preview_listen="127.0.0.1:9", auto_promotion_enabled=False), StepState(), inst, T0
     )
     assert p.traffic == Traffic(weights=(("S", 100),), preview="C")
+
+
+def test_canary_growing_keeps_the_split_and_fails_at_the_deadline() -> None:
+    """While canary instances start the split stays; at the deadline the revision fails with stable at 100%."""
+    spec = Canary(steps=[CanaryStep(set_weight=50)])
+    unready = [InstanceView(f"C{i}", "C", "running", False, None, T0) for i in range(2)]
+    st = StepState()
+    grow = plan_canary(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 9)
+    assert (grow.start, grow.outcome, grow.requeue_at, grow.state) == (None, None, T0 + 10, st)
+    assert grow.traffic == Traffic(weights=(("C", 0), ("S", 100)))
+    failed = plan_canary(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 10)
+    assert failed.outcome == "failed"
+    assert "0 of 2 canary instances available" in failed.reason
+    assert (failed.traffic, failed.state) == (Traffic(weights=(("S", 100),)), st)
+
+
+def test_canary_scaled_down_by_set_canary_scale() -> None:
+    """Waiting for a smaller setCanaryScale, the extra canary instances go (the newest first) and the split stays."""
+    spec = Canary(steps=[CanaryStep(set_weight=75)])
+    st = StepState(weight=10, canary_scale={"replicas": 1})
+    unready = [InstanceView(f"C{i}", "C", "running", False, None, T0 + i) for i in range(2)]
+    p = plan_canary(view(), spec, st, ready("S", 4) + unready, T0 + 5)
+    assert [(t.instance_id, t.reason) for t in p.terminate] == [("C1", "scaled down")]
+    assert (p.start, p.state) == (None, st)
+    assert p.traffic == Traffic(weights=(("C", 10), ("S", 90)))
+
+
+def test_canary_replicas_floor_and_percent_rounding() -> None:
+    """A canary always has one instance; percentages round up exactly."""
+    from gapless.strategies.scaling import ceil_percent
+
+    assert canary_replicas(4, 0, {"weight": 0}) == 1
+    assert canary_replicas(4, 0, {"weight": 60}) == 3
+    assert ceil_percent(200, 100) == 200
+    assert ceil_percent(3, 34) == 2
+
+
+def test_canary_traffic_without_a_header_route_names_no_route_revision() -> None:
+    """Only a header route step sets a route revision."""
+    p = plan_canary(
+        view(),
+        Canary(steps=[CanaryStep(pause=Pause())]),
+        StepState(weight=10),
+        ready("S", 4) + ready("C", 1),
+        T0,
+    )
+    assert p.traffic == Traffic(weights=(("C", 10), ("S", 90)))
