@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.e2e.harness import Gapless, api, free_port, rollout_doc, seconds_until_all, wait_for
 
@@ -116,3 +117,51 @@ async def test_undo_after_blue_green_promote_goes_to_the_warm_blue(g: Gapless) -
     assert st["stableRevision"] == st["currentRevision"] == 4
     assert not st["paused"]
     assert {p.pid for p in g.processes("instance") if p.rollout == "bg"} <= pids  # no process started
+
+
+async def test_aborted_step_analysis_is_not_reported_successful(g: Gapless) -> None:
+    """Aborting during an analysis step before any measurement leaves that run inconclusive, not successful."""
+    port = free_port()
+    template = {
+        "apiVersion": "gapless.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "slow"},
+        "spec": {
+            "metrics": [
+                {
+                    "name": "errors",
+                    "provider": {"builtin": {}},
+                    "interval": "60s",
+                    "count": 3,
+                    "successCondition": "true",
+                }
+            ]
+        },
+    }
+    strategy = {
+        "canary": {"steps": [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "slow"}]}}]}
+    }
+
+    def write(version: str) -> str:
+        path = g.specs / f"a-{version}.yaml"
+        path.write_text(
+            yaml.safe_dump_all([template, rollout_doc("a", port, version, replicas=2, strategy=strategy)])
+        )
+        return str(path)
+
+    code, out, err = await g.acli("up", "-f", write("v1"))
+    assert code == 0, out + err
+    code, out, err = await g.acli("apply", "-f", write("v2"))
+    assert code == 0, out + err
+    await wait_for(
+        g, "a", lambda st: any(r.get("phase") == "running" for r in st["strategy"].get("analysis", []))
+    )
+    await api(g, "POST", "/api/v1/rollouts/a/abort", {})
+    runs = await api(g, "GET", "/api/v1/rollouts/a/analysis")
+    deadline = time.monotonic() + 10
+    while [r["phase"] for r in runs["items"]] == ["running"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        runs = await api(g, "GET", "/api/v1/rollouts/a/analysis")
+    [run] = runs["items"]
+    assert run["phase"] == "inconclusive", run
+    assert "0 of 3 measurements" in run["message"], run["message"]
