@@ -309,6 +309,8 @@ def check_pass(sim: Sim, r: PassRecord) -> None:
     if status["phase"] == "Paused" and r.target.phase != "failed" and plan.state is not None:
         before, after = r.state_before, plan.state
         assert (before.index, before.switched_at) == (after.index, after.switched_at) or not r.paused
+    if status["phase"] == "Paused" and not r.paused:
+        assert plan.start is None, ("status says Paused (waiting for promote) while starting", plan)
     if status["phase"] == "Healthy":
         assert r.target_after.phase == "complete"
     # At most two revisions take traffic, and the weights are a split of 100.

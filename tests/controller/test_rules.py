@@ -160,3 +160,19 @@ def test_status_counts_stay_within_desired_and_steps() -> None:
     assert status["totalInstances"] == 6  # both revisions at full size inside the scale-down delay
     assert status["availableReplicas"] == 3
     assert status["strategy"]["stepIndex"] == status["strategy"]["steps"] == 1
+
+
+def test_promoted_blue_green_growing_to_full_size_is_not_shown_paused() -> None:
+    """After `gapless promote`, green growing from previewReplicaCount is Progressing, not waiting for promote."""
+    bg = BLUE_GREEN["blueGreen"] | {"previewReplicaCount": 1, "autoPromotionEnabled": False}
+    sim = deployed({"blueGreen": bg})
+    sim.apply("v2")
+    run(sim, 4)
+    assert sim.passes[-1].status["phase"] == "Paused"  # waiting for promote at preview size
+    sim.commands.promote("shop", full=False)
+    run(sim, 2, ready=False)
+    grown = [p for p in sim.passes[-2:] if p.plan.start is not None]
+    assert grown
+    assert all(p.status["phase"] == "Progressing" for p in sim.passes[-2:]), [
+        p.status["phase"] for p in sim.passes[-2:]
+    ]

@@ -224,6 +224,8 @@ def strategy_status(
             st.switched_at is None
             and st.ready_at is not None
             and not bg.auto_promotion_enabled
+            and not st.promote  # promoted: green grows to full size, then switches
+            and not st.full
             and (not bg.pre_promotion_checks or st.checks == "passed")
             and st.aborted_at is None
         )
