@@ -176,3 +176,25 @@ def test_promoted_blue_green_growing_to_full_size_is_not_shown_paused() -> None:
     assert all(p.status["phase"] == "Progressing" for p in sim.passes[-2:]), [
         p.status["phase"] for p in sim.passes[-2:]
     ]
+
+
+def test_full_promotion_after_a_long_pause_step_grows_instead_of_failing() -> None:
+    """`promote --full` an hour into `pause: {}` grows the canary to full size; it does not fail at once."""
+    sim = deployed(
+        {
+            "canary": {
+                "steps": [{"setWeight": 34}, {"pause": {}}, {"setWeight": 67}],
+                "scaleDownDelaySeconds": 0,
+            }
+        }
+    )
+    sim.apply("v2")
+    run(sim, 4)
+    assert sim.passes[-1].status["phase"] == "Paused"  # waiting in `pause: {}`
+    sim.clock.advance(3600)
+    run(sim, 1, ready=False)
+    sim.commands.promote("shop", full=True)
+    first = sim.reconcile()
+    assert first.plan.outcome != "failed", first.plan.reason
+    run(sim, 10)
+    assert sim.target().phase == "complete"

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from gapless.strategies.plan import InstanceView, Plan, RolloutView
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, Start
 from gapless.strategies.rolling import plan_rolling
 
 T0 = 1000.0
@@ -229,3 +229,43 @@ def test_scale_down_replaces_healthy_old_down_to_the_minimum() -> None:
     instances = [inst(i, "old") for i in range(3)] + [inst(0, "new"), inst(1, "new", ready=False)]
     plan = plan_rolling(v, instances, T0)
     assert [(t.instance_id, t.reason) for t in plan.terminate] == [("old-2", "old revision, replaced")]
+
+
+def test_rolling_outcomes_and_wake_ups() -> None:
+    """Complete once all new are available and old gone; fail at the deadline; wake when an instance becomes available."""
+    v = view(replicas=2, min_ready_seconds=10)
+    done = [inst(0, "new"), inst(1, "new")]
+    assert plan_rolling(v, done, T0) == Plan(outcome="complete", reason="NewReplicaSetAvailable")
+    assert plan_rolling(replace(v, target_complete=True), done, T0) == Plan()
+    warming = [inst(0, "new"), inst(1, "new", since=T0 - 4)]
+    assert plan_rolling(v, warming, T0) == Plan(requeue_at=T0 + 6)
+    late = plan_rolling(
+        replace(v, progress_deadline_seconds=30), [inst(0, "new"), inst(1, "new", ready=False)], T0 + 30
+    )
+    assert late.outcome == "failed"
+    assert late.reason == "revision new made no progress for 30s (1 of 2 instances available)"
+    early = plan_rolling(
+        replace(v, progress_deadline_seconds=30), [inst(0, "new"), inst(1, "new", ready=False)], T0 + 29
+    )
+    assert (early.outcome, early.requeue_at) == (None, T0 + 30)
+
+
+def test_rolling_pause_holds_but_a_failed_target_is_restored() -> None:
+    """Paused: nothing happens; a failed target is still replaced by stable (or removed when there is none)."""
+    instances = [inst(0, "old"), inst(0, "new", ready=False)]
+    assert plan_rolling(view(replicas=2, paused=True), instances, T0) == Plan()
+    restore = plan_rolling(view(replicas=2, paused=True, target_failed=True), instances, T0)
+    assert restore.start == Start("old", 1)
+    alone = plan_rolling(
+        view(replicas=2, target_failed=True, stable=None), [inst(0, "new"), inst(1, "new")], T0
+    )
+    assert [t.instance_id for t in alone.terminate] == ["new-1", "new-0"]
+    gone = plan_rolling(view(replicas=2, target_failed=True, stable=None), [], T0)
+    assert gone == Plan()
+
+
+def test_rolling_lowered_replicas_remove_the_extra() -> None:
+    """Fewer replicas: the extra target instances go, worst first."""
+    instances = [inst(0, "new"), inst(1, "new", ready=False), inst(2, "new")]
+    plan = plan_rolling(view(replicas=2, target_complete=True), instances, T0)
+    assert [(t.instance_id, t.reason) for t in plan.terminate] == [("new-1", "scaled down")]

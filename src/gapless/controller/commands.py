@@ -211,6 +211,8 @@ class Commands:
             if st.aborted_at is not None:
                 raise ConflictError(f"rollout {name!r} was aborted; use `gapless retry {name}` first")
             st = replace(st, full=st.full or full, promote=True)
+            # A promotion is progress: the deadline counts from it, not from before a long pause.
+            rev = replace(rev, progress_at=self._clock.now())
             self._set_state(name, rev, st, "PromoteRequested", "full promotion" if full else "next step")
         return {"name": name, "revision": rev.number, "full": full}
 
