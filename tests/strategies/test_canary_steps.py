@@ -158,3 +158,85 @@ def test_a_step_taken_restarts_the_progress_clock_while_growing() -> None:
     assert p.requeue_at == T0 + 600
     assert p.state is not None
     assert p.state.index == 1
+
+
+@pytest.mark.parametrize("phase", ["failed", "error"])
+def test_background_analysis_failure_aborts(phase: str) -> None:
+    """A failed or errored background run aborts, naming the phase."""
+    from gapless.spec.strategy import AnalysisTemplateRef, BackgroundAnalysis
+
+    spec = Canary(
+        steps=[CanaryStep(set_weight=50)],
+        analysis=BackgroundAnalysis(templates=[AnalysisTemplateRef(template_name="t")]),
+    )
+    p = plan_canary(view(analyses={"background": phase}), spec, StepState(weight=50), BOTH, T0)
+    assert p.state is not None
+    assert (p.state.aborted_at, p.state.abort_reason) == (T0, f"background analysis {phase}")
+
+
+def test_inconclusive_analyses_hold_the_split_until_promote() -> None:
+    """An inconclusive background or step run holds the current split and says which, until promote."""
+    from gapless.spec.strategy import AnalysisTemplateRef, BackgroundAnalysis, RolloutAnalysis
+
+    ref = [AnalysisTemplateRef(template_name="t")]
+    background = Canary(steps=[CanaryStep(set_weight=50)], analysis=BackgroundAnalysis(templates=ref))
+    st = StepState(weight=20, index=0)
+    held = plan_canary(view(analyses={"background": "inconclusive"}), background, st, BOTH, T0)
+    assert (held.state, held.waiting) == (st, "background analysis inconclusive: `gapless promote` continues")
+    assert held.traffic == Traffic(weights=(("C", 20), ("S", 80)))
+    moved = plan_canary(
+        view(analyses={"background": "inconclusive"}), background, replace(st, promote=True), BOTH, T0
+    )
+    assert moved.state == StepState(weight=50, index=1)
+    step = Canary(
+        steps=[
+            CanaryStep(set_weight=20),
+            CanaryStep(analysis=RolloutAnalysis(templates=ref)),
+            CanaryStep(pause=Pause()),
+        ]
+    )
+    st2 = StepState(weight=20, index=1)
+    waiting = plan_canary(view(analyses={"step-1": "inconclusive"}), step, st2, BOTH, T0)
+    assert (waiting.state, waiting.waiting) == (
+        st2,
+        "analysis of step 2 inconclusive: `gapless promote` continues",
+    )
+    assert waiting.traffic == Traffic(weights=(("C", 20), ("S", 80)))
+    passed = plan_canary(view(analyses={"step-1": "successful"}), step, replace(st2, promote=True), BOTH, T0)
+    assert passed.state == StepState(weight=20, index=2, pause_started_at=T0)
+
+
+def test_canary_abort_delay_edge_and_third_revision_reason() -> None:
+    """The canary goes exactly at the abort delay; a third revision is removed as replaced."""
+    spec = Canary(steps=[CanaryStep(set_weight=50)], abort_scale_down_delay_seconds=10)
+    st = StepState(aborted_at=T0)
+    at = plan_canary(view(), spec, st, BOTH, T0 + 10)
+    assert len(at.terminate) == 4
+    assert at.traffic == Traffic(weights=(("S", 100),))
+    over = plan_canary(view(), spec, st, ready("S", 4), T0 + 10)
+    assert (over.requeue_at, over.terminate) == (None, ())
+    third = plan_canary(view(), spec, StepState(weight=5), [*BOTH, *ready("OLD", 1)], T0)
+    assert third.terminate == (Terminate("OLD0", "replaced by a newer revision"),)
+    assert third.traffic == Traffic(weights=(("C", 5), ("S", 95)))
+
+
+def test_switch_and_steps_clear_the_promote_request() -> None:
+    """Every step taken on a promote request consumes it; the switch clears it too."""
+    spec = Canary(steps=[CanaryStep(pause=Pause(duration=5)), CanaryStep(pause=Pause())])
+    p = plan_canary(view(), spec, StepState(promote=True, pause_started_at=T0), BOTH, T0 + 1)
+    assert p.state == StepState(index=1, pause_started_at=T0 + 1)
+    route = HeaderRoute(match=[RouteMatch(header_name="X", header_value=StringMatch(exact="1"))])
+    hr = plan_canary(
+        view(),
+        Canary(steps=[CanaryStep(set_header_route=route), CanaryStep(pause=Pause())]),
+        StepState(promote=True),
+        BOTH,
+        T0,
+    )
+    assert hr.state is not None
+    assert hr.state.promote is False
+    done = plan_canary(view(), Canary(steps=[]), StepState(promote=True, full=True), BOTH, T0)
+    assert done.state is not None
+    assert (done.state.promote, done.state.switched_at) == (False, T0)
+    waiting = plan_canary(view(), Canary(steps=[], scale_down_delay_seconds=9), done.state, BOTH, T0 + 1)
+    assert waiting.traffic == Traffic(weights=(("C", 100), ("S", 0)))

@@ -183,3 +183,17 @@ def test_after_pass_moves_the_clock_on_instance_changes_and_while_paused() -> No
     assert w.progress_at == NOW
     assert after_pass([rev("t", 2, "complete", progress_at=1.0)], "t", Plan(start=Start("t", 1)), NOW) == []
     assert after_pass([rev("t", 2, "failed", progress_at=1.0)], "t", Plan(), NOW, paused=True) == []
+
+
+def test_step_state_round_trips_through_json() -> None:
+    """A step state survives the store: header routes as a list in JSON, a tuple back; unknown keys ignored."""
+    route = ({"headerName": "X", "headerValue": {"exact": "1"}},)
+    st = StepState(index=2, weight=30, header_route=route, extra={"promoting_at": NOW})
+    data = st.to_json()
+    assert data["header_route"] == list(route)
+    assert StepState.from_json(data) == st
+    assert StepState.from_json(data | {"future_field": 1}) == st
+    assert StepState.from_json({"index": 1}) == StepState(index=1)
+    assert StepState.from_json({"index": 1, "header_route": None}).header_route == ()
+    assert StepState.from_json(None) == StepState()
+    assert StepState.from_json({}) == StepState()

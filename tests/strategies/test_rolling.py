@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from gapless.strategies.plan import InstanceView, Plan, RolloutView, Start
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, Start, Terminate
 from gapless.strategies.rolling import plan_rolling
 
 T0 = 1000.0
@@ -269,3 +269,17 @@ def test_rolling_lowered_replicas_remove_the_extra() -> None:
     instances = [inst(0, "new"), inst(1, "new", ready=False), inst(2, "new")]
     plan = plan_rolling(view(replicas=2, target_complete=True), instances, T0)
     assert [(t.instance_id, t.reason) for t in plan.terminate] == [("new-1", "scaled down")]
+
+
+def test_rolling_changes_come_back_by_the_deadline() -> None:
+    """Starts and scale-downs ask to be woken by the progress deadline; a full target starts nothing more."""
+    v = view(replicas=2, max_surge=1, max_unavailable=0, progress_deadline_seconds=30)
+    start = plan_rolling(v, [inst(0, "old"), inst(1, "old")], T0)
+    assert start == Plan(start=Start("new", 1), requeue_at=T0 + 30)
+    extra = plan_rolling(v, [inst(0, "new"), inst(1, "new"), inst(2, "new", ready=False)], T0)
+    assert extra == Plan(terminate=(Terminate("new-2", "scaled down"),), requeue_at=T0 + 30)
+    full = plan_rolling(v, [inst(0, "old"), inst(0, "new"), inst(1, "new", ready=False)], T0)
+    assert full.start is None
+    assert full.requeue_at == T0 + 30
+    paused = plan_rolling(replace(v, paused=True, min_ready_seconds=5), [inst(0, "new", since=T0 - 1)], T0)
+    assert paused == Plan(requeue_at=T0 + 4)
