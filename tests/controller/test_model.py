@@ -93,8 +93,9 @@ class ControllerModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.checked = 0
-        self.served: dict[str, float] = {}
-        """Reference model: when each revision (by hash) last completed, i.e. fully served."""
+        self.served: dict[str, int] = {}
+        """Reference model: the last pass in which each revision (by hash) was complete, i.e. fully served."""
+        self.served_order: list[str] = []
         self.promoted: set[str] = set()
         """Reference model: revisions whose current rollout was promoted by a user."""
 
@@ -259,7 +260,9 @@ class ControllerModel(RuleBasedStateMachine):
             check_pass(self.sim, record)
             check_preview(self.sim, record, promoted=record.target.hash in self.promoted)
             if record.target_after.phase == "complete":
-                self.served[record.target_after.hash] = record.target_after.completed_at or record.now
+                # Ordered by pass, not by clock: completions in the same second still have an order.
+                self.served[record.target_after.hash] = len(self.served_order)
+                self.served_order.append(record.target_after.hash)
         self.checked = len(self.sim.passes)
 
     @invariant()
