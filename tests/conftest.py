@@ -11,9 +11,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from tests.postgres import EmbeddedPostgres
+
+# Property-based and stateful tests: bounded and derandomized by default, so CI runs the same sequences
+# every time and fast; HYPOTHESIS_PROFILE=explore searches wider (random, many more examples) by hand.
+_UNBOUNDED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile(
+    "ci", max_examples=100, stateful_step_count=30, derandomize=True, database=None, **_UNBOUNDED
+)
+settings.register_profile(
+    "mutmut", max_examples=8, stateful_step_count=15, derandomize=True, database=None, **_UNBOUNDED
+)
+settings.register_profile("explore", max_examples=3000, stateful_step_count=60, **_UNBOUNDED)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

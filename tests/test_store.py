@@ -68,7 +68,7 @@ def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
     s = Store(path).open()
     [rev] = s.revisions("shop")
     assert (rev.phase, rev.step_state) == ("complete", {})
-    assert s.get_meta("schema_version") == "5"
+    assert s.get_meta("schema_version") == "6"
 
 
 def test_analysis_templates_and_runs_round_trip(tmp_path: Path) -> None:

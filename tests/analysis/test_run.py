@@ -77,3 +77,17 @@ def test_stop_ends_running_metrics_successfully_but_keeps_verdicts() -> None:
     assert stopped.message == "rollout completed after 2 measurements"
     bad = feed(MetricProgress("b", count=None), "f")
     assert stop(bad, "x") == bad
+
+
+def test_stop_before_the_required_measurements_is_not_successful() -> None:
+    """A metric stopped before its count (an abort at 0 measurements) ends inconclusive, never successful."""
+    aborted = stop(MetricProgress("a", count=3), "stopped: no longer needed by the rollout")
+    assert aborted.phase == "inconclusive"
+    assert "0 of 3 measurements" in aborted.message
+    assert run_phase([aborted])[0] == "inconclusive"
+    short = stop(feed(MetricProgress("b", count=3), "ss"), "stopped")
+    assert short.phase == "inconclusive"
+    assert stop(MetricProgress("c", count=None), "stopped").phase == "inconclusive"
+    assert stop(feed(MetricProgress("d", count=3), "s"), "stopped").message.endswith(
+        "1 of 3 measurements: no verdict"
+    )

@@ -153,3 +153,12 @@ def test_conditions_keep_transition_time_and_name_instance_errors() -> None:
     assert a["status"] == "False"
     assert a["lastTransitionTime"] == NOW
     assert a["lastUpdateTime"] == NOW + 50
+
+
+def test_step_shown_never_beyond_the_steps() -> None:
+    """`gapless status` shows `step 2/5` while steps remain and `steps 5/5 done` after the last, never `6/5`."""
+    from gapless.cli.render import step_text
+
+    assert step_text(1, 5) == "step 2/5"
+    assert step_text(4, 5) == "step 5/5"
+    assert step_text(5, 5) == "steps 5/5 done"

@@ -7,7 +7,7 @@ from dataclasses import replace
 from gapless.spec.strategy import BlueGreen, Canary, CanaryStep, Pause
 from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import canary_replicas, plan_canary
-from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Traffic
 
 T0 = 1000.0
 
@@ -228,3 +228,171 @@ def test_undo_to_stable_is_instant() -> None:
     assert p.traffic.weights == (("S", 100),)
     assert p.start is None
     assert len(p.terminate) == 4
+
+
+def test_blue_green_switch_state_and_scale_down_time() -> None:
+    """The switch records weight 100, clears the promote request and comes back when blue may go."""
+    spec = BlueGreen(auto_promotion_enabled=False, scale_down_delay_seconds=30)
+    inst = ready("S", 4) + ready("C", 4)
+    p = plan_blue_green(view(), spec, StepState(ready_at=T0, promote=True, full=True), inst, T0 + 5)
+    assert p.state is not None
+    assert (p.state.switched_at, p.state.weight, p.state.promote) == (T0 + 5, 100, False)
+    assert p.requeue_at == T0 + 35
+
+
+def test_abort_records_the_abort_and_comes_back_at_once() -> None:
+    """An analysis abort clears promote requests and asks for the next pass now (to scale stable back)."""
+    from gapless.strategies.canary import abort_plan
+
+    p = abort_plan("S", StepState(promote=True, full=True, weight=40), T0, "analysis failed")
+    assert p.state is not None
+    assert (p.state.aborted_at, p.state.abort_reason, p.state.promote, p.state.full) == (
+        T0,
+        "analysis failed",
+        False,
+        False,
+    )
+    assert p.state.weight == 40
+    assert p.requeue_at == T0
+    assert p.traffic is not None
+    assert p.traffic.weights == (("S", 100),)
+
+
+def test_blue_green_preview_size_until_promotion_then_full_before_the_switch() -> None:
+    """previewReplicaCount holds until promotion is due; then green grows to full size, then it switches."""
+    spec = BlueGreen(preview_replica_count=1, auto_promotion_enabled=True, auto_promotion_seconds=10)
+    p = plan_blue_green(view(), spec, StepState(), ready("S", 4), T0)
+    assert p.start is not None
+    assert (p.start.revision, p.start.count) == ("C", 1)
+    inst = ready("S", 4) + ready("C", 1)
+    p = plan_blue_green(view(), spec, StepState(), inst, T0)
+    assert p.state is not None
+    assert (p.state.ready_at, p.requeue_at, p.start) == (T0, T0 + 10, None)
+    p = plan_blue_green(view(), spec, p.state, inst, T0 + 10)
+    assert p.state is not None
+    assert p.state.extra == {"promoting_at": T0 + 10}
+    assert (p.requeue_at, p.state.switched_at) == (T0 + 10, None)
+    assert p.traffic is not None
+    assert p.traffic.weights == (("S", 100),)
+    grow = plan_blue_green(view(), spec, p.state, inst, T0 + 11)
+    assert grow.start is not None
+    assert (grow.start.revision, grow.start.count) == ("C", 3)
+    switch = plan_blue_green(view(), spec, p.state, ready("S", 4) + ready("C", 4), T0 + 12)
+    assert switch.state is not None
+    assert switch.state.switched_at == T0 + 12
+    assert switch.traffic is not None
+    assert switch.traffic.weights == (("C", 100),)
+
+
+def test_blue_green_abort_restores_blue_then_removes_green_after_the_delay() -> None:
+    """After an abort blue is brought back to full size first, green and any third revision go at the delay."""
+    spec = BlueGreen(preview_listen="127.0.0.1:9", abort_scale_down_delay_seconds=30)
+    st = StepState(aborted_at=T0, ready_at=T0 - 5)
+    p = plan_blue_green(view(), spec, st, ready("S", 3) + ready("C", 4), T0 + 1)
+    assert p.start is not None
+    assert (p.start.revision, p.start.count, p.terminate) == ("S", 1, ())
+    assert p.traffic == Traffic(weights=(("S", 100),))
+    inst = ready("S", 4) + ready("C", 4) + ready("OLD", 1)
+    waiting = plan_blue_green(view(), spec, st, inst, T0 + 29.5)
+    assert (waiting.start, waiting.terminate, waiting.requeue_at) == (None, (), T0 + 30)
+    assert waiting.traffic == Traffic(weights=(("S", 100),))
+    gone = plan_blue_green(view(), spec, st, inst, T0 + 30)
+    assert {(t.instance_id, t.reason) for t in gone.terminate} == {
+        *((f"C{i}", "blue-green aborted") for i in range(4)),
+        ("OLD0", "blue-green aborted"),
+    }
+    assert gone.traffic == Traffic(weights=(("S", 100),), preview="C")
+    done = plan_blue_green(view(), spec, st, ready("S", 4), T0 + 31)
+    assert (done.terminate, done.requeue_at) == ((), None)
+    assert done.traffic == Traffic(weights=(("S", 100),))
+
+
+def test_blue_green_third_revision_removed_on_the_side_in_force() -> None:
+    """A replaced green's instances go first, while traffic stays on blue (or on green after the switch)."""
+    spec = BlueGreen(scale_down_delay_seconds=30)
+    inst = (
+        ready("S", 4)
+        + ready("OLD", 2)
+        + ready("C", 4)
+        + [InstanceView("X", "OLD", "terminating", False, None, T0)]
+    )
+    p = plan_blue_green(view(), spec, StepState(), inst, T0)
+    assert {(t.instance_id, t.reason) for t in p.terminate} == {
+        ("OLD0", "replaced by a newer revision"),
+        ("OLD1", "replaced by a newer revision"),
+    }
+    assert p.traffic == Traffic(weights=(("S", 100),))
+    after = plan_blue_green(view(), spec, StepState(switched_at=T0), inst, T0)
+    assert after.traffic == Traffic(weights=(("C", 100),))
+
+
+def test_blue_green_deadline_while_green_starts() -> None:
+    """Green that never becomes available fails the revision at the deadline with blue serving."""
+    spec = BlueGreen(preview_listen="127.0.0.1:9")
+    unready = [InstanceView(f"C{i}", "C", "running", False, None, T0) for i in range(4)]
+    st = StepState(ready_at=None)
+    waiting = plan_blue_green(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 9)
+    assert (waiting.outcome, waiting.requeue_at, waiting.state) == (None, T0 + 10, st)
+    assert waiting.traffic == Traffic(weights=(("S", 100),))  # no preview: green is not available
+    failed = plan_blue_green(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 10)
+    assert failed.outcome == "failed"
+    assert "0 of 4 green instances available" in failed.reason
+    assert (failed.traffic, failed.state) == (Traffic(weights=(("S", 100),)), st)
+
+
+def test_blue_green_preview_only_with_a_preview_address() -> None:
+    """The preview is served only when previewListen is set and green has an available instance."""
+    inst = ready("S", 4) + ready("C", 4)
+    p = plan_blue_green(view(), BlueGreen(auto_promotion_enabled=False), StepState(), inst, T0)
+    assert p.traffic == Traffic(weights=(("S", 100),))
+    p = plan_blue_green(
+        view(), BlueGreen(preview_listen="127.0.0.1:9", auto_promotion_enabled=False), StepState(), inst, T0
+    )
+    assert p.traffic == Traffic(weights=(("S", 100),), preview="C")
+
+
+def test_canary_growing_keeps_the_split_and_fails_at_the_deadline() -> None:
+    """While canary instances start the split stays; at the deadline the revision fails with stable at 100%."""
+    spec = Canary(steps=[CanaryStep(set_weight=50)])
+    unready = [InstanceView(f"C{i}", "C", "running", False, None, T0) for i in range(2)]
+    st = StepState()
+    grow = plan_canary(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 9)
+    assert (grow.start, grow.outcome, grow.requeue_at, grow.state) == (None, None, T0 + 10, st)
+    assert grow.traffic == Traffic(weights=(("C", 0), ("S", 100)))
+    failed = plan_canary(view(progress_deadline_seconds=10), spec, st, ready("S", 4) + unready, T0 + 10)
+    assert failed.outcome == "failed"
+    assert "0 of 2 canary instances available" in failed.reason
+    assert (failed.traffic, failed.state) == (Traffic(weights=(("S", 100),)), st)
+
+
+def test_canary_scaled_down_by_set_canary_scale() -> None:
+    """Waiting for a smaller setCanaryScale, the extra canary instances go (the newest first) and the split stays."""
+    spec = Canary(steps=[CanaryStep(set_weight=75)])
+    st = StepState(weight=10, canary_scale={"replicas": 1})
+    unready = [InstanceView(f"C{i}", "C", "running", False, None, T0 + i) for i in range(2)]
+    p = plan_canary(view(), spec, st, ready("S", 4) + unready, T0 + 5)
+    assert [(t.instance_id, t.reason) for t in p.terminate] == [("C1", "scaled down")]
+    assert (p.start, p.state) == (None, st)
+    assert p.traffic == Traffic(weights=(("C", 10), ("S", 90)))
+
+
+def test_canary_replicas_floor_and_percent_rounding() -> None:
+    """A canary always has one instance; percentages round up exactly."""
+    from gapless.strategies.scaling import ceil_percent
+
+    assert canary_replicas(4, 0, {"weight": 0}) == 1
+    assert canary_replicas(4, 0, {"weight": 60}) == 3
+    assert ceil_percent(200, 100) == 200
+    assert ceil_percent(3, 34) == 2
+
+
+def test_canary_traffic_without_a_header_route_names_no_route_revision() -> None:
+    """Only a header route step sets a route revision."""
+    p = plan_canary(
+        view(),
+        Canary(steps=[CanaryStep(pause=Pause())]),
+        StepState(weight=10),
+        ready("S", 4) + ready("C", 1),
+        T0,
+    )
+    assert p.traffic == Traffic(weights=(("C", 10), ("S", 90)))

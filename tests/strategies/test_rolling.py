@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from gapless.strategies.plan import InstanceView, Plan, RolloutView
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, Start, Terminate
 from gapless.strategies.rolling import plan_rolling
 
 T0 = 1000.0
@@ -184,3 +184,102 @@ def test_complete_marks_outcome_once() -> None:
     instances = [inst(i, "new") for i in range(10)]
     assert plan_rolling(view(), instances, T0).outcome == "complete"
     assert plan_rolling(view(target_complete=True), instances, T0).outcome is None
+
+
+def test_deletion_order_worst_first() -> None:
+    """Not running, then not ready, then not yet available, then the newest: the order instances go in."""
+    from gapless.strategies.rolling import deletion_order
+
+    now, min_ready = T0, 10.0
+    instances = [
+        InstanceView("old-available", "r", "running", True, T0 - 100, T0 - 300),
+        InstanceView("new-available", "r", "running", True, T0 - 100, T0 - 100),
+        InstanceView("warming", "r", "running", True, T0 - 5, T0 - 200),
+        InstanceView("unready", "r", "running", False, None, T0 - 400),
+        InstanceView("backoff", "r", "backoff", False, None, T0 - 500),
+        InstanceView("starting", "r", "starting", False, None, T0 - 50),
+    ]
+    order = [i.id for i in deletion_order(instances, now, min_ready)]
+    assert order == ["starting", "backoff", "unready", "warming", "new-available", "old-available"]
+
+
+def test_scale_down_removes_unhealthy_old_first_within_the_budget() -> None:
+    """Old instances that are not available go first, but never more than availability allows."""
+    v = view(replicas=4, max_surge=0, max_unavailable=1)
+    instances = [
+        inst(0, "old"),
+        inst(1, "old", ready=False),
+        inst(2, "old", ready=False),
+        inst(3, "old", ready=False),
+        inst(0, "new"),
+        inst(1, "new", ready=False),
+    ]
+    plan = plan_rolling(v, instances, T0)
+    # 6 live, 3 must stay available, 1 new instance not yet available: 2 may go, the worst old ones.
+    assert plan.start is None
+    assert [(t.instance_id, t.reason) for t in plan.terminate] == [
+        ("old-3", "old revision, unhealthy"),
+        ("old-2", "old revision, unhealthy"),
+    ]
+
+
+def test_scale_down_replaces_healthy_old_down_to_the_minimum() -> None:
+    """With every instance available, old ones go until replicas - maxUnavailable remain available."""
+    v = view(replicas=4, max_surge=1, max_unavailable=1)
+    instances = [inst(i, "old") for i in range(3)] + [inst(0, "new"), inst(1, "new", ready=False)]
+    plan = plan_rolling(v, instances, T0)
+    assert [(t.instance_id, t.reason) for t in plan.terminate] == [("old-2", "old revision, replaced")]
+
+
+def test_rolling_outcomes_and_wake_ups() -> None:
+    """Complete once all new are available and old gone; fail at the deadline; wake when an instance becomes available."""
+    v = view(replicas=2, min_ready_seconds=10)
+    done = [inst(0, "new"), inst(1, "new")]
+    assert plan_rolling(v, done, T0) == Plan(outcome="complete", reason="NewReplicaSetAvailable")
+    assert plan_rolling(replace(v, target_complete=True), done, T0) == Plan()
+    warming = [inst(0, "new"), inst(1, "new", since=T0 - 4)]
+    assert plan_rolling(v, warming, T0) == Plan(requeue_at=T0 + 6)
+    late = plan_rolling(
+        replace(v, progress_deadline_seconds=30), [inst(0, "new"), inst(1, "new", ready=False)], T0 + 30
+    )
+    assert late.outcome == "failed"
+    assert late.reason == "revision new made no progress for 30s (1 of 2 instances available)"
+    early = plan_rolling(
+        replace(v, progress_deadline_seconds=30), [inst(0, "new"), inst(1, "new", ready=False)], T0 + 29
+    )
+    assert (early.outcome, early.requeue_at) == (None, T0 + 30)
+
+
+def test_rolling_pause_holds_but_a_failed_target_is_restored() -> None:
+    """Paused: nothing happens; a failed target is still replaced by stable (or removed when there is none)."""
+    instances = [inst(0, "old"), inst(0, "new", ready=False)]
+    assert plan_rolling(view(replicas=2, paused=True), instances, T0) == Plan()
+    restore = plan_rolling(view(replicas=2, paused=True, target_failed=True), instances, T0)
+    assert restore.start == Start("old", 1)
+    alone = plan_rolling(
+        view(replicas=2, target_failed=True, stable=None), [inst(0, "new"), inst(1, "new")], T0
+    )
+    assert [t.instance_id for t in alone.terminate] == ["new-1", "new-0"]
+    gone = plan_rolling(view(replicas=2, target_failed=True, stable=None), [], T0)
+    assert gone == Plan()
+
+
+def test_rolling_lowered_replicas_remove_the_extra() -> None:
+    """Fewer replicas: the extra target instances go, worst first."""
+    instances = [inst(0, "new"), inst(1, "new", ready=False), inst(2, "new")]
+    plan = plan_rolling(view(replicas=2, target_complete=True), instances, T0)
+    assert [(t.instance_id, t.reason) for t in plan.terminate] == [("new-1", "scaled down")]
+
+
+def test_rolling_changes_come_back_by_the_deadline() -> None:
+    """Starts and scale-downs ask to be woken by the progress deadline; a full target starts nothing more."""
+    v = view(replicas=2, max_surge=1, max_unavailable=0, progress_deadline_seconds=30)
+    start = plan_rolling(v, [inst(0, "old"), inst(1, "old")], T0)
+    assert start == Plan(start=Start("new", 1), requeue_at=T0 + 30)
+    extra = plan_rolling(v, [inst(0, "new"), inst(1, "new"), inst(2, "new", ready=False)], T0)
+    assert extra == Plan(terminate=(Terminate("new-2", "scaled down"),), requeue_at=T0 + 30)
+    full = plan_rolling(v, [inst(0, "old"), inst(0, "new"), inst(1, "new", ready=False)], T0)
+    assert full.start is None
+    assert full.requeue_at == T0 + 30
+    paused = plan_rolling(replace(v, paused=True, min_ready_seconds=5), [inst(0, "new", since=T0 - 1)], T0)
+    assert paused == Plan(requeue_at=T0 + 4)

@@ -25,7 +25,7 @@ def snap(*states: tuple[str, str], error: str = "") -> SchemaSnapshot:
 @pytest.mark.parametrize(
     ("states", "verdict"),
     [
-        ((), "m1 has not started (db)"),
+        ((), "m1 has not started (db); run `gapless migrate start` with its file first"),
         ((("m0", "completed"),), "m1 has not started"),
         ((("m1", "starting"),), "m1 is starting"),
         ((("m1", "started"),), None),

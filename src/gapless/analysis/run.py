@@ -16,7 +16,8 @@ metric and one phase for the run:
 The run fails as soon as any metric that is not ``dryRun`` fails, errors as soon as one errors, and
 otherwise ends when every deciding metric has ended: inconclusive if any was, else successful. A run
 that is stopped from outside (a background analysis when the rollout completes) ends its running
-metrics as successful: nothing went wrong while it watched. ``dryRun`` metrics are measured, judged and
+metrics as successful if they have their measurements (nothing went wrong while they watched), else
+inconclusive (an abort before the first measurement judged nothing). ``dryRun`` metrics are measured, judged and
 shown exactly the same, but never decide the run.
 """
 
@@ -120,9 +121,18 @@ def _why(p: MetricProgress, phase: str, verdict: Verdict) -> str:
 
 
 def stop(progress: MetricProgress, reason: str) -> MetricProgress:
-    """End a metric from outside: a running one is successful (nothing went wrong while it watched)."""
+    """End a metric from outside: successful if it has its measurements, else inconclusive.
+
+    A metric stopped after ``count`` measurements (at least one, without a count) saw nothing go wrong
+    while it watched; one stopped before it measured enough (an abort, a promote past its step) has
+    judged nothing, and ``successful`` would be a verdict nobody earned.
+    """
     if progress.done:
         return progress
+    required = progress.count if progress.count is not None else 1
+    if progress.measured < required:
+        message = f"{reason} after {progress.measured} of {required} measurements: no verdict"
+        return replace(progress, phase="inconclusive", message=message)
     return replace(progress, phase="successful", message=f"{reason} after {progress.measured} measurements")
 
 

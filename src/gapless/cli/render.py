@@ -29,6 +29,13 @@ _PHASE_STYLE = {
 }
 
 
+def step_text(index: int, steps: int) -> str:
+    """The canary step for people: ``step 2/5`` while steps remain, ``steps 5/5 done`` after the last."""
+    if index >= steps:
+        return f"steps {steps}/{steps} done"
+    return f"step {index + 1}/{steps}"
+
+
 def phase_style(phase: str) -> str:
     return _PHASE_STYLE.get(phase, "bold")
 
@@ -61,7 +68,7 @@ def summary_line(status: dict[str, Any]) -> Text:
         t.append(f" ({status['terminatingReplicas']} terminating)")
     strategy = status.get("strategy") or {}
     if strategy.get("type") == "Canary" and "stepIndex" in strategy:
-        t.append(f"  step {strategy['stepIndex'] + 1}/{strategy.get('steps', 0)}")
+        t.append(f"  {step_text(int(strategy['stepIndex']), int(strategy.get('steps', 0)))}")
     if strategy.get("weights"):
         t.append("  weights " + " ".join(f"r{r}:{w}%" for r, w in strategy["weights"].items()))
     if strategy.get("pauseRemaining") is not None:

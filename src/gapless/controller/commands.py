@@ -21,6 +21,7 @@ from gapless.spec.strategy import RolloutAnalysis, Strategy
 from gapless.store.records import AnalysisTemplateRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
 from gapless.strategies.plan import StepState
+from gapless.strategies.revisions import fresh_rollout, undo_target
 from gapless.strategies.schema import schema_gone
 
 __all__ = ["SUPPORTED_STRATEGIES", "Commands", "ConflictError"]
@@ -87,6 +88,7 @@ class Commands:
                 )
             changed = rec is None or rec.spec != doc
             generation = (rec.generation if rec else 0) + (1 if changed else 0)
+            before = template_hash(Rollout.model_validate(rec.spec).spec.template) if rec else None
             if changed:
                 self._store.put_rollout(
                     RolloutRecord(
@@ -98,22 +100,25 @@ class Commands:
                         status=rec.status if rec else {},
                     )
                 )
-            retried = self._retry_failed(name, h, now)
-        if changed or retried:
+            restarted = self._restart_revision(name, h, now, again=before != h)
+        if changed or restarted:
             self._controller.event(name, h, "Applied", f"generation {generation}")
         self._controller.wake()
         return {"name": name, "generation": generation, "changed": changed, "revisionHash": h}
 
-    def _retry_failed(self, name: str, h: str, now: float) -> bool:
-        """Applying the template of a failed revision again retries it with a fresh deadline."""
-        for r in self._store.revisions(name):
-            if r.hash == h and r.phase == "failed":
-                number = max(x.number for x in self._store.revisions(name))
-                self._store.put_revision(
-                    replace(r, phase="progressing", message="", progress_at=now, number=max(number, r.number))
-                )
-                return True
-        return False
+    def _restart_revision(self, name: str, h: str, now: float, *, again: bool) -> bool:
+        """A template that has a revision already starts a fresh rollout of it when applied.
+
+        ``again``: the template differs from the one in force (an earlier template applied again, the
+        common rollback by reverting a commit); otherwise only a failed revision is restarted (retry).
+        """
+        revisions = self._store.revisions(name)
+        rev = next((r for r in revisions if r.hash == h), None)
+        if rev is None or not (again or rev.phase == "failed"):
+            return False
+        self._store.put_revision(fresh_rollout(rev, revisions, now))
+        self._store.deactivate_analysis_runs(name, h)
+        return True
 
     def _update_spec(self, name: str, change: str, mutate: Any) -> dict[str, Any]:
         now = self._clock.now()
@@ -143,18 +148,13 @@ class Commands:
         rec = self._store.rollout(name)
         current = template_hash(Rollout.model_validate(rec.spec).spec.template)
         revisions = self._store.revisions(name)
-        cur = next((r for r in revisions if r.hash == current), None)
-        if to_revision is None:
-            earlier = [r for r in revisions if cur is None or r.number < cur.number]
-            if not earlier:
-                raise ConflictError(f"rollout {name!r} has no earlier revision to go back to")
-            target = earlier[-1]
-        else:
-            found = next((r for r in revisions if r.number == to_revision), None)
-            if found is None:
-                known = ", ".join(str(r.number) for r in revisions) or "none"
-                raise NotFoundError(f"revision {to_revision} of {name!r} not found (known: {known})")
-            target = found
+        found = undo_target(revisions, current, to_revision)
+        if found is None and to_revision is not None:
+            known = ", ".join(str(r.number) for r in revisions) or "none"
+            raise NotFoundError(f"revision {to_revision} of {name!r} not found (known: {known})")
+        if found is None:
+            raise ConflictError(f"rollout {name!r} has no earlier revision to go back to")
+        target = found
         if target.hash == current:
             return {"name": name, "generation": rec.generation, "changed": False, "revision": target.number}
         required = target.template.get("requiresSchema")
@@ -168,9 +168,10 @@ class Commands:
         template = Template.model_validate(target.template)
         now = self._clock.now()
         with self._store.transaction():
-            number = max(r.number for r in revisions) + 1
-            phase = target.phase if target.phase == "complete" else "progressing"
-            self._store.put_revision(replace(target, number=number, phase=phase, message="", progress_at=now))
+            fresh = fresh_rollout(target, revisions, now)
+            number = fresh.number
+            self._store.put_revision(fresh)
+            self._store.deactivate_analysis_runs(name, target.hash)
 
             def mutate(doc: dict[str, Any]) -> dict[str, Any]:
                 doc["spec"] = dict(doc["spec"]) | {
@@ -210,6 +211,8 @@ class Commands:
             if st.aborted_at is not None:
                 raise ConflictError(f"rollout {name!r} was aborted; use `gapless retry {name}` first")
             st = replace(st, full=st.full or full, promote=True)
+            # A promotion is progress: the deadline counts from it, not from before a long pause.
+            rev = replace(rev, progress_at=self._clock.now())
             self._set_state(name, rev, st, "PromoteRequested", "full promotion" if full else "next step")
         return {"name": name, "revision": rev.number, "full": full}
 

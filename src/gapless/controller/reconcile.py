@@ -40,7 +40,7 @@ from gapless.platform.base import (
 )
 from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
-from gapless.spec.models import Rollout, RolloutSpec, Template, template_hash
+from gapless.spec.models import Rollout, RolloutSpec, template_hash
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.outbox import OUTBOX_FILE, drain_events
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
@@ -52,10 +52,9 @@ from gapless.store.revision_files import (
 )
 from gapless.store.sqlite import Store
 from gapless.store.write_errors import write_error
-from gapless.strategies.bluegreen import plan_blue_green
-from gapless.strategies.canary import plan_canary
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
-from gapless.strategies.rolling import plan_rolling
+from gapless.strategies.revisions import after_pass, stable_of, target_writes
+from gapless.strategies.rollout import plan_rollout, rollout_view
 from gapless.strategies.schema import SchemaSnapshot, rollback_barrier, schema_gate, schema_gone
 
 __all__ = ["Controller"]
@@ -352,11 +351,16 @@ class Controller:
             return None
         rollout = Rollout.model_validate(rec.spec)
         spec = rollout.spec
-        target = self._ensure_revision(name, spec.template, now)
-        for r in self._store.revisions(name):
-            if r.phase == "progressing" and r.hash != target.hash:
-                self._store.put_revision(_replace_revision(r, phase="superseded", message="replaced"))
+        h = template_hash(spec.template)
+        doc = spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for write in target_writes(self._store.revisions(name), name, h, doc, now):
+            self._store.put_revision(write)
+            if write.hash == h:
+                _keep_revision_file(self._dir, write, update=False)
+                command = " ".join(spec.template.command)
+                self.event(name, h, "RevisionCreated", f"revision {write.number} ({h}): {command}")
         revisions = self._store.revisions(name)
+        target = next(r for r in revisions if r.hash == h)
         needs = _schema_needs(revisions)
         snap = self.schema.snapshot() if needs else None
         required = spec.template.requires_schema
@@ -382,34 +386,10 @@ class Controller:
         if not router_message:
             await self._instances.push_backends(name, instances)
 
-        stable = next((r for r in reversed(revisions) if r.phase == "complete"), None)
+        stable = stable_of(revisions)
         views = [_view(i) for i in instances]
-        progress_at = max(
-            [target.progress_at or target.created_at]
-            + [
-                i.ready_since + spec.min_ready_seconds
-                for i in instances
-                if i.revision == target.hash
-                and i.ready
-                and i.ready_since is not None
-                and i.ready_since + spec.min_ready_seconds <= now
-            ]
-        )
         runs = self._store.analysis_runs(name)
-        rview = RolloutView(
-            replicas=spec.replicas,
-            max_surge=spec.strategy.surge_bounds[0],
-            max_unavailable=spec.strategy.surge_bounds[1],
-            min_ready_seconds=spec.min_ready_seconds,
-            progress_deadline_seconds=spec.progress_deadline_seconds,
-            paused=spec.paused,
-            target=target.hash,
-            target_failed=target.phase == "failed",
-            target_complete=target.phase == "complete",
-            stable=stable.hash if stable else None,
-            progress_at=progress_at,
-            analyses=self.analysis.phases(runs, target.hash) if target.phase == "progressing" else {},
-        )
+        rview = rollout_view(spec, target, revisions, views, self.analysis.phases(runs, target.hash), now)
         st = StepState.from_json(target.step_state)
         if st.checks == "running" and target.hash not in self._checks:
             st = replace(st, checks="pending")  # a control plane restart interrupted them: run again
@@ -418,7 +398,7 @@ class Controller:
         if router_message:
             plan = _router_down(rview, now, router_message)
         else:
-            plan = Plan() if hold else _plan(spec, rview, st, views, now)
+            plan = Plan() if hold else plan_rollout(spec.strategy, rview, st, views, now)
         await self._apply(name, plan, target, stable, by_hash, spec, now, router_up=not router_message)
         # With the router down the plan is empty: keep this revision's runs as they are meanwhile.
         wanted: tuple[str, ...] | None = None
@@ -432,7 +412,7 @@ class Controller:
 
         revisions = self._store.revisions(name)
         target = next(r for r in revisions if r.hash == target.hash)
-        stable = next((r for r in reversed(revisions) if r.phase == "complete"), None)
+        stable = stable_of(revisions)
         rview = RolloutView(
             **(
                 rview.__dict__
@@ -573,33 +553,6 @@ class Controller:
                 f"migration {barrier.name} {barrier.phase}: revisions {which} can no longer be rolled back to",
             )
 
-    def _ensure_revision(self, name: str, template: Template, now: float) -> RevisionRecord:
-        h = template_hash(template)
-        revisions = self._store.revisions(name)
-        existing = next((r for r in revisions if r.hash == h), None)
-        if existing is not None:
-            return existing
-        number = max((r.number for r in revisions), default=0) + 1
-        rev = RevisionRecord(
-            rollout=name,
-            hash=h,
-            number=number,
-            template=template.model_dump(mode="json", by_alias=True, exclude_none=True),
-            created_at=now,
-            phase="progressing",
-            progress_at=now,
-        )
-        self._store.put_revision(rev)
-        try:
-            save_revision(self._dir, _saved(rev))
-        except OSError as e:
-            error = write_error(e)
-            if error is None:
-                raise
-            raise error from e
-        self.event(name, h, "RevisionCreated", f"revision {number} ({h}): {' '.join(template.command)}")
-        return rev
-
     async def _apply(
         self,
         name: str,
@@ -613,37 +566,28 @@ class Controller:
         router_up: bool = True,
     ) -> None:
         current = spec.template
-        if plan.state is not None and plan.state.to_json() != target.step_state:
-            old = StepState.from_json(target.step_state)
-            stepped = (old.index, old.switched_at, old.checks) != (
-                plan.state.index,
-                plan.state.switched_at,
-                plan.state.checks,
-            )
-            target = _replace_revision(
-                target, step_state=plan.state.to_json(), progress_at=now if stepped else target.progress_at
-            )
-            self._store.put_revision(target)
-            _keep_step_state(self._dir, target)
-            self._step_events(name, target, old, plan.state, spec)
-        routing = routing_for(spec, plan.traffic)
-        if plan.outcome == "complete":
-            for r in self._store.revisions(name):
-                if r.phase == "complete" and r.hash != target.hash:
-                    self._store.put_revision(_replace_revision(r, phase="superseded"))
-            self._store.put_revision(_replace_revision(target, phase="complete", message=""))
-            self.event(name, target.hash, "RolloutComplete", f"revision {target.number} is available")
-            self._prune_history(name)
-        elif plan.outcome == "failed":
-            reason = plan.reason.replace(
+        failure = ""
+        if plan.outcome == "failed":
+            failure = plan.reason.replace(
                 f"revision {target.hash}", f"revision {target.number} ({target.hash})"
             )
             troubled = [i for i in self._store.instances(name) if i.revision == target.hash and i.message]
             if troubled:
-                reason += f"; last instance error: {troubled[-1].message}"
-            self._store.put_revision(_replace_revision(target, phase="failed", message=reason))
+                failure += f"; last instance error: {troubled[-1].message}"
+        revisions = self._store.revisions(name)
+        for rev in after_pass(revisions, target.hash, plan, now, paused=spec.paused, failure=failure):
+            self._store.put_revision(rev)
+            if rev.hash == target.hash and rev.step_state != target.step_state:
+                _keep_step_state(self._dir, rev)
+        if plan.state is not None and plan.state.to_json() != target.step_state:
+            self._step_events(name, target, StepState.from_json(target.step_state), plan.state, spec)
+        routing = routing_for(spec, plan.traffic)
+        if plan.outcome == "complete":
+            self.event(name, target.hash, "RolloutComplete", f"revision {target.number} is available")
+            self._prune_history(name)
+        elif plan.outcome == "failed":
             back = f"; revision {stable.number} keeps serving" if stable else ""
-            self.event(name, target.hash, "ProgressDeadlineExceeded", reason + back)
+            self.event(name, target.hash, "ProgressDeadlineExceeded", failure + back)
         if plan.terminate:
             for t in plan.terminate:
                 self._store.update_instance(t.instance_id, state="terminating", ready=False, message=t.reason)
@@ -666,9 +610,6 @@ class Controller:
                 "ScalingUp",
                 f"started {plan.start.count} instance(s) of revision {rev.number}",
             )
-        if plan.changes_instances and target.phase == "progressing":
-            fresh = next(r for r in self._store.revisions(name) if r.hash == target.hash)
-            self._store.put_revision(_replace_revision(fresh, progress_at=now))
 
     # -- strategies: preview, checks, step events ---------------------------------------------------
 
@@ -822,17 +763,6 @@ def _router_down(view: RolloutView, now: float, message: str) -> Plan:
     return Plan(requeue_at=deadline)
 
 
-def _plan(
-    spec: RolloutSpec, view: RolloutView, st: StepState, instances: list[InstanceView], now: float
-) -> Plan:
-    strategy = spec.strategy
-    if strategy.canary is not None:
-        return plan_canary(view, strategy.canary, st, instances, now)
-    if strategy.blue_green is not None:
-        return plan_blue_green(view, strategy.blue_green, st, instances, now)
-    return plan_rolling(view, instances, now)
-
-
 async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:
     """Background tasks report their failure instead of tearing the control plane down."""
     try:
@@ -869,8 +799,13 @@ def _saved(r: RevisionRecord) -> SavedRevision:
 
 def _keep_step_state(state_dir: Path, rev: RevisionRecord) -> None:
     """The revision file follows the step state, so an adoption resumes a canary at its step."""
+    _keep_revision_file(state_dir, rev, update=True)
+
+
+def _keep_revision_file(state_dir: Path, rev: RevisionRecord, *, update: bool) -> None:
+    """Write the revision's file (what ``up --adopt`` rebuilds from); a full disk is a ``StateWriteError``."""
     try:
-        save_revision(state_dir, _saved(rev), update=True)
+        save_revision(state_dir, _saved(rev), update=update)
     except OSError as e:
         error = write_error(e)
         if error is None:

@@ -151,7 +151,9 @@ def build_status(
         "totalInstances": len(instances),
         "updatedReplicas": len(updated),
         "readyReplicas": len(ready),
-        "availableReplicas": len(available),
+        # Of the desired count: the canary and blue-green run both revisions at full size for a while,
+        # and "6/3 available" reads as a fault. Everything running is in totalInstances.
+        "availableReplicas": min(len(available), view.replicas),
         "unavailableReplicas": max(0, view.replicas - len(available)),
         "terminatingReplicas": len(instances) - len(live),
         "conditions": conditions,
@@ -222,6 +224,8 @@ def strategy_status(
             st.switched_at is None
             and st.ready_at is not None
             and not bg.auto_promotion_enabled
+            and not st.promote  # promoted: green grows to full size, then switches
+            and not st.full
             and (not bg.pre_promotion_checks or st.checks == "passed")
             and st.aborted_at is None
         )

@@ -46,6 +46,8 @@ class RevisionRecord:
     message: str = ""
     progress_at: float | None = None
     step_state: dict[str, Any] = field(default_factory=dict)
+    completed_at: float | None = None
+    """When the revision last completed (served everyone); ``gapless undo`` goes to the latest such."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from gapless.store.write_errors import WriteFailure, write_error
 
 __all__ = ["Store", "WriteFailure"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _STATE_ID = "state_id"
 _ADOPTED_IDS = "adopted_state_ids"
 
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     message TEXT NOT NULL DEFAULT '',
     progress_at REAL,
     step_state TEXT NOT NULL DEFAULT '{}',
+    completed_at REAL,
     PRIMARY KEY (rollout, hash)
 );
 CREATE TABLE IF NOT EXISTS instances (
@@ -558,6 +559,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {r[1] for r in db.execute("PRAGMA table_info(revisions)")}
     if "step_state" not in columns:  # schema 1 -> 2: canary and blue-green progress
         db.execute("ALTER TABLE revisions ADD COLUMN step_state TEXT NOT NULL DEFAULT '{}'")
+    if "completed_at" not in columns:  # schema 5 -> 6: undo goes to the last revision that completed
+        db.execute("ALTER TABLE revisions ADD COLUMN completed_at REAL")
 
 
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:

@@ -3,9 +3,10 @@
 Green (the target revision) is started at ``previewReplicaCount`` (default full size) beside blue (the
 active, last complete revision), which keeps every request. Once green is available it is served on the
 preview address and the pre-promotion checks run there (the controller runs them; the planner only asks
-for them and reads the result). A failed check fails the revision: green never took traffic. Then green
-is brought to full size and, automatically after ``autoPromotionSeconds`` or on ``gapless promote``,
-the router's weights flip to green in one configuration push. Blue stays warm for
+for them and reads the result). A failed check fails the revision: green never took traffic. Green
+stays at ``previewReplicaCount`` (as in Argo Rollouts) until its promotion is due, automatically after
+``autoPromotionSeconds`` or on ``gapless promote``; then it is brought to full size and, once all of it
+is available, the router's weights flip to green in one configuration push. Blue stays warm for
 ``scaleDownDelaySeconds`` so that ``gapless undo`` switches back without starting a process.
 """
 
@@ -23,6 +24,8 @@ __all__ = ["POST_PROMOTION", "PRE_PROMOTION", "plan_blue_green"]
 
 PRE_PROMOTION = "prePromotion"
 POST_PROMOTION = "postPromotion"
+PROMOTING = "promoting_at"
+"""Step-state key: when promotion became due (green then goes from previewReplicaCount to full size)."""
 
 
 def plan_blue_green(
@@ -61,16 +64,18 @@ def plan_blue_green(
         )
 
     if st.switched_at is None:
-        preview_size = min(n, spec.preview_replica_count or n)
-        checks_done = not spec.pre_promotion_checks or st.checks == "passed"
-        size = n if checks_done else preview_size
+        # Green runs at previewReplicaCount until its promotion is due, then at full size before the switch.
+        promoting = PROMOTING in st.extra
+        size = n if promoting else min(n, spec.preview_replica_count or n)
         start, stop = scale_step(green, green_live, size, now=now, min_ready=min_ready)
-        if start is not None or green_available < size:
+        if start is not None or stop or green_available < size:
             failed = deadline_failure(view, now, f"{green_available} of {size} green instances available")
             if failed is not None:
                 return replace(failed, traffic=on_blue, state=st)
             deadline = view.progress_at + view.progress_deadline_seconds
             return Plan(start=start, terminate=stop, traffic=on_blue, state=st, requeue_at=deadline)
+        if promoting:
+            return _switch(green, st, preview, spec, now)
         ready_at = st.ready_at if st.ready_at is not None else now
         st = replace(st, ready_at=ready_at)
         if spec.pre_promotion_checks and st.checks != "passed":
@@ -106,12 +111,11 @@ def plan_blue_green(
             promote_at = None
         if promote_at is None or now < promote_at:
             return Plan(traffic=on_blue, state=st, requeue_at=promote_at)
-        st = replace(st, switched_at=now, weight=100, promote=False)
-        return Plan(
-            traffic=Traffic(weights=((green, 100),), preview=preview),
-            state=st,
-            requeue_at=now + spec.scale_down_delay_seconds,
-        )
+        # Promotion is due: green to full size (a step: the progress clock starts again), then the switch.
+        st = replace(st, extra=st.extra | {PROMOTING: now})
+        if size < n:
+            return Plan(traffic=on_blue, state=st, requeue_at=now)
+        return _switch(green, st, preview, spec, now)
 
     on_green = Traffic(weights=((green, 100),), preview=preview)
     # Blue stays warm until the post-promotion analysis passed; the delay counts from then.
@@ -145,3 +149,13 @@ def plan_blue_green(
             state=st,
         )
     return Plan(outcome="complete", reason="NewReplicaSetAvailable", traffic=on_green, state=st)
+
+
+def _switch(green: str, st: StepState, preview: str | None, spec: BlueGreen, now: float) -> Plan:
+    """All traffic to green in one configuration push; blue stays warm for the scale-down delay."""
+    st = replace(st, switched_at=now, weight=100, promote=False)
+    return Plan(
+        traffic=Traffic(weights=((green, 100),), preview=preview),
+        state=st,
+        requeue_at=now + spec.scale_down_delay_seconds,
+    )

@@ -101,9 +101,6 @@ def plan_rolling(view: RolloutView, instances: Sequence[InstanceView], now: floa
             requeue_at=requeue,
         )
 
-    if len(new) > replicas:
-        extra = deletion_order(new, now, min_ready)[: len(new) - replicas]
-        return Plan(terminate=tuple(Terminate(i.id, "scaled down") for i in extra), requeue_at=requeue)
     return Plan(requeue_at=requeue)
 
 
