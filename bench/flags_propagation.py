@@ -41,20 +41,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.postgres import EmbeddedPostgres
+from tests.postgres import EmbeddedPostgres, throwaway_database
 
 PROJECT = "bench"
 ENV = "production"
@@ -367,7 +363,7 @@ def main() -> None:
             server = args.postgres
             if server == "embedded":
                 server = stack.enter_context(EmbeddedPostgres(durable=True)).url
-            database_url = stack.enter_context(throwaway_database(server))
+            database_url = stack.enter_context(throwaway_database(server, prefix="gapless_bench_flags"))
             print(f"flags kept in PostgreSQL: {database_url}")
         service = Service(Path(tmp), database_url)
         try:
@@ -382,19 +378,6 @@ def main() -> None:
             raise SystemExit(1) from e
         finally:
             teardown(procs, service)
-
-
-@contextlib.contextmanager
-def throwaway_database(server_url: str) -> Iterator[str]:
-    """A new database in the server at ``server_url``, dropped afterwards: its URL."""
-    name = f"gapless_bench_flags_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as c:
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def interrupt(signum: int, frame: object) -> None:

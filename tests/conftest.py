@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
-from psycopg import sql
 
-from tests.postgres import EmbeddedPostgres
+from tests.postgres import EmbeddedPostgres, throwaway_database
 
 # Property-based and stateful tests: bounded and derandomized by default, so CI runs the same sequences
 # every time and fast; HYPOTHESIS_PROFILE=explore searches wider (random, many more examples) by hand.
@@ -79,20 +76,8 @@ def postgres_server() -> Iterator[str]:
         yield server.url
 
 
-def database_url(server_url: str, name: str) -> str:
-    """``server_url`` with its database replaced by ``name``."""
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards: its URL."""
-    name = f"gapless_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield database_url(postgres_server, name)
-    finally:
-        with psycopg.connect(postgres_server, autocommit=True) as c:
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with throwaway_database(postgres_server) as url:
+        yield url
