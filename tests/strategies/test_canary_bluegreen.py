@@ -8,25 +8,13 @@ from gapless.spec.strategy import BlueGreen, Canary, CanaryStep, Pause
 from gapless.strategies.bluegreen import plan_blue_green
 from gapless.strategies.canary import canary_replicas, plan_canary
 from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState, Traffic
+from tests.strategies.views import make_view
 
 T0 = 1000.0
 
 
 def view(**kw: object) -> RolloutView:
-    base = RolloutView(
-        replicas=4,
-        max_surge="25%",
-        max_unavailable=0,
-        min_ready_seconds=0,
-        progress_deadline_seconds=600,
-        paused=False,
-        target="C",
-        target_failed=False,
-        target_complete=False,
-        stable="S",
-        progress_at=T0,
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return make_view(**({"replicas": 4, "max_surge": "25%", "progress_deadline_seconds": 600} | kw))
 
 
 def ready(rev: str, n: int, prefix: str = "") -> list[InstanceView]:

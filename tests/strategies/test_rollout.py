@@ -11,26 +11,14 @@ from gapless.spec.strategy import Strategy
 from gapless.store.records import RevisionRecord
 from gapless.strategies.plan import InstanceView, RolloutView, StepState, Traffic
 from gapless.strategies.rollout import PAUSED, plan_rollout, rollout_view, traffic_in_force
+from tests.strategies.views import make_view
 
 T0 = 1000.0
 ROUTE = ({"headerName": "X-Canary", "headerValue": {"exact": "1"}},)
 
 
 def view(**kw: object) -> RolloutView:
-    base = RolloutView(
-        replicas=2,
-        max_surge=1,
-        max_unavailable=0,
-        min_ready_seconds=0,
-        progress_deadline_seconds=600,
-        paused=False,
-        target="C",
-        target_failed=False,
-        target_complete=False,
-        stable="S",
-        progress_at=T0,
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return make_view(**({"replicas": 2, "max_surge": 1, "progress_deadline_seconds": 600} | kw))
 
 
 def ready(rev: str, n: int) -> list[InstanceView]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from gapless.strategies.plan import InstanceView, RolloutView, Start, Traffic
 from gapless.strategies.scaling import available, deadline_failure, live_of, scale_step, single_revision
+from tests.strategies.views import make_view
 
 T0 = 1000.0
 
@@ -17,20 +16,7 @@ def inst(
 
 
 def view(**kw: object) -> RolloutView:
-    base = RolloutView(
-        replicas=4,
-        max_surge=1,
-        max_unavailable=0,
-        min_ready_seconds=0,
-        progress_deadline_seconds=60,
-        paused=False,
-        target="C",
-        target_failed=False,
-        target_complete=False,
-        stable="S",
-        progress_at=T0,
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return make_view(**({"replicas": 4, "max_surge": 1, "progress_deadline_seconds": 60} | kw))
 
 
 def test_live_of_leaves_out_terminating_and_other_revisions() -> None:

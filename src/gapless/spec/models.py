@@ -23,6 +23,7 @@ from gapless.spec.router import RouterSettings
 from gapless.spec.strategy import RollingUpdate, Strategy
 
 __all__ = [
+    "DnsLabel",
     "ExecAction",
     "HTTPGetAction",
     "HTTPHeader",
@@ -238,8 +239,12 @@ def _check_name(value: str) -> str:
     return value
 
 
+DnsLabel = Annotated[str, AfterValidator(_check_name)]
+"""A Kubernetes object name: a DNS-1123 label."""
+
+
 class Metadata(SpecModel):
-    name: Annotated[str, AfterValidator(_check_name)]
+    name: DnsLabel
     labels: Annotated[dict[str, str], AfterValidator(_label_keys)] = Field(default_factory=dict)
     annotations: Annotated[dict[str, str], AfterValidator(_label_keys)] = Field(default_factory=dict)
 

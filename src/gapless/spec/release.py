@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from gapless.spec.base import SpecModel, field_error
+from gapless.spec.models import DnsLabel, Metadata
 from gapless.spec.strategy import Duration, ExecCheck, HTTPCheck, RolloutAnalysis, duplicates
 
 __all__ = [
@@ -39,14 +40,7 @@ __all__ = [
 ]
 
 STEP_KINDS = ("migrate", "rollout", "flag", "verify", "wait", "approve", "complete")
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _check_name(value: str) -> str:
-    if len(value) > 63 or not _NAME_RE.match(value):
-        raise ValueError("must be a DNS-1123 label: at most 63 lowercase letters, digits or '-'")
-    return value
 
 
 def _check_env_name(value: str) -> str:
@@ -55,7 +49,7 @@ def _check_env_name(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_check_name)]
+Name = DnsLabel
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -196,18 +190,12 @@ class ReleaseSpec(SpecModel):
         return self
 
 
-class ReleaseMetadata(SpecModel):
-    name: Name
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-
-
 class Release(SpecModel):
     """A whole Release document."""
 
     api_version: Literal["gapless.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["Release"]
-    metadata: ReleaseMetadata
+    metadata: Metadata
     spec: ReleaseSpec
 
     @property
