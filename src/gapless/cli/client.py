@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from gapless.cli.api import ApiError, NotRunningError, SyncClient, raise_for_error, resolve_state_dir
+from gapless.core.errors import GaplessError
+from gapless.core.files import API_SOCKET, LOG_FILE, STDERR_FILE, TOKEN_FILE
 
-from gapless.core.errors import GaplessError, Problem, SpecError
-from gapless.platform.base import ROLE_CONTROL_PLANE, marker_env
-from gapless.server.auth import TOKEN_FILE
-from gapless.server.process import API_SOCKET, LOG_FILE, STDERR_FILE
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ApiClient",
@@ -27,27 +26,6 @@ __all__ = [
     "resolve_state_dir",
     "start_control_plane",
 ]
-
-
-class ApiError(GaplessError):
-    def __init__(self, status: int, message: str, problems: list[Problem]) -> None:
-        self.status = status
-        self.problems = problems
-        super().__init__(message)
-
-
-class NotRunningError(GaplessError):
-    """No control plane answers for this state directory."""
-
-
-def resolve_state_dir(option: Path | None) -> Path:
-    """``--state-dir``, else ``$GAPLESS_HOME``, else ``.gapless`` in the working directory."""
-    if option is not None:
-        return option.expanduser().resolve()
-    home = os.environ.get("GAPLESS_HOME")
-    if home:
-        return Path(home).expanduser().resolve()
-    return (Path.cwd() / ".gapless").resolve()
 
 
 class ApiClient:
@@ -63,6 +41,8 @@ class ApiClient:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             token_path = self.state_dir / TOKEN_FILE
             token = token_path.read_text().strip() if token_path.exists() else ""
             self._client = httpx.AsyncClient(
@@ -87,6 +67,8 @@ class ApiClient:
     async def alive(self) -> bool:
         if not self.socket.exists():
             return False
+        import httpx
+
         try:
             r = await self._http().get("/healthz", timeout=2.0)
         except (httpx.HTTPError, OSError):
@@ -100,19 +82,13 @@ class ApiClient:
             raise NotRunningError(
                 f"no control plane is running for {self.state_dir} (start one with `gapless up`)"
             )
+        import httpx
+
         try:
             r = await self._http().request(method, path, json=body, params=params)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
             raise NotRunningError(f"no control plane answers on {self.socket}: {e}") from e
-        if r.status_code >= 400:
-            try:
-                data = r.json()
-            except ValueError:
-                data = {"error": r.text}
-            problems = [Problem(p.get("path", ""), p.get("message", "")) for p in data.get("problems", [])]
-            if r.status_code == 400 and problems:
-                raise SpecError("control plane", problems)
-            raise ApiError(r.status_code, data.get("error", r.text), problems)
+        raise_for_error(r.status_code, r.content)
         return r.json()
 
     async def status(self, name: str) -> dict[str, Any]:
@@ -130,18 +106,11 @@ def request_if_running(
     refuses, and ``GaplessError`` when it does not answer within ``timeout`` seconds.
     """
 
-    async def call() -> Any:
-        async with ApiClient(state_dir) as client:
-            if not await client.alive():
-                raise NotRunningError(f"no control plane is running for {state_dir}")
-            try:
-                return await asyncio.wait_for(client.request(method, path, body), timeout)
-            except (TimeoutError, httpx.HTTPError) as e:
-                raise GaplessError(
-                    f"the control plane for {state_dir} did not answer: {e or 'timeout'}"
-                ) from e
-
-    return asyncio.run(call())
+    with SyncClient(state_dir, timeout=timeout) as client:
+        try:
+            return client.request(method, path, body)
+        except NotRunningError:
+            raise NotRunningError(f"no control plane is running for {state_dir}") from None
 
 
 async def start_control_plane(
@@ -159,6 +128,10 @@ async def start_control_plane(
     and its token file) are passed on to a control plane this call starts, ``env`` (secrets such as
     ``GAPLESS_DATABASE_URL``, kept off the command line) is added to its environment.
     """
+    import subprocess
+
+    from gapless.platform.base import ROLE_CONTROL_PLANE, marker_env
+
     client = ApiClient(state_dir)
     try:
         if await client.alive():

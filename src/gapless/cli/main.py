@@ -6,30 +6,23 @@ is unreachable), 2 a usage or spec error (nothing was changed). ``-o json`` outp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 
-import gapless.cli.flags_import  # noqa: F401 -- registers `gapless flags import` on flags_app
 from gapless import __version__
-from gapless.cli.client import ApiClient, ApiError, NotRunningError, resolve_state_dir, start_control_plane
-from gapless.cli.down import down_all, down_rollout
-from gapless.cli.flags_cmd import flags_app
-from gapless.cli.load_cmd import load_command
-from gapless.cli.logs import show_logs
-from gapless.cli.migrate_cmd import migrate_app
-from gapless.cli.release_cmd import release_app
-from gapless.cli.render import render_analysis, render_events, render_history, render_list, render_status
-from gapless.cli.wait import wait_for_rollout
+from gapless.cli.api import ApiError, NotRunningError, SyncClient, resolve_state_dir
+from gapless.cli.lazy import LazyGroup
 from gapless.core.errors import GaplessError, Problem, SpecError
-from gapless.server.process import dashboard_url, is_loopback, metrics_url, parse_metrics_listen
-from gapless.spec.load import load_documents
+
+if TYPE_CHECKING:
+    from gapless.cli.client import ApiClient
 
 app = typer.Typer(
     name="gapless",
@@ -41,11 +34,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
+    cls=LazyGroup,
 )
-
-app.add_typer(flags_app, name="flags")
-app.add_typer(migrate_app, name="migrate")
-app.add_typer(release_app, name="release")
 
 out = Console()
 err = Console(stderr=True)
@@ -163,8 +153,15 @@ def _database_options(url: str | None, schema: str) -> tuple[list[str], dict[str
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body, turning gapless errors into messages and exit codes."""
+    import asyncio
+
+    return _handle(lambda: asyncio.run(fn()))  # type: ignore[arg-type]
+
+
+def _handle(fn: Callable[[], T]) -> T:
+    """Run a command body, turning gapless errors into messages and exit codes."""
     try:
-        return asyncio.run(fn())  # type: ignore[arg-type]
+        return fn()
     except SpecError as e:
         err.print(f"[red]error:[/] {e.source}: {len(e.problems)} problem(s)")
         for p in e.problems:
@@ -183,10 +180,17 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from e
 
 
+def _path(*parts: str) -> str:
+    """An API path with each user-given part quoted (a name never changes which resource is meant)."""
+    return "/".join(quote(p, safe="") if i else p for i, p in enumerate(parts))
+
+
 def _check_metrics_listen(value: str | None) -> None:
     """Exit 2 for a malformed address; warn when it is reachable from other machines."""
     if value is None:
         return
+    from gapless.server.process import is_loopback, parse_metrics_listen
+
     try:
         host, _ = parse_metrics_listen(value)
     except ValueError as e:
@@ -203,6 +207,8 @@ def _check_dashboard_listen(value: str | None) -> None:
     """Exit 2 for a malformed address; warn when it is reachable from other machines."""
     if value is None:
         return
+    from gapless.server.process import is_loopback, parse_metrics_listen
+
     try:
         host, _ = parse_metrics_listen(value)
     except ValueError as e:
@@ -254,6 +260,10 @@ async def _apply(
     adopt: bool = False,
 ) -> tuple[ApiClient, dict[str, Any] | None]:
     """Send a file's AnalysisTemplates, then its rollout (a file may hold both, or templates only)."""
+    from gapless.cli.client import ApiClient, start_control_plane
+    from gapless.server.process import dashboard_url, metrics_url, parse_metrics_listen
+    from gapless.spec.load import load_documents
+
     docs = load_documents(file)
     if len(docs.rollouts) > 1:
         names = ", ".join(r.name for r in docs.rollouts)
@@ -334,6 +344,8 @@ def up(
     extra = tuple(_grafana_options(grafana_url, grafana_token_file) + db_argv)
 
     async def body() -> int:
+        from gapless.cli.wait import wait_for_rollout
+
         client, result = await _apply(
             sd,
             file,
@@ -377,6 +389,8 @@ def apply(
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
+        from gapless.cli.wait import wait_for_rollout
+
         client, result = await _apply(sd, file, start=False)
         try:
             if result is None:
@@ -404,10 +418,12 @@ def status(
     _check_output(output)
     sd = resolve_state_dir(state_dir)
 
-    async def body() -> int:
-        async with ApiClient(sd) as client:
+    def body() -> int:
+        from gapless.cli.render import render_list, render_status
+
+        with SyncClient(sd) as client:
             if name is None:
-                listing = await client.request("GET", "/api/v1/rollouts")
+                listing = client.request("GET", "/api/v1/rollouts")
                 items = listing["items"]
                 for u in listing.get("unclaimed", []):
                     err.print(f"[yellow]warning:[/] {u['message']}", highlight=False)
@@ -417,25 +433,27 @@ def status(
                     out.print(render_list(items))
                 return 0
             if not watch:
-                st = await client.status(name)
+                st = client.status(name)
                 if output == "json":
                     out.print_json(json.dumps(st))
                 else:
                     out.print(render_status(st))
                 return 0
+            import time
+
             from rich.live import Live
 
             with Live(console=out, refresh_per_second=4) as live:
                 while True:
-                    st = await client.status(name)
+                    st = client.status(name)
                     if output == "json":
                         sys.stdout.write(json.dumps(st) + "\n")
                         sys.stdout.flush()
                     else:
                         live.update(render_status(st))
-                    await asyncio.sleep(0.5)
+                    time.sleep(0.5)
 
-    raise typer.Exit(_run(body))
+    raise typer.Exit(_handle(body))
 
 
 @app.command()
@@ -458,17 +476,19 @@ def analysis(
         raise typer.Exit(2)
     sd = resolve_state_dir(state_dir)
 
-    async def body() -> int:
-        async with ApiClient(sd) as client:
-            path = f"/api/v1/rollouts/{name}/analysis" + (f"?revision={revision}" if revision else "")
-            data = await client.request("GET", path)
-            if output == "json":
-                out.print_json(json.dumps(data))
-            else:
-                out.print(render_analysis(data["items"]))
-            return 0
+    def body() -> int:
+        from gapless.cli.render import render_analysis
 
-    raise typer.Exit(_run(body))
+        with SyncClient(sd) as client:
+            params = {"revision": revision} if revision else None
+            data = client.request("GET", _path("/api/v1/rollouts", name, "analysis"), params=params)
+        if output == "json":
+            out.print_json(json.dumps(data))
+        else:
+            out.print(render_analysis(data["items"]))
+        return 0
+
+    raise typer.Exit(_handle(body))
 
 
 @app.command()
@@ -477,16 +497,34 @@ def history(name: str, output: Output = "text", state_dir: StateDir = None) -> N
     _check_output(output)
     sd = resolve_state_dir(state_dir)
 
-    async def body() -> int:
-        async with ApiClient(sd) as client:
-            items = (await client.request("GET", f"/api/v1/rollouts/{name}/history"))["items"]
+    def body() -> int:
+        from gapless.cli.render import render_history
+
+        with SyncClient(sd) as client:
+            items = client.request("GET", _path("/api/v1/rollouts", name, "history"))["items"]
         if output == "json":
             out.print_json(json.dumps(items))
         else:
             out.print(render_history(items))
         return 0
 
-    raise typer.Exit(_run(body))
+    raise typer.Exit(_handle(body))
+
+
+def _wait(sd: Path, name: str, generation: int | None, timeout: float | None = None) -> int:
+    """Follow the rollout until it completes (0) or fails (1); ``generation`` None: the current one."""
+
+    async def body() -> int:
+        from gapless.cli.client import ApiClient
+        from gapless.cli.wait import wait_for_rollout
+
+        async with ApiClient(sd) as client:
+            gen = generation
+            if gen is None:
+                gen = int((await client.status(name)).get("generation", 0))
+            return await wait_for_rollout(client, name, gen, err, timeout)
+
+    return _run(body)
 
 
 @app.command()
@@ -504,39 +542,31 @@ def undo(
         raise typer.Exit(2)
     sd = resolve_state_dir(state_dir)
 
-    async def body() -> int:
-        async with ApiClient(sd) as client:
-            body_ = {"toRevision": to_revision} if to_revision is not None else {}
-            result = await client.request("POST", f"/api/v1/rollouts/{name}/undo", body_)
-            if not result.get("changed"):
-                err.print(f"{name} already runs revision {result.get('revision')}")
-                return 0
-            err.print(
-                f"{name} rolling back to the template of revision {result.get('from')} (now revision {result.get('revision')})"
-            )
-            if wait:
-                return await wait_for_rollout(client, name, result["generation"], err)
-            return 0
+    def body() -> dict[str, Any]:
+        body_ = {"toRevision": to_revision} if to_revision is not None else {}
+        return _post(sd, name, "undo", body_)
 
-    raise typer.Exit(_run(body))
+    result = _handle(body)
+    if not result.get("changed"):
+        err.print(f"{name} already runs revision {result.get('revision')}")
+        raise typer.Exit(0)
+    err.print(
+        f"{name} rolling back to the template of revision {result.get('from')} "
+        f"(now revision {result.get('revision')})"
+    )
+    raise typer.Exit(_wait(sd, name, result["generation"]) if wait else 0)
 
 
 def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
     sd = resolve_state_dir(state_dir)
-
-    async def body() -> int:
-        async with ApiClient(sd) as client:
-            verb = "pause" if paused else "resume"
-            result = await client.request("POST", f"/api/v1/rollouts/{name}/{verb}")
-            err.print(f"{name} {verb}d" if result.get("changed") else f"{name} was already {verb}d")
-            return 0
-
-    raise typer.Exit(_run(body))
+    verb = "pause" if paused else "resume"
+    result = _handle(lambda: _post(sd, name, verb))
+    err.print(f"{name} {verb}d" if result.get("changed") else f"{name} was already {verb}d")
 
 
-async def _post(sd: Path, name: str, verb: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    async with ApiClient(sd) as client:
-        return dict(await client.request("POST", f"/api/v1/rollouts/{name}/{verb}", body or {}))
+def _post(sd: Path, name: str, verb: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    with SyncClient(sd) as client:
+        return dict(client.request("POST", _path("/api/v1/rollouts", name, verb), body or {}))
 
 
 @app.command()
@@ -547,26 +577,16 @@ def promote(
 ) -> None:
     """End the current pause or step of a canary or blue-green rollout (--full: skip all remaining steps)."""
     sd = resolve_state_dir(state_dir)
-
-    async def body() -> int:
-        await _post(sd, name, "promote", {"full": full})
-        err.print(f"{name}: {'full promotion' if full else 'promoted to the next step'}")
-        return 0
-
-    raise typer.Exit(_run(body))
+    _handle(lambda: _post(sd, name, "promote", {"full": full}))
+    err.print(f"{name}: {'full promotion' if full else 'promoted to the next step'}")
 
 
 @app.command()
 def abort(name: str, state_dir: StateDir = None) -> None:
     """Send all traffic back to stable at once; the new revision is scaled down after the abort delay."""
     sd = resolve_state_dir(state_dir)
-
-    async def body() -> int:
-        await _post(sd, name, "abort")
-        err.print(f"{name}: aborted, all traffic goes to the stable revision")
-        return 0
-
-    raise typer.Exit(_run(body))
+    _handle(lambda: _post(sd, name, "abort"))
+    err.print(f"{name}: aborted, all traffic goes to the stable revision")
 
 
 @app.command()
@@ -577,17 +597,9 @@ def retry(
 ) -> None:
     """Start an aborted or failed rollout again from its first step."""
     sd = resolve_state_dir(state_dir)
-
-    async def body() -> int:
-        result = await _post(sd, name, "retry")
-        err.print(f"{name}: revision {result['revision']} starts again")
-        if not wait:
-            return 0
-        async with ApiClient(sd) as client:
-            generation = (await client.status(name)).get("generation", 0)
-            return await wait_for_rollout(client, name, int(generation), err)
-
-    raise typer.Exit(_run(body))
+    result = _handle(lambda: _post(sd, name, "retry"))
+    err.print(f"{name}: revision {result['revision']} starts again")
+    raise typer.Exit(_wait(sd, name, None) if wait else 0)
 
 
 @app.command()
@@ -613,6 +625,8 @@ def logs(
     state_dir: StateDir = None,
 ) -> None:
     """Print the logs of a rollout's instances, each line prefixed with its instance."""
+    from gapless.cli.logs import show_logs
+
     sd = resolve_state_dir(state_dir)
     raise typer.Exit(
         _run(lambda: show_logs(sd, name, revision=revision, follow=follow, tail=tail, console=out))
@@ -630,15 +644,18 @@ def events(
     _check_output(output)
     sd = resolve_state_dir(state_dir)
 
-    async def body() -> int:
-        client = ApiClient(sd)
+    def body() -> int:
+        import time
+
+        from gapless.cli.render import render_events
+
         since = 0
-        try:
+        with SyncClient(sd) as client:
             while True:
                 params: dict[str, Any] = {"since": since}
                 if name:
                     params["rollout"] = name
-                items = (await client.request("GET", "/api/v1/events", params=params))["items"]
+                items = client.request("GET", "/api/v1/events", params=params)["items"]
                 if items:
                     since = items[-1]["id"]
                     if output == "json":
@@ -649,11 +666,9 @@ def events(
                         out.print(render_events(items))
                 if not follow:
                     return 0
-                await asyncio.sleep(0.5)
-        finally:
-            await client.aclose()
+                time.sleep(0.5)
 
-    raise typer.Exit(_run(body))
+    raise typer.Exit(_handle(body))
 
 
 @app.command()
@@ -664,13 +679,12 @@ def down(
     state_dir: StateDir = None,
 ) -> None:
     """Stop instances (gracefully), routers and the control plane; leave no process behind."""
+    from gapless.cli.down import down_all, down_rollout
+
     sd = resolve_state_dir(state_dir)
     if name is None:
         raise typer.Exit(_run(lambda: down_all(sd, err)))
     raise typer.Exit(_run(lambda: down_rollout(sd, name, err)))
-
-
-app.command("load")(load_command)
 
 
 @app.command()
@@ -692,7 +706,7 @@ def dashboard(
     state_dir: StateDir = None,
 ) -> None:
     """Print the URL of the web dashboard (started by `gapless up --dashboard-listen HOST:PORT`)."""
-    from gapless.server.process import DASHBOARD_URL_FILE
+    from gapless.core.files import DASHBOARD_URL_FILE
 
     sd = resolve_state_dir(state_dir)
     try:

@@ -12,11 +12,11 @@ import os
 import secrets
 from pathlib import Path
 
+from gapless.core.files import TOKEN_FILE
 from gapless.store.sqlite import Store
 
 __all__ = ["ensure_token", "read_token", "token_digest", "token_matches"]
 
-TOKEN_FILE = "token"  # noqa: S105 -- a file name, not a secret
 META_KEY = "api_token_sha256"
 
 

@@ -48,6 +48,15 @@ from gapless.controller.commands import Commands
 from gapless.controller.reconcile import Controller
 from gapless.controller.traffic import LocalRouters
 from gapless.core.clock import SystemClock
+from gapless.core.files import (
+    API_SOCKET,
+    DASHBOARD_URL_FILE,
+    FLAGS_DASHBOARD_TOKEN,
+    FLAGS_DB,
+    LOCK_FILE,
+    LOG_FILE,
+    STDERR_FILE,
+)
 from gapless.platform.local import LocalPlatform
 from gapless.providers.schema import DatabaseMigrations
 from gapless.server.api import build_app, build_metrics_app
@@ -79,19 +88,8 @@ __all__ = [
     "run_control_plane",
 ]
 
-API_SOCKET = "api.sock"
-FLAGS_DB = "flags.db"
-"""The flag service mounted at ``/flags`` of the API keeps its data here (``gapless flags serve`` too)."""
-FLAGS_DASHBOARD_TOKEN = "flags-dashboard-token"  # noqa: S105 -- a file name, not a secret
-"""The flag admin token the dashboard acts with (named ``gapless dashboard`` in the flag audit log)."""
-LOCK_FILE = "control-plane.lock"
-LOG_FILE = "control-plane.log"
 LOG_MAX_BYTES = 10 << 20
 LOG_BACKUPS = 3
-STDERR_FILE = "control-plane.stderr"
-"""The control plane's own stdout and stderr (``gapless up`` starts it detached); the log is ``LOG_FILE``."""
-DASHBOARD_URL_FILE = "dashboard.url"
-"""Where a control plane serving the dashboard writes its URL (``gapless dashboard`` prints it)."""
 
 log = logging.getLogger("gapless.control-plane")
 

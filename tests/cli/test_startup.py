@@ -1,0 +1,85 @@
+"""The CLI's start-up budget: the verbs typed during an incident import only what they need.
+
+A cold ``gapless version`` or ``gapless status`` costs Python's start plus its imports; the control plane's
+modules (pydantic models, the HTTP server, the reconcile loop), httpx and asyncio alone cost several
+times the 150 ms a verb may take. This test fails when any of them creeps back into such a verb's
+imports, or when their number grows past the budget. bench/cli.py measures the time itself.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FORBIDDEN = (
+    "asyncio",
+    "httpx",
+    "pydantic",
+    "yaml",
+    "uvicorn",
+    "starlette",
+    "psycopg",
+    "sqlite3",
+    "gapless.spec",
+    "gapless.server",
+    "gapless.controller",
+    "gapless.platform",
+    "gapless.store",
+    "gapless.flags",
+    "gapless.migrations",
+    "gapless.strategies",
+    "gapless.analysis",
+    "gapless.router",
+    "gapless.loadgen",
+)
+MODULE_BUDGET = 280
+"""Modules a fast verb may import (249 when this budget was set: Python, typer, rich and http.client)."""
+
+FAST_VERBS = [
+    ["version"],
+    ["status"],
+    ["status", "web"],
+    ["promote", "web"],
+    ["abort", "web"],
+    ["undo", "web"],
+    ["pause", "web"],
+    ["resume", "web"],
+    ["history", "web"],
+]
+
+
+def imported(argv: list[str], home: Path) -> tuple[int, list[str]]:
+    """Run ``python -X importtime -m gapless ARGV``; its exit code and every module it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gapless", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "GAPLESS_HOME": str(home), "COLUMNS": "80"},
+        timeout=60,
+    )
+    modules = [
+        line.split("|")[2].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line and not line.endswith("| package")
+    ]
+    return proc.returncode, modules
+
+
+@pytest.mark.parametrize("argv", FAST_VERBS, ids=" ".join)
+def test_fast_verbs_import_little(argv: list[str], tmp_path: Path) -> None:
+    code, modules = imported(argv, tmp_path)
+    # Without a control plane: version works, the others say none runs (exit 1), never a crash.
+    assert code == (0 if argv == ["version"] else 1)
+    heavy = sorted({m for m in modules for f in FORBIDDEN if m == f or m.startswith(f + ".")})
+    assert not heavy, f"`gapless {' '.join(argv)}` imports {heavy}"
+    assert len(modules) <= MODULE_BUDGET, f"`gapless {' '.join(argv)}` imports {len(modules)} modules"
+
+
+def test_the_budget_can_fail(tmp_path: Path) -> None:
+    """The parse sees heavy imports where they happen: `gapless migrate` loads the migration planner."""
+    _, modules = imported(["migrate", "--help"], tmp_path)
+    assert any(m.startswith("gapless.migrations") for m in modules)
