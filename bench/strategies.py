@@ -1,12 +1,14 @@
 """Benchmark: how fast promote, abort and undo reach the router, and failures across repeated rollouts.
 
-For each of ``--tries`` rounds it measures the time from the API call (``promote`` of a canary pause,
-``abort`` of a canary, ``undo`` of a blue-green switch) to the moment the router's own configuration
-(read on its admin socket) carries the new weights; then prints P50/P99 per command. A steady load runs
+For each of ``--tries`` rounds it measures the time from the start of the ``gapless`` CLI process
+(``gapless promote`` of a canary pause, ``gapless abort`` of a canary, ``gapless undo`` of a blue-green
+switch) to the moment the router's own configuration (read on its admin socket) carries the new
+weights, and to the CLI's exit; then prints P50/P99 per command. ``--via api`` sends the API request
+from this process instead (the time without the CLI's start). A steady load runs
 through the router the whole time and its failures are reported: every round is a full rollout, so
 ``--tries 10`` gives 10 canary rollouts (promoted and aborted) and 10 blue-green rollouts (undone).
 
-    .venv/bin/python bench/strategies.py --tries 50
+    .venv/bin/python bench/strategies.py --tries 50 [--via api]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gapless.loadgen import run_load
 from gapless.router.client import RouterClient
 
 REPO = Path(__file__).resolve().parents[1]
+GAPLESS = Path(sys.executable).with_name("gapless")
 APP = REPO / "examples" / "app.py"
 
 
@@ -102,7 +105,28 @@ class Bench:
                 cfg = await router.get_config()
                 if cfg.weights != before:
                     return time.monotonic() - started
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0.003)  # finer polling would take the CPU the command needs
+
+    async def command(self, via: str, name: str, verb: str, body: dict[str, Any]) -> tuple[float, float]:
+        """(seconds to the router's new weights, seconds to the command's end), both from its start."""
+        before = await self.router_weights(name)
+        t0 = time.monotonic()
+        if via == "api":
+            sent = asyncio.create_task(self.api.request("POST", f"/api/v1/rollouts/{name}/{verb}", body))
+        else:
+            argv = [str(GAPLESS), verb, name, "--state-dir", str(self.state)]
+            if body.get("full"):
+                argv.append("--full")
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            )
+            sent = asyncio.create_task(proc.communicate())
+        changed = await self.weights_change(name, before, t0)
+        result = await sent
+        ended = time.monotonic() - t0
+        if via == "cli" and proc.returncode != 0:
+            raise SystemExit(f"gapless {verb} {name} exited {proc.returncode}: {result[1].decode()}")
+        return changed, ended
 
     async def router_weights(self, name: str) -> dict[str, int] | None:
         async with RouterClient(self.state / "routers" / f"{name}.sock", self.token) as router:
@@ -128,6 +152,7 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tries", type=int, default=50)
     p.add_argument("--rps", type=float, default=200)
+    p.add_argument("--via", choices=("cli", "api"), default="cli", help="start each command as (default: cli)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gapless-bench-strategies-"))
     state = tmp / "state"
@@ -153,27 +178,25 @@ async def main() -> None:
         asyncio.create_task(run_load(f"http://127.0.0.1:{bport}/", rps=args.rps, duration=3600, stop=stop)),
     ]
     timings: dict[str, list[float]] = {"promote": [], "abort": [], "undo": []}
+    ends: dict[str, list[float]] = {"promote": [], "abort": [], "undo": []}
+
+    async def measure(name: str, verb: str, body: dict[str, Any]) -> None:
+        changed, ended = await b.command(args.via, name, verb, body)
+        timings[verb].append(changed)
+        ends[verb].append(ended)
+
     try:
         for k in range(1, args.tries + 1):
             # Canary: reach the first pause, promote (weight 20 -> 40), then abort at the second pause.
             await b.put(spec("canary", cport, f"v{k}", CANARY))
             await b.until("canary", at(2))
-            before = await b.router_weights("canary")
-            t0 = time.monotonic()
-            await b.api.request("POST", "/api/v1/rollouts/canary/promote", {})
-            timings["promote"].append(await b.weights_change("canary", before, t0))
+            await measure("canary", "promote", {})
             await b.until("canary", at(4))
-            before = await b.router_weights("canary")
-            t0 = time.monotonic()
-            await b.api.request("POST", "/api/v1/rollouts/canary/abort")
-            timings["abort"].append(await b.weights_change("canary", before, t0))
+            await measure("canary", "abort", {})
             # Blue-green: switch automatically, then undo inside the scale-down window.
             await b.put(spec("bluegreen", bport, f"v{k}", BLUE_GREEN))
             await b.until("bluegreen", lambda st: (st.get("strategy") or {}).get("promoted"))
-            before = await b.router_weights("bluegreen")
-            t0 = time.monotonic()
-            await b.api.request("POST", "/api/v1/rollouts/bluegreen/undo", {})
-            timings["undo"].append(await b.weights_change("bluegreen", before, t0))
+            await measure("bluegreen", "undo", {})
             await b.until("bluegreen", lambda st: st.get("phase") == "Healthy")
             print(
                 f"round {k}: " + "  ".join(f"{c} {v[-1] * 1000:.1f} ms" for c, v in timings.items()),
@@ -189,12 +212,16 @@ async def main() -> None:
             capture_output=True,
         )
     print(
-        f"\n{args.tries} rounds: {args.tries} canary rollouts promoted then aborted, {args.tries} blue-green rollouts undone\n"
+        f"\n{args.tries} rounds: {args.tries} canary rollouts promoted then aborted, {args.tries} blue-green rollouts undone"
     )
-    print(f"{'command':<10}{'P50 ms':>10}{'P99 ms':>10}{'max ms':>10}")
+    start = "the CLI process's start" if args.via == "cli" else "the API call"
+    print(f"times from {start}: to the router holding the new weights, and to the command's end\n")
+    print(f"{'command':<10}{'P50 ms':>9}{'P99 ms':>9}{'max ms':>9}{'end P50':>9}{'end P99':>9}")
     for command, values in timings.items():
+        e = ends[command]
         print(
-            f"{command:<10}{statistics.median(values) * 1000:>10.1f}{pct(values, 99) * 1000:>10.1f}{max(values) * 1000:>10.1f}"
+            f"{command:<10}{statistics.median(values) * 1000:>9.1f}{pct(values, 99) * 1000:>9.1f}"
+            f"{max(values) * 1000:>9.1f}{statistics.median(e) * 1000:>9.1f}{pct(e, 99) * 1000:>9.1f}"
         )
     for name, r in zip(("canary", "blue-green"), reports, strict=True):
         print(

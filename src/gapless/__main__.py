@@ -1,5 +1,5 @@
 """Allow ``python -m gapless``."""
 
-from gapless.cli.main import main
+from gapless.cli.quick import main
 
 main()

@@ -79,6 +79,33 @@ def test_fast_verbs_import_little(argv: list[str], tmp_path: Path) -> None:
     assert len(modules) <= MODULE_BUDGET, f"`gapless {' '.join(argv)}` imports {len(modules)} modules"
 
 
+QUICK_VERBS = [
+    ["promote", "web"],
+    ["promote", "web", "--full"],
+    ["abort", "web"],
+    ["undo", "web"],
+    ["pause", "web"],
+]
+QUICK_BUDGET = 150
+"""The incident verbs skip typer and rich (gapless.cli.quick): 138 modules when this was set."""
+
+
+@pytest.mark.parametrize("argv", QUICK_VERBS, ids=" ".join)
+def test_incident_verbs_skip_the_framework(argv: list[str], tmp_path: Path) -> None:
+    code, modules = imported(argv, tmp_path)
+    assert code == 1  # no control plane runs
+    heavy = sorted(
+        {
+            m
+            for m in modules
+            for f in (*FORBIDDEN, "typer", "rich", "click")
+            if m == f or m.startswith(f + ".")
+        }
+    )
+    assert not heavy, f"`gapless {' '.join(argv)}` imports {heavy}"
+    assert len(modules) <= QUICK_BUDGET, f"`gapless {' '.join(argv)}` imports {len(modules)} modules"
+
+
 def test_the_budget_can_fail(tmp_path: Path) -> None:
     """The parse sees heavy imports where they happen: `gapless migrate` loads the migration planner."""
     _, modules = imported(["migrate", "--help"], tmp_path)

@@ -14,12 +14,20 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from gapless.core.errors import GaplessError, Problem, SpecError
 from gapless.core.files import API_SOCKET, TOKEN_FILE
 
-__all__ = ["ApiError", "NotRunningError", "SyncClient", "raise_for_error", "resolve_state_dir"]
+__all__ = [
+    "ApiError",
+    "NotRunningError",
+    "SyncClient",
+    "raise_for_error",
+    "report_error",
+    "resolve_state_dir",
+    "rollout_path",
+]
 
 
 class ApiError(GaplessError):
@@ -41,6 +49,26 @@ def resolve_state_dir(option: Path | None) -> Path:
     if home:
         return Path(home).expanduser().resolve()
     return (Path.cwd() / ".gapless").resolve()
+
+
+def rollout_path(name: str, *rest: str) -> str:
+    """The API path of a rollout (or of one of its parts); the name is quoted, so it names only it."""
+    return "/".join(["/api/v1/rollouts", quote(name, safe=""), *rest])
+
+
+def report_error(e: BaseException) -> tuple[int | None, list[str]]:
+    """(exit code, lines to print after ``error:``) for an error a command may end with; None for a bug.
+
+    2: the request was refused as malformed (nothing changed); 1: the control plane is not running,
+    refused the command in the rollout's present state (409), or failed.
+    """
+    if isinstance(e, SpecError):
+        return 2, [f"{e.source}: {len(e.problems)} problem(s)", *(f"  {p}" for p in e.problems)]
+    if isinstance(e, ApiError):
+        return (2 if 400 <= e.status < 500 and e.status != 409 else 1), [str(e)]
+    if isinstance(e, GaplessError):
+        return 1, [str(e)]
+    return None, []
 
 
 def raise_for_error(status: int, body: bytes) -> None:

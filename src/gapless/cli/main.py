@@ -11,15 +11,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-from urllib.parse import quote
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gapless import __version__
-from gapless.cli.api import ApiError, NotRunningError, SyncClient, resolve_state_dir
+from gapless.cli import quick
+from gapless.cli.api import SyncClient, report_error, resolve_state_dir, rollout_path
 from gapless.cli.lazy import LazyGroup
-from gapless.core.errors import GaplessError, Problem, SpecError
+from gapless.core.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from gapless.cli.client import ApiClient
@@ -159,30 +160,19 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def _handle(fn: Callable[[], T]) -> T:
-    """Run a command body, turning gapless errors into messages and exit codes."""
+    """Run a command body, turning gapless errors into messages and exit codes (``api.report_error``)."""
     try:
         return fn()
-    except SpecError as e:
-        err.print(f"[red]error:[/] {e.source}: {len(e.problems)} problem(s)")
-        for p in e.problems:
-            err.print(f"  {p}", markup=False, highlight=False)
-        raise typer.Exit(2) from e
-    except ApiError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2 if 400 <= e.status < 500 and e.status != 409 else 1) from e
-    except NotRunningError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(1) from e
-    except GaplessError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(1) from e
     except KeyboardInterrupt as e:
         raise typer.Exit(130) from e
-
-
-def _path(*parts: str) -> str:
-    """An API path with each user-given part quoted (a name never changes which resource is meant)."""
-    return "/".join(quote(p, safe="") if i else p for i, p in enumerate(parts))
+    except Exception as e:
+        code, lines = report_error(e)
+        if code is None:
+            raise
+        err.print(f"[red]error:[/] {escape(lines[0])}", highlight=False)
+        for line in lines[1:]:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(code) from e
 
 
 def _check_metrics_listen(value: str | None) -> None:
@@ -481,7 +471,7 @@ def analysis(
 
         with SyncClient(sd) as client:
             params = {"revision": revision} if revision else None
-            data = client.request("GET", _path("/api/v1/rollouts", name, "analysis"), params=params)
+            data = client.request("GET", rollout_path(name, "analysis"), params=params)
         if output == "json":
             out.print_json(json.dumps(data))
         else:
@@ -501,7 +491,7 @@ def history(name: str, output: Output = "text", state_dir: StateDir = None) -> N
         from gapless.cli.render import render_history
 
         with SyncClient(sd) as client:
-            items = client.request("GET", _path("/api/v1/rollouts", name, "history"))["items"]
+            items = client.request("GET", rollout_path(name, "history"))["items"]
         if output == "json":
             out.print_json(json.dumps(items))
         else:
@@ -542,31 +532,16 @@ def undo(
         raise typer.Exit(2)
     sd = resolve_state_dir(state_dir)
 
-    def body() -> dict[str, Any]:
-        body_ = {"toRevision": to_revision} if to_revision is not None else {}
-        return _post(sd, name, "undo", body_)
-
-    result = _handle(body)
+    result, line = _handle(lambda: quick.undo(sd, name, to_revision))
+    err.print(line, highlight=False)
     if not result.get("changed"):
-        err.print(f"{name} already runs revision {result.get('revision')}")
         raise typer.Exit(0)
-    err.print(
-        f"{name} rolling back to the template of revision {result.get('from')} "
-        f"(now revision {result.get('revision')})"
-    )
     raise typer.Exit(_wait(sd, name, result["generation"]) if wait else 0)
 
 
 def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
     sd = resolve_state_dir(state_dir)
-    verb = "pause" if paused else "resume"
-    result = _handle(lambda: _post(sd, name, verb))
-    err.print(f"{name} {verb}d" if result.get("changed") else f"{name} was already {verb}d")
-
-
-def _post(sd: Path, name: str, verb: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    with SyncClient(sd) as client:
-        return dict(client.request("POST", _path("/api/v1/rollouts", name, verb), body or {}))
+    err.print(_handle(lambda: quick.set_paused(sd, name, paused)), highlight=False)
 
 
 @app.command()
@@ -577,16 +552,14 @@ def promote(
 ) -> None:
     """End the current pause or step of a canary or blue-green rollout (--full: skip all remaining steps)."""
     sd = resolve_state_dir(state_dir)
-    _handle(lambda: _post(sd, name, "promote", {"full": full}))
-    err.print(f"{name}: {'full promotion' if full else 'promoted to the next step'}")
+    err.print(_handle(lambda: quick.promote(sd, name, full)), highlight=False)
 
 
 @app.command()
 def abort(name: str, state_dir: StateDir = None) -> None:
     """Send all traffic back to stable at once; the new revision is scaled down after the abort delay."""
     sd = resolve_state_dir(state_dir)
-    _handle(lambda: _post(sd, name, "abort"))
-    err.print(f"{name}: aborted, all traffic goes to the stable revision")
+    err.print(_handle(lambda: quick.abort(sd, name)), highlight=False)
 
 
 @app.command()
@@ -597,7 +570,7 @@ def retry(
 ) -> None:
     """Start an aborted or failed rollout again from its first step."""
     sd = resolve_state_dir(state_dir)
-    result = _handle(lambda: _post(sd, name, "retry"))
+    result = _handle(lambda: quick.post(sd, name, "retry"))
     err.print(f"{name}: revision {result['revision']} starts again")
     raise typer.Exit(_wait(sd, name, None) if wait else 0)
 

@@ -63,6 +63,10 @@ log = logging.getLogger("gapless.controller")
 
 PASS_INTERVAL = 0.5
 """Seconds between passes when nothing wakes the loop earlier (process exits are polled)."""
+SETTLE_TIMEOUT = 2.0
+"""How long a command waits for its rollout's own pass before answering (the pass goes on regardless)."""
+ROUTER_TRUST = 1.0
+"""A command's own pass does not ask a router that answered this recently whether it still runs."""
 UNCLAIMED_RECHECK = 5.0
 """How often processes running without a record are looked for again (to notice they are gone)."""
 
@@ -102,12 +106,45 @@ class Controller:
         self._unclaimed: dict[str, list[DiscoveredProcess]] = {}
         self._unclaimed_checked = 0.0
         self._pending = PendingEvents(store)
+        self._locks: dict[str, asyncio.Lock] = {}
         self.finished = asyncio.Event()
 
     # -- loop ---------------------------------------------------------------------------------------
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        """One pass at a time per rollout: the loop's and a command's own never interleave."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def settle(self, name: str, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Reconcile one rollout now, for a command that just changed it (promote, abort, undo, ...).
+
+        Without this the command would take effect at the loop's next pass, which first finishes the
+        pass in progress over every rollout: a promotion waited hundreds of milliseconds for other
+        rollouts' work. The pass runs as a task of the loop, so a command that gives up waiting after
+        ``timeout`` seconds leaves it to finish; a loop pass that reaches the same rollout meanwhile
+        waits for it and then finds nothing left to do.
+        """
+        if self._tg is None:
+            return
+        task = self._spawn(self._reconcile_named(name), f"reconcile {name}")
+        await asyncio.wait({task}, timeout=timeout)
+
+    async def _reconcile_named(self, name: str) -> None:
+        async with self._lock(name):
+            rec = self._store.find_rollout(name)
+            if rec is None or name in self._unclaimed:
+                return
+            try:
+                await self.reconcile(rec, quick=True)
+            except StateWriteError as e:
+                self._pending.note(e)
+            except GaplessError as e:
+                log.warning("%s: %s", name, e)
+                self._set_message(name, str(e))
+        self.wake()  # the loop recomputes when it is next due (a step may now end sooner)
 
     def request_shutdown(self) -> None:
         """Stop every rollout (instances and routers), then end ``run()``."""
@@ -206,7 +243,9 @@ class Controller:
                 self._set_message(rec.name, describe_unclaimed(rec.name, self._unclaimed[rec.name]))
                 continue
             try:
-                at = await self.reconcile(rec)
+                async with self._lock(rec.name):
+                    fresh = self._store.find_rollout(rec.name)  # a command's own pass may have run
+                    at = None if fresh is None else await self.reconcile(fresh)
             except StateWriteError:
                 raise
             except GaplessError as e:
@@ -343,7 +382,8 @@ class Controller:
 
     # -- one rollout ----------------------------------------------------------------------------------
 
-    async def reconcile(self, rec: RolloutRecord) -> float | None:
+    async def reconcile(self, rec: RolloutRecord, *, quick: bool = False) -> float | None:
+        """One pass over one rollout; ``quick``: a command's own pass, as quick as it can safely be."""
         name = rec.name
         now = self._clock.now()
         if rec.deleting:
@@ -376,7 +416,9 @@ class Controller:
         router_message = ""
         was = self._traffic.state(name)
         try:
-            await self._traffic.ensure(name, spec.listen, limits_for(spec))
+            await self._traffic.ensure(
+                name, spec.listen, limits_for(spec), trust_for=ROUTER_TRUST if quick else 0.0
+            )
         except RouterStartError as e:
             router_message = str(e)
         self._router_restarts(name, rec.status, target.hash, was, spec.listen)
@@ -565,7 +607,6 @@ class Controller:
         *,
         router_up: bool = True,
     ) -> None:
-        current = spec.template
         failure = ""
         if plan.outcome == "failed":
             failure = plan.reason.replace(
@@ -575,10 +616,33 @@ class Controller:
             if troubled:
                 failure += f"; last instance error: {troubled[-1].message}"
         revisions = self._store.revisions(name)
+        kept: list[RevisionRecord] = []
         for rev in after_pass(revisions, target.hash, plan, now, paused=spec.paused, failure=failure):
             self._store.put_revision(rev)
             if rev.hash == target.hash and rev.step_state != target.step_state:
+                kept.append(rev)
+        try:
+            await self._act(name, plan, target, stable, by_hash, spec, failure, router_up=router_up)
+        finally:
+            # The revision file (for `up --adopt`) follows the step state, after the router has the
+            # new weights: its fsync would otherwise delay every promote and abort.
+            for rev in kept:
                 _keep_step_state(self._dir, rev)
+
+    async def _act(
+        self,
+        name: str,
+        plan: Plan,
+        target: RevisionRecord,
+        stable: RevisionRecord | None,
+        by_hash: dict[str, RevisionRecord],
+        spec: RolloutSpec,
+        failure: str,
+        *,
+        router_up: bool,
+    ) -> None:
+        """Events, the router's new backends and weights, instances to stop and start."""
+        current = spec.template
         if plan.state is not None and plan.state.to_json() != target.step_state:
             self._step_events(name, target, StepState.from_json(target.step_state), plan.state, spec)
         routing = routing_for(spec, plan.traffic)

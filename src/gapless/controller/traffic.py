@@ -78,7 +78,9 @@ class Routing:
 
 
 class Traffic(Protocol):
-    async def ensure(self, rollout: str, listen: str, limits: Limits | None = None) -> None: ...
+    async def ensure(
+        self, rollout: str, listen: str, limits: Limits | None = None, *, trust_for: float = 0.0
+    ) -> None: ...
     async def address(self, rollout: str) -> str | None: ...
     async def set_backends(
         self, rollout: str, backends: list[Backend], routing: Routing | None = None
@@ -102,6 +104,8 @@ class LocalRouters:
         self._configs: dict[str, RouterConfig] = {}
         self._listen: dict[str, str] = {}
         self._pids: dict[str, int] = {}
+        self._healthy_at: dict[str, float] = {}
+        """When each router last answered its health check on its address (monotonic seconds)."""
         self._limits: dict[str, Limits] = {}
         self._restarts: dict[str, int] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -132,17 +136,32 @@ class LocalRouters:
         health = await self._healthz(rollout)
         return None if health is None else str(health.get("listen"))
 
-    async def ensure(self, rollout: str, listen: str, limits: Limits | None = None) -> None:
+    async def ensure(
+        self, rollout: str, listen: str, limits: Limits | None = None, *, trust_for: float = 0.0
+    ) -> None:
         """A router for ``rollout`` answers on its admin socket and listens on ``listen``.
 
-        ``limits`` go to the router with the next configuration push (``set_backends``).
+        ``limits`` go to the router with the next configuration push (``set_backends``). With
+        ``trust_for`` seconds, a router that answered its health check that recently on the same address
+        and whose process still runs is not asked again (a command's own pass saves a round trip; the
+        loop's passes always ask).
         """
         if limits is not None:
             self._limits[rollout] = limits
+        pid = self._pids.get(rollout)
+        if (
+            trust_for > 0
+            and self._listen.get(rollout) == listen
+            and time.monotonic() - self._healthy_at.get(rollout, -trust_for) < trust_for
+            and pid is not None
+            and _group_alive(pid)
+        ):
+            return
         health = await self._healthz(rollout)
         if health is None and self._running(rollout):
             health = await self._wait_healthz(rollout)
         if health is not None and health.get("listen") == listen:
+            self._healthy_at[rollout] = time.monotonic()
             self._pids[rollout] = int(str(health.get("pid")))
             self._restarts[rollout] = int(str(health.get("restarts") or 0))
             self._listen[rollout] = listen
@@ -327,6 +346,7 @@ class LocalRouters:
         self._configs.pop(rollout, None)
         self._pids.pop(rollout, None)
         self._listen.pop(rollout, None)
+        self._healthy_at.pop(rollout, None)
         self._restarts.pop(rollout, None)
 
     async def aclose(self) -> None:

@@ -310,33 +310,44 @@ def build_app(
         unclaimed = controller.unclaimed_message(name)
         if unclaimed is not None:
             raise ConflictError(unclaimed)
-        return JSONResponse(commands.apply(rollout))
+        return await settled(name, commands.apply(rollout))
+
+    async def settled(name: str, result: dict[str, Any]) -> Response:
+        """Answer a command once its rollout's own pass has applied it (the router holds the weights)."""
+        await controller.settle(name)
+        return JSONResponse(result)
 
     async def pause(request: Request) -> Response:
-        return JSONResponse(commands.set_paused(request.path_params["name"], True))
+        name = request.path_params["name"]
+        return await settled(name, commands.set_paused(name, True))
 
     async def resume(request: Request) -> Response:
-        return JSONResponse(commands.set_paused(request.path_params["name"], False))
+        name = request.path_params["name"]
+        return await settled(name, commands.set_paused(name, False))
 
     async def undo(request: Request) -> Response:
         body = await _json_body(request)
         to = body.get("toRevision") if isinstance(body, dict) else None
         if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
             raise SpecError("request", [Problem("toRevision", "must be a positive integer")])
-        return JSONResponse(commands.undo(request.path_params["name"], to))
+        name = request.path_params["name"]
+        return await settled(name, commands.undo(name, to))
 
     async def promote(request: Request) -> Response:
         body = await _json_body(request)
         full = body.get("full", False) if isinstance(body, dict) else False
         if not isinstance(full, bool):
             raise SpecError("request", [Problem("full", "must be true or false")])
-        return JSONResponse(commands.promote(request.path_params["name"], full=full))
+        name = request.path_params["name"]
+        return await settled(name, commands.promote(name, full=full))
 
     async def abort(request: Request) -> Response:
-        return JSONResponse(commands.abort(request.path_params["name"]))
+        name = request.path_params["name"]
+        return await settled(name, commands.abort(name))
 
     async def retry(request: Request) -> Response:
-        return JSONResponse(commands.retry(request.path_params["name"]))
+        name = request.path_params["name"]
+        return await settled(name, commands.retry(name))
 
     async def history(request: Request) -> Response:
         return JSONResponse({"items": commands.history(request.path_params["name"])})
