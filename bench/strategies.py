@@ -152,7 +152,9 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tries", type=int, default=50)
     p.add_argument("--rps", type=float, default=200)
-    p.add_argument("--via", choices=("cli", "api"), default="cli", help="start each command as (default: cli)")
+    p.add_argument(
+        "--via", choices=("cli", "api"), default="cli", help="start each command as (default: cli)"
+    )
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gapless-bench-strategies-"))
     state = tmp / "state"
