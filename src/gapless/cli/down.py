@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -28,14 +29,34 @@ __all__ = ["down_all", "down_rollout"]
 LEFTOVER_GRACE = 10.0
 """Processes the control plane did not stop (no record of them: a lost state.db) get SIGTERM and this
 long to drain and exit before SIGKILL."""
+POLL = 0.05
+"""Seconds between looks at what is left while stopping."""
+
+
+def _has_rollouts(db: Path) -> bool:
+    """Whether ``db`` (the state database) records a rollout; True when it cannot be read.
+
+    With no rollout recorded, no process marked for the state directory and no control plane answering,
+    there is nothing for ``down`` to stop, and starting a control plane only to stop it is skipped.
+    """
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=2)
+        ) as con:
+            return bool(con.execute("SELECT EXISTS (SELECT 1 FROM rollouts)").fetchone()[0])
+    except sqlite3.Error:
+        return True  # let the control plane read (and repair) it
 
 
 async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) -> int:
     platform = LocalPlatform(state_dir)
-    if not (state_dir / "state.db").exists() and not platform.discover():
+    client = ApiClient(state_dir)
+    if not platform.discover() and not _has_rollouts(state_dir / "state.db") and not await client.alive():
+        await client.aclose()
         console.print(f"nothing runs for {state_dir}")
         return 0
-    client = ApiClient(state_dir)
     try:
         if (state_dir / "state.db").exists():
             await start_control_plane(state_dir)
@@ -52,7 +73,7 @@ async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) ->
                 if left != last:
                     console.print(f"  {len(items)} rollout(s), {left} instance(s) left")
                     last = left
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(POLL)
             await _wait_control_plane_gone(platform, deadline)
     finally:
         await client.aclose()
@@ -76,7 +97,7 @@ async def _wait_control_plane_gone(platform: LocalPlatform, deadline: float) -> 
     while time.monotonic() < deadline:
         if not any(p.role == ROLE_CONTROL_PLANE for p in platform.discover()):
             return
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(POLL)
 
 
 async def down_rollout(state_dir: Path, name: str, console: Console, timeout: float = 600.0) -> int:
