@@ -8,11 +8,14 @@ imports, or when their number grows past the budget. bench/cli.py measures the t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from gapless.cli.lazy import LAZY_COMMANDS, LAZY_HELP, _load
 
 FORBIDDEN = (
     "asyncio",
@@ -110,3 +113,31 @@ def test_the_budget_can_fail(tmp_path: Path) -> None:
     """The parse sees heavy imports where they happen: `gapless migrate` loads the migration planner."""
     _, modules = imported(["migrate", "--help"], tmp_path)
     assert any(m.startswith("gapless.migrations") for m in modules)
+
+
+def test_help_lists_lazy_groups_without_importing_them() -> None:
+    """``gapless --help`` shows each lazy group's own first help line and imports none of them."""
+    code = (
+        "import sys\n"
+        "from gapless.cli.main import app\n"
+        "try:\n"
+        "    app(['--help'], prog_name='gapless')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "from gapless.cli.lazy import LAZY_COMMANDS\n"
+        "print('LOADED', [m for m, _ in LAZY_COMMANDS.values() if m in sys.modules])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "400", "NO_COLOR": "1"},
+    )
+    assert "LOADED []" in r.stdout
+    flat = " ".join(r.stdout.split())
+    for name in LAZY_COMMANDS:
+        real = _load(name)
+        first = (real.short_help or real.help or "").split("\n\n")[0]
+        assert LAZY_HELP[name] == " ".join(first.split()), name
+        assert LAZY_HELP[name] in flat, name
