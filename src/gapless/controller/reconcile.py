@@ -731,7 +731,7 @@ class Controller:
         if new.index != old.index:
             steps = spec.strategy.canary.steps if spec.strategy.canary else []
             if new.index < len(steps):
-                step = steps[new.index].model_dump(mode="json", by_alias=True, exclude_none=True)
+                step = steps[new.index].describe()
                 self.event(name, target.hash, "StepReached", f"step {new.index + 1}/{len(steps)}: {step}")
             else:
                 self.event(name, target.hash, "StepsCompleted", f"all {len(steps)} steps done")

@@ -301,6 +301,56 @@ class CanaryStep(SpecModel):
             return "setHeaderRoute"
         return "analysis"
 
+    def describe(self) -> str:
+        """The step as a person reads it in events and on the dashboard: ``set weight 20%``."""
+        if self.set_weight is not None:
+            return f"set weight {self.set_weight}%"
+        if self.pause is not None:
+            d = self.pause.duration
+            return "pause until promoted" if d is None else f"pause {_seconds_text(d)}"
+        if self.set_canary_scale is not None:
+            sc = self.set_canary_scale
+            if sc.replicas is not None:
+                return f"canary scale {sc.replicas} replica{'' if sc.replicas == 1 else 's'}"
+            if sc.weight is not None:
+                return f"canary scale {sc.weight}% of replicas"
+            return "canary scale follows the traffic weight"
+        if self.set_header_route is not None:
+            matches = self.set_header_route.match
+            if not matches:
+                return "header route removed"
+            return "header route: " + " and ".join(_match_text(m) for m in matches)
+        templates = self.analysis.templates if self.analysis is not None else []
+        return "analysis: " + ", ".join(t.template_name for t in templates)
+
+
+def _seconds_text(seconds: float) -> str:
+    """``90`` -> ``1m30s``, ``0.5`` -> ``500ms``, ``3600`` -> ``1h``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    whole = round(seconds)
+    if whole != seconds and seconds < 60:
+        return f"{seconds:g}s"
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    parts = [f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v]
+    return "".join(parts) or "0s"
+
+
+def _match_text(m: RouteMatch) -> str:
+    header = m.header_name is not None
+    name, value = (m.header_name, m.header_value) if header else (m.cookie_name, m.cookie_value)
+    what = "header" if header else "cookie"
+    if value is None:  # refused by RouteMatch's validator
+        return f"{what} {name}"
+    if value.exact is not None:
+        cond = f"= {value.exact!r}"
+    elif value.prefix is not None:
+        cond = f"starts with {value.prefix!r}"
+    else:
+        cond = f"matches /{value.regex}/"
+    return f"{what} {name} {cond}"
+
 
 class Stickiness(SpecModel):
     header: str | None = Field(default=None, min_length=1)
