@@ -37,7 +37,7 @@ def dump(data: Any, fmt: str, *, stream: bool = False) -> str:
     if fmt == "yaml":
         import yaml
 
-        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1 << 30)
+        text = yaml.safe_dump(doc, sort_keys=False, width=1 << 30)  # ASCII: PyYAML loses U+0085 otherwise
         return f"---\n{text}" if stream else text
     raise ValueError(check_format(fmt))
 
