@@ -8,7 +8,7 @@ import pytest
 
 from gapless.core.errors import NotFoundError
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
-from gapless.store.sqlite import Store
+from gapless.store.sqlite import SCHEMA_VERSION, Store
 
 
 def test_roundtrip_and_reopen(tmp_path: Path) -> None:
@@ -68,7 +68,38 @@ def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
     s = Store(path).open()
     [rev] = s.revisions("shop")
     assert (rev.phase, rev.step_state) == ("complete", {})
-    assert s.get_meta("schema_version") == "6"
+    assert s.get_meta("schema_version") == str(SCHEMA_VERSION)
+
+
+def test_schema_6_database_gains_change_causes_and_event_numbers(tmp_path: Path) -> None:
+    """A schema 6 database opens, keeps its rows, and then stores change causes and events' revision numbers."""
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    s = Store(path).open()
+    s.put_revision(RevisionRecord("shop", "abc", 1, {"command": ["x"]}, 2.0, "complete"))
+    s.add_event(3.0, "shop", "abc", "Applied", "old")
+    s.close()
+    db = sqlite3.connect(path)  # what gapless with schema 6 wrote: neither column
+    db.execute("ALTER TABLE revisions DROP COLUMN change_cause")
+    db.execute("ALTER TABLE events DROP COLUMN revision_number")
+    db.execute("UPDATE meta SET value='6' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+
+    s = Store(path).open()
+    assert s.get_meta("schema_version") == str(SCHEMA_VERSION)
+    [old] = s.revisions("shop")
+    assert (old.number, old.change_cause) == (1, "")
+    [event] = s.events("shop")
+    assert (event.message, event.revision_number) == ("old", None)
+    s.put_revision(RevisionRecord("shop", "def", 2, {}, 4.0, "progressing", change_cause="bump to 2.0"))
+    s.add_event(5.0, "shop", "def", "RevisionCreated", "new")
+    s.close()
+    s = Store(path).open()
+    assert [r.change_cause for r in s.revisions("shop")] == ["", "bump to 2.0"]
+    assert [e.revision_number for e in s.events("shop")] == [None, 2]
+    assert s.events("shop")[1].to_json()["revisionNumber"] == 2
 
 
 def test_analysis_templates_and_runs_round_trip(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ TOKENS = st.sampled_from(
         "-1",
         "x",
         "--wait",
+        "--timeout",
+        "--timeout=2m",
         "--help",
         "-h",
         "--",

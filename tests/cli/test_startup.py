@@ -141,3 +141,22 @@ def test_help_lists_lazy_groups_without_importing_them() -> None:
         first = (real.short_help or real.help or "").split("\n\n")[0]
         assert LAZY_HELP[name] == " ".join(first.split()), name
         assert LAZY_HELP[name] in flat, name
+
+
+def test_version_option_skips_the_framework(tmp_path: Path) -> None:
+    """`gapless --version` prints what `gapless version` prints, without importing typer or rich."""
+    code, modules = imported(["--version"], tmp_path)
+    assert code == 0
+    heavy = sorted(
+        {m for m in modules for f in ("typer", "rich", "click") if m == f or m.startswith(f + ".")}
+    )
+    assert not heavy
+    assert len(modules) <= QUICK_BUDGET
+    env = {"PATH": "/usr/bin:/bin", "GAPLESS_HOME": str(tmp_path)}
+    both = [
+        subprocess.run(
+            [sys.executable, "-m", "gapless", *argv], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        for argv in (["--version"], ["version"])
+    ]
+    assert both[0] == both[1] != ""

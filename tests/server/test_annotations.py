@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,8 @@ async def test_gapless_up_posts_every_stored_event(tmp_path: Path, grafana: Fake
             await asyncio.sleep(0.1)
     finally:
         g.down()
-    want = sorted((round(e["time"] * 1000), e["type"]) for e in stored)
+    # The CLI prints RFC 3339 times with milliseconds; Grafana got epoch milliseconds.
+    want = sorted((round(datetime.fromisoformat(e["time"]).timestamp() * 1000), e["type"]) for e in stored)
     got = sorted((a["time"], a["tags"][-1]) for a in grafana.received)
     assert got[: len(want)] == want
     assert {"RevisionCreated", "RolloutComplete"} <= {e["type"] for e in stored}

@@ -33,16 +33,35 @@ async def _revision_prefix(state_dir: Path, name: str, revision: int) -> str:
 
 
 async def show_logs(
-    state_dir: Path, name: str, *, revision: int | None, follow: bool, tail: int, console: Console
+    state_dir: Path,
+    name: str,
+    *,
+    revision: int | None,
+    follow: bool,
+    tail: int,
+    console: Console,
+    instance: str | None = None,
 ) -> int:
+    """Print the logs; ``instance``: only that instance's (an error naming it if it has none)."""
     folder = state_dir / "logs" / name
     if not folder.is_dir():
         raise GaplessError(f"no logs for rollout {name!r} in {folder}")
     prefix = f"{name}-" if revision is None else await _revision_prefix(state_dir, name, revision)
+    if instance is not None:
+        if not (instance.startswith(prefix) and (folder / f"{instance}.log").is_file()):
+            known = ", ".join(sorted(p.stem for p in folder.glob("*.log") if p.name.startswith(prefix)))
+            raise GaplessError(
+                f"no logs of instance {instance!r} of rollout {name!r}"
+                + (f" revision {revision}" if revision is not None else "")
+                + f" (known: {known or 'none'})"
+            )
+        prefix = instance
     offsets: dict[Path, int] = {}
     colors: dict[Path, str] = {}
 
     def files() -> list[Path]:
+        if instance is not None:
+            return [folder / f"{instance}.log"]
         return sorted(p for p in folder.glob("*.log") if p.name.startswith(prefix))
 
     def emit(path: Path, line: str) -> None:

@@ -1,12 +1,12 @@
 """Entry point of the ``gapless`` console script.
 
 Exit codes are a contract for scripts: 0 ok, 1 the rollout failed or was aborted (or the control plane
-is unreachable), 2 a usage or spec error (nothing was changed). ``-o json`` output is stable.
+is unreachable), 2 a usage or spec error (nothing was changed), 3 a wait timed out. ``-o json`` and
+``-o yaml`` output is stable, with RFC 3339 times.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,7 +30,7 @@ app = typer.Typer(
     help=(
         "Zero-downtime deployments: run N instances of your HTTP service behind gapless's router and "
         "replace them with a new version while traffic flows.\n\n"
-        "Exit codes: 0 ok, 1 rollout failed or aborted, 2 usage or spec error."
+        "Exit codes: 0 ok, 1 rollout failed or aborted, 2 usage or spec error, 3 timed out."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -60,7 +60,18 @@ SpecFile = Annotated[
         show_default=False,
     ),
 ]
-Output = Annotated[str, typer.Option("-o", "--output", help="text or json.")]
+Output = Annotated[
+    str, typer.Option("-o", "--output", metavar="FORMAT", help="text, json or yaml (RFC 3339 times).")
+]
+Timeout = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        help="Give up waiting after this long (90s, 2m, 1h30m, 500ms; a plain number is seconds) and exit 3.",
+        show_default=False,
+    ),
+]
 MetricsListen = Annotated[
     str | None,
     typer.Option(
@@ -233,9 +244,47 @@ def _grafana_options(url: str | None, token_file: Path | None) -> list[str]:
 
 
 def _check_output(output: str) -> None:
-    if output not in ("text", "json"):
-        err.print(f"[red]error:[/] --output must be text or json, not {output!r}")
+    from gapless.cli.output import check_format
+
+    problem = check_format(output)
+    if problem is not None:
+        err.print(f"[red]error:[/] {escape(problem)}", highlight=False)
         raise typer.Exit(2)
+
+
+def _duration(option: str, value: str | None) -> float | None:
+    """Seconds in a duration option's value; exit 2 naming the value when it is not one."""
+    if value is None:
+        return None
+    from gapless.cli.times import parse_duration
+
+    try:
+        return parse_duration(value, option=option)
+    except ValueError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from e
+
+
+def _since(value: str | None) -> float | None:
+    """The epoch time a ``--since`` value names; exit 2 naming the value when it is neither form."""
+    if value is None:
+        return None
+    import time
+
+    from gapless.cli.times import parse_since
+
+    try:
+        return parse_since(value, time.time())
+    except ValueError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from e
+
+
+def _emit(data: Any, output: str, *, stream: bool = False) -> None:
+    """Write API data as ``-o json`` or ``-o yaml`` output."""
+    from gapless.cli.output import write
+
+    write(data, output, stream=stream)
 
 
 async def _apply(
@@ -248,6 +297,7 @@ async def _apply(
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     adopt: bool = False,
+    change_cause: str | None = None,
 ) -> tuple[ApiClient, dict[str, Any] | None]:
     """Send a file's AnalysisTemplates, then its rollout (a file may hold both, or templates only)."""
     from gapless.cli.client import ApiClient, start_control_plane
@@ -287,10 +337,18 @@ async def _apply(
         if not docs.rollouts:
             return client, None
         rollout = docs.rollouts[0]
+        doc = rollout.to_document(as_written=True)
+        if change_cause is not None:
+            from gapless.spec.models import CHANGE_CAUSE_ANNOTATION
+
+            meta = doc.setdefault("metadata", {})
+            meta["annotations"] = dict(meta.get("annotations") or {}) | {
+                CHANGE_CAUSE_ANNOTATION: change_cause
+            }
         result = await client.request(
             "PUT",
             f"/api/v1/rollouts/{rollout.name}",
-            rollout.to_document(as_written=True),
+            doc,
             params={"adopt": "true"} if adopt else None,
         )
         if adopt:
@@ -309,7 +367,7 @@ async def _apply(
 def up(
     file: SpecFile,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once the spec is accepted.")] = False,
-    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    timeout: Timeout = None,
     state_dir: StateDir = None,
     metrics_listen: MetricsListen = None,
     dashboard_listen: DashboardListen = None,
@@ -327,6 +385,7 @@ def up(
     ] = False,
 ) -> None:
     """Start the control plane, the router and the instances of a rollout; wait until it is ready."""
+    seconds = _duration("--timeout", timeout)
     sd = resolve_state_dir(state_dir)
     _check_metrics_listen(metrics_listen)
     _check_dashboard_listen(dashboard_listen)
@@ -353,7 +412,7 @@ def up(
             if detach:
                 out.print(f"{name}: generation {result['generation']} accepted")
                 return 0
-            code = await wait_for_rollout(client, name, result["generation"], err, timeout)
+            code = await wait_for_rollout(client, name, result["generation"], err, seconds)
             if code == 0:
                 listen = (await client.status(name)).get("router", {}).get("listen")
                 err.print(f"[green]{name} is serving on http://{listen}/[/]")
@@ -370,18 +429,29 @@ def apply(
     wait: Annotated[
         bool, typer.Option("--wait", help="Block until the rollout completes (0) or fails (1).")
     ] = False,
-    timeout: Annotated[
-        float | None, typer.Option(help="With --wait: give up after this many seconds.")
+    timeout: Timeout = None,
+    change_cause: Annotated[
+        str | None,
+        typer.Option(
+            "--change-cause",
+            metavar="TEXT",
+            help="Why this change is made; `gapless history` shows it with the revision it creates.",
+            show_default=False,
+        ),
     ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Submit a new desired spec; a changed template starts a rolling update."""
+    seconds = _duration("--timeout", timeout)
+    if change_cause is not None and (not change_cause.strip() or not change_cause.isprintable()):
+        err.print("[red]error:[/] --change-cause must be printable text on one line")
+        raise typer.Exit(2)
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
         from gapless.cli.wait import wait_for_rollout
 
-        client, result = await _apply(sd, file, start=False)
+        client, result = await _apply(sd, file, start=False, change_cause=change_cause)
         try:
             if result is None:
                 return 0
@@ -390,7 +460,7 @@ def apply(
             err.print(f"{name} {what} (generation {result['generation']}, template {result['revisionHash']})")
             if not wait:
                 return 0
-            return await wait_for_rollout(client, name, result["generation"], err, timeout)
+            return await wait_for_rollout(client, name, result["generation"], err, seconds)
         finally:
             await client.aclose()
 
@@ -400,7 +470,15 @@ def apply(
 @app.command()
 def status(
     name: Annotated[str | None, typer.Argument(help="Rollout name (default: list every rollout).")] = None,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Keep refreshing: a live view on a terminal, else one line per change "
+            "(one document per change with -o json or yaml).",
+        ),
+    ] = False,
     output: Output = "text",
     state_dir: StateDir = None,
 ) -> None:
@@ -417,33 +495,51 @@ def status(
                 items = listing["items"]
                 for u in listing.get("unclaimed", []):
                     err.print(f"[yellow]warning:[/] {u['message']}", highlight=False)
-                if output == "json":
-                    out.print_json(json.dumps(items))
+                if output != "text":
+                    _emit(items, output)
                 else:
                     out.print(render_list(items))
                 return 0
             if not watch:
                 st = client.status(name)
-                if output == "json":
-                    out.print_json(json.dumps(st))
+                if output != "text":
+                    _emit(st, output)
                 else:
                     out.print(render_status(st))
                 return 0
+            if output != "text" or not out.is_terminal:
+                return _watch_lines(client, name, output)
             import time
 
             from rich.live import Live
 
             with Live(console=out, refresh_per_second=4) as live:
                 while True:
-                    st = client.status(name)
-                    if output == "json":
-                        sys.stdout.write(json.dumps(st) + "\n")
-                        sys.stdout.flush()
-                    else:
-                        live.update(render_status(st))
+                    live.update(render_status(client.status(name)))
                     time.sleep(0.5)
 
     raise typer.Exit(_handle(body))
+
+
+def _watch_lines(client: SyncClient, name: str, output: str) -> int:
+    """``status --watch`` into a pipe or file: a line (or document) each time the status changes."""
+    import time
+
+    from gapless.cli.render import summary_line
+
+    last: Any = None
+    while True:
+        st = client.status(name)
+        if output == "text":
+            line = summary_line(st).plain
+            if line != last:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                last = line
+        elif st != last:
+            _emit(st, output, stream=True)
+            last = st
+        time.sleep(0.5)
 
 
 @app.command()
@@ -472,8 +568,8 @@ def analysis(
         with SyncClient(sd) as client:
             params = {"revision": revision} if revision else None
             data = client.request("GET", rollout_path(name, "analysis"), params=params)
-        if output == "json":
-            out.print_json(json.dumps(data))
+        if output != "text":
+            _emit(data, output)
         else:
             out.print(render_analysis(data["items"]))
         return 0
@@ -482,18 +578,44 @@ def analysis(
 
 
 @app.command()
-def history(name: str, output: Output = "text", state_dir: StateDir = None) -> None:
-    """List a rollout's revisions."""
+def history(
+    name: str,
+    revision: Annotated[
+        int | None,
+        typer.Option("--revision", help="Show this revision: its template and change cause."),
+    ] = None,
+    output: Output = "text",
+    state_dir: StateDir = None,
+) -> None:
+    """List a rollout's revisions, with the cause of each change (apply --change-cause)."""
     _check_output(output)
+    if revision is not None and revision < 1:
+        err.print("[red]error:[/] --revision must be a positive revision number")
+        raise typer.Exit(2)
     sd = resolve_state_dir(state_dir)
 
     def body() -> int:
+        from gapless.cli.history_view import render_revision
         from gapless.cli.render import render_history
 
         with SyncClient(sd) as client:
             items = client.request("GET", rollout_path(name, "history"))["items"]
-        if output == "json":
-            out.print_json(json.dumps(items))
+        if revision is not None:
+            found = next((r for r in items if r["number"] == revision), None)
+            if found is None:
+                known = ", ".join(str(r["number"]) for r in items) or "none"
+                err.print(
+                    f"[red]error:[/] revision {revision} of {escape(name)!r} not found (known: {known})",
+                    highlight=False,
+                )
+                return 1
+            if output != "text":
+                _emit(found, output)
+            else:
+                out.print(render_revision(found), highlight=False)
+            return 0
+        if output != "text":
+            _emit(items, output)
         else:
             out.print(render_history(items))
         return 0
@@ -502,7 +624,10 @@ def history(name: str, output: Output = "text", state_dir: StateDir = None) -> N
 
 
 def _wait(sd: Path, name: str, generation: int | None, timeout: float | None = None) -> int:
-    """Follow the rollout until it completes (0) or fails (1); ``generation`` None: the current one."""
+    """Follow the rollout until it completes (0), fails (1) or ``timeout`` passes (3).
+
+    ``generation`` None: the current one.
+    """
 
     async def body() -> int:
         from gapless.cli.client import ApiClient
@@ -524,19 +649,21 @@ def undo(
         int | None, typer.Option("--to-revision", help="Revision number (default: previous).")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Block until the rollback completes.")] = False,
+    timeout: Timeout = None,
     state_dir: StateDir = None,
 ) -> None:
     """Roll back to an earlier revision (a rolling update to its template)."""
     if to_revision is not None and to_revision < 1:
         err.print("[red]error:[/] --to-revision must be a positive integer")
         raise typer.Exit(2)
+    seconds = _duration("--timeout", timeout)
     sd = resolve_state_dir(state_dir)
 
     result, line = _handle(lambda: quick.undo(sd, name, to_revision))
     err.print(line, highlight=False)
     if not result.get("changed"):
         raise typer.Exit(0)
-    raise typer.Exit(_wait(sd, name, result["generation"]) if wait else 0)
+    raise typer.Exit(_wait(sd, name, result["generation"], seconds) if wait else 0)
 
 
 def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
@@ -566,13 +693,52 @@ def abort(name: str, state_dir: StateDir = None) -> None:
 def retry(
     name: str,
     wait: Annotated[bool, typer.Option("--wait", help="Block until the rollout completes or fails.")] = False,
+    timeout: Timeout = None,
     state_dir: StateDir = None,
 ) -> None:
     """Start an aborted or failed rollout again from its first step."""
+    seconds = _duration("--timeout", timeout)
     sd = resolve_state_dir(state_dir)
     result = _handle(lambda: quick.post(sd, name, "retry"))
     err.print(f"{name}: revision {result['revision']} starts again")
-    raise typer.Exit(_wait(sd, name, None) if wait else 0)
+    raise typer.Exit(_wait(sd, name, None, seconds) if wait else 0)
+
+
+@app.command("wait")
+def wait_command(
+    name: Annotated[str, typer.Argument(help="Rollout name.")],
+    for_: Annotated[
+        str,
+        typer.Option(
+            "--for",
+            metavar="CONDITION",
+            help="complete: the current generation rolled out and Healthy; healthy: Healthy; paused: Paused.",
+        ),
+    ] = "complete",
+    timeout: Timeout = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Follow a rollout until a condition holds, like `kubectl rollout status`.
+
+    Exit 0 when it holds, 1 when the rollout failed or was aborted, 3 on timeout.
+    """
+    from gapless.cli.wait import CONDITIONS
+
+    if for_ not in CONDITIONS:
+        err.print(f"[red]error:[/] --for must be complete, healthy or paused, not {escape(for_)!r}")
+        raise typer.Exit(2)
+    seconds = _duration("--timeout", timeout)
+    sd = resolve_state_dir(state_dir)
+
+    async def body() -> int:
+        from gapless.cli.client import ApiClient
+        from gapless.cli.wait import wait_for_rollout
+
+        async with ApiClient(sd) as client:
+            generation = int((await client.status(name)).get("generation", 0))
+            return await wait_for_rollout(client, name, generation, err, seconds, for_)
+
+    raise typer.Exit(_run(body))
 
 
 @app.command()
@@ -595,6 +761,10 @@ def logs(
     ] = None,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
     tail: Annotated[int, typer.Option(help="Lines per instance to show first (-1: all).")] = -1,
+    instance: Annotated[
+        str | None,
+        typer.Option("--instance", metavar="ID", help="Only this instance.", show_default=False),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Print the logs of a rollout's instances, each line prefixed with its instance."""
@@ -602,19 +772,37 @@ def logs(
 
     sd = resolve_state_dir(state_dir)
     raise typer.Exit(
-        _run(lambda: show_logs(sd, name, revision=revision, follow=follow, tail=tail, console=out))
+        _run(
+            lambda: show_logs(
+                sd, name, revision=revision, follow=follow, tail=tail, console=out, instance=instance
+            )
+        )
     )
+
+
+EVENTS_PAGE = 1000
+"""Events the API returns at most per request."""
 
 
 @app.command()
 def events(
     name: Annotated[str | None, typer.Argument(help="Only this rollout.")] = None,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only events from this long ago (10m, 1h30m) or since this RFC 3339 time.",
+            show_default=False,
+        ),
+    ] = None,
     output: Output = "text",
     state_dir: StateDir = None,
 ) -> None:
     """Show deployment events (revision created, scaling, readiness, failures, completion)."""
     _check_output(output)
+    after = _since(since)
     sd = resolve_state_dir(state_dir)
 
     def body() -> int:
@@ -622,21 +810,23 @@ def events(
 
         from gapless.cli.render import render_events
 
-        since = 0
+        seen = 0
         with SyncClient(sd) as client:
             while True:
-                params: dict[str, Any] = {"since": since}
+                params: dict[str, Any] = {"since": seen}
                 if name:
                     params["rollout"] = name
-                items = client.request("GET", "/api/v1/events", params=params)["items"]
-                if items:
-                    since = items[-1]["id"]
-                    if output == "json":
+                page = client.request("GET", "/api/v1/events", params=params)["items"]
+                if page:
+                    seen = page[-1]["id"]
+                    items = [e for e in page if after is None or e["time"] >= after]
+                    if output != "text":
                         for e in items:
-                            sys.stdout.write(json.dumps(e) + "\n")
-                        sys.stdout.flush()
-                    else:
+                            _emit(e, output, stream=True)
+                    elif items:
                         out.print(render_events(items))
+                    if len(page) >= EVENTS_PAGE:
+                        continue  # more are waiting: fetch the next page at once
                 if not follow:
                     return 0
                 time.sleep(0.5)
@@ -736,10 +926,65 @@ def control_plane(
 
 
 @app.command()
-def version() -> None:
-    """Print the gapless version."""
-    out.print(__version__)
+def version(output: Output = "text") -> None:
+    """Print the gapless version (also `gapless --version`)."""
+    _check_output(output)
+    if output == "text":
+        out.print(__version__)
+    else:
+        _emit({"version": __version__}, output)
+
+
+@app.command()
+def completion(
+    shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
+) -> None:
+    """Print a shell completion script for commands, options and their values.
+
+    bash: add `source <(gapless completion bash)` to ~/.bashrc; zsh: the same in ~/.zshrc (after
+    compinit); fish: `gapless completion fish > ~/.config/fish/completions/gapless.fish`.
+    """
+    from typer._completion_shared import get_completion_script  # typer's own scripts, not public API
+
+    if shell not in COMPLETION_SHELLS:
+        err.print(f"[red]error:[/] SHELL must be bash, zsh or fish, not {escape(shell)!r}")
+        raise typer.Exit(2)
+    sys.stdout.write(
+        get_completion_script(prog_name="gapless", complete_var=COMPLETE_VAR, shell=shell) + "\n"
+    )
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+COMPLETE_VAR = "_GAPLESS_COMPLETE"
+"""The environment variable a completion script sets when it asks gapless for completions."""
+
+
+def _version_option(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the gapless version and exit.",
+            is_eager=True,
+            callback=_version_option,
+        ),
+    ] = False,
+) -> None:
+    """Zero-downtime deployments (see the help text above)."""
 
 
 def main() -> None:
+    import os
+
+    if os.environ.get(COMPLETE_VAR):
+        from typer._completion_classes import completion_init  # registers typer's shells with click
+
+        completion_init()
     app()

@@ -158,6 +158,11 @@ def run(call: QuickCall) -> int:
 
 def main() -> None:
     """The console script: a quick verb runs here, everything else in the typer application."""
+    if sys.argv[1:] == ["--version"]:  # as `gapless version`, without importing the framework
+        from gapless import __version__
+
+        sys.stdout.write(__version__ + "\n")
+        return
     call = parse(sys.argv[1:])
     if call is None:
         from gapless.cli.main import main as full

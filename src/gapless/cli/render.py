@@ -227,7 +227,7 @@ def render_analysis(items: list[dict[str, Any]]) -> RenderableType:
 
 def render_history(items: list[dict[str, Any]]) -> RenderableType:
     t = Table(box=None, header_style="bold")
-    for col in ("REVISION", "HASH", "PHASE", "AGE", "COMMAND", "MESSAGE"):
+    for col in ("REVISION", "HASH", "PHASE", "AGE", "COMMAND", "CHANGE-CAUSE", "MESSAGE"):
         t.add_column(col)
     for r in items:
         t.add_row(
@@ -239,6 +239,7 @@ def render_history(items: list[dict[str, Any]]) -> RenderableType:
             ),
             _age(r.get("createdAt")),
             " ".join(r.get("command", [])),
+            r.get("changeCause") or "<none>",
             r.get("message", ""),
         )
     return t
@@ -252,7 +253,7 @@ def render_events(items: list[dict[str, Any]]) -> RenderableType:
         t.add_row(
             time.strftime("%H:%M:%S", time.localtime(e["time"])),
             e["rollout"],
-            e["revision"][:10],
+            str(e.get("revisionNumber") or e["revision"][:10] or "-"),
             e["type"],
             e["message"],
         )

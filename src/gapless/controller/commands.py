@@ -16,7 +16,7 @@ from gapless.controller.reconcile import Controller
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError
 from gapless.spec.analysis import AnalysisTemplate
-from gapless.spec.models import Rollout, Template, template_hash
+from gapless.spec.models import CHANGE_CAUSE_ANNOTATION, Rollout, Template, template_hash
 from gapless.spec.strategy import RolloutAnalysis, Strategy
 from gapless.store.records import AnalysisTemplateRecord, RevisionRecord, RolloutRecord
 from gapless.store.sqlite import Store
@@ -100,13 +100,14 @@ class Commands:
                         status=rec.status if rec else {},
                     )
                 )
-            restarted = self._restart_revision(name, h, now, again=before != h)
+            cause = rollout.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION)
+            restarted = self._restart_revision(name, h, now, again=before != h, cause=cause)
         if changed or restarted:
             self._controller.event(name, h, "Applied", f"generation {generation}")
         self._controller.wake()
         return {"name": name, "generation": generation, "changed": changed, "revisionHash": h}
 
-    def _restart_revision(self, name: str, h: str, now: float, *, again: bool) -> bool:
+    def _restart_revision(self, name: str, h: str, now: float, *, again: bool, cause: str | None) -> bool:
         """A template that has a revision already starts a fresh rollout of it when applied.
 
         ``again``: the template differs from the one in force (an earlier template applied again, the
@@ -116,7 +117,7 @@ class Commands:
         rev = next((r for r in revisions if r.hash == h), None)
         if rev is None or not (again or rev.phase == "failed"):
             return False
-        self._store.put_revision(fresh_rollout(rev, revisions, now))
+        self._store.put_revision(fresh_rollout(rev, revisions, now, cause))
         self._store.deactivate_analysis_runs(name, h)
         return True
 
@@ -336,6 +337,8 @@ class Commands:
                     "createdAt": r.created_at,
                     "message": r.message,
                     "command": t.command,
+                    "changeCause": r.change_cause or None,
+                    "template": r.template,
                 }
             )
         return sorted(out, key=lambda x: x["number"])

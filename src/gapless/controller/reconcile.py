@@ -40,7 +40,7 @@ from gapless.platform.base import (
 )
 from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
-from gapless.spec.models import Rollout, RolloutSpec, template_hash
+from gapless.spec.models import CHANGE_CAUSE_ANNOTATION, Rollout, RolloutSpec, template_hash
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.store.outbox import OUTBOX_FILE, drain_events
 from gapless.store.records import InstanceRecord, RevisionRecord, RolloutRecord
@@ -393,7 +393,8 @@ class Controller:
         spec = rollout.spec
         h = template_hash(spec.template)
         doc = spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
-        for write in target_writes(self._store.revisions(name), name, h, doc, now):
+        cause = rollout.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION, "")
+        for write in target_writes(self._store.revisions(name), name, h, doc, now, cause):
             self._store.put_revision(write)
             if write.hash == h:
                 _keep_revision_file(self._dir, write, update=False)

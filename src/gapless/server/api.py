@@ -388,7 +388,11 @@ def build_app(
     async def events(request: Request) -> Response:
         rollout = request.query_params.get("rollout") or None
         since = _int_param(request, "since", 0)
-        items = [e.__dict__ for e in store.events(rollout, since)]
+        found = store.events(rollout, since)
+        numbers: dict[str, dict[str, int]] = {}
+        for name in {e.rollout for e in found if e.revision_number is None and e.revision}:
+            numbers[name] = {r.hash: r.number for r in store.revisions(name)}
+        items = [e.to_json(numbers.get(e.rollout, {}).get(e.revision)) for e in found]
         return JSONResponse({"items": items})
 
     async def post_event(request: Request) -> Response:

@@ -23,6 +23,7 @@ from gapless.spec.router import RouterSettings
 from gapless.spec.strategy import RollingUpdate, Strategy
 
 __all__ = [
+    "CHANGE_CAUSE_ANNOTATION",
     "DnsLabel",
     "ExecAction",
     "HTTPGetAction",
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 API_VERSION = "gapless.dev/v1alpha1"
+CHANGE_CAUSE_ANNOTATION = "gapless.dev/change-cause"
+"""Why the rollout was last changed (``gapless apply --change-cause``); the revision a change makes keeps
+it, as a Kubernetes ReplicaSet keeps its Deployment's ``kubernetes.io/change-cause``."""
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 """Kubernetes' rule for environment variable names."""

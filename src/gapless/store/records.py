@@ -48,6 +48,8 @@ class RevisionRecord:
     step_state: dict[str, Any] = field(default_factory=dict)
     completed_at: float | None = None
     """When the revision last completed (served everyone); ``gapless undo`` goes to the latest such."""
+    change_cause: str = ""
+    """Why it was made (``gapless apply --change-cause``, like Kubernetes' ``change-cause``); "" if untold."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,20 @@ class EventRecord:
     revision: str
     type: str
     message: str
+    revision_number: int | None = None
+    """The revision's number when the event happened; None for an event of no (or a not yet made) revision."""
+
+    def to_json(self, number: int | None = None) -> dict[str, Any]:
+        """The event as the API shows it; ``number`` stands in when none was recorded."""
+        return {
+            "id": self.id,
+            "time": self.time,
+            "rollout": self.rollout,
+            "revision": self.revision,
+            "revisionNumber": self.revision_number if self.revision_number is not None else number,
+            "type": self.type,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)

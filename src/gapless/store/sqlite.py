@@ -32,7 +32,7 @@ from gapless.store.write_errors import WriteFailure, write_error
 
 __all__ = ["Store", "WriteFailure"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _STATE_ID = "state_id"
 _ADOPTED_IDS = "adopted_state_ids"
 
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     progress_at REAL,
     step_state TEXT NOT NULL DEFAULT '{}',
     completed_at REAL,
+    change_cause TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (rollout, hash)
 );
 CREATE TABLE IF NOT EXISTS instances (
@@ -85,7 +86,8 @@ CREATE TABLE IF NOT EXISTS events (
     rollout TEXT NOT NULL,
     revision TEXT NOT NULL,
     type TEXT NOT NULL,
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    revision_number INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_by_rollout ON events (rollout, id);
 CREATE TABLE IF NOT EXISTS analysis_templates (
@@ -416,9 +418,12 @@ class Store:
 
     def add_event(self, time: float, rollout: str, revision: str, type_: str, message: str) -> int:
         with self.transaction() as db:
+            # The revision's number when the event happened (numbers move on when a revision is rolled
+            # out again); NULL for events of no revision or of one not created yet.
             cur = db.execute(
-                "INSERT INTO events (time, rollout, revision, type, message) VALUES (?, ?, ?, ?, ?)",
-                (time, rollout, revision, type_, message),
+                "INSERT INTO events (time, rollout, revision, type, message, revision_number) "
+                "VALUES (?, ?, ?, ?, ?, (SELECT number FROM revisions WHERE rollout=? AND hash=?))",
+                (time, rollout, revision, type_, message, rollout, revision),
             )
             return int(cur.lastrowid or 0)
 
@@ -561,6 +566,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE revisions ADD COLUMN step_state TEXT NOT NULL DEFAULT '{}'")
     if "completed_at" not in columns:  # schema 5 -> 6: undo goes to the last revision that completed
         db.execute("ALTER TABLE revisions ADD COLUMN completed_at REAL")
+    if "change_cause" not in columns:  # schema 6 -> 7: `apply --change-cause`, kept per revision
+        db.execute("ALTER TABLE revisions ADD COLUMN change_cause TEXT NOT NULL DEFAULT ''")
+    if "revision_number" not in {r[1] for r in db.execute("PRAGMA table_info(events)")}:  # 6 -> 7
+        db.execute("ALTER TABLE events ADD COLUMN revision_number INTEGER")
 
 
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:

@@ -35,10 +35,16 @@ def stable_of(revisions: Sequence[RevisionRecord]) -> RevisionRecord | None:
 
 
 def target_writes(
-    revisions: Sequence[RevisionRecord], rollout: str, h: str, template: dict[str, Any], now: float
+    revisions: Sequence[RevisionRecord],
+    rollout: str,
+    h: str,
+    template: dict[str, Any],
+    now: float,
+    change_cause: str = "",
 ) -> list[RevisionRecord]:
-    """What a pass writes for the template in force (hash ``h``): its revision if new, and every other
-    revision still ``progressing`` becomes ``superseded`` (a revision applied during a rollout replaces it).
+    """What a pass writes for the template in force (hash ``h``): its revision if new (with the cause of
+    the change that made it), and every other revision still ``progressing`` becomes ``superseded`` (a
+    revision applied during a rollout replaces it).
     """
     out: list[RevisionRecord] = []
     if not any(r.hash == h for r in revisions):
@@ -52,6 +58,7 @@ def target_writes(
                 created_at=now,
                 phase="progressing",
                 progress_at=now,
+                change_cause=change_cause,
             )
         )
     out += [
@@ -62,12 +69,20 @@ def target_writes(
     return out
 
 
-def fresh_rollout(rev: RevisionRecord, revisions: Sequence[RevisionRecord], now: float) -> RevisionRecord:
-    """``rev`` as the target of a new rollout: next number, fresh clock and steps, no old verdict."""
+def fresh_rollout(
+    rev: RevisionRecord, revisions: Sequence[RevisionRecord], now: float, change_cause: str | None = None
+) -> RevisionRecord:
+    """``rev`` as the target of a new rollout: next number, fresh clock and steps, no old verdict.
+
+    ``change_cause``: why it is rolled out again (None keeps the cause it was made with).
+    """
     highest = max([rev.number, *(r.number for r in revisions)])
     number = rev.number if rev.number == highest else highest + 1
     phase: RevisionPhase = "complete" if rev.phase == "complete" else "progressing"
-    return replace(rev, number=number, phase=phase, message="", progress_at=now, step_state={})
+    cause = rev.change_cause if change_cause is None else change_cause
+    return replace(
+        rev, number=number, phase=phase, message="", progress_at=now, step_state={}, change_cause=cause
+    )
 
 
 def undo_target(
