@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,12 @@ def serve(
         shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]"  # noqa: S104
     mine = f"http://{shown}:{port}"
     _write_url(url_file, mine)
+
+    def stopped(signum: int, _: object) -> None:
+        # uvicorn stops on SIGTERM and then raises it again: end with its status, through the finally
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
     try:
         code = run_flag_service((host, port), url, sd)
     finally:

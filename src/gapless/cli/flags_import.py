@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gapless.cli import flags_diff, flags_refs  # noqa: F401 -- they add `flags diff` and `flags refs`
 from gapless.cli.flags_cmd import StateDir, Token, Url, _fail, flags_app, say, service
 
 __all__ = ["import_from_unleash"]
