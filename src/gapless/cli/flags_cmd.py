@@ -297,13 +297,12 @@ def _switch(
     token: str | None,
     state_dir: Path | None,
 ) -> None:
-    with service(url, token, state_dir) as svc:
-        result = svc.call(
-            "POST", f"/api/v1/projects/{project}/flags/{flag}/environments/{environment}/{action}"
-        )
-    revision = (result.get("revisions") or {}).get(environment)
-    what = f"revision {revision}" if revision else "no change"
-    say(f"{flag} in {project}/{environment}: {'killed' if action == 'kill' else 'enabled'} ({what})")
+    from gapless.cli.flags_quick import switch
+
+    try:
+        say(switch(project, flag, environment, action, url, token, resolve_state_dir(state_dir)))
+    except FlagsError as e:
+        fail_with(e)
 
 
 @flags_app.command()
