@@ -23,15 +23,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from gapless.core.files import API_SOCKET, FLAGS_ADMIN_TOKEN, FLAGS_URL_FILE
 
-__all__ = ["DEFAULT_URL", "Endpoint", "FlagsClient", "FlagsError", "candidates"]
+__all__ = ["DEFAULT_URL", "Endpoint", "FlagsClient", "FlagsError", "api_path", "candidates"]
 
 DEFAULT_URL = "http://127.0.0.1:8787"
 STARTING_WAIT = 30.0
 """Seconds a verb waits for the control plane's flag service to finish loading (it answers 503 until then)."""
+
+
+def api_path(*parts: str) -> str:
+    """``/api/v1/`` and the parts, each quoted: a key with a ``/`` or ``?`` names only itself."""
+    return "/api/v1/" + "/".join(quote(str(p), safe="") for p in parts)
 
 
 class FlagsError(Exception):

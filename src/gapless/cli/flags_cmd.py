@@ -23,7 +23,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from gapless.cli.api import resolve_state_dir
-from gapless.cli.flags_client import DEFAULT_URL, FlagsClient, FlagsError, candidates
+from gapless.cli.flags_client import DEFAULT_URL, FlagsClient, FlagsError, api_path, candidates
 from gapless.cli.flags_render import OUTPUTS, dump, flag_lines
 
 __all__ = ["flags_app"]
@@ -216,12 +216,12 @@ def apply(
     project = doc["key"]
     segments, flags = doc.pop("segments", []) or [], doc.pop("flags", []) or []
     with service(url, token, state_dir) as svc:
-        svc.call("PUT", f"/api/v1/projects/{project}", doc)
+        svc.call("PUT", api_path("projects", project), doc)
         for s in segments:
-            svc.call("PUT", f"/api/v1/projects/{project}/segments/{s['key']}", s)
+            svc.call("PUT", api_path("projects", project, "segments", s["key"]), s)
         changed = 0
         for f in flags:
-            result = svc.call("PUT", f"/api/v1/projects/{project}/flags/{f['key']}", f)
+            result = svc.call("PUT", api_path("projects", project, "flags", f["key"]), f)
             changed += int(result.get("changed", False))
     say(f"project {project}: {len(segments)} segment(s), {len(flags)} flag(s), {changed} changed")
 
@@ -237,7 +237,7 @@ def list_flags(
     """Flags of a project: state per environment, release stage, evaluations, stale flags."""
     _check_output(output)
     with service(url, token, state_dir) as svc:
-        items = svc.call("GET", f"/api/v1/projects/{project}/flags")["items"]
+        items = svc.call("GET", api_path("projects", project, "flags"))["items"]
     if output != "text":
         _emit(items, output)
         return
@@ -279,8 +279,8 @@ def get(
     """
     _check_output(output)
     with service(url, token, state_dir) as svc:
-        doc = svc.call("GET", f"/api/v1/projects/{project}/flags/{flag}")
-        items = svc.call("GET", f"/api/v1/projects/{project}/flags")["items"]
+        doc = svc.call("GET", api_path("projects", project, "flags", flag))
+        items = svc.call("GET", api_path("projects", project, "flags"))["items"]
     report = next((i for i in items if i.get("key") == flag), None)
     if output != "text":
         _emit({"flag": doc, "status": report}, output)
@@ -348,7 +348,7 @@ def advance(
     with service(url, token, state_dir) as svc:
         svc.call(
             "POST",
-            f"/api/v1/projects/{project}/flags/{flag}/environments/{environment}/release/advance",
+            api_path("projects", project, "flags", flag, "environments", environment, "release", "advance"),
             body,
         )
     say(f"{flag} in {project}/{environment}: release plan advanced")

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gapless.cli.flags_client import FlagsError
+from gapless.cli.flags_client import FlagsError, api_path
 from gapless.cli.flags_cmd import (
     Output,
     StateDir,
@@ -262,9 +262,9 @@ def diff_command(
     project = desired["key"]
     try:
         with service(url, token, state_dir) as svc:
-            status, current = svc.request("GET", f"/api/v1/projects/{project}")
+            status, current = svc.request("GET", api_path("projects", project))
             if status >= 400 and status != 404:
-                svc.call("GET", f"/api/v1/projects/{project}")  # reports the error
+                svc.call("GET", api_path("projects", project))  # reports the error
     except typer.Exit as e:
         raise typer.Exit(2) from e  # diff's trouble is 2, whatever the service said
     try:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from gapless.cli import flags_diff, flags_refs  # noqa: F401 -- they add `flags diff` and `flags refs`
+from gapless.cli.flags_client import api_path
 from gapless.cli.flags_cmd import StateDir, Token, Url, _fail, flags_app, say, service
 
 __all__ = ["import_from_unleash"]
@@ -70,9 +71,9 @@ def import_from_unleash(
             raise _fail("give --project: the features are of several Unleash projects, or none", 2)
         project = str(next(iter(found)))
     with service(url, token, state_dir) as svc:
-        status, found_project = svc.request("GET", f"/api/v1/projects/{project}")
+        status, found_project = svc.request("GET", api_path("projects", project))
         if status >= 400 and status != 404:
-            svc.call("GET", f"/api/v1/projects/{project}")  # reports the error and exits
+            svc.call("GET", api_path("projects", project))  # reports the error and exits
     if status == 404:
         existing: dict[str, Any] = {"environments": [environment], "flags": [], "segments": []}
         new_project = True
@@ -117,8 +118,8 @@ def import_from_unleash(
         )
     with service(url, token, state_dir) as svc:
         if new_project:
-            svc.call("PUT", f"/api/v1/projects/{project}", {"environments": [environment]})
+            svc.call("PUT", api_path("projects", project), {"environments": [environment]})
         for kind, key, action, doc in actions:
             if action != "unchanged":
-                svc.call("PUT", f"/api/v1/projects/{project}/{kind}s/{key}", doc)
+                svc.call("PUT", api_path("projects", project, f"{kind}s", key), doc)
     say(f"imported into {project}/{environment}: {changes} change(s), {len(plan.refused)} refused")

@@ -15,10 +15,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from gapless.cli.api import resolve_state_dir
-from gapless.cli.flags_client import FlagsClient, FlagsError, candidates
+from gapless.cli.flags_client import FlagsClient, FlagsError, api_path, candidates
 
 __all__ = ["SwitchCall", "parse", "run", "switch"]
 
@@ -36,17 +35,7 @@ def switch(
     state_dir: Path,
 ) -> str:
     """Throw the kill switch (``kill``) or turn the flag back on (``enable``); the line to print."""
-    path = "/".join(
-        [
-            "/api/v1/projects",
-            quote(project, safe=""),
-            "flags",
-            quote(flag, safe=""),
-            "environments",
-            quote(environment, safe=""),
-            action,
-        ]
-    )
+    path = api_path("projects", project, "flags", flag, "environments", environment, action)
     endpoints = candidates(url, state_dir, os.environ)
     with FlagsClient(endpoints, state_dir, token or os.environ.get("GAPLESS_FLAGS_TOKEN")) as client:
         result = client.call("POST", path)

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gapless.cli.flags_client import FlagsError
+from gapless.cli.flags_client import FlagsError, api_path
 from gapless.cli.flags_cmd import (
     Output,
     StateDir,
@@ -168,9 +168,9 @@ def refs_command(
         except FlagsError as e:
             raise _fail(str(e), 2) from e
         keys = [str(f["key"]) for f in doc.get("flags") or [] if include_archived or not f.get("archived")]
-    else:
+    elif project is not None:
         with service(url, token, state_dir) as svc:
-            items = svc.call("GET", f"/api/v1/projects/{project}/flags")["items"]
+            items = svc.call("GET", api_path("projects", project, "flags"))["items"]
         keys = [str(f["key"]) for f in items if include_archived or not f.get("archived")]
     refs = scan_tree(path, keys)
     data = refs_data(keys, refs)
