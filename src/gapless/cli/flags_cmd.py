@@ -7,7 +7,8 @@ Management verbs find the flag service of the state directory on their own (the 
 (nothing changed); ``flags diff`` has its own (0 same, 1 different, 2 trouble).
 
 The module imports typer and the standard library only: rich and yaml are imported by the verbs that
-print a table or read YAML, so ``flags kill`` starts about as fast as Python does.
+print a table or read YAML. ``flags kill`` and ``flags enable`` usually do not come here at all: the
+console script runs them without typer (``gapless.cli.flags_quick``).
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def refs_command(
 
     Exit 0 whatever is found (1 when the service fails, 2 on bad input).
     """
-    _check_output(output, ("text", "json"))
+    _check_output(output)
     if (project is None) == (file is None):
         raise _fail("give --project (the service's flags) or -f FILE (a project file), one of them", 2)
     if not path.exists():
@@ -174,8 +174,8 @@ def refs_command(
         keys = [str(f["key"]) for f in items if include_archived or not f.get("archived")]
     refs = scan_tree(path, keys)
     data = refs_data(keys, refs)
-    if output == "json":
-        _emit(data, "json")
+    if output != "text":
+        _emit(data, output)
         return
     for r in refs:
         sys.stdout.write(f"{r.file}:{r.line}: {r.key}{'' if r.known else ' (unknown flag)'}\n")
