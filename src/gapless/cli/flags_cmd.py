@@ -1,25 +1,31 @@
 """``gapless flags ...``: run the flag service and manage projects, flags, tokens and the kill switch.
 
-Management commands talk to a running service over HTTP (``--url``, default ``$GAPLESS_FLAGS_URL`` or
-``http://127.0.0.1:8787``) with an admin token (``--token``, default ``$GAPLESS_FLAGS_TOKEN`` or the
-file ``flags serve`` wrote in the state directory). Exit codes: 0 ok, 1 the service failed or could not
-be reached, 2 bad input (nothing changed).
+Management verbs find the flag service of the state directory on their own (the control plane's,
+``gapless up``, or ``gapless flags serve``'s) and act with the admin token it wrote there; ``--url``
+(``$GAPLESS_FLAGS_URL``) and ``--token`` (``$GAPLESS_FLAGS_TOKEN``) name another. See
+``gapless.cli.flags_client``. Exit codes: 0 ok, 1 the service failed or none answers, 2 bad input
+(nothing changed); ``flags diff`` has its own (0 same, 1 different, 2 trouble).
+
+The module imports typer and the standard library only: rich and yaml are imported by the verbs that
+print a table or read YAML. ``flags kill`` and ``flags enable`` usually do not come here at all: the
+console script runs them without typer (``gapless.cli.flags_quick``).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from gapless.cli.client import resolve_state_dir
+from gapless.cli.api import resolve_state_dir
+from gapless.cli.flags_client import DEFAULT_URL, FlagsClient, FlagsError, api_path, candidates
+from gapless.cli.flags_render import OUTPUTS, dump, flag_lines
 
 __all__ = ["flags_app"]
 
@@ -28,10 +34,7 @@ flags_app = typer.Typer(
     no_args_is_help=True,
 )
 
-out = Console()
-err = Console(stderr=True)
-
-DEFAULT_LISTEN = "127.0.0.1:8787"
+DEFAULT_LISTEN = DEFAULT_URL.removeprefix("http://")
 
 StateDir = Annotated[
     Path | None,
@@ -45,7 +48,8 @@ Url = Annotated[
     str | None,
     typer.Option(
         "--url",
-        help="Flag service URL (default: $GAPLESS_FLAGS_URL or http://127.0.0.1:8787).",
+        help="Flag service URL (default: $GAPLESS_FLAGS_URL, else the control plane of the state dir, "
+        "else the URL `flags serve` wrote there, else http://127.0.0.1:8787).",
         show_default=False,
     ),
 ]
@@ -53,15 +57,53 @@ Token = Annotated[
     str | None,
     typer.Option(
         "--token",
-        help="Admin token (default: $GAPLESS_FLAGS_TOKEN, else the file `flags serve` wrote).",
+        help="Admin token (default: $GAPLESS_FLAGS_TOKEN, else the flag service's file in the state dir).",
         show_default=False,
     ),
 ]
+Output = Annotated[str, typer.Option("-o", "--output", help="text, json or yaml.")]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+def say(line: str) -> None:
+    """A line for people on stderr (results go to stdout)."""
+    sys.stderr.write(line + "\n")
+
+
+def _fail(message: str, code: int, details: list[str] | None = None) -> typer.Exit:
+    color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+    say(("\x1b[31merror:\x1b[0m " if color else "error: ") + message)
+    for line in details or []:
+        say(line)
     return typer.Exit(code)
+
+
+def _check_output(output: str, allowed: tuple[str, ...] = OUTPUTS) -> None:
+    if output not in allowed:
+        raise _fail(f"--output must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {output!r}", 2)
+
+
+def _emit(data: Any, output: str) -> None:
+    sys.stdout.write(dump(data, output))
+
+
+def client(url: str | None, token: str | None, state_dir: Path | None) -> FlagsClient:
+    """The client of the flag service these options name (``FlagsError`` 2 on a malformed URL)."""
+    sd = resolve_state_dir(state_dir)
+    return FlagsClient(candidates(url, sd, os.environ), sd, token or os.environ.get("GAPLESS_FLAGS_TOKEN"))
+
+
+@contextlib.contextmanager
+def service(url: str | None, token: str | None, state_dir: Path | None) -> Iterator[FlagsClient]:
+    """A client whose ``FlagsError`` ends the verb with its message and exit code."""
+    try:
+        with client(url, token, state_dir) as c:
+            yield c
+    except FlagsError as e:
+        raise _fail(str(e), e.code, e.details) from e
+
+
+def fail_with(e: FlagsError) -> NoReturn:
+    raise _fail(str(e), e.code, e.details) from e
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -69,6 +111,16 @@ def _parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise _fail(f"--listen {value!r}: expected HOST:PORT with a port from 1 to 65535", 2)
     return host.strip("[]"), int(port)
+
+
+def _write_url(path: Path, url: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(url + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
 
 
 @flags_app.command()
@@ -84,59 +136,65 @@ def serve(
     ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Run the flag service (admin API, SDK streaming and polling) until interrupted."""
+    """Run the flag service (admin API, SDK streaming and polling) until interrupted.
+
+    Its URL is written to flags.url in the state directory while it runs, for the other flags verbs.
+    """
     from gapless.core.errors import SpecError
+    from gapless.core.files import FLAGS_DB, FLAGS_URL_FILE
     from gapless.flags.service.serve import run_flag_service
     from gapless.flags.service.store import database_url as check_url
 
-    address = _parse_listen(listen)
+    host, port = _parse_listen(listen)
     sd = resolve_state_dir(state_dir)
-    url = database_url or os.environ.get("GAPLESS_FLAGS_DATABASE_URL") or f"sqlite:///{sd / 'flags.db'}"
+    url = database_url or os.environ.get("GAPLESS_FLAGS_DATABASE_URL") or f"sqlite:///{sd / FLAGS_DB}"
     try:
         check_url(url)
     except SpecError as e:
         raise _fail(str(e.problems[0].message), 2) from e
     sd.mkdir(parents=True, exist_ok=True)
-    raise typer.Exit(run_flag_service(address, url, sd))
+    url_file = sd / FLAGS_URL_FILE
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):  # noqa: S104 -- a comparison: the verbs reach a wildcard on loopback
+        shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]"  # noqa: S104
+    mine = f"http://{shown}:{port}"
+    _write_url(url_file, mine)
+
+    def stopped(signum: int, _: object) -> None:
+        # uvicorn stops on SIGTERM and then raises it again: end with its status, through the finally
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
+    try:
+        code = run_flag_service((host, port), url, sd)
+    finally:
+        with contextlib.suppress(OSError):
+            if url_file.read_text().strip() == mine:
+                url_file.unlink()
+    raise typer.Exit(code)
 
 
-class _Service:
-    def __init__(self, url: str | None, token: str | None, state_dir: Path | None) -> None:
-        from gapless.flags.service.serve import ADMIN_TOKEN_FILE
+def read_project_file(file: Path) -> dict[str, Any]:
+    """A project document (YAML or JSON) from ``file``; ``FlagsError`` 2 naming what is wrong."""
+    import yaml
 
-        self.url = (url or os.environ.get("GAPLESS_FLAGS_URL") or f"http://{DEFAULT_LISTEN}").rstrip("/")
-        token = token or os.environ.get("GAPLESS_FLAGS_TOKEN")
-        if token is None:
-            path = resolve_state_dir(state_dir) / ADMIN_TOKEN_FILE
-            try:
-                token = path.read_text().strip()
-            except OSError as e:
-                raise _fail(
-                    f"no admin token: give --token, set GAPLESS_FLAGS_TOKEN, or run `gapless flags serve` ({e})",
-                    2,
-                ) from e
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        try:
-            r = self.http.request(method, path, json=body)
-        except httpx.HTTPError as e:
-            raise _fail(f"flag service at {self.url} did not answer: {e}", 1) from e
-        if r.status_code >= 400:
-            try:
-                data = r.json()
-                problems = data.get("problems") or [{"path": "", "message": data.get("error", r.text)}]
-            except ValueError:
-                problems = [{"path": "", "message": r.text}]
-            for p in problems:
-                err.print(
-                    f"  {p['path'] + ': ' if p['path'] else ''}{p['message']}", highlight=False, markup=False
-                )
-            raise _fail(
-                f"{method} {path} answered {r.status_code}",
-                2 if 400 <= r.status_code < 500 and r.status_code != 409 else 1,
-            )
-        return r.json() if r.content else {}
+    try:
+        doc = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise FlagsError(2, f"{file}: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("key"), str):
+        raise FlagsError(2, f"{file}: expected a project with a key")
+    for kind in ("segments", "flags"):
+        items = doc.get(kind) or []
+        if not isinstance(items, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("key"), str) for x in items
+        ):
+            raise FlagsError(2, f"{file}: {kind}: expected a list of documents, each with a key")
+        keys = [x["key"] for x in items]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise FlagsError(2, f"{file}: {kind}: {', '.join(twice)} given more than once")
+    return doc
 
 
 @flags_app.command()
@@ -148,41 +206,45 @@ def apply(
     token: Token = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Create or update a project with its segments and flags from a file (each change is audited)."""
+    """Create or update a project with its segments and flags from a file (each change is audited).
+
+    Flags and segments the file does not name are left as they are; `flags diff -f` shows what changes.
+    """
     try:
-        doc = yaml.safe_load(file.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise _fail(f"{file}: {e}", 2) from e
-    if not isinstance(doc, dict) or not isinstance(doc.get("key"), str):
-        raise _fail(f"{file}: expected a project with a key", 2)
-    svc = _Service(url, token, state_dir)
+        doc = read_project_file(file)
+    except FlagsError as e:
+        fail_with(e)
     project = doc["key"]
     segments, flags = doc.pop("segments", []) or [], doc.pop("flags", []) or []
-    svc.call("PUT", f"/api/v1/projects/{project}", doc)
-    for s in segments:
-        svc.call("PUT", f"/api/v1/projects/{project}/segments/{s.get('key')}", s)
-    changed = 0
-    for f in flags:
-        result = svc.call("PUT", f"/api/v1/projects/{project}/flags/{f.get('key')}", f)
-        changed += int(result.get("changed", False))
-    err.print(f"project {project}: {len(segments)} segment(s), {len(flags)} flag(s), {changed} changed")
+    with service(url, token, state_dir) as svc:
+        svc.call("PUT", api_path("projects", project), doc)
+        for s in segments:
+            svc.call("PUT", api_path("projects", project, "segments", s["key"]), s)
+        changed = 0
+        for f in flags:
+            result = svc.call("PUT", api_path("projects", project, "flags", f["key"]), f)
+            changed += int(result.get("changed", False))
+    say(f"project {project}: {len(segments)} segment(s), {len(flags)} flag(s), {changed} changed")
 
 
 @flags_app.command("list")
 def list_flags(
     project: str,
-    output: Annotated[str, typer.Option("-o", "--output", help="text or json.")] = "text",
+    output: Output = "text",
     url: Url = None,
     token: Token = None,
     state_dir: StateDir = None,
 ) -> None:
     """Flags of a project: state per environment, release stage, evaluations, stale flags."""
-    if output not in ("text", "json"):
-        raise _fail(f"--output must be text or json, not {output!r}", 2)
-    items = _Service(url, token, state_dir).call("GET", f"/api/v1/projects/{project}/flags")["items"]
-    if output == "json":
-        out.print_json(json.dumps(items))
+    _check_output(output)
+    with service(url, token, state_dir) as svc:
+        items = svc.call("GET", api_path("projects", project, "flags"))["items"]
+    if output != "text":
+        _emit(items, output)
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for col in ("FLAG", "TYPE", "ENVIRONMENTS", "EVALUATIONS", "STALE"):
         table.add_column(col)
@@ -199,7 +261,32 @@ def list_flags(
             str(sum(f["evaluations"].values())),
             ", ".join(f["staleReasons"]) if f["stale"] else "",
         )
-    out.print(table)
+    Console().print(table)
+
+
+@flags_app.command()
+def get(
+    project: str,
+    flag: str,
+    output: Output = "text",
+    url: Url = None,
+    token: Token = None,
+    state_dir: StateDir = None,
+) -> None:
+    """One flag: state per environment, rules, variants, rollout and release stage, evaluations.
+
+    -o json|yaml prints the flag's document as stored, with its report (`status`: state per
+    environment, stage, evaluation counts, staleness) beside it.
+    """
+    _check_output(output)
+    with service(url, token, state_dir) as svc:
+        doc = svc.call("GET", api_path("projects", project, "flags", flag))
+        items = svc.call("GET", api_path("projects", project, "flags"))["items"]
+    report = next((i for i in items if i.get("key") == flag), None)
+    if output != "text":
+        _emit({"flag": doc, "status": report}, output)
+        return
+    sys.stdout.write("\n".join(flag_lines(doc, report)) + "\n")
 
 
 def _switch(
@@ -211,12 +298,12 @@ def _switch(
     token: str | None,
     state_dir: Path | None,
 ) -> None:
-    result = _Service(url, token, state_dir).call(
-        "POST", f"/api/v1/projects/{project}/flags/{flag}/environments/{environment}/{action}"
-    )
-    revision = result.get("revisions", {}).get(environment)
-    what = f"revision {revision}" if revision else "no change"
-    err.print(f"{flag} in {project}/{environment}: {'killed' if action == 'kill' else 'enabled'} ({what})")
+    from gapless.cli.flags_quick import switch
+
+    try:
+        say(switch(project, flag, environment, action, url, token, resolve_state_dir(state_dir)))
+    except FlagsError as e:
+        fail_with(e)
 
 
 @flags_app.command()
@@ -259,10 +346,13 @@ def advance(
 ) -> None:
     """Move a flag's release plan in ENVIRONMENT to its next stage (audited)."""
     body = {} if stage is None else {"stage": stage}
-    _Service(url, token, state_dir).call(
-        "POST", f"/api/v1/projects/{project}/flags/{flag}/environments/{environment}/release/advance", body
-    )
-    err.print(f"{flag} in {project}/{environment}: release plan advanced")
+    with service(url, token, state_dir) as svc:
+        svc.call(
+            "POST",
+            api_path("projects", project, "flags", flag, "environments", environment, "release", "advance"),
+            body,
+        )
+    say(f"{flag} in {project}/{environment}: release plan advanced")
 
 
 @flags_app.command()
@@ -283,8 +373,9 @@ def token(
     if kind not in ("admin", "sdk"):
         raise _fail("--kind must be admin or sdk", 2)
     body = {"kind": kind, "name": name, "project": project, "environment": environment}
-    result = _Service(url, admin_token, state_dir).call("POST", "/api/v1/tokens", body)
-    out.print(result["token"], highlight=False)
+    with service(url, admin_token, state_dir) as svc:
+        result = svc.call("POST", "/api/v1/tokens", body)
+    sys.stdout.write(result["token"] + "\n")
 
 
 @flags_app.command()
@@ -292,27 +383,38 @@ def audit(
     project: Annotated[str | None, typer.Option("--project")] = None,
     flag: Annotated[str | None, typer.Option("--flag")] = None,
     limit: Annotated[int, typer.Option("--limit")] = 50,
+    output: Output = "text",
     url: Url = None,
     token: Token = None,
     state_dir: StateDir = None,
 ) -> None:
     """Who changed what, when (newest first)."""
-    params = "&".join(
-        f"{k}={v}" for k, v in (("project", project), ("target", flag), ("limit", limit)) if v is not None
+    from urllib.parse import urlencode
+
+    _check_output(output)
+    params = urlencode(
+        {k: v for k, v in (("project", project), ("target", flag), ("limit", limit)) if v is not None}
     )
-    items = _Service(url, token, state_dir).call("GET", f"/api/v1/audit?{params}")["items"]
+    with service(url, token, state_dir) as svc:
+        items = svc.call("GET", f"/api/v1/audit?{params}")["items"]
+    if output != "text":
+        _emit(items, output)
+        return
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for col in ("ID", "TIME", "TOKEN", "ACTION", "PROJECT", "TARGET"):
         table.add_column(col)
-    import time as _time
-
     for e in items:
         table.add_row(
             str(e["id"]),
-            _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(e["at"])),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])),
             e["token"]["name"],
             e["action"],
             e["project"],
             e["target"],
         )
-    out.print(table)
+    Console().print(table)

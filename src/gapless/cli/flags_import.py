@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from gapless.cli.flags_cmd import StateDir, Token, Url, _fail, _Service, err, flags_app, out
+from gapless.cli import flags_diff, flags_refs  # noqa: F401 -- they add `flags diff` and `flags refs`
+from gapless.cli.flags_client import api_path
+from gapless.cli.flags_cmd import StateDir, Token, Url, _fail, flags_app, say, service
 
 __all__ = ["import_from_unleash"]
 
@@ -51,6 +52,8 @@ def import_from_unleash(
 ) -> None:
     """Import Unleash's flags (a dry run unless --apply); anything gapless cannot express is refused by name."""
     from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
 
     from gapless.flags.unleash_import import plan_import
 
@@ -67,13 +70,15 @@ def import_from_unleash(
         if len(found) != 1 or not isinstance(next(iter(found)), str):
             raise _fail("give --project: the features are of several Unleash projects, or none", 2)
         project = str(next(iter(found)))
-    svc = _Service(url, token, state_dir)
-    current = svc.http.get(f"/api/v1/projects/{project}")
-    if current.status_code == 404:
+    with service(url, token, state_dir) as svc:
+        status, found_project = svc.request("GET", api_path("projects", project))
+        if status >= 400 and status != 404:
+            svc.call("GET", api_path("projects", project))  # reports the error and exits
+    if status == 404:
         existing: dict[str, Any] = {"environments": [environment], "flags": [], "segments": []}
         new_project = True
     else:
-        existing = svc.call("GET", f"/api/v1/projects/{project}")
+        existing = found_project
         new_project = False
         if environment not in existing["environments"]:
             raise _fail(f"project {project!r} has no environment {environment!r}", 2)
@@ -102,18 +107,19 @@ def import_from_unleash(
         table.add_row(kind, key, action)
     for name, reason in sorted(plan.refused.items()):
         table.add_row("refused", name, reason)
-    out.print(table)
+    Console().print(table)
     changes = sum(1 for a in actions if a[2] != "unchanged")
     if not apply:
-        err.print(f"dry run: {changes} change(s), {len(plan.refused)} refused; --apply writes them")
+        say(f"dry run: {changes} change(s), {len(plan.refused)} refused; --apply writes them")
         raise typer.Exit(2 if plan.refused else 0)
     if plan.refused and not skip_refused:
         raise _fail(
             f"{len(plan.refused)} feature(s) refused (listed above); nothing written (--skip-refused)", 2
         )
-    if new_project:
-        svc.call("PUT", f"/api/v1/projects/{project}", {"environments": [environment]})
-    for kind, key, action, doc in actions:
-        if action != "unchanged":
-            svc.call("PUT", f"/api/v1/projects/{project}/{kind}s/{key}", doc)
-    err.print(f"imported into {project}/{environment}: {changes} change(s), {len(plan.refused)} refused")
+    with service(url, token, state_dir) as svc:
+        if new_project:
+            svc.call("PUT", api_path("projects", project), {"environments": [environment]})
+        for kind, key, action, doc in actions:
+            if action != "unchanged":
+                svc.call("PUT", api_path("projects", project, f"{kind}s", key), doc)
+    say(f"imported into {project}/{environment}: {changes} change(s), {len(plan.refused)} refused")

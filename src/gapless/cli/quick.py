@@ -164,6 +164,12 @@ def main() -> None:
         sys.stdout.write(__version__ + "\n")
         return
     call = parse(sys.argv[1:])
+    if call is None and sys.argv[1:2] == ["flags"]:  # the kill switch has a quick path of its own
+        from gapless.cli import flags_quick
+
+        switch = flags_quick.parse(sys.argv[2:])
+        if switch is not None:
+            sys.exit(flags_quick.run(switch))
     if call is None:
         from gapless.cli.main import main as full
 

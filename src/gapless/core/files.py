@@ -9,8 +9,10 @@ from __future__ import annotations
 __all__ = [
     "API_SOCKET",
     "DASHBOARD_URL_FILE",
+    "FLAGS_ADMIN_TOKEN",
     "FLAGS_DASHBOARD_TOKEN",
     "FLAGS_DB",
+    "FLAGS_URL_FILE",
     "LOCK_FILE",
     "LOG_FILE",
     "STDERR_FILE",
@@ -23,6 +25,10 @@ TOKEN_FILE = "token"  # noqa: S105 -- a file name, not a secret
 """The admin token in plain text, 0600; the database keeps only its digest."""
 FLAGS_DB = "flags.db"
 """The flag service mounted at ``/flags`` of the API keeps its data here (``gapless flags serve`` too)."""
+FLAGS_ADMIN_TOKEN = "flags-admin-token"  # noqa: S105 -- a file name, not a secret
+"""The flag service's first admin token, 0600 (the ``flags`` verbs act with it unless given another)."""
+FLAGS_URL_FILE = "flags.url"
+"""Where ``gapless flags serve`` writes the URL it serves on (removed on exit), for the ``flags`` verbs."""
 FLAGS_DASHBOARD_TOKEN = "flags-dashboard-token"  # noqa: S105 -- a file name, not a secret
 """The flag admin token the dashboard acts with (named ``gapless dashboard`` in the flag audit log)."""
 LOCK_FILE = "control-plane.lock"
