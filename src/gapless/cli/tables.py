@@ -1,0 +1,251 @@
+"""Tables that fit the terminal: names shortened in the middle, free text wrapped on whole words.
+
+Why not rich's own table: given too little room it folds cells at any character, so an instance id or a
+message breaks mid-word and the screen no longer reads. Here each column says how it may give way:
+
+- ``keep``: short values (numbers, states, ages) shown whole; a value longer than :data:`KEEP_MAX` is cut
+  at its end with ``…``;
+- ``middle``: names and ids keep their start and end, ``web-7f3a…9c2d``, the parts people tell apart;
+- ``wrap``: free text wraps on whole words; only a single word wider than the column is shortened (in
+  its middle), never split across lines.
+
+:func:`layout` decides the widths for a terminal width; when even the narrowest form does not fit, the
+columns of lowest ``priority`` are left out (``-o json`` shows everything). :func:`table_lines` is the
+plain text, a pure function tested as a rule (every line fits, every word that fits stays whole);
+:class:`FitTable` is the same for rich, sized to the console it is printed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rich.cells import cell_len, get_character_cell_size
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.text import Text
+
+__all__ = [
+    "ELLIPSIS",
+    "KEEP_MAX",
+    "MIDDLE_MIN",
+    "WRAP_MIN",
+    "Cell",
+    "Column",
+    "FitTable",
+    "layout",
+    "middle",
+    "table_lines",
+    "wrap",
+]
+
+ELLIPSIS = "…"
+KEEP_MAX = 16
+"""A ``keep`` column narrower than this is never shortened."""
+MIDDLE_MIN = 13
+"""A ``middle`` column gives way down to this width: ``web-7f3a…9c2d``."""
+WRAP_MIN = 16
+"""A ``wrap`` column gives way down to this width, so words of up to 16 characters are never shortened."""
+GAP = 2
+
+Fit = Literal["keep", "middle", "wrap"]
+Cell = str | tuple[str, str]
+"""A cell: its text, or its text and a rich style."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its header, how its cells give way, and how long it stays when room runs out."""
+
+    header: str
+    fit: Fit = "keep"
+    priority: int = 0
+    """Columns of lower priority are left out first when the table cannot fit otherwise."""
+    right: bool = False
+
+
+def _text(cell: Cell) -> str:
+    return cell if isinstance(cell, str) else cell[0]
+
+
+def _style(cell: Cell) -> str:
+    return "" if isinstance(cell, str) else cell[1]
+
+
+def _flat(text: str) -> str:
+    """One line: newlines, tabs and other whitespace become single spaces."""
+    return " ".join(text.split())
+
+
+def _head(text: str, cells: int) -> str:
+    """The longest start of ``text`` at most ``cells`` wide."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += get_character_cell_size(ch)
+        if used > cells:
+            return text[:i]
+    return text
+
+
+def _tail(text: str, cells: int) -> str:
+    """The longest end of ``text`` at most ``cells`` wide."""
+    used = 0
+    for i in range(len(text) - 1, -1, -1):
+        used += get_character_cell_size(text[i])
+        if used > cells:
+            return text[i + 1 :]
+    return text
+
+
+def middle(text: str, width: int) -> str:
+    """``text`` at most ``width`` cells wide, shortened in the middle: ``web-7f3a…9c2d``."""
+    text = _flat(text)
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    room = width - 1
+    head = _head(text, (room + 1) // 2)
+    return head + ELLIPSIS + _tail(text, room - cell_len(head))
+
+
+def _cut_end(text: str, width: int) -> str:
+    text = _flat(text)
+    if cell_len(text) <= width:
+        return text
+    return _head(text, width - 1) + ELLIPSIS if width >= 1 else ""
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines at most ``width`` wide, broken between words (a longer word is shortened)."""
+    width = max(width, 1)
+    lines: list[str] = []
+    line = ""
+    for whole in text.split():
+        word = whole if cell_len(whole) <= width else middle(whole, width)
+        if line and cell_len(line) + 1 + cell_len(word) <= width:
+            line += " " + word
+        else:
+            if line:
+                lines.append(line)
+            line = word
+    lines.append(line)
+    return lines
+
+
+def _natural(column: Column, cells: Iterable[Cell]) -> int:
+    return max([cell_len(column.header), *(cell_len(_flat(_text(c))) for c in cells)])
+
+
+def _floor(column: Column, natural: int) -> int:
+    header = cell_len(column.header)
+    if column.fit == "keep":
+        return natural if natural <= KEEP_MAX else max(header, KEEP_MAX)
+    least = MIDDLE_MIN if column.fit == "middle" else WRAP_MIN
+    return min(natural, max(header, least))
+
+
+def layout(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> list[int | None]:
+    """The width of each column for a table at most ``width`` wide; ``None`` for a column left out."""
+    natural = [_natural(col, (row[i] for row in rows)) for i, col in enumerate(columns)]
+    floors = [_floor(col, n) for col, n in zip(columns, natural, strict=True)]
+    shown = list(range(len(columns)))
+
+    def used(sizes: Sequence[int]) -> int:
+        return sum(sizes[i] for i in shown) + GAP * (len(shown) - 1)
+
+    # Leave out the lowest priority first, the rightmost of equals; the first column always stays.
+    order = sorted(range(1, len(columns)), key=lambda i: (columns[i].priority, -i))
+    while shown and used(floors) > width and order:
+        shown.remove(order.pop(0))
+    sizes = list(floors)
+    if used(sizes) > width:  # one column left and still too wide: it gets the whole line
+        sizes[shown[0]] = max(width, 1)
+    spare = width - used(sizes)
+    # Short columns first (a whole state or number beats a longer message line), then the rest in turn.
+    for kinds in (("keep", "middle"), ("wrap",)):
+        wanting = [i for i in shown if columns[i].fit in kinds and sizes[i] < natural[i]]
+        while spare > 0 and wanting:
+            for i in list(wanting):
+                if spare == 0:
+                    break
+                sizes[i] += 1
+                spare -= 1
+                if sizes[i] >= natural[i]:
+                    wanting.remove(i)
+    return [sizes[i] if i in shown else None for i in range(len(columns))]
+
+
+def _cell_lines(column: Column, cell: Cell, width: int) -> list[str]:
+    text = _text(cell)
+    if column.fit == "wrap":
+        return wrap(text, width)
+    if column.fit == "middle":
+        return [middle(text, width)]
+    return [_cut_end(text, width)]
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    room = max(0, width - cell_len(text))
+    return " " * room + text if right else text + " " * room
+
+
+def _rows(
+    columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int
+) -> list[list[list[tuple[str, str]]]]:
+    """Each printed line as ``(text, style)`` segments, the header first."""
+    sizes = layout(columns, rows, width)
+    shown = [(i, s) for i, s in enumerate(sizes) if s is not None]
+    out: list[list[list[tuple[str, str]]]] = []
+    header = [(_pad(_cut_end(columns[i].header, s), s, columns[i].right), "bold") for i, s in shown]
+    out.append([header])
+    for row in rows:
+        cells = [(i, s, _cell_lines(columns[i], row[i], s), _style(row[i])) for i, s in shown]
+        height = max(len(lines) for _, _, lines, _ in cells)
+        out.append(
+            [
+                [
+                    (_pad(lines[n] if n < len(lines) else "", s, columns[i].right), style)
+                    for i, s, lines, style in cells
+                ]
+                for n in range(height)
+            ]
+        )
+    return out
+
+
+def _join(segments: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Segments separated by the gap, with the trailing blanks of the line removed."""
+    joined: list[tuple[str, str]] = []
+    for n, seg in enumerate(segments):
+        if n:
+            joined.append((" " * GAP, ""))
+        joined.append(seg)
+    while joined and not joined[-1][0].strip():
+        joined.pop()
+    if joined:
+        text, style = joined[-1]
+        joined[-1] = (text.rstrip(), style)
+    return joined
+
+
+def table_lines(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> list[str]:
+    """The table as plain lines, each at most ``width`` cells wide."""
+    return ["".join(t for t, _ in _join(line)) for block in _rows(columns, rows, width) for line in block]
+
+
+@dataclass(frozen=True)
+class FitTable:
+    """A rich renderable: the table laid out for the width of the console it is printed on."""
+
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        del console  # the width comes with the options (a Live display or a narrower parent)
+        for block in _rows(self.columns, self.rows, options.max_width):
+            for line in block:
+                text = Text(no_wrap=True, overflow="ignore")
+                for segment, style in _join(line):
+                    text.append(segment, style=style or None)
+                yield text
