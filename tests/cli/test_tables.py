@@ -7,7 +7,17 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
 
-from gapless.cli.tables import ELLIPSIS, WRAP_MIN, Column, FitTable, layout, middle, table_lines, wrap
+from gapless.cli.tables import (
+    ELLIPSIS,
+    WRAP_MIN,
+    Column,
+    FitTable,
+    hanging,
+    layout,
+    middle,
+    table_lines,
+    wrap,
+)
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789-_.:/é界"
 words = st.text(LETTERS, min_size=1, max_size=30)
@@ -104,3 +114,20 @@ def test_rich_prints_the_same_lines(table: tuple[list[Column], list[list[str]]],
         console.print(FitTable(tuple(cols), tuple(tuple(r) for r in rows)))
     printed = capture.get().split("\n")[:-1]
     assert [line.rstrip() for line in printed] == table_lines(cols, rows, width)
+
+
+@given(texts, st.integers(min_value=40, max_value=120))
+def test_hanging_paragraphs_fit_and_keep_their_words(text: str, width: int) -> None:
+    """A note below a table fits, indents its later lines, and keeps every word that fits whole."""
+    lines = hanging(text, width)
+    assert all(cell_len(line) <= width for line in lines)
+    assert all(line.startswith("  ") for line in lines[1:])
+    shown = " ".join(lines).split()
+    for word in text.split():
+        if cell_len(word) <= width - 2:
+            assert word in shown
+
+
+def test_a_no_break_space_holds_a_value_to_its_unit() -> None:
+    """`2.1 ms` written with a no-break space is one word: it never ends one line and starts the next."""
+    assert wrap("p99 2.1\u00a0ms vs 6.4\u00a0ms", 10) == ["p99 2.1\u00a0ms", "vs 6.4\u00a0ms"]

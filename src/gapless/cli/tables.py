@@ -17,6 +17,7 @@ plain text, a pure function tested as a rule (every line fits, every word that f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,23 +30,30 @@ __all__ = [
     "ELLIPSIS",
     "KEEP_MAX",
     "MIDDLE_MIN",
+    "NBSP",
     "WRAP_MIN",
     "Cell",
     "Column",
     "FitTable",
+    "Notes",
+    "hanging",
     "layout",
     "middle",
     "table_lines",
+    "words",
     "wrap",
 ]
 
 ELLIPSIS = "…"
+NBSP = "\u00a0"
+"""Write it between a value and its unit (``2.1\u00a0ms``) to keep them on one line; printed as a space."""
 KEEP_MAX = 16
 """A ``keep`` column narrower than this is never shortened."""
 MIDDLE_MIN = 13
 """A ``middle`` column gives way down to this width: ``web-7f3a…9c2d``."""
 WRAP_MIN = 16
-"""A ``wrap`` column gives way down to this width, so words of up to 16 characters are never shortened."""
+"""A ``wrap`` column gives way down to its longest word or this width, whichever is less: words of up to
+16 characters are never shortened."""
 GAP = 2
 
 Fit = Literal["keep", "middle", "wrap"]
@@ -72,9 +80,18 @@ def _style(cell: Cell) -> str:
     return "" if isinstance(cell, str) else cell[1]
 
 
+_WORD = re.compile(r"[^ \t\n\r\f\v]+")
+"""A word ends at ASCII whitespace only: a no-break space (``2.1\u00a0ms``) holds a value to its unit."""
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``, as wrapping sees them."""
+    return _WORD.findall(text)
+
+
 def _flat(text: str) -> str:
     """One line: newlines, tabs and other whitespace become single spaces."""
-    return " ".join(text.split())
+    return " ".join(words(text))
 
 
 def _head(text: str, cells: int) -> str:
@@ -116,39 +133,52 @@ def _cut_end(text: str, width: int) -> str:
     return _head(text, width - 1) + ELLIPSIS if width >= 1 else ""
 
 
-def wrap(text: str, width: int) -> list[str]:
-    """``text`` in lines at most ``width`` wide, broken between words (a longer word is shortened)."""
-    width = max(width, 1)
+def wrap(text: str, width: int, later: int | None = None) -> list[str]:
+    """``text`` in lines at most ``width`` wide (``later`` for all but the first), broken between words.
+
+    A word wider than its line is shortened in its middle, never split across lines.
+    """
+    limit = max(width, 1)
     lines: list[str] = []
     line = ""
-    for whole in text.split():
-        word = whole if cell_len(whole) <= width else middle(whole, width)
-        if line and cell_len(line) + 1 + cell_len(word) <= width:
+    for whole in words(text):
+        word = whole if cell_len(whole) <= limit else middle(whole, limit)
+        if line and cell_len(line) + 1 + cell_len(word) <= limit:
             line += " " + word
-        else:
-            if line:
-                lines.append(line)
-            line = word
+            continue
+        if line:
+            lines.append(line)
+            limit = max(later if later is not None else width, 1)
+            word = whole if cell_len(whole) <= limit else middle(whole, limit)
+        line = word
     lines.append(line)
     return lines
 
 
-def _natural(column: Column, cells: Iterable[Cell]) -> int:
+def _natural(column: Column, cells: Sequence[Cell]) -> int:
     return max([cell_len(column.header), *(cell_len(_flat(_text(c))) for c in cells)])
 
 
-def _floor(column: Column, natural: int) -> int:
+def _longest_word(cells: Iterable[Cell]) -> int:
+    return max((cell_len(w) for c in cells for w in words(_text(c))), default=0)
+
+
+def _floor(column: Column, cells: Sequence[Cell]) -> int:
+    """The narrowest the column may get: a wrapped column keeps its words up to :data:`WRAP_MIN` whole."""
     header = cell_len(column.header)
+    natural = _natural(column, cells)
     if column.fit == "keep":
         return natural if natural <= KEEP_MAX else max(header, KEEP_MAX)
-    least = MIDDLE_MIN if column.fit == "middle" else WRAP_MIN
-    return min(natural, max(header, least))
+    if column.fit == "middle":
+        return min(natural, max(header, MIDDLE_MIN))
+    return min(natural, max(header, min(_longest_word(cells), WRAP_MIN)))
 
 
 def layout(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> list[int | None]:
     """The width of each column for a table at most ``width`` wide; ``None`` for a column left out."""
-    natural = [_natural(col, (row[i] for row in rows)) for i, col in enumerate(columns)]
-    floors = [_floor(col, n) for col, n in zip(columns, natural, strict=True)]
+    cells = [[row[i] for row in rows] for i in range(len(columns))]
+    natural = [_natural(col, cells[i]) for i, col in enumerate(columns)]
+    floors = [_floor(col, cells[i]) for i, col in enumerate(columns)]
     shown = list(range(len(columns)))
 
     def used(sizes: Sequence[int]) -> int:
@@ -221,6 +251,8 @@ def _join(segments: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if n:
             joined.append((" " * GAP, ""))
         joined.append(seg)
+    # A no-break space held words together while wrapping; printed, it is a plain space (grep finds "2.1 ms").
+    joined = [(text.replace(NBSP, " "), style) for text, style in joined]
     while joined and not joined[-1][0].strip():
         joined.pop()
     if joined:
@@ -249,3 +281,24 @@ class FitTable:
                 for segment, style in _join(line):
                     text.append(segment, style=style or None)
                 yield text
+
+
+def hanging(text: str, width: int, indent: int = 2) -> list[str]:
+    """``text`` wrapped on whole words to ``width``, every line after the first indented by ``indent``."""
+    indent = min(indent, max(width - WRAP_MIN, 0))
+    first, *rest = wrap(text, width, width - indent)
+    return [first, *(" " * indent + line for line in rest)]
+
+
+@dataclass(frozen=True)
+class Notes:
+    """Free text below a table, ``label: text`` a paragraph each, wrapped to the console's width."""
+
+    notes: tuple[tuple[str, str], ...]
+    style: str = ""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        del console
+        for label, text in self.notes:
+            for line in hanging(f"{label}: {text}", options.max_width):
+                yield Text(line.replace(NBSP, " "), style=self.style, no_wrap=True, overflow="ignore")
