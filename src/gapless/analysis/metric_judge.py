@@ -140,6 +140,8 @@ class MetricJudge:
     def judge_value(self, value: float | list[float]) -> Verdict:
         """Judge a query result (Prometheus) with the metric's conditions: ``result`` is the value."""
         shown: dict[str, Any] = {"result": _plain(value)}
+        if self.metric.unit is not None:
+            shown["unit"] = self.metric.unit
         c = self._conditions
         if c is None:
             return Verdict("error", shown, "a query metric needs a successCondition or failureCondition")
