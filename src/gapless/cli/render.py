@@ -258,6 +258,11 @@ def measured_text(value: dict[str, Any]) -> str:
     return text
 
 
+def _says_less(measurement: dict[str, Any]) -> bool:
+    """A running sequential test's message ("not yet decided after N requests") says less than its outlook."""
+    return measurement.get("phase") == "running" and "outlook" in (measurement.get("value") or {})
+
+
 def _counts(m: dict[str, Any]) -> str:
     text = str(m.get("measured", 0))
     if m.get("failed"):
@@ -273,11 +278,8 @@ def render_analysis_summary(runs: list[dict[str, Any]]) -> RenderableType:
         for m in run.get("metrics", []):
             name = m["name"] + (" (dry run)" if m.get("dryRun") else "")
             last = m.get("last") or {}
-            value = last.get("value") or {}
-            shown = measured_text(value)
-            # A running sequential test's message ("not yet decided") says less than its outlook does.
-            quiet = last.get("phase") == "running" and "outlook" in value
-            message = "" if quiet else last.get("message", "")
+            shown = measured_text(last.get("value") or {})
+            message = "" if _says_less(last) else last.get("message", "")
             rows.append(
                 (
                     f"· {name}",
@@ -321,7 +323,7 @@ def render_analysis(items: list[dict[str, Any]]) -> RenderableType:
                 time.strftime("%H:%M:%S", time.localtime(m["at"])),
                 _phase_cell(m["phase"]),
                 measured_text(m.get("value") or {}),
-                m.get("message", ""),
+                "" if _says_less(m) else m.get("message", ""),
             )
             for metric, measurements in (run.get("measurements") or {}).items()
             for m in measurements
