@@ -175,6 +175,8 @@ def test_analysis_fits_and_keeps_every_short_word(items: list[dict[str, Any]], w
     for run in items:
         for measurements in run["measurements"].values():
             for m in measurements:
+                if "outlook" in m["value"]:
+                    continue  # a running sequential test shows its outlook instead of "not yet decided"
                 for word in m["message"].split():
                     if len(word) <= 16:
                         assert word in tokens
