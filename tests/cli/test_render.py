@@ -32,7 +32,7 @@ seconds = st.floats(0, 30, allow_nan=False)
 def printed(renderable: RenderableType, width: int) -> list[str]:
     console = Console(width=width, record=True, color_system=None, legacy_windows=False)
     with console.capture() as capture:
-        console.print(renderable)
+        console.print(renderable, crop=False)  # rich would cut a line that is too wide: it must not be
     return capture.get().split("\n")
 
 

@@ -111,7 +111,7 @@ def test_rich_prints_the_same_lines(table: tuple[list[Column], list[list[str]]],
     cols, rows = table
     console = Console(width=width, record=True, color_system=None, legacy_windows=False)
     with console.capture() as capture:
-        console.print(FitTable(tuple(cols), tuple(tuple(r) for r in rows)))
+        console.print(FitTable(tuple(cols), tuple(tuple(r) for r in rows)), crop=False)
     printed = capture.get().split("\n")[:-1]
     assert [line.rstrip() for line in printed] == table_lines(cols, rows, width)
 

@@ -93,6 +93,7 @@ async def test_status_and_analysis_fit_80_columns_with_units_and_an_outlook(g: G
         assert ahead["decided"] or ahead["remainingRequests"] is None or ahead["remainingRequests"] > 0
 
         await wait_for(g, NAME, lambda st: bool((st["strategy"] or {}).get("analysis")))
+        st = await g.status(NAME)
         status = await cli_at(g, 80, "status", NAME)
         analysis = await cli_at(g, 80, "analysis", NAME)
     finally:
@@ -103,6 +104,9 @@ async def test_status_and_analysis_fit_80_columns_with_units_and_an_outlook(g: G
     text = "\n".join(status)
     assert f"{NAME[:5]}" in text
     assert "…" in text  # 34-character instance ids, shortened in the middle beside eight columns
+    for i in st["instances"]:  # rich would crop a line that is too wide: nothing may be lost
+        assert f"{i['id'][:8]}" in text
+        assert str(i["port"]) in text
     shown = " ".join(" ".join(analysis).split())
     assert "LLR" in shown
     assert " ms vs " in shown
