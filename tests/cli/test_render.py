@@ -129,11 +129,11 @@ def test_status_fits_any_width(status: dict[str, Any], width: int) -> None:
     """`gapless status` prints no line wider than the terminal, whatever the ids and messages."""
     lines = printed(render_status(status), width)
     fits(lines, width)
-    head = " ".join(lines[:3])
+    head = "\n".join(lines)
     for label in ("updated", "ready", "available"):
-        match = re.search(rf"{label} (\d+)/(\d+)", head)
-        if match:  # the summary line may wrap between the label and its count on a narrow terminal
-            assert int(match.group(1)) <= int(match.group(2))
+        match = re.search(rf"{label} (\d+)/(\d+)", head)  # a phrase: never broken across lines
+        assert match, label
+        assert int(match.group(1)) <= int(match.group(2)) == status["replicas"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -254,6 +254,9 @@ def test_outlook_reads_as_distance_and_requests() -> None:
         == "LLR 1.2 of 3.7 to decide (failed); no estimate yet"
     )
     assert outlook_text(ahead | {"decided": True, "llr": 3.9}) == "LLR 3.9 reached 3.7 (failed)"
+    assert "~1700 more requests" in outlook_text(ahead | {"remainingRequests": 1674})
+    assert "~12k more requests" in outlook_text(ahead | {"remainingRequests": 12_345})
+    assert "~42 more requests" in outlook_text(ahead | {"remainingRequests": 42})
 
 
 def test_summary_of_a_sequential_metric_shows_the_outlook() -> None:

@@ -12,9 +12,11 @@ from gapless.cli.tables import (
     WRAP_MIN,
     Column,
     FitTable,
+    Phrase,
     hanging,
     layout,
     middle,
+    phrase_lines,
     table_lines,
     wrap,
 )
@@ -131,3 +133,20 @@ def test_hanging_paragraphs_fit_and_keep_their_words(text: str, width: int) -> N
 def test_a_no_break_space_holds_a_value_to_its_unit() -> None:
     """`2.1 ms` written with a no-break space is one word: it never ends one line and starts the next."""
     assert wrap("p99 2.1\u00a0ms vs 6.4\u00a0ms", 10) == ["p99 2.1\u00a0ms", "vs 6.4\u00a0ms"]
+
+
+phrases = st.lists(st.lists(words, min_size=1, max_size=4).map(lambda ws: ((" ".join(ws), ""),)), max_size=12)
+
+
+@given(phrases, st.integers(min_value=40, max_value=160))
+def test_phrases_fit_and_stay_whole(items: list[Phrase], width: int) -> None:
+    """A summary line's phrases (`available 4/4`) wrap only between phrases when they fit a line."""
+    lines = ["".join(t for t, _ in line) for line in phrase_lines(items, width)]
+    assert all(cell_len(line) <= width for line in lines)
+    for phrase in items:
+        text = phrase[0][0]
+        if cell_len(text) <= width:
+            assert any(text in line for line in lines)
+    assert " ".join(lines).split() == [
+        w if cell_len(w) <= width else middle(w, width) for p in items for w in p[0][0].split()
+    ]

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from gapless.cli.tables import NBSP, Cell, Column, FitTable, Notes
+from gapless.cli.tables import NBSP, Cell, Column, FitTable, Notes, Phrase, Phrases
 from gapless.core.units import format_count, format_duration, format_value
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "render_status",
     "step_text",
     "summary_line",
+    "summary_phrases",
 ]
 
 _PHASE_STYLE = {
@@ -63,40 +64,54 @@ def _of(status: dict[str, Any], key: str) -> str:
     return f"{max(0, min(int(status.get(key, 0) or 0), total))}/{total}"
 
 
-def summary_line(status: dict[str, Any]) -> Text:
-    """One line: phase, revision and replica counts, as shown while waiting."""
+def summary_phrases(status: dict[str, Any]) -> list[Phrase]:
+    """The summary as phrases: phase, revision and replica counts, step, weights, pause, message."""
     phase = status.get("phase", "Pending")
-    t = Text()
-    t.append(f"{status.get('name', '?')} ", style="bold")
-    t.append(phase, style=phase_style(phase))
-    t.append(
-        f"  revision {status.get('currentRevision', '-')}"
-        f"  updated {_of(status, 'updatedReplicas')}"
-        f"  ready {_of(status, 'readyReplicas')}"
-        f"  available {_of(status, 'availableReplicas')}"
-        f"  instances {status.get('totalInstances', 0)}"
-    )
+    out: list[Phrase] = [
+        ((f"{status.get('name', '?')}", "bold"), (" ", ""), (phase, phase_style(phase))),
+        ((f"revision {status.get('currentRevision', '-')}", ""),),
+        ((f"updated {_of(status, 'updatedReplicas')}", ""),),
+        ((f"ready {_of(status, 'readyReplicas')}", ""),),
+        ((f"available {_of(status, 'availableReplicas')}", ""),),
+    ]
+    instances = f"instances {status.get('totalInstances', 0)}"
     if status.get("terminatingReplicas"):
-        t.append(f" ({status['terminatingReplicas']} terminating)")
+        instances += f" ({status['terminatingReplicas']} terminating)"
+    out.append(((instances, ""),))
     strategy = status.get("strategy") or {}
     if strategy.get("type") == "Canary" and "stepIndex" in strategy:
         done = strategy.get("stepsDone")
-        t.append(f"  {step_text(int(strategy['stepIndex']), int(strategy.get('steps', 0)), done)}")
+        out.append(((step_text(int(strategy["stepIndex"]), int(strategy.get("steps", 0)), done), ""),))
     if strategy.get("weights"):
-        t.append("  weights " + " ".join(f"r{r}:{w}%" for r, w in strategy["weights"].items()))
+        out.append((("weights " + " ".join(f"r{r}:{w}%" for r, w in strategy["weights"].items()), ""),))
     if strategy.get("pauseRemaining") is not None:
-        t.append(f"  pause {format_duration(strategy['pauseRemaining'])} left")
+        out.append(((f"pause {format_duration(strategy['pauseRemaining'])} left", ""),))
     if status.get("message"):
-        t.append(f"  {status['message']}", style="yellow")
+        out.append(((str(status["message"]), "yellow"),))
+    return out
+
+
+def summary_line(status: dict[str, Any]) -> Text:
+    """One line: phase, revision and replica counts, as shown while waiting."""
+    t = Text()
+    for n, phrase in enumerate(summary_phrases(status)):
+        if n:
+            t.append("  ")
+        for text, style in phrase:
+            t.append(text, style=style or None)
     return t
 
 
 def render_status(status: dict[str, Any]) -> RenderableType:
-    head = summary_line(status)
+    head = Phrases(tuple(summary_phrases(status)))
     router = status.get("router") or {}
-    info = Text(
-        f"listen {router.get('listen', '-')}  router pid {router.get('pid') or '-'}"
-        f"  backends {router.get('backends', 0)}  stable revision {status.get('stableRevision') or '-'}"
+    info = Phrases(
+        (
+            ((f"listen {router.get('listen', '-')}", ""),),
+            ((f"router pid {router.get('pid') or '-'}", ""),),
+            ((f"backends {router.get('backends', 0)}", ""),),
+            ((f"stable revision {status.get('stableRevision') or '-'}", ""),),
+        )
     )
     cond = FitTable(
         (
@@ -219,6 +234,14 @@ def _result(result: Any, unit: str | None) -> str:
     return str(result)
 
 
+def _about(n: int) -> str:
+    """An estimate to two significant digits (``~1700``, not ``~1674``): it is not that precise."""
+    if n >= 100:
+        digits = len(str(n)) - 2
+        n = round(n, -digits)
+    return format_count(n)
+
+
 def outlook_text(ahead: dict[str, Any]) -> str:
     """A sequential test's distance to a decision: ``LLR 1.2 of 3.7 toward failed; ~800 more requests``."""
     llr, bound = float(ahead.get("llr", 0.0)), float(ahead.get("bound", 0.0))
@@ -230,7 +253,7 @@ def outlook_text(ahead: dict[str, Any]) -> str:
     left = ahead.get("remainingRequests")
     if left is None:
         return text + "; no estimate yet"
-    text += f"; ~{format_count(left)} more requests"
+    text += f"; ~{_about(int(left))} more requests"
     if ahead.get("remainingSeconds") is not None:
         text += f" (~{format_duration(ahead['remainingSeconds'])})"
     if ahead.get("capped"):

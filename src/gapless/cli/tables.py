@@ -36,9 +36,13 @@ __all__ = [
     "Column",
     "FitTable",
     "Notes",
+    "Phrase",
+    "Phrases",
+    "Segment",
     "hanging",
     "layout",
     "middle",
+    "phrase_lines",
     "table_lines",
     "words",
     "wrap",
@@ -302,3 +306,54 @@ class Notes:
         for label, text in self.notes:
             for line in hanging(f"{label}: {text}", options.max_width):
                 yield Text(line.replace(NBSP, " "), style=self.style, no_wrap=True, overflow="ignore")
+
+
+Segment = tuple[str, str]
+"""Text and its rich style."""
+Phrase = tuple[Segment, ...]
+"""Words that belong together (``available 4/4``): kept on one line when it fits."""
+
+
+def phrase_lines(phrases: Sequence[Phrase], width: int, gap: int = GAP) -> list[list[Segment]]:
+    """Phrases on lines at most ``width`` wide, ``gap`` spaces apart, broken only between phrases.
+
+    A phrase wider than a whole line is wrapped on its own words instead.
+    """
+    width = max(width, 1)
+    lines: list[list[Segment]] = []
+    line: list[Segment] = []
+    used = 0
+    for phrase in phrases:
+        size = sum(cell_len(t) for t, _ in phrase)
+        if size > width:
+            if line:
+                lines.append(line)
+            style = next((s for t, s in phrase if t.strip()), "")
+            lines += [[(part, style)] for part in wrap("".join(t for t, _ in phrase), width)]
+            line, used = [], 0
+            continue
+        if line and used + gap + size <= width:
+            line = [*line, (" " * gap, ""), *phrase]
+            used += gap + size
+            continue
+        if line:
+            lines.append(line)
+        line, used = list(phrase), size
+    if line or not lines:
+        lines.append(line)
+    return lines
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """A rich renderable: phrases laid out by :func:`phrase_lines` for the console's width."""
+
+    phrases: tuple[Phrase, ...]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        del console
+        for line in phrase_lines(self.phrases, options.max_width):
+            text = Text(no_wrap=True, overflow="ignore")
+            for segment, style in line:
+                text.append(segment.replace(NBSP, " "), style=style or None)
+            yield text
