@@ -55,7 +55,8 @@ def phase_style(phase: str) -> str:
 def _age(ts: float | None) -> str:
     if not ts:
         return "-"
-    return format_duration(max(0, int(time.time() - ts)))
+    s = max(0, int(time.time() - ts))
+    return f"{s}s" if s < 60 else format_duration(s)
 
 
 def _of(status: dict[str, Any], key: str) -> str:
@@ -372,7 +373,7 @@ def render_history(items: list[dict[str, Any]]) -> RenderableType:
     return FitTable(
         (
             Column("REVISION", priority=9, right=True),
-            Column("HASH", "middle", priority=2),
+            Column("HASH", priority=2),
             Column("PHASE", priority=8),
             Column("AGE", priority=7, right=True),
             Column("COMMAND", "wrap", priority=6),
@@ -381,7 +382,7 @@ def render_history(items: list[dict[str, Any]]) -> RenderableType:
         tuple(
             (
                 str(r["number"]),
-                r["hash"],
+                str(r["hash"])[:12],  # as git shows a commit: enough to tell revisions apart
                 (r["phase"], _REVISION_STYLE.get(r["phase"], "")),
                 _age(r.get("createdAt")),
                 " ".join(r.get("command", [])),

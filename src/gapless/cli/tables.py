@@ -196,8 +196,8 @@ def layout(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int
     if used(sizes) > width:  # one column left and still too wide: it gets the whole line
         sizes[shown[0]] = max(width, 1)
     spare = width - used(sizes)
-    # Short columns first (a whole state or number beats a longer message line), then the rest in turn.
-    for kinds in (("keep", "middle"), ("wrap",)):
+    # Short values first (a whole state or number beats a longer message line), then names and text in turn.
+    for kinds in (("keep",), ("middle", "wrap")):
         wanting = [i for i in shown if columns[i].fit in kinds and sizes[i] < natural[i]]
         while spare > 0 and wanting:
             for i in list(wanting):
@@ -279,12 +279,15 @@ class FitTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         del console  # the width comes with the options (a Live display or a narrower parent)
-        for block in _rows(self.columns, self.rows, options.max_width):
-            for line in block:
-                text = Text(no_wrap=True, overflow="ignore")
-                for segment, style in _join(line):
-                    text.append(segment, style=style or None)
-                yield text
+        text = Text(no_wrap=True, overflow="ignore")  # one Text for the table: rich's cost is per Text
+        for n, line in enumerate(
+            line for block in _rows(self.columns, self.rows, options.max_width) for line in block
+        ):
+            if n:
+                text.append("\n")
+            for segment, style in _join(line):
+                text.append(segment, style=style or None)
+        yield text
 
 
 def hanging(text: str, width: int, indent: int = 2) -> list[str]:
