@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gapless.cli.render import summary_line
 from gapless.controller.status import build_status, strategy_status
 from gapless.spec import parse_rollout
 from gapless.store.records import InstanceRecord, RevisionRecord
@@ -162,3 +168,77 @@ def test_step_shown_never_beyond_the_steps() -> None:
     assert step_text(1, 5) == "step 2/5"
     assert step_text(4, 5) == "step 5/5"
     assert step_text(5, 5) == "steps 5/5 done"
+
+
+instance_states = st.sampled_from(["starting", "running", "backoff", "terminating", "stopped"])
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> list[InstanceRecord]:
+    """Any mix of instances of the target and the stable revision, in any state, ready or not."""
+    out = []
+    for n in range(draw(st.integers(0, 14))):
+        ready = draw(st.booleans())
+        out.append(
+            InstanceRecord(
+                f"i{n}",
+                "shop",
+                draw(st.sampled_from(["c", "s"])),
+                draw(instance_states),
+                NOW - 100,
+                "x.log",
+                ready=ready,
+                ready_since=NOW - draw(st.floats(0, 50)) if ready else None,
+            )
+        )
+    return out
+
+
+@given(
+    fleets(),
+    st.integers(0, 8),
+    st.integers(0, 30),
+    st.booleans(),
+    st.booleans(),
+)
+def test_counters_never_exceed_their_totals(
+    instances: list[InstanceRecord], replicas: int, min_ready: int, complete: bool, paused: bool
+) -> None:
+    """Whatever runs (a surge, both revisions at full size), every counter is between 0 and replicas."""
+    status = build_status(
+        name="shop",
+        generation=1,
+        view=view(replicas=replicas, min_ready_seconds=min_ready, target_complete=complete, paused=paused),
+        revisions=[rev("s", 1, "complete"), rev("c", 2, "progressing")],
+        instances=instances,
+        router={},
+        previous={},
+        now=NOW,
+    )
+    for key in ("updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas"):
+        assert 0 <= status[key] <= replicas, key
+    assert status["availableReplicas"] + status["unavailableReplicas"] == replicas
+    live = sum(1 for i in instances if i.state != "terminating")
+    assert status["surge"] == max(0, live - replicas)
+    line = summary_line(status).plain
+    for label in ("updated", "available"):
+        shown, total = (int(x) for x in re.search(rf"{label} (\d+)/(\d+)", line).groups())  # type: ignore[union-attr]
+        assert shown <= total == replicas
+
+
+@given(st.integers(0, 12), st.integers(1, 6), st.booleans())
+def test_step_counter_never_passes_the_steps(index: int, steps: int, full: bool) -> None:
+    """The step shown is between 1 and the number of steps, also after the last step or a full promotion."""
+    doc = DOC.replace(
+        "steps: [{setWeight: 20}, {pause: {duration: 30}}, {pause: {}}]",
+        "steps: [" + ", ".join(f"{{setWeight: {10 + n}}}" for n in range(steps)) + "]",
+    )
+    spec = parse_rollout(doc).spec
+    target = rev("c", 2, "progressing", StepState(index=index, weight=20, full=full))
+    strategy = strategy_status(spec, target, rev("s", 1, "complete"), {"c": 20, "s": 80}, NOW)
+    assert 0 <= strategy["stepIndex"] <= steps
+    assert 1 <= strategy["step"] <= steps
+    assert strategy["stepsDone"] == (index >= steps)
+    text = summary_line({"name": "shop", "strategy": strategy}).plain
+    shown, total = (int(x) for x in re.search(r"steps? (\d+)/(\d+)", text).groups())  # type: ignore[union-attr]
+    assert shown <= total == steps

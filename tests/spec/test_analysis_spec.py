@@ -366,6 +366,18 @@ BAD_TEMPLATES = [
         "cannot have a judge",
     ),
     (
+        "{name: m, provider: {builtin: {}}, judge: {sequential: {}}, unit: seconds}",
+        "",
+        "spec.metrics.0.unit",
+        "only a prometheus metric takes a unit",
+    ),
+    (
+        "{name: m, provider: {prometheus: {address: 'http://p', query: up}}, successCondition: x, unit: hours}",
+        "",
+        "spec.metrics.0.unit",
+        "'seconds', 'milliseconds'",
+    ),
+    (
         "{name: m, provider: {builtin: {}}, judge: {memoryLeak: {}}}",
         "",
         "spec.metrics.0.judge.memoryLeak",
@@ -917,3 +929,18 @@ def test_documented_examples_are_valid() -> None:
             RHEAD.removesuffix("  strategy:\n") + strategy + "\n"
         ).spec.strategy.analysis_template_names()
     assert names == {"shop-health", "smoke"}
+
+
+def test_a_query_metric_declares_its_unit() -> None:
+    """A prometheus metric may say what its result measures; the judged value carries the unit."""
+    from gapless.analysis.metric_judge import MetricJudge
+
+    doc = metric_template(
+        "{name: p99, provider: {prometheus: {address: 'http://p:9090', query: q}}, "
+        "successCondition: 'result < 0.5', unit: seconds}"
+    )
+    metric = template(doc).spec.metrics[0]
+    assert metric.unit == "seconds"
+    verdict = MetricJudge(metric, {}).judge_value(0.0021)
+    assert verdict.value == {"result": 0.0021, "unit": "seconds"}
+    assert template(doc).to_document(as_written=True)["spec"]["metrics"][0]["unit"] == "seconds"

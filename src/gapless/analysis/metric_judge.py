@@ -30,6 +30,7 @@ from gapless.analysis.judges import (
     threshold,
 )
 from gapless.analysis.measurements import Measurement
+from gapless.analysis.outlook import outlook
 from gapless.analysis.sequential import (
     SequentialConfig,
     SequentialState,
@@ -124,6 +125,10 @@ class MetricJudge:
         elif self._sequential is not None:
             self._sequential = update(self._sequential, canary, baseline)
             result = verdict(self._sequential)
+            span = canary.end - canary.start
+            rate = canary.requests / span if span > 0 else None  # this window's: today's weights
+            ahead = outlook(self._sequential, rate).to_json()
+            result = Verdict(result.phase, dict(result.value) | {"outlook": ahead}, result.message)
         if self._conditions is not None:
             cond = conditions(self._conditions, canary, baseline)
             result = cond if result is None else worse(result, cond)
@@ -135,6 +140,8 @@ class MetricJudge:
     def judge_value(self, value: float | list[float]) -> Verdict:
         """Judge a query result (Prometheus) with the metric's conditions: ``result`` is the value."""
         shown: dict[str, Any] = {"result": _plain(value)}
+        if self.metric.unit is not None:
+            shown["unit"] = self.metric.unit
         c = self._conditions
         if c is None:
             return Verdict("error", shown, "a query metric needs a successCondition or failureCondition")

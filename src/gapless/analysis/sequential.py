@@ -44,15 +44,17 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from gapless.analysis.errors import AnalysisError
 from gapless.analysis.measurements import Measurement
 from gapless.analysis.verdict import Phase, Verdict
 
 __all__ = [
+    "Evidence",
     "SequentialConfig",
     "SequentialState",
+    "evidence",
     "sequential",
     "state_from_json",
     "state_to_json",
@@ -283,25 +285,71 @@ def _slow_bound(baseline: Measurement, fraction: float, estimate: float) -> floa
     return best
 
 
-def _decide(state: SequentialState) -> SequentialState:
+@dataclass(frozen=True)
+class Evidence:
+    """One test's log e-value and the bound at which it decides.
+
+    ``group`` ties alternatives together: the canary is healthy when *every* group toward ``successful``
+    has one test at its bound (errors may be shown healthy by the ratio test or by the error-rate floor),
+    and it fails when *any* test toward ``failed`` reaches its bound.
+    """
+
+    test: str
+    toward: Literal["failed", "successful"]
+    group: str
+    log_value: float
+    bound: float
+
+    @property
+    def reached(self) -> bool:
+        return self.log_value >= self.bound
+
+
+def evidence(state: SequentialState) -> tuple[Evidence, ...]:
+    """Every enabled test of the state against its bound; failures first, in the order they are checked."""
     config = state.config
     tests = int(config.errors) + int(config.latency)
     fail_bound = math.log(tests / config.alpha)
-    if config.errors and _log_mixture(state.errors_failed) >= fail_bound:
-        return replace(state, decision="failed", reason="canary error rate is higher than the baseline's")
-    if config.latency and _log_mixture(state.slow_failed) >= fail_bound:
-        return replace(state, decision="failed", reason="canary is slower than the baseline")
-    healthy = []
+    out: list[Evidence] = []
+    if config.errors:
+        out.append(Evidence("errors", "failed", "errors", _log_mixture(state.errors_failed), fail_bound))
+    if config.latency:
+        out.append(Evidence("latency", "failed", "latency", _log_mixture(state.slow_failed), fail_bound))
     if config.errors:
         floor = config.error_rate_floor is not None
         bound = math.log((2 if floor else 1) / config.beta)
-        healthy.append(
-            _log_mixture(state.errors_healthy) >= bound
-            or (floor and _log_mixture(state.errors_floor) >= bound)
-        )
+        out.append(Evidence("errors", "successful", "errors", _log_mixture(state.errors_healthy), bound))
+        if floor:
+            out.append(
+                Evidence("error-rate-floor", "successful", "errors", _log_mixture(state.errors_floor), bound)
+            )
     if config.latency:
-        healthy.append(_log_mixture(state.slow_healthy) >= math.log(1 / config.beta))
-    if all(healthy):
+        out.append(
+            Evidence(
+                "latency",
+                "successful",
+                "latency",
+                _log_mixture(state.slow_healthy),
+                math.log(1 / config.beta),
+            )
+        )
+    return tuple(out)
+
+
+_FAILED_REASON = {
+    "errors": "canary error rate is higher than the baseline's",
+    "latency": "canary is slower than the baseline",
+}
+
+
+def _decide(state: SequentialState) -> SequentialState:
+    config = state.config
+    found = evidence(state)
+    for e in found:
+        if e.toward == "failed" and e.reached:
+            return replace(state, decision="failed", reason=_FAILED_REASON[e.test])
+    groups = {e.group for e in found if e.toward == "successful"}
+    if all(any(e.reached for e in found if e.toward == "successful" and e.group == g) for g in groups):
         return replace(state, decision="successful", reason="canary is no worse than the baseline")
     if config.max_canary_requests is not None and state.canary_requests >= config.max_canary_requests:
         return replace(

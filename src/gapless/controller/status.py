@@ -31,6 +31,22 @@ def _condition(
     }
 
 
+def _counters(replicas: int, live: int, updated: int, ready: int, available: int) -> dict[str, int]:
+    """The replica counters as shown against ``replicas``: each between 0 and ``replicas``."""
+    desired = max(replicas, 0)
+
+    def capped(n: int) -> int:
+        return max(0, min(n, desired))
+
+    return {
+        "updatedReplicas": capped(updated),
+        "readyReplicas": capped(ready),
+        "availableReplicas": capped(available),
+        "unavailableReplicas": desired - capped(available),
+        "surge": max(0, live - desired),
+    }
+
+
 def build_status(
     *,
     name: str,
@@ -149,12 +165,10 @@ def build_status(
         "stableHash": view.stable,
         "paused": view.paused,
         "totalInstances": len(instances),
-        "updatedReplicas": len(updated),
-        "readyReplicas": len(ready),
-        # Of the desired count: the canary and blue-green run both revisions at full size for a while,
-        # and "6/3 available" reads as a fault. Everything running is in totalInstances.
-        "availableReplicas": min(len(available), view.replicas),
-        "unavailableReplicas": max(0, view.replicas - len(available)),
+        # Counters are of the desired count: a surge, the canary and blue-green run more instances than
+        # ``replicas`` for a while, and "6/3 available" reads as a fault. Everything running is in
+        # totalInstances (and ``surge`` says how many are above the desired count).
+        **_counters(view.replicas, len(live), len(updated), len(ready), len(available)),
         "terminatingReplicas": len(instances) - len(live),
         "conditions": conditions,
         "revisions": [
@@ -203,8 +217,11 @@ def strategy_status(
     out["promoted"] = st.switched_at is not None
     if strategy.canary is not None:
         steps = strategy.canary.steps
-        out["stepIndex"] = st.index
+        # The planner's index reaches len(steps) after the last step; shown, a step never passes the total.
+        out["stepIndex"] = max(0, min(st.index, len(steps)))
         out["steps"] = len(steps)
+        out["step"] = min(out["stepIndex"] + 1, len(steps))
+        out["stepsDone"] = st.index >= len(steps)
         out["canaryWeight"] = st.weight
         if st.index < len(steps) and not st.full:
             step = steps[st.index]

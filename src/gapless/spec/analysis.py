@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from gapless.core.errors import Problem, SpecError
+from gapless.core.units import Unit
 from gapless.spec.base import SpecModel, field_error, parse_duration
 from gapless.spec.models import Metadata
 from gapless.spec.strategy import ARG_NAME_RE, ArgName, ArgText, Duration, duplicates
@@ -340,6 +341,8 @@ class Metric(SpecModel):
     success_condition: str | None = Field(default=None, min_length=1, max_length=MAX_CONDITION)
     failure_condition: str | None = Field(default=None, min_length=1, max_length=MAX_CONDITION)
     judge: Judge | None = None
+    unit: Unit | None = None
+    """What a query's result measures, so it is shown as ``12 ms`` or ``0.5%`` instead of a bare number."""
     failure_limit: int = Field(default=0, ge=0)
     inconclusive_limit: int = Field(default=0, ge=0)
     consecutive_error_limit: int = Field(default=4, ge=0)
@@ -352,6 +355,12 @@ class Metric(SpecModel):
     @model_validator(mode="after")
     def _judged(self) -> Metric:
         provider = self.provider.kind
+        if self.unit is not None and provider != "prometheus":
+            raise field_error(
+                "unit",
+                f"only a prometheus metric takes a unit; the {provider} provider's values have units of "
+                "their own",
+            )
         if provider == "prometheus":
             if self.judge is not None:
                 raise field_error(
