@@ -432,7 +432,9 @@ def _condition_specs(metric: Metric) -> list[_Spec]:
     for source, outcome in ((metric.failure_condition, "fails"), (metric.success_condition, "passes")):
         if source is None:
             continue
-        match = _CONDITION_RE.search(source)
+        matches = list(_CONDITION_RE.finditer(source))
+        # ``result.requests == 0 or result.error_rate < 0.05``: the inequality is the limit people read.
+        match = next((m for m in matches if m.group(2) not in ("==", "!=")), matches[0] if matches else None)
         if match is None:
             continue
         field_name = match.group(1).lstrip(".")
