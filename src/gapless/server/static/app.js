@@ -268,12 +268,13 @@ function clock(t) {
   return [d.getHours(), d.getMinutes(), d.getSeconds()].map((x) => String(x).padStart(2, "0")).join(":");
 }
 
-function drawChart(id, lines, format, floor) {
+// `tmin`: where the shown revisions' data starts (the same for every chart, so they line up).
+function drawChart(id, lines, format, floor, tmin) {
   const root = $(id);
   root.replaceChildren();
   const W = 900, H = 180, L = 54, R = 8, T = 8, B = 22;
   const now = Date.now() / 1000;
-  const all = lines.flatMap((l) => l.points.filter((p) => p[0] >= now - WINDOW && p[1] != null));
+  const all = lines.flatMap((l) => l.points.filter((p) => p[0] >= tmin && p[1] != null));
   if (!all.length) {
     const t = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" });
     t.textContent = "no data yet";
@@ -281,8 +282,6 @@ function drawChart(id, lines, format, floor) {
     root.dataset.tmin = "";
     return;
   }
-  // The time axis starts where the data does (at most WINDOW seconds back) and ends now.
-  const tmin = Math.min(...all.map((p) => p[0]));
   const tmax = Math.max(now, tmin + 10);
   const ticks = niceTicks(Math.max(...all.map((p) => p[1]), floor || 0), 4);
   const vmax = ticks[ticks.length - 1];
@@ -364,10 +363,14 @@ function drawCharts() {
     legend.append(el("span", { "data-revision": rev, "data-color": colorOf(rev) }, sw, "revision " + rev + (parts.length ? " (" + parts.join(", ") + ")" : "")));
   }
   legend.append(el("span", { class: "muted", text: "latency: solid P50, dashed P95, dotted P99; orange lines: events" }));
+  // The time axis starts where the shown data does (at most WINDOW seconds back) and ends now.
+  const since = Date.now() / 1000 - WINDOW;
+  const times = shown.flatMap((rev) => revs[rev].points.map((q) => q.t).filter((t) => t >= since));
+  const tmin = times.length ? Math.min(...times) : since;
   const fixed = (v, vmax) => v.toFixed(decimals(vmax));
-  drawChart("chart-rate", rate, fixed);
-  drawChart("chart-errors", errors, (v, vmax) => fixed(v, vmax) + "%", 1);
-  drawChart("chart-latency", latency, fixed);
+  drawChart("chart-rate", rate, fixed, 0, tmin);
+  drawChart("chart-errors", errors, (v, vmax) => fixed(v, vmax) + "%", 1, tmin);
+  drawChart("chart-latency", latency, fixed, 0, tmin);
 }
 
 async function pollSeries() {
@@ -401,21 +404,22 @@ function sparkline(check) {
 
 const VERDICT_WORDS = { pass: "pass", fail: "fail", inconclusive: "inconclusive", running: "running", error: "error" };
 
-// One metric as people read it: verdict, the value with its unit against the limit or the baseline
-// (computed by the control plane: gapless.analysis.readings), a sparkline of its recent values.
+// One metric as people read it: verdict, each value with its unit against the limit or the baseline
+// (computed by the control plane: gapless.analysis.readings), each with a sparkline of its recent values.
 function renderReading(r, counts, finished) {
   const checks = el("div", { class: "checks" });
-  for (const c of r.checks || []) checks.append(el("div", { class: "check", "data-quantity": c.quantity, "data-unit": c.unit, text: c.text }));
+  for (const c of r.checks || []) {
+    checks.append(el("div", { class: "check", "data-quantity": c.quantity, "data-unit": c.unit },
+      el("span", { class: "check-text", text: c.text }), sparkline(c)));
+  }
   if (!(r.checks || []).length) checks.append(el("div", { class: "check muted", text: r.measured + " measurements" }));
   if (r.verdict !== "pass" && r.message) checks.append(el("div", { class: "why muted", text: r.message }));
-  const first = (r.checks || []).find((c) => (c.series || []).length >= 2) || (r.checks || [])[0];
   let verdict = VERDICT_WORDS[r.verdict] || "error";
   if (finished && verdict === "running") verdict = "stopped"; // its run ended (another metric decided)
   return el("div", { class: "reading", "data-metric": r.metric, "data-verdict": verdict },
     el("span", { class: "verdict " + verdict, text: verdict }),
     el("span", { class: "metric-name", text: r.metric }),
     checks,
-    el("span", { class: "spark-box" }, first ? sparkline(first) : ""),
     el("span", { class: "counts muted", text: counts }));
 }
 
