@@ -688,12 +688,29 @@ $("flag-rows").addEventListener("click", (ev) => {
 
 // -- migrations ---------------------------------------------------------------------------------------
 
-const MIGRATION_STATUS = {
-  MigrationStarted: ["started", ""],
-  BackfillDone: ["backfill done", ""],
-  MigrationCompleted: ["completed", "ok"],
-  MigrationRolledBack: ["rolled back", "bad"],
-};
+const fmtRows = (n) => Number(n).toLocaleString("en-US");
+
+// The step a migration is at, in words that follow it: "expand, step 2/5", then "backfill 41% (12,300 /
+// 30,000 rows)" moving with each progress reading, then "both versions served ...", then "completed".
+function migrationStep(m) {
+  const type = m.last ? m.last.type : "";
+  if (type === "MigrationCompleted") return ["completed: old version removed (contract)", "ok"];
+  if (type === "MigrationRolledBack") return ["rolled back", "bad"];
+  const tables = Object.values(m.backfill);
+  const done = tables.reduce((a, b) => a + b.done, 0), total = tables.reduce((a, b) => a + b.total, 0);
+  const pct = total ? Math.min(100, Math.floor((100 * done) / total)) : 100;
+  if (type === "BackfillDone" || (tables.length && tables.every((b) => b.final))) {
+    return ["both versions served (backfill done: " + fmtRows(done) + " rows); next: complete", ""];
+  }
+  if (tables.length && (tables.some((b) => b.live) || !m.last || type === "MigrationStarted")) {
+    return ["backfill " + pct + "% (" + fmtRows(done) + " / " + fmtRows(total) + " rows)", "running"];
+  }
+  if (type === "MigrationStarted") {
+    const step = (m.last.message || "").match(/step (\d+)\/(\d+)/);
+    return [step ? "expand, step " + step[1] + "/" + step[2] : "expand", "running"];
+  }
+  return [type || "-", ""];
+}
 
 // "backfill users 300/300; backfill orders 5/5" -> [{table, done, total}]
 function backfillOf(message) {
@@ -709,7 +726,7 @@ function migrationOf(database, name) {
 
 function backfillBar(b) {
   const pct = b.total ? Math.min(100, Math.floor((100 * b.done) / b.total)) : b.final ? 100 : 0;
-  let text = b.table + " " + b.done + "/" + b.total + " (" + pct + "%)";
+  let text = b.table + " " + fmtRows(b.done) + " / " + fmtRows(b.total) + " (" + pct + "%)";
   if (b.live && b.rate != null) text += ", " + Math.round(b.rate) + " rows/s";
   if (b.live && b.throttled) text += ", throttled";
   const fill = el("div", { class: "fill" + (b.throttled && b.live ? " throttled" : "") });
@@ -728,9 +745,7 @@ function renderMigrations() {
   for (const m of rows) {
     const type = m.last ? m.last.type : "";
     const tables = Object.values(m.backfill);
-    const running = tables.some((b) => b.live);
-    let [text, cls] = MIGRATION_STATUS[type] || [type, ""];
-    if ((!m.last || type === "MigrationStarted") && running) text = "backfilling";
+    const [text, cls] = migrationStep(m);
     const bars = el("div", {});
     for (const b of tables) bars.append(backfillBar(b));
     if (!tables.length) bars.append(el("span", { class: "muted", text: m.started ? "running" : "-" }));
