@@ -524,6 +524,8 @@ async function loadProjects() {
   } catch (e) { flagMessage(e.message); }
 }
 
+function fmtPercent(p) { return (p >= 10 || p === 0 || p === 100 ? Math.round(p) : Number(p.toPrecision(2))) + "%"; }
+
 function stageText(stage) {
   if (!stage) return "";
   return "stage " + (stage.index + 1) + "/" + stage.of + (stage.name ? " " + stage.name : "");
@@ -562,6 +564,16 @@ async function loadFlags() {
           td.append(el("button", { "data-enable": env, "data-flag": f.key, text: "enable" }));
         }
         if (st.stage) td.append(el("span", { class: "stage", "data-stage": String(st.stage.index), text: stageText(st.stage) }));
+        // Who gets what (the flag service's summary): the rules in evaluation order, then everyone else.
+        const rollout = st.rollout;
+        if (rollout) {
+          td.append(el("span", { class: "rollout", "data-percent": String(rollout.percent),
+            text: st.enabled ? "rollout " + fmtPercent(rollout.percent) : "off for everyone" + (rollout.percent ? " (rollout " + fmtPercent(rollout.percent) + " when on)" : "") }));
+        }
+        const rules = el("ol", { class: "rules" });
+        for (const r of st.rules || []) rules.append(el("li", { text: r }));
+        if (rollout) rules.append(el("li", { class: "muted", text: rollout.text }));
+        if (rules.children.length) td.append(rules);
         return td;
       });
       const last = f.lastEvaluatedAt ? new Date(f.lastEvaluatedAt * 1000).toLocaleString() : "never";
