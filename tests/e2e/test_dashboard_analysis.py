@@ -271,6 +271,24 @@ async def test_analysis_panel_legend_and_width_in_chromium(g: Gapless, tmp_path:
             _screenshot(driver, where, "800-aborted")
 
         await asyncio.to_thread(after_abort)
+        # A third revision while the page (which saw 1 and 2) stays open, then a reload that sees only 1
+        # and 3: every revision keeps its colour, whatever the order or number of revisions seen.
+        third = rollout_doc(
+            "shop", port, "v3", strategy=STRATEGY, replicas=2, app_args=("--error-rate", "0.001")
+        )
+        code, _, err = await g.acli("apply", "-f", str(g.write(third)))
+        assert code == 0, err
+        await _wait_api(g, "/api/v1/rollouts/shop", lambda b: _live(b["status"]) == ["1", "3"], timeout=30)
+
+        def third_revision() -> None:
+            seen = _check_legend_and_colours(driver, ["1", "3"])
+            _screenshot(driver, where, "800-third-revision")
+            driver.refresh()
+            _wait_js(driver, "document.getElementById('live').textContent === 'live'")
+            assert _check_legend_and_colours(driver, ["1", "3"]) == seen
+            assert seen["1"][0] == colours["1"][0]
+
+        await asyncio.to_thread(third_revision)
     finally:
         await asyncio.to_thread(driver.quit)
         report = await load.stop()
