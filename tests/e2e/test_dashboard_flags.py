@@ -109,7 +109,20 @@ async def test_kill_switch_click_reaches_a_connected_sdk(g: Gapless, tmp_path: P
             assert _wait_js(driver, f"document.querySelector('{staging}')?.dataset.state") == "off"
             stage = '#flag-rows tr[data-flag="gradual"] td[data-env="production"] .stage'
             assert _wait_js(driver, f"document.querySelector('{stage}')?.textContent") == "stage 1/2 10%"
+            # Not only on/off: the rules in order, what everyone else gets, and the rollout percentage.
+            shown = driver.execute_script(
+                "return Array.from(document.querySelectorAll('#flag-rows td[data-env=\"production\"]')).map(td => ["
+                "td.closest('tr').dataset.flag, td.querySelector('.rollout').textContent,"
+                "Array.from(td.querySelectorAll('ol.rules li')).map(li => li.textContent)])"
+            )
+            assert sorted(shown) == [
+                ["gradual", "rollout 10%", ["everyone else: 10% on, 90% off"]],
+                ["new-checkout", "rollout 10%", ["if plan in pro: on", "everyone else: 10% on, 90% off"]],
+            ]
             _screenshot(driver, tmp_path, "flags-1-project")
+            driver.set_window_size(800, 1200)
+            assert driver.execute_script("return document.scrollingElement.scrollWidth") <= 800
+            _screenshot(driver, tmp_path, "flags-1-project-800")
 
         await asyncio.to_thread(open_flags)
 

@@ -14,6 +14,7 @@ Screenshots go to the test's tmp dir and to ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from pathlib import Path
@@ -210,10 +211,16 @@ def test_migrations_view_shows_backfill_progress_while_it_runs(g: Gapless, db: s
         )
         done = int(_wait_js(driver, intermediate, 20))
         assert 0 < done < ROWS
-        assert (
-            _wait_js(driver, f"document.querySelector('{row} .migration-status').textContent")
-            == "backfilling"
+        step = f"document.querySelector('{row} .migration-status').textContent"
+        first = _wait_js(driver, step)
+        assert re.fullmatch(r"backfill \d{1,2}% \([\d,]+ / [\d,]+ rows\)", first), first
+        assert first.endswith(f" / {ROWS:,} rows)"), first
+        # The step text follows the backfill: a later reading shows more rows and a higher share.
+        moved = _wait_js(
+            driver, f"({step}) !== {first!r} && ({step}).startsWith('backfill ') && ({step})", 10
         )
+        shown = [int(x.replace(",", "")) for x in re.findall(r"\(([\d,]+) /", first + moved)]
+        assert shown[0] < shown[1] <= ROWS, (first, moved)
         # It moves: a later push shows more rows, and the rate measured over the last seconds.
         later = (
             f"(b => b && b.dataset.final === 'false' && Number(b.dataset.done) > {done} && "
@@ -230,8 +237,8 @@ def test_migrations_view_shows_backfill_progress_while_it_runs(g: Gapless, db: s
         assert _wait_js(driver, f"document.querySelector('{bar}')?.dataset.final === 'true'", 10)
         assert driver.execute_script(f"return document.querySelector('{bar}').dataset.done") == str(ROWS)
         assert (
-            _wait_js(driver, f"document.querySelector('{row} .migration-status').textContent")
-            == "backfill done"
+            _wait_js(driver, f"({step}).startsWith('both') && ({step})")
+            == f"both versions served (backfill done: {ROWS:,} rows); next: complete"
         )
         _screenshot(driver, tmp_path, "live-migrations-2-done")
     finally:

@@ -30,7 +30,13 @@ from gapless.core.errors import NotFoundError, Problem, SpecError, StateWriteErr
 from gapless.core.jsonbody import MAX_INT, parse_json
 from gapless.providers.schema import MIGRATION_STREAM_PREFIX
 from gapless.server.auth import token_matches
-from gapless.server.dashboard import MigrationProgress, SeriesSampler, progress_body, stream_events
+from gapless.server.dashboard import (
+    MigrationProgress,
+    SeriesSampler,
+    analysis_readings,
+    progress_body,
+    stream_events,
+)
 from gapless.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gapless.server.metrics import MetricsSource, render_control_plane_metrics
 from gapless.spec.load import validate_rollout, validate_template
@@ -374,7 +380,13 @@ def build_app(
 
     async def analysis(request: Request) -> Response:
         revision: int | None = _int_param(request, "revision", 0, 1, 1 << 31) or None
-        return JSONResponse(commands.analysis(request.path_params["name"], revision))
+        name = request.path_params["name"]
+        body = commands.analysis(name, revision)
+        runs = {r.id: r for r in store.analysis_runs(name)}
+        for item in body["items"]:  # the dashboard's analysis panel reads these
+            run = runs.get(item["id"])
+            item["readings"] = analysis_readings(run) if run is not None else []
+        return JSONResponse(body)
 
     async def delete_rollout(request: Request) -> Response:
         commands.delete(request.path_params["name"])

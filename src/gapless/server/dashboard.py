@@ -21,6 +21,10 @@ that endpoint also takes the token as ``?token=``.
 no deployment event (nothing is stored, nothing goes to Grafana); the final numbers arrive with the
 ``BackfillDone`` event.
 
+``analysis_readings`` adds to each run of ``GET /api/v1/rollouts/{name}/analysis`` its ``readings``:
+per metric the verdict, the value with its unit against the limit or the baseline, and the recent
+values (:mod:`gapless.analysis.readings`), which the page shows instead of the recorded raw values.
+
 ``build_dashboard_app`` serves the static page (no token: it holds no data) and, under the same server,
 the very API app of the unix socket, so every JSON endpoint checks the token exactly as there.
 """
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -46,11 +51,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from gapless.analysis.readings import reading
 from gapless.controller.instances import instance_handle
 from gapless.controller.traffic import Traffic
 from gapless.core.errors import Problem, SpecError
 from gapless.platform.base import Platform
 from gapless.router.stats import RevisionStats, RouterStats, quantile
+from gapless.spec.analysis import Metric
+from gapless.store.records import AnalysisRunRecord
 from gapless.store.sqlite import Store
 
 __all__ = [
@@ -58,6 +66,7 @@ __all__ = [
     "STATIC_DIR",
     "MigrationProgress",
     "SeriesSampler",
+    "analysis_readings",
     "build_dashboard_app",
     "point_between",
     "progress_body",
@@ -329,6 +338,19 @@ class MigrationProgress:
     def since(self, seq: int) -> list[dict[str, Any]]:
         """The readings accepted after ``seq``, oldest first."""
         return [i for i in self._items.values() if i["seq"] > seq]
+
+
+def analysis_readings(run: AnalysisRunRecord) -> list[dict[str, Any]]:
+    """Each metric of a run as read (verdict, value with unit against limit or baseline, recent values)."""
+    specs: dict[str, Metric] = {}
+    for m in run.spec.get("metrics", []):
+        try:
+            metric = Metric.model_validate(m)
+        except ValidationError:
+            log.warning("analysis run %s: a metric spec no longer validates; shown without checks", run.id)
+            continue
+        specs[metric.name] = metric
+    return [reading(specs.get(str(p.get("name", ""))), p).to_json() for p in run.metrics]
 
 
 def _status(store: Store, name: str | None) -> dict[str, Any]:

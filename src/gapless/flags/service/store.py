@@ -43,6 +43,7 @@ from gapless.flags.model import (
 )
 from gapless.flags.service import schema as t
 from gapless.flags.service.tokens import TokenKind, TokenRecord, digest, new_token
+from gapless.flags.summary import environment_summary
 
 __all__ = [
     "Actor",
@@ -713,7 +714,7 @@ class FlagStore:
                     )
 
     def flag_report(self, project_key: str, *, stale_after: float = STALE_AFTER) -> list[dict[str, Any]]:
-        """Every flag with its state per environment, evaluation counts, and whether it looks stale.
+        """Every flag with its state per environment (on/off, stage, rules, rollout), evaluation counts, and staleness.
 
         Stale: not evaluated by any SDK for ``stale_after`` seconds (and older than that), or serving
         one variant to everyone in every environment unchanged for that long (the release is done;
@@ -758,6 +759,7 @@ class FlagStore:
                             "enabled": _enabled(flag, env),
                             "stage": _stage(flag, env),
                         }
+                        | environment_summary(flag, env)
                         for env in project.environments
                     },
                     "evaluations": {f"{e.environment}/{e.variant}": e.count for e in seen},

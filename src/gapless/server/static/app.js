@@ -11,7 +11,6 @@
 // usage reports, lifetimes running out); the rows are redrawn only when something differs.
 "use strict";
 
-const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2"];
 const WINDOW = 300; // seconds of series shown
 const $ = (id) => document.getElementById(id);
 const state = { source: null, timers: [], events: [], series: null, status: null, spec: null, name: null, view: 0, fallback: null };
@@ -165,10 +164,10 @@ function renderStatus(data) {
   if (!steps.length) ol.append(el("li", { class: "muted", text: strategy.type || "rolling update" }));
   steps.forEach((step, i) => {
     const cls = strategy.stepIndex == null ? "" : i < strategy.stepIndex ? "done" : i === strategy.stepIndex ? "current" : "";
-    let text = JSON.stringify(step);
+    let text = Object.keys(step).join(", ");
     if (step.setWeight != null) text = "setWeight " + step.setWeight + "%";
     else if (step.pause) text = step.pause.duration == null ? "pause (until promoted)" : "pause " + step.pause.duration + "s";
-    else if (step.analysis) text = "analysis";
+    else if (step.analysis) text = "analysis (" + ((step.analysis.templates || []).map((t) => t.templateName).join(", ")) + ")";
     if (cls === "current" && strategy.waitingForPromote) text += " - waiting for promote";
     ol.append(el("li", { class: cls, "data-step": String(i), text }));
   });
@@ -217,40 +216,91 @@ function addEvents(items) {
   drawCharts();
 }
 
-const revisionColors = {};
+// A revision's colour comes from the revision itself (its number), never from its place in a legend:
+// the same revision has the same colour in every chart, the weights bar and after every refresh, and
+// two consecutive revisions (the usual stable and canary) always differ.
+const PALETTE = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
 function colorOf(rev) {
-  if (!(rev in revisionColors)) revisionColors[rev] = COLORS[Object.keys(revisionColors).length % COLORS.length];
-  return revisionColors[rev];
+  const n = Number(rev);
+  if (Number.isInteger(n) && n > 0) return PALETTE[(n - 1) % PALETTE.length];
+  let h = 0;
+  for (const c of String(rev)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return PALETTE[h % PALETTE.length];
 }
 
-function drawChart(id, lines, format, floor) {
+// The revisions that hold traffic (a weight above 0) or instances (not stopped) now, by number,
+// with their weight and instance count: the only ones charts and legends show.
+function liveRevisions(s) {
+  const live = {};
+  const add = (rev) => (live[rev] = live[rev] || { weight: null, instances: 0 });
+  const weights = (s && s.strategy && s.strategy.weights) || null;
+  if (weights) for (const [rev, n] of Object.entries(weights)) if (n > 0) add(rev).weight = n;
+  for (const i of (s && s.instances) || []) if (i.state !== "stopped" && i.revision != null) add(String(i.revision)).instances += 1;
+  return live;
+}
+
+// Axis ticks on round numbers: a step of 1, 2 or 5 x 10^n, the fewest ticks above `max` in at most
+// `count` steps; the axis ends on its last tick. (tests/e2e/test_dashboard_charts.py holds the same rule
+// in Python, checks its properties, and checks this function against it in Chromium.)
+function niceTicks(max, count) {
+  if (!(max > 0) || !Number.isFinite(max)) max = 1;
+  const raw = max / count;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  let step = 10 * mag;
+  for (const m of [1, 2, 5]) if (m * mag >= raw * (1 - 1e-9)) { step = m * mag; break; }
+  const n = Math.ceil(max / step - 1e-9);
+  const ticks = [];
+  for (let k = 0; k <= n; k++) ticks.push(Number((k * step).toPrecision(12)));
+  return ticks;
+}
+
+// Time ticks at round clock times (every 1, 2, 5, 10, 15 or 30 s, 1, 2, 5 or 10 min), at most `count`.
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
+function timeTicks(tmin, tmax, count) {
+  const step = TIME_STEPS.find((s) => (tmax - tmin) / s <= count) || 600;
+  const ticks = [];
+  for (let t = Math.ceil(tmin / step) * step; t <= tmax; t += step) ticks.push(t);
+  return ticks;
+}
+
+function clock(t) {
+  const d = new Date(t * 1000);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((x) => String(x).padStart(2, "0")).join(":");
+}
+
+// `tmin`: where the shown revisions' data starts (the same for every chart, so they line up).
+function drawChart(id, lines, format, floor, tmin) {
   const root = $(id);
   root.replaceChildren();
   const W = 900, H = 180, L = 54, R = 8, T = 8, B = 22;
   const now = Date.now() / 1000;
-  let tmin = now - WINDOW;
-  const all = lines.flatMap((l) => l.points);
-  if (all.length) tmin = Math.max(tmin, Math.min(...all.map((p) => p[0])));
+  const all = lines.flatMap((l) => l.points.filter((p) => p[0] >= tmin && p[1] != null));
+  if (!all.length) {
+    const t = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" });
+    t.textContent = "no data yet";
+    root.append(t);
+    root.dataset.tmin = "";
+    return;
+  }
   const tmax = Math.max(now, tmin + 10);
-  let vmax = Math.max(0, ...all.map((p) => p[1]));
-  vmax = Math.max(vmax, floor || 0);
-  if (vmax <= 0) vmax = 1;
-  vmax *= 1.1;
+  const ticks = niceTicks(Math.max(...all.map((p) => p[1]), floor || 0), 4);
+  const vmax = ticks[ticks.length - 1];
+  root.dataset.tmin = String(tmin);
+  root.dataset.ticks = ticks.join(",");
   const x = (t) => L + ((t - tmin) / (tmax - tmin)) * (W - L - R);
   const y = (v) => H - B - (v / vmax) * (H - T - B);
-  for (let k = 0; k <= 4; k++) {
-    const v = (vmax * k) / 4;
+  for (const v of ticks) {
     root.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
-    const t = svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" });
-    t.textContent = format(v);
+    const t = svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" });
+    t.textContent = format(v, vmax);
     root.append(t);
   }
   root.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  for (const frac of [0, 0.5, 1]) {
-    const t = tmin + frac * (tmax - tmin);
-    const label = svg("text", { x: x(t), y: H - 6, "text-anchor": frac === 0 ? "start" : frac === 1 ? "end" : "middle" });
-    label.textContent = new Date(t * 1000).toLocaleTimeString();
-    root.append(label);
+  root.append(svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
+  for (const t of timeTicks(tmin, tmax, 6)) {
+    const label = svg("text", { x: x(t), y: H - 6, "text-anchor": "middle", class: "time-tick" });
+    label.textContent = clock(t);
+    root.append(svg("line", { class: "axis", x1: x(t), x2: x(t), y1: H - B, y2: H - B + 4 }), label);
   }
   for (const line of lines) {
     const pts = line.points.filter((p) => p[0] >= tmin && p[1] != null);
@@ -263,7 +313,7 @@ function drawChart(id, lines, format, floor) {
   }
   for (const e of state.events) {
     if (e.time < tmin || e.time > tmax) continue;
-    const text = new Date(e.time * 1000).toLocaleTimeString() + " " + e.type + ": " + e.message;
+    const text = clock(e.time) + " " + e.type + ": " + e.message;
     const marker = svg("line", { class: "event-marker", x1: x(e.time), x2: x(e.time), y1: T, y2: H - B, "data-type": e.type, "data-id": String(e.id) });
     const hit = svg("line", { class: "event-hit", x1: x(e.time), x2: x(e.time), y1: T, y2: H - B });
     const title = svg("title", {});
@@ -278,31 +328,49 @@ function drawChart(id, lines, format, floor) {
 function tooltip(ev, text) {
   const t = $("tooltip");
   t.textContent = text;
-  t.style.left = ev.clientX + 12 + "px";
+  t.style.left = Math.min(ev.clientX + 12, window.innerWidth - 300) + "px";
   t.style.top = ev.clientY + 12 + "px";
   t.hidden = false;
 }
 
+// Tick labels with as many decimals as the step needs (0.5, 1, 1.5 / 0.02, 0.04).
+function decimals(vmax) {
+  const step = vmax / 4;
+  return step >= 1 ? 0 : Math.min(6, Math.ceil(-Math.log10(step) + 1e-9));
+}
+
 function drawCharts() {
   const revs = (state.series && state.series.revisions) || {};
+  const live = liveRevisions(state.status);
   const rate = [], errors = [], latency = [];
   const legend = $("legend");
   legend.replaceChildren();
-  for (const [rev, s] of Object.entries(revs)) {
-    const p = s.points;
+  const shown = Object.keys(revs).filter((rev) => rev in live).sort((a, b) => Number(a) - Number(b));
+  for (const rev of shown) {
+    const p = revs[rev].points;
     rate.push({ revision: rev, label: "rps", points: p.map((q) => [q.t, q.rps]) });
-    errors.push({ revision: rev, label: "errors", points: p.map((q) => [q.t, q.errorRate]) });
+    errors.push({ revision: rev, label: "errors", points: p.map((q) => [q.t, q.errorRate == null ? null : 100 * q.errorRate]) });
     latency.push({ revision: rev, label: "p50", points: p.map((q) => [q.t, q.p50 == null ? null : q.p50 * 1000]) });
     latency.push({ revision: rev, label: "p95", dash: "6 3", points: p.map((q) => [q.t, q.p95 == null ? null : q.p95 * 1000]) });
     latency.push({ revision: rev, label: "p99", dash: "2 3", points: p.map((q) => [q.t, q.p99 == null ? null : q.p99 * 1000]) });
+  }
+  for (const rev of Object.keys(live).sort((a, b) => Number(a) - Number(b))) {
     const sw = el("i");
     sw.style.background = colorOf(rev);
-    legend.append(el("span", {}, sw, "revision " + rev));
+    const info = live[rev], parts = [];
+    if (info.weight != null) parts.push(info.weight + "%");
+    if (info.instances) parts.push(info.instances + (info.instances === 1 ? " instance" : " instances"));
+    legend.append(el("span", { "data-revision": rev, "data-color": colorOf(rev) }, sw, "revision " + rev + (parts.length ? " (" + parts.join(", ") + ")" : "")));
   }
   legend.append(el("span", { class: "muted", text: "latency: solid P50, dashed P95, dotted P99; orange lines: events" }));
-  drawChart("chart-rate", rate, (v) => v.toFixed(v < 10 ? 1 : 0));
-  drawChart("chart-errors", errors, (v) => (100 * v).toFixed(v < 0.1 ? 1 : 0) + "%", 0.05);
-  drawChart("chart-latency", latency, (v) => v.toFixed(v < 10 ? 1 : 0));
+  // The time axis starts where the shown data does (at most WINDOW seconds back) and ends now.
+  const since = Date.now() / 1000 - WINDOW;
+  const times = shown.flatMap((rev) => revs[rev].points.map((q) => q.t).filter((t) => t >= since));
+  const tmin = times.length ? Math.min(...times) : since;
+  const fixed = (v, vmax) => v.toFixed(decimals(vmax));
+  drawChart("chart-rate", rate, fixed, 0, tmin);
+  drawChart("chart-errors", errors, (v, vmax) => fixed(v, vmax) + "%", 1, tmin);
+  drawChart("chart-latency", latency, fixed, 0, tmin);
 }
 
 async function pollSeries() {
@@ -314,6 +382,47 @@ async function pollSeries() {
   } catch (e) { /* the next poll retries; a refused token logs out */ }
 }
 
+// A sparkline of a check's recent values, with its limit (dashed) when it has one.
+function sparkline(check) {
+  const W = 120, H = 28, P = 2;
+  const pts = check.series || [];
+  const box = svg("svg", { class: "spark", viewBox: "0 0 " + W + " " + H, width: W, height: H, "data-points": String(pts.length) });
+  if (pts.length < 2) return box;
+  const t0 = pts[0][0], t1 = pts[pts.length - 1][0];
+  const values = pts.map((p) => p[1]);
+  if (check.against === "limit" && check.reference != null) values.push(check.reference);
+  const lo = Math.min(0, ...values), hi = Math.max(...values);
+  const span = hi - lo || 1;
+  const x = (t) => P + ((t - t0) / (t1 - t0 || 1)) * (W - 2 * P);
+  const y = (v) => H - P - ((v - lo) / span) * (H - 2 * P);
+  if (check.against === "limit" && check.reference != null) {
+    box.append(svg("line", { class: "limit", x1: P, x2: W - P, y1: y(check.reference), y2: y(check.reference) }));
+  }
+  box.append(svg("polyline", { points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ") }));
+  return box;
+}
+
+const VERDICT_WORDS = { pass: "pass", fail: "fail", inconclusive: "inconclusive", running: "running", error: "error" };
+
+// One metric as people read it: verdict, each value with its unit against the limit or the baseline
+// (computed by the control plane: gapless.analysis.readings), each with a sparkline of its recent values.
+function renderReading(r, counts, finished) {
+  const checks = el("div", { class: "checks" });
+  for (const c of r.checks || []) {
+    checks.append(el("div", { class: "check", "data-quantity": c.quantity, "data-unit": c.unit },
+      el("span", { class: "check-text", text: c.text }), sparkline(c)));
+  }
+  if (!(r.checks || []).length) checks.append(el("div", { class: "check muted", text: r.measured + " measurements" }));
+  if (r.verdict !== "pass" && r.message) checks.append(el("div", { class: "why muted", text: r.message }));
+  let verdict = VERDICT_WORDS[r.verdict] || "error";
+  if (finished && verdict === "running") verdict = "stopped"; // its run ended (another metric decided)
+  return el("div", { class: "reading", "data-metric": r.metric, "data-verdict": verdict },
+    el("span", { class: "verdict " + verdict, text: verdict }),
+    el("span", { class: "metric-name", text: r.metric }),
+    checks,
+    el("span", { class: "counts muted", text: counts }));
+}
+
 async function pollAnalysis() {
   if (!state.name) return;
   try {
@@ -323,15 +432,19 @@ async function pollAnalysis() {
     const runs = (data.items || []).slice(-3).reverse();
     if (!runs.length) { box.textContent = "no analysis runs"; return; }
     for (const run of runs) {
-      const table = el("table", {}, el("tr", {}, el("th", { text: "metric" }), el("th", { text: "phase" }), el("th", { text: "ok/failed/inconclusive" }), el("th", { text: "last measurement" })));
-      for (const m of run.metrics || []) {
-        table.append(el("tr", {},
-          el("td", { text: m.name }),
-          el("td", { class: m.phase === "Failed" ? "bad" : m.phase === "Successful" ? "ok" : "", text: m.phase }),
-          el("td", { text: m.successful + "/" + m.failed + "/" + m.inconclusive }),
-          el("td", { class: "muted", text: m.last ? JSON.stringify(m.last).slice(0, 160) : "" })));
+      const verdict = VERDICT_WORDS[{ successful: "pass", failed: "fail" }[run.phase] || run.phase] || "error";
+      const head = el("p", { class: "run", "data-run": run.id },
+        el("span", { class: "verdict " + verdict, text: verdict }),
+        " revision " + run.revision + ", " + run.name + (run.message && verdict !== "pass" ? ": " + run.message : ""));
+      const list = el("div", { class: "readings" });
+      const byName = {};
+      for (const m of run.metrics || []) byName[m.name] = m;
+      for (const r of run.readings || []) {
+        const m = byName[r.metric] || {};
+        const counts = (m.successful || 0) + " pass, " + (m.failed || 0) + " fail, " + (m.inconclusive || 0) + " inconclusive" + (m.dryRun ? " (dry run)" : "");
+        list.append(renderReading(r, counts, run.finishedAt != null));
       }
-      box.append(el("p", { text: "revision " + run.revision + " - " + run.name + ": " + run.phase + (run.message ? " (" + run.message + ")" : "") }), table);
+      box.append(head, list);
     }
   } catch (e) { /* shown on the next poll */ }
 }
@@ -411,6 +524,8 @@ async function loadProjects() {
   } catch (e) { flagMessage(e.message); }
 }
 
+function fmtPercent(p) { return (p >= 10 || p === 0 || p === 100 ? Math.round(p) : Number(p.toPrecision(2))) + "%"; }
+
 function stageText(stage) {
   if (!stage) return "";
   return "stage " + (stage.index + 1) + "/" + stage.of + (stage.name ? " " + stage.name : "");
@@ -449,6 +564,16 @@ async function loadFlags() {
           td.append(el("button", { "data-enable": env, "data-flag": f.key, text: "enable" }));
         }
         if (st.stage) td.append(el("span", { class: "stage", "data-stage": String(st.stage.index), text: stageText(st.stage) }));
+        // Who gets what (the flag service's summary): the rules in evaluation order, then everyone else.
+        const rollout = st.rollout;
+        if (rollout) {
+          td.append(el("span", { class: "rollout", "data-percent": String(rollout.percent),
+            text: st.enabled ? "rollout " + fmtPercent(rollout.percent) : "off for everyone" + (rollout.percent ? " (rollout " + fmtPercent(rollout.percent) + " when on)" : "") }));
+        }
+        const rules = el("ol", { class: "rules" });
+        for (const r of st.rules || []) rules.append(el("li", { text: r }));
+        if (rollout) rules.append(el("li", { class: "muted", text: rollout.text }));
+        if (rules.children.length) td.append(rules);
         return td;
       });
       const last = f.lastEvaluatedAt ? new Date(f.lastEvaluatedAt * 1000).toLocaleString() : "never";
@@ -575,12 +700,29 @@ $("flag-rows").addEventListener("click", (ev) => {
 
 // -- migrations ---------------------------------------------------------------------------------------
 
-const MIGRATION_STATUS = {
-  MigrationStarted: ["started", ""],
-  BackfillDone: ["backfill done", ""],
-  MigrationCompleted: ["completed", "ok"],
-  MigrationRolledBack: ["rolled back", "bad"],
-};
+const fmtRows = (n) => Number(n).toLocaleString("en-US");
+
+// The step a migration is at, in words that follow it: "expand, step 2/5", then "backfill 41% (12,300 /
+// 30,000 rows)" moving with each progress reading, then "both versions served ...", then "completed".
+function migrationStep(m) {
+  const type = m.last ? m.last.type : "";
+  if (type === "MigrationCompleted") return ["completed: old version removed (contract)", "ok"];
+  if (type === "MigrationRolledBack") return ["rolled back", "bad"];
+  const tables = Object.values(m.backfill);
+  const done = tables.reduce((a, b) => a + b.done, 0), total = tables.reduce((a, b) => a + b.total, 0);
+  const pct = total ? Math.min(100, Math.floor((100 * done) / total)) : 100;
+  if (type === "BackfillDone" || (tables.length && tables.every((b) => b.final))) {
+    return ["both versions served (backfill done: " + fmtRows(done) + " rows); next: complete", ""];
+  }
+  if (tables.length && (tables.some((b) => b.live) || !m.last || type === "MigrationStarted")) {
+    return ["backfill " + pct + "% (" + fmtRows(done) + " / " + fmtRows(total) + " rows)", "running"];
+  }
+  if (type === "MigrationStarted") {
+    const step = (m.last.message || "").match(/step (\d+)\/(\d+)/);
+    return [step ? "expand, step " + step[1] + "/" + step[2] : "expand", "running"];
+  }
+  return [type || "-", ""];
+}
 
 // "backfill users 300/300; backfill orders 5/5" -> [{table, done, total}]
 function backfillOf(message) {
@@ -596,7 +738,7 @@ function migrationOf(database, name) {
 
 function backfillBar(b) {
   const pct = b.total ? Math.min(100, Math.floor((100 * b.done) / b.total)) : b.final ? 100 : 0;
-  let text = b.table + " " + b.done + "/" + b.total + " (" + pct + "%)";
+  let text = b.table + " " + fmtRows(b.done) + " / " + fmtRows(b.total) + " (" + pct + "%)";
   if (b.live && b.rate != null) text += ", " + Math.round(b.rate) + " rows/s";
   if (b.live && b.throttled) text += ", throttled";
   const fill = el("div", { class: "fill" + (b.throttled && b.live ? " throttled" : "") });
@@ -615,9 +757,7 @@ function renderMigrations() {
   for (const m of rows) {
     const type = m.last ? m.last.type : "";
     const tables = Object.values(m.backfill);
-    const running = tables.some((b) => b.live);
-    let [text, cls] = MIGRATION_STATUS[type] || [type, ""];
-    if ((!m.last || type === "MigrationStarted") && running) text = "backfilling";
+    const [text, cls] = migrationStep(m);
     const bars = el("div", {});
     for (const b of tables) bars.append(backfillBar(b));
     if (!tables.length) bars.append(el("span", { class: "muted", text: m.started ? "running" : "-" }));
