@@ -66,7 +66,11 @@ def parse(text: str, unit: Unit) -> float:
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
 
 
-@given(finite, st.sampled_from(UNITS))
+OWN_UNITS = [u for u in UNITS if u not in ("milliseconds", "percent", "perSecond")]
+"""Units readings write themselves; the others a metric declares are written by gapless.core.units."""
+
+
+@given(finite, st.sampled_from(OWN_UNITS))
 def test_a_formatted_value_reads_back_within_its_rounding(value: float, unit: Unit) -> None:
     """Every value in every unit is written with its unit's suffix and reads back within 5% (or its last digit)."""
     text = format_value(value, unit)
@@ -170,6 +174,12 @@ def test_a_declared_unit_wins_over_the_inferred_one() -> None:
     assert metric_unit(Metric.model_validate(spec)) == "count"
     assert metric_unit(Declared.model_validate(spec | {"unit": "bytes"})) == "bytes"
     assert metric_unit(Declared.model_validate(spec | {"unit": "furlongs"})) == "count"
+    # The spec's own field, in gapless.core.units' names.
+    ms = Metric.model_validate(spec | {"unit": "milliseconds"})
+    assert metric_unit(ms) == "milliseconds"
+    assert format_value(2.5, metric_unit(ms)) == "2.5 ms"
+    per_second = Metric.model_validate(spec | {"unit": "bytesPerSecond"})
+    assert metric_unit(per_second) == "bytes/s"
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,9 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from gapless.core import units
 from gapless.spec.analysis import Metric
 
 __all__ = [
@@ -42,8 +43,22 @@ __all__ = [
     "verdict_of",
 ]
 
-Unit = Literal["seconds", "ratio", "count", "bytes", "bytes/s", "cores", "factor", "number"]
-UNITS: tuple[Unit, ...] = ("seconds", "ratio", "count", "bytes", "bytes/s", "cores", "factor", "number")
+Unit = Literal[
+    "seconds",
+    "ratio",
+    "count",
+    "bytes",
+    "bytes/s",
+    "cores",
+    "factor",
+    "number",
+    "milliseconds",
+    "percent",
+    "perSecond",
+]
+UNITS: tuple[Unit, ...] = get_args(Unit)
+_DECLARED: dict[str, Unit] = {"bytesPerSecond": "bytes/s"}
+"""A unit a metric declares (``gapless.core.units``' names) that readings spell otherwise."""
 Verdict = Literal["pass", "fail", "inconclusive", "running", "error"]
 Against = Literal["limit", "baseline", "none"]
 
@@ -112,6 +127,8 @@ def metric_unit(metric: Metric, field_name: str | None = None) -> Unit:
     comes from its query.
     """
     declared = getattr(metric, "unit", None)
+    if isinstance(declared, str) and declared in _DECLARED:
+        return _DECLARED[declared]
     if isinstance(declared, str) and declared in UNITS:
         return declared
     if metric.provider.prometheus is not None:
@@ -160,6 +177,8 @@ def format_value(value: float | None, unit: Unit) -> str:
     ):
         return "n/a"
     x = float(value)
+    if unit in ("milliseconds", "percent", "perSecond"):  # declared by a metric: the CLI's formatting
+        return units.format_value(x, unit)
     sign = "-" if x < 0 else ""
     a = abs(x)
     if unit == "ratio":
