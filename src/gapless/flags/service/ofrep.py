@@ -97,7 +97,7 @@ def mount_ofrep(app: FastAPI, store: FlagStore, compiled: Compiled, usage: Usage
 
     def evaluate(s: SdkScope, key: str, context: Mapping[str, Any]) -> tuple[Evaluation, int]:
         try:
-            rs, _ = compiled.get(s.project, s.environment)
+            rs = compiled.get(s.project, s.environment)
         except NotFoundError as e:
             raise ProtocolError(
                 404, {"key": key, "errorCode": "FLAG_NOT_FOUND", "errorDetails": str(e)}
@@ -125,7 +125,7 @@ def mount_ofrep(app: FastAPI, store: FlagStore, compiled: Compiled, usage: Usage
         s = scope(request)
         context = _context(await request.body(), None)
         try:
-            rs, _ = compiled.get(s.project, s.environment)
+            rs = compiled.get(s.project, s.environment)
         except NotFoundError as e:
             raise ProtocolError(404, {"errorCode": "GENERAL", "errorDetails": str(e)}) from e
         digest = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -5,7 +5,8 @@ of the token's project environment (one indexed row) and evaluates with the same
 Python SDK uses; a ruleset is compiled once per revision and kept until the next one. Evaluations made
 on the service (OFREP) and counts that SDKs report (Unleash metrics) go into the same usage table as the
 Python SDK's counts, so stale-flag detection sees every kind of SDK. Service-side counts are added up in
-memory and written once a second in a thread, never per request.
+memory and written once a second in a thread, never per request; so are the reports of which revision
+each SDK has (``Acks``, every 50 ms): a poll never waits for a database write.
 
 Tokens: OFREP clients send ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``; Unleash SDKs send
 the token as the whole ``Authorization`` header. Only SDK tokens are accepted (an admin token is a 403,
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from gapless.flags.evaluate import CompiledRuleset, compile_ruleset
-from gapless.flags.service.store import FlagStore
+from gapless.flags.service.store import AppliedReport, FlagStore
 from gapless.flags.service.tokens import split_token, verify
 
-__all__ = ["Compiled", "ProtocolError", "SdkScope", "UsageCounter", "sdk_scope"]
+__all__ = ["Acks", "Compiled", "ProtocolError", "SdkScope", "UsageCounter", "sdk_scope"]
 
 log = logging.getLogger("gapless.flags")
 
@@ -78,19 +79,20 @@ class Compiled:
         self._cache: dict[tuple[str, str], CompiledRuleset] = {}
         self._lock = threading.Lock()
 
-    def get(self, project: str, environment: str) -> tuple[CompiledRuleset, str]:
-        """The compiled ruleset and its JSON text (``NotFoundError`` when the environment has none)."""
-        revision, text = self._store.ruleset(project, environment)
+    def get(self, project: str, environment: str) -> CompiledRuleset:
+        """The current compiled ruleset (``NotFoundError`` when the environment has none). Asks the store
+        for the revision only; the ruleset's text is read and compiled once per new revision."""
         key = (project, environment)
         cached = self._cache.get(key)
-        if cached is not None and cached.revision == revision:
-            return cached, text
+        if cached is not None and cached.revision == self._store.revision(project, environment):
+            return cached
+        _, text = self._store.ruleset(project, environment)
         compiled = compile_ruleset(json.loads(text))
         with self._lock:
             old = self._cache.get(key)
             if old is None or old.revision <= compiled.revision:
                 self._cache[key] = compiled
-        return compiled, text
+        return compiled
 
 
 class UsageCounter:
@@ -126,3 +128,46 @@ class UsageCounter:
                 self._store.record_evaluations(project, env, rows)
             except Exception:
                 log.exception("storing %d evaluation counts of %s/%s failed", len(rows), project, env)
+
+
+class Acks:
+    """SDK acknowledgements, written in batches off the event loop.
+
+    A change makes every connected SDK report back at once; writing each report synchronously on the
+    event loop delayed the pushes still going out (about 0.3 s for 100 SDKs on SQLite). Reports are
+    kept in memory (the newest per SDK) with the time they arrived and written every ``interval``
+    seconds in one transaction, in a thread. ``flush_now`` writes synchronously (for reports asked
+    for right away). A crash loses at most the last interval's reports; SDKs report again on the next
+    change, and ``delivery`` only ever under-counts.
+    """
+
+    interval = 0.05
+
+    def __init__(self, store: FlagStore) -> None:
+        self._store = store
+        self._pending: dict[tuple[str, str, str], AppliedReport] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, report: AppliedReport) -> None:
+        key = (report.project, report.environment, report.sdk_id)
+        old = self._pending.get(key)
+        if old is None or report.revision >= old.revision:
+            self._pending[key] = report
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    def _take(self) -> list[AppliedReport]:
+        batch, self._pending = list(self._pending.values()), {}
+        return batch
+
+    async def _flush_soon(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.interval)
+            batch = self._take()
+            try:
+                await asyncio.to_thread(self._store.record_applied_many, batch)
+            except Exception:
+                log.exception("storing %d SDK reports failed", len(batch))
+
+    def flush_now(self) -> None:
+        self._store.record_applied_many(self._take())

@@ -11,15 +11,16 @@ from fastapi.responses import JSONResponse, Response
 
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.ofrep import mount_ofrep
-from gapless.flags.service.protocol import Compiled, ProtocolError, UsageCounter
+from gapless.flags.service.protocol import Acks, Compiled, ProtocolError, UsageCounter
 from gapless.flags.service.store import FlagStore
 from gapless.flags.service.unleash_api import mount_unleash
 
 __all__ = ["mount_protocols"]
 
 
-def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub) -> None:
-    """Add the OFREP and Unleash endpoints to ``app``, over ``store`` and ``hub``."""
+def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub, acks: Acks) -> None:
+    """Add the OFREP and Unleash endpoints to ``app``, over ``store`` and ``hub``; SDKs' reports of
+    the revision they have go to ``acks`` (shared with the gapless SDK endpoints)."""
     compiled, usage = Compiled(store), UsageCounter(store)
 
     @app.exception_handler(ProtocolError)
@@ -28,5 +29,6 @@ def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub) -> None:
         return JSONResponse(e.body, status_code=e.status)
 
     app.state.usage = usage  # flushed by tests, and by whoever wants the counts written now
+    app.state.acks = acks  # likewise for the revisions SDKs reported
     mount_ofrep(app, store, compiled, usage)
-    mount_unleash(app, store, hub, compiled, usage)
+    mount_unleash(app, store, hub, compiled, usage, acks)
