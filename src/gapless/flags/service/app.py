@@ -24,6 +24,7 @@ error of the request that made the change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -588,7 +589,11 @@ def _known_env(store: FlagStore, project: str, env: str) -> None:
         raise NotFoundError(f"project {project!r} has no environment {env!r}")
 
 
+@functools.lru_cache(maxsize=64)
 def _sse(revision: int, ruleset: str) -> bytes:
+    """A ruleset as one server-sent event, encoded once per change: every stream of the environment is
+    handed the same ``RulesetChange``, so the cache is hit by the same string object (its hash is
+    cached in it, and equality is identity), and fan-out costs a write per stream, not an encoding."""
     return f"id: {revision}\nevent: ruleset\ndata: {ruleset}\n\n".encode()
 
 

@@ -30,5 +30,5 @@ def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub, acks: Acks) -> Non
 
     app.state.usage = usage  # flushed by tests, and by whoever wants the counts written now
     app.state.acks = acks  # likewise for the revisions SDKs reported
-    mount_ofrep(app, store, compiled, usage)
+    mount_ofrep(app, store, hub, compiled, usage)
     mount_unleash(app, store, hub, compiled, usage, acks)

@@ -282,9 +282,20 @@ def mount_unleash(
             raise
         seen(s, request, revision, streaming=True)
 
+        sdk = request.headers.get("unleash-sdk", "")
+        query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+
         def event(name: str, rev: int, ex: Export) -> bytes:
+            """Encoded once per revision for all streams of the same SDK kind and filters (fan-out
+            writes bytes made once, whatever the number of streams)."""
+            key = (s.project, s.environment, known_operators(sdk), query, sdk, name)
+            hit = bodies.get(key, rev)
+            if hit is not None:
+                return hit[1]
             hydration = _hydration(_document(ex, _filtered(ex, request, s.project), rev), rev)
-            return f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
+            body = f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
+            bodies.put(key, rev, "", body)
+            return body
 
         async def events() -> AsyncIterator[bytes]:
             sent = revision
