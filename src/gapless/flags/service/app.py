@@ -28,7 +28,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -36,6 +36,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.exc import OperationalError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.core.jsonbody import MAX_INT, parse_json
@@ -158,12 +159,7 @@ def build_flag_app(
     app.state.store = store
     acks = Acks(store)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return _error(413, f"body larger than {MAX_BODY} bytes")
-        return await call_next(request)
+    app.add_middleware(_BodyLimit)
 
     @app.exception_handler(SpecError)
     async def _spec(_: Request, e: SpecError) -> Response:
@@ -411,6 +407,7 @@ def build_flag_app(
         if token_id == actor.token_id:
             raise ConflictError("a token cannot revoke itself")
         store.revoke_token(token_id)
+        app.state.sdk_tokens.forget()  # the protocol faces' verified tokens
         return {"id": token_id, "revoked": True}
 
     @app.get("/api/v1/projects/{project}/environments/{env}/delivery")
@@ -582,6 +579,25 @@ def build_flag_app(
 
     mount_protocols(app, store, hub, acks)  # OFREP and the Unleash client API
     return app
+
+
+class _BodyLimit:
+    """A declared body over ``MAX_BODY`` (or a Content-Length that is no number) is a 413 before the app
+    reads it. Plain ASGI: Starlette's ``@app.middleware("http")`` runs every request through a task
+    group and a stream pair, which cost the SDK polls more than their own work."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if not value.isdigit() or int(value) > MAX_BODY:
+                        await _error(413, f"body larger than {MAX_BODY} bytes")(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
 
 
 def _known_env(store: FlagStore, project: str, env: str) -> None:

@@ -50,7 +50,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from gapless.core.errors import NotFoundError
 from gapless.flags.evaluate import ErrorCode, Evaluation
 from gapless.flags.service.hub import Hub
-from gapless.flags.service.protocol import Compiled, ProtocolError, SdkScope, UsageCounter, sdk_scope
+from gapless.flags.service.protocol import Compiled, ProtocolError, SdkScope, SdkTokens, UsageCounter
 from gapless.flags.service.store import FlagStore
 from gapless.flags.service.tokens import TokenRecord
 
@@ -118,12 +118,14 @@ def _failure(key: str, ev: Evaluation) -> dict[str, Any]:
     return {"key": key, "errorCode": str(ev.error_code), "errorDetails": ev.error_message or ""}
 
 
-def mount_ofrep(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, usage: UsageCounter) -> None:
+def mount_ofrep(
+    app: FastAPI, store: FlagStore, tokens: SdkTokens, hub: Hub, compiled: Compiled, usage: UsageCounter
+) -> None:
     """Add the two OFREP endpoints and the change notification stream to the flag service's app."""
     channels: dict[str, str] = {}
 
     def scope(request: Request) -> SdkScope:
-        found = sdk_scope(store, request)
+        found = tokens.scope(request)
         if isinstance(found, tuple):
             raise ProtocolError(found[0], {"errorDetails": found[1]})
         return found

@@ -19,7 +19,9 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -28,7 +30,7 @@ from gapless.flags.evaluate import CompiledRuleset, compile_ruleset
 from gapless.flags.service.store import AppliedReport, FlagStore
 from gapless.flags.service.tokens import split_token, verify
 
-__all__ = ["Acks", "Compiled", "ProtocolError", "SdkScope", "UsageCounter", "sdk_scope"]
+__all__ = ["Acks", "Compiled", "ProtocolError", "SdkScope", "SdkTokens", "UsageCounter", "sdk_scope"]
 
 log = logging.getLogger("gapless.flags")
 
@@ -59,9 +61,43 @@ def presented_token(request: Request) -> str:
     return auth or request.headers.get("x-api-key", "").strip()
 
 
-def sdk_scope(store: FlagStore, request: Request) -> SdkScope | tuple[int, str]:
-    """The scope of the request's SDK token, or ``(status, message)`` when it is refused."""
-    presented = presented_token(request)
+class SdkTokens:
+    """SDK tokens already verified, so that a poll does not look its token up in the database.
+
+    A verified token's scope is kept for ``ttl`` seconds: a token revoked through this process is
+    refused at once (``forget``), one revoked through another process on the same database within
+    ``ttl``. Only accepted tokens are kept, at most ``limit`` (then the cache starts over).
+    """
+
+    ttl = 1.0
+    limit = 10_000
+
+    def __init__(self, store: FlagStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._clock = clock
+        self._verified: dict[str, tuple[SdkScope, float]] = {}
+
+    def scope(self, request: Request) -> SdkScope | tuple[int, str]:
+        """The scope of the request's SDK token, or ``(status, message)`` when it is refused."""
+        presented = presented_token(request)
+        now = self._clock()
+        hit = self._verified.get(presented)
+        if hit is not None and now - hit[1] < self.ttl:
+            return hit[0]
+        found = sdk_scope(self._store, presented)
+        if isinstance(found, SdkScope):
+            if len(self._verified) >= self.limit:
+                self._verified.clear()
+            self._verified[presented] = (found, now)
+        return found
+
+    def forget(self) -> None:
+        """Drop every verified token (after a revocation)."""
+        self._verified.clear()
+
+
+def sdk_scope(store: FlagStore, presented: str) -> SdkScope | tuple[int, str]:
+    """The scope of a presented SDK token, or ``(status, message)`` when it is refused."""
     id_ = split_token(presented)
     record = store.find_token(id_) if id_ else None
     if record is None or not verify(presented, record):

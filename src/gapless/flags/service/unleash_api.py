@@ -41,7 +41,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from gapless.core.errors import NotFoundError
 from gapless.flags.service.hub import Hub
-from gapless.flags.service.protocol import Acks, Compiled, ProtocolError, SdkScope, UsageCounter, sdk_scope
+from gapless.flags.service.protocol import Acks, Compiled, ProtocolError, SdkScope, SdkTokens, UsageCounter
 from gapless.flags.service.store import AppliedReport, FlagStore
 from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, Export, features_from_ruleset
 
@@ -202,14 +202,20 @@ def _counts(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def mount_unleash(
-    app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, usage: UsageCounter, acks: Acks
+    app: FastAPI,
+    store: FlagStore,
+    tokens: SdkTokens,
+    hub: Hub,
+    compiled: Compiled,
+    usage: UsageCounter,
+    acks: Acks,
 ) -> None:
     """Add the Unleash client API's endpoints to the flag service's app."""
     exports = _Exports(store)
     bodies = _Bodies()
 
     def scope(request: Request) -> SdkScope:
-        found = sdk_scope(store, request)
+        found = tokens.scope(request)
         if isinstance(found, tuple):
             raise _refusal(
                 found[0], "AuthenticationRequired" if found[0] == 401 else "NoAccessError", found[1]
