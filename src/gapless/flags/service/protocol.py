@@ -27,10 +27,20 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from gapless.flags.evaluate import CompiledRuleset, compile_ruleset
+from gapless.flags.service.hub import Hub
 from gapless.flags.service.store import AppliedReport, FlagStore
 from gapless.flags.service.tokens import split_token, verify
 
-__all__ = ["Acks", "Compiled", "ProtocolError", "SdkScope", "SdkTokens", "UsageCounter", "sdk_scope"]
+__all__ = [
+    "Acks",
+    "Compiled",
+    "ProtocolError",
+    "Revisions",
+    "SdkScope",
+    "SdkTokens",
+    "UsageCounter",
+    "sdk_scope",
+]
 
 log = logging.getLogger("gapless.flags")
 
@@ -107,11 +117,37 @@ def sdk_scope(store: FlagStore, presented: str) -> SdkScope | tuple[int, str]:
     return SdkScope(record.id, record.project, record.environment)
 
 
+class Revisions:
+    """The current revision of each project environment, as a poll needs it: read from the database at
+    most once per ``ttl``, and raised at once by every change published to the hub (this process's own
+    writes, and other processes' through the relay). So a kill switch thrown through any process on the
+    database reaches polling SDKs at their next poll; a write the relay did not pass on (its
+    connection down) within ``ttl``."""
+
+    ttl = 0.5
+
+    def __init__(self, store: FlagStore, hub: Hub, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._hub = hub
+        self._clock = clock
+        self._read: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def get(self, project: str, environment: str) -> int:
+        """The revision (``NotFoundError`` when the environment has no ruleset)."""
+        key = (project, environment)
+        now = self._clock()
+        hit = self._read.get(key)
+        if hit is None or now - hit[1] >= self.ttl:
+            hit = self._read[key] = (self._store.revision(project, environment), now)
+        return max(hit[0], self._hub.latest(project, environment))
+
+
 class Compiled:
     """The compiled ruleset of each project environment, recompiled when its revision changes."""
 
-    def __init__(self, store: FlagStore) -> None:
+    def __init__(self, store: FlagStore, revisions: Revisions) -> None:
         self._store = store
+        self._revisions = revisions
         self._cache: dict[tuple[str, str], CompiledRuleset] = {}
         self._lock = threading.Lock()
 
@@ -120,7 +156,7 @@ class Compiled:
         for the revision only; the ruleset's text is read and compiled once per new revision."""
         key = (project, environment)
         cached = self._cache.get(key)
-        if cached is not None and cached.revision == self._store.revision(project, environment):
+        if cached is not None and cached.revision == self._revisions.get(project, environment):
             return cached
         _, text = self._store.ruleset(project, environment)
         compiled = compile_ruleset(json.loads(text))

@@ -41,7 +41,15 @@ from fastapi.responses import Response, StreamingResponse
 
 from gapless.core.errors import NotFoundError
 from gapless.flags.service.hub import Hub
-from gapless.flags.service.protocol import Acks, Compiled, ProtocolError, SdkScope, SdkTokens, UsageCounter
+from gapless.flags.service.protocol import (
+    Acks,
+    Compiled,
+    ProtocolError,
+    Revisions,
+    SdkScope,
+    SdkTokens,
+    UsageCounter,
+)
 from gapless.flags.service.store import AppliedReport, FlagStore
 from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, Export, features_from_ruleset
 
@@ -78,13 +86,14 @@ def known_operators(sdk: str) -> frozenset[str]:
 class _Exports:
     """The Unleash translation of each environment's ruleset, made once per revision and operator set."""
 
-    def __init__(self, store: FlagStore) -> None:
+    def __init__(self, store: FlagStore, revisions: Revisions) -> None:
         self._store = store
+        self._revisions = revisions
         self._cache: dict[tuple[str, str, frozenset[str]], tuple[int, Export]] = {}
 
     def get(self, project: str, environment: str, known: frozenset[str]) -> tuple[int, Export]:
         cached = self._cache.get((project, environment, known))
-        if cached is not None and cached[0] == self._store.revision(project, environment):
+        if cached is not None and cached[0] == self._revisions.get(project, environment):
             return cached
         revision, text = self._store.ruleset(project, environment)
         return self.of(project, environment, revision, text, known)
@@ -206,12 +215,13 @@ def mount_unleash(
     store: FlagStore,
     tokens: SdkTokens,
     hub: Hub,
+    revisions: Revisions,
     compiled: Compiled,
     usage: UsageCounter,
     acks: Acks,
 ) -> None:
     """Add the Unleash client API's endpoints to the flag service's app."""
-    exports = _Exports(store)
+    exports = _Exports(store, revisions)
     bodies = _Bodies()
 
     def scope(request: Request) -> SdkScope:
@@ -243,7 +253,7 @@ def mount_unleash(
         query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
         key = (s.project, s.environment, known, query, sdk, delta)
         try:
-            revision = store.revision(s.project, s.environment)
+            revision = revisions.get(s.project, s.environment)
         except NotFoundError as e:
             raise _refusal(404, "NotFoundError", str(e)) from e
         hit = bodies.get(key, revision)
