@@ -14,8 +14,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gapless.flags.service.hub import Hub
 from gapless.flags.service.ofrep import channel_of
-from gapless.flags.service.protocol import SdkScope, SdkTokens
+from gapless.flags.service.protocol import Revisions, SdkScope, SdkTokens
+from gapless.flags.service.store import RulesetChange
 from gapless.flags.service.tokens import TokenRecord, digest, split_token
 from gapless.flags.service.unleash_api import _Bodies
 from tests.flags_service.conftest import Service
@@ -118,3 +120,46 @@ async def test_a_revoked_token_is_refused_at_once(service: Service) -> None:
         ).status_code == 401
         c.headers["Authorization"] = token
         assert (await c.get("/api/client/features")).status_code == 401
+
+
+class _Revisions:
+    """A ruleset table of one environment (the store's ``revision``), written behind the hub's back."""
+
+    def __init__(self) -> None:
+        self.current = 1
+
+    def revision(self, project: str, environment: str) -> int:
+        return self.current
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["write", "publish", "tick"]), max_size=40))
+def test_revisions_never_lag_a_publish_nor_the_database_beyond_ttl(steps: list[str]) -> None:
+    """A published revision is seen at once; a write only in the database within `ttl`; never a lower one."""
+    table, hub, now = _Revisions(), Hub(), [0.0]
+    revisions = Revisions(table, hub, clock=lambda: now[0])  # type: ignore[arg-type]
+    written_at: dict[int, float] = {1: 0.0}
+    published = 0
+    last = 0
+    for step in steps:
+        if step == "write":  # another process's write the relay has not passed on
+            table.current += 1
+            written_at[table.current] = now[0]
+        elif step == "publish":  # this process's write: committed, then published
+            table.current += 1
+            written_at[table.current] = now[0]
+            published = table.current
+            hub.publish([RulesetChange("p", "e", table.current, "{}", now[0])])
+        else:
+            now[0] += 0.2
+        got = revisions.get("p", "e")
+        assert got >= published
+        assert got >= last  # never goes back
+        assert got <= table.current
+        newest_due = (
+            max(r for r, at in written_at.items() if now[0] - at >= revisions.ttl)
+            if any(now[0] - at >= revisions.ttl for at in written_at.values())
+            else 0
+        )
+        assert got >= newest_due
+        last = got

@@ -21,8 +21,11 @@ An SDK is configured with the service's URL plus ``/api`` and a gapless SDK toke
   counts (``yes`` counted as variant ``enabled``, ``no`` as ``disabled``, per flag of the environment)
   into gapless's usage table, which stale-flag detection reads. 202, as Unleash answers.
 
-Each fetch and stream also records the SDK (``unleash:<appName>:<instanceId>``) as having the current
-revision, so the delivery report counts Unleash SDKs too. Errors are Unleash's shape,
+Each fetch, stream and update written to a stream also records the SDK (``unleash:<appName>:<instanceId>``)
+as having that revision (in batches, off the request: ``protocol.Acks``), so the delivery report counts
+Unleash SDKs too. A poll's answer is encoded once per revision, SDK kind and query (``_Bodies``), and
+each change's stream event once for all streams of a kind; the revision a poll compares is read from the
+database at most every 0.5 s and raised by every change published (``protocol.Revisions``). Errors are Unleash's shape,
 ``{"name", "message", "details": [{"message"}]}``: 401 without a valid token, 403 for an admin token,
 400 naming the field of a malformed body; nothing is stored then.
 """
@@ -328,6 +331,7 @@ def mount_unleash(
                         known = known_operators(request.headers.get("unleash-sdk", ""))
                         rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset, known)
                         yield event("unleash-updated", rev, ex)
+                        seen(s, request, rev, streaming=True)  # written to it: counted as delivered
             finally:
                 hub.unsubscribe(s.project, s.environment, queue)
 
