@@ -18,12 +18,21 @@ The latency of one client-change is that time minus the moment the admin call re
 ``time.time()`` in the main process: the same clock, on one machine. A client that had already
 applied the change when the call returned (the service pushes before it answers) counts 0.
 
+With ``--unleash-node N``, N clients of Unleash's Node SDK (``unleash-client``, pinned by
+tests/flags_sdks/node/package-lock.json; install with ``npm ci`` there) run in one Node process in
+streaming mode (``/api/client/streaming``, the endpoint the current Node SDK streams from), beside the
+gapless SDKs, and their change-to-effect is measured the same way (each client's ``changed`` event, and
+a 1 ms poll of ``isEnabled``, timed with the wall clock). The service's CPU time (user + system, all
+threads, from ``/proc``) is read before each admin call and after every client converged, so each
+change's line shows the CPU it cost, fan-out to every stream included.
+
 Printed: one line per change, then P50 / P90 / P99 / max over all client-changes, how many clients
 converged per change, the API call's own time (P50 / P99), and the service's delivery report for
 the last change (``applied`` of ``connected`` SDKs, and its own latency from the SDKs' acks).
 Everything started here is stopped at the end, also on Ctrl-C or SIGTERM.
 
     python bench/flags_propagation.py [--clients 100] [--workers 4] [--changes 20] [--pause 1]
+    python bench/flags_propagation.py --clients 100 --unleash-node 100   # both kinds in one run
     python bench/flags_propagation.py --postgres         # flags in an embedded PostgreSQL 18
     python bench/flags_propagation.py --postgres URL     # ... or in a database created in URL's server
 """
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -56,6 +66,58 @@ PROJECT = "bench"
 ENV = "production"
 FLAG = "bench-kill-switch"
 ADMIN_TOKEN_FILE = "flags-admin-token"  # noqa: S105 -- the file `flags serve` writes, not a secret
+NODE_DIR = Path(__file__).resolve().parent.parent / "tests" / "flags_sdks" / "node"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class NodeClients:
+    """Unleash Node SDK clients in one ``node`` process (tests/flags_sdks/node/propagation.mjs)."""
+
+    def __init__(self, url: str, token: str, count: int) -> None:
+        self.count = count
+        self.proc = subprocess.Popen(
+            ["node", str(NODE_DIR / "propagation.mjs"), url, token, FLAG, str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=NODE_DIR,
+            start_new_session=True,
+        )
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def _receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the Node clients' process ended early")
+        return dict(json.loads(line))
+
+    def ready(self) -> int:
+        return int(self._receive()["ready"])
+
+    def expect(self, value: bool, timeout: float) -> None:
+        self._send({"expect": value, "timeout": timeout})
+
+    def seen(self) -> list[float | None]:
+        return list(self._receive()["seen"])
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._send({"stop": True})
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def free_port() -> int:
@@ -183,6 +245,9 @@ class Change:
     latencies_ms: list[float]  # per converged client, clamped at 0
     early: int  # clients that had applied it before the call returned
     converged: int
+    node_latencies_ms: list[float]  # the Unleash Node clients', likewise
+    node_converged: int
+    cpu_ms: float  # the service's CPU time from before the call until every client converged
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -246,6 +311,17 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
             f"{ready} of {args.clients} clients streaming revision {revision} in {len(sizes)} worker "
             f"processes ({time.monotonic() - started:.1f} s to start)"
         )
+        node: NodeClients | None = None
+        if args.unleash_node:
+            started = time.monotonic()
+            node = NodeClients(service.url, token, args.unleash_node)
+            procs.append(node)
+            print(
+                f"{node.ready()} of {args.unleash_node} Unleash Node SDK clients streaming in one node process "
+                f"({time.monotonic() - started:.1f} s to start)"
+            )
+        assert service.proc is not None
+        pid = service.proc.pid
 
         changes: list[Change] = []
         for number in range(1, args.changes + 1):
@@ -254,7 +330,10 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
             target = revision + 1
             for pipe in pipes:
                 pipe.send(("expect", expected, target, args.timeout, args.poll_interval))
+            if node is not None:
+                node.expect(expected, args.timeout)
             path = f"/api/v1/projects/{PROJECT}/flags/{FLAG}/environments/{ENV}/{action}"
+            cpu0 = cpu_seconds(pid)
             t0 = time.perf_counter()
             r = admin.post(path)
             returned = time.time()
@@ -264,22 +343,34 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
             if revision != target:
                 raise RuntimeError(f"expected revision {target}, the service made {revision}")
             seen = [t for pipe in pipes for t in pipe.recv()[1]]
+            node_seen = node.seen() if node is not None else []
+            cpu_ms = (cpu_seconds(pid) - cpu0) * 1000
             done = [t for t in seen if t is not None]
+            node_done = [t for t in node_seen if t is not None]
             change = Change(
                 number,
                 action,
                 revision,
                 api_ms,
                 [max(0.0, t - returned) * 1000 for t in done],
-                sum(t < returned for t in done),
+                sum(t < returned for t in done) + sum(t < returned for t in node_done),
                 len(done),
+                [max(0.0, t - returned) * 1000 for t in node_done],
+                len(node_done),
+                cpu_ms,
             )
             changes.append(change)
-            lat = change.latencies_ms
+            lat, nlat = change.latencies_ms, change.node_latencies_ms
             print(
                 f"  change {number:>2} {action:<6} revision {revision:>3}: API {api_ms:5.1f} ms; "
-                f"converged {change.converged}/{len(seen)}"
-                + (f"; P50 {quantile(lat, 0.5):5.1f} ms, max {max(lat):5.1f} ms" if lat else "")
+                f"service CPU {cpu_ms:5.1f} ms; gapless {change.converged}/{len(seen)}"
+                + (f" P50 {quantile(lat, 0.5):5.1f} max {max(lat):5.1f} ms" if lat else "")
+                + (
+                    f"; Unleash Node {change.node_converged}/{len(node_seen)}"
+                    + (f" P50 {quantile(nlat, 0.5):5.1f} max {max(nlat):5.1f} ms" if nlat else "")
+                    if node is not None
+                    else ""
+                )
                 + (f" ({change.early} before the call returned)" if change.early else "")
             )
             time.sleep(args.pause)
@@ -311,6 +402,24 @@ def summarize(changes: list[Change], args: argparse.Namespace, report: dict[str,
             f"  P50 {quantile(lat, 0.5):.1f} ms   P90 {quantile(lat, 0.9):.1f} ms   "
             f"P99 {quantile(lat, 0.99):.1f} ms   max {max(lat):.1f} ms"
         )
+    if args.unleash_node:
+        nlat = [x for c in changes for x in c.node_latencies_ms]
+        print(
+            f"Unleash Node SDK clients, {len(nlat):,} of {args.unleash_node * len(changes):,} client-changes converged:"
+        )
+        if nlat:
+            print(
+                f"  P50 {quantile(nlat, 0.5):.1f} ms   P90 {quantile(nlat, 0.9):.1f} ms   "
+                f"P99 {quantile(nlat, 0.99):.1f} ms   max {max(nlat):.1f} ms"
+            )
+        both = lat + nlat
+        if both:
+            print(f"all {len(both):,} client-changes: P99 {quantile(both, 0.99):.1f} ms")
+    cpu = [c.cpu_ms for c in changes]
+    print(
+        f"service CPU per change (call to convergence of all {args.clients + args.unleash_node} streams): "
+        f"P50 {quantile(cpu, 0.5):.1f} ms   mean {sum(cpu) / len(cpu):.1f} ms   max {max(cpu):.1f} ms"
+    )
     early = sum(c.early for c in changes)
     print(f"  {early:,} client-changes were applied before the admin call returned (counted as 0 ms)")
     print(f"  clients converged per change: {', '.join(str(c.converged) for c in changes)}")
@@ -344,6 +453,13 @@ def main() -> None:
         "--poll-interval", type=float, default=0.001, help="sleep between a worker's polling passes"
     )
     parser.add_argument(
+        "--unleash-node",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N Unleash Node SDK clients (streaming) in one node process (npm ci in tests/flags_sdks/node)",
+    )
+    parser.add_argument(
         "--postgres",
         nargs="?",
         const="embedded",
@@ -354,6 +470,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.clients < 1 or args.workers < 1 or args.changes < 1:
         parser.error("--clients, --workers and --changes must be at least 1")
+    if args.unleash_node < 0:
+        parser.error("--unleash-node must be 0 or more")
+    if args.unleash_node and not (NODE_DIR / "node_modules" / "unleash-client").is_dir():
+        parser.error(f"--unleash-node needs the Node SDK: run `npm ci` in {NODE_DIR}")
 
     signal.signal(signal.SIGTERM, interrupt)  # tear down on `kill` as on Ctrl-C
     procs: list[tuple[Any, Connection]] = []
@@ -384,10 +504,13 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def teardown(procs: list[tuple[Any, Connection]], service: Service) -> None:
+def teardown(procs: list[Any], service: Service) -> None:
     """Workers first (their clients close their streams), then the service; signals wait meanwhile."""
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        for node in [p for p in procs if isinstance(p, NodeClients)]:
+            node.stop()
+        procs = [p for p in procs if not isinstance(p, NodeClients)]
         for _, pipe in procs:
             with contextlib.suppress(OSError, ValueError):
                 pipe.send(("stop",))

@@ -10,7 +10,10 @@ each and ``--runs`` times in turn:
 - ``POST /ofrep/v1/evaluate/flags`` (OFREP bulk evaluation of every flag for one context);
 - ``POST /ofrep/v1/evaluate/flags/{key}`` (OFREP single-flag evaluation).
 
-Printed per endpoint and run: requests/s, latency P50/P99 as wrk reports them, and non-2xx/3xx answers.
+Printed per endpoint and run: requests/s, latency P50/P99 as wrk reports them, non-2xx/3xx answers,
+and the service's CPU seconds over the run (user + system, all its threads, from ``/proc``) as
+requests per CPU second: on a machine shared with other work, wall-clock requests/s measure the
+neighbours too, while requests per CPU second are what one core would serve if it were the service's.
 Needs wrk and taskset (Debian packages wrk and util-linux) and two CPUs.
 
     .venv/bin/python bench/flags_protocols.py [--flags 50] [--seconds 5] [--runs 3] [--connections 32]
@@ -90,6 +93,12 @@ def setup(service: Service, flags: int) -> str:
         )
         r.raise_for_status()
         return str(r.json()["token"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, script: str, seconds: int, connections: int) -> dict[str, str]:
@@ -199,9 +208,13 @@ def main() -> None:
             )
             for run in range(1, args.runs + 1):
                 for label, path, script in cases:
+                    cpu = cpu_seconds(service.proc.pid)
                     r = wrk(service.url + path, script, args.seconds, args.connections)
+                    cpu = cpu_seconds(service.proc.pid) - cpu
+                    per_cpu = float(r["rps"]) * args.seconds / cpu if r["rps"] != "?" and cpu > 0 else 0.0
                     print(
-                        f"run {run}  {label:<48} {r['rps']:>9} req/s  P50 {r['p50']:>8}  P99 {r['p99']:>8}  non-2xx/3xx {r['bad']}"
+                        f"run {run}  {label:<48} {r['rps']:>9} req/s  P50 {r['p50']:>8}  P99 {r['p99']:>8}  "
+                        f"non-2xx/3xx {r['bad']}  service CPU {cpu:5.2f} s = {per_cpu:7.0f} req per CPU s"
                     )
                 time.sleep(0.5)
         finally:

@@ -107,6 +107,7 @@ async def test_features_filters_and_etag(service: Service) -> None:
         r = await c.get("/api/client/features", headers={"If-None-Match": etag})
         assert r.status_code == 200
         assert r.json()["features"][0]["enabled"] is False
+    service.app.state.acks.flush_now()  # reports are written in batches, off the request
     report = service.store.delivery("shop", "production")
     assert report.applied == 1  # the Unleash SDK's fetch counts as having the current revision
 

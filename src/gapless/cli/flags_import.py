@@ -1,10 +1,12 @@
 """``gapless flags import --from-unleash EXPORT.json``: Unleash's flags into a gapless project.
 
-A dry run by default: it lists each segment and flag to create, update or leave unchanged, and every
-feature refused with the reason, and changes nothing. ``--apply`` writes the changes through the admin
-API (each audited), refusing to write anything while a feature is refused unless ``--skip-refused``.
-The export is Unleash's client format for one environment (``/api/client/features`` with a client
-token of that environment, or its delta events); see ``gapless.flags.unleash_import``.
+A dry run by default (or with ``--dry-run``): it lists each segment and flag to create, update or leave
+unchanged, every feature refused with the reason, and what the file holds that is not carried over,
+and changes nothing. ``--apply`` writes the changes through the admin API (each audited), refusing to
+write anything while a feature is refused unless ``--skip-refused``. The export is Unleash's admin
+feature export or its client format for one environment (``/api/client/features`` with a client token
+of that environment, or its delta events); see ``gapless.flags.unleash_import``. A malformed file is
+exit 2 naming the field, before the service is asked anything.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ def _normalized(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
 @flags_app.command("import")
 def import_from_unleash(
     from_unleash: Annotated[
-        Path, typer.Option("--from-unleash", help="Unleash's client features (JSON) of one environment.")
+        Path,
+        typer.Option(
+            "--from-unleash",
+            help="Unleash's feature export (JSON, as its UI or /api/admin/features-batch/export writes it), "
+            "or its client features of one environment.",
+        ),
     ],
     project: Annotated[
         str | None, typer.Option("--project", help="The gapless project (default: the features' project).")
@@ -43,6 +50,9 @@ def import_from_unleash(
         str, typer.Option("--environment", help="The environment to configure.")
     ] = "production",
     apply: Annotated[bool, typer.Option("--apply", help="Write the changes (default: list them).")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would change (the default; not with --apply).")
+    ] = False,
     skip_refused: Annotated[
         bool, typer.Option("--skip-refused", help="With --apply, import the rest when features are refused.")
     ] = False,
@@ -55,19 +65,20 @@ def import_from_unleash(
     from rich.console import Console
     from rich.table import Table
 
+    from gapless.flags.unleash_admin import ExportError
     from gapless.flags.unleash_import import plan_import
 
+    if apply and dry_run:
+        raise _fail("--dry-run and --apply exclude each other", 2)
     try:
         export = json.loads(from_unleash.read_text())
+        found = plan_import(export, environment, {}).projects  # checks the whole file first
+    except ExportError as e:
+        raise _fail(f"{from_unleash}: {e}", 2) from e
     except (OSError, ValueError) as e:
         raise _fail(f"{from_unleash}: {e}", 2) from e
-    if not isinstance(export, dict) or not ("features" in export or "events" in export):
-        raise _fail(
-            f"{from_unleash}: expected Unleash's client features ({{'features': [...]}}) or delta events", 2
-        )
     if project is None:
-        found = {f.get("project") for f in export.get("features") or [] if isinstance(f, dict)}
-        if len(found) != 1 or not isinstance(next(iter(found)), str):
+        if len(found) != 1:
             raise _fail("give --project: the features are of several Unleash projects, or none", 2)
         project = str(next(iter(found)))
     with service(url, token, state_dir) as svc:
@@ -107,6 +118,8 @@ def import_from_unleash(
         table.add_row(kind, key, action)
     for name, reason in sorted(plan.refused.items()):
         table.add_row("refused", name, reason)
+    for note in plan.notes:
+        table.add_row("not imported", "", note)
     Console().print(table)
     changes = sum(1 for a in actions if a[2] != "unchanged")
     if not apply:

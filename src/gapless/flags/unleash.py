@@ -199,6 +199,8 @@ def _flag(feature: Mapping[str, Any], segments: Mapping[str, bool]) -> dict[str,
             raise _RefusedError(f"strategies[{i}]: {e}") from None
         own = _variants(strategy.get("variants") or [])
         params = strategy.get("parameters") or {}
+        title = strategy.get("title")
+        label = {"description": title[:1024]} if isinstance(title, str) and title else {}
         if own:
             serve, salt, sticky = own, str(params.get("groupId") or name), params.get("stickiness")
         else:
@@ -208,7 +210,7 @@ def _flag(feature: Mapping[str, Any], segments: Mapping[str, bool]) -> dict[str,
         for v in serve:
             variants[v["name"]] = v.get("payload")
         if not serve:
-            rules.append({"conditions": conditions, "variant": ON})
+            rules.append({"conditions": conditions, "variant": ON} | label)
             continue
         for v in serve:
             for o in v.get("overrides") or []:
@@ -224,7 +226,7 @@ def _flag(feature: Mapping[str, Any], segments: Mapping[str, bool]) -> dict[str,
                             "variant": v["name"],
                         }
                     )
-        rules.append({"conditions": conditions, "split": _split(serve, salt, sticky)})
+        rules.append({"conditions": conditions, "split": _split(serve, salt, sticky)} | label)
     flag = {
         "kind": "boolean",
         "variants": [

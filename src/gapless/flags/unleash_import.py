@@ -2,8 +2,10 @@
 changes in a project. Pure: the CLI (``gapless flags import --from-unleash``) reads the file and the
 project, shows this plan, and applies it through the admin API.
 
-The export read is Unleash's client format for one environment (what ``/api/client/features`` answers
-a client token of that environment, or its delta events), translated by ``gapless.flags.unleash``.
+The export read is Unleash's admin feature export (one environment's features, strategies, segments,
+tags and dependencies, put into the client shape by ``gapless.flags.unleash_admin``) or its client format
+for one environment (what ``/api/client/features`` answers a client token of that environment, or its
+delta events), translated by ``gapless.flags.unleash``; a malformed file is an ``ExportError`` naming the field.
 Each feature becomes a flag whose configuration in the chosen environment is replaced; the flag's other
 environments are kept. Unleash segments become gapless segments ``unleash-<id>`` (described by their
 Unleash name). Refused, each by name with the reason: what the translation cannot express, and names
@@ -17,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gapless.flags.unleash import ruleset_from_unleash, state_from_delta
+from gapless.flags.unleash import ruleset_from_unleash
+from gapless.flags.unleash_admin import read_export
 
 __all__ = ["ImportPlan", "plan_import"]
 
@@ -33,16 +36,21 @@ class ImportPlan:
     """Segment documents by key; write them before the flags that use them."""
     flags: dict[str, dict[str, Any]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What the file holds that has no effect on evaluation and is not carried over (shown, not silent)."""
+    projects: set[str] = field(default_factory=set)
+    """The Unleash projects of the features read."""
 
 
-def plan_import(
-    export: Mapping[str, Any], environment: str, flags: Mapping[str, Mapping[str, Any]]
-) -> ImportPlan:
+def plan_import(export: object, environment: str, flags: Mapping[str, Mapping[str, Any]]) -> ImportPlan:
     """The documents that import ``export`` into ``environment`` of a project holding ``flags``
-    (documents by key, as the admin API returns them: their other environments are kept)."""
-    state = state_from_delta(export["events"]) if "events" in export else export
+    (documents by key, as the admin API returns them: their other environments are kept).
+    ``ExportError`` (naming the field) when the file is not an Unleash export."""
+    shape = read_export(export, environment)
+    state = shape.state
     translation = ruleset_from_unleash(state)
-    plan = ImportPlan(refused=dict(translation.refused))
+    plan = ImportPlan(refused=shape.refused | dict(translation.refused), notes=list(shape.notes))
+    plan.projects = {f["project"] for f in state["features"] if isinstance(f.get("project"), str)}
     names = {str(s.get("id")): str(s.get("name", "")) for s in state.get("segments") or []}
     for key, seg in translation.ruleset["segments"].items():
         plan.segments[key] = {"key": key, "description": names.get(key.removeprefix("unleash-"), ""), **seg}
@@ -90,4 +98,7 @@ def _flag_doc(
         doc["type"] = feature["type"]
     if isinstance(feature.get("description"), str) and feature["description"]:
         doc["description"] = feature["description"]
+    tags = [f"{t['type']}:{t['value']}" for t in feature.get("tags") or []]
+    if tags or existing:
+        doc["tags"] = sorted(set(tags) | set((existing or {}).get("tags") or []))
     return doc

@@ -48,6 +48,7 @@ class ProjectChange:
 class Hub:
     def __init__(self) -> None:
         self._subscribers: dict[tuple[str, str], set[asyncio.Queue[RulesetChange]]] = {}
+        self._latest: dict[tuple[str, str], int] = {}
         self._watchers: dict[str, set[asyncio.Queue[ProjectChange]]] = {}
 
     def subscribe(self, project: str, environment: str) -> asyncio.Queue[RulesetChange]:
@@ -61,6 +62,10 @@ class Hub:
             subs.discard(queue)
             if not subs:
                 del self._subscribers[project, environment]
+
+    def latest(self, project: str, environment: str) -> int:
+        """The newest revision published for a project environment (0: none yet)."""
+        return self._latest.get((project, environment), 0)
 
     def connected(self, project: str, environment: str) -> int:
         return len(self._subscribers.get((project, environment), ()))
@@ -88,6 +93,8 @@ class Hub:
         """
         changes = list(changes)
         for c in changes:
+            key = (c.project, c.environment)
+            self._latest[key] = max(c.revision, self._latest.get(key, 0))
             for queue in self._subscribers.get((c.project, c.environment), ()):
                 if queue.full():
                     queue.get_nowait()  # only the newest ruleset matters

@@ -11,16 +11,19 @@ from fastapi.responses import JSONResponse, Response
 
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.ofrep import mount_ofrep
-from gapless.flags.service.protocol import Compiled, ProtocolError, UsageCounter
+from gapless.flags.service.protocol import Acks, Compiled, ProtocolError, Revisions, SdkTokens, UsageCounter
 from gapless.flags.service.store import FlagStore
 from gapless.flags.service.unleash_api import mount_unleash
 
 __all__ = ["mount_protocols"]
 
 
-def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub) -> None:
-    """Add the OFREP and Unleash endpoints to ``app``, over ``store`` and ``hub``."""
-    compiled, usage = Compiled(store), UsageCounter(store)
+def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub, acks: Acks) -> None:
+    """Add the OFREP and Unleash endpoints to ``app``, over ``store`` and ``hub``; SDKs' reports of
+    the revision they have go to ``acks`` (shared with the gapless SDK endpoints)."""
+    revisions = Revisions(store, hub)
+    compiled, usage, tokens = Compiled(store, revisions), UsageCounter(store), SdkTokens(store)
+    app.state.sdk_tokens = tokens  # forgotten when a token is revoked
 
     @app.exception_handler(ProtocolError)
     async def _refused(_: Request, e: ProtocolError) -> Response:
@@ -28,5 +31,6 @@ def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub) -> None:
         return JSONResponse(e.body, status_code=e.status)
 
     app.state.usage = usage  # flushed by tests, and by whoever wants the counts written now
-    mount_ofrep(app, store, compiled, usage)
-    mount_unleash(app, store, hub, compiled, usage)
+    app.state.acks = acks  # likewise for the revisions SDKs reported
+    mount_ofrep(app, store, tokens, hub, compiled, usage)
+    mount_unleash(app, store, tokens, hub, revisions, compiled, usage, acks)

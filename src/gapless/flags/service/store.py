@@ -483,6 +483,18 @@ class FlagStore:
             raise NotFoundError(f"no ruleset for environment {environment!r} of project {project_key!r}")
         return int(row.revision), str(row.ruleset)
 
+    def revision(self, project_key: str, environment: str) -> int:
+        """The current revision of one environment's ruleset (without its text: what a poll compares)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.rulesets.c.revision).where(
+                    t.rulesets.c.project == project_key, t.rulesets.c.environment == environment
+                )
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no ruleset for environment {environment!r} of project {project_key!r}")
+        return int(row.revision)
+
     def rulesets(self) -> list[RulesetChange]:
         with self.engine.connect() as conn:
             return [

@@ -21,8 +21,11 @@ An SDK is configured with the service's URL plus ``/api`` and a gapless SDK toke
   counts (``yes`` counted as variant ``enabled``, ``no`` as ``disabled``, per flag of the environment)
   into gapless's usage table, which stale-flag detection reads. 202, as Unleash answers.
 
-Each fetch and stream also records the SDK (``unleash:<appName>:<instanceId>``) as having the current
-revision, so the delivery report counts Unleash SDKs too. Errors are Unleash's shape,
+Each fetch, stream and update written to a stream also records the SDK (``unleash:<appName>:<instanceId>``)
+as having that revision (in batches, off the request: ``protocol.Acks``), so the delivery report counts
+Unleash SDKs too. A poll's answer is encoded once per revision, SDK kind and query (``_Bodies``), and
+each change's stream event once for all streams of a kind; the revision a poll compares is read from the
+database at most every 0.5 s and raised by every change published (``protocol.Revisions``). Errors are Unleash's shape,
 ``{"name", "message", "details": [{"message"}]}``: 401 without a valid token, 403 for an admin token,
 400 naming the field of a malformed body; nothing is stored then.
 """
@@ -37,12 +40,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from gapless.core.errors import NotFoundError
 from gapless.flags.service.hub import Hub
-from gapless.flags.service.protocol import Compiled, ProtocolError, SdkScope, UsageCounter, sdk_scope
-from gapless.flags.service.store import FlagStore
+from gapless.flags.service.protocol import (
+    Acks,
+    Compiled,
+    ProtocolError,
+    Revisions,
+    SdkScope,
+    SdkTokens,
+    UsageCounter,
+)
+from gapless.flags.service.store import AppliedReport, FlagStore
 from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, Export, features_from_ruleset
 
 __all__ = ["HEARTBEAT_SECONDS", "known_operators", "mount_unleash"]
@@ -78,11 +89,15 @@ def known_operators(sdk: str) -> frozenset[str]:
 class _Exports:
     """The Unleash translation of each environment's ruleset, made once per revision and operator set."""
 
-    def __init__(self, store: FlagStore) -> None:
+    def __init__(self, store: FlagStore, revisions: Revisions) -> None:
         self._store = store
+        self._revisions = revisions
         self._cache: dict[tuple[str, str, frozenset[str]], tuple[int, Export]] = {}
 
     def get(self, project: str, environment: str, known: frozenset[str]) -> tuple[int, Export]:
+        cached = self._cache.get((project, environment, known))
+        if cached is not None and cached[0] == self._revisions.get(project, environment):
+            return cached
         revision, text = self._store.ruleset(project, environment)
         return self.of(project, environment, revision, text, known)
 
@@ -95,6 +110,33 @@ class _Exports:
         made = (revision, features_from_ruleset(json.loads(text), project, known=known))
         self._cache[project, environment, known] = made
         return made
+
+
+class _Bodies:
+    """Encoded answers of ``/api/client/features`` and ``/delta`` with their ETags, one per project
+    environment, SDK operator set, query and format, made once per revision: a poll that is not a 304
+    writes bytes encoded before. Stale entries are replaced when asked for at a newer revision; the
+    number of entries is bounded (queries are the client's), the oldest going first."""
+
+    limit = 1024
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[object, ...], tuple[int, str, bytes]] = {}
+
+    def get(self, key: tuple[object, ...], revision: int) -> tuple[str, bytes] | None:
+        hit = self._cache.get(key)
+        return (hit[1], hit[2]) if hit is not None and hit[0] == revision else None
+
+    def put(self, key: tuple[object, ...], revision: int, etag: str, body: bytes) -> None:
+        self._cache.pop(key, None)
+        if len(self._cache) >= self.limit:
+            del self._cache[next(iter(self._cache))]
+        self._cache[key] = (revision, etag, body)
+
+
+def _encode(doc: object) -> bytes:
+    """JSON as Starlette's ``JSONResponse`` writes it."""
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _filtered(export: Export, request: Request, project: str) -> list[dict[str, Any]]:
@@ -171,12 +213,22 @@ def _counts(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
     return out
 
 
-def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, usage: UsageCounter) -> None:
+def mount_unleash(
+    app: FastAPI,
+    store: FlagStore,
+    tokens: SdkTokens,
+    hub: Hub,
+    revisions: Revisions,
+    compiled: Compiled,
+    usage: UsageCounter,
+    acks: Acks,
+) -> None:
     """Add the Unleash client API's endpoints to the flag service's app."""
-    exports = _Exports(store)
+    exports = _Exports(store, revisions)
+    bodies = _Bodies()
 
     def scope(request: Request) -> SdkScope:
-        found = sdk_scope(store, request)
+        found = tokens.scope(request)
         if isinstance(found, tuple):
             raise _refusal(
                 found[0], "AuthenticationRequired" if found[0] == 401 else "NoAccessError", found[1]
@@ -191,27 +243,40 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
         except NotFoundError as e:
             raise _refusal(404, "NotFoundError", str(e)) from e
 
-    async def seen(s: SdkScope, request: Request, revision: int, *, streaming: bool) -> None:
+    def seen(s: SdkScope, request: Request, revision: int, *, streaming: bool) -> None:
         app_name = request.headers.get("unleash-appname", "unknown")
         instance = request.headers.get("unleash-instanceid", request.client.host if request.client else "")
         sdk_id = f"unleash:{app_name}:{instance}"[:128]
-        await asyncio.to_thread(
-            store.record_applied, s.project, s.environment, sdk_id, revision, streaming=streaming
-        )
+        acks.add(AppliedReport(s.project, s.environment, sdk_id, revision, streaming, time.time()))
 
     async def polled(request: Request, *, delta: bool) -> Response:
         s = scope(request)
-        revision, export = current(s, request)
+        sdk = request.headers.get("unleash-sdk", "")
+        known = known_operators(sdk)
         query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
-        query += "|" + request.headers.get("unleash-sdk", "")  # what it gets depends on the SDK too
-        etag = f'"{revision}-{hashlib.sha256(query.encode()).hexdigest()[:8]}"'
-        await seen(s, request, revision, streaming=False)
+        key = (s.project, s.environment, known, query, sdk, delta)
+        try:
+            revision = revisions.get(s.project, s.environment)
+        except NotFoundError as e:
+            raise _refusal(404, "NotFoundError", str(e)) from e
+        hit = bodies.get(key, revision)
+        if hit is None:
+            revision, export = current(s, request)
+            query += "|" + sdk  # what it gets depends on the SDK too
+            etag = f'"{revision}-{hashlib.sha256(query.encode()).hexdigest()[:8]}"'
+            doc = _document(export, _filtered(export, request, s.project), revision)
+            if delta:
+                doc = {"events": [_hydration(doc, revision)]}
+            body = _encode(doc)
+            bodies.put(key, revision, etag, body)
+        else:
+            etag, body = hit
+        seen(s, request, revision, streaming=False)
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
-        body = _document(export, _filtered(export, request, s.project), revision)
-        if delta:
-            body = {"events": [_hydration(body, revision)]}
-        return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+        return Response(
+            body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"}
+        )
 
     @app.get("/api/client/features", tags=["Unleash"])
     async def unleash_features(request: Request) -> Response:
@@ -234,11 +299,22 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
         except ProtocolError:
             hub.unsubscribe(s.project, s.environment, queue)
             raise
-        await seen(s, request, revision, streaming=True)
+        seen(s, request, revision, streaming=True)
+
+        sdk = request.headers.get("unleash-sdk", "")
+        query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
 
         def event(name: str, rev: int, ex: Export) -> bytes:
+            """Encoded once per revision for all streams of the same SDK kind and filters (fan-out
+            writes bytes made once, whatever the number of streams)."""
+            key = (s.project, s.environment, known_operators(sdk), query, sdk, name)
+            hit = bodies.get(key, rev)
+            if hit is not None:
+                return hit[1]
             hydration = _hydration(_document(ex, _filtered(ex, request, s.project), rev), rev)
-            return f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
+            body = f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
+            bodies.put(key, rev, "", body)
+            return body
 
         async def events() -> AsyncIterator[bytes]:
             sent = revision
@@ -255,6 +331,7 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
                         known = known_operators(request.headers.get("unleash-sdk", ""))
                         rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset, known)
                         yield event("unleash-updated", rev, ex)
+                        seen(s, request, rev, streaming=True)  # written to it: counted as delivered
             finally:
                 hub.unsubscribe(s.project, s.environment, queue)
 
@@ -271,9 +348,7 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
         doc = _body(await request.body())
         app_name, instance = _name(doc, "appName"), _name(doc, "instanceId")
         sdk_id = f"unleash:{app_name}:{instance}"[:128]
-        await asyncio.to_thread(
-            store.record_applied, s.project, s.environment, sdk_id, 0, streaming=False, at=time.time()
-        )
+        acks.add(AppliedReport(s.project, s.environment, sdk_id, 0, False, time.time()))
         return Response(status_code=202)
 
     @app.post("/api/client/metrics", tags=["Unleash"])
@@ -283,7 +358,7 @@ def mount_unleash(app: FastAPI, store: FlagStore, hub: Hub, compiled: Compiled, 
         doc = _body(await request.body())
         _name(doc, "appName")
         counts = _counts(doc)
-        rs, _ = compiled.get(s.project, s.environment)
+        rs = compiled.get(s.project, s.environment)
         for name, row in counts.items():
             if name not in rs:
                 continue  # a flag the environment does not have: nothing to count it against
