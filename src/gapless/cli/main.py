@@ -839,15 +839,25 @@ def down(
     name: Annotated[
         str | None, typer.Argument(help="Remove only this rollout (default: everything).")
     ] = None,
+    timeout: Annotated[
+        str,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="How long the graceful stop may take; then what is left is killed (everything) "
+            "or waiting ends (one rollout), and down exits 3.",
+        ),
+    ] = "10m",
     state_dir: StateDir = None,
 ) -> None:
     """Stop instances (gracefully), routers and the control plane; leave no process behind."""
     from gapless.cli.down import down_all, down_rollout
 
+    seconds = _duration("--timeout", timeout) or 0.0
     sd = resolve_state_dir(state_dir)
     if name is None:
-        raise typer.Exit(_run(lambda: down_all(sd, err)))
-    raise typer.Exit(_run(lambda: down_rollout(sd, name, err)))
+        raise typer.Exit(_run(lambda: down_all(sd, err, seconds)))
+    raise typer.Exit(_run(lambda: down_rollout(sd, name, err, seconds)))
 
 
 @app.command()
