@@ -61,7 +61,14 @@ SpecFile = Annotated[
     ),
 ]
 Output = Annotated[
-    str, typer.Option("-o", "--output", metavar="FORMAT", help="text, json or yaml (RFC 3339 times).")
+    str,
+    typer.Option(
+        "-o",
+        "--output",
+        metavar="FORMAT",
+        help="text, json or yaml (RFC 3339 times).",
+        autocompletion=lambda: ["text", "json", "yaml"],
+    ),
 ]
 Timeout = Annotated[
     str | None,
@@ -713,6 +720,7 @@ def wait_command(
             "--for",
             metavar="CONDITION",
             help="complete: the current generation rolled out and Healthy; healthy: Healthy; paused: Paused.",
+            autocompletion=lambda: ["complete", "healthy", "paused"],
         ),
     ] = "complete",
     timeout: Timeout = None,
@@ -947,7 +955,12 @@ def version(output: Output = "text") -> None:
 
 @app.command()
 def completion(
-    shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
+    shell: Annotated[
+        str,
+        typer.Argument(
+            metavar="SHELL", help="bash, zsh or fish.", autocompletion=lambda: list(COMPLETION_SHELLS)
+        ),
+    ],
 ) -> None:
     """Print a shell completion script for commands, options and their values.
 
