@@ -497,6 +497,17 @@ def status(
         from gapless.cli.render import render_list, render_status
 
         with SyncClient(sd) as client:
+            if name is None and watch and (output != "text" or not out.is_terminal):
+                return _watch_lines(client, None, output)
+            if name is None and watch:
+                import time
+
+                from rich.live import Live
+
+                with Live(console=out, refresh_per_second=4) as live:
+                    while True:
+                        live.update(render_list(client.request("GET", "/api/v1/rollouts")["items"]))
+                        time.sleep(0.5)
             if name is None:
                 listing = client.request("GET", "/api/v1/rollouts")
                 items = listing["items"]
@@ -528,24 +539,44 @@ def status(
     raise typer.Exit(_handle(body))
 
 
-def _watch_lines(client: SyncClient, name: str, output: str) -> int:
-    """``status --watch`` into a pipe or file: a line (or document) each time the status changes."""
+LIVE_KEYS = frozenset({"updatedAt", "lastUpdateTime"})
+"""Status fields every reconcile pass writes anew: a change of them alone is not a change to report."""
+
+
+def _without_live(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _without_live(v) for k, v in doc.items() if k not in LIVE_KEYS}
+    if isinstance(doc, list):
+        return [_without_live(v) for v in doc]
+    return doc
+
+
+def _watch_lines(client: SyncClient, name: str | None, output: str) -> int:
+    """``status --watch`` into a pipe or file: a line (or document) each time a rollout's status changes.
+
+    ``name`` None: every rollout, each on its own line.
+    """
     import time
 
     from gapless.cli.render import summary_line
 
-    last: Any = None
+    last: dict[str, Any] = {}
     while True:
-        st = client.status(name)
-        if output == "text":
-            line = summary_line(st).plain
-            if line != last:
-                sys.stdout.write(line + "\n")
+        if name is None:
+            statuses = client.request("GET", "/api/v1/rollouts")["items"]
+        else:
+            statuses = [client.status(name)]
+        for st in statuses:
+            key = str(st.get("name"))
+            seen: Any = summary_line(st).plain if output == "text" else _without_live(st)
+            if last.get(key) == seen:
+                continue
+            last[key] = seen
+            if output == "text":
+                sys.stdout.write(seen + "\n")
                 sys.stdout.flush()
-                last = line
-        elif st != last:
-            _emit(st, output, stream=True)
-            last = st
+            else:
+                _emit(st, output, stream=True)
         time.sleep(0.5)
 
 
