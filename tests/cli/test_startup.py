@@ -110,3 +110,22 @@ def test_the_budget_can_fail(tmp_path: Path) -> None:
     """The parse sees heavy imports where they happen: `gapless migrate` loads the migration planner."""
     _, modules = imported(["migrate", "--help"], tmp_path)
     assert any(m.startswith("gapless.migrations") for m in modules)
+
+
+def test_version_option_skips_the_framework(tmp_path: Path) -> None:
+    """`gapless --version` prints what `gapless version` prints, without importing typer or rich."""
+    code, modules = imported(["--version"], tmp_path)
+    assert code == 0
+    heavy = sorted(
+        {m for m in modules for f in ("typer", "rich", "click") if m == f or m.startswith(f + ".")}
+    )
+    assert not heavy
+    assert len(modules) <= QUICK_BUDGET
+    env = {"PATH": "/usr/bin:/bin", "GAPLESS_HOME": str(tmp_path)}
+    both = [
+        subprocess.run(
+            [sys.executable, "-m", "gapless", *argv], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        for argv in (["--version"], ["version"])
+    ]
+    assert both[0] == both[1] != ""
