@@ -49,6 +49,10 @@ def test_bash_script_loads_and_completes(tmp_path: Path) -> None:
         'echo "verbs: ${COMPREPLY[*]}"\n'
         "COMP_WORDS=(gapless wait web --f); COMP_CWORD=3; _gapless_completion gapless\n"
         'echo "options: ${COMPREPLY[*]}"\n'
+        "COMP_WORDS=(gapless wait web --for h); COMP_CWORD=4; _gapless_completion gapless\n"
+        'echo "values: ${COMPREPLY[*]}"\n'
+        "COMP_WORDS=(gapless status web -o ''); COMP_CWORD=4; _gapless_completion gapless\n"
+        'echo "formats: ${COMPREPLY[*]}"\n'
     )
     out = subprocess.run(
         ["bash", "--norc", "--noprofile", "-c", probe],
@@ -64,6 +68,10 @@ def test_bash_script_loads_and_completes(tmp_path: Path) -> None:
     assert "up" not in verbs  # only what starts with "st"
     options = next(line for line in out.splitlines() if line.startswith("options:"))
     assert "--for" in options
+    values = next(line for line in out.splitlines() if line.startswith("values:")).split()[1:]
+    assert values == ["healthy"]
+    formats = next(line for line in out.splitlines() if line.startswith("formats:")).split()[1:]
+    assert formats == ["text", "json", "yaml"]
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])

@@ -161,19 +161,7 @@ async def test_read_verbs(g: Gapless) -> None:
     assert "r-nothere-1" in err
 
     # status --watch into a pipe: plain lines, one per change, no terminal control codes.
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gapless",
-        "status",
-        "r",
-        "--watch",
-        "--state-dir",
-        str(g.state_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=g.env(),
-    )
+    proc = await _watch(g, "status", "r", "--watch")
     try:
         assert proc.stdout is not None
         first = await asyncio.wait_for(proc.stdout.readline(), 20)
@@ -186,3 +174,34 @@ async def test_read_verbs(g: Gapless) -> None:
     finally:
         proc.kill()
         await proc.wait()
+
+    # Every rollout, as JSON documents: one per change, none while nothing changes.
+    proc = await _watch(g, "status", "--watch", "-o", "json")
+    try:
+        assert proc.stdout is not None
+        first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        assert (first["name"], first["phase"]) == ("r", "Paused")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(proc.stdout.readline(), 2.5)
+        code, _, err = await g.acli("resume", "r")
+        assert code == 0, err
+        second = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        assert second["phase"] != "Paused"
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def _watch(g: Gapless, *argv: str) -> asyncio.subprocess.Process:
+    """A gapless command that runs until killed, its output into a pipe."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gapless",
+        *argv,
+        "--state-dir",
+        str(g.state_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=g.env(),
+    )

@@ -106,3 +106,19 @@ async def test_timeouts_and_bad_durations(g: Gapless) -> None:
         bad = argv[-1]
         assert repr(bad) in err, (argv, err)
     assert (await g.status("t"))["generation"] == before
+
+
+async def test_down_timeout(g: Gapless) -> None:
+    """down --timeout: an instance that ignores SIGTERM outlasts the graceful stop; down exits 3, no process is left."""
+    port = free_port()
+    stubborn = rollout_doc("d", port, "v1", replicas=1, app_args=("--ignore-sigterm",), grace=60)
+    code, out, err = await g.acli("up", "-f", str(g.write(stubborn)))
+    assert code == 0, out + err
+    assert g.processes("instance")
+    started = time.monotonic()
+    code, out, err = await g.acli("down", "--timeout", "2s")
+    took = time.monotonic() - started
+    assert code == 3, out + err
+    assert "timed out after 2s" in err
+    assert took < 40  # not the 60 s grace period
+    assert g.processes() == []

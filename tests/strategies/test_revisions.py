@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gapless.store.records import RevisionRecord
 from gapless.strategies.plan import InstanceView, Plan, Start, StepState, Terminate
@@ -197,3 +199,29 @@ def test_step_state_round_trips_through_json() -> None:
     assert StepState.from_json({"index": 1, "header_route": None}).header_route == ()
     assert StepState.from_json(None) == StepState()
     assert StepState.from_json({}) == StepState()
+
+
+CAUSES = st.text(max_size=20)
+HISTORIES = st.lists(
+    st.tuples(st.sampled_from(["complete", "superseded", "failed", "progressing"]), CAUSES),
+    max_size=5,
+).map(lambda rows: [rev(f"h{i}", i + 1, phase, change_cause=cause) for i, (phase, cause) in enumerate(rows)])
+
+
+@given(HISTORIES, st.sampled_from(["h0", "h1", "new"]), CAUSES)
+def test_change_cause_goes_to_the_revision_a_change_makes(
+    revisions: list[RevisionRecord], h: str, cause: str
+) -> None:
+    """Only a new revision takes the change's cause; every other write keeps the cause it had."""
+    before = {r.hash: r.change_cause for r in revisions}
+    for w in target_writes(revisions, "shop", h, {"command": [h]}, NOW, cause):
+        assert w.change_cause == before.get(w.hash, cause)
+
+
+@given(HISTORIES, st.none() | CAUSES)
+def test_fresh_rollout_keeps_or_takes_the_cause(revisions: list[RevisionRecord], cause: str | None) -> None:
+    """Rolled out again, a revision takes the new cause when one is given, else keeps its own."""
+    for r in revisions:
+        fresh = fresh_rollout(r, revisions, NOW, cause)
+        assert fresh.change_cause == (r.change_cause if cause is None else cause)
+        assert (fresh.hash, fresh.template) == (r.hash, r.template)

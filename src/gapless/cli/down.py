@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gapless.cli.client import ApiClient, NotRunningError, start_control_plane
+from gapless.cli.times import format_duration
 from gapless.core.errors import GaplessError
 from gapless.platform.base import ROLE_CONTROL_PLANE
 from gapless.platform.local import LocalPlatform
@@ -51,6 +52,9 @@ def _has_rollouts(db: Path) -> bool:
 
 
 async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) -> int:
+    """Stop everything; 3 when the control plane's graceful stop outlasted ``timeout`` (what is left is
+    then stopped as leftovers are: SIGTERM, SIGKILL after ``LEFTOVER_GRACE``), else 0."""
+    timed_out = False
     platform = LocalPlatform(state_dir)
     client = ApiClient(state_dir)
     if not platform.discover() and not _has_rollouts(state_dir / "state.db") and not await client.alive():
@@ -75,6 +79,7 @@ async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) ->
                     last = left
                 await asyncio.sleep(POLL)
             await _wait_control_plane_gone(platform, deadline)
+            timed_out = time.monotonic() >= deadline
     finally:
         await client.aclose()
     leftovers = platform.discover()
@@ -90,6 +95,11 @@ async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) ->
         console.print(f"[yellow]killing leftover {p.role} process {p.pid}[/]")
         await platform.kill_group(p.pgid)
     console.print("down: no gapless process is running for this state directory")
+    if timed_out:
+        console.print(
+            f"[red]the graceful stop timed out after {format_duration(timeout)}[/]", highlight=False
+        )
+        return 3
     return 0
 
 
@@ -112,7 +122,7 @@ async def down_rollout(state_dir: Path, name: str, console: Console, timeout: fl
                 console.print(f"{name} removed")
                 return 0
             await asyncio.sleep(0.2)
-        console.print(f"[red]{name} was not removed within {timeout:g}s[/]")
-        return 1
+        console.print(f"[red]timed out after {format_duration(timeout)}: {name} is not removed yet[/]")
+        return 3
     finally:
         await client.aclose()

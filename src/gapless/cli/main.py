@@ -61,7 +61,14 @@ SpecFile = Annotated[
     ),
 ]
 Output = Annotated[
-    str, typer.Option("-o", "--output", metavar="FORMAT", help="text, json or yaml (RFC 3339 times).")
+    str,
+    typer.Option(
+        "-o",
+        "--output",
+        metavar="FORMAT",
+        help="text, json or yaml (RFC 3339 times).",
+        autocompletion=lambda: ["text", "json", "yaml"],
+    ),
 ]
 Timeout = Annotated[
     str | None,
@@ -490,6 +497,17 @@ def status(
         from gapless.cli.render import render_list, render_status
 
         with SyncClient(sd) as client:
+            if name is None and watch and (output != "text" or not out.is_terminal):
+                return _watch_lines(client, None, output)
+            if name is None and watch:
+                import time
+
+                from rich.live import Live
+
+                with Live(console=out, refresh_per_second=4) as live:
+                    while True:
+                        live.update(render_list(client.request("GET", "/api/v1/rollouts")["items"]))
+                        time.sleep(0.5)
             if name is None:
                 listing = client.request("GET", "/api/v1/rollouts")
                 items = listing["items"]
@@ -521,24 +539,44 @@ def status(
     raise typer.Exit(_handle(body))
 
 
-def _watch_lines(client: SyncClient, name: str, output: str) -> int:
-    """``status --watch`` into a pipe or file: a line (or document) each time the status changes."""
+LIVE_KEYS = frozenset({"updatedAt", "lastUpdateTime"})
+"""Status fields every reconcile pass writes anew: a change of them alone is not a change to report."""
+
+
+def _without_live(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _without_live(v) for k, v in doc.items() if k not in LIVE_KEYS}
+    if isinstance(doc, list):
+        return [_without_live(v) for v in doc]
+    return doc
+
+
+def _watch_lines(client: SyncClient, name: str | None, output: str) -> int:
+    """``status --watch`` into a pipe or file: a line (or document) each time a rollout's status changes.
+
+    ``name`` None: every rollout, each on its own line.
+    """
     import time
 
     from gapless.cli.render import summary_line
 
-    last: Any = None
+    last: dict[str, Any] = {}
     while True:
-        st = client.status(name)
-        if output == "text":
-            line = summary_line(st).plain
-            if line != last:
-                sys.stdout.write(line + "\n")
+        if name is None:
+            statuses = client.request("GET", "/api/v1/rollouts")["items"]
+        else:
+            statuses = [client.status(name)]
+        for st in statuses:
+            key = str(st.get("name"))
+            seen: Any = summary_line(st).plain if output == "text" else _without_live(st)
+            if last.get(key) == seen:
+                continue
+            last[key] = seen
+            if output == "text":
+                sys.stdout.write(seen + "\n")
                 sys.stdout.flush()
-                last = line
-        elif st != last:
-            _emit(st, output, stream=True)
-            last = st
+            else:
+                _emit(st, output, stream=True)
         time.sleep(0.5)
 
 
@@ -713,6 +751,7 @@ def wait_command(
             "--for",
             metavar="CONDITION",
             help="complete: the current generation rolled out and Healthy; healthy: Healthy; paused: Paused.",
+            autocompletion=lambda: ["complete", "healthy", "paused"],
         ),
     ] = "complete",
     timeout: Timeout = None,
@@ -839,15 +878,25 @@ def down(
     name: Annotated[
         str | None, typer.Argument(help="Remove only this rollout (default: everything).")
     ] = None,
+    timeout: Annotated[
+        str,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="How long the graceful stop may take; then what is left is killed (everything) "
+            "or waiting ends (one rollout), and down exits 3.",
+        ),
+    ] = "10m",
     state_dir: StateDir = None,
 ) -> None:
     """Stop instances (gracefully), routers and the control plane; leave no process behind."""
     from gapless.cli.down import down_all, down_rollout
 
+    seconds = _duration("--timeout", timeout) or 0.0
     sd = resolve_state_dir(state_dir)
     if name is None:
-        raise typer.Exit(_run(lambda: down_all(sd, err)))
-    raise typer.Exit(_run(lambda: down_rollout(sd, name, err)))
+        raise typer.Exit(_run(lambda: down_all(sd, err, seconds)))
+    raise typer.Exit(_run(lambda: down_rollout(sd, name, err, seconds)))
 
 
 @app.command()
@@ -937,7 +986,12 @@ def version(output: Output = "text") -> None:
 
 @app.command()
 def completion(
-    shell: Annotated[str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.")],
+    shell: Annotated[
+        str,
+        typer.Argument(
+            metavar="SHELL", help="bash, zsh or fish.", autocompletion=lambda: list(COMPLETION_SHELLS)
+        ),
+    ],
 ) -> None:
     """Print a shell completion script for commands, options and their values.
 

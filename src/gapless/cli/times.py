@@ -13,12 +13,11 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 __all__ = ["format_duration", "parse_duration", "parse_since", "rfc3339", "with_rfc3339_times"]
 
-_UNITS = {"h": Decimal(3600), "m": Decimal(60), "s": Decimal(1), "ms": Decimal("0.001")}
+_UNITS = {"h": "3600", "m": "60", "s": "1", "ms": "0.001"}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 MAX_SECONDS = 366 * 24 * 3600
 """A year: more is surely a typo (``--timeout 90000000``), not a wish."""
@@ -30,20 +29,18 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
     Raises ``ValueError`` naming the option and the value for anything else, a negative number, or
     more than a year.
     """
+    from decimal import Decimal  # exact sums (1h30m500ms); imported only when a duration is given
+
     value = text.strip()
-    total = Decimal(0)
-    try:
-        total = Decimal(value)
-        plain = value != "" and re.fullmatch(r"\d+(?:\.\d+)?", value) is not None
-    except InvalidOperation:
-        plain = False
+    plain = re.fullmatch(r"\d+(?:\.\d+)?", value) is not None
+    total = Decimal(value) if plain else Decimal(0)
     if not plain:
         pos, total, seen = 0, Decimal(0), set()
         for m in _PART.finditer(value):
             if m.start() != pos or m.group(2) in seen:
                 break
             seen.add(m.group(2))
-            total += Decimal(m.group(1)) * _UNITS[m.group(2)]
+            total += Decimal(m.group(1)) * Decimal(_UNITS[m.group(2)])
             pos = m.end()
         if not value or pos != len(value):
             raise ValueError(
