@@ -136,6 +136,16 @@ def test_diff_refuses_bad_input_with_exit_2(g: Gapless, tmp_path: Path) -> None:
         r = flags(g, "list", "shop", "-o", "xml")
         assert r.returncode == 2
         assert "--output must be text, json or yaml" in r.stderr
+        project = tmp_path / "shop.yaml"
+        project.write_text(yaml.safe_dump(PROJECT))
+        r = flags(g, "diff", "-f", str(project), "--token", "gfl_nope_nope")
+        assert r.returncode == 2, r.stdout + r.stderr  # diff's trouble is 2, not "differences"
+        assert "401" in r.stderr
+        r = flags(g, "refs", str(tmp_path))
+        assert r.returncode == 2
+        assert "give --project" in r.stderr
+    # an unknown option is typer's usage error: exit 2 too
+    assert flags(g, "kill", "shop", "f", "production", "--colour").returncode == 2
 
 
 def test_an_explicit_url_or_token_wins(g: Gapless) -> None:

@@ -21,7 +21,8 @@ def dump(data: Any, output: str) -> str:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     import yaml  # only when asked for: it costs a verb's start
 
-    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False))
+    # allow_unicode=False: PyYAML writes U+0085 and U+2028 raw, and its reader takes them for line breaks
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=False, default_flow_style=False))
 
 
 def _value(v: Any) -> str:
