@@ -166,7 +166,7 @@ def _check_panel(driver: Any) -> str:
     return str(text)
 
 
-def _check_legend_and_colours(driver: Any, live: list[str]) -> dict[str, list[str]]:
+def _check_legend_and_colours(driver: Any, live: list[str]) -> dict[str, str]:
     """The legend lists exactly the live revisions; each revision has one colour in legend, charts and weights bar."""
     legend = _wait_js(driver, f"({LEGEND}) === '{','.join(live)}' && ({LEGEND})")
     assert legend.split(",") == live
@@ -174,7 +174,7 @@ def _check_legend_and_colours(driver: Any, live: list[str]) -> dict[str, list[st
     for rev, seen in colours.items():
         assert len({_hex_rgb(c) for c in seen}) == 1, (rev, seen)
     assert len({_hex_rgb(seen[0]) for seen in colours.values()}) == len(colours), colours
-    return {rev: [_hex_rgb(c) for c in seen] for rev, seen in colours.items()}
+    return {rev: _hex_rgb(seen[0]) for rev, seen in colours.items()}
 
 
 def _check_axes(driver: Any, series: dict[str, Any], live: list[str]) -> None:
@@ -221,7 +221,7 @@ async def test_analysis_panel_legend_and_width_in_chromium(g: Gapless, tmp_path:
     driver = await asyncio.to_thread(_browser)
     try:
 
-        def wide() -> dict[str, list[str]]:
+        def wide() -> dict[str, str]:
             from selenium.webdriver.common.by import By
 
             driver.set_window_size(1400, 1400)
@@ -286,7 +286,7 @@ async def test_analysis_panel_legend_and_width_in_chromium(g: Gapless, tmp_path:
             driver.refresh()
             _wait_js(driver, "document.getElementById('live').textContent === 'live'")
             assert _check_legend_and_colours(driver, ["1", "3"]) == seen
-            assert seen["1"][0] == colours["1"][0]
+            assert seen["1"] == colours["1"]
 
         await asyncio.to_thread(third_revision)
     finally:

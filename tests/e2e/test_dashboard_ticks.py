@@ -41,6 +41,8 @@ def time_ticks(tmin: float, tmax: float, count: int) -> list[float]:
     """Port of app.js ``timeTicks``: multiples of the smallest round step giving at most ``count`` ticks."""
     step = next((s for s in TIME_STEPS if (tmax - tmin) / s <= count), 600)
     first = math.ceil(tmin / step) * step
+    if first < tmin:  # tmin / step rounded down to a multiple below tmin
+        first += step
     out = []
     t = first
     while t <= tmax:
@@ -132,7 +134,8 @@ def test_the_page_computes_the_same_ticks_as_the_rule() -> None:
         7.5e8,
     ]
     maxima += [round(1.37**k, 6) for k in range(-20, 40)]
-    spans = [
+    spans = [(5e-324, 4.0), (0.0, 7.0)]
+    spans += [
         (1796455000.0 + k * 7.3, 1796455000.0 + k * 7.3 + d)
         for k in range(10)
         for d in (5, 40, 61, 299, 300, 599)

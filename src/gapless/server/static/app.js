@@ -259,7 +259,9 @@ const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
 function timeTicks(tmin, tmax, count) {
   const step = TIME_STEPS.find((s) => (tmax - tmin) / s <= count) || 600;
   const ticks = [];
-  for (let t = Math.ceil(tmin / step) * step; t <= tmax; t += step) ticks.push(t);
+  let t = Math.ceil(tmin / step) * step;
+  if (t < tmin) t += step; // tmin / step rounded down to a multiple below tmin
+  for (; t <= tmax; t += step) ticks.push(t);
   return ticks;
 }
 
@@ -387,6 +389,9 @@ function sparkline(check) {
   const W = 120, H = 28, P = 2;
   const pts = check.series || [];
   const box = svg("svg", { class: "spark", viewBox: "0 0 " + W + " " + H, width: W, height: H, "data-points": String(pts.length) });
+  const title = svg("title", {});
+  title.textContent = check.quantity + ": the last " + pts.length + " measurements" + (check.against === "limit" && check.reference != null ? "; dashed: the limit" : "");
+  box.append(title);
   if (pts.length < 2) return box;
   const t0 = pts[0][0], t1 = pts[pts.length - 1][0];
   const values = pts.map((p) => p[1]);
