@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,7 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
 async def test_read_verbs(g: Gapless) -> None:
     """Every read verb's YAML reads back as its JSON; causes, numbers, filters and the watch stream work."""
     port = free_port()
+    started = time.time()
     code, out, err = await g.acli("up", "-f", str(g.write(rollout_doc("r", port, "v1", replicas=2))))
     assert code == 0, out + err
     code, out, err = await g.acli(
@@ -159,6 +161,24 @@ async def test_read_verbs(g: Gapless) -> None:
     code, out, err = await g.acli("logs", "r", "--instance", "r-nothere-1")
     assert code == 1
     assert "r-nothere-1" in err
+
+    # logs --timestamps: each line with the time it was written (within the control plane's second);
+    # --since: only lines from then on.
+    code, out, err = await g.acli("logs", "r", "--instance", instance, "--timestamps")
+    assert code == 0, err
+    stamped = [line.split(" ", 2) for line in out.splitlines() if line.strip()]
+    assert stamped
+    for _, when, _ in stamped:
+        assert RFC3339.match(when), when
+        assert started - 2 <= datetime.fromisoformat(when).timestamp() <= time.time() + 1
+    code, out, err = await g.acli("logs", "r", "--since", "10m")
+    assert code == 0, err
+    assert "listening" in out
+    code, out, err = await g.acli("logs", "r", "--since", "1ms")
+    assert (code, out.strip()) == (0, "")
+    code, out, err = await g.acli("logs", "r", "--since", "soon")
+    assert code == 2
+    assert "'soon'" in err
 
     # status --watch into a pipe: plain lines, one per change, no terminal control codes.
     proc = await _watch(g, "status", "r", "--watch")

@@ -804,16 +804,37 @@ def logs(
         str | None,
         typer.Option("--instance", metavar="ID", help="Only this instance.", show_default=False),
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only lines from this long ago (10m, 1h30m) or since this RFC 3339 time.",
+            show_default=False,
+        ),
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", help="Show each line's time (RFC 3339, within a second).")
+    ] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Print the logs of a rollout's instances, each line prefixed with its instance."""
     from gapless.cli.logs import show_logs
 
+    after = _since(since)
     sd = resolve_state_dir(state_dir)
     raise typer.Exit(
         _run(
             lambda: show_logs(
-                sd, name, revision=revision, follow=follow, tail=tail, console=out, instance=instance
+                sd,
+                name,
+                revision=revision,
+                follow=follow,
+                tail=tail,
+                console=out,
+                instance=instance,
+                since=after,
+                timestamps=timestamps,
             )
         )
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from gapless.platform.base import (
     DiscoveredProcess,
     Platform,
 )
+from gapless.platform.logtimes import LogClock
 from gapless.providers.schema import DatabaseMigrations
 from gapless.router.config import Backend
 from gapless.spec.models import CHANGE_CAUSE_ANNOTATION, Rollout, RolloutSpec, template_hash
@@ -63,6 +65,8 @@ log = logging.getLogger("gapless.controller")
 
 PASS_INTERVAL = 0.5
 """Seconds between passes when nothing wakes the loop earlier (process exits are polled)."""
+LOG_TIMES_INTERVAL = 1.0
+"""Seconds between notes of the instances' log sizes: the precision of `gapless logs --since/--timestamps`."""
 SETTLE_TIMEOUT = 2.0
 """How long a command waits for its rollout's own pass before answering (the pass goes on regardless)."""
 ROUTER_TRUST = 1.0
@@ -163,6 +167,7 @@ class Controller:
                 await self.schema.refresh()  # before the first pass: no hold for want of a first read
                 schema = tg.create_task(self.schema.run(), name="migration state")
                 sampler = tg.create_task(self.analysis.sample_forever(), name="resource sampler")
+                log_times = tg.create_task(self._note_log_times(), name="log times")
                 sender = None
                 if self._annotations is not None:
                     sender = tg.create_task(self._annotations.run(), name="grafana annotations")
@@ -178,6 +183,7 @@ class Controller:
                     self._wake.clear()
                 self._instances.cancel_probes()
                 sampler.cancel()
+                log_times.cancel()
                 schema.cancel()
                 if sender is not None:
                     sender.cancel()
@@ -185,6 +191,17 @@ class Controller:
         finally:
             self._tg = None
             self.finished.set()
+
+    async def _note_log_times(self) -> None:
+        """Note each running instance's log size once a second (``gapless.platform.logtimes``)."""
+        clock = LogClock()
+        while True:
+            try:
+                paths = [Path(i.log_path) for i in self._store.instances() if i.state == "running"]
+                await asyncio.to_thread(clock.note, paths, time.time())
+            except Exception:
+                log.exception("noting log times failed")
+            await asyncio.sleep(LOG_TIMES_INTERVAL)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         if self._tg is None:
