@@ -118,8 +118,8 @@ def render_status(status: dict[str, Any]) -> RenderableType:
         (
             Column("CONDITION", priority=9),
             Column("STATUS", priority=8),
-            Column("REASON", priority=7),
-            Column("MESSAGE", "wrap", priority=6),
+            Column("REASON", priority=6),
+            Column("MESSAGE", "wrap", priority=7),  # the sentence for people outlasts the machine's reason
         ),
         tuple(
             (c["type"], c["status"], c["reason"], c.get("message", "")) for c in status.get("conditions", [])
