@@ -324,11 +324,13 @@ def check_pass(sim: Sim, r: PassRecord) -> None:
         serving = [h for h, w in r.weights.items() if w > 0]
         assert len(serving) <= 2, r.weights
         assert sum(r.weights.values()) == 100, r.weights
-    # Counts: available never above desired; the canary step is within the steps.
-    assert status["availableReplicas"] <= status["replicas"], status
+    # Counts: updated, ready and available never above desired; the canary step is within the steps.
+    for counter in ("updatedReplicas", "readyReplicas", "availableReplicas"):
+        assert 0 <= status[counter] <= status["replicas"], (counter, status)
     strategy = status["strategy"]
     if "stepIndex" in strategy:
         assert 0 <= strategy["stepIndex"] <= strategy["steps"], strategy
+        assert 1 <= strategy["step"] <= strategy["steps"], strategy
     # Rolling update: within replicas + maxSurge (terminating included), and the planner never takes
     # availability below replicas - maxUnavailable.
     if spec.strategy.rolling_update is not None and r.target.phase != "failed":

@@ -592,7 +592,9 @@ def analysis(
     """Show every analysis run of a rollout with the measurements behind each verdict.
 
     Answers "why was it rolled back" and "why did it pass": each metric's measurements, the canary's
-    and the baseline's numbers in the same window, and the judge's sentence.
+    and the baseline's numbers in the same window with their units, and the judge's sentence; a
+    sequential test still running shows how far it is from a decision and about how many more
+    requests it needs.
     """
     _check_output(output)
     if revision is not None and revision < 1:

@@ -118,8 +118,8 @@ def render_status(status: dict[str, Any]) -> RenderableType:
         (
             Column("CONDITION", priority=9),
             Column("STATUS", priority=8),
-            Column("REASON", priority=7),
-            Column("MESSAGE", "wrap", priority=6),
+            Column("REASON", priority=6),
+            Column("MESSAGE", "wrap", priority=7),  # the sentence for people outlasts the machine's reason
         ),
         tuple(
             (c["type"], c["status"], c["reason"], c.get("message", "")) for c in status.get("conditions", [])
@@ -196,10 +196,6 @@ _RUN_STYLE = {
 
 def _phase_cell(phase: str) -> Cell:
     return (phase, _RUN_STYLE.get(phase, ""))
-
-
-def _phase_text(phase: str) -> Text:
-    return Text(phase, style=_RUN_STYLE.get(phase, ""))
 
 
 # What the canary and baseline summaries of a measurement hold, with the unit each is in.
@@ -329,16 +325,18 @@ def render_analysis(items: list[dict[str, Any]]) -> RenderableType:
         return Text("no analysis runs")
     parts: list[RenderableType] = []
     for run in items:
-        head = Text()
-        head.append(f"{run['name']}", style="bold")
-        head.append(f"  revision {run.get('revision') or '-'}  ")
-        head.append_text(_phase_text(run["phase"]))
+        head: list[Phrase] = [
+            ((str(run["name"]), "bold"),),
+            ((f"revision {run.get('revision') or '-'}", ""),),
+            ((run["phase"], _RUN_STYLE.get(run["phase"], "")),),
+        ]
         if not run.get("active", True):
-            head.append("  (superseded by a retry)", style="dim")
-        head.append(
-            f"  started {_age(run.get('startedAt'))} ago  templates {', '.join(run.get('templates', []))}"
-        )
-        parts.append(head)
+            head.append((("(superseded by a retry)", "dim"),))
+        head += [
+            ((f"started {_age(run.get('startedAt'))} ago", ""),),
+            ((f"templates {', '.join(run.get('templates', []))}", ""),),
+        ]
+        parts.append(Phrases(tuple(head)))
         if run.get("message"):
             parts.append(Text(f"  {run['message']}"))
         rows = tuple(
