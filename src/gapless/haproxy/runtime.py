@@ -1,0 +1,106 @@
+"""HAProxy's runtime API on its unix socket, and its ``show stat`` CSV.
+
+Each call opens the socket, sends one line (several commands joined by ``;`` run in order in one
+connection) and reads until HAProxy closes it. A command HAProxy refuses answers with text instead of
+an empty line; ``run`` returns every answer so the caller decides which matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RuntimeApiError", "ServerStat", "parse_stat", "run", "run_one"]
+
+TIMEOUT = 5.0
+"""Seconds one exchange with the runtime API may take."""
+
+
+class RuntimeApiError(OSError):
+    """The runtime API did not answer (no socket, refused, timed out)."""
+
+
+async def run(socket_path: Path, commands: Sequence[str]) -> list[str]:
+    """Send ``commands`` in one connection; HAProxy's answer to each, in order."""
+    for c in commands:
+        if not c or any(ch in c for ch in ";\n\r"):
+            raise ValueError(f"not a single runtime command: {c!r}")
+    if not commands:
+        return []
+    line = "; ".join(commands) + "\n"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), TIMEOUT)
+    except (OSError, TimeoutError) as e:
+        raise RuntimeApiError(f"HAProxy runtime API at {socket_path}: {e}") from e
+    try:
+        writer.write(line.encode())
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), TIMEOUT)
+    except (OSError, TimeoutError) as e:
+        raise RuntimeApiError(f"HAProxy runtime API at {socket_path}: {e}") from e
+    finally:
+        writer.close()
+    text = data.decode(errors="replace")
+    # Every command's answer ends with an empty line.
+    answers = text.split("\n\n")
+    answers = [a.strip("\n") for a in answers]
+    while len(answers) > len(commands) and answers[-1] == "":
+        answers.pop()
+    return answers + [""] * (len(commands) - len(answers))
+
+
+async def run_one(socket_path: Path, command: str) -> str:
+    """One command's answer."""
+    return (await run(socket_path, [command]))[0]
+
+
+@dataclass(frozen=True)
+class ServerStat:
+    """One server's line of ``show stat``."""
+
+    name: str
+    status: str
+    weight: int
+    current: int
+    """Sessions on the server right now (requests in flight)."""
+    total: int
+    bytes_in: int
+    bytes_out: int
+    connection_errors: int
+    response_errors: int
+    responses: dict[str, int]
+    """Responses by class: ``1xx`` .. ``5xx`` and ``other``."""
+
+
+def _int(row: dict[str, str], key: str) -> int:
+    value = row.get(key) or ""
+    return int(value) if value.isdigit() else 0
+
+
+def parse_stat(text: str, backend: str) -> dict[str, ServerStat]:
+    """The servers of ``backend`` in ``show stat`` output (CSV with a ``# `` header line)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise ValueError(f"not show stat output: {text[:80]!r}")
+    rows = csv.DictReader([lines[0][2:], *lines[1:]])
+    out: dict[str, ServerStat] = {}
+    for row in rows:
+        if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND", None):
+            continue
+        name = str(row["svname"])
+        out[name] = ServerStat(
+            name=name,
+            status=row.get("status") or "",
+            weight=_int(row, "weight"),
+            current=_int(row, "scur"),
+            total=_int(row, "stot"),
+            bytes_in=_int(row, "bin"),
+            bytes_out=_int(row, "bout"),
+            connection_errors=_int(row, "econ"),
+            response_errors=_int(row, "eresp"),
+            responses={c: _int(row, f"hrsp_{c}") for c in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")},
+        )
+    return out
