@@ -143,7 +143,7 @@ async def test_haproxy_killed_mid_rollout_is_restarted(g: Gapless) -> None:
     await wait_for(g, "k", lambda st: bool(haproxy_groups(g, "k") - before) and st["router"]["running"])
     print(f"HAProxy back after {time.monotonic() - killed_at:.2f} s")
     # The restarted HAProxy holds the split in force (50/50) at once.
-    report = await run_load(url, rps=500, duration=2.0)
+    report = await run_load(url, rps=300, duration=2.0)
     share = 100 * report.versions.get("v2", 0) / max(1, report.ok)
     assert abs(share - 50) <= 5, (share, report.versions)
     await api(g, "POST", "/api/v1/rollouts/k/promote", {})
@@ -151,7 +151,10 @@ async def test_haproxy_killed_mid_rollout_is_restarted(g: Gapless) -> None:
     assert st["currentRevision"] == 2
     report = await load.stop()
     print(f"kill gap: {report.failed} failed of {report.sent} ({report.failures})")
-    # Requests fail only while no HAProxy listens: the control plane notices within its pass interval.
-    assert report.failed <= 200 * 3, report.failures
-    events = await api(g, "GET", "/api/v1/rollouts/k/events")
-    assert any(e.get("reason") == "RouterRestarted" for e in events.get("events", events))
+    # Requests fail only while no HAProxy listens (refused, or cut when it was killed): the control plane
+    # notices at its next pass. "overload" is the load generator's own backlog on a saturated machine.
+    gap = report.failed - report.failures.get("overload", 0)
+    assert set(report.failures) <= {"connect_refused", "connection_closed", "connection_reset", "overload"}
+    assert gap <= 200 * 2, report.failures
+    events = (await api(g, "GET", "/api/v1/events?rollout=k"))["items"]
+    assert any(e["type"] == "RouterRestarted" for e in events)

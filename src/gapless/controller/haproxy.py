@@ -281,6 +281,9 @@ class HaproxyRouters:
             child = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
             )
+        old = self._children.get(rollout)
+        if old is not None:
+            old.poll()  # reap an HAProxy that died, so no zombie is left behind
         self._children[rollout] = child
         deadline = time.monotonic() + START_WAIT
         while time.monotonic() < deadline:

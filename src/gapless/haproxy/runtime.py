@@ -1,7 +1,6 @@
 """HAProxy's runtime API on its unix socket, and its ``show stat`` CSV.
 
-Each call opens the socket, sends one line (several commands joined by ``;`` run in order in one
-connection) and reads until HAProxy closes it. A command HAProxy refuses answers with text instead of
+Each command opens the socket, sends one line and reads until HAProxy closes the connection. A command HAProxy refuses answers with text instead of
 an empty line; ``run`` returns every answer so the caller decides which matter.
 """
 
@@ -24,32 +23,31 @@ class RuntimeApiError(OSError):
 
 
 async def run(socket_path: Path, commands: Sequence[str]) -> list[str]:
-    """Send ``commands`` in one connection; HAProxy's answer to each, in order."""
+    """Send ``commands`` in order, each in its own connection; HAProxy's answer to each.
+
+    One connection per command, because the answers of commands joined by ``;`` cannot be told apart
+    (a command that succeeds silently may answer nothing at all). A connection costs about 0.1 ms.
+    """
     for c in commands:
         if not c or any(ch in c for ch in ";\n\r"):
             raise ValueError(f"not a single runtime command: {c!r}")
-    if not commands:
-        return []
-    line = "; ".join(commands) + "\n"
+    return [await _exchange(socket_path, c) for c in commands]
+
+
+async def _exchange(socket_path: Path, command: str) -> str:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), TIMEOUT)
     except (OSError, TimeoutError) as e:
         raise RuntimeApiError(f"HAProxy runtime API at {socket_path}: {e}") from e
     try:
-        writer.write(line.encode())
+        writer.write(command.encode() + b"\n")
         await writer.drain()
         data = await asyncio.wait_for(reader.read(), TIMEOUT)
     except (OSError, TimeoutError) as e:
         raise RuntimeApiError(f"HAProxy runtime API at {socket_path}: {e}") from e
     finally:
         writer.close()
-    text = data.decode(errors="replace")
-    # Every command's answer ends with an empty line.
-    answers = text.split("\n\n")
-    answers = [a.strip("\n") for a in answers]
-    while len(answers) > len(commands) and answers[-1] == "":
-        answers.pop()
-    return answers + [""] * (len(commands) - len(answers))
+    return data.decode(errors="replace").strip("\n")
 
 
 async def run_one(socket_path: Path, command: str) -> str:

@@ -1,0 +1,135 @@
+"""``HaproxyRouters`` against a real HAProxy and real instances, without a control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gapless.controller.haproxy import HaproxyRouters
+from gapless.controller.traffic import RouterChoice, Routing
+from gapless.platform.local import LocalPlatform
+from gapless.router.config import Backend
+from tests.e2e.harness import APP, free_port
+from tests.haproxy.binary import require_haproxy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def apps() -> Iterator[dict[str, Backend]]:
+    """Three instances of the example app: two of revision ``aaaa``, one of ``bbbb``."""
+    procs = []
+    backends = {}
+    for iid, rev in (("i1", "aaaa"), ("i2", "aaaa"), ("i3", "bbbb")):
+        port = free_port()
+        env = dict(os.environ) | {"PORT": str(port)}
+        procs.append(subprocess.Popen([sys.executable, str(APP), "--version", rev], env=env))
+        backends[iid] = Backend(id=iid, port=port, revision=rev)
+    deadline = time.monotonic() + 20
+    for b in backends.values():
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{b.port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    yield backends
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+@pytest.fixture
+async def routers(tmp_path: Path) -> AsyncIterator[HaproxyRouters]:
+    """An ``HaproxyRouters`` on a fresh state directory; its HAProxy is stopped afterwards."""
+    state = (tmp_path / "s").resolve()
+    state.mkdir()
+    r = HaproxyRouters(state, LocalPlatform(state, state_id="test"))
+    yield r
+    await r.remove("web")
+    for p in LocalPlatform(state).discover():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pgid, signal.SIGKILL)
+
+
+async def _versions(url: str, n: int) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    async with httpx.AsyncClient() as client:
+        for _ in range(n):
+            r = await client.get(url)
+            assert r.status_code == 200
+            seen[r.headers["x-version"]] = seen.get(r.headers["x-version"], 0) + 1
+    return seen
+
+
+async def test_weights_drain_stats_and_restart(routers: HaproxyRouters, apps: dict[str, Backend]) -> None:
+    """Weights split exactly, a removed server drains then is deleted, stats map to revisions, a restart keeps the split."""
+    require_haproxy()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    choice = RouterChoice(type="haproxy")
+    await routers.ensure("web", f"127.0.0.1:{port}", router=choice)
+    sock, state, cfg, _ = routers.paths("web")
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    all3 = list(apps.values())
+    assert await routers.set_backends("web", all3, Routing(weights={"aaaa": 75, "bbbb": 25}))
+    assert not await routers.set_backends("web", all3, Routing(weights={"aaaa": 75, "bbbb": 25}))
+    # HAProxy's weighted round-robin is exact over a cycle: 75 % of 400 requests is 300.
+    seen = await _versions(url, 400)
+    assert abs(seen.get("bbbb", 0) - 100) <= 2, seen
+    await routers.set_backends("web", all3, Routing(weights={"aaaa": 100, "bbbb": 0}))
+    assert await _versions(url, 50) == {"aaaa": 50}, "weight 0: no traffic"
+
+    # A slow request in flight on i1 keeps it from being drained until it ends.
+    async with httpx.AsyncClient(timeout=10) as client:
+        slow = asyncio.create_task(client.get(f"http://127.0.0.1:{apps['i1'].port}/slow?ms=10"))
+        await slow
+        through = asyncio.create_task(client.get(url + "slow?ms=1500"))
+        await asyncio.sleep(0.3)
+        stats = await routers.stats("web")
+        assert stats is not None
+        busy = [i for i, b in stats.backends.items() if b.in_flight == 1]
+        assert len(busy) == 1
+        rest = [b for b in all3 if b.id != busy[0]]
+        await routers.set_backends("web", rest, Routing(weights={"aaaa": 100, "bbbb": 0}))
+        assert not await routers.wait_drained("web", busy[0], 0.3)
+        assert await routers.wait_drained("web", busy[0], 5)
+        assert (await through).status_code == 200
+    before = await routers.stats("web")
+    assert before is not None
+    await routers.set_backends(
+        "web", rest, Routing(weights={"aaaa": 100, "bbbb": 0})
+    )  # deletes the drained server
+    after = await routers.stats("web")
+    assert after is not None
+    assert busy[0] not in after.backends
+    assert after.revisions["aaaa"].requests == before.revisions["aaaa"].requests, (
+        "a deleted server's counts stay"
+    )
+    assert after.revisions["aaaa"].responses["2xx"] >= 350
+    assert after.revisions["bbbb"].responses["2xx"] >= 98
+
+    # SIGKILL: ensure starts HAProxy again with the servers and weights in force.
+    old = routers.state("web").pid
+    assert old is not None
+    os.killpg(old, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    await routers.ensure("web", f"127.0.0.1:{port}", router=choice)
+    assert routers.state("web").pid != old
+    await routers.set_backends("web", rest, Routing(weights={"aaaa": 50, "bbbb": 50}))
+    seen = await _versions(url, 200)
+    assert abs(seen.get("bbbb", 0) - 100) <= 2, seen
