@@ -18,8 +18,10 @@ import pytest
 
 from gapless.controller.haproxy import HaproxyRouters
 from gapless.controller.traffic import RouterChoice, Routing
+from gapless.haproxy.runtime import run_one
+from gapless.loadgen import run_load
 from gapless.platform.local import LocalPlatform
-from gapless.router.config import Backend
+from gapless.router.config import Backend, Limits
 from tests.e2e.harness import APP, free_port
 from tests.haproxy.binary import require_haproxy
 
@@ -133,3 +135,33 @@ async def test_weights_drain_stats_and_restart(routers: HaproxyRouters, apps: di
     await routers.set_backends("web", rest, Routing(weights={"aaaa": 50, "bbbb": 50}))
     seen = await _versions(url, 200)
     assert abs(seen.get("bbbb", 0) - 100) <= 2, seen
+
+
+async def test_changed_limits_reload_without_failed_requests(
+    routers: HaproxyRouters, apps: dict[str, Backend]
+) -> None:
+    """New limits reach HAProxy by a hitless reload under load: same master, new worker, 0 failed requests."""
+    require_haproxy()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    choice = RouterChoice(type="haproxy")
+    listen = f"127.0.0.1:{port}"
+    await routers.ensure("web", listen, Limits(), router=choice)
+    await routers.set_backends("web", list(apps.values()), Routing(weights={"aaaa": 50, "bbbb": 50}))
+    master = routers.state("web").pid
+    sock, _, cfg, _ = routers.paths("web")
+    worker = await run_one(sock, "show info")
+    load = asyncio.create_task(run_load(url, rps=200, duration=3.0))
+    await asyncio.sleep(1.0)
+    await routers.ensure("web", listen, Limits(idle_timeout=33, backend_timeout=7), router=choice)
+    report = await load
+    assert report.failed == 0, report.failures
+    assert report.ok >= 500
+    assert routers.state("web").pid == master
+    assert await run_one(sock, "show info") != worker
+    text = cfg.read_text()
+    assert "timeout http-keep-alive 33000ms" in text
+    assert "timeout server 7000ms" in text
+    # The servers and weights in force survived the reload.
+    seen = await _versions(url, 100)
+    assert abs(seen.get("bbbb", 0) - 50) <= 2, seen

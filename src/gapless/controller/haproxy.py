@@ -211,7 +211,8 @@ class HaproxyRouters:
     ) -> None:
         """An HAProxy for ``rollout`` answers on its runtime socket and listens on ``listen``.
 
-        A changed limit or binary takes effect at HAProxy's next start (a hitless reload is not done yet).
+        Changed limits are applied by a hitless reload (``_reload``); a changed binary takes effect at
+        HAProxy's next start.
         """
         binary = router.binary if router is not None else None
         saved = self._load(rollout)
@@ -233,7 +234,9 @@ class HaproxyRouters:
                 found = self._group(rollout)
                 if found is not None:
                     self._pids[rollout] = found
-            if wanted != saved:
+            if wanted.limits != saved.limits:
+                await self._reload(rollout, wanted)
+            elif wanted != saved:
                 self._save(rollout, wanted)
             return
         if saved is not None and saved.listen != listen:
@@ -261,17 +264,7 @@ class HaproxyRouters:
         sock, _, cfg_path, logfile = self.paths(rollout)
         logfile.parent.mkdir(parents=True, exist_ok=True)
         self._save(rollout, wanted)
-        text = render(
-            HaproxyConfig(
-                rollout=rollout,
-                listen=wanted.listen,
-                runtime_socket=str(sock),
-                limits=wanted.limits,
-                servers=wanted.servers(),
-                open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-            )
-        )
-        _write_private(cfg_path, text)
+        self._write_config(rollout, wanted)
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         markers = marker_env(self._dir, ROLE_ROUTER, rollout=rollout, state_id=self._platform.state_id)
@@ -300,6 +293,48 @@ class HaproxyRouters:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         raise RouterStartError(f"HAProxy router for {rollout} did not answer within {START_WAIT:.0f}s")
+
+    def _write_config(self, rollout: str, wanted: _Wanted) -> None:
+        sock, _, cfg_path, _ = self.paths(rollout)
+        text = render(
+            HaproxyConfig(
+                rollout=rollout,
+                listen=wanted.listen,
+                runtime_socket=str(sock),
+                limits=wanted.limits,
+                servers=wanted.servers(),
+                open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+            )
+        )
+        _write_private(cfg_path, text)
+
+    async def _reload(self, rollout: str, wanted: _Wanted) -> None:
+        """Apply a configuration the runtime API cannot express without dropping a connection.
+
+        The master re-executes itself on SIGUSR2 and reads the regenerated file (the servers and
+        weights in force); the new worker takes the listening sockets from the master, the old one
+        finishes the requests it has and exits. The master's pid stays the same.
+        """
+        pid = self._pids.get(rollout) or self._group(rollout)
+        if pid is None:
+            return
+        self._save(rollout, wanted)
+        self._write_config(rollout, wanted)
+        before = await run_one(self.paths(rollout)[0], "show info")
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + START_WAIT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            try:
+                now = await run_one(self.paths(rollout)[0], "show info")
+            except RuntimeApiError:
+                continue
+            if _info_pid(now) not in (None, _info_pid(before)):
+                self._applied[rollout] = {n: w for n, (_, w) in wanted.servers().items()}
+                self._draining[rollout] = set()
+                log.info("%s: HAProxy reloaded with new limits (worker %s)", rollout, _info_pid(now))
+                return
+        raise TemporaryError(f"HAProxy router of {rollout} did not reload within {START_WAIT:.0f}s")
 
     async def _servers(self, rollout: str) -> dict[str, ServerStat]:
         sock = self.paths(rollout)[0]
@@ -376,7 +411,18 @@ class HaproxyRouters:
                 self._retire(rollout, observed[name])
             else:
                 log.debug("%s: %s: %s (tried again on the next pass)", rollout, c, answer)
-        self.last_split[rollout] = wanted.split()
+        split = wanted.split()
+        if split != self.last_split.get(rollout) and (split.server_error or split.revision_error):
+            log.info(
+                "%s: weights %s over %d servers; integer rounding: revision shares off by at most %.4f %%, "
+                "a server's share within its revision by at most %.4f %%",
+                rollout,
+                wanted.weights,
+                len(servers),
+                100 * split.revision_error,
+                100 * split.server_error,
+            )
+        self.last_split[rollout] = split
         if refused:
             self._applied.pop(rollout, None)
             raise TemporaryError(f"HAProxy router of {rollout} refused: {'; '.join(refused)}")
@@ -574,6 +620,14 @@ def _alive(pgid: int) -> bool:
     with contextlib.suppress(psutil.Error):
         return psutil.Process(pgid).status() != psutil.STATUS_ZOMBIE
     return False
+
+
+def _info_pid(info: str) -> str | None:
+    """The worker's pid in ``show info``."""
+    for line in info.splitlines():
+        if line.startswith("Pid:"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 def _write_private(path: Path, text: str) -> None:
