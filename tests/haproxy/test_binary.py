@@ -25,3 +25,14 @@ def test_too_old_missing_or_foreign_binaries_are_refused(tmp_path: Path) -> None
         check_binary(str(tmp_path / "nowhere"))
     with pytest.raises(BinaryError, match="does not look like HAProxy"):
         check_binary("/bin/true")
+
+
+def test_missing_haproxy_skips_locally_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without haproxy on PATH a test is skipped with the reason, but under CI=true it fails."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="haproxy not installed"):
+        require_haproxy()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the HAProxy tests"):
+        require_haproxy()

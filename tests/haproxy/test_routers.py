@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from gapless.controller.haproxy import HaproxyRouters
-from gapless.controller.traffic import RouterChoice, Routing
+from gapless.controller.traffic import RouterChoice, RouterStartError, Routing
 from gapless.haproxy.runtime import run_one
 from gapless.loadgen import run_load
 from gapless.platform.local import LocalPlatform
@@ -165,3 +166,16 @@ async def test_changed_limits_reload_without_failed_requests(
     # The servers and weights in force survived the reload.
     seen = await _versions(url, 100)
     assert abs(seen.get("bbbb", 0) - 50) <= 2, seen
+
+
+async def test_an_address_in_use_is_reported(routers: HaproxyRouters) -> None:
+    """HAProxy that cannot bind ends at once; the error says why, in plain text (no square brackets)."""
+    require_haproxy()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RouterStartError, match="Address already in use") as e:
+            await routers.ensure("web", f"127.0.0.1:{port}", router=RouterChoice(type="haproxy"))
+    assert "[" not in str(e.value)
+    assert "]" not in str(e.value)

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -642,9 +643,17 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+_LOG_PREFIX = re.compile(r"^\[(?:NOTICE|WARNING|ALERT)\]\s*\(\d+\)\s*:\s*")
+_FUNCTION_TAG = re.compile(r"\[[^\]]*\(\)\]\s*")
+
+
 def _tail(path: Path, lines: int = 5) -> str:
+    """HAProxy's last alerts (else log lines), without level/pid prefixes and square brackets (markup)."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
+    recent = text.strip().splitlines()[-10:]
+    alerts = [x for x in recent if x.startswith("[ALERT]")]
+    kept = [_FUNCTION_TAG.sub("", _LOG_PREFIX.sub("", x)) for x in (alerts or recent)[-lines:]]
+    return " | ".join(kept).replace("[", "(").replace("]", ")") or "(empty log)"
