@@ -12,6 +12,7 @@ from typing import Any
 
 from gapless.analysis.from_spec import template_problems
 from gapless.controller.analysis import run_summary
+from gapless.controller.haproxy import haproxy_problems
 from gapless.controller.reconcile import Controller
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError
@@ -50,6 +51,9 @@ class Commands:
                 name,
                 [Problem(f"spec.strategy.{field}", "this strategy is not available yet in this version")],
             )
+        router_problems = haproxy_problems(rollout.spec)
+        if router_problems:
+            raise SpecError(name, router_problems)
         doc = rollout.to_document()
         h = template_hash(rollout.spec.template)
         with self._store.transaction():

@@ -26,7 +26,7 @@ from gapless.controller.adoption import adopt_processes, describe_unclaimed, fin
 from gapless.controller.analysis import AnalysisRunner, run_summary
 from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.instances import InstanceSupervisor, instance_handle, revision_template
-from gapless.controller.routing import limits_for, routing_for, run_check
+from gapless.controller.routing import limits_for, router_for, routing_for, run_check
 from gapless.controller.schema import SchemaWatch
 from gapless.controller.status import build_status, strategy_status
 from gapless.controller.traffic import PREVIEW_SUFFIX, RouterStartError, RouterState, Routing, Traffic
@@ -435,7 +435,11 @@ class Controller:
         was = self._traffic.state(name)
         try:
             await self._traffic.ensure(
-                name, spec.listen, limits_for(spec), trust_for=ROUTER_TRUST if quick else 0.0
+                name,
+                spec.listen,
+                limits_for(spec),
+                trust_for=ROUTER_TRUST if quick else 0.0,
+                router=router_for(spec),
             )
         except RouterStartError as e:
             router_message = str(e)
@@ -701,7 +705,7 @@ class Controller:
         pname = name + PREVIEW_SUFFIX
         revision = plan.traffic.preview if plan.traffic is not None else None
         if bg is not None and bg.preview_listen and revision:
-            await self._traffic.ensure(pname, bg.preview_listen, limits_for(spec))
+            await self._traffic.ensure(pname, bg.preview_listen, limits_for(spec), router=router_for(spec))
             self._previews.add(name)
             backends = [
                 Backend(id=i.id, host="127.0.0.1", port=i.port, revision=i.revision)

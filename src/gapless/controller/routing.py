@@ -12,14 +12,19 @@ from typing import Any
 
 import httpx
 
-from gapless.controller.traffic import Routing
+from gapless.controller.traffic import RouterChoice, Routing
 from gapless.platform.probes import run_exec
 from gapless.router.config import Limits, Route, RouteMatch, Stickiness, StringMatch
 from gapless.spec.models import RolloutSpec
 from gapless.spec.strategy import PrePromotionCheck
 from gapless.strategies.plan import Traffic
 
-__all__ = ["limits_for", "routing_for", "run_check"]
+__all__ = ["limits_for", "router_for", "routing_for", "run_check"]
+
+
+def router_for(spec: RolloutSpec) -> RouterChoice:
+    """The data plane ``spec.router`` asks for."""
+    return RouterChoice(type=spec.router.type, binary=spec.router.binary)
 
 
 def limits_for(spec: RolloutSpec) -> Limits:

@@ -4,7 +4,7 @@
 address, give it the set of ready backends, wait until a removed backend has drained, and remove it.
 ``LocalRouters`` implements it with gapless's built-in router, one process per rollout, started
 detached (its own session, marked with the state directory) so that it outlives the control plane.
-An HAProxy data plane or a Kubernetes Gateway will implement the same protocol.
+``gapless.controller.haproxy`` implements it with HAProxy; a Kubernetes Gateway could do the same.
 
 A router process is a supervisor holding the listening socket and a worker it restarts when it dies
 (``gapless.router.supervisor``), so the admin socket can be gone for the moment a worker takes to start
@@ -40,6 +40,7 @@ __all__ = [
     "PREVIEW_SUFFIX",
     "RESTART_WAIT",
     "LocalRouters",
+    "RouterChoice",
     "RouterStartError",
     "RouterState",
     "Routing",
@@ -69,6 +70,14 @@ class RouterState:
 
 
 @dataclass(frozen=True)
+class RouterChoice:
+    """Which data plane serves a rollout (``spec.router.type`` and ``binary``)."""
+
+    type: str = "builtin"
+    binary: str | None = None
+
+
+@dataclass(frozen=True)
 class Routing:
     """How requests split between revisions; ``weights=None`` splits evenly over all backends."""
 
@@ -79,7 +88,13 @@ class Routing:
 
 class Traffic(Protocol):
     async def ensure(
-        self, rollout: str, listen: str, limits: Limits | None = None, *, trust_for: float = 0.0
+        self,
+        rollout: str,
+        listen: str,
+        limits: Limits | None = None,
+        *,
+        trust_for: float = 0.0,
+        router: RouterChoice | None = None,
     ) -> None: ...
     async def address(self, rollout: str) -> str | None: ...
     async def set_backends(
@@ -137,7 +152,13 @@ class LocalRouters:
         return None if health is None else str(health.get("listen"))
 
     async def ensure(
-        self, rollout: str, listen: str, limits: Limits | None = None, *, trust_for: float = 0.0
+        self,
+        rollout: str,
+        listen: str,
+        limits: Limits | None = None,
+        *,
+        trust_for: float = 0.0,
+        router: RouterChoice | None = None,
     ) -> None:
         """A router for ``rollout`` answers on its admin socket and listens on ``listen``.
 

@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gapless.controller.annotations import AnnotationSender
 from gapless.controller.commands import Commands
+from gapless.controller.haproxy import HaproxyRouters, Routers
 from gapless.controller.reconcile import Controller
 from gapless.controller.traffic import LocalRouters
 from gapless.core.clock import SystemClock
@@ -349,7 +350,9 @@ async def _serve(
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
     platform = LocalPlatform(state_dir, state_id=store.state_id)
-    traffic = LocalRouters(state_dir, read_token(state_dir), platform)
+    traffic = Routers(
+        LocalRouters(state_dir, read_token(state_dir), platform), HaproxyRouters(state_dir, platform)
+    )
     clock = SystemClock()
     annotations = AnnotationSender(grafana.url, grafana.token) if grafana is not None else None
     migrations = DatabaseMigrations(*database) if database is not None else None

@@ -1,4 +1,9 @@
-"""``spec.router``: how a rollout's router defends itself against clients and sick backends.
+"""``spec.router``: which data plane serves a rollout, and how it defends itself.
+
+``type`` picks the data plane: ``builtin`` (gapless's own router, the default: nothing to install) or
+``haproxy`` (HAProxy >= 2.6 driven through its runtime API, ``binary`` naming the executable, else
+``haproxy`` on PATH; see docs/haproxy.md). The limits below apply to both where HAProxy has an
+equivalent; the ejection settings are the built-in router's alone.
 
 Every field has a default that suits a service on loopback or behind a proxy; the README's "What the
 router defends against" explains each. The values are strict: a count is an integer (never ``true``), a
@@ -9,7 +14,7 @@ this block into the router's ``Limits`` (``gapless.router.config``), which keeps
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
@@ -37,7 +42,12 @@ Count = Annotated[int, BeforeValidator(_count), Field(gt=0, le=1_000_000)]
 
 
 class RouterSettings(SpecModel):
-    """The router's timeouts and limits; see the README for what each defends against."""
+    """The router's kind, timeouts and limits; see the README for what each defends against."""
+
+    type: Literal["builtin", "haproxy"] = "builtin"
+    """The data plane: gapless's built-in router, or HAProxy driven through its runtime API."""
+    binary: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    """With ``type: haproxy``: the HAProxy executable (a path or a name on PATH); default ``haproxy``."""
 
     header_timeout_seconds: Seconds = 10.0
     """To start a request head after connecting, and to finish it once started (slowloris)."""

@@ -1,0 +1,19 @@
+"""The HAProxy executable for tests: skipped with a reason when missing, a failure under CI."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import in_ci
+
+
+def require_haproxy() -> str:
+    """The ``haproxy`` on PATH; skips the test when it is missing (fails it instead under CI)."""
+    binary = shutil.which("haproxy")
+    if binary is None:
+        if in_ci():
+            pytest.fail("haproxy not installed (Debian package haproxy); CI must run the HAProxy tests")
+        pytest.skip("haproxy not installed (Debian package haproxy >= 2.6)")
+    return binary
