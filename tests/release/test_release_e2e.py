@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ import httpx
 import pytest
 import yaml
 
-from gapless.cli.client import start_control_plane
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
 
@@ -76,18 +76,52 @@ def _release(g: Gapless, *, wait: str = "1s", name: str = "ui") -> Path:
         "metadata": {"name": name},
         "spec": {
             "steps": [
-                {"name": "flag-on", "flag": {"project": "shop", "flag": "new-ui", "environment": "production", "enabled": True}},
+                {
+                    "name": "flag-on",
+                    "flag": {
+                        "project": "shop",
+                        "flag": "new-ui",
+                        "environment": "production",
+                        "enabled": True,
+                    },
+                },
                 {"name": "ship-v2", "rollout": {"file": "shop-v2.yaml"}},
                 {"name": "watch", "wait": {"duration": wait}},
                 {"name": "sign-off", "approve": {"message": "v2 looks fine"}},
-                {"name": "beta", "flag": {"project": "shop", "flag": "new-ui", "environment": "production", "stage": "beta"}},
-                {"name": "everyone", "flag": {"project": "shop", "flag": "new-ui", "environment": "production", "advance": True}},
+                {
+                    "name": "beta",
+                    "flag": {
+                        "project": "shop",
+                        "flag": "new-ui",
+                        "environment": "production",
+                        "stage": "beta",
+                    },
+                },
+                {
+                    "name": "everyone",
+                    "flag": {
+                        "project": "shop",
+                        "flag": "new-ui",
+                        "environment": "production",
+                        "advance": True,
+                    },
+                },
             ]
         },
     }
     path = g.specs / f"release-{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+async def _start_control_plane(g: Gapless) -> None:
+    """Start the control plane again, as ``gapless up`` does, without applying any spec."""
+    code = (
+        "import asyncio, pathlib, sys; from gapless.cli.client import start_control_plane; "
+        "sys.exit(0 if asyncio.run(start_control_plane(pathlib.Path(sys.argv[1]))) else 1)"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(g.state_dir.resolve()))
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
 
 
 async def _status(g: Gapless, name: str = "ui") -> dict[str, Any]:
@@ -173,7 +207,7 @@ async def test_sigkill_of_the_control_plane_mid_release_resumes_without_repeatin
         [cp] = g.processes("control-plane")
         os.kill(cp.pid, signal.SIGKILL)
         await asyncio.sleep(1)
-        assert await start_control_plane(g.state_dir.resolve())
+        await _start_control_plane(g)
     await _until(g, _at_gate)
     code, out, err = await g.acli("release", "promote", "ui")
     assert code == 0, out + err
@@ -197,9 +231,13 @@ async def test_bad_releases_exit_2_naming_the_step_and_store_nothing(g: Gapless)
     migrate = json.loads(json.dumps(base))
     migrate["spec"]["databases"] = {"shop": {"url": "postgresql://localhost/shop"}}
     (g.specs / "0001_x.yaml").write_text(
-        yaml.safe_dump({"name": "0001_x", "steps": [{"addColumn": {"table": "t", "column": {"name": "c", "type": "text"}}}]})
+        yaml.safe_dump(
+            {"name": "0001_x", "operations": [{"rename_column": {"table": "t", "from": "a", "to": "b"}}]}
+        )
     )
-    migrate["spec"]["steps"].insert(0, {"name": "expand", "migrate": {"file": "0001_x.yaml", "database": "shop"}})
+    migrate["spec"]["steps"].insert(
+        0, {"name": "expand", "migrate": {"file": "0001_x.yaml", "database": "shop"}}
+    )
     cases.append((migrate, "not yet supported by the control plane"))
     missing = json.loads(json.dumps(base))
     missing["spec"]["steps"][0]["flag"]["flag"] = "no-such-flag"
