@@ -164,11 +164,13 @@ async def test_a_release_runs_its_steps_in_order_with_no_failed_request(g: Gaple
     assert report.failed == 0, report.failures
     assert await _flag(g) == {"enabled": True, "stage": 2}
     code, out, err = await g.acli("release", "status", "ui", "-o", "json")
-    assert code == 0 and json.loads(out)["phase"] == "Succeeded", out + err
+    assert code == 0, out + err
+    assert json.loads(out)["phase"] == "Succeeded"
     code, out, err = await g.acli("events", "-o", "json")
     events = [json.loads(line) for line in out.splitlines()]
     started = [e["revision"] for e in events if e["rollout"] == "release:ui" and e["type"] == "StepStarted"]
-    assert len(started) == 6 and len(set(started)) == 6  # each step once
+    assert len(started) == 6
+    assert len(set(started)) == 6
     assert any(e["type"] == "ReleaseSucceeded" for e in events)
 
 
@@ -218,7 +220,8 @@ async def test_sigkill_of_the_control_plane_mid_release_resumes_without_repeatin
     code, out, err = await g.acli("events", "-o", "json")
     events = [json.loads(line) for line in out.splitlines()]
     started = [e["revision"] for e in events if e["rollout"] == "release:ui" and e["type"] == "StepStarted"]
-    assert sorted(started) == sorted(set(started)) and len(started) == 6
+    assert sorted(started) == sorted(set(started))
+    assert len(started) == 6
     code, out, err = await g.acli("history", "shop", "-o", "json")
     assert code == 0, out + err
 
