@@ -68,7 +68,8 @@ def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
     s = Store(path).open()
     [rev] = s.revisions("shop")
     assert (rev.phase, rev.step_state) == ("complete", {})
-    assert s.get_meta("schema_version") == "6"
+    assert s.get_meta("schema_version") == "8"
+    assert s.releases() == []  # schema 7 -> 8 added the release table
 
 
 def test_analysis_templates_and_runs_round_trip(tmp_path: Path) -> None:
