@@ -260,6 +260,38 @@ async def test_bad_releases_exit_2_naming_the_step_and_store_nothing(g: Gapless)
         assert code == 2, (i, out, err)
         assert expected in " ".join(err.split()), (i, err)
     assert (await api(g, "GET", "/api/v1/releases"))["items"] == []
+    transport = httpx.AsyncHTTPTransport(uds=str(g.state_dir / "api.sock"))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gapless", timeout=10) as c:
+        r = await c.put("/api/v1/releases/ui", json={"release": base, "rollouts": {}})
+        assert r.status_code == 401  # a token is required, as for every change
+        headers = {"Authorization": f"Bearer {(g.state_dir / 'token').read_text().strip()}"}
+        r = await c.put("/api/v1/releases/ui", json={"release": base, "rollouts": {}}, headers=headers)
+        assert r.status_code == 400
+        assert r.json()["problems"][0]["path"] == "steps.1 (ship-v2).rollout"
+        r = await c.put("/api/v1/releases/other", json={"release": base}, headers=headers)
+        assert r.status_code == 400
+        assert "URL names 'other'" in r.text
+    assert (await api(g, "GET", "/api/v1/releases"))["items"] == []
     assert await _flag(g) == {"enabled": False, "stage": 0}
     code, out, err = await g.acli("release", "status", "ui")
     assert code == 2, out + err  # 404: no such release
+
+
+async def test_a_failed_rollout_rolls_the_release_back_and_says_why(g: Gapless) -> None:
+    """v2 never gets ready: its revision fails at the progress deadline, the flag goes back off, v1 serves, 0 failed."""
+    port, v2 = await _setup(g)
+    broken = rollout_doc("shop", port, "v2", replicas=2, app_args=("--never-ready",), deadline=4)
+    v2.write_text(yaml.safe_dump(broken))
+    load = Load(f"http://127.0.0.1:{port}/", rps=100)
+    code, out, err = await g.acli("release", "apply", "-f", str(_release(g)))
+    assert code == 0, out + err
+    st = await _until(g, lambda s: s["phase"] == "RolledBack", timeout=90)
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert [s["phase"] for s in st["steps"]] == ["undone", "undone"] + ["pending"] * 4
+    assert await _flag(g) == {"enabled": False, "stage": 0}
+    assert await _serving(port) == {"v1"}
+    code, out, err = await g.acli("events", "-o", "json")
+    events = [json.loads(line) for line in out.splitlines()]
+    [failed] = [e for e in events if e["rollout"] == "release:ui" and e["type"] == "StepFailed"]
+    assert "rollout shop revision 2 is failed" in failed["message"]

@@ -184,10 +184,22 @@ class ReleaseController:
 
     # -- one pass ----------------------------------------------------------------------------------
 
-    def _save(self, rec: ReleaseRecord, state: dict[str, Any]) -> ReleaseRecord:
-        new = replace(rec, state=state, updated_at=self._clock.now())
-        self._store.put_release(new)
-        return new
+    def _save(self, name: str, extra: dict[str, Any], step: tuple[int, Progress] | None = None) -> None:
+        """Write one step's progress and ``extra`` fields onto the release as stored *now*.
+
+        A pass awaits (the flag service, a rollout's own pass) between reading the release and writing
+        it; an ``abort`` or ``promote`` that came meanwhile must not be overwritten by the pass's copy.
+        """
+        with self._store.transaction():
+            fresh = self._store.find_release(name)
+            if fresh is None:
+                return
+            state = fresh.state | extra
+            if step is not None:
+                steps = list(state["steps"])
+                steps[step[0]] = asdict(step[1])
+                state["steps"] = steps
+            self._store.put_release(replace(fresh, state=state, updated_at=self._clock.now()))
 
     def _event(self, rec: ReleaseRecord, where: str, type_: str, message: str) -> None:
         self._controller.event(release_stream(rec.name), where, type_, message)
@@ -203,7 +215,7 @@ class ReleaseController:
 
         def save(i: int, p: Progress, **extra: Any) -> None:
             steps[i] = p
-            self._save(rec, state | {"steps": [asdict(s) for s in steps]} | extra)
+            self._save(rec.name, extra, (i, p))
 
         if plan.start is not None:
             i = plan.start
@@ -231,7 +243,7 @@ class ReleaseController:
                 "notUndoable": [list(x) for x in plan.not_undoable],
                 "pointOfNoRollback": plan.point_of_no_rollback,
             }
-            self._save(rec, state | extra)
+            self._save(rec.name, extra)
             if plan.phase in TERMINAL or plan.phase == "Paused":
                 self._event(rec, "", f"Release{plan.phase}", plan.message)
         return None if plan.phase in TERMINAL else now + PASS_INTERVAL
