@@ -197,14 +197,14 @@ async def test_abort_puts_the_flags_and_the_application_back(g: Gapless) -> None
 
 
 async def test_sigkill_of_the_control_plane_mid_release_resumes_without_repeating(g: Gapless) -> None:
-    """Killed during the rollout step and again in the monitoring window, the release resumes and each step runs once."""
+    """Killed in the rollout step, the monitoring window and at the gate, the release resumes; each step runs once."""
     port, v2 = await _setup(g)
     slow = rollout_doc("shop", port, "v2", replicas=2, app_args=("--ready-delay", "1"))
     v2.write_text(yaml.safe_dump(slow))
     load = Load(f"http://127.0.0.1:{port}/", rps=100)
     code, out, err = await g.acli("release", "apply", "-f", str(_release(g, wait="4s")))
     assert code == 0, out + err
-    for step in (1, 2):  # the rollout step, then the monitoring window
+    for step in (1, 2, 3):  # the rollout step, the monitoring window, the approve gate
         await _until(g, lambda s, i=step: s["steps"][i]["phase"] == "running")
         [cp] = g.processes("control-plane")
         os.kill(cp.pid, signal.SIGKILL)
