@@ -160,8 +160,6 @@ async def test_a_release_runs_its_steps_in_order_with_no_failed_request(g: Gaple
     code, out, err = await g.acli("release", "promote", "ui")
     assert code == 0, out + err
     st = await _until(g, lambda s: s["phase"] == "Succeeded")
-    report = await load.stop()
-    assert report.failed == 0, report.failures
     assert await _flag(g) == {"enabled": True, "stage": 2}
     code, out, err = await g.acli("release", "status", "ui", "-o", "json")
     assert code == 0, out + err
@@ -172,6 +170,17 @@ async def test_a_release_runs_its_steps_in_order_with_no_failed_request(g: Gaple
     assert len(started) == 6
     assert len(set(started)) == 6
     assert any(e["type"] == "ReleaseSucceeded" for e in events)
+    # `release undo` of the finished release takes it all back, newest first, still under load.
+    code, out, err = await g.acli("release", "undo", "ui", "--wait")
+    assert code == 0, out + err
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    st = await _status(g)
+    assert [s["phase"] for s in st["steps"]] == ["undone"] * 6
+    assert await _flag(g) == {"enabled": False, "stage": 0}
+    assert await _serving(port) == {"v1"}
+    code, out, err = await g.acli("release", "undo", "ui")
+    assert code == 1, out + err  # only a release that succeeded can be undone
 
 
 async def test_abort_puts_the_flags_and_the_application_back(g: Gapless) -> None:
@@ -283,9 +292,11 @@ async def test_a_failed_rollout_rolls_the_release_back_and_says_why(g: Gapless) 
     broken = rollout_doc("shop", port, "v2", replicas=2, app_args=("--never-ready",), deadline=4)
     v2.write_text(yaml.safe_dump(broken))
     load = Load(f"http://127.0.0.1:{port}/", rps=100)
-    code, out, err = await g.acli("release", "apply", "-f", str(_release(g)))
-    assert code == 0, out + err
-    st = await _until(g, lambda s: s["phase"] == "RolledBack", timeout=90)
+    code, out, err = await g.acli("release", "apply", "-f", str(_release(g)), "--wait")
+    assert code == 1, out + err  # --wait: the release ended, but not as asked
+    assert "RolledBack" in out
+    st = await _status(g)
+    assert st["phase"] == "RolledBack"
     report = await load.stop()
     assert report.failed == 0, report.failures
     assert [s["phase"] for s in st["steps"]] == ["undone", "undone"] + ["pending"] * 4

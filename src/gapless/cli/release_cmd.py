@@ -303,9 +303,37 @@ def release_body(path: Path) -> tuple[str, dict[str, Any]]:
     return loaded.release.name, {"release": doc, "rollouts": rollouts}
 
 
+Wait = Annotated[
+    bool,
+    typer.Option("--wait", help="Wait until the release ends; exit 0 when it ended as asked, else 1."),
+]
+TERMINAL_PHASES = ("Succeeded", "RolledBack", "Failed")
+
+
+def _wait_until_done(state_dir: Path | None, name: str, wanted: str) -> None:
+    """Poll the release until it ends; print how, and exit 1 unless it ended in ``wanted``."""
+    import time
+
+    last = ""
+    while True:
+        view = _call(state_dir, "GET", _release_path(name))
+        line = f"release {view['name']}: {view['phase']} - {view['message']}"
+        if line != last:
+            out.print(escape(line))
+            last = line
+        if view["phase"] in TERMINAL_PHASES:
+            for index, reason in view.get("notUndoable", []):
+                out.print(f"step {index} cannot be undone: {escape(reason)}")
+            if view["phase"] != wanted:
+                raise typer.Exit(1)
+            return
+        time.sleep(0.25)
+
+
 @release_app.command("apply")
 def apply_command(
     file: Annotated[Path, typer.Option("-f", "--file", help="The Release file.", show_default=False)],
+    wait: Wait = False,
     state_dir: StateDir = None,
 ) -> None:
     """Check a release and hand it to the control plane, which runs its steps in order.
@@ -322,6 +350,8 @@ def apply_command(
     result = _call(state_dir, "PUT", _release_path(name), body)
     changed = "applied" if result.get("changed") else "unchanged"
     out.print(f"release {escape(name)} {changed} ({escape(str(result.get('phase')))})")
+    if wait:
+        _wait_until_done(state_dir, name, "Succeeded")
 
 
 @release_app.command("status")
@@ -377,8 +407,21 @@ def promote_command(
 
 @release_app.command("abort")
 def abort_command(
-    name: Annotated[str, typer.Argument(help="The release.")], state_dir: StateDir = None
+    name: Annotated[str, typer.Argument(help="The release.")], wait: Wait = False, state_dir: StateDir = None
 ) -> None:
     """Roll the release back: every step it started is undone, newest first (flags, rollouts)."""
     _call(state_dir, "POST", _release_path(name, "abort"), {})
     out.print(f"release {escape(name)}: rolling back")
+    if wait:
+        _wait_until_done(state_dir, name, "RolledBack")
+
+
+@release_app.command("undo")
+def undo_command(
+    name: Annotated[str, typer.Argument(help="The release.")], wait: Wait = False, state_dir: StateDir = None
+) -> None:
+    """Take back a release that succeeded: every step undone, newest first, as an abort does."""
+    _call(state_dir, "POST", _release_path(name, "undo"), {})
+    out.print(f"release {escape(name)}: undoing")
+    if wait:
+        _wait_until_done(state_dir, name, "RolledBack")

@@ -661,6 +661,10 @@ class ReleaseCommands:
         self._releases.wake()
         return {"name": name, "promoted": what, "step": where}
 
+    def undo(self, name: str) -> dict[str, Any]:
+        """Take back a release that succeeded: every step undone, newest first, as an abort does."""
+        return _undo_finished(self._store, self._controller, self._releases, self._clock, name)
+
     def abort(self, name: str, reason: str = "aborted by user") -> dict[str, Any]:
         """Roll the release back (newest step first) from wherever it is."""
         with self._store.transaction():
@@ -682,6 +686,30 @@ class ReleaseCommands:
         self._controller.event(release_stream(name), "", "ReleaseAborted", reason)
         self._releases.wake()
         return {"name": name, "aborted": True, "changed": True}
+
+
+def _undo_finished(
+    store: Store, controller: Controller, releases: ReleaseController, clock: Clock, name: str
+) -> dict[str, Any]:
+    with store.transaction():
+        rec = store.find_release(name)
+        if rec is None:
+            raise NotFoundError(f"release {name!r} not found")
+        phase = rec.state.get("phase")
+        if phase != "Succeeded":
+            raise ConflictError(
+                f"release {name!r} is {phase}: undo takes back a release that succeeded (abort one that runs)"
+            )
+        state = rec.state | {
+            "aborted": True,
+            "abortReason": "undo",
+            "phase": "RollingBack",
+            "message": "undoing",
+        }
+        store.put_release(replace(rec, state=state, updated_at=clock.now()))
+    controller.event(release_stream(name), "", "ReleaseUndo", "undoing every step, newest first")
+    releases.wake()
+    return {"name": name, "undoing": True}
 
 
 def release_view(rec: ReleaseRecord) -> dict[str, Any]:

@@ -240,7 +240,7 @@ def build_app(
     fresh one when not given); ``/api/v1/stream`` of all rollouts pushes it as ``event: progress``.
 
     ``releases`` adds ``/api/v1/releases`` (list), ``/api/v1/releases/{name}`` (GET, PUT) and its
-    ``promote`` and ``abort`` (POST).
+    ``promote``, ``abort`` and ``undo`` (POST).
     """
     backfills = progress if progress is not None else MigrationProgress()
 
@@ -519,10 +519,14 @@ def _release_routes(releases: ReleaseCommands, guarded: Callable[[Handler], Hand
     async def abort_release(request: Request) -> Response:
         return JSONResponse(releases.abort(request.path_params["name"]))
 
+    async def undo_release(request: Request) -> Response:
+        return JSONResponse(releases.undo(request.path_params["name"]))
+
     return [
         Route("/api/v1/releases", guarded(list_releases), methods=["GET"]),
         Route("/api/v1/releases/{name}", guarded(get_release), methods=["GET"]),
         Route("/api/v1/releases/{name}", guarded(put_release), methods=["PUT"]),
         Route("/api/v1/releases/{name}/promote", guarded(promote_release), methods=["POST"]),
         Route("/api/v1/releases/{name}/abort", guarded(abort_release), methods=["POST"]),
+        Route("/api/v1/releases/{name}/undo", guarded(undo_release), methods=["POST"]),
     ]
