@@ -306,3 +306,25 @@ async def test_a_failed_rollout_rolls_the_release_back_and_says_why(g: Gapless) 
     events = [json.loads(line) for line in out.splitlines()]
     [failed] = [e for e in events if e["rollout"] == "release:ui" and e["type"] == "StepFailed"]
     assert "rollout shop revision 2 is failed" in failed["message"]
+
+
+async def test_abort_during_the_rollout_step_puts_v1_back_with_no_failed_request(g: Gapless) -> None:
+    """Aborted while v2 is still rolling out, the release puts v1 back at full size and the flag off."""
+    port, v2 = await _setup(g)
+    slow = rollout_doc("shop", port, "v2", replicas=2, app_args=("--ready-delay", "2"))
+    v2.write_text(yaml.safe_dump(slow))
+    load = Load(f"http://127.0.0.1:{port}/", rps=100)
+    code, out, err = await g.acli("release", "apply", "-f", str(_release(g)))
+    assert code == 0, out + err
+    await _until(g, lambda s: s["steps"][1]["phase"] == "running")
+    code, out, err = await g.acli("release", "abort", "ui", "--wait")
+    assert code == 0, out + err
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    st = await _status(g)
+    assert [s["phase"] for s in st["steps"]] == ["undone", "undone"] + ["pending"] * 4
+    assert await _flag(g) == {"enabled": False, "stage": 0}
+    assert await _serving(port) == {"v1"}
+    rollout = await g.status("shop")
+    assert rollout["phase"] == "Healthy"
+    assert rollout["availableReplicas"] == 2
