@@ -100,6 +100,7 @@ def test_schema_6_database_gains_change_causes_and_event_numbers(tmp_path: Path)
     assert [r.change_cause for r in s.revisions("shop")] == ["", "bump to 2.0"]
     assert [e.revision_number for e in s.events("shop")] == [None, 2]
     assert s.events("shop")[1].to_json()["revisionNumber"] == 2
+    assert s.releases() == []  # schema 7 -> 8 added the release table
 
 
 def test_analysis_templates_and_runs_round_trip(tmp_path: Path) -> None:

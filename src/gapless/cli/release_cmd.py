@@ -4,7 +4,8 @@
 the release file), refuses an order that cannot work (exit 2, naming the step and why), and prints the
 steps with their gates and analysis, what each state of the release serves (schema versions per
 database, the revision each rollout runs, flags), what a rollback would undo, and where the point of
-no rollback is. Running a release in the control plane comes next.
+no rollback is. ``apply``, ``status``, ``list``, ``promote`` and ``abort`` drive releases in the control
+plane (``gapless.controller.release``).
 """
 
 from __future__ import annotations
@@ -249,3 +250,178 @@ def plan_command(
             f"point of no rollback: step {ponr} ({escape(rows[ponr]['what'])}); a failure after it undoes "
             "only what can still be undone"
         )
+
+
+# -- running releases in the control plane -------------------------------------------------------------
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where gapless keeps its state (default: $GAPLESS_HOME, else .gapless in the working directory).",
+        show_default=False,
+    ),
+]
+
+
+def _call(state_dir: Path | None, method: str, path: str, body: Any = None) -> Any:
+    """One request to the control plane; errors become a message and the rollout verbs' exit codes."""
+    from gapless.cli.api import SyncClient, report_error, resolve_state_dir
+
+    try:
+        with SyncClient(resolve_state_dir(state_dir)) as client:
+            return client.request(method, path, body)
+    except Exception as e:
+        code, lines = report_error(e)
+        if code is None:
+            raise
+        err.print(f"[red]error:[/] {escape(lines[0])}", highlight=False)
+        for line in lines[1:]:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(code) from e
+
+
+def _release_path(name: str, *rest: str) -> str:
+    from urllib.parse import quote
+
+    return "/".join(["/api/v1/releases", quote(name, safe=""), *rest])
+
+
+def release_body(path: Path) -> tuple[str, dict[str, Any]]:
+    """The release's name and what ``PUT /api/v1/releases/{name}`` takes: the document and its Rollouts."""
+    from gapless.spec.load import parse_rollout
+
+    loaded = load_release(path)
+    rollouts: dict[str, Any] = {}
+    for i, step in enumerate(loaded.release.spec.steps):
+        if step.rollout is not None:
+            file = path.parent / step.rollout.file
+            rollouts[str(i)] = parse_rollout(
+                _read(file, f"steps.{i}.rollout.file"), source=str(file)
+            ).to_document()
+    doc = yaml.safe_load(_read(path, ""))
+    return loaded.release.name, {"release": doc, "rollouts": rollouts}
+
+
+Wait = Annotated[
+    bool,
+    typer.Option("--wait", help="Wait until the release ends; exit 0 when it ended as asked, else 1."),
+]
+TERMINAL_PHASES = ("Succeeded", "RolledBack", "Failed")
+
+
+def _wait_until_done(state_dir: Path | None, name: str, wanted: str) -> None:
+    """Poll the release until it ends; print how, and exit 1 unless it ended in ``wanted``."""
+    import time
+
+    last = ""
+    while True:
+        view = _call(state_dir, "GET", _release_path(name))
+        line = f"release {view['name']}: {view['phase']} - {view['message']}"
+        if line != last:
+            out.print(escape(line))
+            last = line
+        if view["phase"] in TERMINAL_PHASES:
+            for index, reason in view.get("notUndoable", []):
+                out.print(f"step {index} cannot be undone: {escape(reason)}")
+            if view["phase"] != wanted:
+                raise typer.Exit(1)
+            return
+        time.sleep(0.25)
+
+
+@release_app.command("apply")
+def apply_command(
+    file: Annotated[Path, typer.Option("-f", "--file", help="The Release file.", show_default=False)],
+    wait: Wait = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Check a release and hand it to the control plane, which runs its steps in order.
+
+    The checks of ``plan`` come first, then the control plane's own (step kinds it runs today:
+    rollout, flag, wait, approve; referenced flags and AnalysisTemplates exist). Exit 2 naming the
+    step when any fails; nothing is stored then.
+    """
+    try:
+        name, body = release_body(file)
+    except SpecError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from e
+    result = _call(state_dir, "PUT", _release_path(name), body)
+    changed = "applied" if result.get("changed") else "unchanged"
+    out.print(f"release {escape(name)} {changed} ({escape(str(result.get('phase')))})")
+    if wait:
+        _wait_until_done(state_dir, name, "Succeeded")
+
+
+@release_app.command("status")
+def status_command(
+    name: Annotated[str, typer.Argument(help="The release.")],
+    output: Annotated[OutputFormat, typer.Option("-o", "--output", help="text or json.")] = OutputFormat.text,
+    state_dir: StateDir = None,
+) -> None:
+    """Show a release: its phase, each step's phase and message, and what could not be undone."""
+    view = _call(state_dir, "GET", _release_path(name))
+    if output is OutputFormat.json:
+        print(json.dumps(view, indent=2))
+        return
+    out.print(f"release {escape(view['name'])}: {escape(str(view['phase']))} - {escape(view['message'])}")
+    table = Table(expand=False)
+    for column in ("#", "step", "phase", "message"):
+        table.add_column(column, overflow="fold")
+    for s in view["steps"]:
+        table.add_row(str(s["index"]), escape(f"{s['name']}: {s['what']}"), s["phase"], escape(s["message"]))
+    out.print(table)
+    for index, reason in view.get("notUndoable", []):
+        out.print(f"step {index} cannot be undone: {escape(reason)}")
+
+
+@release_app.command("list")
+def list_command(
+    output: Annotated[OutputFormat, typer.Option("-o", "--output", help="text or json.")] = OutputFormat.text,
+    state_dir: StateDir = None,
+) -> None:
+    """List the releases the control plane knows, with their phase and current step."""
+    items = _call(state_dir, "GET", "/api/v1/releases")["items"]
+    if output is OutputFormat.json:
+        print(json.dumps(items, indent=2))
+        return
+    table = Table(expand=False)
+    for column in ("name", "phase", "step", "message"):
+        table.add_column(column, overflow="fold")
+    for r in items:
+        current = next((s for s in r["steps"] if s["phase"] in ("running", "undoing", "failed")), None)
+        where = f"{current['index']} {current['name']}" if current else "-"
+        table.add_row(escape(r["name"]), str(r["phase"]), escape(where), escape(r["message"]))
+    out.print(table)
+
+
+@release_app.command("promote")
+def promote_command(
+    name: Annotated[str, typer.Argument(help="The release.")], state_dir: StateDir = None
+) -> None:
+    """Pass the release's running approve gate, or retry a failed step that paused it."""
+    result = _call(state_dir, "POST", _release_path(name, "promote"), {})
+    out.print(f"release {escape(name)}: {escape(result['promoted'])} (step {result['step']})")
+
+
+@release_app.command("abort")
+def abort_command(
+    name: Annotated[str, typer.Argument(help="The release.")], wait: Wait = False, state_dir: StateDir = None
+) -> None:
+    """Roll the release back: every step it started is undone, newest first (flags, rollouts)."""
+    _call(state_dir, "POST", _release_path(name, "abort"), {})
+    out.print(f"release {escape(name)}: rolling back")
+    if wait:
+        _wait_until_done(state_dir, name, "RolledBack")
+
+
+@release_app.command("undo")
+def undo_command(
+    name: Annotated[str, typer.Argument(help="The release.")], wait: Wait = False, state_dir: StateDir = None
+) -> None:
+    """Take back a release that succeeded: every step undone, newest first, as an abort does."""
+    _call(state_dir, "POST", _release_path(name, "undo"), {})
+    out.print(f"release {escape(name)}: undoing")
+    if wait:
+        _wait_until_done(state_dir, name, "RolledBack")

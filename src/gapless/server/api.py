@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 from gapless.controller.adoption import AdoptionError, describe_unclaimed
 from gapless.controller.commands import Commands, ConflictError
 from gapless.controller.reconcile import Controller
+from gapless.controller.release import ReleaseCommands
 from gapless.controller.writes import write_condition
 from gapless.core.errors import NotFoundError, Problem, SpecError, StateWriteError
 from gapless.core.jsonbody import MAX_INT, parse_json
@@ -228,6 +229,7 @@ def build_app(
     series: SeriesSampler | None = None,
     flags_token: Callable[[], str | None] | None = None,
     progress: MigrationProgress | None = None,
+    releases: ReleaseCommands | None = None,
 ) -> Starlette:
     """The API. Without a ``metrics`` source, ``/metrics`` shows the stored statuses alone.
 
@@ -242,6 +244,9 @@ def build_app(
 
     ``progress`` keeps the backfill progress ``PUT`` to ``/api/v1/migrations/{database}/progress`` (a
     fresh one when not given); ``/api/v1/stream`` of all rollouts pushes it as ``event: progress``.
+
+    ``releases`` adds ``/api/v1/releases`` (list), ``/api/v1/releases/{name}`` (GET, PUT) and its
+    ``promote``, ``abort`` and ``undo`` (POST).
     """
     backfills = progress if progress is not None else MigrationProgress()
 
@@ -500,6 +505,8 @@ def build_app(
         Route(progress_path, guarded(put_progress, audit_accepted=False), methods=["PUT"]),
         Route(progress_path, guarded(get_progress), methods=["GET"]),
     ]
+    if releases is not None:
+        routes += _release_routes(releases, guarded)
     if flags is not None:
         routes.append(Mount("/flags", app=flags))
 
@@ -507,3 +514,35 @@ def build_app(
         return _unwritable(exc) if isinstance(exc, StateWriteError) else _error(500, "internal error")
 
     return Starlette(routes=routes, exception_handlers={StateWriteError: unwritable})
+
+
+def _release_routes(releases: ReleaseCommands, guarded: Callable[[Handler], Handler]) -> list[BaseRoute]:
+    """The release endpoints; a PUT carries ``{"release": <Release>, "rollouts": {"<step>": <Rollout>}}``."""
+
+    async def list_releases(request: Request) -> Response:
+        return JSONResponse({"items": releases.list()})
+
+    async def get_release(request: Request) -> Response:
+        return JSONResponse(releases.get(request.path_params["name"]))
+
+    async def put_release(request: Request) -> Response:
+        name = request.path_params["name"]
+        return JSONResponse(await releases.apply(name, await _json_body(request)))
+
+    async def promote_release(request: Request) -> Response:
+        return JSONResponse(releases.promote(request.path_params["name"]))
+
+    async def abort_release(request: Request) -> Response:
+        return JSONResponse(releases.abort(request.path_params["name"]))
+
+    async def undo_release(request: Request) -> Response:
+        return JSONResponse(releases.undo(request.path_params["name"]))
+
+    return [
+        Route("/api/v1/releases", guarded(list_releases), methods=["GET"]),
+        Route("/api/v1/releases/{name}", guarded(get_release), methods=["GET"]),
+        Route("/api/v1/releases/{name}", guarded(put_release), methods=["PUT"]),
+        Route("/api/v1/releases/{name}/promote", guarded(promote_release), methods=["POST"]),
+        Route("/api/v1/releases/{name}/abort", guarded(abort_release), methods=["POST"]),
+        Route("/api/v1/releases/{name}/undo", guarded(undo_release), methods=["POST"]),
+    ]

@@ -47,6 +47,7 @@ from gapless.controller.annotations import AnnotationSender
 from gapless.controller.commands import Commands
 from gapless.controller.haproxy import HaproxyRouters, Routers
 from gapless.controller.reconcile import Controller
+from gapless.controller.release import ReleaseCommands, ReleaseController
 from gapless.controller.traffic import LocalRouters
 from gapless.core.clock import SystemClock
 from gapless.core.files import (
@@ -64,6 +65,7 @@ from gapless.server.api import build_app, build_metrics_app
 from gapless.server.auth import ensure_token, read_token
 from gapless.server.dashboard import SeriesSampler, build_dashboard_app
 from gapless.server.metrics import MetricsSource
+from gapless.server.release_flags import HttpFlags
 from gapless.spec.base import check_listen
 from gapless.store.sqlite import Store
 
@@ -254,6 +256,8 @@ class FlagsMount:
         self._close: Callable[[], None] | None = None
         self.dashboard_token: str | None = None
         """The flag admin token handed to a logged-in dashboard; None until the service is loaded."""
+        self.release_flags: HttpFlags | None = None
+        """Release steps' way to the flag service (its API, as ``gapless releases``); None until loaded."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
@@ -263,7 +267,7 @@ class FlagsMount:
         await self._app(scope, receive, send)
 
     async def run(self) -> None:
-        def load() -> tuple[ASGIApp, Any, Any, Callable[[], None], str]:
+        def load() -> tuple[ASGIApp, Any, Any, Callable[[], None], str, str]:
             from gapless.flags.service.app import build_flag_app
             from gapless.flags.service.hub import Hub
             from gapless.flags.service.serve import ensure_admin_token
@@ -272,18 +276,20 @@ class FlagsMount:
             flag_store = FlagStore(f"sqlite:///{self._dir / FLAGS_DB}").open()
             ensure_admin_token(flag_store, self._dir)
             token = _dashboard_flags_token(flag_store, self._dir / FLAGS_DASHBOARD_TOKEN)
+            releases = _dashboard_flags_token(flag_store, self._dir / FLAGS_RELEASE_TOKEN, "gapless releases")
             hub = Hub()
             app = build_flag_app(flag_store, hub, on_change=self._on_change)
-            return app, flag_store, hub, flag_store.close, token
+            return app, flag_store, hub, flag_store.close, token, releases
 
         try:
-            app, flag_store, hub, close, token = await asyncio.to_thread(load)
+            app, flag_store, hub, close, token, releases = await asyncio.to_thread(load)
         except Exception:
             log.exception("the flag service could not start; /flags stays unavailable")
             return
         from gapless.flags.service.serve import advance_forever
 
         self._app, self._close, self.dashboard_token = app, close, token
+        self.release_flags = HttpFlags(app, releases)
         await advance_forever(flag_store, hub, on_change=self._on_change)
 
     def close(self) -> None:
@@ -291,8 +297,11 @@ class FlagsMount:
             self._close()
 
 
-def _dashboard_flags_token(flag_store: FlagStore, path: Path) -> str:
-    """The dashboard's flag admin token from ``path`` if it still works, else a new one written there."""
+FLAGS_RELEASE_TOKEN = "flags-release-token"  # noqa: S105 -- a file name, not a secret
+
+
+def _dashboard_flags_token(flag_store: FlagStore, path: Path, name: str = "gapless dashboard") -> str:
+    """A flag admin token (the dashboard's) from ``path`` if it still works, else a new one written there."""
     from gapless.flags.service.tokens import split_token, verify
 
     with contextlib.suppress(OSError):
@@ -301,7 +310,7 @@ def _dashboard_flags_token(flag_store: FlagStore, path: Path) -> str:
         record = flag_store.find_token(id_) if id_ else None
         if record is not None and record.kind == "admin" and verify(token, record):
             return token
-    _, token = flag_store.create_token("admin", "gapless dashboard")
+    _, token = flag_store.create_token("admin", name)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -363,6 +372,8 @@ async def _serve(
     metrics = MetricsSource(store, traffic, platform)
     flags = FlagsMount(state_dir, on_change=flag_events(controller))
     sampler = SeriesSampler(store, traffic, platform)
+    releases = ReleaseController(store, controller, commands, clock, lambda: flags.release_flags)
+    release_commands = ReleaseCommands(store, controller, releases, clock, lambda: flags.release_flags)
     app = build_app(
         store,
         controller,
@@ -372,6 +383,7 @@ async def _serve(
         flags,
         sampler,
         flags_token=lambda: flags.dashboard_token,
+        releases=release_commands,
     )
     sock = state_dir / API_SOCKET
     sock.unlink(missing_ok=True)
@@ -418,6 +430,7 @@ async def _serve(
             ctl = tg.create_task(controller.run(), name="controller")
             srv = tg.create_task(server.serve(), name="api")
             flag_task = tg.create_task(flags.run(), name="flag service")
+            release_task = tg.create_task(releases.run(), name="releases")
             if metrics_server is not None and metrics_sock is not None:
                 tg.create_task(metrics_server.serve(sockets=[metrics_sock]), name="metrics")
                 log.info("metrics on %s", metrics_url(*metrics_sock.getsockname()[:2]))
@@ -438,6 +451,8 @@ async def _serve(
             if dashboard_server is not None:
                 dashboard_server.should_exit = True
             sampling.cancel()
+            releases.stop()
+            release_task.cancel()
             flag_task.cancel()
     finally:
         url_file.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ __all__ = [
     "EventRecord",
     "InstanceRecord",
     "InstanceState",
+    "ReleaseRecord",
     "RevisionPhase",
     "RevisionRecord",
     "RolloutRecord",
@@ -125,3 +126,14 @@ class AnalysisRunRecord:
     message: str = ""
     finished_at: float | None = None
     active: bool = True
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A release as stored: its document (with the Rollouts it applies) and its state (step phases, records)."""
+
+    name: str
+    doc: dict[str, Any]
+    state: dict[str, Any]
+    created_at: float
+    updated_at: float

@@ -25,6 +25,7 @@ from gapless.store.records import (
     AnalysisTemplateRecord,
     EventRecord,
     InstanceRecord,
+    ReleaseRecord,
     RevisionRecord,
     RolloutRecord,
 )
@@ -32,7 +33,8 @@ from gapless.store.write_errors import WriteFailure, write_error
 
 __all__ = ["Store", "WriteFailure"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+"""6 -> 7 and 7 -> 8 are steps of ``_UPGRADES`` (keyed by the version they upgrade from) or of ``_migrate``."""
 _STATE_ID = "state_id"
 _ADOPTED_IDS = "adopted_state_ids"
 
@@ -173,6 +175,7 @@ class Store:
                     f"{self.path} was written by a newer gapless (schema {row[0]} > {SCHEMA_VERSION})"
                 )
             _migrate(db)
+            _upgrade(db, 0 if row is None else int(row[0]))
             if row is None or int(row[0]) != SCHEMA_VERSION:
                 # Written only when it changes: opening a current database writes nothing, so a control
                 # plane can start (and serve reads) while the disk under it is full.
@@ -544,6 +547,42 @@ class Store:
                 if row[0] not in revisions_kept:
                     db.execute("DELETE FROM analysis_runs WHERE rollout=? AND revision=?", (rollout, row[0]))
 
+    # -- releases -----------------------------------------------------------------------------------
+
+    def releases(self) -> list[ReleaseRecord]:
+        rows = self.db.execute("SELECT * FROM releases ORDER BY created_at, name").fetchall()
+        return [_release(r) for r in rows]
+
+    def find_release(self, name: str) -> ReleaseRecord | None:
+        row = self.db.execute("SELECT * FROM releases WHERE name=?", (name,)).fetchone()
+        return None if row is None else _release(row)
+
+    def put_release(self, rec: ReleaseRecord) -> None:
+        """Store a release whole (document and state) in one transaction."""
+        with self.transaction() as db:
+            _upsert(
+                db,
+                "releases",
+                {
+                    "name": rec.name,
+                    "doc": json.dumps(rec.doc),
+                    "state": json.dumps(rec.state),
+                    "created_at": rec.created_at,
+                    "updated_at": rec.updated_at,
+                },
+                ("name",),
+            )
+
+
+def _release(r: sqlite3.Row) -> ReleaseRecord:
+    return ReleaseRecord(
+        name=r["name"],
+        doc=json.loads(r["doc"]),
+        state=json.loads(r["state"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
 
 def _template(r: sqlite3.Row) -> AnalysisTemplateRecord:
     return AnalysisTemplateRecord(
@@ -570,6 +609,28 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE revisions ADD COLUMN change_cause TEXT NOT NULL DEFAULT ''")
     if "revision_number" not in {r[1] for r in db.execute("PRAGMA table_info(events)")}:  # 6 -> 7
         db.execute("ALTER TABLE events ADD COLUMN revision_number INTEGER")
+
+
+_UPGRADES: dict[int, str] = {
+    # 7 -> 8: the state of each release (kind: Release): its document, each step's phase and record.
+    7: """
+    CREATE TABLE IF NOT EXISTS releases (
+        name TEXT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
+}
+"""Schema steps by the version they upgrade from; each only adds (``IF NOT EXISTS``), so it may run again."""
+
+
+def _upgrade(db: sqlite3.Connection, version: int) -> None:
+    """Run every step of ``_UPGRADES`` from ``version`` on (a new database: every step)."""
+    for start in sorted(_UPGRADES):
+        if start >= version or version == 0:
+            db.execute(_UPGRADES[start])
 
 
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:

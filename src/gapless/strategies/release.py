@@ -24,12 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "EFFECTS",
+    "RUNS_IN_CONTROL_PLANE",
+    "TERMINAL",
+    "Progress",
     "ReleasePlan",
+    "StepDecision",
     "StepFacts",
+    "decide_running",
+    "decide_undoing",
     "order_problems",
     "plan_release",
     "point_of_no_rollback",
@@ -214,3 +220,78 @@ def plan_release(steps: Sequence[StepFacts], *, aborted: bool = False) -> Releas
             "Progressing", point_of_no_rollback=ponr, message=f"step {i} ({s.kind}): {waiting}"
         )
     return ReleasePlan("Succeeded", point_of_no_rollback=ponr, message="every step succeeded")
+
+
+# -- the executor's decisions for one step (pure; the release controller carries them out) -----------
+
+RUNS_IN_CONTROL_PLANE: frozenset[str] = frozenset({"rollout", "flag", "wait", "approve"})
+"""Step kinds the control plane runs today; a release with another kind is refused when applied."""
+TERMINAL: frozenset[str] = frozenset({"Succeeded", "RolledBack", "Failed"})
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the store holds of one step between passes; the controller keeps nothing else.
+
+    ``record`` is what undoing the step needs (a flag's state before it, the rollout's revision before
+    it) together with the target the step moves to, both read and written *before* the step acts, so
+    an action repeated after a crash moves to the same target instead of one further. ``acted`` and
+    ``undo_acted`` are written after the change was made.
+    """
+
+    phase: StepPhase = "pending"
+    record: dict[str, Any] | None = None
+    acted: bool = False
+    undo_acted: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """``act`` (make the change again: it is idempotent), ``succeeded``, ``failed``, ``undone`` or ``wait``."""
+
+    verdict: Literal["act", "succeeded", "failed", "undone", "wait"]
+    message: str = ""
+    requeue_at: float | None = None
+
+
+def decide_running(
+    kind: str, p: Progress, observed: str | None, now: float, duration: float = 0.0
+) -> StepDecision:
+    """What a running step needs now. ``observed``: a rollout's revision phase (complete, failed,
+    aborted, superseded, progressing, missing); unused for the other kinds."""
+    if kind in EFFECTS and p.record is None:
+        raise ValueError("a step that changes something runs only once its record is written")
+    if kind in ("rollout", "flag") and not p.acted:
+        return StepDecision("act", "applying" if kind == "rollout" else "setting the flag")
+    if kind == "flag":
+        return StepDecision("succeeded", "flag set")
+    if kind == "rollout":
+        if observed == "complete":
+            return StepDecision("succeeded", "the revision is fully rolled out")
+        if observed in ("failed", "aborted", "superseded", "missing"):
+            return StepDecision("failed", f"the rollout's revision is {observed}")
+        return StepDecision("wait", "rolling out")
+    if kind == "wait":
+        start = p.started_at if p.started_at is not None else now
+        if now >= start + duration:
+            return StepDecision("succeeded", f"monitoring window of {duration:g} s passed")
+        return StepDecision("wait", f"monitoring window until +{duration:g} s", requeue_at=start + duration)
+    if kind == "approve":
+        return StepDecision("wait", "waiting for gapless release promote")
+    raise ValueError(f"step kind {kind!r} does not run in the control plane yet")
+
+
+def decide_undoing(kind: str, p: Progress, observed: str | None) -> StepDecision:
+    """What a step being undone needs now; ``observed``: the phase of the revision put back (rollout)."""
+    if kind not in EFFECTS or p.record is None:
+        return StepDecision("undone", "nothing to undo")  # it never changed anything
+    if not p.undo_acted:
+        return StepDecision("act", "putting back the state from before the step")
+    if kind == "rollout" and observed not in ("complete", "removed"):
+        if observed in ("failed", "aborted", "superseded"):
+            return StepDecision("wait", f"the revision put back is {observed}: see gapless status")
+        return StepDecision("wait", "rolling back to the revision before")
+    return StepDecision("undone", "put back")

@@ -1,0 +1,743 @@
+"""The release controller: runs each ``kind: Release`` through the services' own APIs, level-triggered.
+
+Each pass reads a release's document and state from the store, asks the pure planner
+(``gapless.strategies.release``) what comes next, and does exactly one thing: start a step (its undo
+record written first), make a step's change, judge a running step, or undo one. The state is written
+before and after every action, and every action is idempotent given what was recorded (a flag is set
+*to* a recorded stage, never "one further"; a rollout is applied or put back *to* a recorded
+revision), so a control plane killed at any line resumes at the same step and repeats nothing that
+changes the outcome.
+
+Steps act through the same paths users have: a ``rollout`` step through ``Commands.apply`` and
+``Commands.undo`` (the rollout's own strategy, steps and analysis run inside the step), a ``flag`` step
+through the flag service's HTTP API mounted at ``/flags`` (audited there under its own token, and
+reported as a control-plane event like any flag change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from typing import Any, Protocol
+
+from gapless.controller.commands import Commands, ConflictError, template_refs
+from gapless.controller.reconcile import Controller
+from gapless.core.clock import Clock
+from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError, StateWriteError
+from gapless.spec.load import problems_from_validation, validate_rollout
+from gapless.spec.models import Rollout, template_hash
+from gapless.spec.release import FlagStep, Release
+from gapless.store.records import ReleaseRecord
+from gapless.store.sqlite import Store
+from gapless.strategies.plan import StepState
+from gapless.strategies.release import (
+    EFFECTS,
+    RUNS_IN_CONTROL_PLANE,
+    TERMINAL,
+    Progress,
+    StepFacts,
+    decide_running,
+    decide_undoing,
+    order_problems,
+    plan_release,
+)
+
+__all__ = ["FlagError", "FlagService", "ReleaseCommands", "ReleaseController", "release_stream"]
+
+log = logging.getLogger("gapless.release")
+
+PASS_INTERVAL = 0.5
+STREAM_PREFIX = "release:"
+
+
+def release_stream(name: str) -> str:
+    """The event stream (``gapless events``' rollout column) of a release."""
+    return f"{STREAM_PREFIX}{name}"
+
+
+class FlagError(GaplessError):
+    """The flag service refused a change (``temporary``: it is starting or busy; try again)."""
+
+    def __init__(self, message: str, *, temporary: bool = False, missing: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+        self.missing = missing
+
+
+class FlagService(Protocol):
+    """The flag service as a release step uses it (its HTTP API; see ``gapless.server.release_flags``)."""
+
+    async def get(self, project: str, flag: str) -> dict[str, Any]: ...
+
+    async def enable(self, project: str, flag: str, environment: str) -> None: ...
+
+    async def go_to_stage(self, project: str, flag: str, environment: str, stage: int) -> None: ...
+
+    async def put_back(
+        self, project: str, flag: str, environment: str, enabled: bool, stage: int | None
+    ) -> None: ...
+
+
+def flag_state(doc: dict[str, Any], environment: str) -> dict[str, Any]:
+    """``{"enabled", "stage", "stages"}`` of a flag document in one environment."""
+    env = (doc.get("environments") or {}).get(environment) or {}
+    plan = env.get("releasePlan") or None
+    return {
+        "enabled": bool(env.get("enabled", False)),
+        "stage": int(plan.get("currentStage", 0)) if plan else None,
+        "stages": [str(s.get("name", "")) for s in plan.get("stages", [])] if plan else [],
+    }
+
+
+def flag_target(step: FlagStep, before: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """Where a flag step moves the flag, from its state before the step; (None, why) when it cannot."""
+    if step.enabled is not None:
+        return {"enabled": step.enabled}, ""
+    stages: list[str] = before["stages"]
+    if not stages:
+        return None, f"flag {step.flag!r} has no release plan in {step.environment!r}"
+    if step.stage is not None:
+        if step.stage not in stages:
+            return (
+                None,
+                f"flag {step.flag!r} has no stage {step.stage!r} in {step.environment!r} ({', '.join(stages)})",
+            )
+        return {"stage": stages.index(step.stage)}, ""
+    nxt = (before["stage"] or 0) + 1
+    if nxt >= len(stages):
+        return None, f"flag {step.flag!r} is at its last stage in {step.environment!r}: nothing to advance to"
+    return {"stage": nxt}, ""
+
+
+def _facts(doc: dict[str, Any], state: dict[str, Any]) -> list[StepFacts]:
+    return [StepFacts(**f, phase=s["phase"]) for f, s in zip(doc["facts"], state["steps"], strict=True)]
+
+
+def _progress(raw: dict[str, Any]) -> Progress:
+    return Progress(**raw)
+
+
+def _label(release: Release, i: int) -> str:
+    return release.step_label(i)
+
+
+class ReleaseController:
+    """Runs every stored release, one action per pass. Inert until ``run()``."""
+
+    def __init__(
+        self,
+        store: Store,
+        controller: Controller,
+        commands: Commands,
+        clock: Clock,
+        flags: Callable[[], FlagService | None],
+    ) -> None:
+        self._store = store
+        self._controller = controller
+        self._commands = commands
+        self._clock = clock
+        self._flags = flags
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._stop = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stop:
+            next_at = await self.reconcile_all()
+            timeout = (
+                PASS_INTERVAL
+                if next_at is None
+                else max(0.0, min(PASS_INTERVAL, next_at - self._clock.now()))
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+
+    async def reconcile_all(self) -> float | None:
+        next_at: float | None = None
+        for rec in self._store.releases():
+            if rec.state.get("phase") in TERMINAL:
+                continue
+            try:
+                async with self._lock:
+                    fresh = self._store.find_release(rec.name)
+                    at = None if fresh is None else await self.reconcile(fresh)
+            except StateWriteError as e:
+                log.warning("release %s: %s", rec.name, e)
+                at = self._clock.now() + 1.0
+            except Exception:
+                log.exception("release %s: pass failed", rec.name)
+                at = self._clock.now() + 1.0
+            if at is not None:
+                next_at = at if next_at is None else min(next_at, at)
+        return next_at
+
+    # -- one pass ----------------------------------------------------------------------------------
+
+    def _save(self, name: str, extra: dict[str, Any], step: tuple[int, Progress] | None = None) -> None:
+        """Write one step's progress and ``extra`` fields onto the release as stored *now*.
+
+        A pass awaits (the flag service, a rollout's own pass) between reading the release and writing
+        it; an ``abort`` or ``promote`` that came meanwhile must not be overwritten by the pass's copy.
+        """
+        with self._store.transaction():
+            fresh = self._store.find_release(name)
+            if fresh is None:
+                return
+            state = fresh.state | extra
+            if step is not None:
+                steps = list(state["steps"])
+                steps[step[0]] = asdict(step[1])
+                state["steps"] = steps
+            self._store.put_release(replace(fresh, state=state, updated_at=self._clock.now()))
+
+    def _event(self, rec: ReleaseRecord, where: str, type_: str, message: str) -> None:
+        self._controller.event(release_stream(rec.name), where, type_, message)
+
+    async def reconcile(self, rec: ReleaseRecord) -> float | None:
+        """One action for one release; when to come back (now: at once)."""
+        now = self._clock.now()
+        release = Release.model_validate(rec.doc["release"])
+        state = dict(rec.state)
+        steps = [_progress(s) for s in state["steps"]]
+        facts = _facts(rec.doc, state)
+        plan = plan_release(facts, aborted=bool(state.get("aborted")))
+
+        def save(i: int, p: Progress, **extra: Any) -> None:
+            steps[i] = p
+            self._save(rec.name, extra, (i, p))
+
+        if plan.start is not None:
+            i = plan.start
+            kind = facts[i].kind
+            try:
+                record = await self._record(rec, release, i) if kind in EFFECTS else None
+            except FlagError as e:
+                if e.temporary:
+                    return now + 1.0
+                save(i, Progress("failed", started_at=now, finished_at=now, message=str(e)))
+                self._event(rec, _label(release, i), "StepFailed", str(e))
+                return now
+            save(i, Progress("running", record=record, started_at=now, message="started"), phase=plan.phase)
+            self._event(rec, _label(release, i), "StepStarted", _describe(release, i))
+            return now
+        if plan.undo is not None:
+            return await self._undo_pass(rec, release, facts, steps, plan.undo, save, now)
+        for i, p in enumerate(steps):
+            if p.phase == "running":
+                return await self._running_pass(rec, release, facts, steps, i, save, now)
+        if state.get("phase") != plan.phase or state.get("message") != plan.message:
+            extra = {
+                "phase": plan.phase,
+                "message": plan.message,
+                "notUndoable": [list(x) for x in plan.not_undoable],
+                "pointOfNoRollback": plan.point_of_no_rollback,
+            }
+            self._save(rec.name, extra)
+            if plan.phase in TERMINAL or plan.phase == "Paused":
+                self._event(rec, "", f"Release{plan.phase}", plan.message)
+        return None if plan.phase in TERMINAL else now + PASS_INTERVAL
+
+    async def _running_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        facts: list[StepFacts],
+        steps: list[Progress],
+        i: int,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        p = steps[i]
+        step = release.spec.steps[i]
+        kind = facts[i].kind
+        observed = self._observe_rollout(p.record or {}) if kind == "rollout" else None
+        duration = step.wait.duration if step.wait is not None else 0.0
+        decision = decide_running(kind, p, observed, now, duration)
+        label = _label(release, i)
+        if decision.verdict == "act":
+            try:
+                await self._act(rec, release, i, p)
+            except FlagError as e:
+                if e.temporary:
+                    return now + 1.0
+                save(i, replace(p, phase="failed", finished_at=now, message=str(e)))
+                self._event(rec, label, "StepFailed", str(e))
+                return now
+            except GaplessError as e:  # the rollout was refused (its file, its templates, a conflict)
+                save(i, replace(p, phase="failed", finished_at=now, message=str(e)))
+                self._event(rec, label, "StepFailed", str(e))
+                return now
+            save(i, replace(p, acted=True, message=decision.message))
+            return now
+        if decision.verdict in ("succeeded", "failed"):
+            message = decision.message
+            if decision.verdict == "failed" and kind == "rollout":
+                message = self._rollout_failure(p.record or {}) or message
+            save(i, replace(p, phase=decision.verdict, finished_at=now, message=message))
+            self._event(
+                rec, label, "StepSucceeded" if decision.verdict == "succeeded" else "StepFailed", message
+            )
+            return now
+        if p.message != decision.message:
+            save(i, replace(p, message=decision.message))
+        return decision.requeue_at or now + PASS_INTERVAL
+
+    async def _undo_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        facts: list[StepFacts],
+        steps: list[Progress],
+        j: int,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        p = steps[j]
+        kind = facts[j].kind
+        label = _label(release, j)
+        if p.phase != "undoing":
+            save(j, replace(p, phase="undoing", message="undoing"), phase="RollingBack")
+            what = "undoing" if kind in EFFECTS else "stopping"
+            self._event(rec, label, "StepUndoing", f"{what} {_describe(release, j)}")
+            return now
+        observed = self._observe_undo(p.record or {}) if kind == "rollout" else None
+        decision = decide_undoing(kind, p, observed)
+        if decision.verdict == "act":
+            try:
+                await self._put_back(release, j, p)
+            except FlagError as e:
+                if not e.temporary:
+                    save(j, replace(p, message=f"cannot put the flag back yet: {e}"))
+                return now + 1.0
+            except GaplessError as e:
+                save(j, replace(p, message=f"cannot put the rollout back yet: {e}"))
+                return now + 1.0
+            save(j, replace(p, undo_acted=True, message=decision.message))
+            return now
+        if decision.verdict == "undone":
+            save(j, replace(p, phase="undone", finished_at=now, message=decision.message))
+            self._event(rec, label, "StepUndone", decision.message)
+            return now
+        if p.message != decision.message:
+            save(j, replace(p, message=decision.message))
+        return now + PASS_INTERVAL
+
+    # -- what a step records, does and undoes -------------------------------------------------------
+
+    async def _record(self, rec: ReleaseRecord, release: Release, i: int) -> dict[str, Any]:
+        step = release.spec.steps[i]
+        if step.flag is not None:
+            flags = self._flag_service()
+            f = step.flag
+            try:
+                before = flag_state(await flags.get(f.project, f.flag), f.environment)
+            except FlagError as e:
+                raise FlagError(f"flag {f.project}/{f.flag}: {e}", temporary=e.temporary) from e
+            target, why = flag_target(f, before)
+            if target is None:
+                raise FlagError(why)
+            return {"before": {"enabled": before["enabled"], "stage": before["stage"]}, "target": target}
+        rollout = validate_rollout(rec.doc["rollouts"][str(i)], source=_label(release, i))
+        found = self._store.find_rollout(rollout.name)
+        previous = None
+        if found is not None:
+            previous = {"hash": template_hash(Rollout.model_validate(found.spec).spec.template)}
+        return {"rollout": rollout.name, "before": previous, "target": template_hash(rollout.spec.template)}
+
+    async def _act(self, rec: ReleaseRecord, release: Release, i: int, p: Progress) -> None:
+        step = release.spec.steps[i]
+        record = p.record or {}
+        if step.flag is not None:
+            f, target = step.flag, record["target"]
+            flags = self._flag_service()
+            if "enabled" in target:
+                if target["enabled"]:
+                    await flags.enable(f.project, f.flag, f.environment)
+                else:
+                    before = flag_state(await flags.get(f.project, f.flag), f.environment)
+                    await flags.put_back(f.project, f.flag, f.environment, False, before["stage"])
+            else:
+                await flags.go_to_stage(f.project, f.flag, f.environment, int(target["stage"]))
+            return
+        rollout = validate_rollout(rec.doc["rollouts"][str(i)], source=_label(release, i))
+        current = self._store.find_rollout(rollout.name)
+        if (
+            current is not None
+            and Rollout.model_validate(current.spec).spec.template == rollout.spec.template
+        ):
+            return  # applied before a crash: applying again could restart a failed revision
+        self._commands.apply(rollout)
+        await self._controller.settle(rollout.name)
+
+    async def _put_back(self, release: Release, j: int, p: Progress) -> None:
+        step = release.spec.steps[j]
+        record = p.record or {}
+        if step.flag is not None:
+            f, before = step.flag, record["before"]
+            await self._flag_service().put_back(
+                f.project, f.flag, f.environment, before["enabled"], before["stage"]
+            )
+            return
+        name, before = record["rollout"], record.get("before")
+        if self._store.find_rollout(name) is None:
+            return
+        if before is None:  # the release created the rollout: undoing it removes it
+            self._commands.delete(name)
+            return
+        revision = next((r for r in self._store.revisions(name) if r.hash == before["hash"]), None)
+        if revision is None:
+            raise ConflictError(f"rollout {name!r} no longer has the revision from before the release")
+        self._commands.undo(name, revision.number)
+        await self._controller.settle(name)
+
+    def _flag_service(self) -> FlagService:
+        flags = self._flags()
+        if flags is None:
+            raise FlagError("the flag service is starting", temporary=True)
+        return flags
+
+    # -- observing a rollout ------------------------------------------------------------------------
+
+    def _revision_phase(self, name: str, h: str) -> str:
+        rec = self._store.find_rollout(name)
+        if rec is None:
+            return "removed"
+        if template_hash(Rollout.model_validate(rec.spec).spec.template) != h:
+            return "superseded"
+        rev = next((r for r in self._store.revisions(name) if r.hash == h), None)
+        if rev is None:
+            return "progressing"  # the loop makes the revision on its next pass
+        if rev.phase == "progressing" and StepState.from_json(rev.step_state).aborted_at is not None:
+            return "aborted"
+        return rev.phase
+
+    def _observe_rollout(self, record: dict[str, Any]) -> str:
+        phase = self._revision_phase(record["rollout"], record["target"])
+        return "missing" if phase == "removed" else phase
+
+    def _observe_undo(self, record: dict[str, Any]) -> str:
+        before = record.get("before")
+        if before is None:
+            return "removed" if self._store.find_rollout(record["rollout"]) is None else "progressing"
+        return self._revision_phase(record["rollout"], before["hash"])
+
+    def _rollout_failure(self, record: dict[str, Any]) -> str | None:
+        """Why the step's revision failed, as the rollout says it (the failing metric, the abort reason)."""
+        name = record["rollout"]
+        rev = next((r for r in self._store.revisions(name) if r.hash == record["target"]), None)
+        if rev is None:
+            return None
+        st = StepState.from_json(rev.step_state)
+        why = rev.message or st.abort_reason or ""
+        return f"rollout {name} revision {rev.number} is {rev.phase}" + (f": {why}" if why else "")
+
+
+def _describe(release: Release, i: int) -> str:
+    step = release.spec.steps[i]
+    if step.flag is not None:
+        f = step.flag
+        change = (
+            ("on" if f.enabled else "off")
+            if f.enabled is not None
+            else f"stage {f.stage}"
+            if f.stage
+            else "next stage"
+        )
+        return f"flag {f.project}/{f.flag} in {f.environment}: {change}"
+    if step.rollout is not None:
+        return f"roll out {step.rollout.file}"
+    if step.wait is not None:
+        return f"monitoring window of {step.wait.duration:g} s"
+    if step.approve is not None:
+        return (
+            "manual gate: gapless release promote "
+            + release.name
+            + (f" ({step.approve.message})" if step.approve.message else "")
+        )
+    return step.kind
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+class ReleaseCommands:
+    """apply, promote, abort and the reads: each validates, writes one transaction and wakes the loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        controller: Controller,
+        releases: ReleaseController,
+        clock: Clock,
+        flags: Callable[[], FlagService | None],
+    ) -> None:
+        self._store = store
+        self._controller = controller
+        self._releases = releases
+        self._clock = clock
+        self._flags = flags
+
+    async def apply(self, name: str, body: Any) -> dict[str, Any]:
+        """Validate a release with the Rollouts it applies; store it only when every check passes."""
+        release, rollouts, facts = self._validate(name, body)
+        await self._check_flags(release)
+        doc = {
+            "release": release.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "rollouts": {str(i): r.to_document() for i, r in rollouts.items()},
+            "facts": [{k: v for k, v in asdict(f).items() if k != "phase"} for f in facts],
+        }
+        now = self._clock.now()
+        with self._store.transaction():
+            old = self._store.find_release(name)
+            if old is not None and old.doc == doc:
+                return {"name": name, "changed": False, "phase": old.state.get("phase")}
+            if old is not None and old.state.get("phase") not in TERMINAL:
+                raise ConflictError(
+                    f"release {name!r} is {old.state.get('phase')}: abort it or let it finish before changing it"
+                )
+            state = {
+                "phase": "Progressing",
+                "message": "accepted",
+                "aborted": False,
+                "steps": [asdict(Progress()) for _ in facts],
+            }
+            self._store.put_release(ReleaseRecord(name, doc, state, now, now))
+        self._controller.event(release_stream(name), "", "ReleaseApplied", f"{len(facts)} step(s)")
+        self._releases.wake()
+        return {"name": name, "changed": True, "phase": "Progressing"}
+
+    def _validate(self, name: str, body: Any) -> tuple[Release, dict[int, Rollout], list[StepFacts]]:
+        if not isinstance(body, dict) or not isinstance(body.get("release"), dict):
+            raise SpecError("request", [Problem("release", "must be the Release document")])
+        unknown = sorted(set(body) - {"release", "rollouts"})
+        if unknown:
+            raise SpecError("request", [Problem(k, "unknown field") for k in unknown])
+        try:
+            release = Release.model_validate(body["release"])
+        except ValueError as e:
+            from pydantic import ValidationError
+
+            if isinstance(e, ValidationError):
+                raise SpecError("request", problems_from_validation(e)) from e
+            raise
+        if release.name != name:
+            raise SpecError(
+                "request", [Problem("metadata.name", f"is {release.name!r} but the URL names {name!r}")]
+            )
+        files = body.get("rollouts") or {}
+        if not isinstance(files, dict):
+            raise SpecError("request", [Problem("rollouts", "must map step indexes to Rollout documents")])
+        problems: list[Problem] = []
+        rollouts: dict[int, Rollout] = {}
+        facts: list[StepFacts] = []
+        for i, step in enumerate(release.spec.steps):
+            where = _label(release, i)
+            fact = StepFacts(step.kind, step.on_failure)
+            if step.kind not in RUNS_IN_CONTROL_PLANE:
+                problems.append(
+                    Problem(where, f"a {step.kind} step is not yet supported by the control plane")
+                )
+            if step.analysis is not None:
+                problems.append(
+                    Problem(
+                        f"{where}.analysis",
+                        "analysis on a release step is not yet supported by the control plane",
+                    )
+                )
+            if step.rollout is not None:
+                doc = files.get(str(i))
+                if doc is None:
+                    problems.append(
+                        Problem(f"{where}.rollout", "the Rollout document of this step is missing")
+                    )
+                else:
+                    try:
+                        r = validate_rollout(doc, source=where)
+                    except SpecError as e:
+                        problems += [Problem(f"{where}.rollout.{p.path}", p.message) for p in e.problems]
+                    else:
+                        rollouts[i] = r
+                        fact = StepFacts(
+                            "rollout",
+                            step.on_failure,
+                            rollout=r.name,
+                            requires=r.spec.template.requires_schema,
+                        )
+                        problems += [
+                            Problem(
+                                f"{where}.rollout.{path}",
+                                f"no AnalysisTemplate named {ref!r}; apply it first",
+                            )
+                            for path, ref in template_refs(r.spec.strategy)
+                            if self._store.find_analysis_template(ref) is None
+                        ]
+            facts.append(fact)
+        problems += [Problem(_label(release, i), m) for i, m in order_problems(facts)]
+        if problems:
+            raise SpecError("request", problems)
+        return release, rollouts, facts
+
+    async def _check_flags(self, release: Release) -> None:
+        problems: list[Problem] = []
+        for i, step in enumerate(release.spec.steps):
+            if step.flag is None:
+                continue
+            flags = self._flags()
+            if flags is None:
+                raise ConflictError("the flag service is starting; try again in a moment")
+            f = step.flag
+            try:
+                doc = await flags.get(f.project, f.flag)
+            except FlagError as e:
+                if e.temporary:
+                    raise ConflictError(f"the flag service cannot answer now: {e}") from e
+                problems.append(Problem(f"{_label(release, i)}.flag", str(e)))
+                continue
+            if f.environment not in (doc.get("environments") or {}) and f.stage is None and not f.advance:
+                continue  # turning a flag on or off in an environment it has no rules for yet is fine
+            target, why = flag_target(f, flag_state(doc, f.environment))
+            if target is None and f.stage is not None:
+                problems.append(Problem(f"{_label(release, i)}.flag.stage", why))
+            elif target is None and f.advance and not flag_state(doc, f.environment)["stages"]:
+                problems.append(Problem(f"{_label(release, i)}.flag.advance", why))
+        if problems:
+            raise SpecError("request", problems)
+
+    def get(self, name: str) -> dict[str, Any]:
+        rec = self._store.find_release(name)
+        if rec is None:
+            raise NotFoundError(f"release {name!r} not found")
+        return release_view(rec)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [release_view(r) for r in self._store.releases()]
+
+    def promote(self, name: str) -> dict[str, Any]:
+        """Pass the running approve gate, or retry a step that failed and paused the release."""
+        with self._store.transaction():
+            rec = self._store.find_release(name)
+            if rec is None:
+                raise NotFoundError(f"release {name!r} not found")
+            state = rec.state
+            steps = [_progress(s) for s in state["steps"]]
+            facts = _facts(rec.doc, state)
+            plan = plan_release(facts, aborted=bool(state.get("aborted")))
+            now = self._clock.now()
+            gate = next(
+                (
+                    i
+                    for i, (f, p) in enumerate(zip(facts, steps, strict=True))
+                    if f.kind == "approve" and p.phase == "running"
+                ),
+                None,
+            )
+            if plan.phase == "Progressing" and gate is not None:
+                steps[gate] = replace(steps[gate], phase="succeeded", finished_at=now, message="promoted")
+                what, where = "approve gate passed", gate
+            elif plan.phase == "Paused":
+                where = next(i for i, p in enumerate(steps) if p.phase == "failed")
+                steps[where] = replace(steps[where], phase="pending", message="retried after promote")
+                what = "failed step retried"
+            else:
+                raise ConflictError(
+                    f"release {name!r} is {plan.phase} ({plan.message}): there is no gate to pass"
+                )
+            self._store.put_release(
+                replace(rec, state=state | {"steps": [asdict(s) for s in steps]}, updated_at=now)
+            )
+        release = Release.model_validate(rec.doc["release"])
+        self._controller.event(release_stream(name), _label(release, where), "ReleasePromoted", what)
+        self._releases.wake()
+        return {"name": name, "promoted": what, "step": where}
+
+    def undo(self, name: str) -> dict[str, Any]:
+        """Take back a release that succeeded: every step undone, newest first, as an abort does."""
+        return _undo_finished(self._store, self._controller, self._releases, self._clock, name)
+
+    def abort(self, name: str, reason: str = "aborted by user") -> dict[str, Any]:
+        """Roll the release back (newest step first) from wherever it is."""
+        with self._store.transaction():
+            rec = self._store.find_release(name)
+            if rec is None:
+                raise NotFoundError(f"release {name!r} not found")
+            phase = rec.state.get("phase")
+            if phase in TERMINAL:
+                raise ConflictError(f"release {name!r} is {phase}: there is nothing to abort")
+            if rec.state.get("aborted"):
+                return {"name": name, "aborted": True, "changed": False}
+            self._store.put_release(
+                replace(
+                    rec,
+                    state=rec.state | {"aborted": True, "abortReason": reason},
+                    updated_at=self._clock.now(),
+                )
+            )
+        self._controller.event(release_stream(name), "", "ReleaseAborted", reason)
+        self._releases.wake()
+        return {"name": name, "aborted": True, "changed": True}
+
+
+def _undo_finished(
+    store: Store, controller: Controller, releases: ReleaseController, clock: Clock, name: str
+) -> dict[str, Any]:
+    with store.transaction():
+        rec = store.find_release(name)
+        if rec is None:
+            raise NotFoundError(f"release {name!r} not found")
+        phase = rec.state.get("phase")
+        if phase != "Succeeded":
+            raise ConflictError(
+                f"release {name!r} is {phase}: undo takes back a release that succeeded (abort one that runs)"
+            )
+        state = rec.state | {
+            "aborted": True,
+            "abortReason": "undo",
+            "phase": "RollingBack",
+            "message": "undoing",
+        }
+        store.put_release(replace(rec, state=state, updated_at=clock.now()))
+    controller.event(release_stream(name), "", "ReleaseUndo", "undoing every step, newest first")
+    releases.wake()
+    return {"name": name, "undoing": True}
+
+
+def release_view(rec: ReleaseRecord) -> dict[str, Any]:
+    """A release as ``status`` shows it: its phase and each step with its phase and message."""
+    release = Release.model_validate(rec.doc["release"])
+    steps = []
+    for i, (step, p) in enumerate(zip(release.spec.steps, rec.state["steps"], strict=True)):
+        steps.append(
+            {
+                "index": i,
+                "name": step.name or step.kind,
+                "kind": step.kind,
+                "what": _describe(release, i),
+                "phase": p["phase"],
+                "message": p["message"],
+                "startedAt": p["started_at"],
+                "finishedAt": p["finished_at"],
+                "record": p["record"],
+            }
+        )
+    return {
+        "name": rec.name,
+        "phase": rec.state.get("phase"),
+        "message": rec.state.get("message", ""),
+        "aborted": bool(rec.state.get("aborted")),
+        "notUndoable": rec.state.get("notUndoable", []),
+        "pointOfNoRollback": rec.state.get("pointOfNoRollback"),
+        "createdAt": rec.created_at,
+        "updatedAt": rec.updated_at,
+        "steps": steps,
+    }
