@@ -328,3 +328,24 @@ async def test_abort_during_the_rollout_step_puts_v1_back_with_no_failed_request
     rollout = await g.status("shop")
     assert rollout["phase"] == "Healthy"
     assert rollout["availableReplicas"] == 2
+
+
+async def test_a_step_with_on_failure_pause_stops_the_release_until_abort(g: Gapless) -> None:
+    """A failing rollout step with onFailure: pause leaves the release Paused (flag kept); abort then rolls back."""
+    port, v2 = await _setup(g)
+    broken = rollout_doc("shop", port, "v2", replicas=2, app_args=("--never-ready",), deadline=4)
+    v2.write_text(yaml.safe_dump(broken))
+    path = _release(g)
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["steps"][1]["onFailure"] = "pause"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code, out, err = await g.acli("release", "apply", "-f", str(path))
+    assert code == 0, out + err
+    st = await _until(g, lambda s: s["phase"] == "Paused", timeout=60)
+    assert [s["phase"] for s in st["steps"][:2]] == ["succeeded", "failed"]
+    assert "promote to retry it, abort to roll back" in st["message"]
+    assert await _flag(g) == {"enabled": True, "stage": 0}  # nothing is undone while paused
+    code, out, err = await g.acli("release", "abort", "ui", "--wait")
+    assert code == 0, out + err
+    assert await _flag(g) == {"enabled": False, "stage": 0}
+    assert await _serving(port) == {"v1"}
