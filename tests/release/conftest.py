@@ -1,27 +1,7 @@
-"""Fixtures of the release tests: a gapless installation that is always torn down."""
+"""Fixtures of the release tests: the end-to-end suite's gapless installation (``g``), always torn down."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-from collections.abc import Iterator
-from pathlib import Path
+from tests.e2e.conftest import g
 
-import pytest
-
-from tests.e2e.harness import Gapless
-
-
-@pytest.fixture
-def g(tmp_path: Path) -> Iterator[Gapless]:
-    """A gapless state directory; everything started in it is stopped afterwards."""
-    inst = Gapless(tmp_path / "state")
-    try:
-        yield inst
-    finally:
-        if (inst.state_dir / "state.db").exists():
-            inst.down()
-        for p in inst.processes():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pgid, signal.SIGKILL)
+__all__ = ["g"]
