@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from gapless.cli.client import ApiClient
+from gapless.core.files import router_socket
 from gapless.loadgen import run_load
 from gapless.router.client import RouterClient
 
@@ -100,7 +101,7 @@ class Bench:
             await asyncio.sleep(0.02)
 
     async def weights_change(self, name: str, before: dict[str, int] | None, started: float) -> float:
-        async with RouterClient(self.state / "routers" / f"{name}.sock", self.token) as router:
+        async with RouterClient(router_socket(self.state, name), self.token) as router:
             while True:
                 cfg = await router.get_config()
                 if cfg.weights != before:
@@ -129,7 +130,7 @@ class Bench:
         return changed, ended
 
     async def router_weights(self, name: str) -> dict[str, int] | None:
-        async with RouterClient(self.state / "routers" / f"{name}.sock", self.token) as router:
+        async with RouterClient(router_socket(self.state, name), self.token) as router:
             return (await router.get_config()).weights
 
 

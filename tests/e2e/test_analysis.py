@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from gapless.core.files import router_socket
 from gapless.router.client import RouterClient
 from gapless.server.auth import read_token
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
@@ -55,7 +56,7 @@ def write_all(g: Gapless, filename: str, *docs: dict[str, Any]) -> Path:
 async def canary_served(g: Gapless, rollout: str, revision: str) -> tuple[int, int]:
     """Responses and 5xx responses the router served for one revision (its own counters)."""
     state = g.state_dir.resolve()
-    async with RouterClient(state / "routers" / f"{rollout}.sock", read_token(state)) as client:
+    async with RouterClient(router_socket(state, rollout), read_token(state)) as client:
         stats = await client.stats()
     rev = stats.revisions.get(revision)
     return (0, 0) if rev is None else (sum(rev.responses.values()), rev.responses.get("5xx", 0))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gapless.cli.client import ApiClient
+from gapless.core.files import router_socket
 from gapless.router.client import RouterClient
 from gapless.server.auth import read_token
 from tests.e2e.harness import Gapless, free_port, rollout_doc, wait_for
@@ -28,7 +29,7 @@ def at_step(index: int) -> Any:
 
 async def weights(g: Gapless, rollout: str) -> dict[str, int] | None:
     state = g.state_dir.resolve()
-    async with RouterClient(state / "routers" / f"{rollout}.sock", read_token(state)) as client:
+    async with RouterClient(router_socket(state, rollout), read_token(state)) as client:
         return (await client.get_config()).weights
 
 
@@ -61,7 +62,7 @@ async def test_promote_abort_and_undo_are_in_force_when_the_cli_returns(g: Gaple
     state = g.state_dir.resolve()
     async with (
         ApiClient(state) as control,
-        RouterClient(state / "routers" / "c.sock", read_token(state)) as router,
+        RouterClient(router_socket(state, "c"), read_token(state)) as router,
     ):
         await router.get_config()
         await control.request("POST", "/api/v1/rollouts/c/promote", {})

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gapless.cli.api import ApiError, NotRunningError, SyncClient, raise_for_error, resolve_state_dir
-from gapless.core.errors import GaplessError
-from gapless.core.files import API_SOCKET, LOG_FILE, STDERR_FILE, TOKEN_FILE
+from gapless.core.errors import GaplessError, Problem, SpecError
+from gapless.core.files import API_SOCKET, LOG_FILE, SOCKET_PATH_MAX, STDERR_FILE, TOKEN_FILE
 
 if TYPE_CHECKING:
     import httpx
@@ -132,6 +132,18 @@ async def start_control_plane(
 
     from gapless.platform.base import ROLE_CONTROL_PLANE, marker_env
 
+    socket = state_dir.absolute() / API_SOCKET
+    if len(os.fsencode(socket)) > SOCKET_PATH_MAX:
+        raise SpecError(
+            "--state-dir",
+            [
+                Problem(
+                    str(state_dir),
+                    f"too deep for the control plane's socket ({len(os.fsencode(socket))} bytes in "
+                    f"{socket}; a unix socket path has at most {SOCKET_PATH_MAX}): choose a shorter path",
+                )
+            ],
+        )
     client = ApiClient(state_dir)
     try:
         if await client.alive():

@@ -30,6 +30,7 @@ import httpx
 import psutil
 
 from gapless.core.errors import GaplessError, TemporaryError
+from gapless.core.files import ROUTERS_DIR, router_socket
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
 from gapless.router.client import RouterAdminError, RouterClient
@@ -126,8 +127,12 @@ class LocalRouters:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def _paths(self, rollout: str) -> tuple[Path, Path, Path]:
-        base = self._dir / "routers"
-        return base / f"{rollout}.sock", base / f"{rollout}.json", self._dir / "logs" / rollout / "router.log"
+        base = self._dir / ROUTERS_DIR
+        return (
+            router_socket(self._dir, rollout),
+            base / f"{rollout}.json",
+            self._dir / "logs" / rollout / "router.log",
+        )
 
     def _client(self, rollout: str) -> RouterClient:
         c = self._clients.get(rollout)

@@ -6,6 +6,8 @@ control plane (a verb starts in well under 150 ms only if it imports little).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "API_SOCKET",
     "DASHBOARD_URL_FILE",
@@ -15,8 +17,11 @@ __all__ = [
     "FLAGS_URL_FILE",
     "LOCK_FILE",
     "LOG_FILE",
+    "ROUTERS_DIR",
+    "SOCKET_PATH_MAX",
     "STDERR_FILE",
     "TOKEN_FILE",
+    "router_socket",
 ]
 
 API_SOCKET = "api.sock"
@@ -37,3 +42,21 @@ STDERR_FILE = "control-plane.stderr"
 """The control plane's own stdout and stderr (``gapless up`` starts it detached); the log is ``LOG_FILE``."""
 DASHBOARD_URL_FILE = "dashboard.url"
 """Where a control plane serving the dashboard writes its URL (``gapless dashboard`` prints it)."""
+
+ROUTERS_DIR = "routers"
+"""Each rollout's router keeps its admin socket and saved configuration here."""
+SOCKET_PATH_MAX = 107
+"""Bytes a unix socket path may have on Linux (``sun_path`` less its terminating NUL)."""
+
+
+def router_socket(state_dir: Path, rollout: str, suffix: str = ".sock") -> Path:
+    """The admin socket of ``rollout``'s router: ``routers/NAME.sock``, or a hashed short name when
+    that path is too long for a unix socket (a long rollout name under a deep state directory)."""
+    import hashlib
+    import os
+
+    plain = state_dir / ROUTERS_DIR / f"{rollout}{suffix}"
+    if len(os.fsencode(plain)) <= SOCKET_PATH_MAX:
+        return plain
+    digest = hashlib.sha256(rollout.encode()).hexdigest()[:16]
+    return state_dir / ROUTERS_DIR / f"{digest}{suffix}"
