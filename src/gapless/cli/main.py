@@ -47,15 +47,18 @@ StateDir = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
+        metavar="DIR",
         help="Where gapless keeps its state (default: $GAPLESS_HOME, else .gapless in the working directory).",
         show_default=False,
     ),
 ]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Rollout name.", show_default=False)]
 SpecFile = Annotated[
     Path,
     typer.Option(
         "-f",
         "--file",
+        metavar="FILE",
         help="Rollout spec (YAML); may also hold AnalysisTemplates (--- between documents).",
         show_default=False,
     ),
@@ -476,7 +479,9 @@ def apply(
 
 @app.command()
 def status(
-    name: Annotated[str | None, typer.Argument(help="Rollout name (default: list every rollout).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="[NAME]", help="Rollout name (default: list every rollout).")
+    ] = None,
     watch: Annotated[
         bool,
         typer.Option(
@@ -582,7 +587,7 @@ def _watch_lines(client: SyncClient, name: str | None, output: str) -> int:
 
 @app.command()
 def analysis(
-    name: Annotated[str, typer.Argument(help="Rollout name.")],
+    name: Name,
     revision: Annotated[
         int | None, typer.Option("--revision", help="Only this revision number (default: every one kept).")
     ] = None,
@@ -619,7 +624,7 @@ def analysis(
 
 @app.command()
 def history(
-    name: str,
+    name: Name,
     revision: Annotated[
         int | None,
         typer.Option("--revision", help="Show this revision: its template and change cause."),
@@ -684,7 +689,7 @@ def _wait(sd: Path, name: str, generation: int | None, timeout: float | None = N
 
 @app.command()
 def undo(
-    name: str,
+    name: Name,
     to_revision: Annotated[
         int | None, typer.Option("--to-revision", help="Revision number (default: previous).")
     ] = None,
@@ -713,7 +718,7 @@ def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
 
 @app.command()
 def promote(
-    name: str,
+    name: Name,
     full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
     state_dir: StateDir = None,
 ) -> None:
@@ -723,7 +728,7 @@ def promote(
 
 
 @app.command()
-def abort(name: str, state_dir: StateDir = None) -> None:
+def abort(name: Name, state_dir: StateDir = None) -> None:
     """Send all traffic back to stable at once; the new revision is scaled down after the abort delay."""
     sd = resolve_state_dir(state_dir)
     err.print(_handle(lambda: quick.abort(sd, name)), highlight=False)
@@ -731,7 +736,7 @@ def abort(name: str, state_dir: StateDir = None) -> None:
 
 @app.command()
 def retry(
-    name: str,
+    name: Name,
     wait: Annotated[bool, typer.Option("--wait", help="Block until the rollout completes or fails.")] = False,
     timeout: Timeout = None,
     state_dir: StateDir = None,
@@ -746,7 +751,7 @@ def retry(
 
 @app.command("wait")
 def wait_command(
-    name: Annotated[str, typer.Argument(help="Rollout name.")],
+    name: Name,
     for_: Annotated[
         str,
         typer.Option(
@@ -783,20 +788,20 @@ def wait_command(
 
 
 @app.command()
-def pause(name: str, state_dir: StateDir = None) -> None:
+def pause(name: Name, state_dir: StateDir = None) -> None:
     """Pause a rollout: no instance is started or stopped for the update until resumed."""
     _set_paused(name, True, state_dir)
 
 
 @app.command()
-def resume(name: str, state_dir: StateDir = None) -> None:
+def resume(name: Name, state_dir: StateDir = None) -> None:
     """Resume a paused rollout."""
     _set_paused(name, False, state_dir)
 
 
 @app.command()
 def logs(
-    name: str,
+    name: Name,
     revision: Annotated[
         int | None, typer.Option("--revision", help="Only instances of this revision number.")
     ] = None,
@@ -848,7 +853,7 @@ EVENTS_PAGE = 1000
 
 @app.command()
 def events(
-    name: Annotated[str | None, typer.Argument(help="Only this rollout.")] = None,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="Only this rollout.")] = None,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events.")] = False,
     since: Annotated[
         str | None,
@@ -899,7 +904,7 @@ def events(
 @app.command()
 def down(
     name: Annotated[
-        str | None, typer.Argument(help="Remove only this rollout (default: everything).")
+        str | None, typer.Argument(metavar="[NAME]", help="Remove only this rollout (default: everything).")
     ] = None,
     timeout: Annotated[
         str,
