@@ -273,7 +273,13 @@ class HaproxyRouters:
         argv = [binary.path, "-W", "-db", "-f", str(cfg_path)]
         with logfile.open("ab") as out:
             child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                cwd=sock.parent,
+                start_new_session=True,
             )
         old = self._children.get(rollout)
         if old is not None:
@@ -301,7 +307,8 @@ class HaproxyRouters:
             HaproxyConfig(
                 rollout=rollout,
                 listen=wanted.listen,
-                runtime_socket=str(sock),
+                # Relative to HAProxy's working directory: HAProxy takes socket paths of 97 bytes at most.
+                runtime_socket=f"unix@{sock.name}",
                 limits=wanted.limits,
                 servers=wanted.servers(),
                 open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
@@ -645,6 +652,7 @@ def _write_private(path: Path, text: str) -> None:
 
 _LOG_PREFIX = re.compile(r"^\[(?:NOTICE|WARNING|ALERT)\]\s*\(\d+\)\s*:\s*")
 _FUNCTION_TAG = re.compile(r"\[[^\]]*\(\)\]\s*")
+_SUMMARY = re.compile(r"Error\(s\) found|Fatal errors found|Some protocols failed")
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -654,6 +662,6 @@ def _tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return "(no log)"
     recent = text.strip().splitlines()[-10:]
-    alerts = [x for x in recent if x.startswith("[ALERT]")]
+    alerts = [x for x in recent if x.startswith("[ALERT]") and not _SUMMARY.search(x)]
     kept = [_FUNCTION_TAG.sub("", _LOG_PREFIX.sub("", x)) for x in (alerts or recent)[-lines:]]
     return " | ".join(kept).replace("[", "(").replace("]", ")") or "(empty log)"
