@@ -158,3 +158,81 @@ async def test_haproxy_killed_mid_rollout_is_restarted(g: Gapless) -> None:
     assert gap <= 200 * 2, report.failures
     events = (await api(g, "GET", "/api/v1/events?rollout=k"))["items"]
     assert any(e["type"] == "RouterRestarted" for e in events)
+
+
+async def test_blue_green_preview_and_switch(g: Gapless) -> None:
+    """Blue-green on HAProxy: the preview address is an HAProxy serving green, promote switches all traffic in < 1 s, 0 failed."""
+    port, preview = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}/"
+    strategy = {
+        "blueGreen": {
+            "previewListen": f"127.0.0.1:{preview}",
+            "autoPromotionEnabled": False,
+            "scaleDownDelaySeconds": 5,
+            "prePromotionChecks": [{"httpGet": {"path": "/healthz"}}],
+        }
+    }
+    doc = haproxy_doc("bg", port, "v1", replicas=2, strategy=strategy)
+    code, out, err = await g.acli("up", "-f", str(g.write(doc)))
+    assert code == 0, out + err
+    load = Load(url, rps=150)
+    doc = haproxy_doc("bg", port, "v2", replicas=2, strategy=strategy)
+    code, out, err = await g.acli("apply", "-f", str(g.write(doc)))
+    assert code == 0, out + err
+    st = await wait_for(g, "bg", lambda st: st["strategy"].get("waitingForPromote"), timeout=60)
+    assert st["strategy"]["checks"] == "passed"
+    assert haproxy_groups(g, "bg.preview"), "the preview router is an HAProxy too"
+    names = {psutil.Process(p.pid).name() for p in g.processes("router")}
+    assert names == {"haproxy"}, names
+    assert await _versions_of(f"http://127.0.0.1:{preview}/", 20) == {"v2"}
+    assert await _versions_of(url, 20) == {"v1"}
+    started = time.monotonic()
+    await api(g, "POST", "/api/v1/rollouts/bg/promote", {})
+    switched = await seconds_until_all(url, "v2", since=started, streak=50)
+    print(f"blue-green: all traffic on green after {switched * 1000:.0f} ms")
+    assert switched < 1.0, switched
+    await wait_for(g, "bg", lambda st: st["phase"] == "Healthy", timeout=60)
+    report = await load.stop()
+    print(f"blue-green: {report.ok} ok, {report.failed} failed")
+    assert report.failed == 0, report.failures
+
+
+async def _versions_of(url: str, n: int) -> set[str]:
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        return {(await client.get(url)).headers["x-version"] for _ in range(n)}
+
+
+async def test_control_plane_sigkill_keeps_haproxy_serving(g: Gapless) -> None:
+    """Control plane SIGKILLed at a canary pause: HAProxy keeps the split; a new control plane adopts it and completes."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    steps = [{"setWeight": 40}, {"pause": {}}]
+    code, out, err = await g.acli(
+        "up", "-f", str(g.write(haproxy_doc("cp", port, "v1", strategy=canary(steps))))
+    )
+    assert code == 0, out + err
+    load = Load(url, rps=150)
+    v2 = g.write(haproxy_doc("cp", port, "v2", strategy=canary(steps)))
+    code, out, err = await g.acli("apply", "-f", str(v2))
+    assert code == 0, out + err
+    await wait_for(g, "cp", at_step(1))
+    routers = haproxy_groups(g, "cp")
+    [cp] = g.processes("control-plane")
+    os.kill(cp.pid, signal.SIGKILL)
+    alone = await run_load(url, rps=300, duration=2.0)
+    share = 100 * alone.versions.get("v2", 0) / max(1, alone.ok)
+    print(f"without a control plane: canary share {share:.1f} % of {alone.ok}")
+    assert abs(share - 40) <= 4, alone.versions
+    code, out, err = await g.acli("up", "-f", str(v2), "--detach")
+    assert code == 0, out + err
+    st = await wait_for(g, "cp", at_step(1))
+    assert haproxy_groups(g, "cp") == routers, "the same HAProxy was adopted, not replaced"
+    assert st["router"]["running"]
+    await api(g, "POST", "/api/v1/rollouts/cp/promote", {})
+    await wait_for(g, "cp", lambda st: st["phase"] == "Healthy" and st["currentRevision"] == 2, timeout=60)
+    report = await load.stop()
+    print(f"control-plane kill: {report.ok} ok, {report.failed} failed")
+    assert report.failed == 0, report.failures
+    assert alone.failed == 0, alone.failures

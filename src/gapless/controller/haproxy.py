@@ -17,7 +17,7 @@ current servers and split; every later change is a batch of runtime commands on 
   it has no session left, ``state maint`` and ``del server`` (its counters are kept for its revision).
 
 Health checks are off: a server is in the backend exactly while gapless's own probes say ready.
-``Routers`` picks the built-in router or HAProxy per rollout from ``spec.router.type``.
+``gapless.controller.routers.Routers`` picks the built-in router or HAProxy per rollout.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import psutil
 
-from gapless.controller.traffic import LocalRouters, RouterChoice, RouterStartError, RouterState, Routing
+from gapless.controller.traffic import RouterChoice, RouterStartError, RouterState, Routing
 from gapless.core.errors import Problem, TemporaryError
 from gapless.haproxy.binary import BinaryError, check_binary
 from gapless.haproxy.config import HaproxyConfig, backend_name, parse_server_name, render, server_name
@@ -49,7 +49,7 @@ from gapless.router.config import Backend, Limits
 from gapless.router.stats import RESPONSE_CLASSES, BackendStats, RevisionStats, RouterStats
 from gapless.spec.models import RolloutSpec
 
-__all__ = ["HaproxyRouters", "Routers", "haproxy_problems"]
+__all__ = ["HaproxyRouters", "haproxy_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,13 @@ class HaproxyRouters:
         argv = [binary.path, "-W", "-db", "-f", str(cfg_path)]
         with logfile.open("ab") as out:
             child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                cwd=sock.parent,
+                start_new_session=True,
             )
         old = self._children.get(rollout)
         if old is not None:
@@ -301,7 +307,8 @@ class HaproxyRouters:
             HaproxyConfig(
                 rollout=rollout,
                 listen=wanted.listen,
-                runtime_socket=str(sock),
+                # Relative to HAProxy's working directory: HAProxy takes socket paths of 97 bytes at most.
+                runtime_socket=f"unix@{sock.name}",
                 limits=wanted.limits,
                 servers=wanted.servers(),
                 open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
@@ -531,70 +538,6 @@ class HaproxyRouters:
             child.poll()
 
 
-class Routers:
-    """``Traffic`` for every rollout: the built-in router or HAProxy, as its ``spec.router.type`` says."""
-
-    def __init__(self, builtin: LocalRouters, haproxy: HaproxyRouters) -> None:
-        self.builtin = builtin
-        self.haproxy = haproxy
-        self._kind: dict[str, str] = {}
-
-    def _of(self, rollout: str) -> LocalRouters | HaproxyRouters:
-        kind = self._kind.get(rollout)
-        if kind is None:
-            kind = "haproxy" if self.haproxy.has_state(rollout) else "builtin"
-        return self.haproxy if kind == "haproxy" else self.builtin
-
-    async def ensure(
-        self,
-        rollout: str,
-        listen: str,
-        limits: Limits | None = None,
-        *,
-        trust_for: float = 0.0,
-        router: RouterChoice | None = None,
-    ) -> None:
-        impl = self._of(rollout)
-        if router is not None:
-            wanted = self.haproxy if router.type == "haproxy" else self.builtin
-            if wanted is not impl:
-                await impl.remove(rollout)  # the other kind gives up the address first
-            self._kind[rollout] = router.type
-            impl = wanted
-        await impl.ensure(rollout, listen, limits, trust_for=trust_for, router=router)
-
-    async def address(self, rollout: str) -> str | None:
-        return await self._of(rollout).address(rollout)
-
-    async def set_backends(
-        self, rollout: str, backends: list[Backend], routing: Routing | None = None
-    ) -> bool:
-        return await self._of(rollout).set_backends(rollout, backends, routing)
-
-    def routing(self, rollout: str) -> Routing | None:
-        return self._of(rollout).routing(rollout)
-
-    async def wait_drained(self, rollout: str, backend_id: str, timeout: float) -> bool:
-        return await self._of(rollout).wait_drained(rollout, backend_id, timeout)
-
-    async def stats(self, rollout: str) -> RouterStats | None:
-        return await self._of(rollout).stats(rollout)
-
-    def state(self, rollout: str) -> RouterState:
-        return self._of(rollout).state(rollout)
-
-    def known(self) -> set[str]:
-        return self.builtin.known() | self.haproxy.known()
-
-    async def remove(self, rollout: str) -> None:
-        await self._of(rollout).remove(rollout)
-        self._kind.pop(rollout, None)
-
-    async def aclose(self) -> None:
-        await self.builtin.aclose()
-        await self.haproxy.aclose()
-
-
 def _add(into: RevisionStats, stat: ServerStat) -> RevisionStats:
     responses = dict(into.responses)
     for c in RESPONSE_CLASSES:
@@ -645,6 +588,7 @@ def _write_private(path: Path, text: str) -> None:
 
 _LOG_PREFIX = re.compile(r"^\[(?:NOTICE|WARNING|ALERT)\]\s*\(\d+\)\s*:\s*")
 _FUNCTION_TAG = re.compile(r"\[[^\]]*\(\)\]\s*")
+_SUMMARY = re.compile(r"Error\(s\) found|Fatal errors found|Some protocols failed")
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -654,6 +598,6 @@ def _tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return "(no log)"
     recent = text.strip().splitlines()[-10:]
-    alerts = [x for x in recent if x.startswith("[ALERT]")]
+    alerts = [x for x in recent if x.startswith("[ALERT]") and not _SUMMARY.search(x)]
     kept = [_FUNCTION_TAG.sub("", _LOG_PREFIX.sub("", x)) for x in (alerts or recent)[-lines:]]
     return " | ".join(kept).replace("[", "(").replace("]", ")") or "(empty log)"

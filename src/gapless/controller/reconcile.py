@@ -638,6 +638,13 @@ class Controller:
             if troubled:
                 failure += f"; last instance error: {troubled[-1].message}"
         revisions = self._store.revisions(name)
+        fresh = next((r for r in revisions if r.hash == target.hash), None)
+        if fresh is not None and fresh.step_state != target.step_state:
+            # A command (promote, abort, ...) changed the step state while this pass waited on the router
+            # or instances: this plan was made from the old state and must not overwrite the command's.
+            # The command woke the loop; the next pass plans from the new state.
+            self.wake()
+            return
         kept: list[RevisionRecord] = []
         for rev in after_pass(revisions, target.hash, plan, now, paused=spec.paused, failure=failure):
             self._store.put_revision(rev)

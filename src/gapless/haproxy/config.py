@@ -84,6 +84,7 @@ class HaproxyConfig:
     rollout: str
     listen: str
     runtime_socket: str
+    """The runtime socket as HAProxy reads it: an absolute path or ``unix@NAME`` relative to its directory."""
     limits: Limits = field(default_factory=Limits)
     servers: Mapping[str, tuple[Backend, int]] = field(default_factory=dict)
     """Server name -> (its backend, its weight)."""

@@ -45,9 +45,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gapless.controller.annotations import AnnotationSender
 from gapless.controller.commands import Commands
-from gapless.controller.haproxy import HaproxyRouters, Routers
+from gapless.controller.haproxy import HaproxyRouters
 from gapless.controller.reconcile import Controller
 from gapless.controller.release import ReleaseCommands, ReleaseController
+from gapless.controller.routers import Routers
 from gapless.controller.traffic import LocalRouters
 from gapless.core.clock import SystemClock
 from gapless.core.files import (

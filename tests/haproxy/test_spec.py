@@ -1,0 +1,61 @@
+"""``spec.router.type`` and ``binary``: defaults, strict values, and what apply refuses for HAProxy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from gapless.controller.haproxy import haproxy_problems
+from gapless.controller.routing import router_for
+from gapless.controller.traffic import RouterChoice
+from gapless.spec.models import RolloutSpec
+from tests.haproxy.binary import require_haproxy
+from tests.haproxy.test_apply import fake_old_haproxy
+
+
+def spec(router: dict[str, Any], strategy: dict[str, Any] | None = None) -> RolloutSpec:
+    doc: dict[str, Any] = {"listen": "127.0.0.1:8080", "template": {"command": ["x"]}, "router": router}
+    if strategy is not None:
+        doc["strategy"] = strategy
+    return RolloutSpec.model_validate(doc)
+
+
+def test_the_builtin_router_is_the_default() -> None:
+    """Without ``type`` a rollout keeps the built-in router and nothing about HAProxy is checked."""
+    s = spec({})
+    assert router_for(s) == RouterChoice(type="builtin", binary=None)
+    assert haproxy_problems(s) == []
+
+
+def test_unknown_types_and_empty_binaries_are_refused() -> None:
+    """``type`` is builtin or haproxy; ``binary`` is a non-empty string."""
+    with pytest.raises(ValidationError, match="type"):
+        spec({"type": "nginx"})
+    with pytest.raises(ValidationError, match="binary"):
+        spec({"type": "haproxy", "binary": ""})
+
+
+def test_haproxy_problems_name_their_fields(tmp_path: Path) -> None:
+    """A too old binary, stickiness, a header route and ejection settings each name their field."""
+    require_haproxy()
+    assert haproxy_problems(spec({"type": "haproxy"})) == []
+    old = str(fake_old_haproxy(tmp_path))
+    strategy = {
+        "canary": {
+            "steps": [
+                {"setWeight": 10},
+                {"setHeaderRoute": {"match": [{"headerName": "X", "headerValue": {"exact": "1"}}]}},
+            ],
+            "trafficRouting": {"stickiness": {"cookie": "u"}},
+        }
+    }
+    found = haproxy_problems(spec({"type": "haproxy", "binary": old, "ejectionSeconds": 3}, strategy))
+    assert sorted(p.path for p in found) == [
+        "spec.router.binary",
+        "spec.router.ejectionSeconds",
+        "spec.strategy.canary.steps.1.setHeaderRoute",
+        "spec.strategy.canary.trafficRouting.stickiness",
+    ]
