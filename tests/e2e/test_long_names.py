@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gapless.core.files import SOCKET_PATH_MAX, router_socket
+from gapless.core.files import SOCKET_PATH_MAX, longest_socket, router_socket
 from tests.e2e.harness import Gapless, free_port, rollout_doc
 
 names = st.from_regex(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", fullmatch=True)
@@ -47,7 +47,7 @@ async def test_a_63_character_name_serves(tmp_path: Path) -> None:
         g.down()
 
 
-def test_a_state_directory_too_deep_for_its_socket_is_refused(tmp_path: Path) -> None:
+def test_a_state_directory_too_deep_for_its_sockets_is_refused(tmp_path: Path) -> None:
     deep = tmp_path / ("x" * 120) / "state"
     deep.parent.mkdir()
     g = Gapless(deep)
@@ -55,3 +55,12 @@ def test_a_state_directory_too_deep_for_its_socket_is_refused(tmp_path: Path) ->
     assert r.returncode == 2, r.stdout + r.stderr
     assert "a unix socket path has at most 107): choose a shorter path" in " ".join(r.stderr.split())
     assert g.processes() == []
+
+
+@given(st.integers(1, 120))
+def test_a_state_directory_either_fits_every_socket_or_is_refused(depth: int) -> None:
+    """What ``up`` accepts (``longest_socket`` fits) leaves room for every rollout's router socket."""
+    state = Path("/s") / ("d" * depth)
+    if len(os.fsencode(longest_socket(state))) <= SOCKET_PATH_MAX:
+        for n in ("a", "r" * 63, "web-7"):
+            assert len(os.fsencode(router_socket(state, n))) <= SOCKET_PATH_MAX

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gapless.cli.api import ApiError, NotRunningError, SyncClient, raise_for_error, resolve_state_dir
 from gapless.core.errors import GaplessError, Problem, SpecError
-from gapless.core.files import API_SOCKET, LOG_FILE, SOCKET_PATH_MAX, STDERR_FILE, TOKEN_FILE
+from gapless.core.files import API_SOCKET, LOG_FILE, SOCKET_PATH_MAX, STDERR_FILE, TOKEN_FILE, longest_socket
 
 if TYPE_CHECKING:
     import httpx
@@ -132,14 +132,14 @@ async def start_control_plane(
 
     from gapless.platform.base import ROLE_CONTROL_PLANE, marker_env
 
-    socket = state_dir.absolute() / API_SOCKET
+    socket = longest_socket(state_dir.absolute())
     if len(os.fsencode(socket)) > SOCKET_PATH_MAX:
         raise SpecError(
             "--state-dir",
             [
                 Problem(
                     str(state_dir),
-                    f"too deep for the control plane's socket ({len(os.fsencode(socket))} bytes in "
+                    f"too deep for the control plane's sockets ({len(os.fsencode(socket))} bytes in "
                     f"{socket}; a unix socket path has at most {SOCKET_PATH_MAX}): choose a shorter path",
                 )
             ],

@@ -21,6 +21,7 @@ __all__ = [
     "SOCKET_PATH_MAX",
     "STDERR_FILE",
     "TOKEN_FILE",
+    "longest_socket",
     "router_socket",
 ]
 
@@ -58,5 +59,10 @@ def router_socket(state_dir: Path, rollout: str, suffix: str = ".sock") -> Path:
     plain = state_dir / ROUTERS_DIR / f"{rollout}{suffix}"
     if len(os.fsencode(plain)) <= SOCKET_PATH_MAX:
         return plain
-    digest = hashlib.sha256(rollout.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(rollout.encode()).hexdigest()[:8]
     return state_dir / ROUTERS_DIR / f"{digest}{suffix}"
+
+
+def longest_socket(state_dir: Path) -> Path:
+    """The longest unix socket path a control plane of ``state_dir`` binds (its API or a router's)."""
+    return max(state_dir / API_SOCKET, router_socket(state_dir, "r" * 63), key=lambda p: len(str(p)))
