@@ -89,6 +89,8 @@ def test_quick_parse_agrees_with_typer(verb: str, rest: list[str]) -> None:
         ["undo", "web", "--to-revision=2"],
         ["pause", "--state-dir=/tmp/s", "web"],
         ["resume", "web"],
+        ["status", "web"],
+        ["status", "web", "--state-dir", "/tmp/s"],
     ],
 )
 def test_quick_takes_the_plain_lines(argv: list[str]) -> None:
@@ -105,7 +107,9 @@ def test_quick_takes_the_plain_lines(argv: list[str]) -> None:
         ["undo", "web", "--to-revision", "0"],
         ["abort", "web", "--state-dir"],
         ["abort", "--full", "web"],
-        ["status", "web"],
+        ["status"],
+        ["status", "web", "-w"],
+        ["status", "web", "-o", "json"],
         ["promote", "web", "--full", "--full"],
     ],
 )
@@ -126,7 +130,8 @@ def run(entry: str, argv: list[str], home: Path) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.parametrize(
-    "argv", [["promote", "web"], ["abort", "web"], ["undo", "web", "--to-revision", "2"]]
+    "argv",
+    [["promote", "web"], ["abort", "web"], ["undo", "web", "--to-revision", "2"], ["status", "web"]],
 )
 def test_both_paths_say_the_same(argv: list[str], tmp_path: Path) -> None:
     """Without a control plane: the same message and exit code 1 either way."""

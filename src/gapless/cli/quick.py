@@ -8,7 +8,9 @@ verb's own options, each at most once) runs here, with the standard library only
 (``--help``, ``--wait``, a malformed value, an unknown option) goes to the typer application in
 ``gapless.cli.main``, which parses it with the same meaning and reports errors as usual. The typer
 commands call the functions here, so both paths send the same requests and print the same lines;
-tests/cli/test_quick.py checks that both parse every command line alike.
+tests/cli/test_quick.py checks that both parse every command line alike. ``gapless status NAME`` and
+``gapless version`` take this path too (status renders with rich, as the typer command does, but
+skips building the typer application).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ FLAGS: dict[str, frozenset[str]] = {
     "undo": frozenset(),
     "pause": frozenset(),
     "resume": frozenset(),
+    "status": frozenset(),
 }
 """Each quick verb's options that take no value (``--state-dir`` and ``--to-revision`` take one)."""
 VALUED: dict[str, frozenset[str]] = {
@@ -73,6 +76,7 @@ VALUED: dict[str, frozenset[str]] = {
     "undo": frozenset({"--state-dir", "--to-revision"}),
     "pause": frozenset({"--state-dir"}),
     "resume": frozenset({"--state-dir"}),
+    "status": frozenset({"--state-dir"}),
 }
 
 
@@ -140,6 +144,8 @@ def run(call: QuickCall) -> int:
             line = abort(sd, call.name)
         elif call.verb == "undo":
             _, line = undo(sd, call.name, call.to_revision)
+        elif call.verb == "status":
+            return _status(sd, call.name)
         else:
             line = set_paused(sd, call.name, call.verb == "pause")
     except Exception as e:
@@ -156,9 +162,21 @@ def run(call: QuickCall) -> int:
     return 0
 
 
+def _status(sd: Path, name: str) -> int:
+    """``gapless status NAME`` as the typer command prints it, without typer (rich renders it)."""
+    from rich.console import Console
+
+    from gapless.cli.render import render_status
+
+    with SyncClient(sd) as client:
+        st = client.status(name)
+    Console().print(render_status(st))
+    return 0
+
+
 def main() -> None:
     """The console script: a quick verb runs here, everything else in the typer application."""
-    if sys.argv[1:] == ["--version"]:  # as `gapless version`, without importing the framework
+    if sys.argv[1:] in (["--version"], ["version"]):  # without importing the framework
         from gapless import __version__
 
         sys.stdout.write(__version__ + "\n")
