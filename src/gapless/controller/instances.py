@@ -161,8 +161,10 @@ class InstanceSupervisor:
             before = self._weights.get(name)
             if routing.weights != before:
                 self._weights[name] = routing.weights
+                numbers = {r.hash: r.number for r in self._store.revisions(name)}
                 shown = ", ".join(
-                    f"{_number(self._store, name, r)}: {w}%" for r, w in (routing.weights or {}).items()
+                    f"revision {numbers[r]}: {w}%" if r in numbers else f"{r}: {w}%"
+                    for r, w in (routing.weights or {}).items()
                 )
                 self.event(name, "", "TrafficShifted", f"weights {shown or 'even split'}")
 
@@ -337,11 +339,6 @@ class InstanceSupervisor:
         finally:
             self._stopping.pop(inst.id, None)
             self.wake()
-
-
-def _number(store: Store, name: str, revision: str) -> str:
-    rev = next((r for r in store.revisions(name) if r.hash == revision), None)
-    return f"revision {rev.number}" if rev else revision
 
 
 def instance_handle(rec: InstanceRecord) -> InstanceHandle:

@@ -390,6 +390,10 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(psutil.Error, OSError):
+        leader = psutil.Process(pgid)  # a router's supervisor leads its group: one look, not a scan
+        if os.getpgid(pgid) == pgid and leader.status() != psutil.STATUS_ZOMBIE:
+            return True
     for p in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.Error):
             if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:

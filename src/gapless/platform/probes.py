@@ -87,16 +87,34 @@ def _headers(action: HTTPGetAction) -> list[tuple[str, str]]:
     return headers
 
 
+_shared: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+
+def _client() -> httpx.AsyncClient:
+    """One HTTP client per event loop for every probe: building a client (its transport and an SSL
+    context) cost more than the probe itself, and with probes every 100 ms across a dozen instances it
+    held the control plane's loop busy. No connection is kept alive, so each probe still opens its own
+    connection, as a kubelet's does: a listener that stopped accepting fails the next probe."""
+    global _shared
+    loop = asyncio.get_running_loop()
+    if _shared is None or _shared[0] is not loop or _shared[1].is_closed:
+        # verify=False: the scheme is always plain HTTP. trust_env=False: no proxies, no netrc.
+        client = httpx.AsyncClient(
+            verify=False,  # noqa: S501
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        _shared = (loop, client)
+    return _shared[1]
+
+
 async def http_get(action: HTTPGetAction, *, port: int, timeout: float) -> ProbeResult:
     """GET ``action.path``; a status from 200 to 399 within ``timeout`` seconds is success."""
     url = _url(action, port)
     try:
-        # verify=False: the scheme is always plain HTTP, and building a verifying TLS context costs
-        # tens of milliseconds per probe. trust_env=False: no proxies, no netrc for local probes.
         async with (
             asyncio.timeout(timeout),
-            httpx.AsyncClient(verify=False, trust_env=False, timeout=timeout) as client,  # noqa: S501
-            client.stream("GET", url, headers=_headers(action)) as response,
+            _client().stream("GET", url, headers=_headers(action), timeout=timeout) as response,
         ):
             body = b""
             async for chunk in response.aiter_bytes():
