@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,25 @@ async def run(socket_path: Path, commands: Sequence[str]) -> list[str]:
     return [await _exchange(socket_path, c) for c in commands]
 
 
+SOCKET_PATH_MAX = 107
+"""Bytes of a unix socket path (``sun_path`` less its NUL); a longer one is reached through its directory."""
+
+
+async def _connect(socket_path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``socket_path``, through ``/proc/self/fd/N/`` of its directory when the path is too
+    long for a unix socket (HAProxy binds it relative to its own working directory)."""
+    if len(os.fsencode(socket_path)) <= SOCKET_PATH_MAX:
+        return await asyncio.open_unix_connection(str(socket_path))
+    fd = os.open(socket_path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}/{socket_path.name}")
+    finally:
+        os.close(fd)
+
+
 async def _exchange(socket_path: Path, command: str) -> str:
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), TIMEOUT)
+        reader, writer = await asyncio.wait_for(_connect(socket_path), TIMEOUT)
     except (OSError, TimeoutError) as e:
         raise RuntimeApiError(f"HAProxy runtime API at {socket_path}: {e}") from e
     try:
