@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +29,6 @@ import yaml
 
 from gapless.cli.client import ApiClient
 from gapless.core.files import router_socket
-from gapless.loadgen import run_load
 from gapless.router.client import RouterClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,10 +176,23 @@ async def main() -> None:
         capture_output=True,
     )
     b = Bench(state)
-    stop = asyncio.Event()
+    # The load runs in processes of its own: in this one it would delay the polling that times the
+    # commands (the event loop busy sending requests) and add its own lag to every measurement.
     loads = [
-        asyncio.create_task(run_load(f"http://127.0.0.1:{cport}/", rps=args.rps, duration=3600, stop=stop)),
-        asyncio.create_task(run_load(f"http://127.0.0.1:{bport}/", rps=args.rps, duration=3600, stop=stop)),
+        await asyncio.create_subprocess_exec(
+            str(GAPLESS),
+            "load",
+            f"http://127.0.0.1:{port}/",
+            "--rps",
+            str(args.rps),
+            "-d",
+            "3600",
+            "-o",
+            "json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for port in (cport, bport)
     ]
     timings: dict[str, list[float]] = {"promote": [], "abort": [], "undo": []}
     ends: dict[str, list[float]] = {"promote": [], "abort": [], "undo": []}
@@ -206,8 +220,11 @@ async def main() -> None:
                 flush=True,
             )
     finally:
-        stop.set()
-        reports = [await t for t in loads]
+        reports = []
+        for proc in loads:
+            proc.send_signal(signal.SIGINT)  # `gapless load` stops and prints what it sent
+            out, _ = await proc.communicate()
+            reports.append(json.loads(out))
         await b.api.aclose()
         subprocess.run(
             [sys.executable, "-m", "gapless", "down", "--state-dir", str(state)],
@@ -227,8 +244,10 @@ async def main() -> None:
             f"{max(values) * 1000:>9.1f}{statistics.median(e) * 1000:>9.1f}{pct(e, 99) * 1000:>9.1f}"
         )
     for name, r in zip(("canary", "blue-green"), reports, strict=True):
+        lat = r["latency"]
         print(
-            f"\nload on {name}: sent {r.sent}, failed {r.failed} {dict(r.failures) or ''}, P50 {(r.p50 or 0) * 1000:.2f} ms, P99 {(r.p99 or 0) * 1000:.2f} ms"
+            f"\nload on {name}: sent {r['sent']}, failed {r['failed']} {r['failures'] or ''}, "
+            f"P50 {(lat['p50'] or 0) * 1000:.2f} ms, P99 {(lat['p99'] or 0) * 1000:.2f} ms"
         )
 
 

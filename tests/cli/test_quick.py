@@ -72,7 +72,7 @@ def test_quick_parse_agrees_with_typer(verb: str, rest: list[str]) -> None:
     params = typer_parse(argv)
     assert params is not None, f"typer refuses {argv} which the quick path accepts"
     assert params["name"] == call.name
-    assert params["state_dir"] == call.state_dir
+    assert params["state_dir"] == (None if call.state_dir is None else Path(call.state_dir))
     if verb == "promote":
         assert params["full"] == ("--full" in call.flags)
     if verb == "undo":

@@ -132,3 +132,50 @@ async def test_sleep_handler_is_bounded_by_the_timeout() -> None:
     assert time.monotonic() - began < 0.5
     assert not result.success
     assert "cut short" in result.message
+
+
+async def test_http_probe_survives_hostile_peers() -> None:
+    """Resets, early closes, garbage and half answers, 200 times over: each a failed result, never raised."""
+    import asyncio
+    import socket
+    import struct
+
+    behaviours = [b"reset", b"close", b"garbage\r\n\r\n", b"HTTP/1.1 200", b"HTTP/1.1 200 OK\r\n\r\n"]
+    count = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        what = behaviours[count % len(behaviours)]
+        count += 1
+        sock = writer.get_extra_info("socket")
+        if what == b"reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif what != b"close":
+            writer.write(what)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        results = await asyncio.gather(
+            *(run_probe(probe({"httpGet": {}, "timeoutSeconds": 2}), port=port, env={}) for _ in range(200))
+        )
+    assert all(isinstance(r.success, bool) for r in results)
+    assert any(r.success for r in results)
+    assert not all(r.success for r in results)
+
+
+async def test_an_unexpected_error_of_the_http_client_is_a_failed_probe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HTTP client raising what it should not (here a stand-in for httpcore's AttributeError on a
+    connection closed under it) fails the probe instead of ending the instance's prober."""
+    import httpx
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise AttributeError("'NoneType' object has no attribute 'getpeername'")
+
+    monkeypatch.setattr(httpx.AsyncClient, "stream", broken)
+    result = await run_probe(probe({"httpGet": {}}), port=free_port(), env={})
+    assert not result.success
+    assert "AttributeError" in result.message

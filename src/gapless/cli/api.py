@@ -23,6 +23,8 @@ __all__ = [
     "ApiError",
     "NotRunningError",
     "SyncClient",
+    "connection_error",
+    "not_running",
     "raise_for_error",
     "report_error",
     "resolve_state_dir",
@@ -69,6 +71,20 @@ def report_error(e: BaseException) -> tuple[int | None, list[str]]:
     if isinstance(e, GaplessError):
         return 1, [str(e)]
     return None, []
+
+
+def not_running(state_dir: Path | str) -> NotRunningError:
+    """The error for a state directory without an API socket."""
+    return NotRunningError(f"no control plane is running for {state_dir} (start one with `gapless up`)")
+
+
+def connection_error(state_dir: Path | str, e: BaseException, timeout: float) -> GaplessError:
+    """The error a failed exchange with the control plane's API ends a command with."""
+    if isinstance(e, FileNotFoundError | ConnectionRefusedError):
+        return NotRunningError(f"no control plane answers on {Path(state_dir) / API_SOCKET}: {e}")
+    if isinstance(e, TimeoutError):
+        return GaplessError(f"the control plane for {state_dir} did not answer within {timeout:g}s")
+    return GaplessError(f"the control plane for {state_dir} broke off the answer: {e}")
 
 
 def raise_for_error(status: int, body: bytes) -> None:
@@ -135,9 +151,7 @@ class SyncClient:
 
     def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         if not self.socket.exists():
-            raise NotRunningError(
-                f"no control plane is running for {self.state_dir} (start one with `gapless up`)"
-            )
+            raise not_running(self.state_dir)
         if params:
             path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
         headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
@@ -151,17 +165,9 @@ class SyncClient:
             self._conn.request(method, path, body=payload, headers=headers)
             response = self._conn.getresponse()
             data = response.read()
-        except (FileNotFoundError, ConnectionRefusedError) as e:
-            self.close()
-            raise NotRunningError(f"no control plane answers on {self.socket}: {e}") from e
-        except TimeoutError as e:
-            self.close()
-            raise GaplessError(
-                f"the control plane for {self.state_dir} did not answer within {self.timeout:g}s"
-            ) from e
         except (OSError, http.client.HTTPException) as e:
             self.close()
-            raise GaplessError(f"the control plane for {self.state_dir} broke off the answer: {e}") from e
+            raise connection_error(self.state_dir, e, self.timeout) from e
         raise_for_error(response.status, data)
         return json.loads(data)
 

@@ -6,7 +6,9 @@ control plane (a verb starts in well under 150 ms only if it imports little).
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False  # typing itself costs the quick verbs' start-up a few milliseconds
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "API_SOCKET",

@@ -125,6 +125,11 @@ async def http_get(action: HTTPGetAction, *, port: int, timeout: float) -> Probe
         return ProbeResult(False, f"GET {url}: no response within {timeout:g}s")
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return ProbeResult(False, f"GET {url}: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        # The HTTP stack's own slips are failed probes too: a connection reset at the moment httpcore
+        # asked anyio for its peer raised AttributeError (the closed transport's socket is None) and
+        # took the instance's prober down with it.
+        return ProbeResult(False, f"GET {url}: {type(exc).__name__}: {exc}")
     status = response.status_code
     if 200 <= status < 400:
         return ProbeResult(True, f"GET {url}: HTTP {status}")
