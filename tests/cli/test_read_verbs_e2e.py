@@ -211,6 +211,25 @@ async def test_read_verbs(g: Gapless) -> None:
         proc.kill()
         await proc.wait()
 
+    # events -f: the header once, then only the rows of the events that follow.
+    code, out, _ = await g.acli("events", "r", "-o", "json")
+    pauses = sum(e["type"] == "Paused" for e in _json_docs(out)) + 1
+    proc = await _watch(g, "events", "r", "-f")
+    try:
+        assert proc.stdout is not None
+        header = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert header.split() == ["TIME", "ROLLOUT", "REVISION", "TYPE", "MESSAGE"]
+        await asyncio.sleep(1.5)  # the events so far are printed
+        code, _, err = await g.acli("pause", "r")
+        assert code == 0, err
+        lines: list[str] = []
+        while sum(line.split()[3:4] == ["Paused"] for line in lines) < pauses:
+            lines.append((await asyncio.wait_for(proc.stdout.readline(), 20)).decode())
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert not any(line.startswith("TIME") for line in lines), lines
+
 
 async def _watch(g: Gapless, *argv: str) -> asyncio.subprocess.Process:
     """A gapless command that runs until killed, its output into a pipe."""

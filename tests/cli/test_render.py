@@ -23,7 +23,9 @@ from gapless.cli.render import (
 
 NOW = 1_760_000_000.0
 names = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=63)
-words = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.:/()'", min_size=1, max_size=20)
+words = st.text(
+    "abcdefghijklmnopqrstuvwxyz0123456789-_.:/()'[]=\\", min_size=1, max_size=20
+)  # [/x] is markup to rich
 messages = st.lists(words, max_size=15).map(" ".join)
 small = st.integers(0, 12)
 seconds = st.floats(0, 30, allow_nan=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -119,3 +120,12 @@ def test_rendered_table_lists_every_failure_kind() -> None:
     text = console.export_text()
     for needle in ("connect_refused", "overload", "status_503", "version v1", "version v2", "99.0/s"):
         assert needle in text
+
+
+@pytest.mark.parametrize("version", ["[/]", "[bold]v3", "v[2]", "[link=x]y"])
+def test_a_version_that_looks_like_markup_is_shown_as_it_is(version: str) -> None:
+    """Version values come from the server's header: text, never rich markup (``[/]`` raised before)."""
+    report = dataclasses.replace(make_report(), versions={version: 5}, version_latency={})
+    console = Console(width=120, record=True)
+    console.print(render_report(report))
+    assert f"version {version}" in console.export_text()

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import gapless
@@ -90,7 +91,9 @@ async def run_demo(state_dir: Path | None, *, rps: float, console: Console) -> i
     for v, doc in docs.items():
         (specs_dir / f"{v}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     console.rule("[bold]gapless demo")
-    console.print(f"state directory {sd}; the service answers on {url}; specs in {specs_dir}")
+    console.print(
+        f"state directory {escape(str(sd))}; the service answers on {url}; specs in {escape(str(specs_dir))}"
+    )
     client = ApiClient(sd)
     stop = asyncio.Event()
     latest: list[LoadSnapshot] = []
@@ -139,7 +142,7 @@ async def run_demo(state_dir: Path | None, *, rps: float, console: Console) -> i
     if ok:
         console.print("[green]zero failed requests across two rollouts[/]")
         if own_dir:
-            console.print(f"(state and logs kept in {sd})")
+            console.print(f"(state and logs kept in {escape(str(sd))})")
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from gapless.cli.client import ApiClient, NotRunningError, start_control_plane
 from gapless.cli.times import format_duration
@@ -59,7 +60,7 @@ async def down_all(state_dir: Path, console: Console, timeout: float = 600.0) ->
     client = ApiClient(state_dir)
     if not platform.discover() and not _has_rollouts(state_dir / "state.db") and not await client.alive():
         await client.aclose()
-        console.print(f"nothing runs for {state_dir}")
+        console.print(f"nothing runs for {escape(str(state_dir))}")
         return 0
     try:
         if (state_dir / "state.db").exists():

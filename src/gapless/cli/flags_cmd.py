@@ -19,13 +19,16 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from gapless.cli.api import resolve_state_dir
 from gapless.cli.flags_client import DEFAULT_URL, FlagsClient, FlagsError, api_path, candidates
 from gapless.cli.flags_render import OUTPUTS, dump, flag_lines
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["flags_app"]
 
@@ -227,6 +230,35 @@ def apply(
     say(f"project {project}: {len(segments)} segment(s), {len(flags)} flag(s), {changed} changed")
 
 
+def flags_table(items: list[dict[str, Any]]) -> Table:
+    """``flags list`` as a table; every cell is plain text (a stage ``[beta]`` is not rich markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold")
+    for col in ("FLAG", "TYPE", "ENVIRONMENTS", "EVALUATIONS", "STALE"):
+        table.add_column(col)
+    for f in items:
+        envs = " ".join(
+            f"{name}:{'on' if e['enabled'] else 'OFF'}"
+            + (f"[{e['stage']['name']}]" if e.get("stage") else "")
+            for name, e in f["environments"].items()
+        )
+        table.add_row(  # Text, not str: a cell's text is data, never rich markup ("[beta]" stays)
+            *map(
+                Text,
+                (
+                    f["key"] + (" (archived)" if f["archived"] else ""),
+                    f["type"],
+                    envs,
+                    str(sum(f["evaluations"].values())),
+                    ", ".join(f["staleReasons"]) if f["stale"] else "",
+                ),
+            )
+        )
+    return table
+
+
 @flags_app.command("list")
 def list_flags(
     project: str,
@@ -243,25 +275,8 @@ def list_flags(
         _emit(items, output)
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(box=None, header_style="bold")
-    for col in ("FLAG", "TYPE", "ENVIRONMENTS", "EVALUATIONS", "STALE"):
-        table.add_column(col)
-    for f in items:
-        envs = " ".join(
-            f"{name}:{'on' if e['enabled'] else 'OFF'}"
-            + (f"[{e['stage']['name']}]" if e.get("stage") else "")
-            for name, e in f["environments"].items()
-        )
-        table.add_row(
-            f["key"] + (" (archived)" if f["archived"] else ""),
-            f["type"],
-            envs,
-            str(sum(f["evaluations"].values())),
-            ", ".join(f["staleReasons"]) if f["stale"] else "",
-        )
-    Console().print(table)
+    Console().print(flags_table(items))
 
 
 @flags_app.command()
@@ -404,17 +419,23 @@ def audit(
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold")
     for col in ("ID", "TIME", "TOKEN", "ACTION", "PROJECT", "TARGET"):
         table.add_column(col)
     for e in items:
         table.add_row(
-            str(e["id"]),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])),
-            e["token"]["name"],
-            e["action"],
-            e["project"],
-            e["target"],
+            *map(
+                Text,
+                (
+                    str(e["id"]),
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])),
+                    e["token"]["name"],
+                    e["action"],
+                    e["project"],
+                    e["target"],
+                ),
+            )
         )
     Console().print(table)

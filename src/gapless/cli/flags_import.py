@@ -64,6 +64,7 @@ def import_from_unleash(
     from pydantic import ValidationError
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from gapless.flags.unleash_admin import ExportError
     from gapless.flags.unleash_import import plan_import
@@ -113,13 +114,13 @@ def import_from_unleash(
     for col in ("KIND", "KEY", "ACTION"):
         table.add_column(col)
     if new_project:
-        table.add_row("project", project, f"create (environment {environment})")
+        table.add_row("project", Text(project), Text(f"create (environment {environment})"))
     for kind, key, action, _ in actions:
-        table.add_row(kind, key, action)
+        table.add_row(kind, Text(key), action)
     for name, reason in sorted(plan.refused.items()):
-        table.add_row("refused", name, reason)
+        table.add_row("refused", Text(name), Text(reason))
     for note in plan.notes:
-        table.add_row("not imported", "", note)
+        table.add_row("not imported", "", Text(note))
     Console().print(table)
     changes = sum(1 for a in actions if a[2] != "unchanged")
     if not apply:

@@ -205,7 +205,7 @@ def _check_metrics_listen(value: str | None) -> None:
     try:
         host, _ = parse_metrics_listen(value)
     except ValueError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(2) from e
     if not is_loopback(host):
         err.print(
@@ -240,14 +240,17 @@ def _grafana_options(url: str | None, token_file: Path | None) -> list[str]:
     if url is None:
         return []
     if not url.startswith(("http://", "https://")):
-        err.print(f"[red]error:[/] --grafana-url {url!r}: must start with http:// or https://")
+        err.print(f"[red]error:[/] --grafana-url {escape(repr(url))}: must start with http:// or https://")
         raise typer.Exit(2)
     argv = ["--grafana-url", url]
     if token_file is not None:
         try:
             token_file.read_text()
         except OSError as e:
-            err.print(f"[red]error:[/] --grafana-token-file {token_file}: {e.strerror or e}", highlight=False)
+            err.print(
+                f"[red]error:[/] --grafana-token-file {escape(str(token_file))}: {escape(str(e.strerror or e))}",
+                highlight=False,
+            )
             raise typer.Exit(2) from e
         argv += ["--grafana-token-file", str(token_file.resolve())]
     return argv
@@ -325,12 +328,15 @@ async def _apply(
     if start and await start_control_plane(
         state_dir, metrics_listen=metrics_listen, dashboard_listen=dashboard_listen, extra=extra, env=env
     ):
-        err.print(f"started control plane for {state_dir}")
+        err.print(f"started control plane for {escape(str(state_dir))}")
         if metrics_listen is not None:
             err.print(f"metrics on {metrics_url(*parse_metrics_listen(metrics_listen))}", highlight=False)
         if dashboard_listen is not None:
             url = dashboard_url(*parse_metrics_listen(dashboard_listen))
-            err.print(f"dashboard on {url} (log in with the token in {state_dir / 'token'})", highlight=False)
+            err.print(
+                f"dashboard on {url} (log in with the token in {escape(str(state_dir / 'token'))})",
+                highlight=False,
+            )
     elif start and (metrics_listen is not None or dashboard_listen is not None or extra):
         err.print(
             f"[yellow]warning:[/] a control plane was already running for {state_dir}; --metrics-listen, "
@@ -517,7 +523,7 @@ def status(
                 listing = client.request("GET", "/api/v1/rollouts")
                 items = listing["items"]
                 for u in listing.get("unclaimed", []):
-                    err.print(f"[yellow]warning:[/] {u['message']}", highlight=False)
+                    err.print(f"[yellow]warning:[/] {escape(str(u['message']))}", highlight=False)
                 if output != "text":
                     _emit(items, output)
                 else:
@@ -878,6 +884,7 @@ def events(
         from gapless.cli.render import render_events
 
         seen = 0
+        printed = False  # the header comes once, with the first events
         with SyncClient(sd) as client:
             while True:
                 params: dict[str, Any] = {"since": seen}
@@ -891,7 +898,8 @@ def events(
                         for e in items:
                             _emit(e, output, stream=True)
                     elif items:
-                        out.print(render_events(items))
+                        out.print(render_events(items, header=not printed))
+                        printed = True
                     if len(page) >= EVENTS_PAGE:
                         continue  # more are waiting: fetch the next page at once
                 if not follow:
@@ -959,7 +967,7 @@ def dashboard(
         )
         raise typer.Exit(1) from None
     out.print(url, highlight=False, soft_wrap=True)
-    err.print(f"log in with the admin token in {sd / 'token'}", highlight=False)
+    err.print(f"log in with the admin token in {escape(str(sd / 'token'))}", highlight=False)
     if open_browser:
         import webbrowser
 

@@ -549,7 +549,9 @@ def _rollback_gate(cp: _ControlPlane, migration: str, *, force: bool) -> None:
     """Refuse (exit 1) to roll back a migration that live revisions of the control plane need."""
     items = cp.schema_versions()
     if items is None:
-        err.print(f"[dim]not checked: instances of a gapless control plane (none runs for {cp.state_dir})[/]")
+        err.print(
+            f"[dim]not checked: instances of a gapless control plane (none runs for {escape(str(cp.state_dir))})[/]"
+        )
         return
     needing = [
         f"{item['rollout']} revision {rev.get('number') or '?'} ({rev['instances']} instance(s))"
@@ -986,7 +988,7 @@ def status_command(
         if isinstance(st, SqliteStatus):
             out.print("clients: not visible on SQLite (no pg_stat_activity)", highlight=False)
             return 0
-        out.print(f"identified clients by schema version: {clients}", highlight=False)
+        out.print(f"identified clients by schema version: {escape(str(clients))}", highlight=False)
         if st.unidentified_clients:
             out.print(
                 f"[yellow]{len(st.unidentified_clients)} connection(s) do not identify their schema version[/] "

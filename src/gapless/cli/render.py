@@ -393,7 +393,8 @@ def render_history(items: list[dict[str, Any]]) -> RenderableType:
     )
 
 
-def render_events(items: list[dict[str, Any]]) -> RenderableType:
+def render_events(items: list[dict[str, Any]], *, header: bool = True) -> RenderableType:
+    """``gapless events``; ``header=False`` for the rows that follow the first ones (``events -f``)."""
     return FitTable(
         (
             Column("TIME", priority=9),
@@ -412,6 +413,7 @@ def render_events(items: list[dict[str, Any]]) -> RenderableType:
             )
             for e in items
         ),
+        header,
     )
 
 

@@ -276,13 +276,14 @@ class FitTable:
 
     columns: tuple[Column, ...]
     rows: tuple[tuple[Cell, ...], ...]
+    header: bool = True
+    """False: rows only (a followed list prints its header once, with the first rows)."""
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         del console  # the width comes with the options (a Live display or a narrower parent)
         text = Text(no_wrap=True, overflow="ignore")  # one Text for the table: rich's cost is per Text
-        for n, line in enumerate(
-            line for block in _rows(self.columns, self.rows, options.max_width) for line in block
-        ):
+        blocks = _rows(self.columns, self.rows, options.max_width)
+        for n, line in enumerate(line for block in blocks[0 if self.header else 1 :] for line in block):
             if n:
                 text.append("\n")
             for segment, style in _join(line):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from gapless.cli.client import ApiClient
 from gapless.cli.render import summary_line
@@ -87,7 +88,7 @@ async def wait_for_rollout(
             if result is None and router_error:
                 since_router_error = since_router_error or time.monotonic()
                 if time.monotonic() - since_router_error > ROUTER_GRACE:
-                    console.print(f"[red]the router cannot serve {name}:[/] {router_error}")
+                    console.print(f"[red]the router cannot serve {name}:[/] {escape(str(router_error))}")
                     return EXIT_FAILED
             else:
                 since_router_error = None
@@ -113,9 +114,9 @@ async def wait_for_rollout(
 def _explain(console: Console, name: str, status: dict[str, Any], result: int, condition: Condition) -> None:
     """The last line: why waiting ended."""
     if status.get("aborted") and result == EXIT_FAILED:
-        console.print(f"[red]rollout aborted:[/] {status.get('message')}")
+        console.print(f"[red]rollout aborted:[/] {escape(str(status.get('message')))}")
     elif result == EXIT_FAILED:
-        console.print(f"[red]rollout failed:[/] {status.get('message') or status.get('phase')}")
+        console.print(f"[red]rollout failed:[/] {escape(str(status.get('message') or status.get('phase')))}")
     elif condition == "settled" and status.get("phase") == "Paused":
         if (status.get("strategy") or {}).get("waitingForPromote"):
             console.print(f"{name} waits for `gapless promote {name}`")

@@ -48,7 +48,7 @@ def render_report(report: LoadReport) -> Table:
         for version, count in report.versions.items():
             summary = report.version_latency.get(version)
             detail = f"  (p50 {_ms(summary.p50)}, p99 {_ms(summary.p99)})" if summary else ""
-            table.add_row(f"version {version}", f"{count}{detail}")
+            table.add_row(Text(f"version {version}"), f"{count}{detail}")  # the header is the server's
     return table
 
 
