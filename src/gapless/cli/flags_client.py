@@ -20,9 +20,8 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from gapless.core.files import API_SOCKET, FLAGS_ADMIN_TOKEN, FLAGS_URL_FILE
@@ -48,8 +47,7 @@ class FlagsError(Exception):
         self.details = details or []
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):  # not a dataclass: see gapless.core.errors.Problem
     """One place a flag service may answer: a base URL, or the control plane's unix socket."""
 
     source: str

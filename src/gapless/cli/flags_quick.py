@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from gapless.cli.api import resolve_state_dir
 from gapless.cli.flags_client import FlagsClient, FlagsError, api_path, candidates
@@ -44,8 +44,7 @@ def switch(
     return f"{flag} in {project}/{environment}: {'killed' if action == 'kill' else 'enabled'} ({what})"
 
 
-@dataclass(frozen=True)
-class SwitchCall:
+class SwitchCall(NamedTuple):  # not a dataclass: see gapless.core.errors.Problem
     action: str
     project: str
     flag: str
