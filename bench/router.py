@@ -3,12 +3,18 @@
 Rows, all against the same two tiny upstreams (``bench/upstream.py``):
 
   direct   wrk -> one upstream
-  gapless  wrk -> gapless router (two backends in two revisions, weights 1:1) -> upstreams
+  gapless  wrk -> gapless router (two backends in two revisions, weights 1:1, a header route and
+           stickiness by header configured but not matched by wrk's requests, counters on) -> upstreams
   haproxy  wrk -> HAProxy (round-robin, forwardfor, http-reuse) -> upstreams
 
+Each row is one function returning a ``Row`` (see ``BENCHES``); a new row is one more such function.
 wrk runs on CPU 0 (``--wrk-cpu``); the proxy and the upstreams share CPU 1 (``--proxy-cpu``), so each
-proxy gets the same single core. Needs ``wrk`` and ``taskset``; the HAProxy row is skipped without
-``haproxy``. Run: ``.venv/bin/python bench/router.py [--duration 10] [--connections 64]``.
+proxy gets the same single core. The rows run side by side ``--runs`` times (3 by default), and every
+run's ratio to HAProxy and P99 is printed, not only the best: on a shared machine one run proves little.
+``--syscalls`` adds a short extra wrk run per proxy under ``strace -c`` and reports system calls per
+request (strace slows the proxy down, so that run's speed is not reported). Needs ``wrk`` and
+``taskset``; the HAProxy row is skipped without ``haproxy``.
+Run: ``.venv/bin/python bench/router.py [--duration 10] [--connections 64] [--runs 3]``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +39,7 @@ import httpx
 import psutil
 
 from gapless.router.client import RouterClient, RouterUnavailableError
-from gapless.router.config import Backend, RouterConfig
+from gapless.router.config import Backend, Route, RouteMatch, RouterConfig, Stickiness, StringMatch
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -47,6 +54,15 @@ class Row:
     note: str = ""
     cpu_us: float | None = None  # CPU time of the proxy process per request
     user_share: float | None = None  # share of that CPU time spent in user space
+    syscalls: float | None = None  # system calls of the proxy per request (``--syscalls``)
+
+
+def millis(latency: str) -> float | None:
+    """wrk's latency text (``812.00us``, ``2.52ms``, ``1.02s``) in milliseconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", latency)
+    if m is None:
+        return None
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -82,6 +98,33 @@ def pinned(cpu: int, argv: list[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *argv]
 
 
+def count_syscalls(args: argparse.Namespace, url: str, pid: int) -> float | None:
+    """System calls per request of process ``pid`` (all its threads) over a short wrk run under strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.NamedTemporaryFile(prefix="gapless-strace-", suffix=".txt") as out:
+        tracer = subprocess.Popen(
+            [strace, "-c", "-f", "-p", str(pid), "-o", out.name], stderr=subprocess.DEVNULL
+        )
+        time.sleep(0.5)  # attached
+        try:
+            text = subprocess.run(
+                pinned(args.wrk_cpu, ["wrk", "-t1", f"-c{args.connections}", "-d3s", url]),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(10)
+        total = re.search(r"(\d+) requests in", text)
+        calls = re.search(r"^100\.00\s+\S+\s+\d+\s+(\d+)", Path(out.name).read_text(), re.M)
+    if total is None or calls is None or not int(total.group(1)):
+        return None
+    return int(calls.group(1)) / int(total.group(1))
+
+
 def run_wrk(args: argparse.Namespace, port: int, name: str, pid: int | None = None) -> Row:
     url = f"http://127.0.0.1:{port}/"
     # A short warm-up fills connection pools and lets the proxies settle.
@@ -113,6 +156,7 @@ def run_wrk(args: argparse.Namespace, port: int, name: str, pid: int | None = No
         errors.group(0) if errors else "",
         cpu * 1e6 / int(total.group(1)) if cpu is not None and total else None,
         (user1 - user0) / cpu if cpu else None,
+        count_syscalls(args, url, pid) if args.syscalls and pid is not None else None,
     )
 
 
@@ -146,6 +190,19 @@ def bench_gapless(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> 
             ),
             weights={"a": 1, "b": 1},
         )
+        if not args.no_routes:
+            # Configured as a canary has them, but wrk's requests match neither: they split by weight.
+            config = config.model_copy(
+                update={
+                    "routes": (
+                        Route(
+                            match=(RouteMatch(header="X-Canary", value=StringMatch(exact="always")),),
+                            revision="b",
+                        ),
+                    ),
+                    "stickiness": Stickiness(header="X-User"),
+                }
+            )
 
         async def push() -> None:
             async with RouterClient(tmp / "admin.sock", token) as client:
@@ -211,6 +268,39 @@ def bench_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> 
         stop(proc)
 
 
+BENCHES: dict[str, Callable[[argparse.Namespace, Path, list[int]], Row]] = {
+    "direct": lambda args, tmp, upstreams: run_wrk(args, upstreams[0], "direct", args.upstream_pids[0]),
+    "gapless": bench_gapless,
+    "haproxy": bench_haproxy,
+}
+"""The rows in the order they run; each starts its proxy, runs wrk against it and stops it."""
+
+
+def print_rows(rows: list[Row]) -> None:
+    print(f"{'target':<10}{'req/s':>12}{'P50':>12}{'P99':>12}{'CPU/req':>12}{'user':>7}{'sys/req':>9}  note")
+    for r in rows:
+        rps = f"{r.rps:,.0f}" if r.rps is not None else "-"
+        cpu = f"{r.cpu_us:.1f}us" if r.cpu_us is not None else "-"
+        user = f"{r.user_share:.0%}" if r.user_share is not None else "-"
+        calls = f"{r.syscalls:.2f}" if r.syscalls is not None else "-"
+        print(f"{r.name:<10}{rps:>12}{r.p50:>12}{r.p99:>12}{cpu:>12}{user:>7}{calls:>9}  {r.note}")
+
+
+def compare(rows: list[Row], name: str, reference: str = "haproxy") -> str:
+    """``name``'s req/s as a share of ``reference``'s and its P99 minus the reference's."""
+    by = {r.name: r for r in rows}
+    row, ref = by.get(name), by.get(reference)
+    if row is None or ref is None or row.rps is None or not ref.rps:
+        return f"{name}/{reference}: -"
+    p99, ref_p99 = millis(row.p99), millis(ref.p99)
+    delta = (
+        f", P99 {row.p99} vs {ref.p99} ({p99 - ref_p99:+.2f} ms)"
+        if p99 is not None and ref_p99 is not None
+        else ""
+    )
+    return f"{name}/{reference}: {row.rps / ref.rps:.2f}x req/s{delta}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -218,10 +308,17 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--runs", type=int, default=3, help="times the rows run side by side")
     parser.add_argument("--wrk-cpu", type=int, default=0)
     parser.add_argument("--proxy-cpu", type=int, default=1)
     parser.add_argument("--upstream-cpu", type=int, help="CPU of the upstreams (default: the proxy's)")
-    parser.add_argument("--only", choices=["direct", "gapless", "haproxy"], action="append")
+    parser.add_argument("--only", choices=list(BENCHES), action="append")
+    parser.add_argument(
+        "--no-routes", action="store_true", help="the gapless row without its header route and stickiness"
+    )
+    parser.add_argument(
+        "--syscalls", action="store_true", help="count each proxy's system calls per request with strace"
+    )
     parser.add_argument(
         "--profile", metavar="FILE", help="record a py-spy profile of the router (.svg flame graph, .txt raw)"
     )
@@ -230,39 +327,37 @@ def main() -> None:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y wrk util-linux")
-    only = set(args.only or ["direct", "gapless", "haproxy"])
+    only = set(args.only or BENCHES)
     upstream_cpu = args.proxy_cpu if args.upstream_cpu is None else args.upstream_cpu
     ports = [free_port(), free_port()]
     upstreams = [
         subprocess.Popen(pinned(upstream_cpu, [sys.executable, str(HERE / "upstream.py"), "--port", str(p)]))
         for p in ports
     ]
-    rows: list[Row] = []
+    args.upstream_pids = [u.pid for u in upstreams]
+    runs: list[list[Row]] = []
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, wrk on CPU {args.wrk_cpu}, "
+        f"proxy on CPU {args.proxy_cpu}, upstreams on CPU {upstream_cpu}; {args.runs} run(s)"
+    )
+    print("(CPU/req: CPU time the proxy process used per request; for 'direct', the upstream's)")
     try:
         for p in ports:
             wait_port(p)
-        with tempfile.TemporaryDirectory(prefix="gapless-bench-") as d:
-            tmp = Path(d)
-            if "direct" in only:
-                rows.append(run_wrk(args, ports[0], "direct", upstreams[0].pid))
-            if "gapless" in only:
-                rows.append(bench_gapless(args, tmp, ports))
-            if "haproxy" in only:
-                rows.append(bench_haproxy(args, tmp, ports))
+        for n in range(1, args.runs + 1):
+            with tempfile.TemporaryDirectory(prefix="gapless-bench-") as d:
+                rows = [bench(args, Path(d), ports) for name, bench in BENCHES.items() if name in only]
+            runs.append(rows)
+            print(f"\nrun {n}")
+            print_rows(rows)
+            print(compare(rows, "gapless"))
     finally:
         for u in upstreams:
             stop(u)
-    print(
-        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, wrk on CPU {args.wrk_cpu}, "
-        f"proxy on CPU {args.proxy_cpu}, upstreams on CPU {upstream_cpu}"
-    )
-    print("(CPU/req: CPU time the proxy process used per request; for 'direct', the upstream's)")
-    print(f"{'target':<10}{'req/s':>12}{'P50':>12}{'P99':>12}{'CPU/req':>12}{'user':>7}  note")
-    for r in rows:
-        rps = f"{r.rps:,.0f}" if r.rps is not None else "-"
-        cpu = f"{r.cpu_us:.1f}us" if r.cpu_us is not None else "-"
-        user = f"{r.user_share:.0%}" if r.user_share is not None else "-"
-        print(f"{r.name:<10}{rps:>12}{r.p50:>12}{r.p99:>12}{cpu:>12}{user:>7}  {r.note}")
+    if len(runs) > 1:
+        print("\nevery run:")
+        for n, rows in enumerate(runs, 1):
+            print(f"  run {n}: {compare(rows, 'gapless')}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,15 @@ round-robin (the nginx algorithm): exact proportions over every cycle of ``sum(w
 evenly interleaved, with no randomness; within a revision it is plain round-robin. With ``weights``
 None every backend takes its turn regardless of revision.
 
+Smooth weighted round-robin repeats itself every ``sum(weights)`` picks, so the table computes one such
+cycle of revision indices when it is built (up to ``_MAX_CYCLE`` picks; beyond, it runs the algorithm per
+pick) and a pick is a look-up in it.
+
 Header routes and stickiness look at the request, which costs a little, so a table without them says
-``plain`` and the protocol then calls ``pick()`` without handing over the head. A request matching
+``plain`` and the protocol then calls ``pick()`` without handing over the head. A table with them
+compiles the names of every header they read (``Cookie`` for cookies) into one case-insensitive
+pattern, ``keys``: a request naming none of them (most requests, when routes and stickiness are
+configured but only some clients carry the header) is split by weight after that one search. A request matching
 every condition of a route goes to that route's revision whatever the weights (when it has backends).
 A request with the sticky header or cookie goes to the revision owning its hash bucket: revisions own
 consecutive ranges of the buckets in the order of ``weights``, sized by weight, so as a revision listed
@@ -20,6 +27,7 @@ revision, else to any healthy backend. When every backend is ejected the table r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from gapless.core.regex import Regex
@@ -31,6 +39,9 @@ __all__ = ["Table"]
 
 # A condition on a request head: (cookie?, lower-case header name or cookie name, value test).
 _Condition = tuple[bool, bytes, Callable[[str], bool]]
+
+_MAX_CYCLE = 100_000
+"""Picks of one smooth weighted round-robin cycle computed ahead; a longer cycle is run pick by pick."""
 
 
 def _value_test(match: StringMatch) -> Callable[[str], bool]:
@@ -55,7 +66,9 @@ class Table:
     __slots__ = (
         "_by_revision",
         "_current",
+        "_cycle",
         "_groups",
+        "_k",
         "_ranges",
         "_revision_rr",
         "_routes",
@@ -65,6 +78,7 @@ class Table:
         "_weights",
         "backends",
         "config",
+        "keys",
         "plain",
     )
 
@@ -114,27 +128,48 @@ class Table:
                 upper = BUCKETS * total // self._total
                 self._ranges.append((upper, rev))
         self.plain = not self._routes and self._sticky is None
+        read = {
+            b"cookie" if is_cookie else name
+            for conditions, _ in self._routes
+            for is_cookie, name, _ in conditions
+        }
+        if self._sticky is not None:
+            read.add(b"cookie" if self._sticky[0] else self._sticky[1])
+        alternatives = b"|".join(re.escape(name) for name in sorted(read))
+        self.keys = re.compile(rb"\n(?:" + alternatives + b"):" if read else b"(?!)", re.IGNORECASE)
+        self._k = 0
+        self._cycle: tuple[int, ...] = ()
+        if 0 < self._total <= _MAX_CYCLE:
+            self._cycle = tuple(self._next_group() for _ in range(self._total))
+            self._current = [0] * len(groups)
+
+    def _next_group(self) -> int:
+        """The next revision group by smooth weighted round-robin (nginx's algorithm); needs a group."""
+        current = self._current
+        weights = self._weights
+        g = 0
+        best = current[0] = current[0] + weights[0]
+        for i in range(1, len(current)):
+            c = current[i] = current[i] + weights[i]
+            if c > best:
+                best = c
+                g = i
+        current[g] -= self._total
+        return g
 
     def pick(self) -> BackendPool | None:
         """The next backend to send a request to, or None when no revision may receive traffic."""
-        groups = self._groups
-        n = len(groups)
-        if n == 1:
-            g = 0
-        elif n == 0:
-            return None
+        cycle = self._cycle
+        if cycle:
+            k = self._k
+            g = cycle[k]
+            k += 1
+            self._k = 0 if k == len(cycle) else k
+        elif self._groups:
+            g = self._next_group()
         else:
-            current = self._current
-            weights = self._weights
-            g = 0
-            best = current[0] = current[0] + weights[0]
-            for i in range(1, n):
-                c = current[i] = current[i] + weights[i]
-                if c > best:
-                    best = c
-                    g = i
-            current[g] -= self._total
-        members = groups[g]
+            return None
+        members = self._groups[g]
         i = self._rr[g]
         self._rr[g] = i + 1
         pool = members[i % len(members)]
@@ -170,6 +205,8 @@ class Table:
 
     def revision_for(self, head: bytes) -> str | None:
         """The revision a route or the sticky key sends this request to; None to split by weight."""
+        if self.keys.search(head) is None:
+            return None  # it has none of the headers routes and stickiness read
         lower = head.lower()
         for conditions, rev in self._routes:
             if all(_holds(c, head, lower) for c in conditions):

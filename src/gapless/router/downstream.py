@@ -312,12 +312,16 @@ class DownstreamProtocol(RequestReader):
         """Route ``ex`` to a backend and start sending it, over a pooled connection when there is one."""
         ex.dispatched = True
         table = self.router.table
-        if not table.plain:
-            pool = table.pick_for(ex.head, ex.tried)
-        elif ex.tried is None:
-            pool = table.pick()
-        else:
+        if ex.tried is None:
+            # A request naming no header a route or stickiness reads is split by weight: the usual case.
+            if table.plain or table.keys.search(ex.head) is None:
+                pool = table.pick()
+            else:
+                pool = table.pick_for(ex.head)
+        elif table.plain:
             pool = table.pick_other(ex.tried)
+        else:
+            pool = table.pick_for(ex.head, ex.tried)
         if pool is None:
             if ex.pool is None:
                 self._local_response(ex, 503, b"Service Unavailable", b"no backend available\n")
