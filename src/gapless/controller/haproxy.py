@@ -41,7 +41,8 @@ from gapless.controller.traffic import RouterChoice, RouterStartError, RouterSta
 from gapless.core.errors import Problem, TemporaryError
 from gapless.haproxy.binary import BinaryError, check_binary
 from gapless.haproxy.config import HaproxyConfig, backend_name, parse_server_name, render, server_name
-from gapless.haproxy.runtime import RuntimeApiError, ServerStat, parse_stat, run, run_one
+from gapless.haproxy.runtime import RuntimeApiError, ServerStat, parse_stat, run, run_one, run_payload
+from gapless.haproxy.tls import TlsError, TlsFiles, bundle
 from gapless.haproxy.weights import Split, split_weights
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
@@ -64,12 +65,24 @@ def haproxy_problems(spec: RolloutSpec) -> list[Problem]:
     """What stops ``spec`` from running on HAProxy: the binary, and features not mapped onto it yet."""
     r = spec.router
     if r.type != "haproxy":
+        if r.tls is not None:
+            return [
+                Problem(
+                    "spec.router.tls",
+                    "needs spec.router.type haproxy (the built-in router speaks plain HTTP)",
+                )
+            ]
         return []
     problems = []
     try:
         check_binary(r.binary)
     except BinaryError as e:
         problems.append(Problem("spec.router.binary" if r.binary else "spec.router.type", str(e)))
+    if r.tls is not None:
+        try:
+            bundle(TlsFiles(r.tls.cert_file, r.tls.key_file))
+        except TlsError as e:
+            problems.append(Problem(f"spec.router.tls.{e.field}", str(e)))
     not_yet = "is not available with spec.router.type haproxy yet (use the builtin router)"
     for f in ("eject_after_failures", "ejection_seconds"):
         if f in r.model_fields_set:
@@ -97,6 +110,7 @@ class _Wanted:
     backends: tuple[Backend, ...] = ()
     weights: dict[str, int] | None = None
     version: int = 0
+    tls: TlsFiles | None = None
 
     def split(self) -> Split:
         by_revision: dict[str, list[str]] = {}
@@ -117,6 +131,7 @@ class _Wanted:
                 "backends": [b.model_dump(mode="json") for b in self.backends],
                 "weights": self.weights,
                 "version": self.version,
+                "tls": None if self.tls is None else [self.tls.cert_file, self.tls.key_file],
             },
             indent=1,
         )
@@ -133,6 +148,7 @@ class _Wanted:
             if doc.get("weights") is None
             else {str(k): int(v) for k, v in doc["weights"].items()},
             version=int(doc.get("version") or 0),
+            tls=None if not doc.get("tls") else TlsFiles(str(doc["tls"][0]), str(doc["tls"][1])),
         )
 
 
@@ -151,6 +167,8 @@ class HaproxyRouters:
         self._pids: dict[str, int] = {}
         self._healthy_at: dict[str, float] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._cert: dict[str, str] = {}
+        """The certificate bundle HAProxy holds, per rollout (this control plane's knowledge)."""
         self.last_split: dict[str, Split] = {}
         """The last weight split sent per rollout (its rounding errors)."""
 
@@ -163,6 +181,10 @@ class HaproxyRouters:
             base / f"{rollout}.haproxy.cfg",
             self._dir / "logs" / rollout / "router.log",
         )
+
+    def bundle_path(self, rollout: str) -> Path:
+        """The certificate-and-key PEM that ``rollout``'s HAProxy serves with TLS at the front (0600)."""
+        return self._dir / "routers" / f"{rollout}.haproxy.pem"
 
     def has_state(self, rollout: str) -> bool:
         """Whether ``rollout`` has (or had, without a removal since) an HAProxy router."""
@@ -217,9 +239,14 @@ class HaproxyRouters:
         """
         binary = router.binary if router is not None else None
         saved = self._load(rollout)
+        if router is not None:
+            tls = None if router.tls is None else TlsFiles(*router.tls)
+        else:
+            tls = saved.tls if saved is not None else None
         pid = self._pids.get(rollout)
         if (
             trust_for > 0
+            and tls is None
             and saved is not None
             and saved.listen == listen
             and time.monotonic() - self._healthy_at.get(rollout, -trust_for) < trust_for
@@ -228,17 +255,19 @@ class HaproxyRouters:
         ):
             return
         base = saved if saved is not None else _Wanted(listen=listen)
-        wanted = replace(base, listen=listen, binary=binary, limits=limits or base.limits)
+        wanted = replace(base, listen=listen, binary=binary, limits=limits or base.limits, tls=tls)
         if saved is not None and saved.listen == listen and await self._answers(rollout):
             self._healthy_at[rollout] = time.monotonic()
             if rollout not in self._pids:
                 found = self._group(rollout)
                 if found is not None:
                     self._pids[rollout] = found
-            if wanted.limits != saved.limits:
+            if wanted.limits != saved.limits or (wanted.tls is None) != (saved.tls is None):
                 await self._reload(rollout, wanted)
             elif wanted != saved:
                 self._save(rollout, wanted)
+            if wanted.tls is not None:
+                await self._renew_cert(rollout, wanted.tls)
             return
         if saved is not None and saved.listen != listen:
             await self.remove(rollout)
@@ -264,6 +293,7 @@ class HaproxyRouters:
             raise RouterStartError(f"HAProxy router for {rollout} cannot start: {e}") from e
         sock, _, cfg_path, logfile = self.paths(rollout)
         logfile.parent.mkdir(parents=True, exist_ok=True)
+        cert = self._write_bundle(rollout, wanted)
         self._save(rollout, wanted)
         self._write_config(rollout, wanted)
         with contextlib.suppress(FileNotFoundError):
@@ -295,6 +325,7 @@ class HaproxyRouters:
                 self._applied[rollout] = {n: w for n, (_, w) in wanted.servers().items()}
                 self._draining[rollout] = set()
                 self.last_split[rollout] = wanted.split()
+                self._cert[rollout] = cert
                 return
             await asyncio.sleep(0.02)
         with contextlib.suppress(ProcessLookupError):
@@ -311,6 +342,7 @@ class HaproxyRouters:
                 runtime_socket=f"unix@{sock.name}",
                 limits=wanted.limits,
                 servers=wanted.servers(),
+                tls_bundle=None if wanted.tls is None else str(self.bundle_path(rollout)),
                 open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
             )
         )
@@ -326,6 +358,7 @@ class HaproxyRouters:
         pid = self._pids.get(rollout) or self._group(rollout)
         if pid is None:
             return
+        cert = self._write_bundle(rollout, wanted)
         self._save(rollout, wanted)
         self._write_config(rollout, wanted)
         before = await run_one(self.paths(rollout)[0], "show info")
@@ -340,9 +373,54 @@ class HaproxyRouters:
             if _info_pid(now) not in (None, _info_pid(before)):
                 self._applied[rollout] = {n: w for n, (_, w) in wanted.servers().items()}
                 self._draining[rollout] = set()
-                log.info("%s: HAProxy reloaded with new limits (worker %s)", rollout, _info_pid(now))
+                self._cert[rollout] = cert
+                log.info("%s: HAProxy reloaded with a new configuration (worker %s)", rollout, _info_pid(now))
                 return
         raise TemporaryError(f"HAProxy router of {rollout} did not reload within {START_WAIT:.0f}s")
+
+    def _write_bundle(self, rollout: str, wanted: _Wanted) -> str:
+        """Check and save the certificate bundle HAProxy is about to read; its text ('' without TLS)."""
+        if wanted.tls is None:
+            return ""
+        try:
+            text = bundle(wanted.tls)
+        except TlsError as e:
+            raise RouterStartError(f"HAProxy router for {rollout}: spec.router.tls.{e.field}: {e}") from e
+        path = self.bundle_path(rollout)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, text)
+        return text
+
+    async def _renew_cert(self, rollout: str, tls: TlsFiles) -> None:
+        """Send a changed certificate or key through the runtime API: new handshakes use it, nothing reloads.
+
+        The bundle is saved first, so an HAProxy started later reads the new one; a certificate that
+        became unusable is reported and the one in force stays.
+        """
+        try:
+            text = bundle(tls)
+        except TlsError as e:
+            raise RouterStartError(
+                f"HAProxy router of {rollout} keeps its certificate: spec.router.tls.{e.field}: {e}"
+            ) from e
+        if self._cert.get(rollout) == text:
+            return
+        path = self.bundle_path(rollout)
+        _write_private(path, text)
+        sock = self.paths(rollout)[0]
+        try:
+            staged = await run_payload(sock, f"set ssl cert {path}", text)
+            committed = await run_one(sock, f"commit ssl cert {path}")
+        except RuntimeApiError as e:
+            raise TemporaryError(f"HAProxy router of {rollout} did not take its certificate: {e}") from e
+        if "Success" not in committed:
+            with contextlib.suppress(RuntimeApiError):
+                await run_one(sock, f"abort ssl cert {path}")
+            raise TemporaryError(
+                f"HAProxy router of {rollout} refused its certificate: {staged.strip()} {committed.strip()}"
+            )
+        self._cert[rollout] = text
+        log.info("%s: HAProxy serves a new certificate (no reload)", rollout)
 
     async def _servers(self, rollout: str) -> dict[str, ServerStat]:
         sock = self.paths(rollout)[0]
@@ -527,10 +605,18 @@ class HaproxyRouters:
         child = self._children.pop(rollout, None)
         if child is not None:
             child.poll()
-        for p in self.paths(rollout)[:3]:
+        for p in (*self.paths(rollout)[:3], self.bundle_path(rollout)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        for d in (self._wanted, self._applied, self._draining, self._retired, self._pids, self._healthy_at):
+        for d in (
+            self._wanted,
+            self._applied,
+            self._draining,
+            self._retired,
+            self._pids,
+            self._healthy_at,
+            self._cert,
+        ):
             d.pop(rollout, None)
 
     async def aclose(self) -> None:

@@ -24,7 +24,12 @@ __all__ = ["limits_for", "router_for", "routing_for", "run_check"]
 
 def router_for(spec: RolloutSpec) -> RouterChoice:
     """The data plane ``spec.router`` asks for."""
-    return RouterChoice(type=spec.router.type, binary=spec.router.binary)
+    tls = spec.router.tls
+    return RouterChoice(
+        type=spec.router.type,
+        binary=spec.router.binary,
+        tls=None if tls is None else (tls.cert_file, tls.key_file),
+    )
 
 
 def limits_for(spec: RolloutSpec) -> Limits:

@@ -76,6 +76,8 @@ class RouterChoice:
 
     type: str = "builtin"
     binary: str | None = None
+    tls: tuple[str, str] | None = None
+    """Certificate and key files (PEM) to terminate TLS at the front (HAProxy only)."""
 
 
 @dataclass(frozen=True)

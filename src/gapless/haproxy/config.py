@@ -88,6 +88,8 @@ class HaproxyConfig:
     limits: Limits = field(default_factory=Limits)
     servers: Mapping[str, tuple[Backend, int]] = field(default_factory=dict)
     """Server name -> (its backend, its weight)."""
+    tls_bundle: str | None = None
+    """With TLS at the front: the absolute path of the certificate-and-key PEM (``gapless.haproxy.tls``)."""
     open_files: int | None = None
     """HAProxy's hard limit of open files, if known: ``maxconn`` is lowered to fit two per connection."""
 
@@ -124,9 +126,9 @@ def render(cfg: HaproxyConfig) -> str:
         f"    timeout server {_seconds(lim.backend_timeout)}",
         "",
         f"frontend {FRONTEND}",
-        f"    bind {bind_address(cfg.listen)}",
+        f"    bind {bind_address(cfg.listen)}{_tls(cfg.tls_bundle)}",
         f"    maxconn {cfg.max_connections()}",
-        "    http-request set-header X-Forwarded-Proto http",
+        f"    http-request set-header X-Forwarded-Proto {'http' if cfg.tls_bundle is None else 'https'}",
         f"    default_backend {backend_name(cfg.rollout)}",
         "",
         f"backend {backend_name(cfg.rollout)}",
@@ -135,6 +137,15 @@ def render(cfg: HaproxyConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _tls(bundle: str | None) -> str:
+    """The bind options of TLS at the front: the bundle, and ALPN offering HTTP/2 before HTTP/1.1."""
+    if bundle is None:
+        return ""
+    if not bundle.startswith("/") or any(c.isspace() or c in "#'\"\\" for c in bundle):
+        raise ValueError(f"certificate bundle path {bundle!r} is not usable in HAProxy's configuration")
+    return f" ssl crt {bundle} alpn h2,http/1.1"
 
 
 def _server_lines(servers: Iterable[tuple[str, tuple[Backend, int]]]) -> list[str]:
