@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gapless.haproxy.rules import SLOTS, FrontRules, frontend_lines, slot_backend
 from gapless.router.config import Backend, Limits
 
 __all__ = [
@@ -90,6 +91,12 @@ class HaproxyConfig:
     """Server name -> (its backend, its weight)."""
     tls_bundle: str | None = None
     """With TLS at the front: the absolute path of the certificate-and-key PEM (``gapless.haproxy.tls``)."""
+    rules: FrontRules = field(default_factory=FrontRules)
+    """Header routes and the sticky key (``gapless.haproxy.rules``); none: every request split by weight."""
+    map_file: str = ""
+    """With ``rules``: the absolute path of the map holding bucket ranges and route targets."""
+    slots: Mapping[str, int] = field(default_factory=dict)
+    """With ``rules``: revision -> its slot backend."""
     open_files: int | None = None
     """HAProxy's hard limit of open files, if known: ``maxconn`` is lowered to fit two per connection."""
 
@@ -129,6 +136,7 @@ def render(cfg: HaproxyConfig) -> str:
         f"    bind {bind_address(cfg.listen)}{_tls(cfg.tls_bundle)}",
         f"    maxconn {cfg.max_connections()}",
         f"    http-request set-header X-Forwarded-Proto {'http' if cfg.tls_bundle is None else 'https'}",
+        *frontend_lines(cfg.rules, cfg.map_file, backend_name(cfg.rollout)),
         f"    default_backend {backend_name(cfg.rollout)}",
         "",
         f"backend {backend_name(cfg.rollout)}",
@@ -136,6 +144,17 @@ def render(cfg: HaproxyConfig) -> str:
         *_server_lines(cfg.servers.items()),
         "",
     ]
+    if cfg.rules:
+        for slot in range(SLOTS):
+            members = {
+                name: (b, 1) for name, (b, _) in cfg.servers.items() if cfg.slots.get(b.revision) == slot
+            }
+            lines += [
+                f"backend {slot_backend(backend_name(cfg.rollout), slot)}",
+                "    balance roundrobin",
+                *_server_lines(members.items()),
+                "",
+            ]
     return "\n".join(lines)
 
 
