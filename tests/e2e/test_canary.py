@@ -12,7 +12,7 @@ import pytest
 
 from gapless.loadgen import run_load
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all, wait_for
-from tests.haproxy.binary import require_haproxy
+from tests.haproxy.binary import ROUTERS, on_router
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +21,7 @@ def canary(steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"canary": {"steps": steps, "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1} | extra}
 
 
-def on_router(router: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` served by the built-in router or by HAProxy."""
-    if router == "haproxy":
-        doc["spec"]["router"] = {"type": "haproxy", "binary": require_haproxy()}
-    return doc
-
-
-both_routers = pytest.mark.parametrize("router", ["builtin", "haproxy"])
+both_routers = pytest.mark.parametrize("router", ROUTERS)
 
 
 def at_step(index: int) -> Any:

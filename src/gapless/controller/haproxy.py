@@ -42,6 +42,7 @@ from gapless.controller.traffic import RouterChoice, RouterStartError, RouterSta
 from gapless.core.errors import Problem, TemporaryError
 from gapless.haproxy.binary import BinaryError, check_binary
 from gapless.haproxy.config import HaproxyConfig, backend_name, parse_server_name, render, server_name
+from gapless.haproxy.logs import LogReader
 from gapless.haproxy.rules import (
     SLOTS,
     FrontRules,
@@ -235,6 +236,8 @@ class HaproxyRouters:
         self._pids: dict[str, int] = {}
         self._healthy_at: dict[str, float] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, LogReader] = {}
+        """The request log reader per rollout (latency histograms per revision)."""
         self._map: dict[str, dict[str, int]] = {}
         """The map entries HAProxy holds, per rollout (this control plane's knowledge)."""
         self._cert: dict[str, str] = {}
@@ -251,6 +254,24 @@ class HaproxyRouters:
             base / f"{rollout}.haproxy.cfg",
             self._dir / "logs" / rollout / "router.log",
         )
+
+    def log_socket_path(self, rollout: str) -> Path:
+        """The datagram socket ``rollout``'s HAProxy sends its request log lines to (0600)."""
+        return self._dir / "routers" / f"{rollout}.haproxy.log.sock"
+
+    async def _read_logs(self, rollout: str) -> None:
+        """Read ``rollout``'s request log from now on (again after a control-plane restart)."""
+        reader = self._logs.get(rollout)
+        if reader is not None and reader.running:
+            return
+        reader = LogReader(self.log_socket_path(rollout))
+        reader.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await reader.start()
+        except OSError as e:
+            log.warning("%s: cannot read HAProxy's request log (no latency): %s", rollout, e)
+            return
+        self._logs[rollout] = reader
 
     def map_path(self, rollout: str) -> Path:
         """The map of bucket ranges and route targets of ``rollout``'s HAProxy (0600)."""
@@ -328,6 +349,7 @@ class HaproxyRouters:
             and _alive(pid)
         ):
             return
+        await self._read_logs(rollout)
         base = saved if saved is not None else _Wanted(listen=listen)
         rules = base.rules
         if router is not None:
@@ -432,6 +454,7 @@ class HaproxyRouters:
                 tls_bundle=None if wanted.tls is None else str(self.bundle_path(rollout)),
                 rules=wanted.rules,
                 map_file=str(self.map_path(rollout)),
+                log_socket=f"unix@{self.log_socket_path(rollout).name}",
                 slots=wanted.slots,
                 open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
             )
@@ -700,7 +723,7 @@ class HaproxyRouters:
             await asyncio.sleep(0.05)
 
     async def stats(self, rollout: str) -> RouterStats | None:
-        """Per-revision and per-server counters from ``show stat`` (latency is not measured yet)."""
+        """Per-revision and per-server counters from ``show stat``; latency from the request log."""
         w = self._load(rollout)
         try:
             observed = await self._servers(rollout)
@@ -724,6 +747,15 @@ class HaproxyRouters:
                     connection_errors=was.connection_errors + stat.connection_errors,
                     removed=name not in wanted,
                 )
+        reader = self._logs.get(rollout)
+        for revision, h in (reader.book.revisions if reader is not None else {}).items():
+            revisions[revision] = revisions.get(revision, RevisionStats()).model_copy(
+                update={
+                    "latency_counts": list(h.counts),
+                    "latency_sum": h.total_seconds,
+                    "latency_count": h.count,
+                }
+            )
         return RouterStats(
             name=rollout,
             config_version=0 if w is None else w.version,
@@ -763,6 +795,9 @@ class HaproxyRouters:
         child = self._children.pop(rollout, None)
         if child is not None:
             child.poll()
+        reader = self._logs.pop(rollout, None)
+        if reader is not None:
+            reader.close()
         for p in (*self.paths(rollout)[:3], self.bundle_path(rollout), self.map_path(rollout)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -781,6 +816,9 @@ class HaproxyRouters:
     async def aclose(self) -> None:
         for child in self._children.values():
             child.poll()
+        for reader in self._logs.values():
+            reader.close()
+        self._logs.clear()
 
 
 def _slots(wanted: _Wanted) -> dict[str, int]:

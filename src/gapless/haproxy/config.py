@@ -21,6 +21,8 @@ from gapless.router.config import Backend, Limits
 
 __all__ = [
     "FRONTEND",
+    "LOG_FORMAT",
+    "MAX_LINE",
     "HaproxyConfig",
     "ServerNameError",
     "backend_name",
@@ -32,6 +34,13 @@ __all__ = [
 
 FRONTEND = "gapless"
 """The one frontend's name."""
+
+LOG_FORMAT = "gl1 %s %ST %Ta %Tr"
+"""The request log's ``log-format``: a version tag, the server, the status, then the timers in ms
+(``%Ta`` the request's active time, ``%Tr`` the server's time to the response head)."""
+
+MAX_LINE = 512
+"""Bytes of one request log datagram (HAProxy's ``len``); longer ones are malformed."""
 
 _NAME = re.compile(r"[A-Za-z0-9_:-]+")
 _INSTANCE = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -97,6 +106,9 @@ class HaproxyConfig:
     """With ``rules``: the absolute path of the map holding bucket ranges and route targets."""
     slots: Mapping[str, int] = field(default_factory=dict)
     """With ``rules``: revision -> its slot backend."""
+    log_socket: str | None = None
+    """Where the frontend logs one line per request (``gapless.haproxy.logs``), as HAProxy reads a log
+    target: ``unix@NAME`` relative to its directory; None: no request log."""
     open_files: int | None = None
     """HAProxy's hard limit of open files, if known: ``maxconn`` is lowered to fit two per connection."""
 
@@ -136,6 +148,7 @@ def render(cfg: HaproxyConfig) -> str:
         f"    bind {bind_address(cfg.listen)}{_tls(cfg.tls_bundle)}",
         f"    maxconn {cfg.max_connections()}",
         f"    http-request set-header X-Forwarded-Proto {'http' if cfg.tls_bundle is None else 'https'}",
+        *_log_lines(cfg.log_socket),
         *frontend_lines(cfg.rules, cfg.map_file, backend_name(cfg.rollout)),
         f"    default_backend {backend_name(cfg.rollout)}",
         "",
@@ -156,6 +169,19 @@ def render(cfg: HaproxyConfig) -> str:
                 "",
             ]
     return "\n".join(lines)
+
+
+def _log_lines(target: str | None) -> list[str]:
+    """One raw line per request to gapless's datagram socket, in ``LOG_FORMAT``."""
+    if target is None:
+        return []
+    if any(c.isspace() or c in "'\"\\#" for c in target):
+        raise ValueError(f"log socket {target!r} is not usable in HAProxy's configuration")
+    return [
+        f"    log {target} len {MAX_LINE} format raw local0 info",
+        "    option dontlognull",
+        f'    log-format "{LOG_FORMAT}"',
+    ]
 
 
 def _tls(bundle: str | None) -> str:
