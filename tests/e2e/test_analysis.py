@@ -25,6 +25,7 @@ from gapless.core.files import router_socket
 from gapless.router.client import RouterClient
 from gapless.server.auth import read_token
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
+from tests.haproxy.binary import ROUTERS, on_router
 from tests.prom import require_prometheus, start_prometheus
 
 pytestmark = pytest.mark.slow
@@ -56,10 +57,28 @@ def write_all(g: Gapless, filename: str, *docs: dict[str, Any]) -> Path:
 async def canary_served(g: Gapless, rollout: str, revision: str) -> tuple[int, int]:
     """Responses and 5xx responses the router served for one revision (its own counters)."""
     state = g.state_dir.resolve()
+    haproxy = state / "routers" / f"{rollout}.haproxy.sock"
+    if haproxy.exists():
+        return await _haproxy_served(haproxy, revision)
     async with RouterClient(router_socket(state, rollout), read_token(state)) as client:
         stats = await client.stats()
     rev = stats.revisions.get(revision)
     return (0, 0) if rev is None else (sum(rev.responses.values()), rev.responses.get("5xx", 0))
+
+
+async def _haproxy_served(sock: Path, revision: str) -> tuple[int, int]:
+    """HAProxy's counters of one revision's servers, summed over its backends (``show stat``)."""
+    from gapless.haproxy.runtime import parse_stat, run_one
+
+    text = await run_one(sock, "show stat")
+    names = {line.split(",", 1)[0] for line in text.splitlines()[1:] if line}
+    served = bad = 0
+    for backend in names:
+        for name, stat in parse_stat(text, backend).items():
+            if name.startswith(revision + "."):
+                served += sum(stat.responses.values())
+                bad += stat.responses.get("5xx", 0)
+    return served, bad
 
 
 async def run_canary(
@@ -69,17 +88,22 @@ async def run_canary(
     templates: list[dict[str, Any]],
     canary_args: tuple[str, ...],
     up_args: tuple[str, ...] = (),
+    router: str = "builtin",
 ) -> tuple[dict[str, Any], float, Load]:
     """Stable up, load on, canary applied; returns the status once the canary's revision is decided."""
     port = free_port()
-    first = rollout_doc(name, port, "v1", strategy=strategy, replicas=3, app_args=STABLE_ARGS)
+    first = on_router(
+        router, rollout_doc(name, port, "v1", strategy=strategy, replicas=3, app_args=STABLE_ARGS)
+    )
     code, out, err = await g.acli(
         "up", "-f", str(write_all(g, f"{name}-v1.yaml", *templates, first)), *up_args
     )
     assert code == 0, out + err
     load = Load(f"http://127.0.0.1:{port}/", rps=300)
     await asyncio.sleep(1.0)
-    second = rollout_doc(name, port, "v2", strategy=strategy, replicas=3, app_args=canary_args)
+    second = on_router(
+        router, rollout_doc(name, port, "v2", strategy=strategy, replicas=3, app_args=canary_args)
+    )
     started = time.monotonic()
     code, out, err = await g.acli("apply", "-f", str(write_all(g, f"{name}-v2.yaml", second)))
     assert code == 0, out + err
@@ -114,7 +138,8 @@ async def assert_rolled_back(g: Gapless, name: str, st: dict[str, Any], load: Lo
     )
 
 
-async def test_error_rate_regression_is_rolled_back_by_the_sequential_judge(g: Gapless) -> None:
+@pytest.mark.parametrize("router", ROUTERS)
+async def test_error_rate_regression_is_rolled_back_by_the_sequential_judge(g: Gapless, router: str) -> None:
     errors = template(
         "errors",
         {
@@ -126,12 +151,18 @@ async def test_error_rate_regression_is_rolled_back_by_the_sequential_judge(g: G
         },
     )
     st, took, load = await run_canary(
-        g, "seq", canary({"templates": [{"templateName": "errors"}]}), [errors], ("--error-rate", "0.05")
+        g,
+        "seq",
+        canary({"templates": [{"templateName": "errors"}]}),
+        [errors],
+        ("--error-rate", "0.05"),
+        router=router,
     )
-    await assert_rolled_back(g, "seq", st, load, f"5% errors, sequential judge ({took:.1f} s)")
+    await assert_rolled_back(g, "seq", st, load, f"{router}: 5% errors, sequential judge ({took:.1f} s)")
 
 
-async def test_latency_regression_is_rolled_back(g: Gapless) -> None:
+@pytest.mark.parametrize("router", ROUTERS)
+async def test_latency_regression_is_rolled_back(g: Gapless, router: str) -> None:
     latency = template(
         "latency",
         {
@@ -145,9 +176,14 @@ async def test_latency_regression_is_rolled_back(g: Gapless) -> None:
         },
     )
     st, took, load = await run_canary(
-        g, "lat", canary({"templates": [{"templateName": "latency"}]}), [latency], ("--slow-ms", "300")
+        g,
+        "lat",
+        canary({"templates": [{"templateName": "latency"}]}),
+        [latency],
+        ("--slow-ms", "300"),
+        router=router,
     )
-    await assert_rolled_back(g, "lat", st, load, f"+300 ms, compareToBaseline ({took:.1f} s)")
+    await assert_rolled_back(g, "lat", st, load, f"{router}: +300 ms, compareToBaseline ({took:.1f} s)")
 
 
 async def test_business_ratio_drop_is_rolled_back(g: Gapless) -> None:

@@ -12,12 +12,16 @@ import pytest
 
 from gapless.loadgen import run_load
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all, wait_for
+from tests.haproxy.binary import ROUTERS, on_router
 
 pytestmark = pytest.mark.slow
 
 
 def canary(steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"canary": {"steps": steps, "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1} | extra}
+
+
+both_routers = pytest.mark.parametrize("router", ROUTERS)
 
 
 def at_step(index: int) -> Any:
@@ -59,19 +63,20 @@ async def test_canary_weights_are_exact_per_step(g: Gapless) -> None:
     assert report.ok >= 2000
 
 
-async def test_header_route_and_abort(g: Gapless) -> None:
+@both_routers
+async def test_header_route_and_abort(g: Gapless, router: str) -> None:
     """A header route sends every matching request to the canary at weight 5; abort moves all traffic back in < 1 s."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     route = {"match": [{"headerName": "X-Internal", "headerValue": {"exact": "yes"}}]}
     steps = [{"setWeight": 5}, {"setHeaderRoute": route}, {"pause": {}}]
     code, out, err = await g.acli(
-        "up", "-f", str(g.write(rollout_doc("h", port, "v1", strategy=canary(steps))))
+        "up", "-f", str(g.write(on_router(router, rollout_doc("h", port, "v1", strategy=canary(steps)))))
     )
     assert code == 0, out + err
     load = Load(url, rps=200)
     code, out, err = await g.acli(
-        "apply", "-f", str(g.write(rollout_doc("h", port, "v2", strategy=canary(steps))))
+        "apply", "-f", str(g.write(on_router(router, rollout_doc("h", port, "v2", strategy=canary(steps)))))
     )
     assert code == 0, out + err
     await wait_for(g, "h", at_step(2))
@@ -97,7 +102,10 @@ async def test_header_route_and_abort(g: Gapless) -> None:
     assert report.failed == 0, report.failures
     # Abort is a failure for scripts waiting on the rollout.
     code, _, _ = await g.acli(
-        "apply", "-f", str(g.write(rollout_doc("h", port, "v2", strategy=canary(steps)))), "--wait"
+        "apply",
+        "-f",
+        str(g.write(on_router(router, rollout_doc("h", port, "v2", strategy=canary(steps))))),
+        "--wait",
     )
     assert code == 1
     code, _, err = await g.acli("retry", "h")
@@ -105,8 +113,9 @@ async def test_header_route_and_abort(g: Gapless) -> None:
     await wait_for(g, "h", at_step(2))
 
 
-async def test_sticky_users_never_flip_back(g: Gapless) -> None:
-    """With stickiness on a header, no key served by the canary is later served by stable while the weight grows."""
+@both_routers
+async def test_sticky_users_never_flip_back(g: Gapless, router: str) -> None:
+    """With stickiness on a header, no key served by the canary is later served by stable while the weight grows; 0 failed under load."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     steps = [
@@ -118,10 +127,13 @@ async def test_sticky_users_never_flip_back(g: Gapless) -> None:
         {"pause": {}},
     ]
     strategy = canary(steps, trafficRouting={"stickiness": {"header": "X-User"}})
-    code, out, err = await g.acli("up", "-f", str(g.write(rollout_doc("s", port, "v1", strategy=strategy))))
-    assert code == 0, out + err
     code, out, err = await g.acli(
-        "apply", "-f", str(g.write(rollout_doc("s", port, "v2", strategy=strategy)))
+        "up", "-f", str(g.write(on_router(router, rollout_doc("s", port, "v1", strategy=strategy))))
+    )
+    assert code == 0, out + err
+    load = Load(url, rps=150)
+    code, out, err = await g.acli(
+        "apply", "-f", str(g.write(on_router(router, rollout_doc("s", port, "v2", strategy=strategy))))
     )
     assert code == 0, out + err
     on_canary: set[str] = set()
@@ -138,7 +150,11 @@ async def test_sticky_users_never_flip_back(g: Gapless) -> None:
             # The same key twice gets the same answer.
             again = (await client.get(url, headers={"X-User": keys[0]})).headers["x-version"]
             assert again == served[keys[0]]
+            print(f"{router} weight {weight}: {len(now_canary)} of {len(keys)} keys on the canary")
             await api(g, "POST", "/api/v1/rollouts/s/promote", {})
+    report = await load.stop()
+    print(f"{router} sticky: {report.ok} ok, {report.failed} failed")
+    assert report.failed == 0, report.failures
 
 
 async def test_new_revision_replaces_the_canary_in_progress(g: Gapless) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import pytest
 
@@ -17,3 +18,14 @@ def require_haproxy() -> str:
             pytest.fail("haproxy not installed (Debian package haproxy); CI must run the HAProxy tests")
         pytest.skip("haproxy not installed (Debian package haproxy >= 2.6)")
     return binary
+
+
+ROUTERS = ("builtin", "haproxy")
+"""The data planes end-to-end suites run on (``pytest.mark.parametrize("router", ROUTERS)``)."""
+
+
+def on_router(router: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (a Rollout) served by the built-in router or by HAProxy."""
+    if router == "haproxy":
+        doc["spec"]["router"] = {"type": "haproxy", "binary": require_haproxy()}
+    return doc

@@ -1,4 +1,4 @@
-"""Refused at apply with exit 2 and nothing started: a missing or too old HAProxy, and features not mapped yet."""
+"""Refused at apply with exit 2 and nothing started: a missing or too old HAProxy, and what its configuration cannot carry."""
 
 from __future__ import annotations
 
@@ -31,12 +31,13 @@ def test_bad_router_settings_are_refused_and_nothing_starts(g: Gapless, tmp_path
     """Each bad setting: exit 2, a message naming the field, no instance and no router started."""
     port = free_port()
     old = fake_old_haproxy(tmp_path)
-    sticky = {
-        "canary": {"steps": [{"setWeight": 10}], "trafficRouting": {"stickiness": {"header": "X-User"}}}
-    }
+    sticky = {"canary": {"steps": [{"setWeight": 10}], "trafficRouting": {"stickiness": {"cookie": "a b"}}}}
     route = {
         "canary": {
-            "steps": [{"setHeaderRoute": {"match": [{"headerName": "X", "headerValue": {"exact": "1"}}]}}]
+            "steps": [
+                {"setWeight": 10},
+                {"setHeaderRoute": {"match": [{"headerName": "X", "headerValue": {"exact": "it's"}}]}},
+            ]
         }
     }
     cases = [
@@ -52,13 +53,13 @@ def test_bad_router_settings_are_refused_and_nothing_starts(g: Gapless, tmp_path
             {"type": "haproxy"},
             {"strategy": sticky},
             "spec.strategy.canary.trafficRouting.stickiness",
-            "not available",
+            "not a cookie name",
         ),
         (
             {"type": "haproxy"},
             {"strategy": route},
-            "spec.strategy.canary.steps.0.setHeaderRoute",
-            "not available",
+            "spec.strategy.canary.steps.1.setHeaderRoute",
+            "holds a quote",
         ),
         (
             {"type": "haproxy", "ejectAfterFailures": 5},

@@ -34,6 +34,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -41,11 +42,23 @@ from gapless.controller.traffic import RouterChoice, RouterStartError, RouterSta
 from gapless.core.errors import Problem, TemporaryError
 from gapless.haproxy.binary import BinaryError, check_binary
 from gapless.haproxy.config import HaproxyConfig, backend_name, parse_server_name, render, server_name
-from gapless.haproxy.runtime import RuntimeApiError, ServerStat, parse_stat, run, run_one
+from gapless.haproxy.logs import LogReader
+from gapless.haproxy.rules import (
+    SLOTS,
+    FrontRules,
+    RuleError,
+    assign_slots,
+    bucket_ranges,
+    frontend_lines,
+    map_entries,
+    slot_backend,
+)
+from gapless.haproxy.runtime import RuntimeApiError, ServerStat, parse_stat, run, run_one, run_payload
+from gapless.haproxy.tls import TlsError, TlsFiles, bundle
 from gapless.haproxy.weights import Split, split_weights
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
-from gapless.router.config import Backend, Limits
+from gapless.router.config import Backend, Limits, Route, RouteMatch, Stickiness
 from gapless.router.stats import RESPONSE_CLASSES, BackendStats, RevisionStats, RouterStats
 from gapless.spec.models import RolloutSpec
 
@@ -64,12 +77,24 @@ def haproxy_problems(spec: RolloutSpec) -> list[Problem]:
     """What stops ``spec`` from running on HAProxy: the binary, and features not mapped onto it yet."""
     r = spec.router
     if r.type != "haproxy":
+        if r.tls is not None:
+            return [
+                Problem(
+                    "spec.router.tls",
+                    "needs spec.router.type haproxy (the built-in router speaks plain HTTP)",
+                )
+            ]
         return []
     problems = []
     try:
         check_binary(r.binary)
     except BinaryError as e:
         problems.append(Problem("spec.router.binary" if r.binary else "spec.router.type", str(e)))
+    if r.tls is not None:
+        try:
+            bundle(TlsFiles(r.tls.cert_file, r.tls.key_file))
+        except TlsError as e:
+            problems.append(Problem(f"spec.router.tls.{e.field}", str(e)))
     not_yet = "is not available with spec.router.type haproxy yet (use the builtin router)"
     for f in ("eject_after_failures", "ejection_seconds"):
         if f in r.model_fields_set:
@@ -79,12 +104,31 @@ def haproxy_problems(spec: RolloutSpec) -> list[Problem]:
             )
     canary = spec.strategy.canary
     if canary is not None:
-        if canary.traffic_routing.stickiness is not None:
-            problems.append(Problem("spec.strategy.canary.trafficRouting.stickiness", not_yet))
+        sticky = canary.traffic_routing.stickiness
+        if sticky is not None:
+            rules = FrontRules(Stickiness(header=sticky.header, cookie=sticky.cookie))
+            problems += _rule_problems(rules, "spec.strategy.canary.trafficRouting.stickiness")
         for i, step in enumerate(canary.steps):
-            if step.set_header_route is not None:
-                problems.append(Problem(f"spec.strategy.canary.steps.{i}.setHeaderRoute", not_yet))
+            route = step.set_header_route
+            if route is not None and route.match:
+                rules = FrontRules(routes=(tuple(_route_match(m.model_dump()) for m in route.match),))
+                problems += _rule_problems(rules, f"spec.strategy.canary.steps.{i}.setHeaderRoute")
     return problems
+
+
+def _route_match(m: dict[str, Any]) -> RouteMatch:
+    """A spec match (``header_name``/``header_value`` or the cookie pair) as the router's ``RouteMatch``."""
+    if m.get("header_name"):
+        return RouteMatch(header=str(m["header_name"]), value=m["header_value"])
+    return RouteMatch(cookie=str(m["cookie_name"]), value=m["cookie_value"])
+
+
+def _rule_problems(rules: FrontRules, field: str) -> list[Problem]:
+    try:
+        frontend_lines(rules, "/map", "b")
+    except RuleError as e:
+        return [Problem(field, f"cannot be expressed in HAProxy's configuration: {e}")]
+    return []
 
 
 @dataclass(frozen=True)
@@ -97,6 +141,33 @@ class _Wanted:
     backends: tuple[Backend, ...] = ()
     weights: dict[str, int] | None = None
     version: int = 0
+    tls: TlsFiles | None = None
+    rules: FrontRules = field(default_factory=FrontRules)
+    """What the frontend looks at (the configuration's part; a change reloads)."""
+    routes: tuple[Route, ...] = ()
+    """Header routes in force."""
+    slots: dict[str, int] = field(default_factory=dict)
+    """Revision -> slot backend (with ``rules``)."""
+
+    def slot_servers(self, rollout: str) -> dict[str, dict[str, int]]:
+        """Slot backend -> its servers (weight 1 each: plain round-robin within a revision)."""
+        if not self.rules:
+            return {}
+        out: dict[str, dict[str, int]] = {slot_backend(backend_name(rollout), s): {} for s in range(SLOTS)}
+        for b in self.backends:
+            slot = self.slots.get(b.revision)
+            if slot is not None:
+                out[slot_backend(backend_name(rollout), slot)][server_name(b)] = 1
+        return out
+
+    def map_entries(self) -> dict[str, int]:
+        """The map's contents: bucket ranges per slot and each route's slot."""
+        serving = {b.revision for b in self.backends}
+        ranges = bucket_ranges(self.weights or {}, serving)
+        active = {
+            self.rules.routes.index(r.match): r.revision for r in self.routes if r.match in self.rules.routes
+        }
+        return map_entries(self.rules, self.slots, ranges, active) if self.rules else {}
 
     def split(self) -> Split:
         by_revision: dict[str, list[str]] = {}
@@ -117,6 +188,13 @@ class _Wanted:
                 "backends": [b.model_dump(mode="json") for b in self.backends],
                 "weights": self.weights,
                 "version": self.version,
+                "tls": None if self.tls is None else [self.tls.cert_file, self.tls.key_file],
+                "stickiness": None
+                if self.rules.stickiness is None
+                else self.rules.stickiness.model_dump(mode="json"),
+                "rule_routes": [[m.model_dump(mode="json") for m in r] for r in self.rules.routes],
+                "routes": [r.model_dump(mode="json") for r in self.routes],
+                "slots": self.slots,
             },
             indent=1,
         )
@@ -133,6 +211,13 @@ class _Wanted:
             if doc.get("weights") is None
             else {str(k): int(v) for k, v in doc["weights"].items()},
             version=int(doc.get("version") or 0),
+            tls=None if not doc.get("tls") else TlsFiles(str(doc["tls"][0]), str(doc["tls"][1])),
+            rules=FrontRules(
+                None if doc.get("stickiness") is None else Stickiness(**doc["stickiness"]),
+                tuple(tuple(RouteMatch(**m) for m in r) for r in doc.get("rule_routes") or ()),
+            ),
+            routes=tuple(Route(**r) for r in doc.get("routes") or ()),
+            slots={str(k): int(v) for k, v in (doc.get("slots") or {}).items()},
         )
 
 
@@ -151,6 +236,12 @@ class HaproxyRouters:
         self._pids: dict[str, int] = {}
         self._healthy_at: dict[str, float] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, LogReader] = {}
+        """The request log reader per rollout (latency histograms per revision)."""
+        self._map: dict[str, dict[str, int]] = {}
+        """The map entries HAProxy holds, per rollout (this control plane's knowledge)."""
+        self._cert: dict[str, str] = {}
+        """The certificate bundle HAProxy holds, per rollout (this control plane's knowledge)."""
         self.last_split: dict[str, Split] = {}
         """The last weight split sent per rollout (its rounding errors)."""
 
@@ -163,6 +254,32 @@ class HaproxyRouters:
             base / f"{rollout}.haproxy.cfg",
             self._dir / "logs" / rollout / "router.log",
         )
+
+    def log_socket_path(self, rollout: str) -> Path:
+        """The datagram socket ``rollout``'s HAProxy sends its request log lines to (0600)."""
+        return self._dir / "routers" / f"{rollout}.haproxy.log.sock"
+
+    async def _read_logs(self, rollout: str) -> None:
+        """Read ``rollout``'s request log from now on (again after a control-plane restart)."""
+        reader = self._logs.get(rollout)
+        if reader is not None and reader.running:
+            return
+        reader = LogReader(self.log_socket_path(rollout))
+        reader.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await reader.start()
+        except OSError as e:
+            log.warning("%s: cannot read HAProxy's request log (no latency): %s", rollout, e)
+            return
+        self._logs[rollout] = reader
+
+    def map_path(self, rollout: str) -> Path:
+        """The map of bucket ranges and route targets of ``rollout``'s HAProxy (0600)."""
+        return self._dir / "routers" / f"{rollout}.haproxy.map"
+
+    def bundle_path(self, rollout: str) -> Path:
+        """The certificate-and-key PEM that ``rollout``'s HAProxy serves with TLS at the front (0600)."""
+        return self._dir / "routers" / f"{rollout}.haproxy.pem"
 
     def has_state(self, rollout: str) -> bool:
         """Whether ``rollout`` has (or had, without a removal since) an HAProxy router."""
@@ -217,9 +334,14 @@ class HaproxyRouters:
         """
         binary = router.binary if router is not None else None
         saved = self._load(rollout)
+        if router is not None:
+            tls = None if router.tls is None else TlsFiles(*router.tls)
+        else:
+            tls = saved.tls if saved is not None else None
         pid = self._pids.get(rollout)
         if (
             trust_for > 0
+            and tls is None
             and saved is not None
             and saved.listen == listen
             and time.monotonic() - self._healthy_at.get(rollout, -trust_for) < trust_for
@@ -227,18 +349,32 @@ class HaproxyRouters:
             and _alive(pid)
         ):
             return
+        await self._read_logs(rollout)
         base = saved if saved is not None else _Wanted(listen=listen)
-        wanted = replace(base, listen=listen, binary=binary, limits=limits or base.limits)
+        rules = base.rules
+        if router is not None:
+            rules = FrontRules(router.stickiness, router.routes).with_routes([r.match for r in base.routes])
+        wanted = replace(
+            base, listen=listen, binary=binary, limits=limits or base.limits, tls=tls, rules=rules
+        )
+        if rules != base.rules:
+            wanted = replace(wanted, slots=_slots(wanted))
         if saved is not None and saved.listen == listen and await self._answers(rollout):
             self._healthy_at[rollout] = time.monotonic()
             if rollout not in self._pids:
                 found = self._group(rollout)
                 if found is not None:
                     self._pids[rollout] = found
-            if wanted.limits != saved.limits:
+            if (
+                wanted.limits != saved.limits
+                or (wanted.tls is None) != (saved.tls is None)
+                or wanted.rules != saved.rules
+            ):
                 await self._reload(rollout, wanted)
             elif wanted != saved:
                 self._save(rollout, wanted)
+            if wanted.tls is not None:
+                await self._renew_cert(rollout, wanted.tls)
             return
         if saved is not None and saved.listen != listen:
             await self.remove(rollout)
@@ -264,8 +400,10 @@ class HaproxyRouters:
             raise RouterStartError(f"HAProxy router for {rollout} cannot start: {e}") from e
         sock, _, cfg_path, logfile = self.paths(rollout)
         logfile.parent.mkdir(parents=True, exist_ok=True)
+        cert = self._write_bundle(rollout, wanted)
         self._save(rollout, wanted)
         self._write_config(rollout, wanted)
+        _write_private(self.map_path(rollout), _map_text(wanted.map_entries()))
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         markers = marker_env(self._dir, ROLE_ROUTER, rollout=rollout, state_id=self._platform.state_id)
@@ -292,9 +430,11 @@ class HaproxyRouters:
             if await self._answers(rollout):
                 self._pids[rollout] = child.pid
                 self._healthy_at[rollout] = time.monotonic()
-                self._applied[rollout] = {n: w for n, (_, w) in wanted.servers().items()}
+                self._applied[rollout] = _applied_of(rollout, wanted)
                 self._draining[rollout] = set()
                 self.last_split[rollout] = wanted.split()
+                self._cert[rollout] = cert
+                self._map[rollout] = wanted.map_entries()
                 return
             await asyncio.sleep(0.02)
         with contextlib.suppress(ProcessLookupError):
@@ -311,6 +451,11 @@ class HaproxyRouters:
                 runtime_socket=f"unix@{sock.name}",
                 limits=wanted.limits,
                 servers=wanted.servers(),
+                tls_bundle=None if wanted.tls is None else str(self.bundle_path(rollout)),
+                rules=wanted.rules,
+                map_file=str(self.map_path(rollout)),
+                log_socket=f"unix@{self.log_socket_path(rollout).name}",
+                slots=wanted.slots,
                 open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
             )
         )
@@ -326,8 +471,10 @@ class HaproxyRouters:
         pid = self._pids.get(rollout) or self._group(rollout)
         if pid is None:
             return
+        cert = self._write_bundle(rollout, wanted)
         self._save(rollout, wanted)
         self._write_config(rollout, wanted)
+        _write_private(self.map_path(rollout), _map_text(wanted.map_entries()))
         before = await run_one(self.paths(rollout)[0], "show info")
         os.kill(pid, signal.SIGUSR2)
         deadline = time.monotonic() + START_WAIT
@@ -338,85 +485,169 @@ class HaproxyRouters:
             except RuntimeApiError:
                 continue
             if _info_pid(now) not in (None, _info_pid(before)):
-                self._applied[rollout] = {n: w for n, (_, w) in wanted.servers().items()}
+                self._applied[rollout] = _applied_of(rollout, wanted)
                 self._draining[rollout] = set()
-                log.info("%s: HAProxy reloaded with new limits (worker %s)", rollout, _info_pid(now))
+                self._cert[rollout] = cert
+                self._map[rollout] = wanted.map_entries()
+                log.info("%s: HAProxy reloaded with a new configuration (worker %s)", rollout, _info_pid(now))
                 return
         raise TemporaryError(f"HAProxy router of {rollout} did not reload within {START_WAIT:.0f}s")
 
-    async def _servers(self, rollout: str) -> dict[str, ServerStat]:
+    def _write_bundle(self, rollout: str, wanted: _Wanted) -> str:
+        """Check and save the certificate bundle HAProxy is about to read; its text ('' without TLS)."""
+        if wanted.tls is None:
+            return ""
+        try:
+            text = bundle(wanted.tls)
+        except TlsError as e:
+            raise RouterStartError(f"HAProxy router for {rollout}: spec.router.tls.{e.field}: {e}") from e
+        path = self.bundle_path(rollout)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, text)
+        return text
+
+    async def _renew_cert(self, rollout: str, tls: TlsFiles) -> None:
+        """Send a changed certificate or key through the runtime API: new handshakes use it, nothing reloads.
+
+        The bundle is saved first, so an HAProxy started later reads the new one; a certificate that
+        became unusable is reported and the one in force stays.
+        """
+        try:
+            text = bundle(tls)
+        except TlsError as e:
+            raise RouterStartError(
+                f"HAProxy router of {rollout} keeps its certificate: spec.router.tls.{e.field}: {e}"
+            ) from e
+        if self._cert.get(rollout) == text:
+            return
+        path = self.bundle_path(rollout)
+        _write_private(path, text)
         sock = self.paths(rollout)[0]
-        return parse_stat(await run_one(sock, "show stat"), backend_name(rollout))
+        try:
+            staged = await run_payload(sock, f"set ssl cert {path}", text)
+            committed = await run_one(sock, f"commit ssl cert {path}")
+        except RuntimeApiError as e:
+            raise TemporaryError(f"HAProxy router of {rollout} did not take its certificate: {e}") from e
+        if "Success" not in committed:
+            with contextlib.suppress(RuntimeApiError):
+                await run_one(sock, f"abort ssl cert {path}")
+            raise TemporaryError(
+                f"HAProxy router of {rollout} refused its certificate: {staged.strip()} {committed.strip()}"
+            )
+        self._cert[rollout] = text
+        log.info("%s: HAProxy serves a new certificate (no reload)", rollout)
+
+    async def _servers(self, rollout: str) -> dict[str, dict[str, ServerStat]]:
+        """Backend -> its servers' stats: the rollout's backend and its slot backends (when present)."""
+        sock = self.paths(rollout)[0]
+        text = await run_one(sock, "show stat")
+        be = backend_name(rollout)
+        names = [be, *(slot_backend(be, s) for s in range(SLOTS))]
+        return {n: parse_stat(text, n) for n in names}
 
     async def set_backends(
         self, rollout: str, backends: list[Backend], routing: Routing | None = None
     ) -> bool:
-        """Make HAProxy hold exactly these servers and weights (and delete drained servers it still has)."""
+        """Make HAProxy hold exactly these servers, weights, routes and sticky ranges.
+
+        One pass: servers are added (and weights set) first, then the map changes in one atomic
+        version, then servers that left are drained, and drained ones deleted; so a slot never points
+        at a revision whose servers are not there yet. Routes or a sticky key the configuration lacks
+        (a spec changed since HAProxy started) are added by a hitless reload.
+        """
         saved = self._load(rollout)
         if saved is None:
             raise TemporaryError(f"HAProxy router of {rollout} is not started")
-        if routing is not None and (routing.routes or routing.stickiness):
-            raise TemporaryError(
-                f"HAProxy router of {rollout}: header routes and stickiness are not mapped yet"
-            )
         weights = saved.weights if routing is None else routing.weights
-        wanted = replace(saved, backends=tuple(sorted(backends, key=lambda b: b.id)), weights=weights)
+        routes = saved.routes if routing is None else routing.routes
+        rules = saved.rules
+        if routing is not None:
+            rules = FrontRules(
+                routing.stickiness if routing.stickiness is not None else rules.stickiness, rules.routes
+            ).with_routes([r.match for r in routes])
+        wanted = replace(
+            saved,
+            backends=tuple(sorted(backends, key=lambda b: b.id)),
+            weights=weights,
+            routes=routes,
+            rules=rules,
+        )
+        wanted = replace(wanted, slots=_slots(wanted))
+        if wanted.rules != saved.rules:
+            await self._reload(rollout, replace(wanted, version=saved.version + 1))
+            self.last_split[rollout] = wanted.split()
+            return True
         sock = self.paths(rollout)[0]
-        be = backend_name(rollout)
         try:
             observed = await self._servers(rollout)
         except (RuntimeApiError, ValueError) as e:
             raise TemporaryError(f"HAProxy router of {rollout} did not answer: {e}") from e
-        servers = wanted.servers()
+        be = backend_name(rollout)
+        targets = {be: {n: w for n, (_, w) in wanted.servers().items()}, **wanted.slot_servers(rollout)}
+        addresses = {server_name(b): b for b in wanted.backends}
         applied = self._applied.setdefault(rollout, {})
         draining = self._draining.setdefault(rollout, set())
-        commands: list[str] = []
-        for name, (b, w) in servers.items():
-            if name not in observed:
-                commands += [
-                    f"add server {be}/{name} {b.host}:{b.port} weight {w}",
-                    f"enable server {be}/{name}",
-                ]
-            elif applied.get(name) != w or name in draining:
-                commands += [f"set server {be}/{name} weight {w}", f"set server {be}/{name} state ready"]
-        deleted: list[str] = []
-        for name, stat in observed.items():
-            if name in servers:
-                continue
-            if name not in draining:
-                commands.append(f"set server {be}/{name} state drain")
-            elif stat.current == 0:
-                commands += [f"set server {be}/{name} state maint", f"del server {be}/{name}"]
-                deleted.append(name)
+        adds: list[str] = []
+        drains: list[str] = []
+        deleted: list[tuple[str, ServerStat]] = []
+        for backend, servers in observed.items():
+            target = targets.get(backend, {})
+            for name, w in target.items():
+                key = f"{backend}/{name}"
+                if name not in servers:
+                    b = addresses[name]
+                    adds += [f"add server {key} {b.host}:{b.port} weight {w}", f"enable server {key}"]
+                elif applied.get(key) != w or key in draining:
+                    adds += [f"set server {key} weight {w}", f"set server {key} state ready"]
+            for name, stat in servers.items():
+                key = f"{backend}/{name}"
+                if name in target:
+                    continue
+                if key not in draining:
+                    drains.append(f"set server {key} state drain")
+                elif stat.current == 0:
+                    drains += [f"set server {key} state maint", f"del server {key}"]
+                    deleted.append((key, stat))
+        entries = wanted.map_entries()
+        map_changed = bool(entries) and self._map.get(rollout) != entries
         changed = wanted != saved
         if changed:
             wanted = replace(wanted, version=saved.version + 1)
             self._save(rollout, wanted)
-        if not commands:
+        if map_changed:
+            _write_private(self.map_path(rollout), _map_text(entries))
+        if not adds and not drains and not map_changed:
             return changed
         try:
-            answers = await run(sock, commands)
+            answers = await run(sock, adds)
+            if map_changed:
+                await self._commit_map(rollout, entries)
+            answers += await run(sock, drains)
         except RuntimeApiError as e:
             self._applied.pop(rollout, None)
+            self._map.pop(rollout, None)
             raise TemporaryError(f"HAProxy router of {rollout} did not take its servers: {e}") from e
+        commands = adds + drains
         refused = [
             f"{c}: {a}"
             for c, a in zip(commands, answers, strict=True)
             if a and a != "New server registered." and not c.startswith("del server")
         ]
-        for name, (_, w) in servers.items():
-            applied[name] = w
-            draining.discard(name)
-        for name in observed:
-            if name not in servers:
-                draining.add(name)
-        for name in deleted:
-            c = f"del server {be}/{name}"
+        for backend, target in targets.items():
+            for name, w in target.items():
+                applied[f"{backend}/{name}"] = w
+                draining.discard(f"{backend}/{name}")
+        for backend, servers in observed.items():
+            for name in servers:
+                if name not in targets.get(backend, {}):
+                    draining.add(f"{backend}/{name}")
+        for key, stat in deleted:
+            c = f"del server {key}"
             answer = answers[commands.index(c)]
             if answer.startswith("Server deleted"):
-                draining.discard(name)
-                applied.pop(name, None)
-                self._retire(rollout, observed[name])
+                draining.discard(key)
+                applied.pop(key, None)
+                self._retire(rollout, stat)
             else:
                 log.debug("%s: %s: %s (tried again on the next pass)", rollout, c, answer)
         split = wanted.split()
@@ -426,7 +657,7 @@ class HaproxyRouters:
                 "a server's share within its revision by at most %.4f %%",
                 rollout,
                 wanted.weights,
-                len(servers),
+                len(wanted.backends),
                 100 * split.revision_error,
                 100 * split.server_error,
             )
@@ -435,6 +666,25 @@ class HaproxyRouters:
             self._applied.pop(rollout, None)
             raise TemporaryError(f"HAProxy router of {rollout} refused: {'; '.join(refused)}")
         return True
+
+    async def _commit_map(self, rollout: str, entries: dict[str, int]) -> None:
+        """Replace the map's contents in one version (``prepare``, ``add @V`` each entry, ``commit``)."""
+        sock = self.paths(rollout)[0]
+        path = self.map_path(rollout)
+        prepared = await run_one(sock, f"prepare map {path}")
+        m = re.search(r"New version created: (\d+)", prepared)
+        if m is None:
+            raise TemporaryError(f"HAProxy router of {rollout}: prepare map answered {prepared!r}")
+        version = m.group(1)
+        answers = await run(
+            sock,
+            [f"add map @{version} {path} {k} {v}" for k, v in entries.items()]
+            + [f"commit map @{version} {path}"],
+        )
+        bad = [a for a in answers if a.strip()]
+        if bad:
+            raise TemporaryError(f"HAProxy router of {rollout} refused its map: {bad[0]}")
+        self._map[rollout] = entries
 
     def _retire(self, rollout: str, stat: ServerStat) -> None:
         parsed = parse_server_name(stat.name)
@@ -445,7 +695,9 @@ class HaproxyRouters:
 
     def routing(self, rollout: str) -> Routing | None:
         w = self._load(rollout)
-        return None if w is None else Routing(weights=w.weights)
+        if w is None:
+            return None
+        return Routing(weights=w.weights, routes=w.routes, stickiness=w.rules.stickiness)
 
     def known(self) -> set[str]:
         return set(self._pids)
@@ -458,7 +710,12 @@ class HaproxyRouters:
                 observed = await self._servers(rollout)
             except (RuntimeApiError, ValueError):
                 return False
-            mine = [s for n, s in observed.items() if (parse_server_name(n) or ("", ""))[1] == backend_id]
+            mine = [
+                s
+                for servers in observed.values()
+                for n, s in servers.items()
+                if (parse_server_name(n) or ("", ""))[1] == backend_id
+            ]
             if all(s.current == 0 for s in mine):
                 return True
             if time.monotonic() >= deadline:
@@ -466,7 +723,7 @@ class HaproxyRouters:
             await asyncio.sleep(0.05)
 
     async def stats(self, rollout: str) -> RouterStats | None:
-        """Per-revision and per-server counters from ``show stat`` (latency is not measured yet)."""
+        """Per-revision and per-server counters from ``show stat``; latency from the request log."""
         w = self._load(rollout)
         try:
             observed = await self._servers(rollout)
@@ -475,18 +732,29 @@ class HaproxyRouters:
         wanted = {server_name(b) for b in w.backends} if w is not None else set()
         revisions = {r: s.model_copy(deep=True) for r, s in self._retired.get(rollout, {}).items()}
         backends: dict[str, BackendStats] = {}
-        for name, stat in observed.items():
-            parsed = parse_server_name(name)
-            if parsed is None:
-                continue
-            revision, instance = parsed
-            revisions[revision] = _add(revisions.get(revision, RevisionStats()), stat)
-            backends[instance] = BackendStats(
-                revision=revision,
-                in_flight=stat.current,
-                requests=stat.total,
-                connection_errors=stat.connection_errors,
-                removed=name not in wanted,
+        for servers in observed.values():
+            for name, stat in servers.items():
+                parsed = parse_server_name(name)
+                if parsed is None:
+                    continue
+                revision, instance = parsed
+                revisions[revision] = _add(revisions.get(revision, RevisionStats()), stat)
+                was = backends.get(instance, BackendStats(revision=revision))
+                backends[instance] = BackendStats(
+                    revision=revision,
+                    in_flight=was.in_flight + stat.current,
+                    requests=was.requests + stat.total,
+                    connection_errors=was.connection_errors + stat.connection_errors,
+                    removed=name not in wanted,
+                )
+        reader = self._logs.get(rollout)
+        for revision, h in (reader.book.revisions if reader is not None else {}).items():
+            revisions[revision] = revisions.get(revision, RevisionStats()).model_copy(
+                update={
+                    "latency_counts": list(h.counts),
+                    "latency_sum": h.total_seconds,
+                    "latency_count": h.count,
+                }
             )
         return RouterStats(
             name=rollout,
@@ -527,15 +795,56 @@ class HaproxyRouters:
         child = self._children.pop(rollout, None)
         if child is not None:
             child.poll()
-        for p in self.paths(rollout)[:3]:
+        reader = self._logs.pop(rollout, None)
+        if reader is not None:
+            reader.close()
+        for p in (*self.paths(rollout)[:3], self.bundle_path(rollout), self.map_path(rollout)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        for d in (self._wanted, self._applied, self._draining, self._retired, self._pids, self._healthy_at):
+        for d in (
+            self._wanted,
+            self._applied,
+            self._draining,
+            self._retired,
+            self._pids,
+            self._healthy_at,
+            self._cert,
+            self._map,
+        ):
             d.pop(rollout, None)
 
     async def aclose(self) -> None:
         for child in self._children.values():
             child.poll()
+        for reader in self._logs.values():
+            reader.close()
+        self._logs.clear()
+
+
+def _slots(wanted: _Wanted) -> dict[str, int]:
+    """Slot backends for the revisions with servers (kept while they have any); none without rules."""
+    if not wanted.rules:
+        return {}
+    order = list((wanted.weights or {}).keys())
+    revisions = sorted(
+        {b.revision for b in wanted.backends},
+        key=lambda r: (r not in order, order.index(r) if r in order else 0, r),
+    )
+    return assign_slots(wanted.slots, revisions)
+
+
+def _applied_of(rollout: str, wanted: _Wanted) -> dict[str, int]:
+    """``backend/server`` -> weight for every server of a configuration HAProxy just read."""
+    be = backend_name(rollout)
+    out = {f"{be}/{n}": w for n, (_, w) in wanted.servers().items()}
+    for backend, servers in wanted.slot_servers(rollout).items():
+        out |= {f"{backend}/{n}": w for n, w in servers.items()}
+    return out
+
+
+def _map_text(entries: dict[str, int]) -> str:
+    """A map file: one ``key value`` per line."""
+    return "".join(f"{k} {v}\n" for k, v in entries.items())
 
 
 def _add(into: RevisionStats, stat: ServerStat) -> RevisionStats:

@@ -24,7 +24,26 @@ __all__ = ["limits_for", "router_for", "routing_for", "run_check"]
 
 def router_for(spec: RolloutSpec) -> RouterChoice:
     """The data plane ``spec.router`` asks for."""
-    return RouterChoice(type=spec.router.type, binary=spec.router.binary)
+    tls = spec.router.tls
+    stickiness = None
+    routes: tuple[tuple[RouteMatch, ...], ...] = ()
+    canary = spec.strategy.canary
+    if canary is not None:
+        s = canary.traffic_routing.stickiness
+        if s is not None:
+            stickiness = Stickiness(header=s.header, cookie=s.cookie)
+        routes = tuple(
+            tuple(_match(m.model_dump(by_alias=True)) for m in step.set_header_route.match)
+            for step in canary.steps
+            if step.set_header_route is not None and step.set_header_route.match
+        )
+    return RouterChoice(
+        type=spec.router.type,
+        binary=spec.router.binary,
+        tls=None if tls is None else (tls.cert_file, tls.key_file),
+        stickiness=stickiness,
+        routes=routes,
+    )
 
 
 def limits_for(spec: RolloutSpec) -> Limits:

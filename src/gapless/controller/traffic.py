@@ -34,7 +34,7 @@ from gapless.core.files import ROUTERS_DIR, router_socket
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
 from gapless.router.client import RouterAdminError, RouterClient
-from gapless.router.config import Backend, Limits, Route, RouterConfig, Stickiness
+from gapless.router.config import Backend, Limits, Route, RouteMatch, RouterConfig, Stickiness
 from gapless.router.stats import RouterStats
 
 __all__ = [
@@ -76,6 +76,12 @@ class RouterChoice:
 
     type: str = "builtin"
     binary: str | None = None
+    tls: tuple[str, str] | None = None
+    """Certificate and key files (PEM) to terminate TLS at the front (HAProxy only)."""
+    stickiness: Stickiness | None = None
+    """The spec's sticky key, known before any step asks for it (HAProxy builds its rules at start)."""
+    routes: tuple[tuple[RouteMatch, ...], ...] = ()
+    """The match lists of every ``setHeaderRoute`` in the spec, for the same reason."""
 
 
 @dataclass(frozen=True)

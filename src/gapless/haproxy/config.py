@@ -16,10 +16,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gapless.haproxy.rules import SLOTS, FrontRules, frontend_lines, slot_backend
 from gapless.router.config import Backend, Limits
 
 __all__ = [
     "FRONTEND",
+    "LOG_FORMAT",
+    "MAX_LINE",
     "HaproxyConfig",
     "ServerNameError",
     "backend_name",
@@ -31,6 +34,13 @@ __all__ = [
 
 FRONTEND = "gapless"
 """The one frontend's name."""
+
+LOG_FORMAT = "gl1 %s %ST %Ta %Tr"
+"""The request log's ``log-format``: a version tag, the server, the status, then the timers in ms
+(``%Ta`` the request's active time, ``%Tr`` the server's time to the response head)."""
+
+MAX_LINE = 512
+"""Bytes of one request log datagram (HAProxy's ``len``); longer ones are malformed."""
 
 _NAME = re.compile(r"[A-Za-z0-9_:-]+")
 _INSTANCE = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -88,6 +98,17 @@ class HaproxyConfig:
     limits: Limits = field(default_factory=Limits)
     servers: Mapping[str, tuple[Backend, int]] = field(default_factory=dict)
     """Server name -> (its backend, its weight)."""
+    tls_bundle: str | None = None
+    """With TLS at the front: the absolute path of the certificate-and-key PEM (``gapless.haproxy.tls``)."""
+    rules: FrontRules = field(default_factory=FrontRules)
+    """Header routes and the sticky key (``gapless.haproxy.rules``); none: every request split by weight."""
+    map_file: str = ""
+    """With ``rules``: the absolute path of the map holding bucket ranges and route targets."""
+    slots: Mapping[str, int] = field(default_factory=dict)
+    """With ``rules``: revision -> its slot backend."""
+    log_socket: str | None = None
+    """Where the frontend logs one line per request (``gapless.haproxy.logs``), as HAProxy reads a log
+    target: ``unix@NAME`` relative to its directory; None: no request log."""
     open_files: int | None = None
     """HAProxy's hard limit of open files, if known: ``maxconn`` is lowered to fit two per connection."""
 
@@ -124,9 +145,11 @@ def render(cfg: HaproxyConfig) -> str:
         f"    timeout server {_seconds(lim.backend_timeout)}",
         "",
         f"frontend {FRONTEND}",
-        f"    bind {bind_address(cfg.listen)}",
+        f"    bind {bind_address(cfg.listen)}{_tls(cfg.tls_bundle)}",
         f"    maxconn {cfg.max_connections()}",
-        "    http-request set-header X-Forwarded-Proto http",
+        f"    http-request set-header X-Forwarded-Proto {'http' if cfg.tls_bundle is None else 'https'}",
+        *_log_lines(cfg.log_socket),
+        *frontend_lines(cfg.rules, cfg.map_file, backend_name(cfg.rollout)),
         f"    default_backend {backend_name(cfg.rollout)}",
         "",
         f"backend {backend_name(cfg.rollout)}",
@@ -134,7 +157,40 @@ def render(cfg: HaproxyConfig) -> str:
         *_server_lines(cfg.servers.items()),
         "",
     ]
+    if cfg.rules:
+        for slot in range(SLOTS):
+            members = {
+                name: (b, 1) for name, (b, _) in cfg.servers.items() if cfg.slots.get(b.revision) == slot
+            }
+            lines += [
+                f"backend {slot_backend(backend_name(cfg.rollout), slot)}",
+                "    balance roundrobin",
+                *_server_lines(members.items()),
+                "",
+            ]
     return "\n".join(lines)
+
+
+def _log_lines(target: str | None) -> list[str]:
+    """One raw line per request to gapless's datagram socket, in ``LOG_FORMAT``."""
+    if target is None:
+        return []
+    if any(c.isspace() or c in "'\"\\#" for c in target):
+        raise ValueError(f"log socket {target!r} is not usable in HAProxy's configuration")
+    return [
+        f"    log {target} len {MAX_LINE} format raw local0 info",
+        "    option dontlognull",
+        f'    log-format "{LOG_FORMAT}"',
+    ]
+
+
+def _tls(bundle: str | None) -> str:
+    """The bind options of TLS at the front: the bundle, and ALPN offering HTTP/2 before HTTP/1.1."""
+    if bundle is None:
+        return ""
+    if not bundle.startswith("/") or any(c.isspace() or c in "#'\"\\" for c in bundle):
+        raise ValueError(f"certificate bundle path {bundle!r} is not usable in HAProxy's configuration")
+    return f" ssl crt {bundle} alpn h2,http/1.1"
 
 
 def _server_lines(servers: Iterable[tuple[str, tuple[Backend, int]]]) -> list[str]:

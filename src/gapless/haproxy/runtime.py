@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RuntimeApiError", "ServerStat", "parse_stat", "run", "run_one"]
+__all__ = ["RuntimeApiError", "ServerStat", "parse_stat", "run", "run_one", "run_payload"]
 
 TIMEOUT = 5.0
 """Seconds one exchange with the runtime API may take."""
@@ -70,6 +70,19 @@ async def _exchange(socket_path: Path, command: str) -> str:
 async def run_one(socket_path: Path, command: str) -> str:
     """One command's answer."""
     return (await run(socket_path, [command]))[0]
+
+
+async def run_payload(socket_path: Path, command: str, payload: str) -> str:
+    """One command with a multi-line payload (``command <<``, the lines, an empty line); its answer.
+
+    The payload ends at its first empty line, so it must have none (``tls.payload_lines`` drops them).
+    """
+    if not command or any(ch in command for ch in ";\n\r"):
+        raise ValueError(f"not a single runtime command: {command!r}")
+    lines = payload.rstrip("\n").split("\n")
+    if not payload.strip() or any(not line.strip() or "\r" in line for line in lines):
+        raise ValueError("a runtime payload must be non-empty lines")
+    return await _exchange(socket_path, command + " <<\n" + "\n".join(lines) + "\n")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator, Field
 
 from gapless.spec.base import SpecModel
 
-__all__ = ["RouterSettings"]
+__all__ = ["RouterSettings", "RouterTls"]
 
 
 def _seconds(value: Any) -> Any:
@@ -37,8 +37,25 @@ def _count(value: Any) -> Any:
     return value
 
 
+def _absolute(value: Any) -> Any:
+    if isinstance(value, str) and not value.startswith("/"):
+        raise ValueError("must be an absolute path (the control plane reads it, from its own directory)")
+    return value
+
+
+AbsolutePath = Annotated[str, BeforeValidator(_absolute), Field(min_length=1, max_length=4096)]
+
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=86400)]
 Count = Annotated[int, BeforeValidator(_count), Field(gt=0, le=1_000_000)]
+
+
+class RouterTls(SpecModel):
+    """The front's certificate and key (PEM files); HAProxy then speaks HTTPS with ALPN h2 and http/1.1."""
+
+    cert_file: AbsolutePath
+    """The certificate, followed by its chain if any."""
+    key_file: AbsolutePath
+    """The certificate's private key (not encrypted)."""
 
 
 class RouterSettings(SpecModel):
@@ -48,6 +65,8 @@ class RouterSettings(SpecModel):
     """The data plane: gapless's built-in router, or HAProxy driven through its runtime API."""
     binary: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     """With ``type: haproxy``: the HAProxy executable (a path or a name on PATH); default ``haproxy``."""
+    tls: RouterTls | None = None
+    """With ``type: haproxy``: terminate TLS at the front (HTTP/2 and HTTP/1.1); a changed file applies live."""
 
     header_timeout_seconds: Seconds = 10.0
     """To start a request head after connecting, and to finish it once started (slowloris)."""
