@@ -289,18 +289,26 @@ def _release_path(name: str, *rest: str) -> str:
 
 def release_body(path: Path) -> tuple[str, dict[str, Any]]:
     """The release's name and what ``PUT /api/v1/releases/{name}`` takes: the document and its Rollouts."""
+    from gapless.migrations.files import parse_migration
     from gapless.spec.load import parse_rollout
 
     loaded = load_release(path)
     rollouts: dict[str, Any] = {}
+    migrations: dict[str, Any] = {}
     for i, step in enumerate(loaded.release.spec.steps):
+        if step.migrate is not None:
+            file = path.parent / step.migrate.file
+            m = parse_migration(
+                _read(file, f"steps.{i}.migrate.file"), source=str(file), default_name=file.stem
+            )
+            migrations[str(i)] = m.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         if step.rollout is not None:
             file = path.parent / step.rollout.file
             rollouts[str(i)] = parse_rollout(
                 _read(file, f"steps.{i}.rollout.file"), source=str(file)
             ).to_document()
     doc = yaml.safe_load(_read(path, ""))
-    return loaded.release.name, {"release": doc, "rollouts": rollouts}
+    return loaded.release.name, {"release": doc, "rollouts": rollouts, "migrations": migrations}
 
 
 Wait = Annotated[

@@ -25,6 +25,14 @@ from typing import Any, Protocol
 
 from gapless.controller.commands import Commands, ConflictError, template_refs
 from gapless.controller.reconcile import Controller
+from gapless.controller.release_migrate import (
+    MigrationJobs,
+    MigrationStateUnreadableError,
+    MigrationTarget,
+    Work,
+    describe_revision,
+    revisions_needing,
+)
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError, StateWriteError
 from gapless.spec.load import problems_from_validation, validate_rollout
@@ -35,14 +43,19 @@ from gapless.store.sqlite import Store
 from gapless.strategies.plan import StepState
 from gapless.strategies.release import (
     EFFECTS,
+    MIGRATION_KINDS,
     RUNS_IN_CONTROL_PLANE,
     TERMINAL,
     Progress,
+    StepDecision,
     StepFacts,
+    decide_migration,
+    decide_migration_undo,
     decide_running,
     decide_undoing,
     order_problems,
     plan_release,
+    point_of_no_rollback,
 )
 
 __all__ = ["FlagError", "FlagService", "ReleaseCommands", "ReleaseController", "release_stream"]
@@ -143,6 +156,7 @@ class ReleaseController:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stop = False
+        self._migrations = MigrationJobs()
 
     def wake(self) -> None:
         self._wake.set()
@@ -261,6 +275,8 @@ class ReleaseController:
         p = steps[i]
         step = release.spec.steps[i]
         kind = facts[i].kind
+        if kind in MIGRATION_KINDS:
+            return await self._migration_pass(rec, release, i, p, save, now)
         observed = self._observe_rollout(p.record or {}) if kind == "rollout" else None
         duration = step.wait.duration if step.wait is not None else 0.0
         decision = decide_running(kind, p, observed, now, duration)
@@ -311,6 +327,8 @@ class ReleaseController:
             what = "undoing" if kind in EFFECTS else "stopping"
             self._event(rec, label, "StepUndoing", f"{what} {_describe(release, j)}")
             return now
+        if kind == "migrate" and p.record is not None:
+            return await self._migration_undo_pass(rec, release, j, p, save, now)
         observed = self._observe_undo(p.record or {}) if kind == "rollout" else None
         decision = decide_undoing(kind, p, observed)
         if decision.verdict == "act":
@@ -333,10 +351,136 @@ class ReleaseController:
             save(j, replace(p, message=decision.message))
         return now + PASS_INTERVAL
 
+    # -- migrate and complete steps ------------------------------------------------------------------
+
+    def _migration_target(self, rec: ReleaseRecord, release: Release, i: int) -> MigrationTarget:
+        step = release.spec.steps[i]
+        record = (_progress(rec.state["steps"][i]).record) or {}
+        db = release.spec.databases[record["database"]]
+        url = database_url(db.url, db.url_from_env)
+        if url is None:
+            raise MigrationStateUnreadableError(
+                f"the control plane's environment has no {db.url_from_env} (the URL of database "
+                f"{record['database']})"
+            )
+        m = step.migrate
+        return MigrationTarget(
+            url=url,
+            migration=record["migration"],
+            schema=db.schema_,
+            batch_size=m.batch_size if m is not None else 1000,
+            batch_delay=m.batch_delay if m is not None else 0.0,
+        )
+
+    async def _seen(
+        self, rec: ReleaseRecord, release: Release, i: int, work: Work
+    ) -> tuple[MigrationTarget, Any, dict[str, Any]]:
+        target = self._migration_target(rec, release, i)
+        seen, detail = await asyncio.to_thread(self._migrations.seen, (rec.name, i), target, work)
+        for notice in self._migrations.take_notices((rec.name, i)):
+            self._event(rec, _label(release, i), "MigrationNotice", notice)
+        return target, seen, detail
+
+    def _launch(
+        self, rec: ReleaseRecord, release: Release, i: int, work: Work, target: MigrationTarget
+    ) -> None:
+        document = rec.doc.get("migrations", {}).get(str(i)) if work == "start" else None
+        revisions = revisions_needing(self._store, target.migration, older=True) if work == "complete" else []
+        self._migrations.launch((rec.name, i), work, target, document, revisions=revisions, on_done=self.wake)
+
+    async def _migration_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        i: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        kind = release.spec.steps[i].kind
+        work: Work = "start" if kind == "migrate" else "complete"
+        label = _label(release, i)
+        try:
+            target, seen, detail = await self._seen(rec, release, i, work)
+        except MigrationStateUnreadableError as e:
+            if p.message != str(e):
+                save(i, replace(p, message=str(e)))
+            return now + 2.0
+        decision = decide_migration(kind, seen, now, target.migration)
+        record = dict(p.record or {}) | {"engine": detail}
+        if decision.verdict == "act":
+            if work == "complete":
+                blocking = revisions_needing(self._store, target.migration, older=True)
+                if blocking:
+                    why = "waiting: " + "; ".join(describe_revision(r) for r in blocking)
+                    if p.message != why:
+                        save(i, replace(p, record=record, message=why))
+                    return now + 1.0
+            self._launch(rec, release, i, work, target)
+            save(i, replace(p, record=record, acted=True, message=decision.message))
+            return decision.requeue_at or now + PASS_INTERVAL
+        if decision.verdict in ("succeeded", "failed"):
+            self._migrations.forget((rec.name, i))
+            save(
+                i,
+                replace(p, record=record, phase=decision.verdict, finished_at=now, message=decision.message),
+            )
+            self._event(
+                rec,
+                label,
+                "StepSucceeded" if decision.verdict == "succeeded" else "StepFailed",
+                decision.message,
+            )
+            return now
+        message = _with_progress(decision, detail)
+        if p.message != message or p.record != record:
+            save(i, replace(p, record=record, message=message))
+        return decision.requeue_at or now + PASS_INTERVAL
+
+    async def _migration_undo_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        j: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        label = _label(release, j)
+        try:
+            target, seen, detail = await self._seen(rec, release, j, "rollback")
+        except MigrationStateUnreadableError as e:
+            if p.message != str(e):
+                save(j, replace(p, message=str(e)))
+            return now + 2.0
+        decision = decide_migration_undo(seen, now, target.migration)
+        record = dict(p.record or {}) | {"engine": detail}
+        if decision.verdict == "act":
+            blocking = revisions_needing(self._store, target.migration, older=False)
+            if blocking:
+                why = "waiting: " + "; ".join(describe_revision(r) for r in blocking)
+                if p.message != why:
+                    save(j, replace(p, record=record, message=why))
+                return now + 1.0
+            self._launch(rec, release, j, "rollback", target)
+            save(j, replace(p, record=record, undo_acted=True, message=decision.message))
+            return decision.requeue_at or now + PASS_INTERVAL
+        if decision.verdict == "undone":
+            self._migrations.forget((rec.name, j))
+            save(j, replace(p, record=record, phase="undone", finished_at=now, message=decision.message))
+            self._event(rec, label, "StepUndone", decision.message)
+            return now
+        if p.message != decision.message or p.record != record:
+            save(j, replace(p, record=record, message=decision.message))
+        return decision.requeue_at or now + PASS_INTERVAL
+
     # -- what a step records, does and undoes -------------------------------------------------------
 
     async def _record(self, rec: ReleaseRecord, release: Release, i: int) -> dict[str, Any]:
         step = release.spec.steps[i]
+        if step.migrate is not None or step.complete is not None:
+            fact = rec.doc["facts"][i]
+            return {"migration": fact["migration"], "database": fact["database"]}
         if step.flag is not None:
             flags = self._flag_service()
             f = step.flag
@@ -443,8 +587,60 @@ class ReleaseController:
         return f"rollout {name} revision {rev.number} is {rev.phase}" + (f": {why}" if why else "")
 
 
+def _migration_fact(
+    release: Release, i: int, doc: Any, problems: list[Problem]
+) -> tuple[StepFacts, dict[str, Any] | None]:
+    """A migrate or complete step's facts (and a migrate step's migration document), or its problems."""
+    from gapless.migrations.files import validate_migration
+
+    step = release.spec.steps[i]
+    where = _label(release, i)
+    database = step.migrate.database if step.migrate is not None else step.complete.database  # type: ignore[union-attr]
+    db = release.spec.databases[database]
+    if database_url(db.url, db.url_from_env) is None:
+        problems.append(
+            Problem(
+                f"{where}.{step.kind}.database",
+                f"database {database}: the control plane's environment has no {db.url_from_env}",
+            )
+        )
+    if step.complete is not None:
+        fact = StepFacts("complete", step.on_failure, migration=step.complete.migration, database=database)
+        return fact, None
+    if doc is None:
+        problems.append(Problem(f"{where}.migrate", "the migration document of this step is missing"))
+        return StepFacts("migrate", step.on_failure, database=database), None
+    try:
+        m = validate_migration(doc, source=where)
+    except SpecError as e:
+        problems.extend(Problem(f"{where}.migrate.{p.path}", p.message) for p in e.problems)
+        return StepFacts("migrate", step.on_failure, database=database), None
+    document = m.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return StepFacts("migrate", step.on_failure, migration=m.name, database=database), document
+
+
+def database_url(url: str | None, from_env: str | None) -> str | None:
+    """A database's URL: as written, or from the control plane's environment (None: not set there)."""
+    import os
+
+    return url if url is not None else os.environ.get(from_env or "") or None
+
+
+def _with_progress(decision: StepDecision, detail: dict[str, Any]) -> str:
+    """The decision's message with the backfill's progress (``users 40000/100000 rows``) when there is one."""
+    parts = [
+        f"{b['table']} {b['rowsDone']}/{b['rowsEstimate']} rows" + (" done" if b.get("done") else "")
+        for b in detail.get("backfills") or []
+    ]
+    return decision.message + (f": backfill {', '.join(parts)}" if parts else "")
+
+
 def _describe(release: Release, i: int) -> str:
     step = release.spec.steps[i]
+    if step.migrate is not None:
+        return f"start migration {step.migrate.file} on {step.migrate.database} (expand, backfill)"
+    if step.complete is not None:
+        return f"complete migration {step.complete.migration} on {step.complete.database} (contract)"
     if step.flag is not None:
         f = step.flag
         change = (
@@ -490,11 +686,12 @@ class ReleaseCommands:
 
     async def apply(self, name: str, body: Any) -> dict[str, Any]:
         """Validate a release with the Rollouts it applies; store it only when every check passes."""
-        release, rollouts, facts = self._validate(name, body)
+        release, rollouts, migrations, facts = self._validate(name, body)
         await self._check_flags(release)
         doc = {
             "release": release.model_dump(mode="json", by_alias=True, exclude_none=True),
             "rollouts": {str(i): r.to_document() for i, r in rollouts.items()},
+            "migrations": {str(i): m for i, m in migrations.items()},
             "facts": [{k: v for k, v in asdict(f).items() if k != "phase"} for f in facts],
         }
         now = self._clock.now()
@@ -517,10 +714,12 @@ class ReleaseCommands:
         self._releases.wake()
         return {"name": name, "changed": True, "phase": "Progressing"}
 
-    def _validate(self, name: str, body: Any) -> tuple[Release, dict[int, Rollout], list[StepFacts]]:
+    def _validate(
+        self, name: str, body: Any
+    ) -> tuple[Release, dict[int, Rollout], dict[int, dict[str, Any]], list[StepFacts]]:
         if not isinstance(body, dict) or not isinstance(body.get("release"), dict):
             raise SpecError("request", [Problem("release", "must be the Release document")])
-        unknown = sorted(set(body) - {"release", "rollouts"})
+        unknown = sorted(set(body) - {"release", "rollouts", "migrations"})
         if unknown:
             raise SpecError("request", [Problem(k, "unknown field") for k in unknown])
         try:
@@ -538,8 +737,14 @@ class ReleaseCommands:
         files = body.get("rollouts") or {}
         if not isinstance(files, dict):
             raise SpecError("request", [Problem("rollouts", "must map step indexes to Rollout documents")])
+        migration_files = body.get("migrations") or {}
+        if not isinstance(migration_files, dict):
+            raise SpecError(
+                "request", [Problem("migrations", "must map step indexes to migration documents")]
+            )
         problems: list[Problem] = []
         rollouts: dict[int, Rollout] = {}
+        migrations: dict[int, dict[str, Any]] = {}
         facts: list[StepFacts] = []
         for i, step in enumerate(release.spec.steps):
             where = _label(release, i)
@@ -555,6 +760,10 @@ class ReleaseCommands:
                         "analysis on a release step is not yet supported by the control plane",
                     )
                 )
+            if step.migrate is not None or step.complete is not None:
+                fact, found = _migration_fact(release, i, migration_files.get(str(i)), problems)
+                if found is not None:
+                    migrations[i] = found
             if step.rollout is not None:
                 doc = files.get(str(i))
                 if doc is None:
@@ -586,7 +795,7 @@ class ReleaseCommands:
         problems += [Problem(_label(release, i), m) for i, m in order_problems(facts)]
         if problems:
             raise SpecError("request", problems)
-        return release, rollouts, facts
+        return release, rollouts, migrations, facts
 
     async def _check_flags(self, release: Release) -> None:
         problems: list[Problem] = []
@@ -736,7 +945,7 @@ def release_view(rec: ReleaseRecord) -> dict[str, Any]:
         "message": rec.state.get("message", ""),
         "aborted": bool(rec.state.get("aborted")),
         "notUndoable": rec.state.get("notUndoable", []),
-        "pointOfNoRollback": rec.state.get("pointOfNoRollback"),
+        "pointOfNoRollback": point_of_no_rollback(_facts(rec.doc, rec.state)),
         "createdAt": rec.created_at,
         "updatedAt": rec.updated_at,
         "steps": steps,
