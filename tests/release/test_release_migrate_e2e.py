@@ -67,12 +67,13 @@ def _migration_phase(url: str) -> str | None:
         return None if row is None else str(row[0])
 
 
-async def _setup(g: Gapless) -> None:
-    code, out, err = await g.acli(
-        "up", "-f", str(g.write(rollout_doc("shop", free_port(), "v1", replicas=1)))
-    )
+async def _setup(g: Gapless) -> int:
+    """``shop`` v1 up (so the control plane runs) and the migration file; the router port."""
+    port = free_port()
+    code, out, err = await g.acli("up", "-f", str(g.write(rollout_doc("shop", port, "v1", replicas=1))))
     assert code == 0, out + err
     (g.specs / "0001_qty_bigint.yaml").write_text(MIGRATION)
+    return port
 
 
 def _release(g: Gapless, url: str, steps: list[dict[str, Any]], name: str = "qty") -> Path:
@@ -89,6 +90,16 @@ def _release(g: Gapless, url: str, steps: list[dict[str, Any]], name: str = "qty
 
 def _expand(**pace: Any) -> dict[str, Any]:
     return {"name": "expand", "migrate": {"file": "0001_qty_bigint.yaml", "database": "shop", **pace}}
+
+
+def _no_nulls(url: str) -> dict[str, Any]:
+    """A verify step (argv, no shell): exit 0 when the new version's view of items has no NULL qty."""
+    code = (
+        "import sys, psycopg; c = psycopg.connect(sys.argv[1]); "
+        "n = c.execute('SELECT count(*) FROM public_0001_qty_bigint.items WHERE qty IS NULL').fetchone()[0]; "
+        "print(n, 'NULL rows'); sys.exit(1 if n else 0)"
+    )
+    return {"name": "no-nulls", "verify": {"exec": {"command": [sys.executable, "-c", code, url]}}}
 
 
 CONTRACT = {"name": "contract", "complete": {"migration": "0001_qty_bigint", "database": "shop"}}
@@ -118,12 +129,14 @@ async def _events(g: Gapless, name: str = "qty") -> list[dict[str, Any]]:
 async def test_an_abort_before_complete_rolls_the_migration_back_keeping_new_rows(
     g: Gapless, postgres_url: str
 ) -> None:
-    """expand + backfill runs, a row is written through the new version, abort: the old schema has every row."""
-    await _setup(g)
+    """expand + backfill, an httpGet check, a row written through the new version, abort: old schema has every row."""
+    port = await _setup(g)
     total = _fill(postgres_url, 3000)
-    path = _release(
-        g, postgres_url, [_expand(batchSize=500), {"name": "watch", "wait": {"duration": "0.5s"}}, GATE]
-    )
+    health = {
+        "name": "healthy",
+        "verify": {"url": f"http://127.0.0.1:{port}", "httpGet": {"path": "/healthz"}},
+    }
+    path = _release(g, postgres_url, [_expand(batchSize=500), health, GATE])
     plan = subprocess.run(
         [sys.executable, "-m", "gapless", "release", "plan", "-f", str(path), "-o", "json"],
         capture_output=True, text=True, check=False, env=g.env(),
@@ -135,6 +148,7 @@ async def test_an_abort_before_complete_rolls_the_migration_back_keeping_new_row
     st = await _until(g, lambda s: s["steps"][2]["phase"] == "running")
     assert st["steps"][0]["phase"] == "succeeded"
     assert st["steps"][0]["record"]["engine"]["phase"] == "started"
+    assert st["steps"][1]["message"].endswith("200 (expected 200)")
     assert _migration_phase(postgres_url) == "started"
     new = psycopg.connect(postgres_url, autocommit=True, **connect_kwargs("shop", "0001_qty_bigint", "t1"))
     with new:
@@ -156,21 +170,22 @@ async def test_complete_is_the_point_of_no_rollback_and_status_says_what_was_not
     """expand, contract, then an abort at the gate: the release ends Failed, naming both migration steps and why."""
     await _setup(g)
     total = _fill(postgres_url, 2000)
-    path = _release(g, postgres_url, [_expand(), CONTRACT, GATE])
+    path = _release(g, postgres_url, [_expand(), _no_nulls(postgres_url), CONTRACT, GATE])
     code, out, err = await g.acli("release", "apply", "-f", str(path))
     assert code == 0, out + err
-    st = await _until(g, lambda s: s["steps"][2]["phase"] == "running")
-    assert st["pointOfNoRollback"] == 1
+    st = await _until(g, lambda s: s["steps"][3]["phase"] == "running")
+    assert st["pointOfNoRollback"] == 2
+    assert st["steps"][1]["phase"] == "succeeded"
     assert _migration_phase(postgres_url) == "completed"
     assert _column(postgres_url) == ("bigint", 2000, total * 10)  # every row converted, once
     code, out, err = await g.acli("release", "abort", "qty", "--wait")
     assert code == 1, out + err  # ended, but not RolledBack
     flat = " ".join(out.split())
-    assert "step 1 cannot be undone: migration 0001_qty_bigint is completed" in flat, out
-    assert "step 0 cannot be undone: migration 0001_qty_bigint was completed at step 1" in flat, out
+    assert "step 2 cannot be undone: migration 0001_qty_bigint is completed" in flat, out
+    assert "step 0 cannot be undone: migration 0001_qty_bigint was completed at step 2" in flat, out
     st = await _status(g)
     assert st["phase"] == "Failed"
-    assert [s["phase"] for s in st["steps"]] == ["succeeded", "succeeded", "undone"]
+    assert [s["phase"] for s in st["steps"]] == ["succeeded", "undone", "succeeded", "undone"]
     assert _migration_phase(postgres_url) == "completed"
     code, out, err = await g.acli("release", "status", "qty")
     assert code == 0, out + err
@@ -210,3 +225,27 @@ async def test_sigkill_mid_backfill_resumes_at_the_checkpoint_without_repeating_
     assert len(started) == 2
     notices = [e["message"] for e in events if e["type"] == "MigrationNotice"]
     assert any("resuming the start of 0001_qty_bigint at step" in n for n in notices), notices
+
+
+async def test_a_failed_verify_rolls_the_migration_back_and_says_why(g: Gapless, postgres_url: str) -> None:
+    """A check that exits 1 fails its step: the release rolls the migration back and keeps the check's words."""
+    await _setup(g)
+    total = _fill(postgres_url, 500)
+    failing = {
+        "name": "fails",
+        "verify": {
+            "exec": {"command": [sys.executable, "-c", "import sys; print('3 rows left'); sys.exit(1)"]}
+        },
+    }
+    path = _release(g, postgres_url, [_expand(), failing, CONTRACT])
+    code, out, err = await g.acli("release", "apply", "-f", str(path), "--wait")
+    assert code == 1, out + err
+    st = await _status(g)
+    assert st["phase"] == "RolledBack"
+    assert [s["phase"] for s in st["steps"]] == ["undone", "undone", "pending"]
+    events = await _events(g)
+    failed = [e["message"] for e in events if e["type"] == "StepFailed"]
+    assert len(failed) == 1
+    assert "3 rows left" in failed[0], failed
+    assert _migration_phase(postgres_url) == "rolled_back"
+    assert _column(postgres_url) == ("integer", 500, total)

@@ -8,6 +8,8 @@ Rules:
    is not finished (``starting``: the engine resumes at its recorded step), so a crash at any line of
    the start ends with the migration started and every start step run once (the model below).
 4. A permanent error fails the step; a temporary one launches again, later.
+6. A verify check is launched only when none runs and no outcome waits, and its step ends with the
+   outcome (passed: succeeded, else failed, with what the check said).
 5. A rollback waits for running work, launches once nothing runs and the migration is in progress,
    is done when the engine says rolled back (or never started), and never rolls back a completed one.
 """
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from gapless.strategies.release import (
     RETRY_AFTER,
     MigrationSeen,
+    decide_check,
     decide_migration,
     decide_migration_undo,
 )
@@ -154,3 +157,14 @@ def test_an_abort_during_a_start_rolls_back_after_the_start_stops(steps: int, ra
         rollbacks += 1
     assert engine.phase == "rolled_back"
     assert rollbacks == 1
+
+
+@given(st.booleans(), st.one_of(st.none(), st.tuples(st.booleans(), st.text(max_size=20))))
+def test_a_verify_step_ends_with_its_checks_outcome(running: bool, outcome: tuple[bool, str] | None) -> None:
+    """An outcome decides the step; without one the check is launched unless it runs already."""
+    d = decide_check(running, outcome)
+    if outcome is not None:
+        assert d.verdict == ("succeeded" if outcome[0] else "failed")
+        assert d.message == outcome[1]
+    else:
+        assert d.verdict == ("wait" if running else "act")

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from gapless.controller.commands import Commands, ConflictError, template_refs
 from gapless.controller.reconcile import Controller
+from gapless.controller.release_checks import CheckJobs, run_verify
 from gapless.controller.release_migrate import (
     MigrationJobs,
     MigrationStateUnreadableError,
@@ -49,6 +50,7 @@ from gapless.strategies.release import (
     Progress,
     StepDecision,
     StepFacts,
+    decide_check,
     decide_migration,
     decide_migration_undo,
     decide_running,
@@ -157,6 +159,7 @@ class ReleaseController:
         self._lock = asyncio.Lock()
         self._stop = False
         self._migrations = MigrationJobs()
+        self._checks = CheckJobs()
 
     def wake(self) -> None:
         self._wake.set()
@@ -277,6 +280,8 @@ class ReleaseController:
         kind = facts[i].kind
         if kind in MIGRATION_KINDS:
             return await self._migration_pass(rec, release, i, p, save, now)
+        if kind == "verify" and step.verify is not None:
+            return self._verify_pass(rec, release, i, p, save, now)
         observed = self._observe_rollout(p.record or {}) if kind == "rollout" else None
         duration = step.wait.duration if step.wait is not None else 0.0
         decision = decide_running(kind, p, observed, now, duration)
@@ -323,6 +328,8 @@ class ReleaseController:
         kind = facts[j].kind
         label = _label(release, j)
         if p.phase != "undoing":
+            if kind == "verify":
+                self._checks.cancel((rec.name, j))
             save(j, replace(p, phase="undoing", message="undoing"), phase="RollingBack")
             what = "undoing" if kind in EFFECTS else "stopping"
             self._event(rec, label, "StepUndoing", f"{what} {_describe(release, j)}")
@@ -349,6 +356,39 @@ class ReleaseController:
             return now
         if p.message != decision.message:
             save(j, replace(p, message=decision.message))
+        return now + PASS_INTERVAL
+
+    def _verify_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        i: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        key = (rec.name, i)
+        check = release.spec.steps[i].verify
+        if check is None:  # pragma: no cover - the caller checked
+            raise ValueError("not a verify step")
+        decision = decide_check(self._checks.running(key), self._checks.take(key))
+        if decision.verdict == "act":
+
+            async def run() -> tuple[bool, str]:
+                try:
+                    return await run_verify(check, release.name)
+                finally:
+                    self.wake()
+
+            self._checks.launch(key, run())
+            if p.message != decision.message:
+                save(i, replace(p, acted=True, message=decision.message))
+            return now + PASS_INTERVAL
+        if decision.verdict in ("succeeded", "failed"):
+            save(i, replace(p, phase=decision.verdict, finished_at=now, message=decision.message))
+            kind = "StepSucceeded" if decision.verdict == "succeeded" else "StepFailed"
+            self._event(rec, _label(release, i), kind, decision.message)
+            return now
         return now + PASS_INTERVAL
 
     # -- migrate and complete steps ------------------------------------------------------------------
@@ -641,6 +681,13 @@ def _describe(release: Release, i: int) -> str:
         return f"start migration {step.migrate.file} on {step.migrate.database} (expand, backfill)"
     if step.complete is not None:
         return f"complete migration {step.complete.migration} on {step.complete.database} (contract)"
+    if step.verify is not None:
+        v = step.verify
+        if v.exec is not None:
+            return "verify: exec " + " ".join(v.exec.command)
+        if v.http_get is not None:
+            return f"verify: GET {v.url}{v.http_get.path} expecting {v.http_get.expect_status}"
+        return "verify: analysis " + ", ".join(v.analysis.template_names if v.analysis else [])
     if step.flag is not None:
         f = step.flag
         change = (
@@ -752,6 +799,14 @@ class ReleaseCommands:
             if step.kind not in RUNS_IN_CONTROL_PLANE:
                 problems.append(
                     Problem(where, f"a {step.kind} step is not yet supported by the control plane")
+                )
+            if step.verify is not None and step.verify.analysis is not None:
+                problems.append(
+                    Problem(
+                        f"{where}.verify.analysis",
+                        "a verify step with analysis is not yet supported by the control plane "
+                        "(exec and httpGet are)",
+                    )
                 )
             if step.analysis is not None:
                 problems.append(

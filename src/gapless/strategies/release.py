@@ -36,6 +36,7 @@ __all__ = [
     "ReleasePlan",
     "StepDecision",
     "StepFacts",
+    "decide_check",
     "decide_migration",
     "decide_migration_undo",
     "decide_running",
@@ -229,7 +230,7 @@ def plan_release(steps: Sequence[StepFacts], *, aborted: bool = False) -> Releas
 # -- the executor's decisions for one step (pure; the release controller carries them out) -----------
 
 RUNS_IN_CONTROL_PLANE: frozenset[str] = frozenset(
-    {"migrate", "rollout", "flag", "wait", "approve", "complete"}
+    {"migrate", "rollout", "flag", "verify", "wait", "approve", "complete"}
 )
 """Step kinds the control plane runs today; a release with another kind is refused when applied."""
 TERMINAL: frozenset[str] = frozenset({"Succeeded", "RolledBack", "Failed"})
@@ -380,3 +381,17 @@ def decide_migration_undo(seen: MigrationSeen, now: float, migration: str) -> St
     if seen.retry is not None:
         return StepDecision("act", seen.retry, requeue_at=now + RETRY_AFTER)
     return StepDecision("act", f"rolling back {migration} (rows the new version wrote are kept)")
+
+
+def decide_check(running: bool, outcome: tuple[bool, str] | None) -> StepDecision:
+    """What a running ``verify`` step needs now: launch its check, wait for it, or end with its outcome.
+
+    A check that was running when the control plane died left no outcome and runs no more: it is
+    launched again (a check changes nothing, so running it twice is harmless).
+    """
+    if outcome is not None:
+        passed, message = outcome
+        return StepDecision("succeeded" if passed else "failed", message)
+    if running:
+        return StepDecision("wait", "checking")
+    return StepDecision("act", "checking")
