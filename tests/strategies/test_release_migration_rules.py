@@ -8,6 +8,8 @@ Rules:
    is not finished (``starting``: the engine resumes at its recorded step), so a crash at any line of
    the start ends with the migration started and every start step run once (the model below).
 4. A permanent error fails the step; a temporary one launches again, later.
+7. A step's analysis that fails, errs or is inconclusive fails the step, naming what the run said (the
+   failing metric); a run still going or passed leaves the step's own decision untouched.
 6. A verify check is launched only when none runs and no outcome waits, and its step ends with the
    outcome (passed: succeeded, else failed, with what the check said).
 5. A rollback waits for running work, launches once nothing runs and the migration is in progress,
@@ -24,9 +26,11 @@ from hypothesis import strategies as st
 from gapless.strategies.release import (
     RETRY_AFTER,
     MigrationSeen,
+    StepDecision,
     decide_check,
     decide_migration,
     decide_migration_undo,
+    judge_with_analysis,
 )
 
 PHASES = [None, "starting", "started", "completing", "completed", "rolling_back", "rolled_back"]
@@ -168,3 +172,21 @@ def test_a_verify_step_ends_with_its_checks_outcome(running: bool, outcome: tupl
         assert d.message == outcome[1]
     else:
         assert d.verdict == ("wait" if running else "act")
+
+
+verdicts = st.sampled_from(["act", "succeeded", "failed", "undone", "wait"])
+run_phases = st.sampled_from([None, "running", "successful", "failed", "error", "inconclusive"])
+
+
+@given(verdicts, run_phases, st.text(max_size=30))
+def test_a_failing_analysis_fails_its_step_naming_the_metric(
+    verdict: str, phase: str | None, why: str
+) -> None:
+    """failed/error/inconclusive -> the step fails with the run's message; otherwise the step's own verdict."""
+    own = StepDecision(verdict, "own")  # type: ignore[arg-type]
+    d = judge_with_analysis(own, phase, why, "analysis shop-health")
+    if phase in ("failed", "error", "inconclusive"):
+        assert d.verdict == "failed"
+        assert d.message == f"analysis shop-health {phase}: {why}"
+    else:
+        assert d == own

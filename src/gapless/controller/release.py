@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, Protocol
 
+from gapless.controller.analysis import RELEASE_KEY_PREFIX
 from gapless.controller.commands import Commands, ConflictError, template_refs
 from gapless.controller.reconcile import Controller
 from gapless.controller.release_checks import CheckJobs, run_verify
@@ -55,6 +56,7 @@ from gapless.strategies.release import (
     decide_migration_undo,
     decide_running,
     decide_undoing,
+    judge_with_analysis,
     order_problems,
     plan_release,
     point_of_no_rollback,
@@ -234,6 +236,7 @@ class ReleaseController:
             steps[i] = p
             self._save(rec.name, extra, (i, p))
 
+        self._stop_step_analyses(rec, release, steps)
         if plan.start is not None:
             i = plan.start
             kind = facts[i].kind
@@ -278,6 +281,12 @@ class ReleaseController:
         p = steps[i]
         step = release.spec.steps[i]
         kind = facts[i].kind
+        if step.analysis is not None:
+            verdict = self._step_analysis(rec, release, facts, i, p)
+            if verdict.verdict == "failed":
+                save(i, replace(p, phase="failed", finished_at=now, message=verdict.message))
+                self._event(rec, _label(release, i), "StepFailed", verdict.message)
+                return now
         if kind in MIGRATION_KINDS:
             return await self._migration_pass(rec, release, i, p, save, now)
         if kind == "verify" and step.verify is not None:
@@ -357,6 +366,43 @@ class ReleaseController:
         if p.message != decision.message:
             save(j, replace(p, message=decision.message))
         return now + PASS_INTERVAL
+
+    # -- a step's analysis ---------------------------------------------------------------------------
+
+    def _step_analysis(
+        self, rec: ReleaseRecord, release: Release, facts: list[StepFacts], i: int, p: Progress
+    ) -> StepDecision:
+        """Start (once) or resume the run of a running step's analysis; its verdict on the step."""
+        ref = release.spec.steps[i].analysis
+        if ref is None:  # pragma: no cover - the caller checked
+            raise ValueError("the step has no analysis")
+        what = f"analysis {', '.join(ref.template_names)}"
+        rollout = next(
+            (f.rollout for f in reversed(facts[: i + 1]) if f.kind == "rollout" and f.rollout), None
+        )
+        found = self._store.find_rollout(rollout) if rollout else None
+        if found is None:
+            return StepDecision("failed", f"{what}: rollout {rollout} of the release does not exist")
+        revision = template_hash(Rollout.model_validate(found.spec).spec.template)
+        run = self._controller.analysis.ensure_run(
+            _analysis_run_id(rec.name, i, p),
+            rollout or "",
+            revision,
+            f"{RELEASE_KEY_PREFIX}{rec.name}:{i}",
+            ref,
+        )
+        if run is None:
+            return StepDecision("wait", "")
+        return judge_with_analysis(StepDecision("wait", ""), run.phase, run.message, what)
+
+    def _stop_step_analyses(self, rec: ReleaseRecord, release: Release, steps: list[Progress]) -> None:
+        """Stop the run of every step with analysis that is no longer running (its window is over)."""
+        for i, (step, p) in enumerate(zip(release.spec.steps, steps, strict=True)):
+            if step.analysis is None or p.phase == "running" or p.started_at is None:
+                continue
+            run = self._store.find_analysis_run(_analysis_run_id(rec.name, i, p))
+            if run is not None and run.phase == "running":
+                self._controller.analysis.stop_run(run.id, f"stopped: release step {i} is {p.phase}")
 
     def _verify_pass(
         self,
@@ -659,6 +705,11 @@ def _migration_fact(
     return StepFacts("migrate", step.on_failure, migration=m.name, database=database), document
 
 
+def _analysis_run_id(release: str, i: int, p: Progress) -> str:
+    """The run of step ``i``'s analysis in this attempt of the step (a retried step gets a new run)."""
+    return f"release-{release}-{i}-{round((p.started_at or 0.0) * 1000)}"
+
+
 def database_url(url: str | None, from_env: str | None) -> str | None:
     """A database's URL: as written, or from the control plane's environment (None: not set there)."""
     import os
@@ -809,12 +860,7 @@ class ReleaseCommands:
                     )
                 )
             if step.analysis is not None:
-                problems.append(
-                    Problem(
-                        f"{where}.analysis",
-                        "analysis on a release step is not yet supported by the control plane",
-                    )
-                )
+                problems += self._analysis_problems(release, i, facts, files)
             if step.migrate is not None or step.complete is not None:
                 fact, found = _migration_fact(release, i, migration_files.get(str(i)), problems)
                 if found is not None:
@@ -851,6 +897,28 @@ class ReleaseCommands:
         if problems:
             raise SpecError("request", problems)
         return release, rollouts, migrations, facts
+
+    def _analysis_problems(
+        self, release: Release, i: int, facts: list[StepFacts], files: dict[str, Any]
+    ) -> list[Problem]:
+        """A step's analysis needs its templates and a rollout step at or before it (what it measures)."""
+        step = release.spec.steps[i]
+        where = f"{_label(release, i)}.analysis"
+        problems = [
+            Problem(
+                f"{where}.templates.{k}", f"no AnalysisTemplate named {t.template_name!r}; apply it first"
+            )
+            for k, t in enumerate(step.analysis.templates if step.analysis else [])
+            if self._store.find_analysis_template(t.template_name) is None
+        ]
+        if step.rollout is None and not any(f.kind == "rollout" for f in facts):
+            problems.append(
+                Problem(
+                    where,
+                    "a step's analysis measures the release's application: no rollout step comes before it",
+                )
+            )
+        return problems
 
     async def _check_flags(self, release: Release) -> None:
         problems: list[Problem] = []

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "ANALYSIS_FAILED",
     "EFFECTS",
     "MIGRATION_KINDS",
     "RUNS_IN_CONTROL_PLANE",
@@ -41,6 +42,7 @@ __all__ = [
     "decide_migration_undo",
     "decide_running",
     "decide_undoing",
+    "judge_with_analysis",
     "order_problems",
     "plan_release",
     "point_of_no_rollback",
@@ -395,3 +397,18 @@ def decide_check(running: bool, outcome: tuple[bool, str] | None) -> StepDecisio
     if running:
         return StepDecision("wait", "checking")
     return StepDecision("act", "checking")
+
+
+ANALYSIS_FAILED: frozenset[str] = frozenset({"failed", "error", "inconclusive"})
+"""Analysis run phases that fail the step they watch."""
+
+
+def judge_with_analysis(
+    own: StepDecision, run_phase: str | None, run_message: str, what: str
+) -> StepDecision:
+    """A step with ``analysis``: its run failing (naming the metric) fails the step whatever the step
+    itself is doing; otherwise the step's own decision stands (a run still going is stopped when the
+    step ends, and only a failure it then reports fails the step)."""
+    if run_phase in ANALYSIS_FAILED:
+        return StepDecision("failed", f"{what} {run_phase}: {run_message}")
+    return own
