@@ -39,10 +39,28 @@ TEMPLATE = {
 }
 
 
+CHECK = {
+    "apiVersion": "gapless.dev/v1alpha1",
+    "kind": "AnalysisTemplate",
+    "metadata": {"name": "shop-check"},
+    "spec": {
+        "metrics": [
+            {
+                "name": "answers",
+                "provider": {"builtin": {}},
+                "interval": "1s",
+                "count": 3,
+                "successCondition": "result.requests > 0 and result.error_rate < 0.05",
+            }
+        ]
+    },
+}
+
+
 async def _setup(g: Gapless, v2_args: tuple[str, ...]) -> int:
     port = free_port()
     path = g.specs / "shop-v1.yaml"
-    path.write_text(yaml.safe_dump_all([TEMPLATE, rollout_doc("shop", port, "v1", replicas=2)]))
+    path.write_text(yaml.safe_dump_all([TEMPLATE, CHECK, rollout_doc("shop", port, "v1", replicas=2)]))
     code, out, err = await g.acli("up", "-f", str(path))
     assert code == 0, out + err
     g.write(rollout_doc("shop", port, "v2", replicas=2, app_args=v2_args), "shop-v2.yaml")
@@ -58,6 +76,7 @@ async def _setup(g: Gapless, v2_args: tuple[str, ...]) -> int:
                     "wait": {"duration": "6s"},
                     "analysis": {"templates": [{"templateName": "shop-health"}]},
                 },
+                {"name": "check", "verify": {"analysis": {"templates": [{"templateName": "shop-check"}]}}},
             ]
         },
     }
@@ -84,7 +103,7 @@ async def _runs(g: Gapless) -> list[dict[str, Any]]:
 
 
 async def test_a_healthy_window_passes_its_analysis(g: Gapless) -> None:
-    """v2 healthy under load: the window's run measures, is stopped at the window's end, and the release succeeds."""
+    """v2 healthy under load: the window's run is stopped at its end, the verify run concludes, all succeed."""
     port = await _setup(g, ())
     load = Load(f"http://127.0.0.1:{port}/", rps=100)
     code, out, err = await g.acli("release", "apply", "-f", str(g.specs / "release.yaml"), "--wait")
@@ -92,11 +111,15 @@ async def test_a_healthy_window_passes_its_analysis(g: Gapless) -> None:
     report = await load.stop()
     assert report.failed == 0, report.failures
     st = await _status(g)
-    assert [s["phase"] for s in st["steps"]] == ["succeeded", "succeeded"]
-    runs = [r for r in await _runs(g) if str(r.get("key", "")).startswith("release:")]
-    assert len(runs) == 1, runs
-    assert runs[0]["phase"] == "successful", runs
-    assert runs[0]["metrics"][0]["measured"] >= 3, runs  # it measured over the 6 s window
+    assert [s["phase"] for s in st["steps"]] == ["succeeded"] * 3
+    assert "analysis shop-check successful" in st["steps"][2]["message"]
+    runs = {r["key"]: r for r in await _runs(g) if str(r.get("key", "")).startswith("release:")}
+    assert sorted(runs) == ["release:watched:1", "release:watched:2:verify"], runs
+    window = runs["release:watched:1"]
+    assert window["phase"] == "successful", window
+    assert window["metrics"][0]["measured"] >= 3, window  # it measured over the 6 s window
+    assert window["finishedAt"] is not None
+    assert runs["release:watched:2:verify"]["metrics"][0]["measured"] == 3
 
 
 async def test_a_failing_analysis_rolls_the_release_back_naming_the_metric(g: Gapless) -> None:
@@ -108,6 +131,7 @@ async def test_a_failing_analysis_rolls_the_release_back_naming_the_metric(g: Ga
     await load.stop()
     st = await _status(g)
     assert st["phase"] == "RolledBack"
+    assert [s["phase"] for s in st["steps"]] == ["undone", "undone", "pending"]
     code, out, err = await g.acli("events", "-o", "json")
     events = [json.loads(line) for line in out.splitlines()]
     failed = [e["message"] for e in events if e["rollout"] == "release:watched" and e["type"] == "StepFailed"]

@@ -27,6 +27,7 @@ from gapless.strategies.release import (
     RETRY_AFTER,
     MigrationSeen,
     StepDecision,
+    decide_analysis_check,
     decide_check,
     decide_migration,
     decide_migration_undo,
@@ -190,3 +191,16 @@ def test_a_failing_analysis_fails_its_step_naming_the_metric(
         assert d.message == f"analysis shop-health {phase}: {why}"
     else:
         assert d == own
+
+
+@given(run_phases, st.booleans())
+def test_a_verify_analysis_passes_only_on_a_successful_run(phase: str | None, timed_out: bool) -> None:
+    """successful -> succeeded; failed/error/inconclusive or a timeout while running -> failed; else wait."""
+    d = decide_analysis_check(phase, "m: why", "analysis shop-check", timed_out)
+    if phase == "successful":
+        assert d.verdict == "succeeded"
+    elif phase in ("failed", "error", "inconclusive"):
+        assert d.verdict == "failed"
+        assert "m: why" in d.message
+    else:
+        assert d.verdict == ("failed" if timed_out else "wait")

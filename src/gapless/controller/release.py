@@ -40,7 +40,8 @@ from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError,
 from gapless.spec.load import problems_from_validation, validate_rollout
 from gapless.spec.models import Rollout, template_hash
 from gapless.spec.release import FlagStep, Release
-from gapless.store.records import ReleaseRecord
+from gapless.spec.strategy import RolloutAnalysis
+from gapless.store.records import AnalysisRunRecord, ReleaseRecord
 from gapless.store.sqlite import Store
 from gapless.strategies.plan import StepState
 from gapless.strategies.release import (
@@ -51,6 +52,8 @@ from gapless.strategies.release import (
     Progress,
     StepDecision,
     StepFacts,
+    StepPhase,
+    decide_analysis_check,
     decide_check,
     decide_migration,
     decide_migration_undo,
@@ -290,7 +293,7 @@ class ReleaseController:
         if kind in MIGRATION_KINDS:
             return await self._migration_pass(rec, release, i, p, save, now)
         if kind == "verify" and step.verify is not None:
-            return self._verify_pass(rec, release, i, p, save, now)
+            return self._verify_pass(rec, release, facts, i, p, save, now)
         observed = self._observe_rollout(p.record or {}) if kind == "rollout" else None
         duration = step.wait.duration if step.wait is not None else 0.0
         decision = decide_running(kind, p, observed, now, duration)
@@ -377,37 +380,79 @@ class ReleaseController:
         if ref is None:  # pragma: no cover - the caller checked
             raise ValueError("the step has no analysis")
         what = f"analysis {', '.join(ref.template_names)}"
+        run = self._ensure_analysis(rec, facts, i, p, ref, f"{RELEASE_KEY_PREFIX}{rec.name}:{i}")
+        if run is None:
+            return StepDecision("failed", f"{what}: the release has no rollout to measure")
+        return judge_with_analysis(StepDecision("wait", ""), run.phase, run.message, what)
+
+    def _ensure_analysis(
+        self, rec: ReleaseRecord, facts: list[StepFacts], i: int, p: Progress, ref: RolloutAnalysis, key: str
+    ) -> AnalysisRunRecord | None:
+        """The run of this attempt of step ``i`` (started once, resumed after a restart); None: nothing
+        to measure (no rollout of the release exists)."""
         rollout = next(
             (f.rollout for f in reversed(facts[: i + 1]) if f.kind == "rollout" and f.rollout), None
         )
         found = self._store.find_rollout(rollout) if rollout else None
-        if found is None:
-            return StepDecision("failed", f"{what}: rollout {rollout} of the release does not exist")
+        if rollout is None or found is None:
+            return None
         revision = template_hash(Rollout.model_validate(found.spec).spec.template)
-        run = self._controller.analysis.ensure_run(
-            _analysis_run_id(rec.name, i, p),
-            rollout or "",
-            revision,
-            f"{RELEASE_KEY_PREFIX}{rec.name}:{i}",
-            ref,
+        suffix = "-verify" if key.endswith(":verify") else ""
+        return self._controller.analysis.ensure_run(
+            _analysis_run_id(rec.name, i, p) + suffix, rollout, revision, key, ref
         )
-        if run is None:
-            return StepDecision("wait", "")
-        return judge_with_analysis(StepDecision("wait", ""), run.phase, run.message, what)
 
     def _stop_step_analyses(self, rec: ReleaseRecord, release: Release, steps: list[Progress]) -> None:
         """Stop the run of every step with analysis that is no longer running (its window is over)."""
         for i, (step, p) in enumerate(zip(release.spec.steps, steps, strict=True)):
-            if step.analysis is None or p.phase == "running" or p.started_at is None:
+            watched = step.analysis is not None or (
+                step.verify is not None and step.verify.analysis is not None
+            )
+            if not watched or p.phase == "running" or p.started_at is None:
                 continue
-            run = self._store.find_analysis_run(_analysis_run_id(rec.name, i, p))
-            if run is not None and run.phase == "running":
-                self._controller.analysis.stop_run(run.id, f"stopped: release step {i} is {p.phase}")
+            for suffix in ("", "-verify"):
+                run = self._store.find_analysis_run(_analysis_run_id(rec.name, i, p) + suffix)
+                if run is not None and run.phase == "running":
+                    self._controller.analysis.stop_run(run.id, f"stopped: release step {i} is {p.phase}")
+
+    def _analysis_verify_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        facts: list[StepFacts],
+        i: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+        ref: RolloutAnalysis,
+    ) -> float:
+        """A verify step that is an analysis run: started once, passed or failed by its verdict."""
+        what = f"analysis {', '.join(ref.template_names)}"
+        found = self._ensure_analysis(rec, facts, i, p, ref, f"{RELEASE_KEY_PREFIX}{rec.name}:{i}:verify")
+        check = release.spec.steps[i].verify
+        timeout = check.timeout_seconds if check is not None else 60.0
+        timed_out = now >= (p.started_at or now) + timeout
+        if found is None:
+            decision = StepDecision("failed", f"{what}: the release has no rollout to measure")
+        else:
+            decision = decide_analysis_check(found.phase, found.message, what, timed_out)
+        if decision.verdict == "wait":
+            if p.message != decision.message:
+                save(i, replace(p, message=decision.message))
+            return now + PASS_INTERVAL
+        if found is not None and found.phase == "running":
+            self._controller.analysis.stop_run(found.id, "stopped: the verify step timed out")
+        phase: StepPhase = "succeeded" if decision.verdict == "succeeded" else "failed"
+        save(i, replace(p, phase=phase, finished_at=now, message=decision.message))
+        kind = "StepSucceeded" if decision.verdict == "succeeded" else "StepFailed"
+        self._event(rec, _label(release, i), kind, decision.message)
+        return now
 
     def _verify_pass(
         self,
         rec: ReleaseRecord,
         release: Release,
+        facts: list[StepFacts],
         i: int,
         p: Progress,
         save: Callable[..., None],
@@ -417,6 +462,8 @@ class ReleaseController:
         check = release.spec.steps[i].verify
         if check is None:  # pragma: no cover - the caller checked
             raise ValueError("not a verify step")
+        if check.analysis is not None:
+            return self._analysis_verify_pass(rec, release, facts, i, p, save, now, check.analysis)
         decision = decide_check(self._checks.running(key), self._checks.take(key))
         if decision.verdict == "act":
 
@@ -852,15 +899,7 @@ class ReleaseCommands:
                     Problem(where, f"a {step.kind} step is not yet supported by the control plane")
                 )
             if step.verify is not None and step.verify.analysis is not None:
-                problems.append(
-                    Problem(
-                        f"{where}.verify.analysis",
-                        "a verify step with analysis is not yet supported by the control plane "
-                        "(exec and httpGet are)",
-                    )
-                )
-            if step.analysis is not None:
-                problems += self._analysis_problems(release, i, facts, files)
+                problems += self._analysis_problems(release, i, facts, files, step.verify.analysis)
             if step.migrate is not None or step.complete is not None:
                 fact, found = _migration_fact(release, i, migration_files.get(str(i)), problems)
                 if found is not None:
@@ -899,16 +938,22 @@ class ReleaseCommands:
         return release, rollouts, migrations, facts
 
     def _analysis_problems(
-        self, release: Release, i: int, facts: list[StepFacts], files: dict[str, Any]
+        self,
+        release: Release,
+        i: int,
+        facts: list[StepFacts],
+        files: dict[str, Any],
+        ref: RolloutAnalysis | None = None,
     ) -> list[Problem]:
         """A step's analysis needs its templates and a rollout step at or before it (what it measures)."""
         step = release.spec.steps[i]
-        where = f"{_label(release, i)}.analysis"
+        where = f"{_label(release, i)}.{'verify.analysis' if ref is not None else 'analysis'}"
+        ref = ref or step.analysis
         problems = [
             Problem(
                 f"{where}.templates.{k}", f"no AnalysisTemplate named {t.template_name!r}; apply it first"
             )
-            for k, t in enumerate(step.analysis.templates if step.analysis else [])
+            for k, t in enumerate(ref.templates if ref else [])
             if self._store.find_analysis_template(t.template_name) is None
         ]
         if step.rollout is None and not any(f.kind == "rollout" for f in facts):

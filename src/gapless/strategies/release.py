@@ -37,6 +37,8 @@ __all__ = [
     "ReleasePlan",
     "StepDecision",
     "StepFacts",
+    "StepPhase",
+    "decide_analysis_check",
     "decide_check",
     "decide_migration",
     "decide_migration_undo",
@@ -412,3 +414,18 @@ def judge_with_analysis(
     if run_phase in ANALYSIS_FAILED:
         return StepDecision("failed", f"{what} {run_phase}: {run_message}")
     return own
+
+
+def decide_analysis_check(
+    run_phase: str | None, run_message: str, what: str, timed_out: bool
+) -> StepDecision:
+    """A ``verify`` step that is an analysis run: it passes when the run ends successful, fails when
+    the run fails, errs or is inconclusive (naming the metric), and fails when the run has not
+    concluded within the step's ``timeoutSeconds`` (its metrics need a ``count`` to conclude)."""
+    if run_phase == "successful":
+        return StepDecision("succeeded", f"{what} successful: {run_message}")
+    if run_phase in ANALYSIS_FAILED:
+        return StepDecision("failed", f"{what} {run_phase}: {run_message}")
+    if timed_out:
+        return StepDecision("failed", f"{what} did not conclude within the step's timeoutSeconds")
+    return StepDecision("wait", f"{what} running")
