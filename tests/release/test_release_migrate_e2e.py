@@ -162,6 +162,18 @@ async def test_an_abort_before_complete_rolls_the_migration_back_keeping_new_row
     assert _column(postgres_url) == ("integer", 3001, total + 7)
     types = [e["type"] for e in await _events(g)]
     assert types.count("StepUndone") == 3
+    # The watcher, not on a terminal, prints one line per change and exits 0 on an ended release.
+    code, out, err = await g.acli("release", "status", "qty", "--watch")
+    assert code == 0, out + err
+    assert out.splitlines()[0] == "release qty: RolledBack - rolled back", out
+    assert "step 0 expand: undone - migration 0001_qty_bigint rolled back" in out, out
+    code, out, err = await g.acli("release", "history", "qty", "-o", "json")
+    assert code == 0, out + err
+    [run] = json.loads(out)
+    assert (run["began"], run["outcome"], run["aborted"]) == ("apply", "RolledBack", True)
+    assert (run["stepsStarted"], run["stepsUndone"]) == (3, 3)
+    code, out, err = await g.acli("release", "history", "nope")
+    assert code == 2, out + err
 
 
 async def test_complete_is_the_point_of_no_rollback_and_status_says_what_was_not_undone(
