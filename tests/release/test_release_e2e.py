@@ -236,12 +236,12 @@ async def test_sigkill_of_the_control_plane_mid_release_resumes_without_repeatin
 
 
 async def test_bad_releases_exit_2_naming_the_step_and_store_nothing(g: Gapless) -> None:
-    """Unsupported step kinds, a missing flag or stage, a rollout needing an unprovided schema: exit 2, nothing stored."""
+    """A database URL the control plane cannot see, a missing flag or stage, a rollout needing an unprovided schema: exit 2, nothing stored."""
     await _setup(g)
     base = yaml.safe_load(_release(g).read_text())
     cases: list[tuple[dict[str, Any], str]] = []
     migrate = json.loads(json.dumps(base))
-    migrate["spec"]["databases"] = {"shop": {"url": "postgresql://localhost/shop"}}
+    migrate["spec"]["databases"] = {"shop": {"urlFromEnv": "GAPLESS_TEST_NO_SUCH_URL"}}
     (g.specs / "0001_x.yaml").write_text(
         yaml.safe_dump(
             {"name": "0001_x", "operations": [{"rename_column": {"table": "t", "from": "a", "to": "b"}}]}
@@ -250,7 +250,12 @@ async def test_bad_releases_exit_2_naming_the_step_and_store_nothing(g: Gapless)
     migrate["spec"]["steps"].insert(
         0, {"name": "expand", "migrate": {"file": "0001_x.yaml", "database": "shop"}}
     )
-    cases.append((migrate, "not yet supported by the control plane"))
+    cases.append(
+        (
+            migrate,
+            "steps.0 (expand).migrate.database: database shop: the control plane's environment has no GAPLESS_TEST_NO_SUCH_URL",
+        )
+    )
     missing = json.loads(json.dumps(base))
     missing["spec"]["steps"][0]["flag"]["flag"] = "no-such-flag"
     cases.append((missing, "steps.0 (flag-on).flag"))

@@ -4,8 +4,8 @@
 the release file), refuses an order that cannot work (exit 2, naming the step and why), and prints the
 steps with their gates and analysis, what each state of the release serves (schema versions per
 database, the revision each rollout runs, flags), what a rollback would undo, and where the point of
-no rollback is. ``apply``, ``status``, ``list``, ``promote`` and ``abort`` drive releases in the control
-plane (``gapless.controller.release``).
+no rollback is. ``apply``, ``status`` (``--watch``), ``history``, ``list``, ``promote``, ``abort`` and
+``undo`` drive releases in the control plane (``gapless.controller.release``).
 """
 
 from __future__ import annotations
@@ -289,18 +289,26 @@ def _release_path(name: str, *rest: str) -> str:
 
 def release_body(path: Path) -> tuple[str, dict[str, Any]]:
     """The release's name and what ``PUT /api/v1/releases/{name}`` takes: the document and its Rollouts."""
+    from gapless.migrations.files import parse_migration
     from gapless.spec.load import parse_rollout
 
     loaded = load_release(path)
     rollouts: dict[str, Any] = {}
+    migrations: dict[str, Any] = {}
     for i, step in enumerate(loaded.release.spec.steps):
+        if step.migrate is not None:
+            file = path.parent / step.migrate.file
+            m = parse_migration(
+                _read(file, f"steps.{i}.migrate.file"), source=str(file), default_name=file.stem
+            )
+            migrations[str(i)] = m.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         if step.rollout is not None:
             file = path.parent / step.rollout.file
             rollouts[str(i)] = parse_rollout(
                 _read(file, f"steps.{i}.rollout.file"), source=str(file)
             ).to_document()
     doc = yaml.safe_load(_read(path, ""))
-    return loaded.release.name, {"release": doc, "rollouts": rollouts}
+    return loaded.release.name, {"release": doc, "rollouts": rollouts, "migrations": migrations}
 
 
 Wait = Annotated[
@@ -338,9 +346,9 @@ def apply_command(
 ) -> None:
     """Check a release and hand it to the control plane, which runs its steps in order.
 
-    The checks of ``plan`` come first, then the control plane's own (step kinds it runs today:
-    rollout, flag, wait, approve; referenced flags and AnalysisTemplates exist). Exit 2 naming the
-    step when any fails; nothing is stored then.
+    The checks of ``plan`` come first, then the control plane's own (the migration files parse, each
+    database's URL is known to it, referenced flags and AnalysisTemplates exist, every step with
+    analysis has a rollout to measure). Exit 2 naming the step when any fails; nothing is stored then.
     """
     try:
         name, body = release_body(file)
@@ -354,13 +362,43 @@ def apply_command(
         _wait_until_done(state_dir, name, "Succeeded")
 
 
+def _status_table(view: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"release {escape(view['name'])}: {escape(str(view['phase']))} - {escape(view['message'])}",
+        title_justify="left",
+        expand=False,
+    )
+    for column in ("#", "step", "phase", "message"):
+        table.add_column(column, overflow="fold")
+    for s in view["steps"]:
+        table.add_row(str(s["index"]), escape(f"{s['name']}: {s['what']}"), s["phase"], escape(s["message"]))
+    for index, reason in view.get("notUndoable", []):
+        table.caption = (table.caption or "") + f"step {index} cannot be undone: {escape(reason)}\n"
+    return table
+
+
 @release_app.command("status")
 def status_command(
     name: Annotated[str, typer.Argument(help="The release.")],
     output: Annotated[OutputFormat, typer.Option("-o", "--output", help="text or json.")] = OutputFormat.text,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Follow the release until it ends: a live table on a terminal, else one line per change.",
+        ),
+    ] = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Show a release: its phase, each step's phase and message, and what could not be undone."""
+    """Show a release: its phase, each step's phase and message, and what could not be undone.
+
+    With --watch, follow it until it ends (Ctrl-C stops watching; the release goes on). Exit 0 when it
+    ended Succeeded or RolledBack, 1 when it ended Failed.
+    """
+    if watch:
+        _watch(state_dir, name, output)
+        return
     view = _call(state_dir, "GET", _release_path(name))
     if output is OutputFormat.json:
         print(json.dumps(view, indent=2))
@@ -374,6 +412,100 @@ def status_command(
     out.print(table)
     for index, reason in view.get("notUndoable", []):
         out.print(f"step {index} cannot be undone: {escape(reason)}")
+
+
+def _watch(state_dir: Path | None, name: str, output: OutputFormat) -> None:
+    """Poll the release; print what changed (lines, or JSON lines with -o json) or a live table."""
+    import time
+
+    from gapless.cli.release_history import watch_lines
+
+    live = out.is_terminal and output is OutputFormat.text
+    before: dict[str, Any] | None = None
+    if live:
+        from rich.live import Live
+
+        with Live(console=out, auto_refresh=False) as screen:
+            while True:
+                view = _call(state_dir, "GET", _release_path(name))
+                screen.update(_status_table(view), refresh=True)
+                if view["phase"] in TERMINAL_PHASES:
+                    break
+                time.sleep(0.5)
+    else:
+        while True:
+            view = _call(state_dir, "GET", _release_path(name))
+            if output is OutputFormat.json:
+                if view != before:
+                    print(json.dumps(view), flush=True)
+            else:
+                for line in watch_lines(before, view):
+                    out.print(escape(line), highlight=False, soft_wrap=True)
+            before = view
+            if view["phase"] in TERMINAL_PHASES:
+                break
+            time.sleep(0.5)
+    if view["phase"] == "Failed":
+        raise typer.Exit(1)
+
+
+@release_app.command("history")
+def history_command(
+    name: Annotated[str | None, typer.Argument(help="One release (default: every release).")] = None,
+    output: Annotated[OutputFormat, typer.Option("-o", "--output", help="text or json.")] = OutputFormat.text,
+    state_dir: StateDir = None,
+) -> None:
+    """Every run of a release (each apply, and each undo of a finished one): when, how it ended, why.
+
+    Read from the release's events, so it goes back as far as the control plane keeps events.
+    """
+    from gapless.cli.release_history import history_runs
+    from gapless.cli.times import format_duration, rfc3339
+
+    names = [name] if name else [r["name"] for r in _call(state_dir, "GET", "/api/v1/releases")["items"]]
+    rows: list[dict[str, Any]] = []
+    for n in names:
+        if name:
+            _call(state_dir, "GET", _release_path(n))  # 404 (exit 2) for a release that does not exist
+        events = _events(state_dir, f"release:{n}")
+        rows += [{"release": n} | r for r in history_runs(events)]
+    rows.sort(key=lambda r: r["startedAt"])
+    if output is OutputFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(expand=False)
+    for column in ("release", "began", "started", "took", "outcome", "steps", "why"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        took = format_duration(r["endedAt"] - r["startedAt"]) if r["endedAt"] is not None else "-"
+        steps = f"{r['stepsStarted']} started" + (f", {r['stepsUndone']} undone" if r["stepsUndone"] else "")
+        why = "; ".join(r["stepsFailed"]) or r["message"]
+        table.add_row(
+            escape(r["release"]),
+            r["began"] + (" (aborted)" if r["aborted"] else ""),
+            rfc3339(r["startedAt"]),
+            took,
+            r["outcome"] or "running",
+            steps,
+            escape(why),
+        )
+    out.print(table)
+
+
+def _events(state_dir: Path | None, stream: str) -> list[dict[str, Any]]:
+    """Every event of one stream, page by page."""
+    from urllib.parse import quote
+
+    items: list[dict[str, Any]] = []
+    seen = 0
+    while True:
+        page = _call(state_dir, "GET", f"/api/v1/events?rollout={quote(stream, safe='')}&since={seen}")[
+            "items"
+        ]
+        if not page:
+            return items
+        items += page
+        seen = page[-1]["id"]
 
 
 @release_app.command("list")
@@ -409,7 +541,11 @@ def promote_command(
 def abort_command(
     name: Annotated[str, typer.Argument(help="The release.")], wait: Wait = False, state_dir: StateDir = None
 ) -> None:
-    """Roll the release back: every step it started is undone, newest first (flags, rollouts)."""
+    """Roll the release back: every step it started is undone, newest first (flags, rollouts, migrations).
+
+    A migration that a complete step finished cannot be rolled back: the release then ends Failed,
+    and status names every step that could not be undone and why.
+    """
     _call(state_dir, "POST", _release_path(name, "abort"), {})
     out.print(f"release {escape(name)}: rolling back")
     if wait:

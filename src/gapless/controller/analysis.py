@@ -48,12 +48,14 @@ from gapless.store.sqlite import Store
 from gapless.strategies.bluegreen import POST_PROMOTION, PRE_PROMOTION
 from gapless.strategies.canary import BACKGROUND
 
-__all__ = ["SAMPLE_INTERVAL", "AnalysisRunner", "analysis_for", "run_summary"]
+__all__ = ["RELEASE_KEY_PREFIX", "SAMPLE_INTERVAL", "AnalysisRunner", "analysis_for", "run_summary"]
 
 log = logging.getLogger("gapless.analysis")
 
 SAMPLE_INTERVAL = 1.0
 """Seconds between two resource samples of every instance."""
+RELEASE_KEY_PREFIX = "release:"
+"""Keys of runs a release step owns (``release:NAME:STEP``): the rollout's own sync leaves them alone."""
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 EventSink = Callable[[str, str, str, str], None]
@@ -76,6 +78,9 @@ def analysis_for(spec: RolloutSpec, key: str) -> RolloutAnalysis | None:
 
 
 def _describe(key: str) -> str:
+    if key.startswith(RELEASE_KEY_PREFIX):
+        _, name, step = key.split(":", 2)
+        return f"analysis of release {name} step {step}"
     if key.startswith("step-"):
         return f"analysis of step {int(key.removeprefix('step-')) + 1}"
     return {
@@ -142,6 +147,8 @@ class AnalysisRunner:
         """
         mine: dict[str, AnalysisRunRecord] = {}
         for run in runs:
+            if run.key.startswith(RELEASE_KEY_PREFIX):
+                continue  # a release step's run: the release controller starts and stops it
             if run.revision != canary:
                 if run.phase == "running":
                     self._stop(run.id, "stopped: the revision was replaced")
@@ -189,11 +196,33 @@ class AnalysisRunner:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    def ensure_run(
+        self, run_id: str, rollout: str, revision: str, key: str, ref: RolloutAnalysis
+    ) -> AnalysisRunRecord | None:
+        """A run owned outside the rollout's planner (a release step's): started once under ``run_id``,
+        resumed when a restarted control plane finds it running; the stored run."""
+        found = self._store.find_analysis_run(run_id)
+        if found is None:
+            self._begin(run_id, rollout, revision, revision, key, ref)
+            return self._store.find_analysis_run(run_id)
+        if found.phase == "running" and run_id not in self._tasks:
+            self._resume(found)
+        return found
+
+    def stop_run(self, run_id: str, reason: str) -> None:
+        """Stop one run (it ends with what its metrics decided so far)."""
+        self._stop(run_id, reason)
+
     def _start(self, rollout: str, spec: RolloutSpec, canary: str, stable: str, key: str) -> None:
+        run_id = f"{rollout}-{canary[:8]}-{key}-{secrets.token_hex(3)}"
+        self._begin(run_id, rollout, canary, stable, key, analysis_for(spec, key))
+
+    def _begin(
+        self, run_id: str, rollout: str, canary: str, stable: str, key: str, ref: RolloutAnalysis | None
+    ) -> None:
         now = self._clock.now()
-        ref = analysis_for(spec, key)
         run = AnalysisRunRecord(
-            id=f"{rollout}-{canary[:8]}-{key}-{secrets.token_hex(3)}",
+            id=run_id,
             rollout=rollout,
             revision=canary,
             key=key,

@@ -23,26 +23,46 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, Protocol
 
+from gapless.controller.analysis import RELEASE_KEY_PREFIX
 from gapless.controller.commands import Commands, ConflictError, template_refs
 from gapless.controller.reconcile import Controller
+from gapless.controller.release_checks import CheckJobs, run_verify
+from gapless.controller.release_migrate import (
+    MigrationJobs,
+    MigrationStateUnreadableError,
+    MigrationTarget,
+    Work,
+    describe_revision,
+    revisions_needing,
+)
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError, StateWriteError
 from gapless.spec.load import problems_from_validation, validate_rollout
 from gapless.spec.models import Rollout, template_hash
 from gapless.spec.release import FlagStep, Release
-from gapless.store.records import ReleaseRecord
+from gapless.spec.strategy import RolloutAnalysis
+from gapless.store.records import AnalysisRunRecord, ReleaseRecord
 from gapless.store.sqlite import Store
 from gapless.strategies.plan import StepState
 from gapless.strategies.release import (
     EFFECTS,
+    MIGRATION_KINDS,
     RUNS_IN_CONTROL_PLANE,
     TERMINAL,
     Progress,
+    StepDecision,
     StepFacts,
+    StepPhase,
+    decide_analysis_check,
+    decide_check,
+    decide_migration,
+    decide_migration_undo,
     decide_running,
     decide_undoing,
+    judge_with_analysis,
     order_problems,
     plan_release,
+    point_of_no_rollback,
 )
 
 __all__ = ["FlagError", "FlagService", "ReleaseCommands", "ReleaseController", "release_stream"]
@@ -143,6 +163,8 @@ class ReleaseController:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stop = False
+        self._migrations = MigrationJobs()
+        self._checks = CheckJobs()
 
     def wake(self) -> None:
         self._wake.set()
@@ -217,6 +239,7 @@ class ReleaseController:
             steps[i] = p
             self._save(rec.name, extra, (i, p))
 
+        self._stop_step_analyses(rec, release, steps)
         if plan.start is not None:
             i = plan.start
             kind = facts[i].kind
@@ -261,6 +284,16 @@ class ReleaseController:
         p = steps[i]
         step = release.spec.steps[i]
         kind = facts[i].kind
+        if step.analysis is not None:
+            verdict = self._step_analysis(rec, release, facts, i, p)
+            if verdict.verdict == "failed":
+                save(i, replace(p, phase="failed", finished_at=now, message=verdict.message))
+                self._event(rec, _label(release, i), "StepFailed", verdict.message)
+                return now
+        if kind in MIGRATION_KINDS:
+            return await self._migration_pass(rec, release, i, p, save, now)
+        if kind == "verify" and step.verify is not None:
+            return self._verify_pass(rec, release, facts, i, p, save, now)
         observed = self._observe_rollout(p.record or {}) if kind == "rollout" else None
         duration = step.wait.duration if step.wait is not None else 0.0
         decision = decide_running(kind, p, observed, now, duration)
@@ -307,10 +340,14 @@ class ReleaseController:
         kind = facts[j].kind
         label = _label(release, j)
         if p.phase != "undoing":
+            if kind == "verify":
+                self._checks.cancel((rec.name, j))
             save(j, replace(p, phase="undoing", message="undoing"), phase="RollingBack")
             what = "undoing" if kind in EFFECTS else "stopping"
             self._event(rec, label, "StepUndoing", f"{what} {_describe(release, j)}")
             return now
+        if kind == "migrate" and p.record is not None:
+            return await self._migration_undo_pass(rec, release, j, p, save, now)
         observed = self._observe_undo(p.record or {}) if kind == "rollout" else None
         decision = decide_undoing(kind, p, observed)
         if decision.verdict == "act":
@@ -333,10 +370,250 @@ class ReleaseController:
             save(j, replace(p, message=decision.message))
         return now + PASS_INTERVAL
 
+    # -- a step's analysis ---------------------------------------------------------------------------
+
+    def _step_analysis(
+        self, rec: ReleaseRecord, release: Release, facts: list[StepFacts], i: int, p: Progress
+    ) -> StepDecision:
+        """Start (once) or resume the run of a running step's analysis; its verdict on the step."""
+        ref = release.spec.steps[i].analysis
+        if ref is None:  # pragma: no cover - the caller checked
+            raise ValueError("the step has no analysis")
+        what = f"analysis {', '.join(ref.template_names)}"
+        run = self._ensure_analysis(rec, facts, i, p, ref, f"{RELEASE_KEY_PREFIX}{rec.name}:{i}")
+        if run is None:
+            return StepDecision("failed", f"{what}: the release has no rollout to measure")
+        return judge_with_analysis(StepDecision("wait", ""), run.phase, run.message, what)
+
+    def _ensure_analysis(
+        self, rec: ReleaseRecord, facts: list[StepFacts], i: int, p: Progress, ref: RolloutAnalysis, key: str
+    ) -> AnalysisRunRecord | None:
+        """The run of this attempt of step ``i`` (started once, resumed after a restart); None: nothing
+        to measure (no rollout of the release exists)."""
+        rollout = next(
+            (f.rollout for f in reversed(facts[: i + 1]) if f.kind == "rollout" and f.rollout), None
+        )
+        found = self._store.find_rollout(rollout) if rollout else None
+        if rollout is None or found is None:
+            return None
+        revision = template_hash(Rollout.model_validate(found.spec).spec.template)
+        suffix = "-verify" if key.endswith(":verify") else ""
+        return self._controller.analysis.ensure_run(
+            _analysis_run_id(rec.name, i, p) + suffix, rollout, revision, key, ref
+        )
+
+    def _stop_step_analyses(self, rec: ReleaseRecord, release: Release, steps: list[Progress]) -> None:
+        """Stop the run of every step with analysis that is no longer running (its window is over)."""
+        for i, (step, p) in enumerate(zip(release.spec.steps, steps, strict=True)):
+            watched = step.analysis is not None or (
+                step.verify is not None and step.verify.analysis is not None
+            )
+            if not watched or p.phase == "running" or p.started_at is None:
+                continue
+            for suffix in ("", "-verify"):
+                run = self._store.find_analysis_run(_analysis_run_id(rec.name, i, p) + suffix)
+                if run is not None and run.phase == "running":
+                    self._controller.analysis.stop_run(run.id, f"stopped: release step {i} is {p.phase}")
+
+    def _analysis_verify_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        facts: list[StepFacts],
+        i: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+        ref: RolloutAnalysis,
+    ) -> float:
+        """A verify step that is an analysis run: started once, passed or failed by its verdict."""
+        what = f"analysis {', '.join(ref.template_names)}"
+        found = self._ensure_analysis(rec, facts, i, p, ref, f"{RELEASE_KEY_PREFIX}{rec.name}:{i}:verify")
+        check = release.spec.steps[i].verify
+        timeout = check.timeout_seconds if check is not None else 60.0
+        timed_out = now >= (p.started_at or now) + timeout
+        if found is None:
+            decision = StepDecision("failed", f"{what}: the release has no rollout to measure")
+        else:
+            decision = decide_analysis_check(found.phase, found.message, what, timed_out)
+        if decision.verdict == "wait":
+            if p.message != decision.message:
+                save(i, replace(p, message=decision.message))
+            return now + PASS_INTERVAL
+        if found is not None and found.phase == "running":
+            self._controller.analysis.stop_run(found.id, "stopped: the verify step timed out")
+        phase: StepPhase = "succeeded" if decision.verdict == "succeeded" else "failed"
+        save(i, replace(p, phase=phase, finished_at=now, message=decision.message))
+        kind = "StepSucceeded" if decision.verdict == "succeeded" else "StepFailed"
+        self._event(rec, _label(release, i), kind, decision.message)
+        return now
+
+    def _verify_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        facts: list[StepFacts],
+        i: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        key = (rec.name, i)
+        check = release.spec.steps[i].verify
+        if check is None:  # pragma: no cover - the caller checked
+            raise ValueError("not a verify step")
+        if check.analysis is not None:
+            return self._analysis_verify_pass(rec, release, facts, i, p, save, now, check.analysis)
+        decision = decide_check(self._checks.running(key), self._checks.take(key))
+        if decision.verdict == "act":
+
+            async def run() -> tuple[bool, str]:
+                try:
+                    return await run_verify(check, release.name)
+                finally:
+                    self.wake()
+
+            self._checks.launch(key, run())
+            if p.message != decision.message:
+                save(i, replace(p, acted=True, message=decision.message))
+            return now + PASS_INTERVAL
+        if decision.verdict in ("succeeded", "failed"):
+            save(i, replace(p, phase=decision.verdict, finished_at=now, message=decision.message))
+            kind = "StepSucceeded" if decision.verdict == "succeeded" else "StepFailed"
+            self._event(rec, _label(release, i), kind, decision.message)
+            return now
+        return now + PASS_INTERVAL
+
+    # -- migrate and complete steps ------------------------------------------------------------------
+
+    def _migration_target(self, rec: ReleaseRecord, release: Release, i: int) -> MigrationTarget:
+        step = release.spec.steps[i]
+        record = (_progress(rec.state["steps"][i]).record) or {}
+        db = release.spec.databases[record["database"]]
+        url = database_url(db.url, db.url_from_env)
+        if url is None:
+            raise MigrationStateUnreadableError(
+                f"the control plane's environment has no {db.url_from_env} (the URL of database "
+                f"{record['database']})"
+            )
+        m = step.migrate
+        return MigrationTarget(
+            url=url,
+            migration=record["migration"],
+            schema=db.schema_,
+            batch_size=m.batch_size if m is not None else 1000,
+            batch_delay=m.batch_delay if m is not None else 0.0,
+        )
+
+    async def _seen(
+        self, rec: ReleaseRecord, release: Release, i: int, work: Work
+    ) -> tuple[MigrationTarget, Any, dict[str, Any]]:
+        target = self._migration_target(rec, release, i)
+        seen, detail = await asyncio.to_thread(self._migrations.seen, (rec.name, i), target, work)
+        for notice in self._migrations.take_notices((rec.name, i)):
+            self._event(rec, _label(release, i), "MigrationNotice", notice)
+        return target, seen, detail
+
+    def _launch(
+        self, rec: ReleaseRecord, release: Release, i: int, work: Work, target: MigrationTarget
+    ) -> None:
+        document = rec.doc.get("migrations", {}).get(str(i)) if work == "start" else None
+        revisions = revisions_needing(self._store, target.migration, older=True) if work == "complete" else []
+        self._migrations.launch((rec.name, i), work, target, document, revisions=revisions, on_done=self.wake)
+
+    async def _migration_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        i: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        kind = release.spec.steps[i].kind
+        work: Work = "start" if kind == "migrate" else "complete"
+        label = _label(release, i)
+        try:
+            target, seen, detail = await self._seen(rec, release, i, work)
+        except MigrationStateUnreadableError as e:
+            if p.message != str(e):
+                save(i, replace(p, message=str(e)))
+            return now + 2.0
+        decision = decide_migration(kind, seen, now, target.migration)
+        record = dict(p.record or {}) | {"engine": detail}
+        if decision.verdict == "act":
+            if work == "complete":
+                blocking = revisions_needing(self._store, target.migration, older=True)
+                if blocking:
+                    why = "waiting: " + "; ".join(describe_revision(r) for r in blocking)
+                    if p.message != why:
+                        save(i, replace(p, record=record, message=why))
+                    return now + 1.0
+            self._launch(rec, release, i, work, target)
+            save(i, replace(p, record=record, acted=True, message=decision.message))
+            return decision.requeue_at or now + PASS_INTERVAL
+        if decision.verdict in ("succeeded", "failed"):
+            self._migrations.forget((rec.name, i))
+            save(
+                i,
+                replace(p, record=record, phase=decision.verdict, finished_at=now, message=decision.message),
+            )
+            self._event(
+                rec,
+                label,
+                "StepSucceeded" if decision.verdict == "succeeded" else "StepFailed",
+                decision.message,
+            )
+            return now
+        message = _with_progress(decision, detail)
+        if p.message != message or p.record != record:
+            save(i, replace(p, record=record, message=message))
+        return decision.requeue_at or now + PASS_INTERVAL
+
+    async def _migration_undo_pass(
+        self,
+        rec: ReleaseRecord,
+        release: Release,
+        j: int,
+        p: Progress,
+        save: Callable[..., None],
+        now: float,
+    ) -> float:
+        label = _label(release, j)
+        try:
+            target, seen, detail = await self._seen(rec, release, j, "rollback")
+        except MigrationStateUnreadableError as e:
+            if p.message != str(e):
+                save(j, replace(p, message=str(e)))
+            return now + 2.0
+        decision = decide_migration_undo(seen, now, target.migration)
+        record = dict(p.record or {}) | {"engine": detail}
+        if decision.verdict == "act":
+            blocking = revisions_needing(self._store, target.migration, older=False)
+            if blocking:
+                why = "waiting: " + "; ".join(describe_revision(r) for r in blocking)
+                if p.message != why:
+                    save(j, replace(p, record=record, message=why))
+                return now + 1.0
+            self._launch(rec, release, j, "rollback", target)
+            save(j, replace(p, record=record, undo_acted=True, message=decision.message))
+            return decision.requeue_at or now + PASS_INTERVAL
+        if decision.verdict == "undone":
+            self._migrations.forget((rec.name, j))
+            save(j, replace(p, record=record, phase="undone", finished_at=now, message=decision.message))
+            self._event(rec, label, "StepUndone", decision.message)
+            return now
+        if p.message != decision.message or p.record != record:
+            save(j, replace(p, record=record, message=decision.message))
+        return decision.requeue_at or now + PASS_INTERVAL
+
     # -- what a step records, does and undoes -------------------------------------------------------
 
     async def _record(self, rec: ReleaseRecord, release: Release, i: int) -> dict[str, Any]:
         step = release.spec.steps[i]
+        if step.migrate is not None or step.complete is not None:
+            fact = rec.doc["facts"][i]
+            return {"migration": fact["migration"], "database": fact["database"]}
         if step.flag is not None:
             flags = self._flag_service()
             f = step.flag
@@ -443,8 +720,72 @@ class ReleaseController:
         return f"rollout {name} revision {rev.number} is {rev.phase}" + (f": {why}" if why else "")
 
 
+def _migration_fact(
+    release: Release, i: int, doc: Any, problems: list[Problem]
+) -> tuple[StepFacts, dict[str, Any] | None]:
+    """A migrate or complete step's facts (and a migrate step's migration document), or its problems."""
+    from gapless.migrations.files import validate_migration
+
+    step = release.spec.steps[i]
+    where = _label(release, i)
+    database = step.migrate.database if step.migrate is not None else step.complete.database  # type: ignore[union-attr]
+    db = release.spec.databases[database]
+    if database_url(db.url, db.url_from_env) is None:
+        problems.append(
+            Problem(
+                f"{where}.{step.kind}.database",
+                f"database {database}: the control plane's environment has no {db.url_from_env}",
+            )
+        )
+    if step.complete is not None:
+        fact = StepFacts("complete", step.on_failure, migration=step.complete.migration, database=database)
+        return fact, None
+    if doc is None:
+        problems.append(Problem(f"{where}.migrate", "the migration document of this step is missing"))
+        return StepFacts("migrate", step.on_failure, database=database), None
+    try:
+        m = validate_migration(doc, source=where)
+    except SpecError as e:
+        problems.extend(Problem(f"{where}.migrate.{p.path}", p.message) for p in e.problems)
+        return StepFacts("migrate", step.on_failure, database=database), None
+    document = m.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return StepFacts("migrate", step.on_failure, migration=m.name, database=database), document
+
+
+def _analysis_run_id(release: str, i: int, p: Progress) -> str:
+    """The run of step ``i``'s analysis in this attempt of the step (a retried step gets a new run)."""
+    return f"release-{release}-{i}-{round((p.started_at or 0.0) * 1000)}"
+
+
+def database_url(url: str | None, from_env: str | None) -> str | None:
+    """A database's URL: as written, or from the control plane's environment (None: not set there)."""
+    import os
+
+    return url if url is not None else os.environ.get(from_env or "") or None
+
+
+def _with_progress(decision: StepDecision, detail: dict[str, Any]) -> str:
+    """The decision's message with the backfill's progress (``users 40000/100000 rows``) when there is one."""
+    parts = [
+        f"{b['table']} {b['rowsDone']}/{b['rowsEstimate']} rows" + (" done" if b.get("done") else "")
+        for b in detail.get("backfills") or []
+    ]
+    return decision.message + (f": backfill {', '.join(parts)}" if parts else "")
+
+
 def _describe(release: Release, i: int) -> str:
     step = release.spec.steps[i]
+    if step.migrate is not None:
+        return f"start migration {step.migrate.file} on {step.migrate.database} (expand, backfill)"
+    if step.complete is not None:
+        return f"complete migration {step.complete.migration} on {step.complete.database} (contract)"
+    if step.verify is not None:
+        v = step.verify
+        if v.exec is not None:
+            return "verify: exec " + " ".join(v.exec.command)
+        if v.http_get is not None:
+            return f"verify: GET {v.url}{v.http_get.path} expecting {v.http_get.expect_status}"
+        return "verify: analysis " + ", ".join(v.analysis.template_names if v.analysis else [])
     if step.flag is not None:
         f = step.flag
         change = (
@@ -490,11 +831,12 @@ class ReleaseCommands:
 
     async def apply(self, name: str, body: Any) -> dict[str, Any]:
         """Validate a release with the Rollouts it applies; store it only when every check passes."""
-        release, rollouts, facts = self._validate(name, body)
+        release, rollouts, migrations, facts = self._validate(name, body)
         await self._check_flags(release)
         doc = {
             "release": release.model_dump(mode="json", by_alias=True, exclude_none=True),
             "rollouts": {str(i): r.to_document() for i, r in rollouts.items()},
+            "migrations": {str(i): m for i, m in migrations.items()},
             "facts": [{k: v for k, v in asdict(f).items() if k != "phase"} for f in facts],
         }
         now = self._clock.now()
@@ -517,10 +859,12 @@ class ReleaseCommands:
         self._releases.wake()
         return {"name": name, "changed": True, "phase": "Progressing"}
 
-    def _validate(self, name: str, body: Any) -> tuple[Release, dict[int, Rollout], list[StepFacts]]:
+    def _validate(
+        self, name: str, body: Any
+    ) -> tuple[Release, dict[int, Rollout], dict[int, dict[str, Any]], list[StepFacts]]:
         if not isinstance(body, dict) or not isinstance(body.get("release"), dict):
             raise SpecError("request", [Problem("release", "must be the Release document")])
-        unknown = sorted(set(body) - {"release", "rollouts"})
+        unknown = sorted(set(body) - {"release", "rollouts", "migrations"})
         if unknown:
             raise SpecError("request", [Problem(k, "unknown field") for k in unknown])
         try:
@@ -538,8 +882,14 @@ class ReleaseCommands:
         files = body.get("rollouts") or {}
         if not isinstance(files, dict):
             raise SpecError("request", [Problem("rollouts", "must map step indexes to Rollout documents")])
+        migration_files = body.get("migrations") or {}
+        if not isinstance(migration_files, dict):
+            raise SpecError(
+                "request", [Problem("migrations", "must map step indexes to migration documents")]
+            )
         problems: list[Problem] = []
         rollouts: dict[int, Rollout] = {}
+        migrations: dict[int, dict[str, Any]] = {}
         facts: list[StepFacts] = []
         for i, step in enumerate(release.spec.steps):
             where = _label(release, i)
@@ -548,13 +898,12 @@ class ReleaseCommands:
                 problems.append(
                     Problem(where, f"a {step.kind} step is not yet supported by the control plane")
                 )
-            if step.analysis is not None:
-                problems.append(
-                    Problem(
-                        f"{where}.analysis",
-                        "analysis on a release step is not yet supported by the control plane",
-                    )
-                )
+            if step.verify is not None and step.verify.analysis is not None:
+                problems += self._analysis_problems(release, i, facts, files, step.verify.analysis)
+            if step.migrate is not None or step.complete is not None:
+                fact, found = _migration_fact(release, i, migration_files.get(str(i)), problems)
+                if found is not None:
+                    migrations[i] = found
             if step.rollout is not None:
                 doc = files.get(str(i))
                 if doc is None:
@@ -586,7 +935,35 @@ class ReleaseCommands:
         problems += [Problem(_label(release, i), m) for i, m in order_problems(facts)]
         if problems:
             raise SpecError("request", problems)
-        return release, rollouts, facts
+        return release, rollouts, migrations, facts
+
+    def _analysis_problems(
+        self,
+        release: Release,
+        i: int,
+        facts: list[StepFacts],
+        files: dict[str, Any],
+        ref: RolloutAnalysis | None = None,
+    ) -> list[Problem]:
+        """A step's analysis needs its templates and a rollout step at or before it (what it measures)."""
+        step = release.spec.steps[i]
+        where = f"{_label(release, i)}.{'verify.analysis' if ref is not None else 'analysis'}"
+        ref = ref or step.analysis
+        problems = [
+            Problem(
+                f"{where}.templates.{k}", f"no AnalysisTemplate named {t.template_name!r}; apply it first"
+            )
+            for k, t in enumerate(ref.templates if ref else [])
+            if self._store.find_analysis_template(t.template_name) is None
+        ]
+        if step.rollout is None and not any(f.kind == "rollout" for f in facts):
+            problems.append(
+                Problem(
+                    where,
+                    "a step's analysis measures the release's application: no rollout step comes before it",
+                )
+            )
+        return problems
 
     async def _check_flags(self, release: Release) -> None:
         problems: list[Problem] = []
@@ -736,7 +1113,7 @@ def release_view(rec: ReleaseRecord) -> dict[str, Any]:
         "message": rec.state.get("message", ""),
         "aborted": bool(rec.state.get("aborted")),
         "notUndoable": rec.state.get("notUndoable", []),
-        "pointOfNoRollback": rec.state.get("pointOfNoRollback"),
+        "pointOfNoRollback": point_of_no_rollback(_facts(rec.doc, rec.state)),
         "createdAt": rec.created_at,
         "updatedAt": rec.updated_at,
         "steps": steps,

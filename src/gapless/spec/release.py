@@ -55,10 +55,15 @@ RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class Database(SpecModel):
-    """Where a migration runs: a URL, or the environment variable holding it (keeps secrets out of files)."""
+    """Where a migration runs: a URL, or the environment variable holding it (keeps secrets out of files).
+
+    ``urlFromEnv`` is read from the control plane's environment (``gapless up``'s), so the URL is never
+    stored. ``schema`` is the schema migrated (``gapless migrate --schema``).
+    """
 
     url: str | None = Field(default=None, min_length=1)
     url_from_env: EnvName | None = None
+    schema_: Annotated[str, Field(min_length=1, max_length=63, alias="schema")] = "public"
 
     @model_validator(mode="after")
     def _one(self) -> Database:
@@ -68,10 +73,15 @@ class Database(SpecModel):
 
 
 class MigrateStep(SpecModel):
-    """Start (expand and backfill) the migration in ``file`` on ``database`` (a name in ``spec.databases``)."""
+    """Start (expand and backfill) the migration in ``file`` on ``database`` (a name in ``spec.databases``).
+
+    ``batchSize`` and ``batchDelay`` pace the backfill as ``gapless migrate start``'s options do.
+    """
 
     file: RelativePath
     database: Name
+    batch_size: int = Field(default=1000, ge=1, le=1_000_000)
+    batch_delay: Duration = Field(default=0.0, ge=0, le=60)
 
 
 class CompleteStep(SpecModel):

@@ -27,15 +27,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "ANALYSIS_FAILED",
     "EFFECTS",
+    "MIGRATION_KINDS",
     "RUNS_IN_CONTROL_PLANE",
     "TERMINAL",
+    "MigrationSeen",
     "Progress",
     "ReleasePlan",
     "StepDecision",
     "StepFacts",
+    "StepPhase",
+    "decide_analysis_check",
+    "decide_check",
+    "decide_migration",
+    "decide_migration_undo",
     "decide_running",
     "decide_undoing",
+    "judge_with_analysis",
     "order_problems",
     "plan_release",
     "point_of_no_rollback",
@@ -224,7 +233,9 @@ def plan_release(steps: Sequence[StepFacts], *, aborted: bool = False) -> Releas
 
 # -- the executor's decisions for one step (pure; the release controller carries them out) -----------
 
-RUNS_IN_CONTROL_PLANE: frozenset[str] = frozenset({"rollout", "flag", "wait", "approve"})
+RUNS_IN_CONTROL_PLANE: frozenset[str] = frozenset(
+    {"migrate", "rollout", "flag", "verify", "wait", "approve", "complete"}
+)
 """Step kinds the control plane runs today; a release with another kind is refused when applied."""
 TERMINAL: frozenset[str] = frozenset({"Succeeded", "RolledBack", "Failed"})
 
@@ -295,3 +306,126 @@ def decide_undoing(kind: str, p: Progress, observed: str | None) -> StepDecision
             return StepDecision("wait", f"the revision put back is {observed}: see gapless status")
         return StepDecision("wait", "rolling back to the revision before")
     return StepDecision("undone", "put back")
+
+
+# -- migrate and complete steps: decided from what the migration engine's own state says ---------------
+
+MIGRATION_KINDS: frozenset[str] = frozenset({"migrate", "complete"})
+DONE_STARTING: frozenset[str] = frozenset({"started", "completing", "completed"})
+"""Engine phases in which a migration's expand and backfill are finished (never run again)."""
+
+
+@dataclass(frozen=True)
+class MigrationSeen:
+    """A step's migration as the engine's state table holds it, and the step's work in this process.
+
+    ``phase`` is the engine's phase of the migration (None: it has no record: never started).
+    ``job`` says whether work of this step (start, complete or rollback) runs now; ``error`` is why the
+    last one failed for good, ``retry`` why it could not go on for now (clients still connected, the
+    database unreachable, another ``gapless migrate`` holding the schema).
+    """
+
+    phase: str | None
+    job: Literal["idle", "running"] = "idle"
+    error: str | None = None
+    retry: str | None = None
+
+
+RETRY_AFTER = 2.0
+"""Seconds before work that could not go on for now is tried again."""
+
+
+def decide_migration(kind: str, seen: MigrationSeen, now: float, migration: str) -> StepDecision:
+    """What a running ``migrate`` or ``complete`` step needs now.
+
+    Work is launched only when none runs and the engine's state says it is not done: a finished expand
+    and backfill (``started``) is never started again, a completed migration never completed again.
+    The engine resumes a start or complete that stopped at the step it recorded, so launching again
+    after a crash repeats nothing the engine had finished.
+    """
+    if kind not in MIGRATION_KINDS:
+        raise ValueError(f"{kind!r} is not a migration step")
+    done = DONE_STARTING if kind == "migrate" else frozenset({"completed"})
+    if seen.phase in done:
+        what = "expanded and backfilled" if kind == "migrate" else "completed (contracted)"
+        return StepDecision("succeeded", f"migration {migration} {what}")
+    if seen.job == "running":
+        what = "expanding and backfilling" if kind == "migrate" else "completing"
+        return StepDecision("wait", f"{what} {migration}")
+    if seen.error is not None:
+        return StepDecision("failed", seen.error)
+    if kind == "complete" and seen.phase not in ("started", "completing"):
+        why = "its start did not finish" if seen.phase == "starting" else "it is not in progress"
+        return StepDecision("failed", f"migration {migration} cannot be completed: {why}")
+    if kind == "migrate" and seen.phase == "rolling_back":
+        return StepDecision("failed", f"migration {migration} is being rolled back outside the release")
+    if seen.retry is not None:
+        return StepDecision("act", seen.retry, requeue_at=now + RETRY_AFTER)
+    return StepDecision("act", "starting" if kind == "migrate" else "completing")
+
+
+def decide_migration_undo(seen: MigrationSeen, now: float, migration: str) -> StepDecision:
+    """What undoing a ``migrate`` step needs now: wait for its running work, then roll back once.
+
+    A start still running is waited for (the engine cannot be interrupted between its steps from
+    outside); a migration with no record or already rolled back is undone; a rollback that could not
+    go on (clients of the new schema still connected) is tried again. A completed migration is never
+    rolled back (the planner does not ask; this is the guard).
+    """
+    if seen.phase in (None, "rolled_back"):
+        return StepDecision("undone", f"migration {migration} rolled back")
+    if seen.job == "running":
+        return StepDecision("wait", f"waiting for the work on {migration} to stop before rolling it back")
+    if seen.phase == "completed":
+        return StepDecision("wait", f"migration {migration} is completed: it cannot be rolled back")
+    if seen.error is not None:
+        return StepDecision(
+            "act", f"rollback failed ({seen.error}); trying again", requeue_at=now + RETRY_AFTER
+        )
+    if seen.retry is not None:
+        return StepDecision("act", seen.retry, requeue_at=now + RETRY_AFTER)
+    return StepDecision("act", f"rolling back {migration} (rows the new version wrote are kept)")
+
+
+def decide_check(running: bool, outcome: tuple[bool, str] | None) -> StepDecision:
+    """What a running ``verify`` step needs now: launch its check, wait for it, or end with its outcome.
+
+    A check that was running when the control plane died left no outcome and runs no more: it is
+    launched again (a check changes nothing, so running it twice is harmless).
+    """
+    if outcome is not None:
+        passed, message = outcome
+        return StepDecision("succeeded" if passed else "failed", message)
+    if running:
+        return StepDecision("wait", "checking")
+    return StepDecision("act", "checking")
+
+
+ANALYSIS_FAILED: frozenset[str] = frozenset({"failed", "error", "inconclusive"})
+"""Analysis run phases that fail the step they watch."""
+
+
+def judge_with_analysis(
+    own: StepDecision, run_phase: str | None, run_message: str, what: str
+) -> StepDecision:
+    """A step with ``analysis``: its run failing (naming the metric) fails the step whatever the step
+    itself is doing; otherwise the step's own decision stands (a run still going is stopped when the
+    step ends, and only a failure it then reports fails the step)."""
+    if run_phase in ANALYSIS_FAILED:
+        return StepDecision("failed", f"{what} {run_phase}: {run_message}")
+    return own
+
+
+def decide_analysis_check(
+    run_phase: str | None, run_message: str, what: str, timed_out: bool
+) -> StepDecision:
+    """A ``verify`` step that is an analysis run: it passes when the run ends successful, fails when
+    the run fails, errs or is inconclusive (naming the metric), and fails when the run has not
+    concluded within the step's ``timeoutSeconds`` (its metrics need a ``count`` to conclude)."""
+    if run_phase == "successful":
+        return StepDecision("succeeded", f"{what} successful: {run_message}")
+    if run_phase in ANALYSIS_FAILED:
+        return StepDecision("failed", f"{what} {run_phase}: {run_message}")
+    if timed_out:
+        return StepDecision("failed", f"{what} did not conclude within the step's timeoutSeconds")
+    return StepDecision("wait", f"{what} running")
