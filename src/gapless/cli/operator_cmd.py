@@ -1,0 +1,72 @@
+"""``gapless operator``: run the Kubernetes operator that reconciles Rollouts on a cluster.
+
+``gapless operator run`` connects with a kubeconfig (``--kubeconfig``, else ``$KUBECONFIG`` or
+``~/.kube/config``, else the in-cluster ServiceAccount) and reconciles the Rollouts of one namespace
+(``-n``) or of all namespaces, until SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["operator_app"]
+
+operator_app = typer.Typer(
+    help="The Kubernetes operator: reconciles Rollouts on a cluster (rolling updates as ReplicaSets).",
+    no_args_is_help=True,
+)
+
+
+@operator_app.command("run")
+def run(
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+        ),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="kubeconfig context (default: its current one)")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("-n", "--namespace", help="reconcile only this namespace (default: all)")
+    ] = None,
+) -> None:
+    """Reconcile the cluster's Rollouts until SIGTERM or Ctrl-C."""
+    from lightkube import ConfigError
+
+    from gapless.controller.kube_operator import Operator
+    from gapless.platform.kubernetes.client import KubeApi, load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    if kubeconfig is not None and not kubeconfig.is_file():
+        typer.echo(f"error: --kubeconfig: no such file: {kubeconfig}", err=True)
+        raise typer.Exit(2)
+    try:
+        config = load_config(kubeconfig)
+        api = KubeApi(config, context=context, namespace=namespace)
+    except (ConfigError, OSError, ValueError) as e:
+        typer.echo(f"error: cannot load the Kubernetes configuration: {e}", err=True)
+        raise typer.Exit(2) from e
+
+    async def main() -> None:
+        op = Operator(api, namespace=namespace)
+        task = asyncio.create_task(op.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await api.close()
+
+    asyncio.run(main())
