@@ -58,10 +58,15 @@ def namespace(cluster: Cluster, name: str) -> str:
 class OperatorProcess:
     """``gapless operator run`` as a real process with a kubeconfig; ``kill()`` is SIGKILL."""
 
-    def __init__(self, kubeconfig: Path, *, namespace: str | None = None, log: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, *, namespace: str | None = None, log: Path, listen: str | None = None
+    ) -> None:
         args = [sys.executable, "-m", "gapless", "operator", "run", "--kubeconfig", str(kubeconfig)]
         if namespace:
             args += ["-n", namespace]
+        if listen:
+            args += ["--listen", listen]
+        self.listen = listen
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -80,6 +85,16 @@ class OperatorProcess:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's /metrics as name -> value (labels kept in the name)."""
+        text = httpx.get(f"http://{self.listen}/metrics", timeout=5).text
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from gapless.platform.kubernetes.manifests import LABEL_REVISION
-from tests.k8s.cluster import Cluster
+from tests.k8s.cluster import Cluster, free_port
 from tests.k8s.operator import (
     GROUP,
     OperatorProcess,
@@ -247,6 +248,41 @@ def test_the_operator_runs_as_its_service_account_with_the_shipped_role(
     with crds.client(token) as sa:
         assert sa.get(f"/api/v1/namespaces/{ns}/secrets").status_code == 403
         assert sa.get(f"/api/v1/namespaces/{ns}/pods").status_code == 200
+
+
+def test_healthz_metrics_and_no_requests_while_idle(crds: Cluster, ns: str, tmp_path: Path) -> None:
+    """/healthz is 200 once the caches are filled; an idle operator sends no API request at all (watches,
+    not polling); a rollout update costs a bounded number of requests, counted in /metrics."""
+    op = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "operator.log", listen=f"127.0.0.1:{free_port()}"
+    )
+    try:
+        wait_for(lambda: _get(f"http://{op.listen}/healthz") == 200, 20, "/healthz 200")
+        create(crds, ns, k8s_rollout("idle", "v1", replicas=2))
+        healthy_at(crds, ns, "idle", "1", op)
+        time.sleep(1.0)  # the last watch events of the rollout
+        idle = op.metrics()
+        before = idle["gapless_operator_api_requests_total"]
+        time.sleep(4.0)
+        now = op.metrics()
+        assert now["gapless_operator_api_requests_total"] == before
+        assert (
+            now["gapless_operator_reconcile_passes_total"] == idle["gapless_operator_reconcile_passes_total"]
+        )
+        update(crds, ns, "idle", {"template": k8s_rollout("idle", "v2")["spec"]["template"]})
+        healthy_at(crds, ns, "idle", "2", op)
+        m = op.metrics()
+        assert 0 < m["gapless_operator_api_requests_total"] - before < 60, m
+        assert m['gapless_operator_cached_objects{kind="Rollout"}'] == 1
+    finally:
+        op.stop()
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 def test_a_spec_that_only_makes_sense_locally_is_refused_naming_the_field(

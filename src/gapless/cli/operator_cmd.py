@@ -37,6 +37,10 @@ def run(
     namespace: Annotated[
         str | None, typer.Option("-n", "--namespace", help="reconcile only this namespace (default: all)")
     ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", help="serve /healthz and /metrics on HOST:PORT (default: not served)"),
+    ] = None,
 ) -> None:
     """Reconcile the cluster's Rollouts until SIGTERM or Ctrl-C."""
     from lightkube import ConfigError
@@ -46,6 +50,13 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    address: tuple[str, int] | None = None
+    if listen is not None:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            typer.echo(f"error: --listen: expected HOST:PORT, e.g. 0.0.0.0:8080, not {listen!r}", err=True)
+            raise typer.Exit(2)
+        address = (host.strip("[]"), int(port))
     if kubeconfig is not None and not kubeconfig.is_file():
         typer.echo(f"error: --kubeconfig: no such file: {kubeconfig}", err=True)
         raise typer.Exit(2)
@@ -59,6 +70,12 @@ def run(
     async def main() -> None:
         op = Operator(api, namespace=namespace)
         task = asyncio.create_task(op.run())
+        server = None
+        if address is not None:
+            from gapless.server.operator_http import operator_server
+
+            server = operator_server(op, *address)
+            serving = asyncio.create_task(server.serve())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
@@ -67,6 +84,9 @@ def run(
         except asyncio.CancelledError:
             pass
         finally:
+            if server is not None:
+                server.should_exit = True
+                await serving
             await api.close()
 
     asyncio.run(main())
