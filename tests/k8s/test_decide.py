@@ -238,3 +238,18 @@ def test_the_progress_deadline_fails_the_revision_and_restores_the_previous_one(
     live = [p for p in sim.pods.values() if not p["metadata"].get("deletionTimestamp")]
     assert {p["metadata"]["labels"][LABEL_REVISION] for p in live} == {stable}
     assert len(live) == 3
+
+
+def test_going_back_to_an_earlier_template_reuses_its_replica_set_as_the_newest_revision() -> None:
+    """v1 -> v2 -> v1 again (an undo): no third ReplicaSet, v1's is scaled back up, numbered 3."""
+    sim = SimCluster(_rng(4), 1_800_000_000.0)
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v1", replicas=3)), 100)
+    v1 = obj["status"]["currentPodHash"]
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v2", replicas=3), obj["status"], 2), 200)
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v1", replicas=3), obj["status"], 3), 200)
+    assert obj["status"]["currentPodHash"] == v1
+    assert obj["status"]["currentRevision"] == "3"
+    assert len(sim.rs) == 2
+    assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {v1}
+    rs = next(r for r in sim.rs.values() if r["metadata"]["labels"][LABEL_REVISION] == v1)
+    assert rs["metadata"]["annotations"]["gapless.dev/revision-number"] == "3"

@@ -210,15 +210,17 @@ def decide(
         number = max([int(r.get("number", 0)) for r in records.values()] + [0]) + 1
         rec = records[target] = {"number": number, "phase": "progressing", "progressAt": now}
         events.append(("NewRevision", f"revision {number} ({target}) created", False))
-    elif rec["phase"] == "superseded":
-        rec.update(phase="progressing", progressAt=now, message="")
     for h, r in records.items():
         if h != target and r["phase"] == "progressing":
             r["phase"] = "superseded"
     complete = [(float(r.get("completedAt", 0)), h) for h, r in records.items() if r["phase"] == "complete"]
     stable = max(complete)[1] if complete else None
-    if rec["phase"] == "complete" and stable != target:
-        rec.update(phase="progressing", progressAt=now)  # an older complete revision again (undo)
+    if rec["phase"] == "superseded" or (rec["phase"] == "complete" and stable != target):
+        # An older template again (an undo): its ReplicaSet is reused and, as in Kubernetes, it becomes
+        # the newest revision number.
+        number = max(int(r.get("number", 0)) for r in records.values()) + 1
+        rec.update(phase="progressing", progressAt=now, message="", number=number)
+        events.append(("RevisionReused", f"revision {number} ({target}) is an earlier template again", False))
 
     desired = {rev: int(r["spec"].get("replicas", 0)) for rev, r in rs_by_rev.items()}
     instances = instances_of(desired, pods, now, spec.min_ready_seconds)
