@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -49,7 +50,8 @@ def run(
     from gapless.platform.kubernetes.client import KubeApi, load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    if not os.environ.get("GAPLESS_K8S_DEBUG"):
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
     address: tuple[str, int] | None = None
     if listen is not None:
         host, _, port = listen.rpartition(":")
