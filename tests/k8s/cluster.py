@@ -92,7 +92,12 @@ class Cluster:
                 "kube-scheduler",
                 "--kubeconfig", str(self.kubeconfig), "--secure-port", "0", "--leader-elect=false",
             )  # fmt: skip
-            self._start("kwok", "--kubeconfig", str(self.kubeconfig), "--manage-all-nodes=true")
+            # The node lease keeps the node Ready: without it the node controller marks it NotReady after
+            # 40 s and its pods unready, which would look like a fault of whatever runs on it.
+            self._start(
+                "kwok", "--kubeconfig", str(self.kubeconfig), "--manage-all-nodes=true",
+                "--node-lease-duration-seconds", "40",
+            )  # fmt: skip
             self._node()
         except BaseException:
             self.stop()

@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("gapless.cli.migrate_cmd", "migrate_app"),
     "release": ("gapless.cli.release_cmd", "release_app"),
     "load": ("gapless.cli.load_cmd", "load_command"),
+    "operator": ("gapless.cli.operator_cmd", "operator_app"),
 }
 """Command name -> (module, attribute)."""
 
@@ -35,6 +36,7 @@ LAZY_HELP: dict[str, str] = {
     ),
     "release": "Releases: one ordered plan of migrations, rollouts and flag changes, rolled back together.",
     "load": "Send HTTP requests to a local URL at a fixed rate and count every outcome.",
+    "operator": "The Kubernetes operator: reconciles Rollouts on a cluster (rolling updates as ReplicaSets).",
 }
 """Command name -> its line in ``gapless --help``, shown without importing the command's module."""
 

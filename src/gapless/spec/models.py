@@ -24,6 +24,7 @@ from gapless.spec.strategy import RollingUpdate, Strategy
 
 __all__ = [
     "CHANGE_CAUSE_ANNOTATION",
+    "ContainerPort",
     "DnsLabel",
     "ExecAction",
     "HTTPGetAction",
@@ -33,6 +34,7 @@ __all__ = [
     "Metadata",
     "PreStopHandler",
     "Probe",
+    "Resources",
     "RollingUpdate",
     "Rollout",
     "RolloutSpec",
@@ -209,14 +211,65 @@ class Lifecycle(SpecModel):
     pre_stop: PreStopHandler | None = None
 
 
+_PORT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY_RE = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+_RESOURCE_NAME_RE = re.compile(r"^([a-z0-9.-]+/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$")
+
+
+def _port_name(value: str | None) -> str | None:
+    if value is not None and (len(value) > 15 or not _PORT_NAME_RE.match(value) or value.isdigit()):
+        raise ValueError("must be at most 15 lowercase letters, digits or '-' (an IANA service name)")
+    return value
+
+
+def _quantity(value: str | int | float) -> str | int | float:
+    if isinstance(value, bool) or (isinstance(value, float) and value < 0):
+        raise ValueError("must be a Kubernetes quantity such as 100m, 0.5 or 128Mi")
+    if isinstance(value, int) and value < 0:
+        raise ValueError("must not be negative")
+    if isinstance(value, str) and not _QUANTITY_RE.match(value):
+        raise ValueError(f"must be a Kubernetes quantity such as 100m, 0.5 or 128Mi, not {value[:40]!r}")
+    return value
+
+
+def _resource_names(value: dict[str, Any]) -> dict[str, Any]:
+    for k in value:
+        if len(k) > 253 or not _RESOURCE_NAME_RE.match(k):
+            raise ValueError(f"{k[:40]!r} is not a resource name (cpu, memory, example.com/gpu ...)")
+    return value
+
+
 def _check_requires_schema(value: str | None) -> str | None:
     if value is not None and (not value or ":" in value or not value.isprintable() or len(value) > 63):
         raise ValueError("must be a migration name: 1 to 63 printable characters, no ':'")
     return value
 
 
+class ContainerPort(SpecModel):
+    """A port of the main container on Kubernetes (``containerPort``, as in a PodSpec)."""
+
+    container_port: int = Field(ge=1, le=65535)
+    name: Annotated[str | None, AfterValidator(_port_name)] = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+Quantity = Annotated[str | int | float, AfterValidator(_quantity)]
+
+
+class Resources(SpecModel):
+    """Requests and limits of the main container on Kubernetes (``cpu: 100m``, ``memory: 128Mi``)."""
+
+    requests: Annotated[dict[str, Quantity], AfterValidator(_resource_names)] = Field(default_factory=dict)
+    limits: Annotated[dict[str, Quantity], AfterValidator(_resource_names)] = Field(default_factory=dict)
+
+
 class Template(SpecModel):
-    """What an instance is. Any change here makes a new revision; see ``template_hash``."""
+    """What an instance is. Any change here makes a new revision; see ``template_hash``.
+
+    ``image``, ``ports``, ``resources`` and ``podSpec`` are read on Kubernetes only (the local platform
+    runs ``command`` as a process and ignores them); ``podSpec`` is passed through to the pods' PodSpec
+    (volumes, sidecars, serviceAccountName, nodeSelector, tolerations ...).
+    """
 
     command: Argv
     env: EnvMap = Field(default_factory=dict)
@@ -232,6 +285,10 @@ class Template(SpecModel):
     ``gapless migrate complete`` refuses while a revision with live instances declares an older one.
     Left out of the template hash when absent, so templates written before it keep their revisions.
     """
+    image: str | None = Field(default=None, min_length=1, max_length=1024)
+    ports: list[ContainerPort] | None = None
+    resources: Resources | None = None
+    pod_spec: dict[str, Any] | None = None
 
 
 def _check_name(value: str) -> str:
@@ -305,7 +362,7 @@ class Rollout(SpecModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=as_written)
 
 
-_HASHED_ONLY_WHEN_SET = ("requiresSchema",)
+_HASHED_ONLY_WHEN_SET = ("requiresSchema", "image", "ports", "resources", "podSpec")
 
 
 def template_hash(template: Template) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "Canary",
     "CanaryStep",
     "ExecCheck",
+    "GatewayAPI",
     "HTTPCheck",
     "HeaderRoute",
     "Pause",
@@ -363,8 +364,19 @@ class Stickiness(SpecModel):
         return self
 
 
+class GatewayAPI(SpecModel):
+    """A Gateway API ``HTTPRoute`` (in the Rollout's namespace) whose backendRefs carry the canary weights.
+
+    Kubernetes only, as Argo Rollouts' Gateway API plugin: the route is the user's; gapless writes the
+    weights of its ``NAME-stable`` and ``NAME-canary`` backendRefs.
+    """
+
+    http_route: ObjectName
+
+
 class TrafficRouting(SpecModel):
     stickiness: Stickiness | None = None
+    gateway_api: GatewayAPI | None = Field(default=None, alias="gatewayAPI")
 
 
 class Canary(SpecModel):

@@ -1,0 +1,139 @@
+"""The Kubernetes operator's loop: watches feed caches, a changed object queues its Rollout, one worker
+reconciles queued Rollouts with ``decide`` and writes what it says.
+
+Nothing is polled: a pass runs when a watch reports a change to a Rollout, one of its ReplicaSets or Pods,
+or when the plan asked to be woken (a pod becoming available after ``minReadySeconds``, a progress
+deadline). What the operator writes goes into its caches at once (write-through), so the next pass sees
+its own writes even before their watch events arrive. A status write that meets a 409 (the Rollout
+changed meanwhile) is not retried blindly: the Rollout is read again and the pass runs again on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from lightkube import ApiError
+
+from gapless.controller.kubernetes import DELETION_COST, Decision, decide
+from gapless.platform.kubernetes.client import Informer, KubeApi, Pod, ReplicaSet, RolloutResource, conflict
+
+__all__ = ["Operator"]
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+
+
+class Operator:
+    """Reconciles every Rollout of ``namespace`` (all namespaces when None)."""
+
+    def __init__(self, api: KubeApi, *, namespace: str | None = None) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.rollouts = Informer(api, RolloutResource, self.enqueue, namespace=namespace, labelled=False)
+        self.replica_sets = Informer(api, ReplicaSet, self.enqueue, namespace=namespace, labelled=True)
+        self.pods = Informer(api, Pod, self.enqueue, namespace=namespace, labelled=True)
+        self._dirty: set[Key] = set()
+        self._wake = asyncio.Event()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._services: dict[Key, list[dict[str, Any]]] = {}
+        self.passes = 0
+        self.conflicts = 0
+        self.last_pass_seconds = 0.0
+        self.ready = asyncio.Event()
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        self._dirty.add((namespace, name))
+        self._wake.set()
+
+    async def run(self) -> None:
+        informers = (self.rollouts, self.replica_sets, self.pods)
+        tasks = [asyncio.create_task(i.run(), name=f"watch-{i.kind.__name__}") for i in informers]
+        try:
+            await asyncio.gather(*(i.synced.wait() for i in informers))
+            self.ready.set()
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._dirty:
+                    key = self._dirty.pop()
+                    try:
+                        await self.reconcile(key)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("reconciling %s/%s failed; retrying in 1 s", *key)
+                        self._later(key, time.time() + 1.0)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            for h in self._timers.values():
+                h.cancel()
+
+    def _later(self, key: Key, at: float) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, at - time.time())
+        self._timers[key] = loop.call_later(delay, self.enqueue, *key)
+
+    async def reconcile(self, key: Key) -> None:
+        obj = self.rollouts.items.get(key)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            self._services.pop(key, None)
+            return
+        namespace, name = key
+        started = time.perf_counter()
+        d = decide(
+            obj,
+            self.replica_sets.of_rollout(namespace, name),
+            self.pods.of_rollout(namespace, name),
+            time.time(),
+        )
+        await self._apply(key, obj, d)
+        self.passes += 1
+        self.last_pass_seconds = time.perf_counter() - started
+        if d.requeue_at is not None:
+            self._later(key, d.requeue_at)
+
+    async def _apply(self, key: Key, obj: dict[str, Any], d: Decision) -> None:
+        namespace = key[0]
+        for pod in d.mark_pods:
+            cached = self.pods.items.get((namespace, pod))
+            if (
+                cached is not None
+                and (cached["metadata"].get("annotations") or {}).get(DELETION_COST) == "-1000"
+            ):
+                continue
+            await self.api.annotate_pod(namespace, pod, {DELETION_COST: "-1000"})
+            if cached is not None:
+                cached["metadata"].setdefault("annotations", {})[DELETION_COST] = "-1000"
+        for rs in d.replica_sets:
+            self.replica_sets.store(await self.api.apply(rs))
+        for rs_name in d.delete_replica_sets:
+            await self.api.delete_replica_set(namespace, rs_name)
+            self.replica_sets.items.pop((namespace, rs_name), None)
+        if self._services.get(key) != d.services:
+            for svc in d.services:
+                await self.api.apply(svc)
+            self._services[key] = d.services
+        for reason, message, warning in d.events:
+            await self.api.event(obj, reason, message, warning=warning)
+        if d.status and d.status != obj.get("status"):
+            try:
+                self.rollouts.store(await self.api.replace_status(obj, d.status))
+            except ApiError as e:
+                if not conflict(e):
+                    raise
+                self.conflicts += 1
+                fresh = await self.api.get_rollout(*key)
+                if fresh is not None:
+                    self.rollouts.store(fresh)
+                self.enqueue(*key)

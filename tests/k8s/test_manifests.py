@@ -1,0 +1,194 @@
+"""Rules of the mapping from a Rollout to Kubernetes objects (pure: no cluster needed)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gapless.platform.kubernetes.manifests import (
+    DEFAULT_PRE_STOP_SLEEP,
+    LABEL_REVISION,
+    LABEL_ROLLOUT,
+    pod_template,
+    problems,
+    replica_set,
+    services,
+)
+from gapless.spec.load import validate_rollout
+from gapless.spec.models import template_hash
+from tests.k8s.operator import k8s_rollout
+
+names = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True)
+env = st.dictionaries(
+    st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True), st.text("abc01 ", max_size=8), max_size=4
+)
+ports = st.lists(st.integers(1, 65535), min_size=1, max_size=3, unique=True)
+
+
+@st.composite
+def templates(draw: st.DrawFn) -> dict[str, Any]:
+    t: dict[str, Any] = {
+        "image": draw(st.sampled_from(["r.example/a:1", "r.example/a:2", "r.example/b@sha256:" + "0" * 64])),
+        "command": ["/app", *draw(st.lists(st.sampled_from(["--port", "${PORT}", "-v", "x"]), max_size=3))],
+        "ports": [{"containerPort": p} for p in draw(ports)],
+        "env": draw(env),
+        "terminationGracePeriodSeconds": draw(st.integers(6, 120)),
+    }
+    if draw(st.booleans()):
+        t["workingDir"] = "/srv"
+    if draw(st.booleans()):
+        t["resources"] = {
+            "requests": {"cpu": draw(st.sampled_from(["100m", "1", "0.5"]))},
+            "limits": {"memory": "128Mi"},
+        }
+    if draw(st.booleans()):
+        t["readinessProbe"] = {"httpGet": {"path": "/healthz"}, "periodSeconds": draw(st.integers(1, 30))}
+    if draw(st.booleans()):
+        t["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/drain"]}}}
+    if draw(st.booleans()):
+        t["podSpec"] = {
+            "serviceAccountName": draw(names),
+            "nodeSelector": {"disk": "ssd"},
+            "containers": [{"name": "sidecar", "image": "r.example/proxy:1"}],
+        }
+    return t
+
+
+def rollout(name: str, template: dict[str, Any]) -> Any:
+    doc = k8s_rollout(name, "v1")
+    doc["spec"]["template"] = template
+    return validate_rollout(doc)
+
+
+@settings(max_examples=150)
+@given(name=names, template=templates())
+def test_the_pod_template_carries_the_template_with_kubernetes_meaning(
+    name: str, template: dict[str, Any]
+) -> None:
+    """Labels name the rollout and revision; the main container has the image, argv, env, ports and probes;
+    podSpec fields and sidecars pass through; a preStop sleep is added unless one is declared."""
+    r = rollout(name, template)
+    assert problems(r) == []
+    pt = pod_template(r)
+    assert pt["metadata"]["labels"][LABEL_ROLLOUT] == name
+    assert pt["metadata"]["labels"][LABEL_REVISION] == template_hash(r.spec.template)
+    main = pt["spec"]["containers"][0]
+    assert main["image"] == template["image"]
+    assert main["command"] == [a.replace("${PORT}", "$(PORT)") for a in template["command"]]
+    env_out = {e["name"]: e["value"] for e in main.get("env", [])}
+    assert env_out == template["env"] | {"PORT": str(template["ports"][0]["containerPort"])} | {
+        k: v for k, v in template["env"].items() if k == "PORT"
+    }
+    assert [p["containerPort"] for p in main["ports"]] == [p["containerPort"] for p in template["ports"]]
+    assert pt["spec"]["terminationGracePeriodSeconds"] == template["terminationGracePeriodSeconds"]
+    if "readinessProbe" in template:
+        probe = main["readinessProbe"]
+        assert probe["httpGet"]["port"] == template["ports"][0]["containerPort"]
+        assert probe["periodSeconds"] == template["readinessProbe"]["periodSeconds"]
+    pre_stop = main["lifecycle"]["preStop"]
+    if "lifecycle" in template:
+        assert pre_stop == {"exec": {"command": ["/bin/drain"]}}
+    else:
+        assert pre_stop == {"sleep": {"seconds": DEFAULT_PRE_STOP_SLEEP}}
+    if "podSpec" in template:
+        assert pt["spec"]["serviceAccountName"] == template["podSpec"]["serviceAccountName"]
+        assert pt["spec"]["nodeSelector"] == {"disk": "ssd"}
+        assert [c["name"] for c in pt["spec"]["containers"]] == ["app", "sidecar"]
+    if "resources" in template:
+        assert main["resources"]["limits"] == {"memory": "128Mi"}
+
+
+@settings(max_examples=150)
+@given(name=names, a=templates(), b=templates())
+def test_equal_templates_map_to_one_replica_set_and_different_ones_to_two(
+    name: str, a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    """The ReplicaSet's name and selector are a function of the template alone (so a restarted operator finds
+    the same one), equal for equal templates, different for different ones; replicas do not change them."""
+    ra, rb = rollout(name, a), rollout(name, b)
+    again = rollout(name, copy.deepcopy(a))
+    rs = lambda r, n: replica_set(r, namespace="ns", uid="u", replicas=n, number=1, template=pod_template(r))  # noqa: E731
+    assert rs(ra, 1)["metadata"]["name"] == rs(again, 7)["metadata"]["name"]
+    assert rs(ra, 1)["spec"]["template"] == rs(again, 3)["spec"]["template"]
+    same = ra.spec.template == rb.spec.template
+    assert (rs(ra, 1)["metadata"]["name"] == rs(rb, 1)["metadata"]["name"]) == same
+    sel = rs(ra, 2)["spec"]["selector"]["matchLabels"]
+    assert sel.items() <= rs(ra, 2)["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_hashes_of_templates_without_the_kubernetes_fields_are_unchanged() -> None:
+    """image/ports/resources/podSpec are hashed only when set: a local template keeps its revision hash."""
+    doc = k8s_rollout("shop", "v1")
+    for key in ("image", "ports"):
+        del doc["spec"]["template"][key]
+    doc["spec"]["template"]["readinessProbe"]["httpGet"]["port"] = 8080
+    t = validate_rollout(doc).spec.template
+    plain = t.model_dump(mode="json", by_alias=True)
+    for key in ("image", "ports", "resources", "podSpec", "requiresSchema"):  # as before these fields existed
+        plain.pop(key)
+    legacy = hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[
+        :10
+    ]
+    assert template_hash(t) == legacy
+    data = t.model_dump(mode="json", by_alias=True)
+    assert {"image", "ports", "resources", "podSpec"} <= set(data)
+    assert all(data[k] is None for k in ("image", "ports", "resources", "podSpec"))
+
+
+@given(
+    field=st.sampled_from(
+        ["image", "grace", "host", "port", "period", "router", "stickiness", "requiresSchema", "canary"]
+    )
+)
+def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
+    """Each local-only choice gives a problem naming its exact field."""
+    doc = k8s_rollout("shop", "v1")
+    t = doc["spec"]["template"]
+    expected = {
+        "image": "spec.template.image",
+        "grace": "spec.template.terminationGracePeriodSeconds",
+        "host": "spec.template.readinessProbe.httpGet.host",
+        "port": "spec.template.readinessProbe.httpGet.port",
+        "period": "spec.template.readinessProbe.periodSeconds",
+        "router": "spec.router",
+        "stickiness": "spec.strategy.canary.trafficRouting.stickiness",
+        "requiresSchema": "spec.template.requiresSchema",
+        "canary": "spec.strategy",
+    }[field]
+    if field == "image":
+        del t["image"]
+    elif field == "grace":
+        t["terminationGracePeriodSeconds"] = 3
+    elif field == "host":
+        t["readinessProbe"]["httpGet"]["host"] = "127.0.0.1"
+    elif field == "port":
+        del t["ports"]
+    elif field == "period":
+        t["readinessProbe"]["periodSeconds"] = 0.5
+    elif field == "router":
+        doc["spec"]["router"] = {"type": "haproxy"}
+    elif field == "stickiness":
+        doc["spec"]["strategy"] = {
+            "canary": {"steps": [{"setWeight": 10}], "trafficRouting": {"stickiness": {"header": "X-User"}}}
+        }
+    elif field == "requiresSchema":
+        t["requiresSchema"] = "0002_email"
+    else:
+        doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 10}]}}
+    found = problems(validate_rollout(doc))
+    assert expected in [f for f, _ in found], found
+    assert problems(validate_rollout(k8s_rollout("shop", "v1"))) == []
+
+
+def test_services_select_one_revision_each() -> None:
+    r = validate_rollout(k8s_rollout("shop", "v1"))
+    stable, canary = services(r, namespace="ns", uid="u", stable="aaa", canary="bbb")
+    assert stable["metadata"]["name"] == "shop-stable"
+    assert stable["spec"]["selector"] == {LABEL_ROLLOUT: "shop", LABEL_REVISION: "aaa"}
+    assert canary["spec"]["selector"] == {LABEL_ROLLOUT: "shop", LABEL_REVISION: "bbb"}
+    assert stable["spec"]["ports"][0] == {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}

@@ -1,0 +1,321 @@
+"""The operator on a real kube-apiserver, controller-manager and kwok node: ``gapless operator run`` as a
+real process reconciles Rollouts into ReplicaSets, Pods and Services.
+
+Pod and ReplicaSet counts are sampled from the test's own watches at every event, so a bound broken
+for a moment is seen. Each test has its own namespace and its own operator (``-n``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from gapless.platform.kubernetes.manifests import LABEL_REVISION
+from tests.k8s.cluster import Cluster, free_port
+from tests.k8s.operator import (
+    GROUP,
+    OperatorProcess,
+    Sampler,
+    k8s_rollout,
+    namespace,
+    rollout_status,
+    wait_for,
+)
+from tests.k8s.test_crds import install
+
+ROOT = Path(__file__).resolve().parents[2]
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: Cluster) -> Cluster:
+    install(cluster)
+    return cluster
+
+
+def _operator(cluster: Cluster, ns: str, tmp_path: Path, kubeconfig: Path | None = None) -> OperatorProcess:
+    return OperatorProcess(kubeconfig or cluster.kubeconfig, namespace=ns, log=tmp_path / "operator.log")
+
+
+@pytest.fixture
+def ns(crds: Cluster, request: pytest.FixtureRequest) -> str:
+    name = request.node.name.replace("_", "-")[:50].strip("-")
+    return namespace(crds, name)
+
+
+@pytest.fixture
+def operator(crds: Cluster, ns: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = _operator(crds, ns, tmp_path)
+    yield op
+    op.stop()
+
+
+def create(cluster: Cluster, ns: str, doc: dict[str, Any]) -> None:
+    with cluster.client() as c:
+        r = c.post(f"{GROUP}/namespaces/{ns}/rollouts", json=doc)
+        assert r.status_code == 201, r.text
+
+
+def update(cluster: Cluster, ns: str, name: str, spec: dict[str, Any]) -> None:
+    with cluster.client() as c:
+        r = c.patch(f"{GROUP}/namespaces/{ns}/rollouts/{name}", json={"spec": spec}, headers=MERGE)
+        assert r.status_code == 200, r.text
+
+
+def healthy_at(
+    cluster: Cluster, ns: str, name: str, revision: str, op: OperatorProcess, timeout: float = 30
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        s = rollout_status(cluster, ns, name)
+        return s if s.get("phase") == "Healthy" and s.get("currentRevision") == revision else None
+
+    try:
+        return dict(wait_for(check, timeout, f"{name} healthy at revision {revision}"))
+    except AssertionError as e:
+        raise AssertionError(
+            f"{e}\nstatus: {rollout_status(cluster, ns, name)}\noperator log:\n{op.tail()}"
+        ) from None
+
+
+def replica_sets(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
+    with cluster.client() as c:
+        r = c.get(
+            f"/apis/apps/v1/namespaces/{ns}/replicasets",
+            params={"labelSelector": f"gapless.dev/rollout={name}"},
+        )
+        return list(r.json()["items"])
+
+
+def after_full(samples: list[tuple[int, int]], replicas: int) -> list[tuple[int, int]]:
+    first = next(i for i, (_, available) in enumerate(samples) if available >= replicas)
+    return samples[first:]
+
+
+def test_a_rolling_update_scales_replica_sets_within_the_bounds(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """v1 -> v2 with 6 replicas, maxSurge 2, maxUnavailable 1: at every watch event at most 8 pods exist
+    (terminating ones included) and at least 5 are ready; one ReplicaSet per revision, owned by the
+    Rollout; the Services select the new revision; the status says Healthy, revision 2, 6/6."""
+    strategy = {"rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}}
+    with Sampler(crds, ns, "shop") as sampler:
+        create(crds, ns, k8s_rollout("shop", "v1", replicas=6, strategy=strategy))
+        first = healthy_at(crds, ns, "shop", "1", operator)
+        update(crds, ns, "shop", {"template": k8s_rollout("shop", "v2")["spec"]["template"]})
+        status = healthy_at(crds, ns, "shop", "2", operator)
+        wait_for(lambda: len(sampler.pods) == 6, 10, "6 pods after the update")
+    samples = after_full(sampler.samples, 6)
+    assert max(total for total, _ in sampler.samples) <= 8, sampler.samples
+    assert min(available for _, available in samples) >= 5, samples
+    assert status["ready"] == "6/6"
+    assert status["currentPodHash"] != first["currentPodHash"]
+    sets = replica_sets(crds, ns, "shop")
+    assert len(sets) == 2 == len(sampler.replica_sets)
+    by_rev = {r["metadata"]["labels"][LABEL_REVISION]: r for r in sets}
+    assert by_rev[status["currentPodHash"]]["spec"]["replicas"] == 6
+    assert by_rev[first["currentPodHash"]]["spec"]["replicas"] == 0
+    for r in sets:
+        owner = r["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("Rollout", "shop", True)
+        assert "gapless" in {m["manager"] for m in r["metadata"]["managedFields"]}
+    with crds.client() as c:
+        for svc in ("shop-stable", "shop-canary"):
+            selector = c.get(f"/api/v1/namespaces/{ns}/services/{svc}").json()["spec"]["selector"]
+            assert selector[LABEL_REVISION] == status["currentPodHash"]
+        pod = c.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "gapless.dev/rollout=shop"}
+        ).json()["items"][0]
+        container = pod["spec"]["containers"][0]
+        assert container["image"] == "example.invalid/shop:v2"
+        assert container["command"] == ["/shop", "--port", "$(PORT)"]
+        assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+        reasons = {
+            e["reason"]
+            for e in c.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+            if e["involvedObject"]["kind"] == "Rollout"
+        }
+        assert {"NewRevision", "RolloutCompleted"} <= reasons
+
+
+def test_an_operator_killed_mid_rollout_resumes_without_a_second_replica_set(
+    crds: Cluster, ns: str, tmp_path: Path
+) -> None:
+    """SIGKILL the operator while v2 is part-way; a new one finishes it from the cluster's state alone:
+    still exactly one ReplicaSet per revision, the bounds held throughout, revision 2 complete."""
+    strategy = {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    op = _operator(crds, ns, tmp_path)
+    try:
+        with Sampler(crds, ns, "shop") as sampler:
+            create(crds, ns, k8s_rollout("shop", "v1", replicas=4, strategy=strategy, minReadySeconds=1))
+            first = healthy_at(crds, ns, "shop", "1", op)
+            update(crds, ns, "shop", {"template": k8s_rollout("shop", "v2")["spec"]["template"]})
+
+            def part_way() -> bool:
+                pods = sampler.pods.values()
+                new = [p for p in pods if p["metadata"]["labels"][LABEL_REVISION] != first["currentPodHash"]]
+                return 1 <= len(new) < 4
+
+            wait_for(part_way, 20, "v2 part-way")
+            op.kill()
+            time.sleep(0.5)
+            assert rollout_status(crds, ns, "shop").get("phase") == "Progressing"
+            op = _operator(crds, ns, tmp_path)
+            status = healthy_at(crds, ns, "shop", "2", op)
+            wait_for(lambda: len(sampler.pods) == 4, 10, "4 pods after the update")
+        assert len(replica_sets(crds, ns, "shop")) == 2 == len(sampler.replica_sets)
+        assert max(total for total, _ in sampler.samples) <= 5, sampler.samples
+        assert min(available for _, available in after_full(sampler.samples, 4)) >= 4
+        assert status["revisions"][first["currentPodHash"]]["number"] == 1
+    finally:
+        op.stop()
+
+
+def test_the_operator_runs_as_its_service_account_with_the_shipped_role(
+    crds: Cluster, ns: str, tmp_path: Path
+) -> None:
+    """The shipped ClusterRole, bound in one namespace, lets the operator create, update, roll and garbage-collect
+    (no 403 in its log), and does not let it read Secrets."""
+    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/operator/rbac.yaml").read_text()))
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    with crds.client() as c:
+        r = c.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", json=role)
+        assert r.status_code in (201, 409), r.text
+        if r.status_code == 409:
+            c.put(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role['metadata']['name']}", json=role)
+        assert (
+            c.post(
+                f"/api/v1/namespaces/{ns}/serviceaccounts", json={"metadata": {"name": "gapless-operator"}}
+            ).status_code
+            == 201
+        )
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "gapless-operator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "gapless-operator",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "gapless-operator", "namespace": ns}],
+        }
+        assert (
+            c.post(
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", json=binding
+            ).status_code
+            == 201
+        )
+        r = c.post(
+            f"/api/v1/namespaces/{ns}/serviceaccounts/gapless-operator/token",
+            json={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600},
+            },
+        )
+        token = r.json()["status"]["token"]
+    kubeconfig = tmp_path / "sa.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: test\n  cluster:\n    server: {crds.server}\n    certificate-authority: {crds.ca}\n"
+        f"users:\n- name: sa\n  user:\n    token: {token}\n"
+        f"contexts:\n- name: sa\n  context:\n    cluster: test\n    user: sa\n    namespace: {ns}\n"
+        "current-context: sa\n"
+    )
+    kubeconfig.chmod(0o600)
+    op = _operator(crds, ns, tmp_path, kubeconfig)
+    try:
+        create(crds, ns, k8s_rollout("shop", "v1", replicas=2, revisionHistoryLimit=0))
+        healthy_at(crds, ns, "shop", "1", op)
+        update(crds, ns, "shop", {"template": k8s_rollout("shop", "v2")["spec"]["template"]})
+        healthy_at(crds, ns, "shop", "2", op)
+        wait_for(
+            lambda: len(replica_sets(crds, ns, "shop")) == 1,
+            10,
+            "the old ReplicaSet deleted (revisionHistoryLimit 0)",
+        )
+        log = op.log.read_text()
+        assert "403" not in log, op.tail()
+        assert "Forbidden" not in log, op.tail()
+    finally:
+        op.stop()
+    with crds.client(token) as sa:
+        assert sa.get(f"/api/v1/namespaces/{ns}/secrets").status_code == 403
+        assert sa.get(f"/api/v1/namespaces/{ns}/pods").status_code == 200
+
+
+def test_healthz_metrics_and_no_requests_while_idle(crds: Cluster, ns: str, tmp_path: Path) -> None:
+    """/healthz is 200 once the caches are filled; an idle operator sends no API request at all (watches,
+    not polling); a rollout update costs a bounded number of requests, counted in /metrics."""
+    op = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "operator.log", listen=f"127.0.0.1:{free_port()}"
+    )
+    try:
+        wait_for(lambda: _get(f"http://{op.listen}/healthz") == 200, 20, "/healthz 200")
+        create(crds, ns, k8s_rollout("idle", "v1", replicas=2))
+        healthy_at(crds, ns, "idle", "1", op)
+        time.sleep(1.0)  # the last watch events of the rollout
+        idle = op.metrics()
+        before = idle["gapless_operator_api_requests_total"]
+        time.sleep(4.0)
+        now = op.metrics()
+        assert now["gapless_operator_api_requests_total"] == before
+        assert (
+            now["gapless_operator_reconcile_passes_total"] == idle["gapless_operator_reconcile_passes_total"]
+        )
+        update(crds, ns, "idle", {"template": k8s_rollout("idle", "v2")["spec"]["template"]})
+        healthy_at(crds, ns, "idle", "2", op)
+        m = op.metrics()
+        assert 0 < m["gapless_operator_api_requests_total"] - before < 60, m
+        assert m['gapless_operator_cached_objects{kind="Rollout"}'] == 1
+    finally:
+        op.stop()
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_a_spec_that_only_makes_sense_locally_is_refused_naming_the_field(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """A Rollout without an image: status Degraded naming spec.template.image, a Warning event, no ReplicaSet."""
+    doc = k8s_rollout("local", "v1")
+    del doc["spec"]["template"]["image"]
+    create(crds, ns, doc)
+    status = wait_for(
+        lambda: (
+            rollout_status(crds, ns, "local").get("phase") == "Degraded" and rollout_status(crds, ns, "local")
+        ),
+        20,
+        "Degraded",
+    )
+    assert "spec.template.image" in status["message"]
+    assert status["conditions"][0]["type"] == "InvalidSpec"
+    assert replica_sets(crds, ns, "local") == []
+    with crds.client() as c:
+        events = c.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+    assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
+
+
+def test_deleting_a_rollout_deletes_its_replica_sets(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """Owner references: the garbage collector deletes a deleted Rollout's ReplicaSets and Pods.
+
+    The collector learns of a new CRD at its next discovery (every 30 s), so this runs last and waits.
+    """
+    create(crds, ns, k8s_rollout("gone", "v1", replicas=2))
+    healthy_at(crds, ns, "gone", "1", operator)
+    with crds.client() as c:
+        assert c.delete(f"{GROUP}/namespaces/{ns}/rollouts/gone").status_code == 200
+    wait_for(lambda: not replica_sets(crds, ns, "gone"), 45, "the ReplicaSets garbage-collected")
