@@ -27,6 +27,7 @@ the timeouts and the connection limit use, for a dict operation or two per reque
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,7 +43,9 @@ from gapless.router.exchange import (
     REPLAY_LIMIT,
     Exchange,
 )
+from gapless.router.pool import MAX_IDLE
 from gapless.router.reader import HeadTooLarge, RequestReader
+from gapless.router.stats import LATENCY_BOUNDS
 from gapless.router.upstream import UPSTREAM_FULL, Pool, UpstreamProtocol
 
 if TYPE_CHECKING:
@@ -442,7 +445,14 @@ class DownstreamProtocol(RequestReader):
             pool.failures = 0
             pool.ejections = 0
         rev = pool.rev
-        rev.record(up.status, monotonic() - ex.started)
+        # RevisionCounters.record, inline: this runs once per request.
+        elapsed = monotonic() - ex.started
+        klass = up.status // 100 - 1
+        if 0 <= klass < 5:
+            rev.responses[klass] += 1
+        rev.latency_counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+        rev.latency_sum += elapsed
+        rev.latency_count += 1
         if ex.counted:
             ex.counted = False
             pool.in_flight -= 1
@@ -454,7 +464,13 @@ class DownstreamProtocol(RequestReader):
             up.ex = None
             if up.read_paused:
                 up.resume_reading()
-            pool.release(up)
+            idle = pool.idle
+            if pool.removed or up.closed or len(idle) >= MAX_IDLE:
+                up.close()
+            else:  # BackendPool.release, inline
+                up.idle = True
+                up.idle_swept = False
+                idle.append(up)
         else:
             up.close()
         if ex.keep_alive and ex.request_done and self.queue is None and not self.upgrading:
