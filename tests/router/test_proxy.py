@@ -321,8 +321,8 @@ async def test_upload_backpressure(harness: RouterHarness, backends: MakeBackend
             await asyncio.sleep(0.01)
         assert conn.paused
         assert conn.current is not None
-        assert conn.current.upstream is not None
-        assert conn.current.upstream.transport.get_write_buffer_size() < MB
+        assert conn.up is not None
+        assert conn.up.transport.get_write_buffer_size() < MB
         assert not sender.done()
         b1.release.set()
         await sender
@@ -338,11 +338,7 @@ async def test_download_backpressure(harness: RouterHarness, backends: MakeBacke
         writer.write(b"GET /download?size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
         conn = next(iter(harness.router.connections))
         for _ in range(500):
-            if (
-                conn.current is not None
-                and conn.current.upstream is not None
-                and conn.current.upstream.read_paused
-            ):
+            if conn.current is not None and conn.up is not None and conn.up.read_paused:
                 break
             await asyncio.sleep(0.01)
         assert conn.write_paused

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gapless.core.regex import Regex
 from gapless.router.config import RouteMatch, RouterConfig, StringMatch
-from gapless.router.pool import BackendPool
 from gapless.router.sticky import BUCKETS, bucket_of, cookie_value, header_value
+
+if TYPE_CHECKING:
+    from gapless.router.upstream import Pool
 
 __all__ = ["Table"]
 
@@ -82,15 +85,15 @@ class Table:
         "plain",
     )
 
-    def __init__(self, config: RouterConfig, pools: dict[str, BackendPool]) -> None:
+    def __init__(self, config: RouterConfig, pools: dict[str, Pool]) -> None:
         self.config = config
-        self.backends: tuple[BackendPool, ...] = tuple(pools[b.id] for b in config.backends)
-        by_revision: dict[str, tuple[BackendPool, ...]] = {}
+        self.backends: tuple[Pool, ...] = tuple(pools[b.id] for b in config.backends)
+        by_revision: dict[str, tuple[Pool, ...]] = {}
         for pool in self.backends:
             by_revision[pool.rev.name] = (*by_revision.get(pool.rev.name, ()), pool)
         self._by_revision = by_revision
         self._revision_rr = dict.fromkeys(by_revision, 0)
-        groups: list[tuple[BackendPool, ...]] = []
+        groups: list[tuple[Pool, ...]] = []
         weights: list[int] = []
         names: list[str] = []
         if config.weights is None:
@@ -157,7 +160,7 @@ class Table:
         current[g] -= self._total
         return g
 
-    def pick(self) -> BackendPool | None:
+    def pick(self) -> Pool | None:
         """The next backend to send a request to, or None when no revision may receive traffic."""
         cycle = self._cycle
         if cycle:
@@ -177,7 +180,7 @@ class Table:
             return self._instead_of_ejected(g, i, pool)
         return pool
 
-    def _instead_of_ejected(self, g: int, i: int, ejected: BackendPool) -> BackendPool:
+    def _instead_of_ejected(self, g: int, i: int, ejected: Pool) -> Pool:
         """Another backend of the same group, else of any group; all ejected: route anyway (panic)."""
         members = self._groups[g]
         for k in range(1, len(members)):
@@ -190,7 +193,7 @@ class Table:
                     return pool
         return ejected
 
-    def pick_for(self, head: bytes, tried: set[BackendPool] | None = None) -> BackendPool | None:
+    def pick_for(self, head: bytes, tried: set[Pool] | None = None) -> Pool | None:
         """The backend for a request with this head, by route, sticky key or weight; avoids ``tried``."""
         rev = self.revision_for(head) if not self.plain else None
         if rev is not None:
@@ -221,7 +224,7 @@ class Table:
                         return rev
         return None
 
-    def pick_other(self, tried: set[BackendPool]) -> BackendPool | None:
+    def pick_other(self, tried: set[Pool]) -> Pool | None:
         """A backend not in ``tried`` for a retry: the next pick if it qualifies, else any other one."""
         for _ in range(len(self.backends)):
             pool = self.pick()
@@ -234,7 +237,7 @@ class Table:
                 return pool
         return None
 
-    def _routable(self, pool: BackendPool) -> bool:
+    def _routable(self, pool: Pool) -> bool:
         return any(pool in g for g in self._groups)
 
 

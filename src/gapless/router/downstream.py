@@ -27,6 +27,7 @@ the timeouts and the connection limit use, for a dict operation or two per reque
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,15 +43,16 @@ from gapless.router.exchange import (
     REPLAY_LIMIT,
     Exchange,
 )
+from gapless.router.pool import MAX_IDLE
 from gapless.router.reader import HeadTooLarge, RequestReader
-from gapless.router.upstream import UpstreamProtocol
+from gapless.router.stats import LATENCY_BOUNDS
+from gapless.router.upstream import UPSTREAM_FULL, Pool, UpstreamProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from gapless.router.balancer import Table
     from gapless.router.config import Limits
-    from gapless.router.pool import BackendPool
 
 __all__ = ["DownstreamProtocol", "RouterView"]
 
@@ -79,7 +81,7 @@ class RouterView(Protocol):
 
 
 # Reasons to stop reading the client, as bits: it is read again when none is left.
-_UPSTREAM_FULL = 1
+_UPSTREAM_FULL = UPSTREAM_FULL
 _PIPELINED = 2
 _CONNECTING = 4
 
@@ -96,6 +98,7 @@ class DownstreamProtocol(RequestReader):
         "since",
         "transport",
         "tunnel",
+        "up",
         "waiting",
         "wbuf",
         "write_paused",
@@ -112,6 +115,7 @@ class DownstreamProtocol(RequestReader):
         self.paused = 0
         self.write_paused = False
         self.tunnel: UpstreamProtocol | None = None
+        self.up: UpstreamProtocol | None = None  # the backend connection of the current exchange
         self.closing = False
         self.waiting: dict[DownstreamProtocol, None] | None = None  # a dict of the router's, or None
         self.since = 0.0  # when it began waiting there
@@ -159,7 +163,7 @@ class DownstreamProtocol(RequestReader):
                 self._wait(self.router.partial, monotonic())  # a head began: the header timeout runs
         if ex is None:
             return
-        if ex.upstream is not None:
+        if self.up is not None:
             if ex.wbuf is not None:
                 self._send(ex)
         elif not ex.dispatched:
@@ -194,9 +198,9 @@ class DownstreamProtocol(RequestReader):
         self.tunnel = None
         if ex is not None:
             self._uncount(ex)
-            if ex.upstream is not None:
-                up = ex.upstream
-                ex.upstream = None
+            if self.up is not None:
+                up = self.up
+                self.up = None
                 if tunnel is not None:
                     up.close()
                 else:
@@ -206,7 +210,7 @@ class DownstreamProtocol(RequestReader):
         self.write_paused = True
         up = self.tunnel
         if up is None and self.current is not None:
-            up = self.current.upstream
+            up = self.up
         if up is not None:
             up.pause_reading()
 
@@ -214,7 +218,7 @@ class DownstreamProtocol(RequestReader):
         self.write_paused = False
         up = self.tunnel
         if up is None and self.current is not None:
-            up = self.current.upstream
+            up = self.up
         if up is not None:
             up.resume_reading()
 
@@ -253,14 +257,14 @@ class DownstreamProtocol(RequestReader):
     def backend_timed_out(self, now: float) -> None:
         """The backend did not start its response in time: replay the request elsewhere, or answer 504."""
         ex = self.current
-        if ex is None or ex.upstream is None or ex.pool is None:
+        if ex is None or self.up is None or ex.pool is None:
             return
         pool = ex.pool
         limits = self.router.limits
         pool.timeouts += 1
         pool.failed(now, limits.eject_after, limits.ejection)
-        up = ex.upstream
-        ex.upstream = None
+        up = self.up
+        self.up = None
         up.abort()
         ex.timed_out = True
         self._attempt_failed(ex, replay=True, stale=False)
@@ -282,7 +286,7 @@ class DownstreamProtocol(RequestReader):
 
     def _send(self, ex: Exchange) -> None:
         """Write the request bytes gathered so far (the head first) to the exchange's backend."""
-        up = ex.upstream
+        up = self.up
         if up is None:
             return
         wbuf = ex.wbuf
@@ -349,7 +353,7 @@ class DownstreamProtocol(RequestReader):
             self.router.spawn(self._connect(ex, pool))
             return
         up.reused = True
-        ex.upstream = up
+        self.up = up
         up.start(self, ex)
         if ex.wbuf is None and not ex.head_sent:
             ex.head_sent = True  # the common case, inline: a request without a body
@@ -357,7 +361,7 @@ class DownstreamProtocol(RequestReader):
         else:
             self._send(ex)
 
-    async def _connect(self, ex: Exchange, pool: BackendPool) -> None:
+    async def _connect(self, ex: Exchange, pool: Pool) -> None:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -375,7 +379,7 @@ class DownstreamProtocol(RequestReader):
         self._attach(ex, up)
 
     def _attach(self, ex: Exchange, up: UpstreamProtocol) -> None:
-        ex.upstream = up
+        self.up = up
         up.start(self, ex)
         self._send(ex)
         if self.paused & _CONNECTING:
@@ -392,7 +396,7 @@ class DownstreamProtocol(RequestReader):
     def _attempt_failed(self, ex: Exchange, *, replay: bool, stale: bool) -> None:
         """An attempt failed before any response byte: retry elsewhere when allowed, else answer 502 (504)."""
         self._uncount(ex)
-        ex.upstream = None
+        self.up = None
         if stale and ex.stale < MAX_STALE:
             ex.stale += 1
         else:
@@ -441,19 +445,32 @@ class DownstreamProtocol(RequestReader):
             pool.failures = 0
             pool.ejections = 0
         rev = pool.rev
-        rev.record(up.status, monotonic() - ex.started)
+        # RevisionCounters.record, inline: this runs once per request.
+        elapsed = monotonic() - ex.started
+        klass = up.status // 100 - 1
+        if 0 <= klass < 5:
+            rev.responses[klass] += 1
+        rev.latency_counts[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+        rev.latency_sum += elapsed
+        rev.latency_count += 1
         if ex.counted:
             ex.counted = False
             pool.in_flight -= 1
             rev.in_flight -= 1
             rev.bytes_in += ex.body_bytes
-        ex.upstream = None
+        self.up = None
         if up.keep_alive and ex.request_done and not up.close_delimited:
             up.down = None
             up.ex = None
             if up.read_paused:
                 up.resume_reading()
-            pool.release(up)
+            idle = pool.idle
+            if pool.removed or up.closed or len(idle) >= MAX_IDLE:
+                up.close()
+            else:  # BackendPool.release, inline
+                up.idle = True
+                up.idle_swept = False
+                idle.append(up)
         else:
             up.close()
         if ex.keep_alive and ex.request_done and self.queue is None and not self.upgrading:
@@ -472,9 +489,9 @@ class DownstreamProtocol(RequestReader):
         """The connection of the current exchange broke or sent garbage."""
         ex = self.current
         up.abort()
-        if ex is None or ex.upstream is not up:
+        if ex is None or self.up is not up:
             return
-        ex.upstream = None
+        self.up = None
         pool = up.pool
         if not up.got_bytes:
             self._attempt_failed(ex, replay=True, stale=up.reused)
@@ -512,7 +529,7 @@ class DownstreamProtocol(RequestReader):
         self.current = None
         if ex is not None:
             self._uncount(ex)
-            ex.upstream = None
+            self.up = None
         self.closing = True
         self.transport.close()
 

@@ -1,6 +1,7 @@
 """One request on its way through the router: what has been sent, where, and what may be replayed.
 
-An ``Exchange`` lives from the end of a request's head until its response ends. It keeps the head
+An ``Exchange`` lives from the end of a request's head until its response ends. It holds no link to a
+connection: the client connection holds the backend connection of its current exchange (``up``). It keeps the head
 and, while the request is idempotent and small, the body bytes already written, so that a request
 whose backend failed before answering can be replayed on another backend.
 """
@@ -8,11 +9,10 @@ whose backend failed before answering can be replayed on another backend.
 from __future__ import annotations
 
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gapless.router.pool import BackendPool
-    from gapless.router.upstream import UpstreamProtocol
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -66,7 +66,6 @@ class Exchange:
         "started",
         "timed_out",
         "tried",
-        "upstream",
         "wbuf",
         "wsize",
     )
@@ -90,9 +89,8 @@ class Exchange:
         self.request_done = False
         self.dispatched = False
         self.counted = False
-        self.pool: BackendPool | None = None
-        self.upstream: UpstreamProtocol | None = None
-        self.tried: set[BackendPool] | None = None
+        self.pool: BackendPool[Any] | None = None
+        self.tried: set[BackendPool[Any]] | None = None
         self.attempts = 0
         self.stale = 0
         self.timed_out = False  # an attempt ran out of the backend timeout

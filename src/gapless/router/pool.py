@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 from gapless.router.config import Backend
 from gapless.router.counters import RevisionCounters
 from gapless.router.stats import BackendStats
 
-if TYPE_CHECKING:
-    from gapless.router.upstream import UpstreamProtocol
-
-__all__ = ["IDLE_TIMEOUT", "MAX_EJECTION", "MAX_IDLE", "BackendPool"]
+__all__ = ["IDLE_TIMEOUT", "MAX_EJECTION", "MAX_IDLE", "BackendPool", "Pooled"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +40,24 @@ MAX_EJECTION = 300.0
 """Seconds an ejection lasts at most, however many came in a row."""
 
 
-class BackendPool:
-    """A backend's address, idle upstream connections and counters."""
+class Pooled(Protocol):
+    """What the pool needs of a backend connection (``upstream.UpstreamProtocol`` has it).
+
+    Declared here so that the pool does not import the connection above it.
+    """
+
+    idle: bool  # in the pool right now
+    idle_swept: bool  # idle at the last sweep
+    closed: bool
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Pooled)
+
+
+class BackendPool(Generic[C]):
+    """A backend's address, idle upstream connections (of type ``C``) and counters."""
 
     __slots__ = (
         "backend",
@@ -70,7 +83,7 @@ class BackendPool:
         self.host = backend.host
         self.port = backend.port
         self.rev = rev
-        self.idle: deque[UpstreamProtocol] = deque()
+        self.idle: deque[C] = deque()
         self.removed = False
         self.in_flight = 0
         self.requests = 0
@@ -106,7 +119,7 @@ class BackendPool:
             self.failures = 0
             log.info("backend %s back in the balancer", self.id)
 
-    def acquire(self) -> UpstreamProtocol | None:
+    def acquire(self) -> C | None:
         """Take the most recently used idle connection that is still open, or None."""
         idle = self.idle
         while idle:
@@ -116,7 +129,7 @@ class BackendPool:
                 return up
         return None
 
-    def release(self, up: UpstreamProtocol) -> None:
+    def release(self, up: C) -> None:
         """Return a connection whose response ended; it is closed if the backend drains or the pool is full."""
         if self.removed or up.closed or len(self.idle) >= MAX_IDLE:
             up.close()
@@ -125,7 +138,7 @@ class BackendPool:
         up.idle_swept = False
         self.idle.append(up)
 
-    def forget(self, up: UpstreamProtocol) -> None:
+    def forget(self, up: C) -> None:
         """Drop a connection that closed while idle."""
         try:
             self.idle.remove(up)
@@ -134,7 +147,7 @@ class BackendPool:
 
     def sweep(self) -> None:
         """Close connections that were idle at the previous sweep too; mark the others."""
-        keep: deque[UpstreamProtocol] = deque()
+        keep: deque[C] = deque()
         for up in self.idle:
             if up.idle_swept or up.closed:
                 up.idle = False

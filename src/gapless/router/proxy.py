@@ -36,6 +36,7 @@ from gapless.router.counters import RevisionCounters
 from gapless.router.downstream import DownstreamProtocol
 from gapless.router.pool import IDLE_TIMEOUT, BackendPool
 from gapless.router.stats import ConnectionStats, RouterStats
+from gapless.router.upstream import Pool
 
 __all__ = ["Router", "fd_budget"]
 
@@ -75,8 +76,8 @@ class Router:
         self.idle_timeouts = 0
         self.oversized_heads = 0
         self.restarts = 0
-        self.pools: dict[str, BackendPool] = {}
-        self.draining: dict[str, BackendPool] = {}
+        self.pools: dict[str, Pool] = {}
+        self.draining: dict[str, Pool] = {}
         self.revisions: dict[str, RevisionCounters] = {}
         self.table = Table(RouterConfig(version=0), {})
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,7 +93,7 @@ class Router:
 
     def apply(self, config: RouterConfig) -> None:
         """Route by ``config`` from now on; backends no longer listed start draining."""
-        pools: dict[str, BackendPool] = {}
+        pools: dict[str, Pool] = {}
         for backend in config.backends:
             old = self.pools.get(backend.id)
             if old is not None and old.backend == backend:
@@ -238,9 +239,9 @@ class Router:
             ex = conn.current
             if (
                 ex is not None
-                and ex.upstream is not None
+                and conn.up is not None
                 and ex.request_done
-                and not ex.upstream.got_bytes
+                and not conn.up.got_bytes
                 and now - ex.attempt_at >= timeout
             ):
                 conn.backend_timed_out(now)

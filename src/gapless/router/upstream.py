@@ -22,18 +22,52 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gapless.router.headers import RESPONSE_SPECIAL_RE, response_head
+from gapless.router.pool import BackendPool
 
 if TYPE_CHECKING:
-    from gapless.router.downstream import DownstreamProtocol
     from gapless.router.exchange import Exchange
-    from gapless.router.pool import BackendPool
 
-__all__ = ["UpstreamProtocol"]
+__all__ = ["UPSTREAM_FULL", "Pool", "ResponseSink", "RouterState", "UpstreamProtocol"]
+
+UPSTREAM_FULL = 1
+"""The reason bit with which the client is no longer read while the backend's send buffer is full."""
+
+
+class RouterState(Protocol):
+    """What a backend connection reads of the router: whether it is shutting down."""
+
+    closing: bool
+
+
+class ResponseSink(Protocol):
+    """The client side of an exchange, as a backend connection sees it (``downstream`` meets it).
+
+    Declared here so that this module does not import the one above it: a response goes up only
+    through these members. Pieces of a response are appended to ``wbuf`` and written by ``flush``.
+    """
+
+    wbuf: list[bytes]
+    write_paused: bool
+    closing: bool
+
+    @property
+    def transport(self) -> asyncio.Transport: ...
+    @property
+    def router(self) -> RouterState: ...
+
+    def flush(self) -> None: ...
+    def response_done(self, up: UpstreamProtocol) -> None: ...
+    def upstream_failed(self, up: UpstreamProtocol) -> None: ...
+    def start_tunnel(self, up: UpstreamProtocol) -> None: ...
+    def tunnel_closed(self) -> None: ...
+    def pause_reading(self, reason: int) -> None: ...
+    def resume_reading(self, reason: int) -> None: ...
+
 
 _NO_BODY = (b"204", b"304")
 
@@ -78,13 +112,13 @@ class UpstreamProtocol(asyncio.Protocol):
 
     transport: asyncio.Transport  # set by connection_made, before the protocol is handed out
 
-    def __init__(self, pool: BackendPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.parser = HttpResponseParser(self)
         self.ended: list[None] = []  # one item per response the validator saw end
         self.validator = HttpResponseParser(_Validator(self.ended))
         self.whole = False  # the exchange may take the short way (see _whole)
-        self.down: DownstreamProtocol | None = None
+        self.down: ResponseSink | None = None
         self.ex: Exchange | None = None
         self.status = 0
         # The bytes of the response head being received; the current head starts at head_pos.
@@ -105,7 +139,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # -- exchange life cycle (called by the downstream side) --
 
-    def start(self, down: DownstreamProtocol, ex: Exchange) -> None:
+    def start(self, down: ResponseSink, ex: Exchange) -> None:
         """Carry ``ex`` for ``down``: the caller then writes the request bytes."""
         self.down = down
         self.ex = ex
@@ -187,7 +221,7 @@ class UpstreamProtocol(asyncio.Protocol):
                 self.parser = HttpResponseParser(self)
             down.response_done(self)
 
-    def _whole(self, down: DownstreamProtocol, data: bytes) -> bool:
+    def _whole(self, down: ResponseSink, data: bytes) -> bool:
         """Forward ``data`` as it came if it is one whole plain response; False to take the general way."""
         end = data.find(b"\r\n\r\n") + 4
         if end < 4 or not data.startswith(b"HTTP/1.1 "):
@@ -250,11 +284,11 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.down is not None:
-            self.down.pause_reading(1)
+            self.down.pause_reading(UPSTREAM_FULL)
 
     def resume_writing(self) -> None:
         if self.down is not None:
-            self.down.resume_reading(1)
+            self.down.resume_reading(UPSTREAM_FULL)
 
     # -- httptools callbacks --
 
@@ -324,3 +358,7 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.rechunk and self.down is not None:
             self.down.wbuf.append(b"0\r\n\r\n")
         self.response_done = True
+
+
+Pool: TypeAlias = BackendPool[UpstreamProtocol]
+"""A backend's pool of these connections."""
