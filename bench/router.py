@@ -5,6 +5,9 @@ Rows, all against the same two tiny upstreams (``bench/upstream.py``):
   direct   wrk -> one upstream
   gapless  wrk -> gapless router (two backends in two revisions, weights 1:1) -> upstreams
   haproxy  wrk -> HAProxy (round-robin, forwardfor, http-reuse) -> upstreams
+  gapless-haproxy  wrk -> HAProxy as gapless runs it (``spec.router.type: haproxy``: generated
+           configuration, two revisions weighted 1:1 through the runtime API, the request log read
+           for latency, ``show stat`` polled every second) -> upstreams
 
 wrk runs on CPU 0 (``--wrk-cpu``); the proxy and the upstreams share CPU 1 (``--proxy-cpu``), so each
 proxy gets the same single core. Needs ``wrk`` and ``taskset``; the HAProxy row is skipped without
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -211,6 +215,65 @@ def bench_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> 
         stop(proc)
 
 
+def bench_gapless_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> Row:
+    """gapless's HAProxy router, started and driven by ``HaproxyRouters`` as the control plane does.
+
+    This process is pinned to the proxy's CPU while HAProxy starts (so HAProxy inherits that CPU and
+    runs one thread, like the plain row) and stays there: the control plane's part (the request log
+    reader above all, one datagram per request; runtime API; stats polls) shares the proxy's core, so
+    the row counts what the metrics cost, as on a machine where both run side by side.
+    """
+    from gapless.controller.haproxy import HaproxyRouters
+    from gapless.controller.traffic import RouterChoice, Routing
+    from gapless.platform.local import LocalPlatform
+
+    binary = shutil.which("haproxy")
+    if binary is None:
+        return Row("gapless-haproxy", None, "-", "-", "haproxy not installed")
+    port = free_port()
+    state = tmp / "state"
+    state.mkdir(exist_ok=True)
+
+    async def run() -> Row:
+        routers = HaproxyRouters(state, LocalPlatform(state, state_id="bench"))
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {args.proxy_cpu})
+        try:
+            await routers.ensure("bench", f"127.0.0.1:{port}", router=RouterChoice("haproxy", binary))
+            backends = [
+                Backend(id=f"u{i}", port=p, revision=rev)
+                for i, (p, rev) in enumerate(zip(upstreams, "ab", strict=True))
+            ]
+            await routers.set_backends("bench", backends, Routing(weights={"a": 1, "b": 1}))
+            wait_port(port)
+            answer = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/")
+            assert answer.status_code == 200
+            pid = routers.state("bench").pid
+            worker = serving_pid(pid) if pid is not None else None
+            done = asyncio.Event()
+
+            async def poll() -> None:
+                while not done.is_set():
+                    await routers.stats("bench")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 1.0)
+
+            poller = asyncio.create_task(poll())
+            row = await asyncio.to_thread(run_wrk, args, port, "gapless-haproxy", worker)
+            done.set()
+            await poller
+            stats = await routers.stats("bench")
+            logged = sum(r.latency_count for r in stats.revisions.values()) if stats else 0
+            row.note = (row.note + f" latency of {logged} requests logged").strip()
+            return row
+        finally:
+            await routers.remove("bench")
+            await routers.aclose()
+            os.sched_setaffinity(0, before)
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -221,7 +284,9 @@ def main() -> None:
     parser.add_argument("--wrk-cpu", type=int, default=0)
     parser.add_argument("--proxy-cpu", type=int, default=1)
     parser.add_argument("--upstream-cpu", type=int, help="CPU of the upstreams (default: the proxy's)")
-    parser.add_argument("--only", choices=["direct", "gapless", "haproxy"], action="append")
+    parser.add_argument(
+        "--only", choices=["direct", "gapless", "haproxy", "gapless-haproxy"], action="append"
+    )
     parser.add_argument(
         "--profile", metavar="FILE", help="record a py-spy profile of the router (.svg flame graph, .txt raw)"
     )
@@ -230,7 +295,7 @@ def main() -> None:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y wrk util-linux")
-    only = set(args.only or ["direct", "gapless", "haproxy"])
+    only = set(args.only or ["direct", "gapless", "haproxy", "gapless-haproxy"])
     upstream_cpu = args.proxy_cpu if args.upstream_cpu is None else args.upstream_cpu
     ports = [free_port(), free_port()]
     upstreams = [
@@ -249,6 +314,8 @@ def main() -> None:
                 rows.append(bench_gapless(args, tmp, ports))
             if "haproxy" in only:
                 rows.append(bench_haproxy(args, tmp, ports))
+            if "gapless-haproxy" in only:
+                rows.append(bench_gapless_haproxy(args, tmp, ports))
     finally:
         for u in upstreams:
             stop(u)
