@@ -14,7 +14,14 @@ current servers and split; every later change is a batch of runtime commands on 
 - revision weights: ``set server ... weight`` on every server whose share changed
   (``gapless.haproxy.weights``: a revision's share is exact, the integer error is reported);
 - a removed instance: ``set server ... state drain`` (requests in flight finish, no new ones), and once
-  it has no session left, ``state maint`` and ``del server`` (its counters are kept for its revision).
+  it has no session left, ``state maint`` and ``del server`` (its counters are kept for its revision);
+- header routes and sticky ranges: the same per revision slot backend, and the map of bucket ranges and
+  route targets replaced in one version (``gapless.haproxy.rules``);
+- a renewed certificate: ``set ssl cert`` and ``commit ssl cert`` with the new bundle.
+
+Latency comes from HAProxy's request log, read from a datagram socket (``gapless.haproxy.logs``). HAProxy
+2.6 opens a new upstream connection per request for dynamic servers (measured; see docs/haproxy.md),
+which makes ``server-template`` slots the better choice for speed: not done yet.
 
 Health checks are off: a server is in the backend exactly while gapless's own probes say ready.
 ``gapless.controller.routers.Routers`` picks the built-in router or HAProxy per rollout.
