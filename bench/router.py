@@ -6,6 +6,9 @@ Rows, all against the same two tiny upstreams (``bench/upstream.py``):
   gapless  wrk -> gapless router (two backends in two revisions, weights 1:1, a header route and
            stickiness by header configured but not matched by wrk's requests, counters on) -> upstreams
   haproxy  wrk -> HAProxy (round-robin, forwardfor, http-reuse) -> upstreams
+  gapless-haproxy  wrk -> HAProxy as gapless runs it (``spec.router.type: haproxy``: generated
+           configuration, two revisions weighted 1:1 through the runtime API, the request log read
+           for latency, ``show stat`` polled every second) -> upstreams
 
 Each row is one function returning a ``Row`` (see ``BENCHES``); a new row is one more such function.
 wrk runs on CPU 0 (``--wrk-cpu``); the proxy and the upstreams share CPU 1 (``--proxy-cpu``), so each
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -299,6 +303,68 @@ def compare(rows: list[Row], name: str, reference: str = "haproxy") -> str:
         else ""
     )
     return f"{name}/{reference}: {row.rps / ref.rps:.2f}x req/s{delta}"
+
+
+def bench_gapless_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[int]) -> Row:
+    """gapless's HAProxy router, started and driven by ``HaproxyRouters`` as the control plane does.
+
+    This process is pinned to the proxy's CPU while HAProxy starts (so HAProxy inherits that CPU and
+    runs one thread, like the plain row) and stays there: the control plane's part (the request log
+    reader above all, one datagram per request; runtime API; stats polls) shares the proxy's core, so
+    the row counts what the metrics cost, as on a machine where both run side by side.
+    """
+    from gapless.controller.haproxy import HaproxyRouters
+    from gapless.controller.traffic import RouterChoice, Routing
+    from gapless.platform.local import LocalPlatform
+
+    binary = shutil.which("haproxy")
+    if binary is None:
+        return Row("gapless-haproxy", None, "-", "-", "haproxy not installed")
+    port = free_port()
+    state = tmp / "state"
+    state.mkdir(exist_ok=True)
+
+    async def run() -> Row:
+        routers = HaproxyRouters(state, LocalPlatform(state, state_id="bench"))
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {args.proxy_cpu})
+        try:
+            await routers.ensure("bench", f"127.0.0.1:{port}", router=RouterChoice("haproxy", binary))
+            backends = [
+                Backend(id=f"u{i}", port=p, revision=rev)
+                for i, (p, rev) in enumerate(zip(upstreams, "ab", strict=True))
+            ]
+            await routers.set_backends("bench", backends, Routing(weights={"a": 1, "b": 1}))
+            wait_port(port)
+            answer = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/")
+            assert answer.status_code == 200
+            pid = routers.state("bench").pid
+            worker = serving_pid(pid) if pid is not None else None
+            done = asyncio.Event()
+
+            async def poll() -> None:
+                while not done.is_set():
+                    await routers.stats("bench")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 1.0)
+
+            poller = asyncio.create_task(poll())
+            row = await asyncio.to_thread(run_wrk, args, port, "gapless-haproxy", worker)
+            done.set()
+            await poller
+            stats = await routers.stats("bench")
+            logged = sum(r.latency_count for r in stats.revisions.values()) if stats else 0
+            row.note = (row.note + f" latency of {logged} requests logged").strip()
+            return row
+        finally:
+            await routers.remove("bench")
+            await routers.aclose()
+            os.sched_setaffinity(0, before)
+
+    return asyncio.run(run())
+
+
+BENCHES["gapless-haproxy"] = bench_gapless_haproxy
 
 
 def main() -> None:

@@ -9,11 +9,13 @@ import httpx
 import pytest
 
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all, wait_for
+from tests.haproxy.binary import ROUTERS, on_router
 
 pytestmark = pytest.mark.slow
 
 
-async def test_blue_green_switch_and_undo_under_load(g: Gapless) -> None:
+@pytest.mark.parametrize("router", ROUTERS)
+async def test_blue_green_switch_and_undo_under_load(g: Gapless, router: str) -> None:
     """Green is previewed and checked, takes all traffic at once on promote, and undo switches back in < 1 s."""
     port, preview = free_port(), free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -31,12 +33,17 @@ async def test_blue_green_switch_and_undo_under_load(g: Gapless) -> None:
         }
     }
     code, out, err = await g.acli(
-        "up", "-f", str(g.write(rollout_doc("bg", port, "v1", replicas=3, strategy=strategy)))
+        "up",
+        "-f",
+        str(g.write(on_router(router, rollout_doc("bg", port, "v1", replicas=3, strategy=strategy)))),
     )
     assert code == 0, out + err
     load = Load(url, rps=250)
     code, out, err = await g.acli(
-        "apply", "-f", str(g.write(rollout_doc("bg", port, "v2", replicas=3, strategy=strategy))), "--wait"
+        "apply",
+        "-f",
+        str(g.write(on_router(router, rollout_doc("bg", port, "v2", replicas=3, strategy=strategy)))),
+        "--wait",
     )
     assert code == 0, out + err  # waits for promotion: exit 0 with a message
     st = await wait_for(g, "bg", lambda st: st["strategy"].get("waitingForPromote"))
@@ -48,6 +55,7 @@ async def test_blue_green_switch_and_undo_under_load(g: Gapless) -> None:
     started = time.monotonic()
     await api(g, "POST", "/api/v1/rollouts/bg/promote", {})
     switched = await seconds_until_all(url, "v2", since=started, streak=50)
+    print(f"{router}: promote -> all traffic on green after {switched * 1000:.0f} ms")
     assert switched < 1.0, switched
     # After the switch no new request reaches blue.
     async with httpx.AsyncClient() as client:
@@ -60,11 +68,13 @@ async def test_blue_green_switch_and_undo_under_load(g: Gapless) -> None:
     started = time.monotonic()
     await api(g, "POST", "/api/v1/rollouts/bg/undo", {})
     back = await seconds_until_all(url, "v1", since=started, streak=50)
+    print(f"{router}: undo -> all traffic on blue after {back * 1000:.0f} ms")
     assert back < 1.0, back
     st = await wait_for(g, "bg", lambda st: st["phase"] == "Healthy")
     # Undo started no process: every instance left is one that ran before.
     assert {i["pid"] for i in st["instances"]} <= pids_before
     report = await load.stop()
+    print(f"{router}: blue-green {report.ok} ok, {report.failed} failed")
     assert report.failed == 0, report.failures
 
 

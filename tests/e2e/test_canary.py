@@ -93,6 +93,7 @@ async def test_header_route_and_abort(g: Gapless, router: str) -> None:
     started = time.monotonic()
     await api(g, "POST", "/api/v1/rollouts/h/abort")
     moved = await seconds_until_all(url, "v1", since=started)
+    print(f"{router}: abort -> all traffic on stable after {moved * 1000:.0f} ms")
     assert moved < 1.0, moved
     st = await wait_for(g, "h", lambda st: st["aborted"])
     assert st["phase"] == "Degraded"

@@ -8,14 +8,16 @@ import psutil
 import pytest
 
 from tests.e2e.harness import BoundsMonitor, Gapless, Load, free_port, rollout_doc
+from tests.haproxy.binary import ROUTERS, on_router
 
 pytestmark = pytest.mark.slow
 
 
-async def test_rolling_update_under_load_has_no_failed_requests(g: Gapless) -> None:
+@pytest.mark.parametrize("router", ROUTERS)
+async def test_rolling_update_under_load_has_no_failed_requests(g: Gapless, router: str) -> None:
     """4 replicas roll v1 -> v2 under 250 req/s with 0 failures and within maxSurge/maxUnavailable."""
     port = free_port()
-    v1 = g.write(rollout_doc("shop", port, "v1", surge=1, unavailable=1))
+    v1 = g.write(on_router(router, rollout_doc("shop", port, "v1", surge=1, unavailable=1)))
     code, out, err = await g.acli("up", "-f", str(v1))
     assert code == 0, out + err
     st = await g.status("shop")
@@ -25,7 +27,7 @@ async def test_rolling_update_under_load_has_no_failed_requests(g: Gapless) -> N
     load = Load(f"http://127.0.0.1:{port}/", rps=250)
     monitor = BoundsMonitor(g, "shop")
     await asyncio.sleep(1.0)
-    v2 = g.write(rollout_doc("shop", port, "v2", surge=1, unavailable=1))
+    v2 = g.write(on_router(router, rollout_doc("shop", port, "v2", surge=1, unavailable=1)))
     code, out, err = await g.acli("apply", "-f", str(v2), "--wait")
     assert code == 0, out + err
     await asyncio.sleep(1.0)

@@ -39,11 +39,20 @@ def test_unknown_types_and_empty_binaries_are_refused() -> None:
 
 
 def test_haproxy_problems_name_their_fields(tmp_path: Path) -> None:
-    """A too old binary, stickiness, a header route and ejection settings each name their field."""
+    """A too old binary, ejection settings, and a route or sticky key HAProxy cannot carry each name their field."""
     require_haproxy()
     assert haproxy_problems(spec({"type": "haproxy"})) == []
     old = str(fake_old_haproxy(tmp_path))
     strategy = {
+        "canary": {
+            "steps": [
+                {"setWeight": 10},
+                {"setHeaderRoute": {"match": [{"headerName": "X", "headerValue": {"exact": "1'"}}]}},
+            ],
+            "trafficRouting": {"stickiness": {"cookie": "u;v"}},
+        }
+    }
+    fine = {
         "canary": {
             "steps": [
                 {"setWeight": 10},
@@ -52,6 +61,7 @@ def test_haproxy_problems_name_their_fields(tmp_path: Path) -> None:
             "trafficRouting": {"stickiness": {"cookie": "u"}},
         }
     }
+    assert haproxy_problems(spec({"type": "haproxy"}, fine)) == []
     found = haproxy_problems(spec({"type": "haproxy", "binary": old, "ejectionSeconds": 3}, strategy))
     assert sorted(p.path for p in found) == [
         "spec.router.binary",

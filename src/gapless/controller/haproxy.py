@@ -14,7 +14,14 @@ current servers and split; every later change is a batch of runtime commands on 
 - revision weights: ``set server ... weight`` on every server whose share changed
   (``gapless.haproxy.weights``: a revision's share is exact, the integer error is reported);
 - a removed instance: ``set server ... state drain`` (requests in flight finish, no new ones), and once
-  it has no session left, ``state maint`` and ``del server`` (its counters are kept for its revision).
+  it has no session left, ``state maint`` and ``del server`` (its counters are kept for its revision);
+- header routes and sticky ranges: the same per revision slot backend, and the map of bucket ranges and
+  route targets replaced in one version (``gapless.haproxy.rules``);
+- a renewed certificate: ``set ssl cert`` and ``commit ssl cert`` with the new bundle.
+
+Latency comes from HAProxy's request log, read from a datagram socket (``gapless.haproxy.logs``). A
+dynamic server is added with the idle-connection pool a configured server has by default
+(``DYNAMIC_SERVER_POOL``): without it HAProxy 2.6 connects anew for every request.
 
 Health checks are off: a server is in the backend exactly while gapless's own probes say ready.
 ``gapless.controller.routers.Routers`` picks the built-in router or HAProxy per rollout.
@@ -24,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -32,7 +38,7 @@ import resource
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +53,16 @@ from gapless.haproxy.rules import (
     SLOTS,
     FrontRules,
     RuleError,
-    assign_slots,
-    bucket_ranges,
     frontend_lines,
-    map_entries,
     slot_backend,
 )
 from gapless.haproxy.runtime import RuntimeApiError, ServerStat, parse_stat, run, run_one, run_payload
 from gapless.haproxy.tls import TlsError, TlsFiles, bundle
-from gapless.haproxy.weights import Split, split_weights
+from gapless.haproxy.wanted import Wanted, applied_of, map_text, slots_for
+from gapless.haproxy.weights import Split
 from gapless.platform.base import ROLE_ROUTER, marker_env
 from gapless.platform.local import LocalPlatform
-from gapless.router.config import Backend, Limits, Route, RouteMatch, Stickiness
+from gapless.router.config import Backend, Limits, RouteMatch, Stickiness
 from gapless.router.stats import RESPONSE_CLASSES, BackendStats, RevisionStats, RouterStats
 from gapless.spec.models import RolloutSpec
 
@@ -68,6 +72,11 @@ log = logging.getLogger(__name__)
 
 START_WAIT = 10.0
 """Seconds HAProxy has to answer on its runtime socket after it was started."""
+
+DYNAMIC_SERVER_POOL = "pool-max-conn -1 pool-purge-delay 5s"
+"""Idle upstream connections kept for reuse, as a server in the configuration has by default. HAProxy
+2.6 gives a server added by ``add server`` neither, so without these it opens a new connection to the
+instance for every request (measured: one ``connect`` per request, 40-50 % of the requests per second)."""
 
 STOP_WAIT = 10.0
 """Seconds a soft stop (SIGUSR1: finish what is in flight) may take before SIGKILL."""
@@ -131,103 +140,13 @@ def _rule_problems(rules: FrontRules, field: str) -> list[Problem]:
     return []
 
 
-@dataclass(frozen=True)
-class _Wanted:
-    """What one rollout's HAProxy should hold (saved as ``routers/NAME.haproxy.json``)."""
-
-    listen: str
-    binary: str | None = None
-    limits: Limits = field(default_factory=Limits)
-    backends: tuple[Backend, ...] = ()
-    weights: dict[str, int] | None = None
-    version: int = 0
-    tls: TlsFiles | None = None
-    rules: FrontRules = field(default_factory=FrontRules)
-    """What the frontend looks at (the configuration's part; a change reloads)."""
-    routes: tuple[Route, ...] = ()
-    """Header routes in force."""
-    slots: dict[str, int] = field(default_factory=dict)
-    """Revision -> slot backend (with ``rules``)."""
-
-    def slot_servers(self, rollout: str) -> dict[str, dict[str, int]]:
-        """Slot backend -> its servers (weight 1 each: plain round-robin within a revision)."""
-        if not self.rules:
-            return {}
-        out: dict[str, dict[str, int]] = {slot_backend(backend_name(rollout), s): {} for s in range(SLOTS)}
-        for b in self.backends:
-            slot = self.slots.get(b.revision)
-            if slot is not None:
-                out[slot_backend(backend_name(rollout), slot)][server_name(b)] = 1
-        return out
-
-    def map_entries(self) -> dict[str, int]:
-        """The map's contents: bucket ranges per slot and each route's slot."""
-        serving = {b.revision for b in self.backends}
-        ranges = bucket_ranges(self.weights or {}, serving)
-        active = {
-            self.rules.routes.index(r.match): r.revision for r in self.routes if r.match in self.rules.routes
-        }
-        return map_entries(self.rules, self.slots, ranges, active) if self.rules else {}
-
-    def split(self) -> Split:
-        by_revision: dict[str, list[str]] = {}
-        for b in self.backends:
-            by_revision.setdefault(b.revision, []).append(server_name(b))
-        return split_weights(by_revision, self.weights)
-
-    def servers(self) -> dict[str, tuple[Backend, int]]:
-        weights = self.split().weights
-        return {server_name(b): (b, weights[server_name(b)]) for b in self.backends}
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "listen": self.listen,
-                "binary": self.binary,
-                "limits": self.limits.model_dump(mode="json"),
-                "backends": [b.model_dump(mode="json") for b in self.backends],
-                "weights": self.weights,
-                "version": self.version,
-                "tls": None if self.tls is None else [self.tls.cert_file, self.tls.key_file],
-                "stickiness": None
-                if self.rules.stickiness is None
-                else self.rules.stickiness.model_dump(mode="json"),
-                "rule_routes": [[m.model_dump(mode="json") for m in r] for r in self.rules.routes],
-                "routes": [r.model_dump(mode="json") for r in self.routes],
-                "slots": self.slots,
-            },
-            indent=1,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> _Wanted:
-        doc = json.loads(text)
-        return cls(
-            listen=str(doc["listen"]),
-            binary=doc.get("binary"),
-            limits=Limits(**doc.get("limits") or {}),
-            backends=tuple(Backend(**b) for b in doc.get("backends") or ()),
-            weights=None
-            if doc.get("weights") is None
-            else {str(k): int(v) for k, v in doc["weights"].items()},
-            version=int(doc.get("version") or 0),
-            tls=None if not doc.get("tls") else TlsFiles(str(doc["tls"][0]), str(doc["tls"][1])),
-            rules=FrontRules(
-                None if doc.get("stickiness") is None else Stickiness(**doc["stickiness"]),
-                tuple(tuple(RouteMatch(**m) for m in r) for r in doc.get("rule_routes") or ()),
-            ),
-            routes=tuple(Route(**r) for r in doc.get("routes") or ()),
-            slots={str(k): int(v) for k, v in (doc.get("slots") or {}).items()},
-        )
-
-
 class HaproxyRouters:
     """HAProxy processes, one per rollout, found again after a control-plane restart."""
 
     def __init__(self, state_dir: Path, platform: LocalPlatform) -> None:
         self._dir = state_dir
         self._platform = platform
-        self._wanted: dict[str, _Wanted] = {}
+        self._wanted: dict[str, Wanted] = {}
         self._applied: dict[str, dict[str, int]] = {}
         """Server -> weight last sent and made ready (this control plane's knowledge; empty after a restart)."""
         self._draining: dict[str, set[str]] = {}
@@ -285,19 +204,19 @@ class HaproxyRouters:
         """Whether ``rollout`` has (or had, without a removal since) an HAProxy router."""
         return rollout in self._wanted or self.paths(rollout)[1].exists()
 
-    def _load(self, rollout: str) -> _Wanted | None:
+    def _load(self, rollout: str) -> Wanted | None:
         w = self._wanted.get(rollout)
         if w is not None:
             return w
         try:
-            w = _Wanted.from_json(self.paths(rollout)[1].read_text())
+            w = Wanted.from_json(self.paths(rollout)[1].read_text())
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.debug("%s: no usable saved HAProxy state: %s", rollout, e)
             return None
         self._wanted[rollout] = w
         return w
 
-    def _save(self, rollout: str, wanted: _Wanted) -> None:
+    def _save(self, rollout: str, wanted: Wanted) -> None:
         _, state, _, _ = self.paths(rollout)
         state.parent.mkdir(parents=True, exist_ok=True)
         _write_private(state, wanted.to_json())
@@ -350,7 +269,7 @@ class HaproxyRouters:
         ):
             return
         await self._read_logs(rollout)
-        base = saved if saved is not None else _Wanted(listen=listen)
+        base = saved if saved is not None else Wanted(listen=listen)
         rules = base.rules
         if router is not None:
             rules = FrontRules(router.stickiness, router.routes).with_routes([r.match for r in base.routes])
@@ -358,7 +277,7 @@ class HaproxyRouters:
             base, listen=listen, binary=binary, limits=limits or base.limits, tls=tls, rules=rules
         )
         if rules != base.rules:
-            wanted = replace(wanted, slots=_slots(wanted))
+            wanted = replace(wanted, slots=slots_for(wanted))
         if saved is not None and saved.listen == listen and await self._answers(rollout):
             self._healthy_at[rollout] = time.monotonic()
             if rollout not in self._pids:
@@ -393,7 +312,7 @@ class HaproxyRouters:
             if p.role == ROLE_ROUTER and p.rollout == rollout:
                 await self._platform.kill_group(p.pgid)
 
-    async def _start(self, rollout: str, wanted: _Wanted) -> None:
+    async def _start(self, rollout: str, wanted: Wanted) -> None:
         try:
             binary = check_binary(wanted.binary)
         except BinaryError as e:
@@ -403,7 +322,7 @@ class HaproxyRouters:
         cert = self._write_bundle(rollout, wanted)
         self._save(rollout, wanted)
         self._write_config(rollout, wanted)
-        _write_private(self.map_path(rollout), _map_text(wanted.map_entries()))
+        _write_private(self.map_path(rollout), map_text(wanted.map_entries()))
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         markers = marker_env(self._dir, ROLE_ROUTER, rollout=rollout, state_id=self._platform.state_id)
@@ -430,7 +349,7 @@ class HaproxyRouters:
             if await self._answers(rollout):
                 self._pids[rollout] = child.pid
                 self._healthy_at[rollout] = time.monotonic()
-                self._applied[rollout] = _applied_of(rollout, wanted)
+                self._applied[rollout] = applied_of(rollout, wanted)
                 self._draining[rollout] = set()
                 self.last_split[rollout] = wanted.split()
                 self._cert[rollout] = cert
@@ -441,7 +360,7 @@ class HaproxyRouters:
             os.killpg(child.pid, signal.SIGKILL)
         raise RouterStartError(f"HAProxy router for {rollout} did not answer within {START_WAIT:.0f}s")
 
-    def _write_config(self, rollout: str, wanted: _Wanted) -> None:
+    def _write_config(self, rollout: str, wanted: Wanted) -> None:
         sock, _, cfg_path, _ = self.paths(rollout)
         text = render(
             HaproxyConfig(
@@ -461,7 +380,7 @@ class HaproxyRouters:
         )
         _write_private(cfg_path, text)
 
-    async def _reload(self, rollout: str, wanted: _Wanted) -> None:
+    async def _reload(self, rollout: str, wanted: Wanted) -> None:
         """Apply a configuration the runtime API cannot express without dropping a connection.
 
         The master re-executes itself on SIGUSR2 and reads the regenerated file (the servers and
@@ -474,7 +393,7 @@ class HaproxyRouters:
         cert = self._write_bundle(rollout, wanted)
         self._save(rollout, wanted)
         self._write_config(rollout, wanted)
-        _write_private(self.map_path(rollout), _map_text(wanted.map_entries()))
+        _write_private(self.map_path(rollout), map_text(wanted.map_entries()))
         before = await run_one(self.paths(rollout)[0], "show info")
         os.kill(pid, signal.SIGUSR2)
         deadline = time.monotonic() + START_WAIT
@@ -485,7 +404,7 @@ class HaproxyRouters:
             except RuntimeApiError:
                 continue
             if _info_pid(now) not in (None, _info_pid(before)):
-                self._applied[rollout] = _applied_of(rollout, wanted)
+                self._applied[rollout] = applied_of(rollout, wanted)
                 self._draining[rollout] = set()
                 self._cert[rollout] = cert
                 self._map[rollout] = wanted.map_entries()
@@ -493,7 +412,7 @@ class HaproxyRouters:
                 return
         raise TemporaryError(f"HAProxy router of {rollout} did not reload within {START_WAIT:.0f}s")
 
-    def _write_bundle(self, rollout: str, wanted: _Wanted) -> str:
+    def _write_bundle(self, rollout: str, wanted: Wanted) -> str:
         """Check and save the certificate bundle HAProxy is about to read; its text ('' without TLS)."""
         if wanted.tls is None:
             return ""
@@ -572,7 +491,7 @@ class HaproxyRouters:
             routes=routes,
             rules=rules,
         )
-        wanted = replace(wanted, slots=_slots(wanted))
+        wanted = replace(wanted, slots=slots_for(wanted))
         if wanted.rules != saved.rules:
             await self._reload(rollout, replace(wanted, version=saved.version + 1))
             self.last_split[rollout] = wanted.split()
@@ -596,7 +515,10 @@ class HaproxyRouters:
                 key = f"{backend}/{name}"
                 if name not in servers:
                     b = addresses[name]
-                    adds += [f"add server {key} {b.host}:{b.port} weight {w}", f"enable server {key}"]
+                    adds += [
+                        f"add server {key} {b.host}:{b.port} weight {w} {DYNAMIC_SERVER_POOL}",
+                        f"enable server {key}",
+                    ]
                 elif applied.get(key) != w or key in draining:
                     adds += [f"set server {key} weight {w}", f"set server {key} state ready"]
             for name, stat in servers.items():
@@ -615,7 +537,7 @@ class HaproxyRouters:
             wanted = replace(wanted, version=saved.version + 1)
             self._save(rollout, wanted)
         if map_changed:
-            _write_private(self.map_path(rollout), _map_text(entries))
+            _write_private(self.map_path(rollout), map_text(entries))
         if not adds and not drains and not map_changed:
             return changed
         try:
@@ -819,32 +741,6 @@ class HaproxyRouters:
         for reader in self._logs.values():
             reader.close()
         self._logs.clear()
-
-
-def _slots(wanted: _Wanted) -> dict[str, int]:
-    """Slot backends for the revisions with servers (kept while they have any); none without rules."""
-    if not wanted.rules:
-        return {}
-    order = list((wanted.weights or {}).keys())
-    revisions = sorted(
-        {b.revision for b in wanted.backends},
-        key=lambda r: (r not in order, order.index(r) if r in order else 0, r),
-    )
-    return assign_slots(wanted.slots, revisions)
-
-
-def _applied_of(rollout: str, wanted: _Wanted) -> dict[str, int]:
-    """``backend/server`` -> weight for every server of a configuration HAProxy just read."""
-    be = backend_name(rollout)
-    out = {f"{be}/{n}": w for n, (_, w) in wanted.servers().items()}
-    for backend, servers in wanted.slot_servers(rollout).items():
-        out |= {f"{backend}/{n}": w for n, w in servers.items()}
-    return out
-
-
-def _map_text(entries: dict[str, int]) -> str:
-    """A map file: one ``key value`` per line."""
-    return "".join(f"{k} {v}\n" for k, v in entries.items())
 
 
 def _add(into: RevisionStats, stat: ServerStat) -> RevisionStats:

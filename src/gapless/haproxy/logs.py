@@ -34,6 +34,9 @@ __all__ = [
 
 _MAX_MS = 86_400_000
 
+RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes of queued log lines asked for (the kernel may grant less); a full queue drops new lines."""
+
 
 @dataclass(frozen=True)
 class LogLine:
@@ -131,6 +134,8 @@ class LogReader:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            # Room for bursts while the event loop is busy; the kernel caps it at net.core.rmem_max.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             old = os.umask(0o177)
             try:
                 _bind(sock, self.path)

@@ -111,7 +111,10 @@ def assign_slots(previous: Mapping[str, int], revisions: Sequence[str]) -> dict[
 
     Revisions beyond ``SLOTS`` get none (they are then reached by weight only).
     """
-    out = {r: s for r, s in previous.items() if r in revisions and 0 <= s < SLOTS}
+    out: dict[str, int] = {}
+    for r, s in previous.items():
+        if r in revisions and 0 <= s < SLOTS and s not in out.values():  # a slot held twice: first wins
+            out[r] = s
     free = [s for s in range(SLOTS) if s not in out.values()]
     for r in revisions:
         if r not in out and free:
