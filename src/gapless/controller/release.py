@@ -752,6 +752,24 @@ def _migration_fact(
     return StepFacts("migrate", step.on_failure, migration=m.name, database=database), document
 
 
+def _live_message(rec: ReleaseRecord) -> str:
+    """What the release is doing now: the planner's word while it runs (the stored one once it ended)."""
+    if rec.state.get("phase") in TERMINAL:
+        return str(rec.state.get("message", ""))
+    return plan_release(_facts(rec.doc, rec.state), aborted=bool(rec.state.get("aborted"))).message
+
+
+def _measured_rollout(facts: list[dict[str, Any]], i: int) -> str | None:
+    """The rollout a step's analysis measures: that of the nearest rollout step at or before it."""
+    return next((f.get("rollout") for f in reversed(facts[: i + 1]) if f["kind"] == "rollout"), None)
+
+
+def _analysis_names(step: Any) -> list[str] | None:
+    """The templates a step's analysis (or a verify step's analysis run) uses; None: it has none."""
+    ref = step.analysis or (step.verify.analysis if step.verify is not None else None)
+    return list(ref.template_names) if ref is not None else None
+
+
 def _analysis_run_id(release: str, i: int, p: Progress) -> str:
     """The run of step ``i``'s analysis in this attempt of the step (a retried step gets a new run)."""
     return f"release-{release}-{i}-{round((p.started_at or 0.0) * 1000)}"
@@ -1102,6 +1120,10 @@ def release_view(rec: ReleaseRecord) -> dict[str, Any]:
                 "what": _describe(release, i),
                 "phase": p["phase"],
                 "message": p["message"],
+                "analysis": _analysis_names(step),
+                "rollout": _measured_rollout(rec.doc["facts"], i)
+                if _analysis_names(step)
+                else rec.doc["facts"][i].get("rollout"),
                 "startedAt": p["started_at"],
                 "finishedAt": p["finished_at"],
                 "record": p["record"],
@@ -1110,10 +1132,13 @@ def release_view(rec: ReleaseRecord) -> dict[str, Any]:
     return {
         "name": rec.name,
         "phase": rec.state.get("phase"),
-        "message": rec.state.get("message", ""),
+        "message": _live_message(rec),
         "aborted": bool(rec.state.get("aborted")),
         "notUndoable": rec.state.get("notUndoable", []),
         "pointOfNoRollback": point_of_no_rollback(_facts(rec.doc, rec.state)),
+        "plannedPointOfNoRollback": next(
+            (i for i, f in enumerate(rec.doc["facts"]) if f["kind"] == "complete"), None
+        ),
         "createdAt": rec.created_at,
         "updatedAt": rec.updated_at,
         "steps": steps,
