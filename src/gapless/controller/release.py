@@ -32,6 +32,7 @@ from gapless.controller.release_migrate import (
     MigrationStateUnreadableError,
     MigrationTarget,
     Work,
+    database_name,
     describe_revision,
     revisions_needing,
 )
@@ -514,6 +515,12 @@ class ReleaseController:
             self._event(rec, _label(release, i), "MigrationNotice", notice)
         return target, seen, detail
 
+    def _migration_event(self, target: MigrationTarget, type_: str, message: str) -> None:
+        """The event ``gapless migrate`` posts for the same change (stream ``migrations:<database>``): the
+        controller's schema gating and the Migrations view read it."""
+        self._controller.event(f"migrations:{database_name(target.url)}", target.migration, type_, message)
+        self._controller.schema.poke()
+
     def _launch(
         self, rec: ReleaseRecord, release: Release, i: int, work: Work, target: MigrationTarget
     ) -> None:
@@ -550,6 +557,10 @@ class ReleaseController:
                         save(i, replace(p, record=record, message=why))
                     return now + 1.0
             self._launch(rec, release, i, work, target)
+            if work == "start" and not p.acted:
+                self._migration_event(
+                    target, "MigrationStarted", f"start (expand) of {target.migration}: release {rec.name}"
+                )
             save(i, replace(p, record=record, acted=True, message=decision.message))
             return decision.requeue_at or now + PASS_INTERVAL
         if decision.verdict in ("succeeded", "failed"):
@@ -558,6 +569,9 @@ class ReleaseController:
                 i,
                 replace(p, record=record, phase=decision.verdict, finished_at=now, message=decision.message),
             )
+            if decision.verdict == "succeeded":
+                done = "BackfillDone" if work == "start" else "MigrationCompleted"
+                self._migration_event(target, done, f"{decision.message}: release {rec.name}")
             self._event(
                 rec,
                 label,
@@ -600,6 +614,10 @@ class ReleaseController:
             return decision.requeue_at or now + PASS_INTERVAL
         if decision.verdict == "undone":
             self._migrations.forget((rec.name, j))
+            if p.undo_acted:
+                self._migration_event(
+                    target, "MigrationRolledBack", f"rollback of {target.migration}: release {rec.name}"
+                )
             save(j, replace(p, record=record, phase="undone", finished_at=now, message=decision.message))
             self._event(rec, label, "StepUndone", decision.message)
             return now
