@@ -301,3 +301,38 @@ async def test_a_rollout_requiring_the_new_schema_follows_the_migrate_step_and_a
 async def _serving(port: int) -> set[str]:
     async with httpx.AsyncClient(timeout=5) as c:
         return {(await c.get(f"http://127.0.0.1:{port}/")).headers.get("x-version", "") for _ in range(20)}
+
+
+async def test_bad_migration_and_analysis_steps_exit_2_naming_the_step_and_change_nothing(
+    g: Gapless, postgres_url: str
+) -> None:
+    """A broken migration file, analysis with no rollout to measure, an unknown template: exit 2, nothing stored."""
+    await _setup(g)
+    _fill(postgres_url, 10)
+    (g.specs / "0002_bad.yaml").write_text("name: 0002_bad\noperations:\n  - drop_everything: {}\n")
+    window = {
+        "name": "watch",
+        "wait": {"duration": "1s"},
+        "analysis": {"templates": [{"templateName": "nope"}]},
+    }
+    check = {"name": "check", "verify": {"analysis": {"templates": [{"templateName": "nope"}]}}}
+    cases = [
+        ([{"name": "expand", "migrate": {"file": "0002_bad.yaml", "database": "shop"}}], "steps.0"),
+        ([_expand(), window], "steps.1 (watch).analysis"),
+        ([_expand(), window], "no rollout step comes before it"),
+        ([_expand(), check], "steps.1 (check).verify.analysis.templates.0"),
+        (
+            [_expand(), {**CONTRACT, "complete": {"migration": "0009_other", "database": "shop"}}],
+            "steps.1 (contract)",
+        ),
+    ]
+    for i, (steps, expected) in enumerate(cases):
+        path = _release(g, postgres_url, steps, name=f"bad{i}")
+        code, out, err = await g.acli("release", "apply", "-f", str(path))
+        assert code == 2, (i, out, err)
+        assert expected in " ".join(err.split()), (i, err)
+    assert (await api(g, "GET", "/api/v1/releases"))["items"] == []
+    with psycopg.connect(postgres_url, autocommit=True) as c:
+        row = c.execute("SELECT to_regclass('gapless_migrations.migrations')").fetchone()
+    assert row is not None
+    assert row[0] is None  # no migration ever started

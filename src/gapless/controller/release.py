@@ -934,6 +934,8 @@ class ReleaseCommands:
                 problems.append(
                     Problem(where, f"a {step.kind} step is not yet supported by the control plane")
                 )
+            if step.analysis is not None:
+                problems += self._analysis_problems(release, i, facts, files)
             if step.verify is not None and step.verify.analysis is not None:
                 problems += self._analysis_problems(release, i, facts, files, step.verify.analysis)
             if step.migrate is not None or step.complete is not None:
