@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
+from tests.release.test_release_e2e import _start_control_plane
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +147,31 @@ async def test_a_failing_analysis_rolls_the_release_back_naming_the_metric(g: Ga
         for _ in range(20):
             versions.add((await c.get(f"http://127.0.0.1:{port}/")).headers.get("x-version"))
     assert versions == {"v1"}
+
+
+async def test_sigkill_during_an_analysed_window_resumes_the_same_run(g: Gapless) -> None:
+    """Killed while the window's analysis measures, the restarted control plane continues that run, not a new one."""
+    port = await _setup(g, ())
+    load = Load(f"http://127.0.0.1:{port}/", rps=100)
+    code, out, err = await g.acli("release", "apply", "-f", str(g.specs / "release.yaml"))
+    assert code == 0, out + err
+    await _until(g, lambda s: s["steps"][1]["phase"] == "running")
+    await asyncio.sleep(2)  # a measurement or two into the window
+    [cp] = g.processes("control-plane")
+    os.kill(cp.pid, signal.SIGKILL)
+    await asyncio.sleep(1)
+    await _start_control_plane(g)
+    st = await _until(g, lambda s: s["phase"] in ("Succeeded", "RolledBack", "Failed"))
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert st["phase"] == "Succeeded", st
+    runs = [r for r in await _runs(g) if r["key"] == "release:watched:1"]
+    assert len(runs) == 1, runs  # resumed, not started again
+    assert runs[0]["phase"] == "successful", runs
+    code, out, err = await g.acli("events", "-o", "json")
+    events = [json.loads(line) for line in out.splitlines()]
+    started = [
+        e["revision"] for e in events if e["rollout"] == "release:watched" and e["type"] == "StepStarted"
+    ]
+    assert sorted(started) == sorted(set(started))
+    assert len(started) == 3

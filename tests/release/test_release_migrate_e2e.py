@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import yaml
 
 from gapless.migrations.gate import connect_kwargs
-from tests.e2e.harness import Gapless, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
 from tests.release.test_release_e2e import _start_control_plane
 
 pytestmark = pytest.mark.slow
@@ -261,3 +262,77 @@ async def test_a_failed_verify_rolls_the_migration_back_and_says_why(g: Gapless,
     assert "3 rows left" in failed[0], failed
     assert _migration_phase(postgres_url) == "rolled_back"
     assert _column(postgres_url) == ("integer", 500, total)
+
+
+async def test_a_rollout_requiring_the_new_schema_follows_the_migrate_step_and_abort_undoes_both(
+    g: Gapless, postgres_url: str
+) -> None:
+    """v2 requiresSchema the migration: it rolls out after expand (the events gate it), abort puts v1 and the schema back."""
+    port = await _setup(g)
+    _fill(postgres_url, 1000)
+    v2 = rollout_doc("shop", port, "v2", replicas=1, extra_template={"requiresSchema": "0001_qty_bigint"})
+    g.write(v2, "shop-v2.yaml")
+    load = Load(f"http://127.0.0.1:{port}/", rps=50)
+    path = _release(
+        g, postgres_url, [_expand(), {"name": "ship-v2", "rollout": {"file": "shop-v2.yaml"}}, GATE]
+    )
+    code, out, err = await g.acli("release", "apply", "-f", str(path))
+    assert code == 0, out + err
+    await _until(g, lambda s: s["steps"][2]["phase"] == "running")
+    assert await _serving(port) == {"v2"}
+    database = postgres_url.rsplit("/", 1)[1]
+    code, out, err = await g.acli("events", "-o", "json")
+    stream = [json.loads(line) for line in out.splitlines()]
+    told = [(e["revision"], e["type"]) for e in stream if e["rollout"] == f"migrations:{database}"]
+    assert told == [("0001_qty_bigint", "MigrationStarted"), ("0001_qty_bigint", "BackfillDone")], told
+    code, out, err = await g.acli("release", "abort", "qty", "--wait")
+    assert code == 0, out + err
+    report = await load.stop()
+    assert report.failed == 0, report.failures
+    assert await _serving(port) == {"v1"}
+    assert _migration_phase(postgres_url) == "rolled_back"
+    code, out, err = await g.acli("events", "-o", "json")
+    stream = [json.loads(line) for line in out.splitlines()]
+    assert [e["type"] for e in stream if e["rollout"] == f"migrations:{database}"][
+        -1
+    ] == "MigrationRolledBack"
+
+
+async def _serving(port: int) -> set[str]:
+    async with httpx.AsyncClient(timeout=5) as c:
+        return {(await c.get(f"http://127.0.0.1:{port}/")).headers.get("x-version", "") for _ in range(20)}
+
+
+async def test_bad_migration_and_analysis_steps_exit_2_naming_the_step_and_change_nothing(
+    g: Gapless, postgres_url: str
+) -> None:
+    """A broken migration file, analysis with no rollout to measure, an unknown template: exit 2, nothing stored."""
+    await _setup(g)
+    _fill(postgres_url, 10)
+    (g.specs / "0002_bad.yaml").write_text("name: 0002_bad\noperations:\n  - drop_everything: {}\n")
+    window = {
+        "name": "watch",
+        "wait": {"duration": "1s"},
+        "analysis": {"templates": [{"templateName": "nope"}]},
+    }
+    check = {"name": "check", "verify": {"analysis": {"templates": [{"templateName": "nope"}]}}}
+    cases = [
+        ([{"name": "expand", "migrate": {"file": "0002_bad.yaml", "database": "shop"}}], "steps.0"),
+        ([_expand(), window], "steps.1 (watch).analysis"),
+        ([_expand(), window], "no rollout step comes before it"),
+        ([_expand(), check], "steps.1 (check).verify.analysis.templates.0"),
+        (
+            [_expand(), {**CONTRACT, "complete": {"migration": "0009_other", "database": "shop"}}],
+            "steps.1 (contract)",
+        ),
+    ]
+    for i, (steps, expected) in enumerate(cases):
+        path = _release(g, postgres_url, steps, name=f"bad{i}")
+        code, out, err = await g.acli("release", "apply", "-f", str(path))
+        assert code == 2, (i, out, err)
+        assert expected in " ".join(err.split()), (i, err)
+    assert (await api(g, "GET", "/api/v1/releases"))["items"] == []
+    with psycopg.connect(postgres_url, autocommit=True) as c:
+        row = c.execute("SELECT to_regclass('gapless_migrations.migrations')").fetchone()
+    assert row is not None
+    assert row[0] is None  # no migration ever started

@@ -32,6 +32,7 @@ from gapless.controller.release_migrate import (
     MigrationStateUnreadableError,
     MigrationTarget,
     Work,
+    database_name,
     describe_revision,
     revisions_needing,
 )
@@ -514,6 +515,12 @@ class ReleaseController:
             self._event(rec, _label(release, i), "MigrationNotice", notice)
         return target, seen, detail
 
+    def _migration_event(self, target: MigrationTarget, type_: str, message: str) -> None:
+        """The event ``gapless migrate`` posts for the same change (stream ``migrations:<database>``): the
+        controller's schema gating and the Migrations view read it."""
+        self._controller.event(f"migrations:{database_name(target.url)}", target.migration, type_, message)
+        self._controller.schema.poke()
+
     def _launch(
         self, rec: ReleaseRecord, release: Release, i: int, work: Work, target: MigrationTarget
     ) -> None:
@@ -550,6 +557,10 @@ class ReleaseController:
                         save(i, replace(p, record=record, message=why))
                     return now + 1.0
             self._launch(rec, release, i, work, target)
+            if work == "start" and not p.acted:
+                self._migration_event(
+                    target, "MigrationStarted", f"start (expand) of {target.migration}: release {rec.name}"
+                )
             save(i, replace(p, record=record, acted=True, message=decision.message))
             return decision.requeue_at or now + PASS_INTERVAL
         if decision.verdict in ("succeeded", "failed"):
@@ -558,6 +569,9 @@ class ReleaseController:
                 i,
                 replace(p, record=record, phase=decision.verdict, finished_at=now, message=decision.message),
             )
+            if decision.verdict == "succeeded":
+                done = "BackfillDone" if work == "start" else "MigrationCompleted"
+                self._migration_event(target, done, f"{decision.message}: release {rec.name}")
             self._event(
                 rec,
                 label,
@@ -600,6 +614,10 @@ class ReleaseController:
             return decision.requeue_at or now + PASS_INTERVAL
         if decision.verdict == "undone":
             self._migrations.forget((rec.name, j))
+            if p.undo_acted:
+                self._migration_event(
+                    target, "MigrationRolledBack", f"rollback of {target.migration}: release {rec.name}"
+                )
             save(j, replace(p, record=record, phase="undone", finished_at=now, message=decision.message))
             self._event(rec, label, "StepUndone", decision.message)
             return now
@@ -752,6 +770,24 @@ def _migration_fact(
     return StepFacts("migrate", step.on_failure, migration=m.name, database=database), document
 
 
+def _live_message(rec: ReleaseRecord) -> str:
+    """What the release is doing now: the planner's word while it runs (the stored one once it ended)."""
+    if rec.state.get("phase") in TERMINAL:
+        return str(rec.state.get("message", ""))
+    return plan_release(_facts(rec.doc, rec.state), aborted=bool(rec.state.get("aborted"))).message
+
+
+def _measured_rollout(facts: list[dict[str, Any]], i: int) -> str | None:
+    """The rollout a step's analysis measures: that of the nearest rollout step at or before it."""
+    return next((f.get("rollout") for f in reversed(facts[: i + 1]) if f["kind"] == "rollout"), None)
+
+
+def _analysis_names(step: Any) -> list[str] | None:
+    """The templates a step's analysis (or a verify step's analysis run) uses; None: it has none."""
+    ref = step.analysis or (step.verify.analysis if step.verify is not None else None)
+    return list(ref.template_names) if ref is not None else None
+
+
 def _analysis_run_id(release: str, i: int, p: Progress) -> str:
     """The run of step ``i``'s analysis in this attempt of the step (a retried step gets a new run)."""
     return f"release-{release}-{i}-{round((p.started_at or 0.0) * 1000)}"
@@ -898,6 +934,8 @@ class ReleaseCommands:
                 problems.append(
                     Problem(where, f"a {step.kind} step is not yet supported by the control plane")
                 )
+            if step.analysis is not None:
+                problems += self._analysis_problems(release, i, facts, files)
             if step.verify is not None and step.verify.analysis is not None:
                 problems += self._analysis_problems(release, i, facts, files, step.verify.analysis)
             if step.migrate is not None or step.complete is not None:
@@ -1102,6 +1140,10 @@ def release_view(rec: ReleaseRecord) -> dict[str, Any]:
                 "what": _describe(release, i),
                 "phase": p["phase"],
                 "message": p["message"],
+                "analysis": _analysis_names(step),
+                "rollout": _measured_rollout(rec.doc["facts"], i)
+                if _analysis_names(step)
+                else rec.doc["facts"][i].get("rollout"),
                 "startedAt": p["started_at"],
                 "finishedAt": p["finished_at"],
                 "record": p["record"],
@@ -1110,10 +1152,13 @@ def release_view(rec: ReleaseRecord) -> dict[str, Any]:
     return {
         "name": rec.name,
         "phase": rec.state.get("phase"),
-        "message": rec.state.get("message", ""),
+        "message": _live_message(rec),
         "aborted": bool(rec.state.get("aborted")),
         "notUndoable": rec.state.get("notUndoable", []),
         "pointOfNoRollback": point_of_no_rollback(_facts(rec.doc, rec.state)),
+        "plannedPointOfNoRollback": next(
+            (i for i, f in enumerate(rec.doc["facts"]) if f["kind"] == "complete"), None
+        ),
         "createdAt": rec.created_at,
         "updatedAt": rec.updated_at,
         "steps": steps,

@@ -36,6 +36,7 @@ __all__ = [
     "MigrationStateUnreadableError",
     "MigrationTarget",
     "Work",
+    "database_name",
     "describe_revision",
     "revisions_needing",
 ]
@@ -220,3 +221,14 @@ def revisions_needing(store: Store, migration: str, *, older: bool) -> list[Revi
 
 def describe_revision(r: RevisionSchema) -> str:
     return f"{r.app} revision {r.revision} has {r.instances} instance(s) that need schema version {r.schema_version}"
+
+
+def database_name(url: str) -> str:
+    """The database's name for its event stream ``migrations:<name>``, as ``gapless migrate`` names it."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except (ValueError, psycopg.Error):
+        return "database"
+    return str(info.get("dbname") or info.get("user") or "postgres")

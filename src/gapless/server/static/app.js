@@ -62,11 +62,12 @@ function setLive(on) {
 }
 
 function show(section) {
-  for (const id of ["login", "list", "rollout", "flags", "migrations"]) $(id).hidden = id !== section;
+  for (const id of ["login", "list", "rollout", "flags", "migrations", "releases"]) $(id).hidden = id !== section;
   $("logout").hidden = section === "login";
   $("nav").hidden = section === "login";
   $("nav-flags").className = section === "flags" ? "active" : "";
   $("nav-migrations").className = section === "migrations" ? "active" : "";
+  $("nav-releases").className = section === "releases" ? "active" : "";
   $("nav-rollouts").className = section === "list" || section === "rollout" ? "active" : "";
 }
 
@@ -824,11 +825,174 @@ function openMigrations() {
   stream({}, () => {}, addMigrationEvents, addMigrationProgress);
 }
 
+// -- releases ----------------------------------------------------------------------------------------
+// GET /api/v1/releases (every release with its steps, records and messages) and /api/v1/rollouts (the
+// weights in force) are read every second; the analysis runs of the rollouts a release measures every
+// two seconds; release events arrive on the stream. Each part's live state is drawn inside its step.
+
+const RELEASE_ACTIONS = {
+  promote: { ask: "Pass the approve gate (or retry the paused step) of release" },
+  abort: { ask: "Roll back (newest step first) release" },
+  undo: { ask: "Take back the finished release" },
+};
+
+function stepDetail(r, s) {
+  const box = el("div", { class: "step-detail" });
+  const rec = s.record || {};
+  if (s.kind === "rollout" && s.rollout && s.phase !== "pending") {
+    const ro = state.releaseRollouts[s.rollout];
+    if (ro) {
+      box.append(el("div", { class: "part", "data-part": "rollout", "data-weights": JSON.stringify((ro.strategy || {}).weights || {}) },
+        "rollout " + s.rollout + ": " + (ro.phase || "") + ", weights " + fmtWeights((ro.strategy || {}).weights) +
+        ", ready " + (ro.readyReplicas || 0) + "/" + (ro.replicas || 0)));
+    }
+  }
+  if ((s.kind === "migrate" || s.kind === "complete") && rec.engine) {
+    const e = rec.engine;
+    box.append(el("div", { class: "part", "data-part": "migration", "data-engine-phase": e.phase || "" },
+      "migration " + (rec.migration || "") + ": " + (e.phase || "not started") +
+      (e.steps ? ", engine step " + e.step + "/" + e.steps : "")));
+    for (const b of e.backfills || []) {
+      box.append(backfillBar({ table: b.table, done: b.rowsDone, total: Math.max(b.rowsEstimate, b.rowsDone),
+        live: !b.done && s.phase === "running", final: !!b.done, throttled: false, rate: null }));
+    }
+  }
+  if (s.kind === "flag" && rec.target) {
+    const before = rec.before || {};
+    const was = (before.enabled ? "on" : "off") + (before.stage == null ? "" : ", stage " + before.stage);
+    const to = "enabled" in rec.target ? (rec.target.enabled ? "on" : "off") : "stage " + rec.target.stage;
+    const now = s.phase === "succeeded" || s.phase === "running" ? to : s.phase === "undone" ? was : "-";
+    box.append(el("div", { class: "part", "data-part": "flag", "data-flag-now": now },
+      "flag: before the release " + was + "; this step sets " + to + (s.phase === "undone" ? " (put back: " + was + ")" : "")));
+  }
+  if (s.analysis) {
+    const runs = (state.releaseRuns[s.rollout || ""] || []).filter((x) => x.key === "release:" + r.name + ":" + s.index ||
+      x.key === "release:" + r.name + ":" + s.index + ":verify");
+    const last = runs[runs.length - 1];
+    const verdict = last ? { successful: "pass", failed: "fail", error: "error", inconclusive: "inconclusive", running: "running" }[last.phase] || last.phase : "none";
+    const line = el("div", { class: "part", "data-part": "analysis", "data-verdict": verdict },
+      el("span", { class: "verdict " + verdict, text: last ? last.phase : "not started" }), " analysis " + s.analysis.join(", "));
+    box.append(line);
+    for (const m of last ? last.metrics : []) {
+      box.append(el("div", { class: "muted" }, m.name + ": " + m.phase + " (" + m.measured + " measured, " + m.failed + " failed)" +
+        (m.message ? " - " + m.message : "")));
+    }
+  }
+  if (s.kind === "approve") {
+    box.append(el("div", { class: "part", "data-part": "gate" }, s.phase === "running" ?
+      "gate: waiting for promote (gapless release promote " + r.name + ")" : "gate"));
+  }
+  return box;
+}
+
+function renderRelease(r) {
+  const current = r.steps.find((s) => ["running", "undoing", "failed"].includes(s.phase));
+  const ponr = r.plannedPointOfNoRollback;
+  const list = el("ol", { class: "timeline" });
+  for (const s of r.steps) {
+    const cls = [s === current ? "current" : "", s.index === ponr ? "ponr" : ""].join(" ").trim();
+    const head = el("div", { class: "step-head" },
+      el("span", { class: "step-name", text: s.index + " " + s.name }),
+      el("span", { class: "step-phase " + s.phase, text: s.phase }),
+      el("span", { class: "muted", text: s.what }));
+    if (s.index === ponr) head.append(el("span", { class: "badge ponr", text: "point of no rollback" }));
+    if (s.analysis) head.append(el("span", { class: "badge", text: "analysis" }));
+    if (s.kind === "approve") head.append(el("span", { class: "badge", text: "gate" }));
+    const li = el("li", { "data-step": String(s.index), "data-phase": s.phase, "data-kind": s.kind, class: cls },
+      head, el("div", { class: "muted step-message", text: s.message || "" }), stepDetail(r, s));
+    list.append(li);
+  }
+  const buttons = el("span", { class: "actions" });
+  for (const name of Object.keys(RELEASE_ACTIONS)) {
+    const b = el("button", { "data-release-action": name, class: name === "abort" ? "danger" : "", text: name });
+    b.addEventListener("click", () => releaseAct(r.name, name));
+    buttons.append(b);
+  }
+  const card = el("div", { class: "card release", "data-release": r.name, "data-phase": r.phase || "",
+    "data-current": current ? String(current.index) : "" },
+    el("div", { class: "release-head" }, el("h2", { text: r.name }),
+      el("span", { class: "phase " + (r.phase || ""), text: r.phase || "" }), buttons),
+    el("p", { class: "muted release-message", text: r.message || "" }), list);
+  for (const [i, why] of r.notUndoable || []) {
+    card.append(el("p", { class: "error not-undoable", "data-step": String(i), text: "step " + i + " cannot be undone: " + why }));
+  }
+  return card;
+}
+
+function renderReleases() {
+  const cards = $("release-cards");
+  const items = (state.releases || []).slice().sort((a, b) => b.createdAt - a.createdAt);
+  cards.replaceChildren(...items.map(renderRelease));
+  if (!items.length) cards.append(el("p", { class: "muted", text: "no releases" }));
+}
+
+async function pollReleases() {
+  const view = state.view;
+  try {
+    const [rel, ro] = await Promise.all([api("GET", "/api/v1/releases"), api("GET", "/api/v1/rollouts")]);
+    if (state.view !== view) return;
+    state.releases = rel.items || [];
+    state.releaseRollouts = Object.fromEntries((ro.items || []).map((x) => [x.name, x]));
+    renderReleases();
+  } catch (e) { /* shown as offline by the stream; the next poll tries again */ }
+}
+
+async function pollReleaseRuns() {
+  const view = state.view;
+  const names = new Set();
+  for (const r of state.releases || []) for (const s of r.steps) if (s.analysis && s.rollout) names.add(s.rollout);
+  for (const n of names) {
+    try {
+      const data = await api("GET", "/api/v1/rollouts/" + encodeURIComponent(n) + "/analysis");
+      if (state.view !== view) return;
+      state.releaseRuns[n] = (data.items || []).filter((x) => String(x.key).startsWith("release:"));
+    } catch (e) { /* the rollout may be gone */ }
+  }
+}
+
+function addReleaseEvents(items) {
+  for (const e of items) {
+    if (!e.rollout.startsWith("release:")) continue;
+    $("release-events").prepend(el("li", { "data-type": e.type },
+      new Date(e.time * 1000).toLocaleTimeString() + "  " + e.rollout.slice(8) + "  " + (e.revision || "") + "  " + e.type + "  " + (e.message || "")));
+  }
+  while ($("release-events").children.length > 200) $("release-events").lastChild.remove();
+}
+
+async function releaseAct(name, action) {
+  if (!window.confirm(RELEASE_ACTIONS[action].ask + " " + name + "?")) return;
+  const out = $("release-result");
+  try {
+    await api("POST", "/api/v1/releases/" + encodeURIComponent(name) + "/" + action, {});
+    out.className = "ok";
+    out.textContent = name + " " + action + ": done";
+  } catch (e) {
+    out.className = "error";
+    out.textContent = name + " " + action + ": " + e.message;
+  }
+  pollReleases();
+}
+
+function openReleases() {
+  stop();
+  state.name = null;
+  Object.assign(state, { releases: [], releaseRollouts: {}, releaseRuns: {} });
+  show("releases");
+  $("release-events").replaceChildren();
+  $("release-result").textContent = "";
+  renderReleases();
+  stream({}, () => {}, addReleaseEvents);
+  pollReleases();
+  pollReleaseRuns();
+  state.timers.push(setInterval(pollReleases, 1000), setInterval(pollReleaseRuns, 2000));
+}
+
 function route() {
   if (!token()) { stop(); show("login"); return; }
   const f = location.hash.match(/^#\/flags(?:\/(.+))?$/);
   if (f) { openFlags(f[1] ? decodeURIComponent(f[1]) : null); return; }
   if (location.hash === "#/migrations") { state.flagProject = null; openMigrations(); return; }
+  if (location.hash === "#/releases") { state.flagProject = null; openReleases(); return; }
   state.flagProject = null;
   const m = location.hash.match(/^#\/rollouts\/(.+)$/);
   if (m) openRollout(decodeURIComponent(m[1])); else { state.name = null; openList(); }
