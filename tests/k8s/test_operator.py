@@ -276,6 +276,19 @@ def test_healthz_metrics_and_no_requests_while_idle(crds: Cluster, ns: str, tmp_
         assert m['gapless_operator_cached_objects{kind="Rollout"}'] == 1
     finally:
         op.stop()
+    # A fresh operator over a settled cluster finds everything as it should be: no write at all.
+    op = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "again.log", listen=f"127.0.0.1:{free_port()}"
+    )
+    try:
+        wait_for(lambda: _get(f"http://{op.listen}/healthz") == 200, 20, "/healthz 200")
+        wait_for(lambda: op.metrics()["gapless_operator_reconcile_passes_total"] >= 1, 10, "a pass")
+        time.sleep(1.0)
+        assert (
+            op.metrics()["gapless_operator_api_requests_total"] == 8
+        )  # a list and a watch of each of 4 kinds
+    finally:
+        op.stop()
 
 
 def _get(url: str) -> int:
