@@ -44,6 +44,7 @@ def run(
     ] = None,
 ) -> None:
     """Reconcile the cluster's Rollouts until SIGTERM or Ctrl-C."""
+    import yaml
     from lightkube import ConfigError
 
     from gapless.controller.kube_operator import Operator
@@ -65,8 +66,9 @@ def run(
     try:
         config = load_config(kubeconfig)
         api = KubeApi(config, context=context, namespace=namespace)
-    except (ConfigError, OSError, ValueError) as e:
-        typer.echo(f"error: cannot load the Kubernetes configuration: {e}", err=True)
+    except (ConfigError, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        where = f" from {kubeconfig}" if kubeconfig is not None else ""
+        typer.echo(f"error: cannot load the Kubernetes configuration{where}: {e}", err=True)
         raise typer.Exit(2) from e
 
     async def main() -> None:
