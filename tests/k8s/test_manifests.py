@@ -142,7 +142,19 @@ def test_hashes_of_templates_without_the_kubernetes_fields_are_unchanged() -> No
 
 @given(
     field=st.sampled_from(
-        ["image", "grace", "host", "port", "period", "router", "stickiness", "requiresSchema", "canary"]
+        [
+            "image",
+            "grace",
+            "host",
+            "port",
+            "period",
+            "router",
+            "stickiness",
+            "requiresSchema",
+            "canary",
+            "bgAnalysis",
+            "previewListen",
+        ]
     )
 )
 def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
@@ -158,7 +170,9 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         "router": "spec.router",
         "stickiness": "spec.strategy.canary.trafficRouting.stickiness",
         "requiresSchema": "spec.template.requiresSchema",
-        "canary": "spec.strategy",
+        "canary": "spec.strategy.canary",
+        "bgAnalysis": "spec.strategy.blueGreen.prePromotionAnalysis",
+        "previewListen": "spec.strategy.blueGreen.previewListen",
     }[field]
     if field == "image":
         del t["image"]
@@ -176,6 +190,11 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         doc["spec"]["strategy"] = {
             "canary": {"steps": [{"setWeight": 10}], "trafficRouting": {"stickiness": {"header": "X-User"}}}
         }
+    elif field == "bgAnalysis":
+        analysis = {"templates": [{"templateName": "health"}]}
+        doc["spec"]["strategy"] = {"blueGreen": {"prePromotionAnalysis": analysis}}
+    elif field == "previewListen":
+        doc["spec"]["strategy"] = {"blueGreen": {"previewListen": "127.0.0.1:9999"}}
     elif field == "requiresSchema":
         t["requiresSchema"] = "0002_email"
     else:

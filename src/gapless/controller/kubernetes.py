@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from gapless.core.errors import SpecError
 from gapless.platform.kubernetes.manifests import (
+    ABORT_ANNOTATION,
     LABEL_REVISION,
     NUMBER_ANNOTATION,
+    PROMOTE_ANNOTATION,
     pod_template,
     problems,
     replica_set,
@@ -38,8 +40,9 @@ from gapless.platform.kubernetes.manifests import (
 )
 from gapless.spec.load import validate_rollout
 from gapless.spec.models import Rollout, template_hash
-from gapless.strategies.plan import InstanceView, Plan, RolloutView
-from gapless.strategies.rolling import deletion_order, plan_rolling
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState
+from gapless.strategies.rolling import deletion_order
+from gapless.strategies.rollout import plan_rollout
 
 __all__ = ["DELETION_COST", "Decision", "decide", "instances_of", "rollout_model"]
 
@@ -244,7 +247,35 @@ def decide(
         stable=stable,
         progress_at=progress_at,
     )
-    plan = plan_rolling(view, instances, now)
+    st = StepState.from_json(rec.get("stepState"))
+    annotations = rollout.metadata.annotations
+    if annotations.get(PROMOTE_ANNOTATION) == target and st.switched_at is None and not st.promote:
+        st = replace(st, promote=True)
+    if (
+        annotations.get(ABORT_ANNOTATION) == target
+        and st.aborted_at is None
+        and rec["phase"] == "progressing"
+    ):
+        st = replace(st, aborted_at=now, abort_reason=f"{ABORT_ANNOTATION} set")
+        events.append(("RolloutAborted", f"revision {rec['number']} ({target}) aborted", True))
+    plan = plan_rollout(spec.strategy, view, st, instances, now)
+    if plan.state is not None and plan.state.to_json() != rec.get("stepState"):
+        old = StepState.from_json(rec.get("stepState"))
+        new = plan.state
+        if (old.index, old.switched_at, old.checks, old.extra) != (
+            new.index,
+            new.switched_at,
+            new.checks,
+            new.extra,
+        ):
+            rec["progressAt"] = now
+        if new.switched_at is not None and old.switched_at is None:
+            events.append(
+                ("Switched", f"the active Service now selects revision {rec['number']} ({target})", False)
+            )
+        rec["stepState"] = new.to_json()
+    elif st != StepState.from_json(rec.get("stepState")):
+        rec["stepState"] = st.to_json()
 
     # Apply: ReplicaSet sizes from the plan.
     scale = dict(desired)
@@ -307,8 +338,24 @@ def decide(
         out.delete_replica_sets.append(replica_set_name(rollout.name, rev))
         records.pop(rev, None)
 
-    out.services = services(rollout, namespace=namespace, uid=uid, stable=stable or target, canary=target)
+    active = stable or target
+    if plan.traffic is not None and plan.traffic.weights:
+        active = max(plan.traffic.weights, key=lambda w: w[1])[0]
+    preview = target if spec.strategy.blue_green is not None else None
+    out.services = services(
+        rollout, namespace=namespace, uid=uid, stable=active, canary=target, preview=preview
+    )
     out.status = _status(obj, previous, records, target, stable, instances, view, plan, now)
+    if spec.strategy.blue_green is not None:
+        number = records.get(active, {}).get("number", "?")
+        out.status["weights"] = (
+            f"active {number}, preview {rec['number']}" if active != target else f"active {number}"
+        )
+    if rec["phase"] == "progressing" and StepState.from_json(rec.get("stepState")).aborted_at is not None:
+        out.status |= {
+            "phase": "Degraded",
+            "message": f"revision {rec['number']} aborted: traffic back on stable",
+        }
     out.requeue_at = plan.requeue_at
     if rec["phase"] == "progressing" and not spec.paused:
         deadline = float(rec["progressAt"]) + spec.progress_deadline_seconds

@@ -19,10 +19,12 @@ from typing import Any
 from gapless.spec.models import HTTPGetAction, PreStopHandler, Probe, Rollout, TCPSocketAction, template_hash
 
 __all__ = [
+    "ABORT_ANNOTATION",
     "DEFAULT_PRE_STOP_SLEEP",
     "LABEL_REVISION",
     "LABEL_ROLLOUT",
     "NUMBER_ANNOTATION",
+    "PROMOTE_ANNOTATION",
     "Problem",
     "main_container",
     "pod_template",
@@ -31,6 +33,10 @@ __all__ = [
     "replica_set_name",
     "services",
 ]
+PROMOTE_ANNOTATION = "gapless.dev/promote"
+"""Set to a revision's hash to promote it (blue-green): ``kubectl annotate rollout NAME gapless.dev/promote=HASH``."""
+ABORT_ANNOTATION = "gapless.dev/abort"
+"""Set to a revision's hash to abort it (blue-green): all traffic back to the stable revision."""
 
 LABEL_ROLLOUT = "gapless.dev/rollout"
 LABEL_REVISION = "gapless.dev/revision"
@@ -108,9 +114,17 @@ def problems(rollout: Rollout) -> list[Problem]:
     canary = spec.strategy.canary
     if canary is not None and canary.traffic_routing.stickiness is not None:
         out.append(("spec.strategy.canary.trafficRouting.stickiness", "is done by the local router only"))
-    if spec.strategy.canary is None and spec.strategy.blue_green is None:
-        return out
-    out.append(("spec.strategy", "only rolling updates run on Kubernetes yet (canary and blue-green do not)"))
+    if bg is not None:
+        analyses = ("pre_promotion_analysis", "post_promotion_analysis")
+        out.extend(
+            (f"spec.strategy.blueGreen.{_camel(n)}", "analysis does not run on Kubernetes yet")
+            for n in analyses
+            if getattr(bg, n) is not None
+        )
+    if canary is not None:
+        out.append(
+            ("spec.strategy.canary", "does not run on Kubernetes yet (rolling update and blue-green do)")
+        )
     return out
 
 
@@ -281,12 +295,18 @@ def replica_set(
     }
 
 
-def services(rollout: Rollout, *, namespace: str, uid: str, stable: str, canary: str) -> list[dict[str, Any]]:
-    """``NAME-stable`` and ``NAME-canary``, each selecting one revision's pods on the listen port."""
+def services(
+    rollout: Rollout, *, namespace: str, uid: str, stable: str, canary: str, preview: str | None = None
+) -> list[dict[str, Any]]:
+    """``NAME-stable``, ``NAME-canary`` (and ``NAME-preview`` for blue-green), each selecting one revision's
+    pods on the listen port. ``stable`` is the revision that serves: blue-green's active one."""
     t = rollout.spec.template
     target = t.ports[0].container_port if t.ports else rollout.spec.listen_port
     out = []
-    for suffix, revision in (("stable", stable), ("canary", canary)):
+    chosen = [("stable", stable), ("canary", canary)] + (
+        [("preview", preview)] if preview is not None else []
+    )
+    for suffix, revision in chosen:
         out.append(
             {
                 "apiVersion": "v1",
