@@ -7,6 +7,9 @@ for a moment is seen. Each test has its own namespace and its own operator (``-n
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,6 +321,86 @@ def test_a_spec_that_only_makes_sense_locally_is_refused_naming_the_field(
     with crds.client() as c:
         events = c.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
     assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
+
+
+def service_selectors(cluster: Cluster, ns: str, name: str) -> dict[str, str | None]:
+    with cluster.client() as c:
+        out: dict[str, str | None] = {}
+        for suffix in ("stable", "canary", "preview"):
+            r = c.get(f"/api/v1/namespaces/{ns}/services/{name}-{suffix}")
+            out[suffix] = r.json()["spec"]["selector"][LABEL_REVISION] if r.status_code == 200 else None
+        return out
+
+
+def test_blue_green_switches_in_one_patch_and_undo_inside_the_delay_starts_nothing(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """Green runs at full size beside blue, reachable through NAME-preview only; after the automatic
+    promotion the active Service (NAME-stable) selects green, changed once, from blue to green; blue stays
+    warm; going back to v1 within scaleDownDelaySeconds makes NAME-stable select blue's same pods again
+    without starting any pod."""
+    bg = {"blueGreen": {"autoPromotionSeconds": 1, "scaleDownDelaySeconds": 60}}
+    create(crds, ns, k8s_rollout("bg", "v1", replicas=3, strategy=bg))
+    first = healthy_at(crds, ns, "bg", "1", operator)
+    blue = first["currentPodHash"]
+    assert service_selectors(crds, ns, "bg")["stable"] == blue
+    selectors: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with contextlib.suppress(httpx.HTTPError), crds.client() as c:
+            params = {"fieldSelector": "metadata.name=bg-stable", "watch": "1", "timeoutSeconds": "30"}
+            with c.stream("GET", f"/api/v1/namespaces/{ns}/services", params=params, timeout=60) as r:
+                for line in r.iter_lines():
+                    if line:
+                        sel = json.loads(line)["object"]["spec"]["selector"][LABEL_REVISION]
+                        if not selectors or selectors[-1] != sel:
+                            selectors.append(sel)
+                    if stop.is_set():
+                        return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.3)
+    update(crds, ns, "bg", {"template": k8s_rollout("bg", "v2")["spec"]["template"]})
+
+    def switched() -> dict[str, Any] | None:
+        s = rollout_status(crds, ns, "bg")
+        sel = service_selectors(crds, ns, "bg")
+        return s if sel["stable"] not in (None, blue) else None
+
+    status = wait_for(switched, 30, "the switch to green")
+    green = status["currentPodHash"]
+    sel = service_selectors(crds, ns, "bg")
+    assert sel == {"stable": green, "canary": green, "preview": green}
+    with crds.client() as c:
+        pods = c.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "gapless.dev/rollout=bg"}
+        ).json()["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    blue_pods = sorted(p["metadata"]["name"] for p in live if p["metadata"]["labels"][LABEL_REVISION] == blue)
+    assert len(blue_pods) == 3  # warm
+    assert sum(1 for p in live if p["metadata"]["labels"][LABEL_REVISION] == green) == 3
+    assert status["phase"] == "Progressing"
+    # Undo inside the delay: v1's template again.
+    update(crds, ns, "bg", {"template": k8s_rollout("bg", "v1")["spec"]["template"]})
+    wait_for(lambda: service_selectors(crds, ns, "bg")["stable"] == blue, 10, "the switch back to blue")
+    back = wait_for(
+        lambda: (s := rollout_status(crds, ns, "bg")).get("currentPodHash") == blue and s, 10, "blue current"
+    )
+    with crds.client() as c:
+        pods = c.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "gapless.dev/rollout=bg"}
+        ).json()["items"]
+    now_blue = sorted(
+        p["metadata"]["name"]
+        for p in pods
+        if p["metadata"]["labels"][LABEL_REVISION] == blue and not p["metadata"].get("deletionTimestamp")
+    )
+    assert now_blue == blue_pods  # the same warm pods: nothing started
+    stop.set()
+    assert selectors[:3] == [blue, green, blue], selectors
+    assert back["currentPodHash"] == blue
 
 
 def test_deleting_a_rollout_deletes_its_replica_sets(
