@@ -310,3 +310,41 @@ def test_blue_green_switches_the_active_service_once_with_green_fully_available(
     assert actives == [blue, green]
     assert obj["status"]["phase"] == "Healthy"
     assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {green}
+
+
+@settings(deadline=None, max_examples=25)
+@given(replicas=st.integers(2, 6), weight=st.integers(1, 99), seed=st.integers(0, 2**16))
+def test_a_basic_canary_scales_the_canary_by_its_weight_and_waits_at_a_pause(
+    replicas: int, weight: int, seed: int
+) -> None:
+    """setWeight W starts ceil(W% of replicas) canary pods beside stable at full size; an indefinite pause
+    holds until the promote annotation names the canary; NAME-stable selects stable until completion;
+    the status gives the weight the pods make."""
+    canary = {"canary": {"steps": [{"setWeight": weight}, {"pause": {}}], "scaleDownDelaySeconds": 0}}
+    sim = SimCluster(_rng(seed), 1_800_000_000.0)
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v1", replicas=replicas, strategy=canary)), 100)
+    stable = obj["status"]["currentPodHash"]
+    doc = k8s_rollout("shop", "v2", replicas=replicas, strategy=canary)
+    obj = _obj(doc, obj["status"], 2)
+    want = max(1, -(-replicas * weight // 100))
+    for _ in range(60):
+        d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+        for rs in d.replica_sets:
+            sim.apply(rs)
+        for pod in d.mark_pods:
+            sim.mark(pod)
+        obj = obj | {"status": d.status}
+        assert _active(d) == stable
+        sim.tick()
+    live = [p for p in sim.pods.values() if not p["metadata"].get("deletionTimestamp")]
+    revs = [p["metadata"]["labels"][LABEL_REVISION] for p in live]
+    canary_hash = obj["status"]["currentPodHash"]
+    assert revs.count(canary_hash) == want
+    assert revs.count(stable) == replicas
+    assert obj["status"]["weights"].startswith(
+        f"canary {round(100 * want / (want + replicas))}% by replica ratio"
+    )
+    doc["metadata"]["annotations"] = {"gapless.dev/promote": canary_hash}
+    done = run_until_settled(sim, _obj(doc, obj["status"], 3), 300)
+    assert done["status"]["currentPodHash"] == canary_hash
+    assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {canary_hash}

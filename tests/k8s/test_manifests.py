@@ -170,7 +170,9 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         "router": "spec.router",
         "stickiness": "spec.strategy.canary.trafficRouting.stickiness",
         "requiresSchema": "spec.template.requiresSchema",
-        "canary": "spec.strategy.canary",
+        "canary": "spec.strategy.canary.steps[1].analysis",
+        "headerRoute": "spec.strategy.canary.steps[0].setHeaderRoute",
+        "gateway": "spec.strategy.canary.trafficRouting.gatewayAPI",
         "bgAnalysis": "spec.strategy.blueGreen.prePromotionAnalysis",
         "previewListen": "spec.strategy.blueGreen.previewListen",
     }[field]
@@ -197,11 +199,21 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         doc["spec"]["strategy"] = {"blueGreen": {"previewListen": "127.0.0.1:9999"}}
     elif field == "requiresSchema":
         t["requiresSchema"] = "0002_email"
+    elif field == "headerRoute":
+        match = [{"headerName": "X-Beta", "headerValue": {"exact": "1"}}]
+        doc["spec"]["strategy"] = {"canary": {"steps": [{"setHeaderRoute": {"match": match}}]}}
+    elif field == "gateway":
+        routing = {"gatewayAPI": {"httpRoute": "shop"}}
+        doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 10}], "trafficRouting": routing}}
     else:
-        doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 10}]}}
+        steps = [{"setWeight": 10}, {"analysis": {"templates": [{"templateName": "health"}]}}]
+        doc["spec"]["strategy"] = {"canary": {"steps": steps}}
     found = problems(validate_rollout(doc))
     assert expected in [f for f, _ in found], found
     assert problems(validate_rollout(k8s_rollout("shop", "v1"))) == []
+    basic = {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
+    assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy=basic))) == []
+    assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy={"blueGreen": {}}))) == []
 
 
 def test_services_select_one_revision_each() -> None:

@@ -339,7 +339,7 @@ def decide(
         records.pop(rev, None)
 
     active = stable or target
-    if plan.traffic is not None and plan.traffic.weights:
+    if spec.strategy.blue_green is not None and plan.traffic is not None and plan.traffic.weights:
         active = max(plan.traffic.weights, key=lambda w: w[1])[0]
     preview = target if spec.strategy.blue_green is not None else None
     out.services = services(
@@ -351,6 +351,8 @@ def decide(
         out.status["weights"] = (
             f"active {number}, preview {rec['number']}" if active != target else f"active {number}"
         )
+    if spec.strategy.canary is not None:
+        out.status["weights"] = _replica_ratio(instances, target, stable, now, spec.min_ready_seconds)
     if rec["phase"] == "progressing" and StepState.from_json(rec.get("stepState")).aborted_at is not None:
         out.status |= {
             "phase": "Degraded",
@@ -361,6 +363,17 @@ def decide(
         deadline = float(rec["progressAt"]) + spec.progress_deadline_seconds
         out.requeue_at = deadline if out.requeue_at is None else min(out.requeue_at, deadline)
     return out
+
+
+def _replica_ratio(
+    instances: Sequence[InstanceView], target: str, stable: str | None, now: float, min_ready: float
+) -> str:
+    """Without a traffic router a Service over both revisions splits by pods: say what the pods give."""
+    ready = [i for i in instances if i.phase != "terminating" and i.available(now, min_ready)]
+    canary = sum(1 for i in ready if i.revision == target)
+    if stable is None or stable == target or not ready:
+        return "by replica count"
+    return f"canary {round(100 * canary / len(ready))}% by replica ratio ({canary} of {len(ready)} pods)"
 
 
 def _rev(pod: Mapping[str, Any]) -> str:

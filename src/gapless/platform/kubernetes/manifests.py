@@ -122,9 +122,22 @@ def problems(rollout: Rollout) -> list[Problem]:
             if getattr(bg, n) is not None
         )
     if canary is not None:
-        out.append(
-            ("spec.strategy.canary", "does not run on Kubernetes yet (rolling update and blue-green do)")
-        )
+        for i, step in enumerate(canary.steps):
+            if step.analysis is not None:
+                out.append(
+                    (f"spec.strategy.canary.steps[{i}].analysis", "analysis does not run on Kubernetes yet")
+                )
+            if step.set_header_route is not None:
+                out.append(
+                    (
+                        f"spec.strategy.canary.steps[{i}].setHeaderRoute",
+                        "needs a traffic router; the Gateway API route is not driven yet",
+                    )
+                )
+        if canary.analysis is not None:
+            out.append(("spec.strategy.canary.analysis", "analysis does not run on Kubernetes yet"))
+        if canary.traffic_routing.gateway_api is not None:
+            out.append(("spec.strategy.canary.trafficRouting.gatewayAPI", "is not driven yet"))
     return out
 
 
