@@ -28,6 +28,7 @@ from gapless.platform.kubernetes.client import (
     Service,
     conflict,
 )
+from gapless.platform.kubernetes.manifests import route_rules
 
 __all__ = ["Operator"]
 
@@ -48,6 +49,7 @@ class Operator:
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._routes: dict[Key, tuple[str, int, tuple[dict[str, Any], ...]]] = {}
         self.passes = 0
         self.conflicts = 0
         self.last_pass_seconds = 0.0
@@ -131,6 +133,8 @@ class Operator:
             cached = self.services.items.get((namespace, svc["metadata"]["name"]))
             if cached is None or not _service_matches(cached, svc):
                 self.services.store(await self.api.apply(svc))
+        if d.http_route is not None and self._routes.get(key) != d.http_route:
+            await self._route(key, obj, *d.http_route)
         for reason, message, warning in d.events:
             await self.api.event(obj, reason, message, warning=warning)
         if d.status and d.status != obj.get("status"):
@@ -144,6 +148,30 @@ class Operator:
                 if fresh is not None:
                     self.rollouts.store(fresh)
                 self.enqueue(*key)
+
+    async def _route(
+        self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]
+    ) -> None:
+        """Write the weights (and header route) into the user's HTTPRoute: one update, retried on a 409
+        with a fresh read; nothing is written when the route already says it."""
+        namespace, name = key
+        for _ in range(5):
+            current = await self.api.get_route(namespace, route)
+            if current is None:
+                await self.api.event(obj, "HTTPRouteNotFound", f"HTTPRoute {route} not found", warning=True)
+                return
+            rules = current.get("spec", {}).get("rules") or []
+            wanted = route_rules(rules, name, weight, header)
+            if wanted == rules:
+                break
+            try:
+                await self.api.replace_route(current, wanted)
+                break
+            except ApiError as e:
+                if not conflict(e):
+                    raise
+                self.conflicts += 1
+        self._routes[key] = (route, weight, header)
 
 
 def _service_matches(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:

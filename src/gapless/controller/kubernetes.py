@@ -62,6 +62,8 @@ class Decision:
     events: list[tuple[str, str, bool]] = field(default_factory=list)
     requeue_at: float | None = None
     plan: Plan | None = None
+    http_route: tuple[str, int, tuple[dict[str, Any], ...]] | None = None
+    """(HTTPRoute name, canary weight, header route) the user's HTTPRoute must carry, when one is named."""
 
 
 def _ts(value: str | None) -> float | None:
@@ -351,7 +353,18 @@ def decide(
         out.status["weights"] = (
             f"active {number}, preview {rec['number']}" if active != target else f"active {number}"
         )
-    if spec.strategy.canary is not None:
+    gateway = spec.strategy.canary.traffic_routing.gateway_api if spec.strategy.canary is not None else None
+    if gateway is not None:
+        weight = 0
+        header: tuple[dict[str, Any], ...] = ()
+        if stable is not None and stable != target and plan.traffic is not None and plan.traffic.weights:
+            weight = dict(plan.traffic.weights).get(target, 0)
+            header = plan.traffic.header_route
+        out.http_route = (gateway.http_route, weight, tuple(header))
+        out.status["weights"] = f"stable {100 - weight} / canary {weight}" + (
+            " + header route" if header else ""
+        )
+    elif spec.strategy.canary is not None:
         out.status["weights"] = _replica_ratio(instances, target, stable, now, spec.min_ready_seconds)
     if rec["phase"] == "progressing" and StepState.from_json(rec.get("stepState")).aborted_at is not None:
         out.status |= {
