@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,11 +21,13 @@ import pytest
 import yaml
 
 from gapless.platform.kubernetes.manifests import LABEL_REVISION
+from tests.conftest import in_ci
 from tests.k8s.cluster import Cluster, free_port
 from tests.k8s.operator import (
     GROUP,
     OperatorProcess,
     Sampler,
+    gateway_api_crd,
     k8s_rollout,
     namespace,
     rollout_status,
@@ -401,6 +404,134 @@ def test_blue_green_switches_in_one_patch_and_undo_inside_the_delay_starts_nothi
     stop.set()
     assert selectors[:3] == [blue, green, blue], selectors
     assert back["currentPodHash"] == blue
+
+
+@pytest.fixture(scope="module")
+def gateway_api(crds: Cluster) -> Cluster:
+    try:
+        crd = gateway_api_crd()
+    except (OSError, subprocess.CalledProcessError) as e:
+        message = f"the Gateway API CRDs could not be fetched: {e}"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    with crds.client() as c:
+        r = c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+        assert r.status_code in (201, 409), r.text
+        wait_for(
+            lambda: c.get("/apis/gateway.networking.k8s.io/v1/httproutes").status_code == 200,
+            30,
+            "HTTPRoutes served",
+        )
+    return crds
+
+
+def test_canary_weights_and_header_route_go_into_the_http_route_one_update_per_step(
+    gateway_api: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """setWeight 20 -> setHeaderRoute -> pause: the user's HTTPRoute gets stable 80 / canary 20, then a header
+    rule to the canary, each in one update; after the promote annotation it ends at stable 100 / canary 0
+    without the header rule, and its other rule is untouched."""
+    cluster = gateway_api
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "shop"},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [
+                {"backendRefs": [{"name": "shop-stable", "port": 80}]},
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                    "backendRefs": [{"name": "admin", "port": 80}],
+                },
+            ],
+        },
+    }
+    base = f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes"
+    with cluster.client() as c:
+        r = c.post(base, json=route)
+        assert r.status_code == 201, r.text
+        admin_rule = r.json()["spec"]["rules"][1]  # as stored, with the apiserver's defaults
+    steps = [
+        {"setWeight": 20},
+        {"setHeaderRoute": {"match": [{"headerName": "X-Beta", "headerValue": {"exact": "1"}}]}},
+        {"pause": {}},
+    ]
+    strategy = {
+        "canary": {
+            "steps": steps,
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "shop"}},
+            "scaleDownDelaySeconds": 0,
+        }
+    }
+    create(cluster, ns, k8s_rollout("shop", "v1", replicas=5, strategy=strategy))
+    healthy_at(cluster, ns, "shop", "1", operator)
+    seen: list[tuple[str, Any]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with contextlib.suppress(httpx.HTTPError), cluster.client() as c:
+            rv = c.get(f"{base}/shop").json()["metadata"]["resourceVersion"]
+            params = {
+                "fieldSelector": "metadata.name=shop",
+                "watch": "1",
+                "resourceVersion": rv,
+                "timeoutSeconds": "30",
+            }
+            with c.stream("GET", base, params=params, timeout=60) as r:
+                for line in r.iter_lines():
+                    if line:
+                        ev = json.loads(line)
+                        seen.append((ev["type"], ev["object"]["spec"]["rules"]))
+                    if stop.is_set():
+                        return
+
+    threading.Thread(target=watch, daemon=True).start()
+    time.sleep(0.3)
+    update(cluster, ns, "shop", {"template": k8s_rollout("shop", "v2")["spec"]["template"]})
+
+    def weights(rules: list[dict[str, Any]]) -> dict[str, int]:
+        return {
+            b["name"]: b.get("weight", 1)
+            for rule in rules
+            for b in rule["backendRefs"]
+            if rule.get("name") is None
+        }
+
+    def header_rule() -> Any:
+        return seen and seen[-1][1][0].get("name") == "gapless-header-route" and seen[-1][1][0]
+
+    rule = wait_for(header_rule, 30, "the header rule")
+    assert rule["matches"] == [
+        {
+            "path": {"type": "PathPrefix", "value": "/"},
+            "headers": [{"type": "Exact", "name": "X-Beta", "value": "1"}],
+        }
+    ]
+    assert [b["name"] for b in rule["backendRefs"]] == ["shop-canary"]
+    status = rollout_status(cluster, ns, "shop")
+    assert status["weights"] == "stable 80 / canary 20 + header route"
+    assert [weights(rules) for _, rules in seen] == [
+        {"shop-stable": 80, "shop-canary": 20, "admin": 1},
+        {"shop-stable": 80, "shop-canary": 20, "admin": 1},
+    ]  # two updates: the weight step, the header step
+    time.sleep(1.0)
+    assert len(seen) == 2  # the pause writes nothing
+    with cluster.client() as c:
+        r = c.patch(
+            f"{GROUP}/namespaces/{ns}/rollouts/shop",
+            json={"metadata": {"annotations": {"gapless.dev/promote": status["currentPodHash"]}}},
+            headers=MERGE,
+        )
+        assert r.status_code == 200, r.text
+    healthy_at(cluster, ns, "shop", "2", operator)
+    wait_for(lambda: weights(seen[-1][1]).get("shop-stable") == 100, 10, "stable 100")
+    stop.set()
+    final = seen[-1][1]
+    assert all(r.get("name") != "gapless-header-route" for r in final)
+    assert weights(final) == {"shop-stable": 100, "shop-canary": 0, "admin": 1}
+    assert final[1] == admin_rule
 
 
 def test_deleting_a_rollout_deletes_its_replica_sets(

@@ -418,7 +418,13 @@ def route_rules(
         backend = {k: v for k, v in (ref or {"name": canary}).items() if k != "weight"}
         header_rule = {
             "name": HEADER_RULE,
-            "matches": [{"headers": [_header_match(m) for m in header_route]}],
+            # the path is what the apiserver would default, so that a rule read back compares equal
+            "matches": [
+                {
+                    "path": {"type": "PathPrefix", "value": "/"},
+                    "headers": [_header_match(m) for m in header_route],
+                }
+            ],
             "backendRefs": [backend],
         }
         out.insert(0, header_rule)
