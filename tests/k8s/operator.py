@@ -59,13 +59,20 @@ class OperatorProcess:
     """``gapless operator run`` as a real process with a kubeconfig; ``kill()`` is SIGKILL."""
 
     def __init__(
-        self, kubeconfig: Path, *, namespace: str | None = None, log: Path, listen: str | None = None
+        self,
+        kubeconfig: Path,
+        *,
+        namespace: str | None = None,
+        log: Path,
+        listen: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         args = [sys.executable, "-m", "gapless", "operator", "run", "--kubeconfig", str(kubeconfig)]
         if namespace:
             args += ["-n", namespace]
         if listen:
             args += ["--listen", listen]
+        args += list(extra)
         self.listen = listen
         self.log = log
         with log.open("ab") as out:

@@ -304,6 +304,40 @@ def _get(url: str) -> int:
         return 0
 
 
+def test_with_leader_election_a_second_operator_waits_and_takes_over_when_the_first_dies(
+    crds: Cluster, ns: str, tmp_path: Path
+) -> None:
+    """Two operators with --leader-elect: one holds the Lease and reconciles, the other's /healthz says 503
+    (it has not even filled caches); SIGKILL the holder and the other takes the Lease once it expires
+    and finishes the next update."""
+    extra = ("--leader-elect", "--lease-seconds", "3")
+    first = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "a.log", listen=f"127.0.0.1:{free_port()}", extra=extra
+    )
+    wait_for(lambda: _get(f"http://{first.listen}/healthz") == 200, 20, "the first operator leading")
+    second = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "b.log", listen=f"127.0.0.1:{free_port()}", extra=extra
+    )
+    try:
+        wait_for(lambda: _get(f"http://{second.listen}/healthz") == 503, 20, "the second operator up")
+        create(crds, ns, k8s_rollout("led", "v1", replicas=2))
+        healthy_at(crds, ns, "led", "1", first)
+        time.sleep(2.0)  # a few renewals
+        assert _get(f"http://{second.listen}/healthz") == 503
+        assert second.metrics()["gapless_operator_reconcile_passes_total"] == 0
+        with crds.client() as c:
+            lease = c.get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/gapless-operator").json()
+        assert lease["spec"]["holderIdentity"].endswith(f"-{first.proc.pid}")
+        first.kill()
+        wait_for(lambda: _get(f"http://{second.listen}/healthz") == 200, 20, "the second operator leading")
+        update(crds, ns, "led", {"template": k8s_rollout("led", "v2")["spec"]["template"]})
+        healthy_at(crds, ns, "led", "2", second)
+        assert len(replica_sets(crds, ns, "led")) == 2
+    finally:
+        first.stop()
+        second.stop()
+
+
 def test_a_spec_that_only_makes_sense_locally_is_refused_naming_the_field(
     crds: Cluster, ns: str, operator: OperatorProcess
 ) -> None:
