@@ -59,13 +59,20 @@ class OperatorProcess:
     """``gapless operator run`` as a real process with a kubeconfig; ``kill()`` is SIGKILL."""
 
     def __init__(
-        self, kubeconfig: Path, *, namespace: str | None = None, log: Path, listen: str | None = None
+        self,
+        kubeconfig: Path,
+        *,
+        namespace: str | None = None,
+        log: Path,
+        listen: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         args = [sys.executable, "-m", "gapless", "operator", "run", "--kubeconfig", str(kubeconfig)]
         if namespace:
             args += ["-n", namespace]
         if listen:
             args += ["--listen", listen]
+        args += list(extra)
         self.listen = listen
         self.log = log
         with log.open("ab") as out:
@@ -188,3 +195,32 @@ class Sampler:
             if any(x.get("type") == "Ready" and x.get("status") == "True" for x in (p.get("status") or {}).get("conditions") or [])
         ]  # fmt: skip
         self.samples.append((len(self.pods), len(available)))
+
+
+GATEWAY_API_VERSION = "v1.4.0"
+
+
+def gateway_api_crd(name: str = "httproutes") -> dict[str, Any]:
+    """A Gateway API CRD (standard channel) from the ``sigs.k8s.io/gateway-api`` Go module's config/crd files,
+    fetched into the Go module cache by ``go mod download`` (once)."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    go = shutil.which("go")
+    if go is None:
+        raise FileNotFoundError("go is not on PATH (needed to fetch the Gateway API CRDs)")
+    with tempfile.TemporaryDirectory() as d:
+        out = subprocess.run(
+            [go, "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
+            cwd=d,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            env=os.environ | {"GOFLAGS": "-mod=mod"},
+        )
+    module = Path(json.loads(out.stdout)["Dir"])
+    path = module / "config" / "crd" / "standard" / f"gateway.networking.k8s.io_{name}.yaml"
+    return dict(yaml.safe_load(path.read_text()))

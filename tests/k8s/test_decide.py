@@ -253,3 +253,98 @@ def test_going_back_to_an_earlier_template_reuses_its_replica_set_as_the_newest_
     assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {v1}
     rs = next(r for r in sim.rs.values() if r["metadata"]["labels"][LABEL_REVISION] == v1)
     assert rs["metadata"]["annotations"]["gapless.dev/revision-number"] == "3"
+
+
+def _active(d: Any) -> str:
+    return next(s for s in d.services if s["metadata"]["name"].endswith("-stable"))["spec"]["selector"][
+        LABEL_REVISION
+    ]
+
+
+def _preview(d: Any) -> str | None:
+    found = [s for s in d.services if s["metadata"]["name"].endswith("-preview")]
+    return found[0]["spec"]["selector"][LABEL_REVISION] if found else None
+
+
+@settings(deadline=None, max_examples=25)
+@given(replicas=st.integers(1, 5), seed=st.integers(0, 2**16), manual=st.booleans())
+def test_blue_green_switches_the_active_service_once_with_green_fully_available(
+    replicas: int, seed: int, manual: bool
+) -> None:
+    """The active Service selects blue until every green pod is available and then green, in one change;
+    blue is still at full size at the switch; the preview Service selects green throughout. With automatic
+    promotion off, nothing switches until the promote annotation names green."""
+    bg: dict[str, Any] = {"blueGreen": {"scaleDownDelaySeconds": 5}}
+    if manual:
+        bg["blueGreen"]["autoPromotionEnabled"] = False
+    sim = SimCluster(_rng(seed), 1_800_000_000.0)
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v1", replicas=replicas, strategy=bg)), 100)
+    blue = obj["status"]["currentPodHash"]
+    doc = k8s_rollout("shop", "v2", replicas=replicas, strategy=bg)
+    obj = _obj(doc, obj["status"], 2)
+    actives: list[str] = []
+    green = ""
+    for step in range(400):
+        if manual and step == 60:
+            doc["metadata"]["annotations"] = {"gapless.dev/promote": green}
+            obj = _obj(doc, obj["status"], 3)
+        d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+        green = d.status["currentPodHash"]
+        for pod in d.mark_pods:
+            sim.mark(pod)
+        for rs in d.replica_sets:
+            sim.apply(rs)
+        obj = obj | {"status": d.status}
+        assert _preview(d) == green
+        if not actives or actives[-1] != _active(d):
+            actives.append(_active(d))
+            if _active(d) == green:
+                live = [p for p in sim.pods.values() if not p["metadata"].get("deletionTimestamp")]
+                by_rev = [p["metadata"]["labels"][LABEL_REVISION] for p in live if _ready(p)]
+                assert by_rev.count(green) == replicas
+                assert by_rev.count(blue) == replicas
+                assert not manual or step >= 60
+        if d.status["phase"] == "Healthy" and sim.settled() and not d.replica_sets:
+            break
+        sim.tick()
+    assert actives == [blue, green]
+    assert obj["status"]["phase"] == "Healthy"
+    assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {green}
+
+
+@settings(deadline=None, max_examples=25)
+@given(replicas=st.integers(2, 6), weight=st.integers(1, 99), seed=st.integers(0, 2**16))
+def test_a_basic_canary_scales_the_canary_by_its_weight_and_waits_at_a_pause(
+    replicas: int, weight: int, seed: int
+) -> None:
+    """setWeight W starts ceil(W% of replicas) canary pods beside stable at full size; an indefinite pause
+    holds until the promote annotation names the canary; NAME-stable selects stable until completion;
+    the status gives the weight the pods make."""
+    canary = {"canary": {"steps": [{"setWeight": weight}, {"pause": {}}], "scaleDownDelaySeconds": 0}}
+    sim = SimCluster(_rng(seed), 1_800_000_000.0)
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v1", replicas=replicas, strategy=canary)), 100)
+    stable = obj["status"]["currentPodHash"]
+    doc = k8s_rollout("shop", "v2", replicas=replicas, strategy=canary)
+    obj = _obj(doc, obj["status"], 2)
+    want = max(1, -(-replicas * weight // 100))
+    for _ in range(60):
+        d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+        for rs in d.replica_sets:
+            sim.apply(rs)
+        for pod in d.mark_pods:
+            sim.mark(pod)
+        obj = obj | {"status": d.status}
+        assert _active(d) == stable
+        sim.tick()
+    live = [p for p in sim.pods.values() if not p["metadata"].get("deletionTimestamp")]
+    revs = [p["metadata"]["labels"][LABEL_REVISION] for p in live]
+    canary_hash = obj["status"]["currentPodHash"]
+    assert revs.count(canary_hash) == want
+    assert revs.count(stable) == replicas
+    assert obj["status"]["weights"].startswith(
+        f"canary {round(100 * want / (want + replicas))}% by replica ratio"
+    )
+    doc["metadata"]["annotations"] = {"gapless.dev/promote": canary_hash}
+    done = run_until_settled(sim, _obj(doc, obj["status"], 3), 300)
+    assert done["status"]["currentPodHash"] == canary_hash
+    assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {canary_hash}

@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from gapless.platform.kubernetes.manifests import (
     DEFAULT_PRE_STOP_SLEEP,
+    HEADER_RULE,
     LABEL_REVISION,
     LABEL_ROLLOUT,
     pod_template,
     problems,
     replica_set,
+    route_rules,
     services,
 )
 from gapless.spec.load import validate_rollout
@@ -142,7 +144,19 @@ def test_hashes_of_templates_without_the_kubernetes_fields_are_unchanged() -> No
 
 @given(
     field=st.sampled_from(
-        ["image", "grace", "host", "port", "period", "router", "stickiness", "requiresSchema", "canary"]
+        [
+            "image",
+            "grace",
+            "host",
+            "port",
+            "period",
+            "router",
+            "stickiness",
+            "requiresSchema",
+            "canary",
+            "bgAnalysis",
+            "previewListen",
+        ]
     )
 )
 def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
@@ -158,7 +172,11 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         "router": "spec.router",
         "stickiness": "spec.strategy.canary.trafficRouting.stickiness",
         "requiresSchema": "spec.template.requiresSchema",
-        "canary": "spec.strategy",
+        "canary": "spec.strategy.canary.steps[1].analysis",
+        "headerRoute": "spec.strategy.canary.steps[0].setHeaderRoute",
+        "gateway": "spec.strategy.canary.steps[1].setHeaderRoute.match[0].cookieName",
+        "bgAnalysis": "spec.strategy.blueGreen.prePromotionAnalysis",
+        "previewListen": "spec.strategy.blueGreen.previewListen",
     }[field]
     if field == "image":
         del t["image"]
@@ -176,13 +194,30 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         doc["spec"]["strategy"] = {
             "canary": {"steps": [{"setWeight": 10}], "trafficRouting": {"stickiness": {"header": "X-User"}}}
         }
+    elif field == "bgAnalysis":
+        analysis = {"templates": [{"templateName": "health"}]}
+        doc["spec"]["strategy"] = {"blueGreen": {"prePromotionAnalysis": analysis}}
+    elif field == "previewListen":
+        doc["spec"]["strategy"] = {"blueGreen": {"previewListen": "127.0.0.1:9999"}}
     elif field == "requiresSchema":
         t["requiresSchema"] = "0002_email"
+    elif field == "headerRoute":
+        match = [{"headerName": "X-Beta", "headerValue": {"exact": "1"}}]
+        doc["spec"]["strategy"] = {"canary": {"steps": [{"setHeaderRoute": {"match": match}}]}}
+    elif field == "gateway":
+        routing = {"gatewayAPI": {"httpRoute": "shop"}}
+        cookie = {"setHeaderRoute": {"match": [{"cookieName": "beta", "cookieValue": {"exact": "1"}}]}}
+        steps = [{"setWeight": 10}, cookie]
+        doc["spec"]["strategy"] = {"canary": {"steps": steps, "trafficRouting": routing}}
     else:
-        doc["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 10}]}}
+        steps = [{"setWeight": 10}, {"analysis": {"templates": [{"templateName": "health"}]}}]
+        doc["spec"]["strategy"] = {"canary": {"steps": steps}}
     found = problems(validate_rollout(doc))
     assert expected in [f for f, _ in found], found
     assert problems(validate_rollout(k8s_rollout("shop", "v1"))) == []
+    basic = {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
+    assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy=basic))) == []
+    assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy={"blueGreen": {}}))) == []
 
 
 def test_services_select_one_revision_each() -> None:
@@ -192,3 +227,51 @@ def test_services_select_one_revision_each() -> None:
     assert stable["spec"]["selector"] == {LABEL_ROLLOUT: "shop", LABEL_REVISION: "aaa"}
     assert canary["spec"]["selector"] == {LABEL_ROLLOUT: "shop", LABEL_REVISION: "bbb"}
     assert stable["spec"]["ports"][0] == {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}
+
+
+backend_refs = st.lists(
+    st.sampled_from(["shop-stable", "other", "shop-canary"]), min_size=0, max_size=3, unique=True
+).map(lambda names: [{"name": n, "port": 80, "weight": 1} for n in names])
+rules = st.lists(st.builds(lambda refs: {"backendRefs": refs}, backend_refs), max_size=4)
+header_routes = st.lists(
+    st.builds(
+        lambda name, kind, value: {"headerName": name, "headerValue": {kind: value}},
+        st.sampled_from(["X-Beta", "X-Team"]),
+        st.sampled_from(["exact", "prefix", "regex"]),
+        st.sampled_from(["1", "a.b", "qa"]),
+    ),
+    max_size=2,
+)
+
+
+@settings(max_examples=200)
+@given(rules=rules, weight=st.integers(0, 100), header=header_routes)
+def test_route_rules_weight_every_stable_rule_and_leave_the_rest(
+    rules: list[dict[str, Any]], weight: int, header: list[dict[str, Any]]
+) -> None:
+    """Each rule sending to NAME-stable ends up with stable 100-w and canary w; other rules and backends are
+    unchanged; a header route is exactly one first rule to the canary; applying twice changes nothing."""
+    before = copy.deepcopy(rules)
+    out = route_rules(rules, "shop", weight, header)
+    assert rules == before  # pure
+    assert route_rules(out, "shop", weight, header) == out
+    own = [r for r in out if r.get("name") == HEADER_RULE]
+    assert len(own) == (1 if header else 0)
+    if header:
+        assert out[0] is own[0]
+        assert [b["name"] for b in own[0]["backendRefs"]] == ["shop-canary"]
+        assert len(own[0]["matches"][0]["headers"]) == len(header)
+    plain = [r for r in out if r.get("name") != HEADER_RULE]
+    assert len(plain) == len(rules)
+    for old, new in zip(rules, plain, strict=True):
+        names = [b["name"] for b in old["backendRefs"]]
+        if "shop-stable" not in names:
+            assert new == old
+            continue
+        weights = {b["name"]: b["weight"] for b in new["backendRefs"]}
+        assert weights["shop-stable"] == 100 - weight
+        assert weights["shop-canary"] == weight
+        if "other" in names:
+            assert weights["other"] == 1
+    # Taking the header route away again leaves the rules as without it.
+    assert route_rules(out, "shop", weight, []) == route_rules(rules, "shop", weight, [])

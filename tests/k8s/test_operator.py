@@ -7,6 +7,10 @@ for a moment is seen. Each test has its own namespace and its own operator (``-n
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +21,13 @@ import pytest
 import yaml
 
 from gapless.platform.kubernetes.manifests import LABEL_REVISION
+from tests.conftest import in_ci
 from tests.k8s.cluster import Cluster, free_port
 from tests.k8s.operator import (
     GROUP,
     OperatorProcess,
     Sampler,
+    gateway_api_crd,
     k8s_rollout,
     namespace,
     rollout_status,
@@ -276,6 +282,19 @@ def test_healthz_metrics_and_no_requests_while_idle(crds: Cluster, ns: str, tmp_
         assert m['gapless_operator_cached_objects{kind="Rollout"}'] == 1
     finally:
         op.stop()
+    # A fresh operator over a settled cluster finds everything as it should be: no write at all.
+    op = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "again.log", listen=f"127.0.0.1:{free_port()}"
+    )
+    try:
+        wait_for(lambda: _get(f"http://{op.listen}/healthz") == 200, 20, "/healthz 200")
+        wait_for(lambda: op.metrics()["gapless_operator_reconcile_passes_total"] >= 1, 10, "a pass")
+        time.sleep(1.0)
+        assert (
+            op.metrics()["gapless_operator_api_requests_total"] == 8
+        )  # a list and a watch of each of 4 kinds
+    finally:
+        op.stop()
 
 
 def _get(url: str) -> int:
@@ -283,6 +302,40 @@ def _get(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_with_leader_election_a_second_operator_waits_and_takes_over_when_the_first_dies(
+    crds: Cluster, ns: str, tmp_path: Path
+) -> None:
+    """Two operators with --leader-elect: one holds the Lease and reconciles, the other's /healthz says 503
+    (it has not even filled caches); SIGKILL the holder and the other takes the Lease once it expires
+    and finishes the next update."""
+    extra = ("--leader-elect", "--lease-seconds", "3")
+    first = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "a.log", listen=f"127.0.0.1:{free_port()}", extra=extra
+    )
+    wait_for(lambda: _get(f"http://{first.listen}/healthz") == 200, 20, "the first operator leading")
+    second = OperatorProcess(
+        crds.kubeconfig, namespace=ns, log=tmp_path / "b.log", listen=f"127.0.0.1:{free_port()}", extra=extra
+    )
+    try:
+        wait_for(lambda: _get(f"http://{second.listen}/healthz") == 503, 20, "the second operator up")
+        create(crds, ns, k8s_rollout("led", "v1", replicas=2))
+        healthy_at(crds, ns, "led", "1", first)
+        time.sleep(2.0)  # a few renewals
+        assert _get(f"http://{second.listen}/healthz") == 503
+        assert second.metrics()["gapless_operator_reconcile_passes_total"] == 0
+        with crds.client() as c:
+            lease = c.get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/gapless-operator").json()
+        assert lease["spec"]["holderIdentity"].endswith(f"-{first.proc.pid}")
+        first.kill()
+        wait_for(lambda: _get(f"http://{second.listen}/healthz") == 200, 20, "the second operator leading")
+        update(crds, ns, "led", {"template": k8s_rollout("led", "v2")["spec"]["template"]})
+        healthy_at(crds, ns, "led", "2", second)
+        assert len(replica_sets(crds, ns, "led")) == 2
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_a_spec_that_only_makes_sense_locally_is_refused_naming_the_field(
@@ -305,6 +358,214 @@ def test_a_spec_that_only_makes_sense_locally_is_refused_naming_the_field(
     with crds.client() as c:
         events = c.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
     assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
+
+
+def service_selectors(cluster: Cluster, ns: str, name: str) -> dict[str, str | None]:
+    with cluster.client() as c:
+        out: dict[str, str | None] = {}
+        for suffix in ("stable", "canary", "preview"):
+            r = c.get(f"/api/v1/namespaces/{ns}/services/{name}-{suffix}")
+            out[suffix] = r.json()["spec"]["selector"][LABEL_REVISION] if r.status_code == 200 else None
+        return out
+
+
+def test_blue_green_switches_in_one_patch_and_undo_inside_the_delay_starts_nothing(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """Green runs at full size beside blue, reachable through NAME-preview only; after the automatic
+    promotion the active Service (NAME-stable) selects green, changed once, from blue to green; blue stays
+    warm; going back to v1 within scaleDownDelaySeconds makes NAME-stable select blue's same pods again
+    without starting any pod."""
+    bg = {"blueGreen": {"autoPromotionSeconds": 1, "scaleDownDelaySeconds": 60}}
+    create(crds, ns, k8s_rollout("bg", "v1", replicas=3, strategy=bg))
+    first = healthy_at(crds, ns, "bg", "1", operator)
+    blue = first["currentPodHash"]
+    assert service_selectors(crds, ns, "bg")["stable"] == blue
+    selectors: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with contextlib.suppress(httpx.HTTPError), crds.client() as c:
+            params = {"fieldSelector": "metadata.name=bg-stable", "watch": "1", "timeoutSeconds": "30"}
+            with c.stream("GET", f"/api/v1/namespaces/{ns}/services", params=params, timeout=60) as r:
+                for line in r.iter_lines():
+                    if line:
+                        sel = json.loads(line)["object"]["spec"]["selector"][LABEL_REVISION]
+                        if not selectors or selectors[-1] != sel:
+                            selectors.append(sel)
+                    if stop.is_set():
+                        return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.3)
+    update(crds, ns, "bg", {"template": k8s_rollout("bg", "v2")["spec"]["template"]})
+
+    def switched() -> dict[str, Any] | None:
+        s = rollout_status(crds, ns, "bg")
+        sel = service_selectors(crds, ns, "bg")
+        return s if sel["stable"] not in (None, blue) else None
+
+    status = wait_for(switched, 30, "the switch to green")
+    green = status["currentPodHash"]
+    sel = service_selectors(crds, ns, "bg")
+    assert sel == {"stable": green, "canary": green, "preview": green}
+    with crds.client() as c:
+        pods = c.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "gapless.dev/rollout=bg"}
+        ).json()["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    blue_pods = sorted(p["metadata"]["name"] for p in live if p["metadata"]["labels"][LABEL_REVISION] == blue)
+    assert len(blue_pods) == 3  # warm
+    assert sum(1 for p in live if p["metadata"]["labels"][LABEL_REVISION] == green) == 3
+    assert status["phase"] == "Progressing"
+    # Undo inside the delay: v1's template again.
+    update(crds, ns, "bg", {"template": k8s_rollout("bg", "v1")["spec"]["template"]})
+    wait_for(lambda: service_selectors(crds, ns, "bg")["stable"] == blue, 10, "the switch back to blue")
+    back = wait_for(
+        lambda: (s := rollout_status(crds, ns, "bg")).get("currentPodHash") == blue and s, 10, "blue current"
+    )
+    with crds.client() as c:
+        pods = c.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "gapless.dev/rollout=bg"}
+        ).json()["items"]
+    now_blue = sorted(
+        p["metadata"]["name"]
+        for p in pods
+        if p["metadata"]["labels"][LABEL_REVISION] == blue and not p["metadata"].get("deletionTimestamp")
+    )
+    assert now_blue == blue_pods  # the same warm pods: nothing started
+    stop.set()
+    assert selectors[:3] == [blue, green, blue], selectors
+    assert back["currentPodHash"] == blue
+
+
+@pytest.fixture(scope="module")
+def gateway_api(crds: Cluster) -> Cluster:
+    try:
+        crd = gateway_api_crd()
+    except (OSError, subprocess.CalledProcessError) as e:
+        message = f"the Gateway API CRDs could not be fetched: {e}"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    with crds.client() as c:
+        r = c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+        assert r.status_code in (201, 409), r.text
+        wait_for(
+            lambda: c.get("/apis/gateway.networking.k8s.io/v1/httproutes").status_code == 200,
+            30,
+            "HTTPRoutes served",
+        )
+    return crds
+
+
+def test_canary_weights_and_header_route_go_into_the_http_route_one_update_per_step(
+    gateway_api: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """setWeight 20 -> setHeaderRoute -> pause: the user's HTTPRoute gets stable 80 / canary 20, then a header
+    rule to the canary, each in one update; after the promote annotation it ends at stable 100 / canary 0
+    without the header rule, and its other rule is untouched."""
+    cluster = gateway_api
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "shop"},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [
+                {"backendRefs": [{"name": "shop-stable", "port": 80}]},
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                    "backendRefs": [{"name": "admin", "port": 80}],
+                },
+            ],
+        },
+    }
+    base = f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes"
+    with cluster.client() as c:
+        r = c.post(base, json=route)
+        assert r.status_code == 201, r.text
+        admin_rule = r.json()["spec"]["rules"][1]  # as stored, with the apiserver's defaults
+    steps = [
+        {"setWeight": 20},
+        {"setHeaderRoute": {"match": [{"headerName": "X-Beta", "headerValue": {"exact": "1"}}]}},
+        {"pause": {}},
+    ]
+    strategy = {
+        "canary": {
+            "steps": steps,
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "shop"}},
+            "scaleDownDelaySeconds": 0,
+        }
+    }
+    create(cluster, ns, k8s_rollout("shop", "v1", replicas=5, strategy=strategy))
+    healthy_at(cluster, ns, "shop", "1", operator)
+    seen: list[tuple[str, Any]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with contextlib.suppress(httpx.HTTPError), cluster.client() as c:
+            rv = c.get(f"{base}/shop").json()["metadata"]["resourceVersion"]
+            params = {
+                "fieldSelector": "metadata.name=shop",
+                "watch": "1",
+                "resourceVersion": rv,
+                "timeoutSeconds": "30",
+            }
+            with c.stream("GET", base, params=params, timeout=60) as r:
+                for line in r.iter_lines():
+                    if line:
+                        ev = json.loads(line)
+                        seen.append((ev["type"], ev["object"]["spec"]["rules"]))
+                    if stop.is_set():
+                        return
+
+    threading.Thread(target=watch, daemon=True).start()
+    time.sleep(0.3)
+    update(cluster, ns, "shop", {"template": k8s_rollout("shop", "v2")["spec"]["template"]})
+
+    def weights(rules: list[dict[str, Any]]) -> dict[str, int]:
+        return {
+            b["name"]: b.get("weight", 1)
+            for rule in rules
+            for b in rule["backendRefs"]
+            if rule.get("name") is None
+        }
+
+    def header_rule() -> Any:
+        return seen and seen[-1][1][0].get("name") == "gapless-header-route" and seen[-1][1][0]
+
+    rule = wait_for(header_rule, 30, "the header rule")
+    assert rule["matches"] == [
+        {
+            "path": {"type": "PathPrefix", "value": "/"},
+            "headers": [{"type": "Exact", "name": "X-Beta", "value": "1"}],
+        }
+    ]
+    assert [b["name"] for b in rule["backendRefs"]] == ["shop-canary"]
+    status = rollout_status(cluster, ns, "shop")
+    assert status["weights"] == "stable 80 / canary 20 + header route"
+    assert [weights(rules) for _, rules in seen] == [
+        {"shop-stable": 80, "shop-canary": 20, "admin": 1},
+        {"shop-stable": 80, "shop-canary": 20, "admin": 1},
+    ]  # two updates: the weight step, the header step
+    time.sleep(1.0)
+    assert len(seen) == 2  # the pause writes nothing
+    with cluster.client() as c:
+        r = c.patch(
+            f"{GROUP}/namespaces/{ns}/rollouts/shop",
+            json={"metadata": {"annotations": {"gapless.dev/promote": status["currentPodHash"]}}},
+            headers=MERGE,
+        )
+        assert r.status_code == 200, r.text
+    healthy_at(cluster, ns, "shop", "2", operator)
+    wait_for(lambda: weights(seen[-1][1]).get("shop-stable") == 100, 10, "stable 100")
+    stop.set()
+    final = seen[-1][1]
+    assert all(r.get("name") != "gapless-header-route" for r in final)
+    assert weights(final) == {"shop-stable": 100, "shop-canary": 0, "admin": 1}
+    assert final[1] == admin_rule
 
 
 def test_deleting_a_rollout_deletes_its_replica_sets(

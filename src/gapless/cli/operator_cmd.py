@@ -2,19 +2,26 @@
 
 ``gapless operator run`` connects with a kubeconfig (``--kubeconfig``, else ``$KUBECONFIG`` or
 ``~/.kube/config``, else the in-cluster ServiceAccount) and reconciles the Rollouts of one namespace
-(``-n``) or of all namespaces, until SIGTERM or Ctrl-C.
+(``-n``) or of all namespaces, until SIGTERM or Ctrl-C. With ``--leader-elect`` it first takes the
+Lease ``gapless-operator``; a second replica waits for it, and a holder that loses it exits 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from gapless.controller.kube_operator import Operator
+    from gapless.platform.kubernetes.lease import LeaderElector
 
 __all__ = ["operator_app"]
 
@@ -42,8 +49,25 @@ def run(
         str | None,
         typer.Option("--listen", help="serve /healthz and /metrics on HOST:PORT (default: not served)"),
     ] = None,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect",
+            help="hold the Lease gapless-operator before reconciling, so a second replica waits",
+        ),
+    ] = False,
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--lease-namespace", help="namespace of the Lease (default: -n, the pod's own, or default)"
+        ),
+    ] = None,
+    lease_seconds: Annotated[
+        int, typer.Option("--lease-seconds", min=3, max=300, help="lease duration; renewed every third of it")
+    ] = 15,
 ) -> None:
     """Reconcile the cluster's Rollouts until SIGTERM or Ctrl-C."""
+    import yaml
     from lightkube import ConfigError
 
     from gapless.controller.kube_operator import Operator
@@ -65,13 +89,22 @@ def run(
     try:
         config = load_config(kubeconfig)
         api = KubeApi(config, context=context, namespace=namespace)
-    except (ConfigError, OSError, ValueError) as e:
-        typer.echo(f"error: cannot load the Kubernetes configuration: {e}", err=True)
+    except (ConfigError, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        where = f" from {kubeconfig}" if kubeconfig is not None else ""
+        typer.echo(f"error: cannot load the Kubernetes configuration{where}: {e}", err=True)
         raise typer.Exit(2) from e
 
-    async def main() -> None:
+    async def main() -> int:
         op = Operator(api, namespace=namespace)
-        task = asyncio.create_task(op.run())
+        elector = None
+        if leader_elect:
+            from gapless.platform.kubernetes.lease import LeaderElector
+
+            identity = f"{socket.gethostname()}-{os.getpid()}"
+            elector = LeaderElector(
+                api, lease_namespace or namespace or _pod_namespace(), identity, duration=lease_seconds
+            )
+        task = asyncio.create_task(_lead(op, elector))
         server = None
         if address is not None:
             from gapless.server.operator_http import operator_server
@@ -81,14 +114,51 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
+        code = 0
         try:
             await task
         except asyncio.CancelledError:
             pass
+        except LeaseLostError as e:
+            logging.getLogger(__name__).error("%s: stopping", e)
+            code = 1
         finally:
             if server is not None:
                 server.should_exit = True
                 await serving
             await api.close()
+        return code
 
-    asyncio.run(main())
+    from gapless.platform.kubernetes.lease import LeaseLostError
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+async def _lead(op: Operator, elector: LeaderElector | None) -> None:
+    """Reconcile; with an elector, only while holding its Lease (losing it ends the operator)."""
+    if elector is None:
+        await op.run()
+        return
+    logging.getLogger(__name__).info("waiting for the lease %s/%s", elector.namespace, elector.name)
+    await elector.acquire()
+    logging.getLogger(__name__).info("holding the lease as %s", elector.identity)
+    running = asyncio.create_task(op.run())
+    holding = asyncio.create_task(elector.hold())
+    try:
+        done, _ = await asyncio.wait({running, holding}, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()
+    finally:
+        for t in (running, holding):
+            t.cancel()
+        for t in (running, holding):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+
+def _pod_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    try:
+        return path.read_text().strip() or "default"
+    except OSError:
+        return "default"

@@ -19,7 +19,16 @@ from typing import Any
 from lightkube import ApiError
 
 from gapless.controller.kubernetes import DELETION_COST, Decision, decide
-from gapless.platform.kubernetes.client import Informer, KubeApi, Pod, ReplicaSet, RolloutResource, conflict
+from gapless.platform.kubernetes.client import (
+    Informer,
+    KubeApi,
+    Pod,
+    ReplicaSet,
+    RolloutResource,
+    Service,
+    conflict,
+)
+from gapless.platform.kubernetes.manifests import route_rules
 
 __all__ = ["Operator"]
 
@@ -36,10 +45,11 @@ class Operator:
         self.rollouts = Informer(api, RolloutResource, self.enqueue, namespace=namespace, labelled=False)
         self.replica_sets = Informer(api, ReplicaSet, self.enqueue, namespace=namespace, labelled=True)
         self.pods = Informer(api, Pod, self.enqueue, namespace=namespace, labelled=True)
+        self.services = Informer(api, Service, self.enqueue, namespace=namespace, labelled=True)
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
-        self._services: dict[Key, list[dict[str, Any]]] = {}
+        self._routes: dict[Key, tuple[str, int, tuple[dict[str, Any], ...]]] = {}
         self.passes = 0
         self.conflicts = 0
         self.last_pass_seconds = 0.0
@@ -50,7 +60,7 @@ class Operator:
         self._wake.set()
 
     async def run(self) -> None:
-        informers = (self.rollouts, self.replica_sets, self.pods)
+        informers = (self.rollouts, self.replica_sets, self.pods, self.services)
         tasks = [asyncio.create_task(i.run(), name=f"watch-{i.kind.__name__}") for i in informers]
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
@@ -87,7 +97,6 @@ class Operator:
     async def reconcile(self, key: Key) -> None:
         obj = self.rollouts.items.get(key)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
-            self._services.pop(key, None)
             return
         namespace, name = key
         started = time.perf_counter()
@@ -120,10 +129,12 @@ class Operator:
         for rs_name in d.delete_replica_sets:
             await self.api.delete_replica_set(namespace, rs_name)
             self.replica_sets.items.pop((namespace, rs_name), None)
-        if self._services.get(key) != d.services:
-            for svc in d.services:
-                await self.api.apply(svc)
-            self._services[key] = d.services
+        for svc in d.services:
+            cached = self.services.items.get((namespace, svc["metadata"]["name"]))
+            if cached is None or not _service_matches(cached, svc):
+                self.services.store(await self.api.apply(svc))
+        if d.http_route is not None and self._routes.get(key) != d.http_route:
+            await self._route(key, obj, *d.http_route)
         for reason, message, warning in d.events:
             await self.api.event(obj, reason, message, warning=warning)
         if d.status and d.status != obj.get("status"):
@@ -137,3 +148,43 @@ class Operator:
                 if fresh is not None:
                     self.rollouts.store(fresh)
                 self.enqueue(*key)
+
+    async def _route(
+        self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]
+    ) -> None:
+        """Write the weights (and header route) into the user's HTTPRoute: one update, retried on a 409
+        with a fresh read; nothing is written when the route already says it."""
+        namespace, name = key
+        for _ in range(5):
+            current = await self.api.get_route(namespace, route)
+            if current is None:
+                await self.api.event(obj, "HTTPRouteNotFound", f"HTTPRoute {route} not found", warning=True)
+                return
+            rules = current.get("spec", {}).get("rules") or []
+            wanted = route_rules(rules, name, weight, header)
+            if wanted == rules:
+                break
+            try:
+                await self.api.replace_route(current, wanted)
+                break
+            except ApiError as e:
+                if not conflict(e):
+                    raise
+                self.conflicts += 1
+        self._routes[key] = (route, weight, header)
+
+
+def _service_matches(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a Service already has what the operator would apply (selector, ports, labels, owner)."""
+    spec, want = cached.get("spec") or {}, wanted["spec"]
+    if spec.get("selector") != want["selector"]:
+        return False
+    ports = [
+        {k: p.get(k) for k in ("name", "port", "targetPort", "protocol")} for p in spec.get("ports") or []
+    ]
+    if ports != want["ports"]:
+        return False
+    meta = cached["metadata"]
+    return (meta.get("labels") or {}).items() >= wanted["metadata"]["labels"].items() and [
+        o.get("uid") for o in meta.get("ownerReferences") or []
+    ] == [o["uid"] for o in wanted["metadata"]["ownerReferences"]]

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from gapless.core.errors import SpecError
 from gapless.platform.kubernetes.manifests import (
+    ABORT_ANNOTATION,
     LABEL_REVISION,
     NUMBER_ANNOTATION,
+    PROMOTE_ANNOTATION,
     pod_template,
     problems,
     replica_set,
@@ -38,8 +40,9 @@ from gapless.platform.kubernetes.manifests import (
 )
 from gapless.spec.load import validate_rollout
 from gapless.spec.models import Rollout, template_hash
-from gapless.strategies.plan import InstanceView, Plan, RolloutView
-from gapless.strategies.rolling import deletion_order, plan_rolling
+from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState
+from gapless.strategies.rolling import deletion_order
+from gapless.strategies.rollout import plan_rollout
 
 __all__ = ["DELETION_COST", "Decision", "decide", "instances_of", "rollout_model"]
 
@@ -59,6 +62,8 @@ class Decision:
     events: list[tuple[str, str, bool]] = field(default_factory=list)
     requeue_at: float | None = None
     plan: Plan | None = None
+    http_route: tuple[str, int, tuple[dict[str, Any], ...]] | None = None
+    """(HTTPRoute name, canary weight, header route) the user's HTTPRoute must carry, when one is named."""
 
 
 def _ts(value: str | None) -> float | None:
@@ -244,7 +249,35 @@ def decide(
         stable=stable,
         progress_at=progress_at,
     )
-    plan = plan_rolling(view, instances, now)
+    st = StepState.from_json(rec.get("stepState"))
+    annotations = rollout.metadata.annotations
+    if annotations.get(PROMOTE_ANNOTATION) == target and st.switched_at is None and not st.promote:
+        st = replace(st, promote=True)
+    if (
+        annotations.get(ABORT_ANNOTATION) == target
+        and st.aborted_at is None
+        and rec["phase"] == "progressing"
+    ):
+        st = replace(st, aborted_at=now, abort_reason=f"{ABORT_ANNOTATION} set")
+        events.append(("RolloutAborted", f"revision {rec['number']} ({target}) aborted", True))
+    plan = plan_rollout(spec.strategy, view, st, instances, now)
+    if plan.state is not None and plan.state.to_json() != rec.get("stepState"):
+        old = StepState.from_json(rec.get("stepState"))
+        new = plan.state
+        if (old.index, old.switched_at, old.checks, old.extra) != (
+            new.index,
+            new.switched_at,
+            new.checks,
+            new.extra,
+        ):
+            rec["progressAt"] = now
+        if new.switched_at is not None and old.switched_at is None:
+            events.append(
+                ("Switched", f"the active Service now selects revision {rec['number']} ({target})", False)
+            )
+        rec["stepState"] = new.to_json()
+    elif st != StepState.from_json(rec.get("stepState")):
+        rec["stepState"] = st.to_json()
 
     # Apply: ReplicaSet sizes from the plan.
     scale = dict(desired)
@@ -307,13 +340,53 @@ def decide(
         out.delete_replica_sets.append(replica_set_name(rollout.name, rev))
         records.pop(rev, None)
 
-    out.services = services(rollout, namespace=namespace, uid=uid, stable=stable or target, canary=target)
+    active = stable or target
+    if spec.strategy.blue_green is not None and plan.traffic is not None and plan.traffic.weights:
+        active = max(plan.traffic.weights, key=lambda w: w[1])[0]
+    preview = target if spec.strategy.blue_green is not None else None
+    out.services = services(
+        rollout, namespace=namespace, uid=uid, stable=active, canary=target, preview=preview
+    )
     out.status = _status(obj, previous, records, target, stable, instances, view, plan, now)
+    if spec.strategy.blue_green is not None:
+        number = records.get(active, {}).get("number", "?")
+        out.status["weights"] = (
+            f"active {number}, preview {rec['number']}" if active != target else f"active {number}"
+        )
+    gateway = spec.strategy.canary.traffic_routing.gateway_api if spec.strategy.canary is not None else None
+    if gateway is not None:
+        weight = 0
+        header: tuple[dict[str, Any], ...] = ()
+        if stable is not None and stable != target and plan.traffic is not None and plan.traffic.weights:
+            weight = dict(plan.traffic.weights).get(target, 0)
+            header = plan.traffic.header_route
+        out.http_route = (gateway.http_route, weight, tuple(header))
+        out.status["weights"] = f"stable {100 - weight} / canary {weight}" + (
+            " + header route" if header else ""
+        )
+    elif spec.strategy.canary is not None:
+        out.status["weights"] = _replica_ratio(instances, target, stable, now, spec.min_ready_seconds)
+    if rec["phase"] == "progressing" and StepState.from_json(rec.get("stepState")).aborted_at is not None:
+        out.status |= {
+            "phase": "Degraded",
+            "message": f"revision {rec['number']} aborted: traffic back on stable",
+        }
     out.requeue_at = plan.requeue_at
     if rec["phase"] == "progressing" and not spec.paused:
         deadline = float(rec["progressAt"]) + spec.progress_deadline_seconds
         out.requeue_at = deadline if out.requeue_at is None else min(out.requeue_at, deadline)
     return out
+
+
+def _replica_ratio(
+    instances: Sequence[InstanceView], target: str, stable: str | None, now: float, min_ready: float
+) -> str:
+    """Without a traffic router a Service over both revisions splits by pods: say what the pods give."""
+    ready = [i for i in instances if i.phase != "terminating" and i.available(now, min_ready)]
+    canary = sum(1 for i in ready if i.revision == target)
+    if stable is None or stable == target or not ready:
+        return "by replica count"
+    return f"canary {round(100 * canary / len(ready))}% by replica ratio ({canary} of {len(ready)} pods)"
 
 
 def _rev(pod: Mapping[str, Any]) -> str:

@@ -45,7 +45,7 @@ class _Collector:
             (
                 "gapless_operator_watch_restarts",
                 "Watches that ended and were listed again.",
-                op.rollouts.relists + op.replica_sets.relists + op.pods.relists,
+                op.rollouts.relists + op.replica_sets.relists + op.pods.relists + op.services.relists,
             ),
         )
         for name, doc, value in counters:
@@ -55,7 +55,13 @@ class _Collector:
         cached = GaugeMetricFamily(
             "gapless_operator_cached_objects", "Objects in the watch caches.", labels=["kind"]
         )
-        for kind, informer in (("Rollout", op.rollouts), ("ReplicaSet", op.replica_sets), ("Pod", op.pods)):
+        informers = (
+            ("Rollout", op.rollouts),
+            ("ReplicaSet", op.replica_sets),
+            ("Pod", op.pods),
+            ("Service", op.services),
+        )
+        for kind, informer in informers:
             cached.add_metric([kind], len(informer.items))
         yield cached
         last = GaugeMetricFamily("gapless_operator_last_pass_seconds", "Duration of the last reconcile pass.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from gapless.platform.kubernetes.manifests import LABEL_ROLLOUT
 
 __all__ = [
     "FIELD_MANAGER",
+    "HTTPRoute",
     "Informer",
     "KubeApi",
     "Pod",
@@ -48,6 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "gapless"
 RolloutResource = create_namespaced_resource("gapless.dev", "v1alpha1", "Rollout", "rollouts")
+HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 
 Key = tuple[str, str]
 
@@ -139,6 +142,20 @@ class KubeApi:
             if not_found(e):
                 return None
             raise
+
+    async def get_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _to_dict(await self._client.get(HTTPRoute, name, namespace=namespace))
+        except ApiError as e:
+            if not_found(e):
+                return None
+            raise
+
+    async def replace_route(self, route: dict[str, Any], rules: list[dict[str, Any]]) -> None:
+        """Update an HTTPRoute's rules with the resourceVersion read (ApiError 409 when it moved meanwhile)."""
+        body = copy.deepcopy(route)
+        body["spec"]["rules"] = rules
+        await self._client.replace(HTTPRoute.from_dict(body))
 
     async def event(
         self, rollout: dict[str, Any], reason: str, message: str, *, warning: bool = False

@@ -14,23 +14,32 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from gapless.spec.models import HTTPGetAction, PreStopHandler, Probe, Rollout, TCPSocketAction, template_hash
 
 __all__ = [
+    "ABORT_ANNOTATION",
     "DEFAULT_PRE_STOP_SLEEP",
+    "HEADER_RULE",
     "LABEL_REVISION",
     "LABEL_ROLLOUT",
     "NUMBER_ANNOTATION",
+    "PROMOTE_ANNOTATION",
     "Problem",
     "main_container",
     "pod_template",
     "problems",
     "replica_set",
     "replica_set_name",
+    "route_rules",
     "services",
 ]
+PROMOTE_ANNOTATION = "gapless.dev/promote"
+"""Set to a revision's hash to promote it (blue-green): ``kubectl annotate rollout NAME gapless.dev/promote=HASH``."""
+ABORT_ANNOTATION = "gapless.dev/abort"
+"""Set to a revision's hash to abort it (blue-green): all traffic back to the stable revision."""
 
 LABEL_ROLLOUT = "gapless.dev/rollout"
 LABEL_REVISION = "gapless.dev/revision"
@@ -108,9 +117,33 @@ def problems(rollout: Rollout) -> list[Problem]:
     canary = spec.strategy.canary
     if canary is not None and canary.traffic_routing.stickiness is not None:
         out.append(("spec.strategy.canary.trafficRouting.stickiness", "is done by the local router only"))
-    if spec.strategy.canary is None and spec.strategy.blue_green is None:
-        return out
-    out.append(("spec.strategy", "only rolling updates run on Kubernetes yet (canary and blue-green do not)"))
+    if bg is not None:
+        analyses = ("pre_promotion_analysis", "post_promotion_analysis")
+        out.extend(
+            (f"spec.strategy.blueGreen.{_camel(n)}", "analysis does not run on Kubernetes yet")
+            for n in analyses
+            if getattr(bg, n) is not None
+        )
+    if canary is not None:
+        routed = canary.traffic_routing.gateway_api is not None
+        for i, step in enumerate(canary.steps):
+            field = f"spec.strategy.canary.steps[{i}]"
+            if step.analysis is not None:
+                out.append((f"{field}.analysis", "analysis does not run on Kubernetes yet"))
+            if step.set_header_route is not None and not routed:
+                out.append(
+                    (
+                        f"{field}.setHeaderRoute",
+                        "needs a traffic router: set trafficRouting.gatewayAPI.httpRoute",
+                    )
+                )
+            for j, m in enumerate(step.set_header_route.match if step.set_header_route else []):
+                if m.cookie_name is not None:
+                    out.append(
+                        (f"{field}.setHeaderRoute.match[{j}].cookieName", "Gateway API matches headers only")
+                    )
+        if canary.analysis is not None:
+            out.append(("spec.strategy.canary.analysis", "analysis does not run on Kubernetes yet"))
     return out
 
 
@@ -281,12 +314,18 @@ def replica_set(
     }
 
 
-def services(rollout: Rollout, *, namespace: str, uid: str, stable: str, canary: str) -> list[dict[str, Any]]:
-    """``NAME-stable`` and ``NAME-canary``, each selecting one revision's pods on the listen port."""
+def services(
+    rollout: Rollout, *, namespace: str, uid: str, stable: str, canary: str, preview: str | None = None
+) -> list[dict[str, Any]]:
+    """``NAME-stable``, ``NAME-canary`` (and ``NAME-preview`` for blue-green), each selecting one revision's
+    pods on the listen port. ``stable`` is the revision that serves: blue-green's active one."""
     t = rollout.spec.template
     target = t.ports[0].container_port if t.ports else rollout.spec.listen_port
     out = []
-    for suffix, revision in (("stable", stable), ("canary", canary)):
+    chosen = [("stable", stable), ("canary", canary)] + (
+        [("preview", preview)] if preview is not None else []
+    )
+    for suffix, revision in chosen:
         out.append(
             {
                 "apiVersion": "v1",
@@ -319,4 +358,74 @@ def services(rollout: Rollout, *, namespace: str, uid: str, stable: str, canary:
                 },
             }
         )
+    return out
+
+
+HEADER_RULE = "gapless-header-route"
+"""The name of the HTTPRoute rule gapless adds for ``setHeaderRoute`` (and removes after it)."""
+
+
+def _header_match(m: dict[str, Any]) -> dict[str, Any]:
+    value = m.get("headerValue") or {}
+    if "exact" in value:
+        return {"type": "Exact", "name": m["headerName"], "value": value["exact"]}
+    if "prefix" in value:
+        return {
+            "type": "RegularExpression",
+            "name": m["headerName"],
+            "value": "^" + re.escape(value["prefix"]) + ".*",
+        }
+    return {"type": "RegularExpression", "name": m["headerName"], "value": value["regex"]}
+
+
+def route_rules(
+    rules: list[dict[str, Any]], rollout: str, canary_weight: int, header_route: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """An HTTPRoute's rules with the rollout's weights and header route in them (pure; the input is unchanged).
+
+    Every rule that sends to ``NAME-stable`` gets ``NAME-canary`` beside it (same port), weighted
+    ``100 - w`` and ``w``; other backends and rules are left as they are. A header route is one rule
+    named ``gapless-header-route``, first, matching every header condition and sending to the canary.
+    """
+    stable, canary = f"{rollout[:55]}-stable", f"{rollout[:55]}-canary"
+    out: list[dict[str, Any]] = []
+    for rule in rules:
+        if rule.get("name") == HEADER_RULE:
+            continue
+        refs = [dict(r) for r in rule.get("backendRefs") or []]
+        names = [r.get("name") for r in refs]
+        if stable in names:
+            base = refs[names.index(stable)]
+            if canary not in names:
+                refs.append({k: v for k, v in base.items() if k != "weight"} | {"name": canary})
+            for r in refs:
+                if r.get("name") == stable:
+                    r["weight"] = 100 - canary_weight
+                elif r.get("name") == canary:
+                    r["weight"] = canary_weight
+            out.append(dict(rule) | {"backendRefs": refs})
+        else:
+            out.append(rule)
+    if header_route:
+        template = next(
+            (r for r in out if any(b.get("name") == canary for b in r.get("backendRefs") or [])), None
+        )
+        ref = (
+            next(b for b in (template or {}).get("backendRefs", []) if b.get("name") == canary)
+            if template
+            else None
+        )
+        backend = {k: v for k, v in (ref or {"name": canary}).items() if k != "weight"}
+        header_rule = {
+            "name": HEADER_RULE,
+            # the path is what the apiserver would default, so that a rule read back compares equal
+            "matches": [
+                {
+                    "path": {"type": "PathPrefix", "value": "/"},
+                    "headers": [_header_match(m) for m in header_route],
+                }
+            ],
+            "backendRefs": [backend],
+        }
+        out.insert(0, header_rule)
     return out
