@@ -157,6 +157,14 @@ async def test_a_release_runs_its_steps_in_order_with_no_failed_request(g: Gaple
     assert [s["phase"] for s in st["steps"][:3]] == ["succeeded"] * 3
     assert await _flag(g) == {"enabled": True, "stage": 0}
     assert await _serving(port) == {"v2"}
+    # Waiting at the gate: --timeout gives up with exit 3 and changes nothing; a bad value exits 2 first.
+    code, out, err = await g.acli("release", "apply", "-f", str(_release(g)), "--wait", "--timeout", "0.5")
+    assert code == 3, out + err
+    assert "timed out" in err
+    code, out, err = await g.acli("release", "abort", "ui", "--wait", "--timeout", "soon")
+    assert code == 2, out + err
+    assert "soon" in err
+    assert _at_gate(await _status(g))
     code, out, err = await g.acli("release", "promote", "ui")
     assert code == 0, out + err
     st = await _until(g, lambda s: s["phase"] == "Succeeded")

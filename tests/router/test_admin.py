@@ -11,6 +11,7 @@ import pytest
 
 from gapless.router.client import (
     InvalidConfigError,
+    RouterAdminError,
     RouterClient,
     RouterUnavailableError,
     StaleConfigError,
@@ -95,6 +96,26 @@ async def test_put_config_persists_before_answering(harness: RouterHarness) -> N
     assert stat.S_IMODE(harness.config_file.stat().st_mode) == 0o600
     assert await harness.admin_client.get_config() == config
     assert (await harness.admin_client.healthz())["config_version"] == 3
+
+
+async def test_a_config_that_cannot_be_saved_is_in_force_and_answered_500(
+    harness: RouterHarness, tmp_path: Path
+) -> None:
+    """New weights hold before the file is written; a failed write is a 500 that says so, and the same
+    config pushed again once the file can be written is saved and answered 200."""
+    saved = harness.admin.config_file
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    harness.admin.config_file = blocker / "router.json"
+    config = RouterConfig(version=7, backends=(Backend(id="b1", port=8001, revision="a"),), weights={"a": 1})
+    try:
+        with pytest.raises(RouterAdminError, match="in force but could not be saved"):
+            await harness.admin_client.put_config(config)
+        assert await harness.admin_client.get_config() == config
+    finally:
+        harness.admin.config_file = saved
+    await harness.admin_client.put_config(config)
+    assert load_config(saved) == config
 
 
 async def test_client_reports_invalid_config(harness: RouterHarness) -> None:

@@ -315,13 +315,41 @@ Wait = Annotated[
     bool,
     typer.Option("--wait", help="Wait until the release ends; exit 0 when it ended as asked, else 1."),
 ]
+Timeout = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        help="With --wait: give up waiting after this long (90s, 2m, 1h30m; a plain number is seconds) "
+        "and exit 3; the release goes on.",
+        show_default=False,
+    ),
+]
 TERMINAL_PHASES = ("Succeeded", "RolledBack", "Failed")
+EXIT_TIMEOUT = 3
 
 
-def _wait_until_done(state_dir: Path | None, name: str, wanted: str) -> None:
-    """Poll the release until it ends; print how, and exit 1 unless it ended in ``wanted``."""
+def _seconds(timeout: str | None) -> float | None:
+    """``--timeout`` in seconds, checked before anything is sent (exit 2 naming the value)."""
+    if timeout is None:
+        return None
+    from gapless.cli.times import parse_duration
+
+    try:
+        return parse_duration(timeout, option="--timeout")
+    except ValueError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from e
+
+
+def _wait_until_done(state_dir: Path | None, name: str, wanted: str, timeout: float | None = None) -> None:
+    """Poll the release until it ends; print how, and exit 1 unless it ended in ``wanted``.
+
+    With ``timeout``: exit 3 once that many seconds passed without the release ending.
+    """
     import time
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     last = ""
     while True:
         view = _call(state_dir, "GET", _release_path(name))
@@ -335,13 +363,19 @@ def _wait_until_done(state_dir: Path | None, name: str, wanted: str) -> None:
             if view["phase"] != wanted:
                 raise typer.Exit(1)
             return
-        time.sleep(0.25)
+        if deadline is not None and time.monotonic() >= deadline:
+            err.print(
+                f"[red]timed out[/] after {timeout:g}s: release {escape(name)} is {escape(view['phase'])}"
+            )
+            raise typer.Exit(EXIT_TIMEOUT)
+        time.sleep(0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic())))
 
 
 @release_app.command("apply")
 def apply_command(
     file: Annotated[Path, typer.Option("-f", "--file", help="The Release file.", show_default=False)],
     wait: Wait = False,
+    timeout: Timeout = None,
     state_dir: StateDir = None,
 ) -> None:
     """Check a release and hand it to the control plane, which runs its steps in order.
@@ -350,6 +384,7 @@ def apply_command(
     database's URL is known to it, referenced flags and AnalysisTemplates exist, every step with
     analysis has a rollout to measure). Exit 2 naming the step when any fails; nothing is stored then.
     """
+    seconds = _seconds(timeout)
     try:
         name, body = release_body(file)
     except SpecError as e:
@@ -359,7 +394,7 @@ def apply_command(
     changed = "applied" if result.get("changed") else "unchanged"
     out.print(f"release {escape(name)} {changed} ({escape(str(result.get('phase')))})")
     if wait:
-        _wait_until_done(state_dir, name, "Succeeded")
+        _wait_until_done(state_dir, name, "Succeeded", seconds)
 
 
 def _status_table(view: dict[str, Any]) -> Table:
@@ -539,25 +574,33 @@ def promote_command(
 
 @release_app.command("abort")
 def abort_command(
-    name: Annotated[str, typer.Argument(help="The release.")], wait: Wait = False, state_dir: StateDir = None
+    name: Annotated[str, typer.Argument(help="The release.")],
+    wait: Wait = False,
+    timeout: Timeout = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Roll the release back: every step it started is undone, newest first (flags, rollouts, migrations).
 
     A migration that a complete step finished cannot be rolled back: the release then ends Failed,
     and status names every step that could not be undone and why.
     """
+    seconds = _seconds(timeout)
     _call(state_dir, "POST", _release_path(name, "abort"), {})
     out.print(f"release {escape(name)}: rolling back")
     if wait:
-        _wait_until_done(state_dir, name, "RolledBack")
+        _wait_until_done(state_dir, name, "RolledBack", seconds)
 
 
 @release_app.command("undo")
 def undo_command(
-    name: Annotated[str, typer.Argument(help="The release.")], wait: Wait = False, state_dir: StateDir = None
+    name: Annotated[str, typer.Argument(help="The release.")],
+    wait: Wait = False,
+    timeout: Timeout = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Take back a release that succeeded: every step undone, newest first, as an abort does."""
+    seconds = _seconds(timeout)
     _call(state_dir, "POST", _release_path(name, "undo"), {})
     out.print(f"release {escape(name)}: undoing")
     if wait:
-        _wait_until_done(state_dir, name, "RolledBack")
+        _wait_until_done(state_dir, name, "RolledBack", seconds)

@@ -6,8 +6,10 @@ handler is enough; nothing here blocks the loop (the config file is written in a
 The socket is created with mode 0600 and every endpoint but ``GET /healthz`` needs the bearer token,
 compared by sha256 digest in constant time, so the plaintext token never stays in memory.
 
-A ``PUT /config`` is validated, refused when older than the current version, persisted, and only then
-applied and answered: a 200 means a restarted router comes back with that config.
+A ``PUT /config`` is validated, refused when older than the current version, applied, persisted, and
+only then answered: a 200 means a restarted router comes back with that config. (Applied before the
+fsyncs, so new weights hold at once; when the file cannot be written the answer is a 500 that says the
+config is in force but not saved, and the control plane pushes it again.)
 """
 
 from __future__ import annotations
@@ -218,12 +220,18 @@ class AdminServer:
             current = self.router.config.version
             if config.version < current:
                 return _Reply.error(409, f"version: {config.version} is older than the current {current}")
+            # In force first, durable second: the new weights (an abort's "all traffic to stable") hold
+            # from here, not two fsyncs later. The answer still waits for the file, so a 200 keeps its
+            # meaning; a router that dies in between restarts with the old file and the control plane,
+            # which got no 200, pushes again.
+            self.router.apply(config)
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(None, save_config, self.config_file, config)
             except OSError as exc:
-                log.error("cannot save the router config to %s: %s", self.config_file, exc)
-                return _Reply.error(500, f"cannot save the config: {exc}")
-            self.router.apply(config)
+                log.error(
+                    "config version %d applied but not saved to %s: %s", config.version, self.config_file, exc
+                )
+                return _Reply.error(500, f"the config is in force but could not be saved: {exc}")
         log.info("config version %d applied: %d backend(s)", config.version, len(config.backends))
         return _Reply.json(200, {"version": config.version})
