@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,25 @@ async def test_healthz_needs_no_token(harness: RouterHarness) -> None:
     assert data["config_version"] == 0
     assert data["listen"] == harness.router.listen
     assert isinstance(data["pid"], int)
+
+
+async def test_healthz_says_when_the_config_and_the_weights_changed(harness: RouterHarness) -> None:
+    """The monotonic clock readings of the last apply and of the last change of weights: a config that
+    changes only backends moves the first, not the second."""
+    before = time.monotonic()
+    one = RouterConfig(version=1, backends=(Backend(id="b1", port=8001, revision="a"),), weights={"a": 100})
+    await harness.admin_client.put_config(one)
+    first = await harness.admin_client.healthz()
+    assert (
+        before <= first["weights_changed_monotonic"] == first["config_applied_monotonic"] <= time.monotonic()
+    )
+    two = one.model_copy(
+        update={"version": 2, "backends": (*one.backends, Backend(id="b2", port=8002, revision="a"))}
+    )
+    await harness.admin_client.put_config(two)
+    second = await harness.admin_client.healthz()
+    assert second["config_applied_monotonic"] > first["config_applied_monotonic"]
+    assert second["weights_changed_monotonic"] == first["weights_changed_monotonic"]
 
 
 async def test_socket_is_private(harness: RouterHarness) -> None:

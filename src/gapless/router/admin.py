@@ -190,6 +190,8 @@ class AdminServer:
                     "supervised": self._supervisor is not None and os.getppid() == self._supervisor,
                     "restarts": router.restarts,
                     "config_version": router.config.version,
+                    "config_applied_monotonic": router.applied_at,
+                    "weights_changed_monotonic": router.weights_changed_at,
                     "listen": router.listen,
                 },
             )

@@ -118,7 +118,9 @@ class RouterClient:
         return data
 
     async def healthz(self) -> dict[str, Any]:
-        """``{"name", "pid", "config_version", "listen"}``; needs no token."""
+        """``{"name", "pid", "config_version", "config_applied_monotonic", "weights_changed_monotonic",
+        "listen", ...}``; needs no token. The two ``*_monotonic`` are the router's CLOCK_MONOTONIC readings
+        (comparable with ``time.monotonic()`` of any process on the same host)."""
         data: dict[str, Any] = await self._request("GET", "/healthz")
         return data
 

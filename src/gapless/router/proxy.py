@@ -80,6 +80,11 @@ class Router:
         self.draining: dict[str, Pool] = {}
         self.revisions: dict[str, RevisionCounters] = {}
         self.table = Table(RouterConfig(version=0), {})
+        # CLOCK_MONOTONIC when the config in force was applied, and when the weights last changed
+        # (/healthz reports both: comparable with any process's clock on the host, so a benchmark
+        # can time a command to the moment the data plane held it without polling for it).
+        self.applied_at = 0.0
+        self.weights_changed_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -93,6 +98,10 @@ class Router:
 
     def apply(self, config: RouterConfig) -> None:
         """Route by ``config`` from now on; backends no longer listed start draining."""
+        now = monotonic()
+        if config.weights != self.table.config.weights:
+            self.weights_changed_at = now
+        self.applied_at = now
         pools: dict[str, Pool] = {}
         for backend in config.backends:
             old = self.pools.get(backend.id)
