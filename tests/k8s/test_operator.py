@@ -291,8 +291,8 @@ def test_healthz_metrics_and_no_requests_while_idle(crds: Cluster, ns: str, tmp_
         wait_for(lambda: op.metrics()["gapless_operator_reconcile_passes_total"] >= 1, 10, "a pass")
         time.sleep(1.0)
         assert (
-            op.metrics()["gapless_operator_api_requests_total"] == 8
-        )  # a list and a watch of each of 4 kinds
+            op.metrics()["gapless_operator_api_requests_total"] == 12
+        )  # a list and a watch of each of 6 kinds
     finally:
         op.stop()
 

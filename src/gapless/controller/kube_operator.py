@@ -1,9 +1,11 @@
 """The Kubernetes operator's loop: watches feed caches, a changed object queues its Rollout, one worker
 reconciles queued Rollouts with ``decide`` and writes what it says.
 
-Nothing is polled: a pass runs when a watch reports a change to a Rollout, one of its ReplicaSets or Pods,
-or when the plan asked to be woken (a pod becoming available after ``minReadySeconds``, a progress
-deadline). What the operator writes goes into its caches at once (write-through), so the next pass sees
+Nothing is polled: a pass runs when a watch reports a change to a Rollout, one of its ReplicaSets, Pods or
+analysis Jobs, or an AnalysisTemplate of its namespace, or when the plan asked to be woken (a pod becoming
+available after ``minReadySeconds``, a progress deadline, an analysis measurement falling due). The
+Prometheus measurements that are due are queried just before the pass, concurrently, each within its
+metric's timeout; the pass judges them (:mod:`gapless.controller.kube_analysis`). What the operator writes goes into its caches at once (write-through), so the next pass sees
 its own writes even before their watch events arrive. A status write that meets a 409 (the Rollout
 changed meanwhile) is not retried blindly: the Rollout is read again and the pass runs again on it.
 """
@@ -16,11 +18,15 @@ import logging
 import time
 from typing import Any
 
+import httpx
 from lightkube import ApiError
 
+from gapless.controller.kube_analysis import Observed, Query, due_queries
 from gapless.controller.kubernetes import DELETION_COST, Decision, decide
 from gapless.platform.kubernetes.client import (
+    AnalysisTemplateResource,
     Informer,
+    Job,
     KubeApi,
     Pod,
     ReplicaSet,
@@ -29,6 +35,8 @@ from gapless.platform.kubernetes.client import (
     conflict,
 )
 from gapless.platform.kubernetes.manifests import route_rules
+from gapless.providers.errors import ProviderError
+from gapless.providers.prometheus import query
 
 __all__ = ["Operator"]
 
@@ -46,6 +54,12 @@ class Operator:
         self.replica_sets = Informer(api, ReplicaSet, self.enqueue, namespace=namespace, labelled=True)
         self.pods = Informer(api, Pod, self.enqueue, namespace=namespace, labelled=True)
         self.services = Informer(api, Service, self.enqueue, namespace=namespace, labelled=True)
+        self.jobs = Informer(api, Job, self.enqueue, namespace=namespace, labelled=True)
+        self.templates = Informer(
+            api, AnalysisTemplateResource, self._template_changed, namespace=namespace, labelled=False
+        )
+        self._http: httpx.AsyncClient | None = None
+        self.measurements = 0
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -59,8 +73,18 @@ class Operator:
         self._dirty.add((namespace, name))
         self._wake.set()
 
+    def _template_changed(self, namespace: str, _template: str) -> None:
+        """An AnalysisTemplate changed: every Rollout of its namespace may be waiting for it."""
+        for ns, name in list(self.rollouts.items):
+            if ns == namespace:
+                self.enqueue(ns, name)
+
+    @property
+    def informers(self) -> tuple[Informer, ...]:
+        return (self.rollouts, self.replica_sets, self.pods, self.services, self.jobs, self.templates)
+
     async def run(self) -> None:
-        informers = (self.rollouts, self.replica_sets, self.pods, self.services)
+        informers = self.informers
         tasks = [asyncio.create_task(i.run(), name=f"watch-{i.kind.__name__}") for i in informers]
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
@@ -85,6 +109,8 @@ class Operator:
                     await t
             for h in self._timers.values():
                 h.cancel()
+            if self._http is not None:
+                await self._http.aclose()
 
     def _later(self, key: Key, at: float) -> None:
         old = self._timers.pop(key, None)
@@ -100,17 +126,42 @@ class Operator:
             return
         namespace, name = key
         started = time.perf_counter()
+        readings = await self._measure(due_queries(obj.get("status") or {}, time.time()))
+        observed = Observed(
+            templates={n: t for (ns, n), t in self.templates.items.items() if ns == namespace},
+            jobs=self.jobs.of_rollout(namespace, name),
+            readings=readings,
+        )
         d = decide(
             obj,
             self.replica_sets.of_rollout(namespace, name),
             self.pods.of_rollout(namespace, name),
             time.time(),
+            analysis=observed,
         )
         await self._apply(key, obj, d)
         self.passes += 1
         self.last_pass_seconds = time.perf_counter() - started
         if d.requeue_at is not None:
             self._later(key, d.requeue_at)
+
+    async def _measure(self, due: list[Query]) -> dict[tuple[str, str], float | list[float] | str]:
+        """Run the due Prometheus queries concurrently; a query that fails gives its reason as text."""
+        if not due:
+            return {}
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        client = self._http
+
+        async def one(q: Query) -> float | list[float] | str:
+            try:
+                return await query(client, q.address, q.query, timeout=q.timeout)
+            except ProviderError as e:
+                return str(e)
+
+        values = await asyncio.gather(*(one(q) for q in due))
+        self.measurements += len(due)
+        return {(q.run_id, q.metric): v for q, v in zip(due, values, strict=True)}
 
     async def _apply(self, key: Key, obj: dict[str, Any], d: Decision) -> None:
         namespace = key[0]
@@ -148,6 +199,14 @@ class Operator:
                 if fresh is not None:
                     self.rollouts.store(fresh)
                 self.enqueue(*key)
+                return  # the Jobs belong to runs this status would have recorded: the next pass decides
+        # A Job is created only once its run is in the status: a Job never exists for a run the
+        # cluster does not know (a crash here leaves the run waiting for it; the next pass creates it).
+        for job in d.jobs:
+            self.jobs.store(await self.api.apply(job))
+        for job_name in d.delete_jobs:
+            await self.api.delete_job(namespace, job_name)
+            self.jobs.items.pop((namespace, job_name), None)
 
     async def _route(
         self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]
