@@ -8,7 +8,9 @@ Each test has its own namespace and its own operator (``-n``).
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -268,3 +270,32 @@ def test_a_job_metric_is_judged_by_a_real_job(
     assert labels[LABEL_REVISION] == canary_hash
     assert labels["team"] == "shop"
     assert got["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
+
+
+def test_a_prometheus_that_does_not_answer_holds_up_no_other_rollout(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """A query to a server that accepts and never answers (timeout 30 s) is in flight while another
+    Rollout of the same operator rolls out to completion."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        metric = prometheus_metric(address, count=1) | {"interval": "0.5s"}
+        metric["provider"]["prometheus"]["timeout"] = "30s"
+        put_template(crds, ns, "errors", [metric])
+        create(crds, ns, k8s_rollout("other", "v1", replicas=1))
+        healthy_at(crds, ns, "other", "1", operator)
+        v2, _, _ = start_canary(crds, ns, operator, "errors")
+        update(crds, ns, "shop", {"template": v2["spec"]["template"]})
+        wait_for(lambda: runs(crds, ns), 20, "the analysis run started")
+        time.sleep(1.0)  # its first query is due after 0.5 s and now waits on the silent server
+        started = time.monotonic()
+        update(crds, ns, "other", {"template": k8s_rollout("other", "v2")["spec"]["template"]})
+        healthy_at(crds, ns, "other", "2", operator, timeout=20)
+        took = time.monotonic() - started
+        (run,) = runs(crds, ns)
+        assert run["phase"] == "running"
+        assert run["metrics"][0]["measured"] == 0
+        assert took < 20
+        print(f"\nanother rollout completed in {took:.1f} s while a query hung")

@@ -3,9 +3,11 @@ reconciles queued Rollouts with ``decide`` and writes what it says.
 
 Nothing is polled: a pass runs when a watch reports a change to a Rollout, one of its ReplicaSets, Pods or
 analysis Jobs, or an AnalysisTemplate of its namespace, or when the plan asked to be woken (a pod becoming
-available after ``minReadySeconds``, a progress deadline, an analysis measurement falling due). The
-Prometheus measurements that are due are queried just before the pass, concurrently, each within its
-metric's timeout; the pass judges them (:mod:`gapless.controller.kube_analysis`). What the operator writes goes into its caches at once (write-through), so the next pass sees
+available after ``minReadySeconds``, a progress deadline, an analysis measurement falling due). A
+Prometheus measurement that is due is queried by a task of its own (a slow or unreachable Prometheus
+holds up no other Rollout); its answer queues the Rollout again, and the next pass judges it
+(:mod:`gapless.controller.kube_analysis`). An answer not yet written to the status when the operator
+dies is simply asked again by the next operator. What the operator writes goes into its caches at once (write-through), so the next pass sees
 its own writes even before their watch events arrive. A status write that meets a 409 (the Rollout
 changed meanwhile) is not retried blindly: the Rollout is read again and the pass runs again on it.
 """
@@ -42,6 +44,7 @@ __all__ = ["Operator"]
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+Reading = float | list[float] | str
 
 
 class Operator:
@@ -59,6 +62,8 @@ class Operator:
             api, AnalysisTemplateResource, self._template_changed, namespace=namespace, labelled=False
         )
         self._http: httpx.AsyncClient | None = None
+        self._queries: dict[tuple[str, str, str, str], asyncio.Task[None]] = {}
+        self._readings: dict[tuple[str, str], dict[tuple[str, str], Reading]] = {}
         self.measurements = 0
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
@@ -109,6 +114,8 @@ class Operator:
                     await t
             for h in self._timers.values():
                 h.cancel()
+            for q in self._queries.values():
+                q.cancel()
             if self._http is not None:
                 await self._http.aclose()
 
@@ -123,10 +130,11 @@ class Operator:
     async def reconcile(self, key: Key) -> None:
         obj = self.rollouts.items.get(key)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
+            self._readings.pop(key, None)
             return
         namespace, name = key
         started = time.perf_counter()
-        readings = await self._measure(due_queries(obj.get("status") or {}, time.time()))
+        readings = self._measure(key, due_queries(obj.get("status") or {}, time.time()))
         observed = Observed(
             templates={n: t for (ns, n), t in self.templates.items.items() if ns == namespace},
             jobs=self.jobs.of_rollout(namespace, name),
@@ -145,23 +153,31 @@ class Operator:
         if d.requeue_at is not None:
             self._later(key, d.requeue_at)
 
-    async def _measure(self, due: list[Query]) -> dict[tuple[str, str], float | list[float] | str]:
-        """Run the due Prometheus queries concurrently; a query that fails gives its reason as text."""
-        if not due:
-            return {}
+    def _measure(self, key: Key, due: list[Query]) -> dict[tuple[str, str], Reading]:
+        """The answers that arrived for this Rollout's due queries (taken: each is judged once), after
+        starting a task for each due query not yet asked."""
+        arrived = self._readings.pop(key, {})
+        for q in due:
+            if (q.run_id, q.metric) in arrived:
+                continue
+            task_key = (*key, q.run_id, q.metric)
+            if task_key not in self._queries:
+                self._queries[task_key] = asyncio.create_task(self._query(key, q), name=f"query {q.metric}")
+        return arrived
+
+    async def _query(self, key: Key, q: Query) -> None:
         if self._http is None:
             self._http = httpx.AsyncClient(follow_redirects=False)
-        client = self._http
-
-        async def one(q: Query) -> float | list[float] | str:
-            try:
-                return await query(client, q.address, q.query, timeout=q.timeout)
-            except ProviderError as e:
-                return str(e)
-
-        values = await asyncio.gather(*(one(q) for q in due))
-        self.measurements += len(due)
-        return {(q.run_id, q.metric): v for q, v in zip(due, values, strict=True)}
+        value: Reading
+        try:
+            value = await query(self._http, q.address, q.query, timeout=q.timeout)
+        except ProviderError as e:
+            value = str(e)
+        finally:
+            self._queries.pop((*key, q.run_id, q.metric), None)
+        self.measurements += 1
+        self._readings.setdefault(key, {})[(q.run_id, q.metric)] = value
+        self.enqueue(*key)
 
     async def _apply(self, key: Key, obj: dict[str, Any], d: Decision) -> None:
         namespace = key[0]
