@@ -13,8 +13,8 @@ differs is where a run lives and how a measurement is taken:
   due ``interval`` after its last one (a ``prometheus`` metric's first ``initialDelay + interval`` after
   the run started, as locally; a ``job`` metric's first right after ``initialDelay``, as Argo's); the
   pass asks to be woken at the earliest due time.
-- **How**: a ``prometheus`` metric is queried by the operator just before the pass (``due_queries``; the
-  values come in as ``Observed.readings``); a ``job`` metric's measurement is a Job the pass asks to
+- **How**: a ``prometheus`` metric is queried by the operator (``due_queries``; the answers come in
+  as ``Observed.readings`` of a later pass); a ``job`` metric's measurement is a Job the pass asks to
   create (:mod:`gapless.platform.kubernetes.jobs`) and whose ``Complete``/``Failed`` condition a later
   pass reads from the Job cache.
 
