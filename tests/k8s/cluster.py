@@ -30,6 +30,54 @@ import httpx
 K8S_VERSION = "1.36.3"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
 NODE = "kwok-node-0"
+FAILING_NODE = "kwok-failing-node"
+FAILING_TAINT = {"key": "gapless.test/fails", "value": "true", "effect": "NoSchedule"}
+"""A pod reaches ``FAILING_NODE`` only with ``FAILING_POD``'s nodeSelector and toleration, and fails there."""
+FAILING_POD = {
+    "nodeSelector": {"kubernetes.io/hostname": FAILING_NODE},
+    "tolerations": [{"key": "gapless.test/fails", "operator": "Exists", "effect": "NoSchedule"}],
+}
+# kwok's stages for the failing node, written for these tests: a pod bound there exits with code 1 at
+# once (its container terminated, phase Failed), and a pod being deleted is removed. kwok's default
+# stages (on NODE) make a Job's pod succeed instead.
+_FAILING_STAGES = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: gapless-test-pod-exits-1}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - {key: .metadata.deletionTimestamp, operator: DoesNotExist}
+    - {key: .status.phase, operator: In, values: [Pending]}
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      phase: Failed
+      reason: Error
+      startTime: {{ $now | Quote }}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - name: {{ .name | Quote }}
+        image: {{ .image | Quote }}
+        ready: false
+        restartCount: 0
+        state:
+          terminated: {exitCode: 1, reason: Error, startedAt: {{ $now | Quote }}, finishedAt: {{ $now | Quote }}}
+      {{ end }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: gapless-test-pod-removed}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - {key: .metadata.deletionTimestamp, operator: Exists}
+  next:
+    finalizers: {empty: true}
+    delete: true
+"""
 
 
 def k8s_bin_dir() -> Path:
@@ -95,7 +143,7 @@ class Cluster:
             # The node lease keeps the node Ready: without it the node controller marks it NotReady after
             # 40 s and its pods unready, which would look like a fault of whatever runs on it.
             self._start(
-                "kwok", "--kubeconfig", str(self.kubeconfig), "--manage-all-nodes=true",
+                "kwok", "--kubeconfig", str(self.kubeconfig), "--manage-single-node", NODE,
                 "--node-lease-duration-seconds", "40",
             )  # fmt: skip
             self._node()
@@ -186,11 +234,20 @@ class Cluster:
 
     def _node(self) -> None:
         """One fake node that kwok keeps Ready, with room for many pods."""
+        self._add_node(NODE)
+        with self.client() as c:
+
+            def default_account() -> bool:
+                return c.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
+
+            self._wait(default_account, "the default ServiceAccount")
+
+    def _add_node(self, name: str, *, taints: list[dict[str, str]] | None = None) -> None:
         node: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": NODE, "labels": {"type": "kwok", "kubernetes.io/hostname": NODE}},
-            "spec": {},
+            "metadata": {"name": name, "labels": {"type": "kwok", "kubernetes.io/hostname": name}},
+            "spec": {"taints": taints} if taints else {},
             "status": {
                 "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
                 "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
@@ -199,24 +256,35 @@ class Cluster:
         with self.client() as c:
             r = c.post("/api/v1/nodes", json=node)
             if r.status_code not in (201, 409):
-                raise ClusterError(f"creating the fake node failed: {r.status_code} {r.text}")
+                raise ClusterError(f"creating the fake node {name} failed: {r.status_code} {r.text}")
 
             def node_ready() -> bool:
-                conditions = c.get(f"/api/v1/nodes/{NODE}").json().get("status", {}).get("conditions", [])
+                conditions = c.get(f"/api/v1/nodes/{name}").json().get("status", {}).get("conditions", [])
                 return any(x["type"] == "Ready" and x["status"] == "True" for x in conditions)
 
-            self._wait(node_ready, "kwok's node")
+            self._wait(node_ready, f"kwok's node {name}")
 
-            def default_account() -> bool:
-                return c.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
+    def failing_node(self) -> str:
+        """A second fake node, tainted, run by its own kwok whose stages make every pod there exit 1
+        (started on first use). Pods get there with ``FAILING_POD``'s nodeSelector and toleration."""
+        if "kwok-failing" in self.procs:
+            return FAILING_NODE
+        stages = self.dir / "failing-stages.yaml"
+        stages.write_text(_FAILING_STAGES)
+        self._start(
+            "kwok", "--kubeconfig", str(self.kubeconfig), "--manage-single-node", FAILING_NODE,
+            "--node-lease-duration-seconds", "40", "--config", str(stages),
+            name="kwok-failing",
+        )  # fmt: skip
+        self._add_node(FAILING_NODE, taints=[FAILING_TAINT])
+        return FAILING_NODE
 
-            self._wait(default_account, "the default ServiceAccount")
-
-    def _start(self, name: str, *args: str) -> None:
+    def _start(self, binary: str, *args: str, name: str | None = None) -> None:
+        name = name or binary
         log = (self.dir / f"{name}.log").open("ab")
         try:
             self.procs[name] = subprocess.Popen(
-                [str(self.bin / name), *args],
+                [str(self.bin / binary), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

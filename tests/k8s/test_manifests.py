@@ -153,7 +153,6 @@ def test_hashes_of_templates_without_the_kubernetes_fields_are_unchanged() -> No
             "router",
             "stickiness",
             "requiresSchema",
-            "canary",
             "bgAnalysis",
             "previewListen",
         ]
@@ -172,7 +171,6 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         "router": "spec.router",
         "stickiness": "spec.strategy.canary.trafficRouting.stickiness",
         "requiresSchema": "spec.template.requiresSchema",
-        "canary": "spec.strategy.canary.steps[1].analysis",
         "headerRoute": "spec.strategy.canary.steps[0].setHeaderRoute",
         "gateway": "spec.strategy.canary.steps[1].setHeaderRoute.match[0].cookieName",
         "bgAnalysis": "spec.strategy.blueGreen.prePromotionAnalysis",
@@ -209,15 +207,15 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         cookie = {"setHeaderRoute": {"match": [{"cookieName": "beta", "cookieValue": {"exact": "1"}}]}}
         steps = [{"setWeight": 10}, cookie]
         doc["spec"]["strategy"] = {"canary": {"steps": steps, "trafficRouting": routing}}
-    else:
-        steps = [{"setWeight": 10}, {"analysis": {"templates": [{"templateName": "health"}]}}]
-        doc["spec"]["strategy"] = {"canary": {"steps": steps}}
     found = problems(validate_rollout(doc))
     assert expected in [f for f, _ in found], found
     assert problems(validate_rollout(k8s_rollout("shop", "v1"))) == []
     basic = {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
     assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy=basic))) == []
     assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy={"blueGreen": {}}))) == []
+    analysis = {"templates": [{"templateName": "health"}]}
+    analysed = {"canary": {"steps": [{"setWeight": 10}, {"analysis": analysis}], "analysis": analysis}}
+    assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy=analysed))) == []
 
 
 def test_services_select_one_revision_each() -> None:

@@ -185,8 +185,8 @@ def test_an_operator_killed_mid_rollout_resumes_without_a_second_replica_set(
 def test_the_operator_runs_as_its_service_account_with_the_shipped_role(
     crds: Cluster, ns: str, tmp_path: Path
 ) -> None:
-    """The shipped ClusterRole, bound in one namespace, lets the operator create, update, roll and garbage-collect
-    (no 403 in its log), and does not let it read Secrets."""
+    """The shipped ClusterRole, bound in one namespace, lets the operator create, update, roll and garbage-collect,
+    and run a canary's job analysis (no 403 in its log), and does not let it read Secrets."""
     docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/operator/rbac.yaml").read_text()))
     role = next(d for d in docs if d["kind"] == "ClusterRole")
     with crds.client() as c:
@@ -246,6 +246,25 @@ def test_the_operator_runs_as_its_service_account_with_the_shipped_role(
             10,
             "the old ReplicaSet deleted (revisionHistoryLimit 0)",
         )
+        # A canary whose analysis step is a job metric: the role reads the template and creates the Job.
+        pod = {"containers": [{"name": "smoke", "image": "example.invalid/smoke:1"}]}
+        metric = {"name": "smoke", "count": 1, "provider": {"job": {"spec": {"template": {"spec": pod}}}}}
+        template = {
+            "apiVersion": "gapless.dev/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "smoke"},
+            "spec": {"metrics": [metric]},
+        }
+        with crds.client() as c:
+            assert c.post(f"{GROUP}/namespaces/{ns}/analysistemplates", json=template).status_code == 201
+        steps = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "smoke"}]}}]
+        strategy = {"canary": {"steps": steps, "scaleDownDelaySeconds": 0}}
+        create(crds, ns, k8s_rollout("canary", "v1", replicas=1, strategy=strategy))
+        healthy_at(crds, ns, "canary", "1", op)
+        update(crds, ns, "canary", {"template": k8s_rollout("canary", "v2")["spec"]["template"]})
+        healthy_at(crds, ns, "canary", "2", op)
+        with crds.client() as c:
+            assert len(c.get(f"/apis/batch/v1/namespaces/{ns}/jobs").json()["items"]) == 1
         log = op.log.read_text()
         assert "403" not in log, op.tail()
         assert "Forbidden" not in log, op.tail()
@@ -291,8 +310,8 @@ def test_healthz_metrics_and_no_requests_while_idle(crds: Cluster, ns: str, tmp_
         wait_for(lambda: op.metrics()["gapless_operator_reconcile_passes_total"] >= 1, 10, "a pass")
         time.sleep(1.0)
         assert (
-            op.metrics()["gapless_operator_api_requests_total"] == 8
-        )  # a list and a watch of each of 4 kinds
+            op.metrics()["gapless_operator_api_requests_total"] == 12
+        )  # a list and a watch of each of 6 kinds
     finally:
         op.stop()
 

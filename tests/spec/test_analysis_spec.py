@@ -541,7 +541,46 @@ BAD_TEMPLATES = [
         "spec.metrics.0.provider.business.path",
         "arg 'p'",
     ),
+    # the job provider (Kubernetes)
+    (
+        "{name: m, provider: {job: {spec: {backoffLimit: 0}}}}",
+        "",
+        "spec.metrics.0.provider.job.spec.template",
+        "a Job needs a pod template",
+    ),
+    (
+        "{name: m, provider: {job: {spec: {template: {spec: {}}}}}, successCondition: 'result == 1'}",
+        "",
+        "spec.metrics.0.successCondition",
+        "judged by its Job alone",
+    ),
+    (
+        "{name: m, provider: {job: {spec: {template: {spec: {}}}, metadata: {owner: x}}}}",
+        "",
+        "spec.metrics.0.provider.job.metadata.owner",
+        "unknown field",
+    ),
 ]
+
+
+def test_a_job_metric_takes_a_job_spec_as_written() -> None:
+    """A job metric needs only its JobSpec (passed through untouched) and extra Job labels."""
+    t = template(
+        metric_template(
+            "{name: smoke, count: 1, provider: {job: {metadata: {labels: {team: a}}, "
+            "spec: {backoffLimit: 0, template: {spec: {containers: [{name: c, image: i}]}}}}}}",
+            "",
+        )
+    )
+    job = t.spec.metrics[0].provider.job
+    assert job is not None
+    assert t.spec.metrics[0].provider.kind == "job"
+    assert job.spec == {
+        "backoffLimit": 0,
+        "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}},
+    }
+    assert job.metadata is not None
+    assert job.metadata.labels == {"team": "a"}
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from gapless.analysis.measurements import Measurement
 from gapless.analysis.metric_judge import MetricJudge
@@ -32,7 +33,7 @@ from gapless.analysis.verdict import Verdict
 from gapless.controller.instances import instance_handle
 from gapless.controller.traffic import PREVIEW_SUFFIX, Traffic
 from gapless.core.clock import Clock
-from gapless.core.errors import GaplessError
+from gapless.core.errors import GaplessError, SpecError
 from gapless.platform.base import Platform
 from gapless.providers.business import BusinessWindow, scrape
 from gapless.providers.errors import ProviderError
@@ -41,6 +42,7 @@ from gapless.providers.resources import ResourceSampler
 from gapless.providers.router import window_measurements
 from gapless.router.stats import RouterStats
 from gapless.spec.analysis import AnalysisTemplate, Metric, substitute
+from gapless.spec.load import problems_from_validation
 from gapless.spec.models import RolloutSpec
 from gapless.spec.strategy import RolloutAnalysis
 from gapless.store.records import AnalysisRunRecord, InstanceRecord
@@ -48,7 +50,16 @@ from gapless.store.sqlite import Store
 from gapless.strategies.bluegreen import POST_PROMOTION, PRE_PROMOTION
 from gapless.strategies.canary import BACKGROUND
 
-__all__ = ["RELEASE_KEY_PREFIX", "SAMPLE_INTERVAL", "AnalysisRunner", "analysis_for", "run_summary"]
+__all__ = [
+    "RELEASE_KEY_PREFIX",
+    "SAMPLE_INTERVAL",
+    "AnalysisRunner",
+    "analysis_for",
+    "describe",
+    "metric_progress",
+    "resolve_run",
+    "run_summary",
+]
 
 log = logging.getLogger("gapless.analysis")
 
@@ -237,7 +248,7 @@ class AnalysisRunner:
             self._event(rollout, canary, "AnalysisRunError", f"{_describe(key)}: {message}")
             self._wake()
             return
-        run = replace(run, spec=resolved, metrics=[_progress(m).to_json() for m in _metrics(resolved)])
+        run = replace(run, spec=resolved, metrics=[metric_progress(m).to_json() for m in _metrics(resolved)])
         self._store.put_analysis_run(run)
         names = ", ".join(resolved["templates"])
         self._event(rollout, canary, "AnalysisRunStarted", f"{_describe(key)} started ({names})")
@@ -246,29 +257,18 @@ class AnalysisRunner:
     def _resolve(
         self, rollout: str, key: str, ref: RolloutAnalysis | None, canary: str, stable: str
     ) -> dict[str, Any]:
-        if ref is None:
-            raise GaplessError(f"{_describe(key)} is not configured in the rollout")
-        values = {"rollout": rollout, "canary": canary, "stable": stable} | {
-            a.name: a.value for a in ref.args
-        }
-        metrics: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for t in ref.templates:
-            rec = self._store.find_analysis_template(t.template_name)
-            if rec is None:
-                raise GaplessError(f"AnalysisTemplate {t.template_name!r} does not exist")
-            template = substitute(AnalysisTemplate.model_validate(rec.spec), values)
-            for m in template.spec.metrics:
-                if m.name in seen:
-                    raise GaplessError(f"metric {m.name!r} is defined by more than one template")
-                seen.add(m.name)
-                metrics.append(m.model_dump(mode="json", by_alias=True))
-        return {
-            "templates": [t.template_name for t in ref.templates],
-            "args": values,
-            "stable": stable,
-            "metrics": metrics,
-        }
+        def find(name: str) -> dict[str, Any] | None:
+            rec = self._store.find_analysis_template(name)
+            return None if rec is None else rec.spec
+
+        resolved = resolve_run(rollout, key, ref, canary, stable, find)
+        for m in resolved["metrics"]:
+            if m["provider"].get("job") is not None:
+                raise GaplessError(
+                    f"metric {m['name']!r} uses the job provider, which runs only on Kubernetes "
+                    "(the local platform has no Jobs)"
+                )
+        return resolved
 
     def _resume(self, run: AnalysisRunRecord) -> None:
         self._tasks[run.id] = self._spawn(self._run(run), f"analysis {run.id}")
@@ -466,6 +466,51 @@ class _Source:
         return dict(results)
 
 
+def resolve_run(
+    rollout: str,
+    key: str,
+    ref: RolloutAnalysis | None,
+    canary: str,
+    stable: str,
+    find_template: Callable[[str], Mapping[str, Any] | None],
+) -> dict[str, Any]:
+    """What a run measures: its templates' metrics with every ``{{args.NAME}}`` filled in.
+
+    ``find_template(name)`` returns an AnalysisTemplate document (or None when there is none); the
+    local control plane reads its store, the Kubernetes operator its cache of the namespace's
+    AnalysisTemplate objects. Raises :class:`GaplessError` naming what is missing or wrong.
+    """
+    if ref is None:
+        raise GaplessError(f"{_describe(key)} is not configured in the rollout")
+    values = {"rollout": rollout, "canary": canary, "stable": stable} | {a.name: a.value for a in ref.args}
+    metrics: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for t in ref.templates:
+        doc = find_template(t.template_name)
+        if doc is None:
+            raise GaplessError(f"AnalysisTemplate {t.template_name!r} does not exist")
+        try:
+            template = substitute(AnalysisTemplate.model_validate(doc), values)
+        except ValidationError as e:
+            raise SpecError(f"AnalysisTemplate {t.template_name}", problems_from_validation(e)) from e
+        for m in template.spec.metrics:
+            if m.name in seen:
+                raise GaplessError(f"metric {m.name!r} is defined by more than one template")
+            seen.add(m.name)
+            metrics.append(m.model_dump(mode="json", by_alias=True))
+    return {
+        "templates": [t.template_name for t in ref.templates],
+        "args": values,
+        "stable": stable,
+        "metrics": metrics,
+    }
+
+
+def describe(key: str) -> str:
+    """How a run key reads in a message: ``analysis of step 2``, ``background analysis``..."""
+    return _describe(key)
+
+
 def run_summary(run: AnalysisRunRecord) -> dict[str, Any]:
     """A run as the status shows it: phase, why, and each metric's counts and last verdict."""
     metrics = []
@@ -509,7 +554,8 @@ def _metrics(resolved: dict[str, Any]) -> list[Metric]:
     return [Metric.model_validate(m) for m in resolved.get("metrics", [])]
 
 
-def _progress(metric: Metric) -> MetricProgress:
+def metric_progress(metric: Metric) -> MetricProgress:
+    """A metric's progress before its first measurement."""
     return MetricProgress(
         name=metric.name,
         count=metric.count,

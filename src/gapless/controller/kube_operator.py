@@ -1,9 +1,13 @@
 """The Kubernetes operator's loop: watches feed caches, a changed object queues its Rollout, one worker
 reconciles queued Rollouts with ``decide`` and writes what it says.
 
-Nothing is polled: a pass runs when a watch reports a change to a Rollout, one of its ReplicaSets or Pods,
-or when the plan asked to be woken (a pod becoming available after ``minReadySeconds``, a progress
-deadline). What the operator writes goes into its caches at once (write-through), so the next pass sees
+Nothing is polled: a pass runs when a watch reports a change to a Rollout, one of its ReplicaSets, Pods or
+analysis Jobs, or an AnalysisTemplate of its namespace, or when the plan asked to be woken (a pod becoming
+available after ``minReadySeconds``, a progress deadline, an analysis measurement falling due). A
+Prometheus measurement that is due is queried by a task of its own (a slow or unreachable Prometheus
+holds up no other Rollout); its answer queues the Rollout again, and the next pass judges it
+(:mod:`gapless.controller.kube_analysis`). An answer not yet written to the status when the operator
+dies is simply asked again by the next operator. What the operator writes goes into its caches at once (write-through), so the next pass sees
 its own writes even before their watch events arrive. A status write that meets a 409 (the Rollout
 changed meanwhile) is not retried blindly: the Rollout is read again and the pass runs again on it.
 """
@@ -16,11 +20,15 @@ import logging
 import time
 from typing import Any
 
+import httpx
 from lightkube import ApiError
 
+from gapless.controller.kube_analysis import Observed, Query, due_queries
 from gapless.controller.kubernetes import DELETION_COST, Decision, decide
 from gapless.platform.kubernetes.client import (
+    AnalysisTemplateResource,
     Informer,
+    Job,
     KubeApi,
     Pod,
     ReplicaSet,
@@ -29,11 +37,14 @@ from gapless.platform.kubernetes.client import (
     conflict,
 )
 from gapless.platform.kubernetes.manifests import route_rules
+from gapless.providers.errors import ProviderError
+from gapless.providers.prometheus import query
 
 __all__ = ["Operator"]
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+Reading = float | list[float] | str
 
 
 class Operator:
@@ -46,6 +57,14 @@ class Operator:
         self.replica_sets = Informer(api, ReplicaSet, self.enqueue, namespace=namespace, labelled=True)
         self.pods = Informer(api, Pod, self.enqueue, namespace=namespace, labelled=True)
         self.services = Informer(api, Service, self.enqueue, namespace=namespace, labelled=True)
+        self.jobs = Informer(api, Job, self.enqueue, namespace=namespace, labelled=True)
+        self.templates = Informer(
+            api, AnalysisTemplateResource, self._template_changed, namespace=namespace, labelled=False
+        )
+        self._http: httpx.AsyncClient | None = None
+        self._queries: dict[tuple[str, str, str, str], asyncio.Task[None]] = {}
+        self._readings: dict[tuple[str, str], dict[tuple[str, str], Reading]] = {}
+        self.measurements = 0
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -59,8 +78,18 @@ class Operator:
         self._dirty.add((namespace, name))
         self._wake.set()
 
+    def _template_changed(self, namespace: str, _template: str) -> None:
+        """An AnalysisTemplate changed: every Rollout of its namespace may be waiting for it."""
+        for ns, name in list(self.rollouts.items):
+            if ns == namespace:
+                self.enqueue(ns, name)
+
+    @property
+    def informers(self) -> tuple[Informer, ...]:
+        return (self.rollouts, self.replica_sets, self.pods, self.services, self.jobs, self.templates)
+
     async def run(self) -> None:
-        informers = (self.rollouts, self.replica_sets, self.pods, self.services)
+        informers = self.informers
         tasks = [asyncio.create_task(i.run(), name=f"watch-{i.kind.__name__}") for i in informers]
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
@@ -85,6 +114,10 @@ class Operator:
                     await t
             for h in self._timers.values():
                 h.cancel()
+            for q in self._queries.values():
+                q.cancel()
+            if self._http is not None:
+                await self._http.aclose()
 
     def _later(self, key: Key, at: float) -> None:
         old = self._timers.pop(key, None)
@@ -97,20 +130,54 @@ class Operator:
     async def reconcile(self, key: Key) -> None:
         obj = self.rollouts.items.get(key)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
+            self._readings.pop(key, None)
             return
         namespace, name = key
         started = time.perf_counter()
+        readings = self._measure(key, due_queries(obj.get("status") or {}, time.time()))
+        observed = Observed(
+            templates={n: t for (ns, n), t in self.templates.items.items() if ns == namespace},
+            jobs=self.jobs.of_rollout(namespace, name),
+            readings=readings,
+        )
         d = decide(
             obj,
             self.replica_sets.of_rollout(namespace, name),
             self.pods.of_rollout(namespace, name),
             time.time(),
+            analysis=observed,
         )
         await self._apply(key, obj, d)
         self.passes += 1
         self.last_pass_seconds = time.perf_counter() - started
         if d.requeue_at is not None:
             self._later(key, d.requeue_at)
+
+    def _measure(self, key: Key, due: list[Query]) -> dict[tuple[str, str], Reading]:
+        """The answers that arrived for this Rollout's due queries (taken: each is judged once), after
+        starting a task for each due query not yet asked."""
+        arrived = self._readings.pop(key, {})
+        for q in due:
+            if (q.run_id, q.metric) in arrived:
+                continue
+            task_key = (*key, q.run_id, q.metric)
+            if task_key not in self._queries:
+                self._queries[task_key] = asyncio.create_task(self._query(key, q), name=f"query {q.metric}")
+        return arrived
+
+    async def _query(self, key: Key, q: Query) -> None:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        value: Reading
+        try:
+            value = await query(self._http, q.address, q.query, timeout=q.timeout)
+        except ProviderError as e:
+            value = str(e)
+        finally:
+            self._queries.pop((*key, q.run_id, q.metric), None)
+        self.measurements += 1
+        self._readings.setdefault(key, {})[(q.run_id, q.metric)] = value
+        self.enqueue(*key)
 
     async def _apply(self, key: Key, obj: dict[str, Any], d: Decision) -> None:
         namespace = key[0]
@@ -148,6 +215,14 @@ class Operator:
                 if fresh is not None:
                     self.rollouts.store(fresh)
                 self.enqueue(*key)
+                return  # the Jobs belong to runs this status would have recorded: the next pass decides
+        # A Job is created only once its run is in the status: a Job never exists for a run the
+        # cluster does not know (a crash here leaves the run waiting for it; the next pass creates it).
+        for job in d.jobs:
+            self.jobs.store(await self.api.apply(job))
+        for job_name in d.delete_jobs:
+            await self.api.delete_job(namespace, job_name)
+            self.jobs.items.pop((namespace, job_name), None)
 
     async def _route(
         self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]

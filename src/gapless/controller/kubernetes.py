@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from gapless.controller.kube_analysis import RUNS_FIELD, Observed, failure_detail, fold, run_phases, settle
 from gapless.core.errors import SpecError
 from gapless.platform.kubernetes.manifests import (
     ABORT_ANNOTATION,
@@ -64,6 +65,9 @@ class Decision:
     plan: Plan | None = None
     http_route: tuple[str, int, tuple[dict[str, Any], ...]] | None = None
     """(HTTPRoute name, canary weight, header route) the user's HTTPRoute must carry, when one is named."""
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    """Jobs of ``job`` metrics to create (after the status is written); ``delete_jobs`` to remove."""
+    delete_jobs: list[str] = field(default_factory=list)
 
 
 def _ts(value: str | None) -> float | None:
@@ -183,8 +187,13 @@ def decide(
     replica_sets: Sequence[Mapping[str, Any]],
     pods: Sequence[Mapping[str, Any]],
     now: float,
+    analysis: Observed | None = None,
 ) -> Decision:
-    """One reconcile pass of a Rollout object, from the caches alone (no I/O)."""
+    """One reconcile pass of a Rollout object, from the caches alone (no I/O).
+
+    ``analysis`` holds the namespace's AnalysisTemplates, the rollout's Jobs and the Prometheus values
+    the operator read for the measurements that were due (:mod:`gapless.controller.kube_analysis`).
+    """
     meta = obj["metadata"]
     namespace, uid = meta["namespace"], meta.get("uid", "")
     try:
@@ -227,6 +236,15 @@ def decide(
         rec.update(phase="progressing", progressAt=now, message="", number=number)
         events.append(("RevisionReused", f"revision {number} ({target}) is an earlier template again", False))
 
+    observed = analysis or Observed()
+    runs = fold(
+        previous,
+        rollout.name,
+        target,
+        observed,
+        now,
+        restart=any(e[0] == "RevisionReused" for e in events),
+    )
     desired = {rev: int(r["spec"].get("replicas", 0)) for rev, r in rs_by_rev.items()}
     instances = instances_of(desired, pods, now, spec.min_ready_seconds)
     surge, unavailable = spec.strategy.surge_bounds
@@ -248,6 +266,7 @@ def decide(
         target_complete=rec["phase"] == "complete",
         stable=stable,
         progress_at=progress_at,
+        analyses=run_phases(runs.runs, target) if rec["phase"] == "progressing" else {},
     )
     st = StepState.from_json(rec.get("stepState"))
     annotations = rollout.metadata.annotations
@@ -302,6 +321,24 @@ def decide(
     elif plan.outcome == "failed":
         rec.update(phase="failed", message=plan.reason)
         out.events.append(("ProgressDeadlineExceeded", plan.reason, True))
+    settle(
+        runs,
+        rollout,
+        namespace=namespace,
+        uid=uid,
+        target=target,
+        stable=stable,
+        wanted=plan.analyses if rec["phase"] == "progressing" and stable not in (None, target) else (),
+        observed=observed,
+        now=now,
+    )
+    out.jobs, out.delete_jobs = runs.jobs, runs.delete_jobs
+    out.events.extend(runs.events)
+    new_state = StepState.from_json(rec.get("stepState"))
+    if new_state.aborted_at is not None and st.aborted_at is None:  # the plan aborted (an analysis)
+        why = failure_detail(runs.runs, target)
+        reason = new_state.abort_reason + (f" ({why})" if why else "")
+        out.events.append(("RolloutAborted", f"revision {rec['number']} ({target}) aborted: {reason}", True))
 
     for rev, r in rs_by_rev.items():
         if scale.get(rev, 0) != desired.get(rev):
@@ -348,6 +385,8 @@ def decide(
         rollout, namespace=namespace, uid=uid, stable=active, canary=target, preview=preview
     )
     out.status = _status(obj, previous, records, target, stable, instances, view, plan, now)
+    if runs.runs or RUNS_FIELD in previous:
+        out.status[RUNS_FIELD] = runs.runs
     if spec.strategy.blue_green is not None:
         number = records.get(active, {}).get("number", "?")
         out.status["weights"] = (
@@ -366,12 +405,25 @@ def decide(
         )
     elif spec.strategy.canary is not None:
         out.status["weights"] = _replica_ratio(instances, target, stable, now, spec.min_ready_seconds)
-    if rec["phase"] == "progressing" and StepState.from_json(rec.get("stepState")).aborted_at is not None:
+    final = StepState.from_json(rec.get("stepState"))
+    if rec["phase"] == "progressing" and final.aborted_at is not None:
+        why = failure_detail(runs.runs, target)
+        reason = (final.abort_reason or "aborted") + (f" ({why})" if why else "")
         out.status |= {
             "phase": "Degraded",
-            "message": f"revision {rec['number']} aborted: traffic back on stable",
+            "message": f"revision {rec['number']} aborted: {reason}: traffic back on stable",
         }
+    elif rec["phase"] == "progressing" and plan.waiting and not spec.paused:
+        waiting = plan.waiting.replace(
+            "`gapless promote` continues",
+            f"annotate the Rollout {PROMOTE_ANNOTATION}={target} to continue",
+        )
+        out.status |= {"message": waiting}
+        if "inconclusive" in plan.waiting:
+            out.status |= {"phase": "Paused"}
     out.requeue_at = plan.requeue_at
+    if runs.requeue_at is not None:
+        out.requeue_at = runs.requeue_at if out.requeue_at is None else min(out.requeue_at, runs.requeue_at)
     if rec["phase"] == "progressing" and not spec.paused:
         deadline = float(rec["progressAt"]) + spec.progress_deadline_seconds
         out.requeue_at = deadline if out.requeue_at is None else min(out.requeue_at, deadline)

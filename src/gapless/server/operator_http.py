@@ -45,7 +45,7 @@ class _Collector:
             (
                 "gapless_operator_watch_restarts",
                 "Watches that ended and were listed again.",
-                op.rollouts.relists + op.replica_sets.relists + op.pods.relists + op.services.relists,
+                sum(i.relists for i in op.informers),
             ),
         )
         for name, doc, value in counters:
@@ -60,6 +60,8 @@ class _Collector:
             ("ReplicaSet", op.replica_sets),
             ("Pod", op.pods),
             ("Service", op.services),
+            ("Job", op.jobs),
+            ("AnalysisTemplate", op.templates),
         )
         for kind, informer in informers:
             cached.add_metric([kind], len(informer.items))
@@ -67,6 +69,11 @@ class _Collector:
         last = GaugeMetricFamily("gapless_operator_last_pass_seconds", "Duration of the last reconcile pass.")
         last.add_metric([], op.last_pass_seconds)
         yield last
+        measured = CounterMetricFamily(
+            "gapless_operator_analysis_queries", "Prometheus queries of analysis measurements."
+        )
+        measured.add_metric([], op.measurements)
+        yield measured
 
 
 def operator_app(op: Operator) -> Starlette:

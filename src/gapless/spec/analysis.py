@@ -36,6 +36,7 @@ __all__ = [
     "BuiltinProvider",
     "BusinessProvider",
     "CompareToBaselineJudge",
+    "JobProvider",
     "Judge",
     "JudgeKind",
     "MemoryLeakJudge",
@@ -60,7 +61,7 @@ _PROMETHEUS_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 # Anything that looks like a placeholder, so a malformed name is reported instead of left in the text.
 _PLACEHOLDER_RE = re.compile(r"\{\{\s*args\.([^{}]*?)\s*\}\}")
 
-ProviderKind = Literal["builtin", "resource", "business", "prometheus"]
+ProviderKind = Literal["builtin", "resource", "business", "prometheus", "job"]
 JudgeKind = Literal["threshold", "compareToBaseline", "memoryLeak", "sequential"]
 ErrorClass = Literal["4xx", "5xx"]
 _SERVER_ERRORS: list[ErrorClass] = ["5xx"]
@@ -164,21 +165,49 @@ def url_problem(address: str) -> str | None:
     return None
 
 
+class JobMetadata(SpecModel):
+    """Labels and annotations added to each Job (gapless adds its own rollout and revision labels)."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class JobProvider(SpecModel):
+    """A Kubernetes Job per measurement (as Argo's job metric): Complete is a success, Failed a failure.
+
+    ``spec`` is a batch/v1 JobSpec passed through as written (``template`` is required, as Kubernetes
+    requires it); ``metadata`` takes extra ``labels`` and ``annotations`` for the Job. Runs only on
+    Kubernetes: the local platform has no Jobs, and a run that meets this provider there errors.
+    """
+
+    metadata: JobMetadata | None = None
+    spec: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _check(self) -> JobProvider:
+        template = self.spec.get("template")
+        if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+            raise field_error("spec.template", "a Job needs a pod template with a spec (spec.template.spec)")
+        return self
+
+
+_PROVIDERS = ("builtin", "resource", "business", "prometheus", "job")
+
+
 class Provider(SpecModel):
-    """Where a metric's measurements come from: exactly one of the four providers."""
+    """Where a metric's measurements come from: exactly one of the five providers."""
 
     builtin: BuiltinProvider | None = None
     resource: ResourceProvider | None = None
     business: BusinessProvider | None = None
     prometheus: PrometheusProvider | None = None
+    job: JobProvider | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Provider:
-        given = [n for n in ("builtin", "resource", "business", "prometheus") if getattr(self, n) is not None]
+        given = [n for n in _PROVIDERS if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError(
-                f"a provider needs exactly one of builtin, resource, business, prometheus; got {len(given)}"
-            )
+            raise ValueError(f"a provider needs exactly one of {', '.join(_PROVIDERS)}; got {len(given)}")
         return self
 
     @property
@@ -189,6 +218,8 @@ class Provider(SpecModel):
             return "resource"
         if self.business is not None:
             return "business"
+        if self.job is not None:
+            return "job"
         return "prometheus"
 
 
@@ -361,6 +392,14 @@ class Metric(SpecModel):
                 f"only a prometheus metric takes a unit; the {provider} provider's values have units of "
                 "their own",
             )
+        if provider == "job":
+            if self.judge is not None or self.has_condition:
+                raise field_error(
+                    "judge" if self.judge is not None else _condition_field(self),
+                    "a job metric is judged by its Job alone (Complete succeeds, Failed fails); "
+                    "it takes no judge and no conditions",
+                )
+            return self
         if provider == "prometheus":
             if self.judge is not None:
                 raise field_error(
@@ -426,6 +465,10 @@ class Metric(SpecModel):
         if self.failure_condition is not None:
             out.append((("failureCondition",), self.failure_condition))
         return out
+
+
+def _condition_field(metric: Metric) -> str:
+    return "successCondition" if metric.success_condition is not None else "failureCondition"
 
 
 class AnalysisTemplateSpec(SpecModel):

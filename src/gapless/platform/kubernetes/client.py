@@ -28,15 +28,18 @@ from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.operators import exists
 from lightkube.resources.apps_v1 import ReplicaSet
+from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Event, Pod, Service
-from lightkube.types import PatchType
+from lightkube.types import CascadeType, PatchType
 
 from gapless.platform.kubernetes.manifests import LABEL_ROLLOUT
 
 __all__ = [
     "FIELD_MANAGER",
+    "AnalysisTemplateResource",
     "HTTPRoute",
     "Informer",
+    "Job",
     "KubeApi",
     "Pod",
     "ReplicaSet",
@@ -50,6 +53,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "gapless"
 RolloutResource = create_namespaced_resource("gapless.dev", "v1alpha1", "Rollout", "rollouts")
+AnalysisTemplateResource = create_namespaced_resource(
+    "gapless.dev", "v1alpha1", "AnalysisTemplate", "analysistemplates"
+)
 HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 
 Key = tuple[str, str]
@@ -101,6 +107,14 @@ class KubeApi:
     async def delete_replica_set(self, namespace: str, name: str) -> None:
         with contextlib.suppress(ApiError):
             await self._client.delete(ReplicaSet, name, namespace=namespace)
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete an analysis Job and, in the background, its pods (a Job already gone is fine)."""
+        try:
+            await self._client.delete(Job, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
+        except ApiError as e:
+            if not not_found(e):
+                raise
 
     async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         """Merge-patch a pod's annotations (a pod already gone is fine)."""

@@ -120,7 +120,10 @@ def problems(rollout: Rollout) -> list[Problem]:
     if bg is not None:
         analyses = ("pre_promotion_analysis", "post_promotion_analysis")
         out.extend(
-            (f"spec.strategy.blueGreen.{_camel(n)}", "analysis does not run on Kubernetes yet")
+            (
+                f"spec.strategy.blueGreen.{_camel(n)}",
+                "blue-green analysis does not run on Kubernetes yet (canary analysis does)",
+            )
             for n in analyses
             if getattr(bg, n) is not None
         )
@@ -128,8 +131,6 @@ def problems(rollout: Rollout) -> list[Problem]:
         routed = canary.traffic_routing.gateway_api is not None
         for i, step in enumerate(canary.steps):
             field = f"spec.strategy.canary.steps[{i}]"
-            if step.analysis is not None:
-                out.append((f"{field}.analysis", "analysis does not run on Kubernetes yet"))
             if step.set_header_route is not None and not routed:
                 out.append(
                     (
@@ -142,8 +143,6 @@ def problems(rollout: Rollout) -> list[Problem]:
                     out.append(
                         (f"{field}.setHeaderRoute.match[{j}].cookieName", "Gateway API matches headers only")
                     )
-        if canary.analysis is not None:
-            out.append(("spec.strategy.canary.analysis", "analysis does not run on Kubernetes yet"))
     return out
 
 
