@@ -48,11 +48,15 @@ _RANK: dict[Phase, int] = {"failed": 4, "error": 3, "inconclusive": 2, "running"
 
 
 def worse(a: Verdict, b: Verdict) -> Verdict:
-    """The verdict that weighs more; messages of both are kept when both are not successful."""
+    """The verdict that weighs more; messages of both are kept when both are not successful.
+
+    The values of both are kept; where both name the same value, the heavier verdict's is shown.
+    """
     first, second = (a, b) if _RANK[a.phase] >= _RANK[b.phase] else (b, a)
+    value = dict(second.value) | dict(first.value)
     if second.phase == "successful" or not second.message:
-        return Verdict(first.phase, dict(first.value) | dict(second.value), first.message)
-    return Verdict(first.phase, dict(second.value) | dict(first.value), f"{first.message}; {second.message}")
+        return Verdict(first.phase, value, first.message)
+    return Verdict(first.phase, value, f"{first.message}; {second.message}")
 
 
 def summary(m: Measurement) -> dict[str, Any]:
