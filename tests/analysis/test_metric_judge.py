@@ -9,7 +9,10 @@ Rules (docs/analysis.md, as Argo Rollouts' AnalysisRun):
 2. The result is shown as measured (NaN and infinities as text, JSON has none) with the metric's unit.
 3. ``worse`` keeps the heavier verdict (failed > error > inconclusive > running > successful), whatever
    the order of its arguments, with the values of both and the messages of both when neither passed.
-4. A sequential judge's state survives ``snapshot`` / ``restore``: a judge restored mid-run gives the
+4. Each built-in judge gets the canary's and the baseline's windows, and the verdict shows both; a
+   memory-leak judge sees every window since the run began; a judge and conditions give the worse.
+5. A sequential judge's outlook estimates time from the window's canary request rate.
+6. A sequential judge's state survives ``snapshot`` / ``restore``: a judge restored mid-run gives the
    same verdicts afterwards as one that never stopped.
 """
 
@@ -22,8 +25,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gapless.analysis.measurements import Measurement
+from gapless.analysis.from_spec import judge_config
+from gapless.analysis.measurements import Measurement, ResourceSample
 from gapless.analysis.metric_judge import MetricJudge, summary, worse
+from gapless.analysis.outlook import outlook
+from gapless.analysis.sequential import SequentialConfig, SequentialState, update
+from gapless.analysis.sequential import verdict as sequential_verdict
 from gapless.analysis.verdict import Verdict
 from gapless.spec.analysis import Metric
 
@@ -215,3 +222,82 @@ def test_summary_shows_what_a_window_measured() -> None:
     m = window(200, 3, 0.0)
     assert summary(m) == {"requests": 200, "errors": 3, "error_rate": 0.015}
     assert summary(window(0, 0, 0.0)) == {"requests": 0, "errors": 0}
+
+
+# -- judge(): each built-in judge on a window, and what it carries across windows ----------------------
+
+
+def judged_metric(judge: dict[str, Any], provider: str = "builtin", **more: Any) -> Metric:
+    return Metric.model_validate({"name": "m", "provider": {provider: {}}, "judge": judge} | more)
+
+
+def test_a_threshold_judges_the_canarys_window_and_shows_both() -> None:
+    judge = MetricJudge(judged_metric({"threshold": {"maxErrorRate": 0.05, "minRequests": 10}}), {})
+    canary, stable = window(100, 10, 0.0), window(100, 0, 0.0, "stable")
+    verdict = judge.judge(canary, stable)
+    assert verdict.phase == "failed"
+    assert verdict.value["canary"] == summary(canary)
+    assert verdict.value["baseline"] == summary(stable)
+    assert judge.judge(window(100, 1, 1.0), stable).phase == "successful"
+
+
+def test_compare_to_baseline_judges_the_canary_against_the_baselines_same_window() -> None:
+    judge = MetricJudge(
+        judged_metric({"compareToBaseline": {"maxErrorRateRatio": 2.0, "minRequests": 10}}), {}
+    )
+    assert judge.judge(window(100, 10, 0.0), window(100, 1, 0.0, "stable")).phase == "failed"
+    assert judge.judge(window(100, 10, 1.0), window(100, 10, 1.0, "stable")).phase == "successful"
+
+
+def rss_window(at: float, rss: int, revision: str) -> Measurement:
+    return Measurement(revision, start=at, end=at + 1.0, resources=(ResourceSample(at, rss),))
+
+
+def test_a_memory_leak_is_judged_over_every_window_since_the_run_began() -> None:
+    """One sample per window: only the run's samples together show the canary's growth."""
+    metric = judged_metric(
+        {"memoryLeak": {"toleranceBytesPerSecond": 1024, "minSamples": 4, "minDurationSeconds": 3}},
+        provider="resource",
+    )
+    judge = MetricJudge(metric, {})
+    phases = []
+    for i in range(6):
+        canary = rss_window(float(i), 50_000_000 + 100_000 * i, "canary")
+        stable = rss_window(float(i), 50_000_000, "stable")
+        phases.append(judge.judge(canary, stable).phase)
+    assert phases[:3] == ["inconclusive"] * 3
+    assert phases[3:] == ["failed"] * 3
+    steady = MetricJudge(metric, {})
+    last = [
+        steady.judge(rss_window(float(i), 50_000_000, "canary"), rss_window(float(i), 50_000_000, "stable"))
+        for i in range(6)
+    ][-1]
+    assert last.phase == "successful"
+
+
+def test_a_judge_and_conditions_together_give_the_worse_verdict() -> None:
+    metric = judged_metric(
+        {"threshold": {"maxErrorRate": 0.5, "minRequests": 10}}, successCondition="result.requests >= 1000"
+    )
+    judge = MetricJudge(metric, {})
+    verdict = judge.judge(window(100, 1, 0.0), window(100, 1, 0.0, "stable"))
+    assert verdict.phase == "failed"  # the threshold passes, the condition fails
+    assert verdict.message.startswith("success condition is false")
+
+
+def test_a_sequential_judges_outlook_uses_the_windows_request_rate() -> None:
+    """The outlook's time estimate is the requests still needed at this window's canary rate."""
+    metric = sequential_metric()
+    judge = MetricJudge(metric, {})
+    config = judge_config(metric.judge) if metric.judge is not None else None
+    assert isinstance(config, SequentialConfig)
+    state = SequentialState.start(config)
+    for i in range(3):
+        at = 10.0 * (i + 1)
+        canary = Measurement("canary", start=at, end=at + 2.0, requests=200, errors=6)
+        stable = Measurement("stable", start=at, end=at + 2.0, requests=200, errors=2)
+        verdict = judge.judge(canary, stable)
+        state = update(state, canary, stable)
+        assert verdict.phase == sequential_verdict(state).phase
+        assert verdict.value["outlook"] == outlook(state, 100.0).to_json()  # 200 requests in 2 s
+    assert verdict.value["outlook"]["remainingSeconds"] is not None
