@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.core.jsonbody import MAX_INT, parse_json
+from gapless.flags.service.fanout import EventStream, Sink
 from gapless.flags.service.hub import Hub, ProjectChange
 from gapless.flags.service.protocol import Acks, SdkScope, SdkTokens, UsageCounter
 from gapless.flags.service.protocols import mount_protocols
@@ -505,38 +506,29 @@ def build_flag_app(
             body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"}
         )
 
-    @app.get("/sdk/v1/stream")
-    async def stream(token: Sdk, request: Request, sdkId: str | None = None) -> StreamingResponse:  # noqa: N803
-        """Server-sent events: ``event: ruleset`` with ``id:`` the revision, now and on every change."""
+    @app.get("/sdk/v1/stream", response_class=EventStream, status_code=200)
+    async def stream(token: Sdk, sdkId: str | None = None) -> EventStream:  # noqa: N803
+        """Server-sent events: ``event: ruleset`` with ``id:`` the revision, now and on every change
+        (written by the publisher to every stream in one pass: ``fanout``)."""
         project, env = token.project, token.environment
-        queue = hub.subscribe(project, env)
-        revision, body = store.ruleset(project, env)
-        if sdkId:
-            acks.add(AppliedReport(project, env, sdkId[:128], 0, True, time.time()))
+        sink = Sink(project, env, _sse_event)
+        hub.attach(sink)  # before reading the state: no change falls between
+        try:
+            revision, body = store.ruleset(project, env)
+        except BaseException:
+            hub.detach(sink)
+            raise
+        sink.offer(RulesetChange(project, env, revision, body, 0.0))
+        sdk_id = sdkId[:128] if sdkId else None
+        if sdk_id:
+            acks.add(AppliedReport(project, env, sdk_id, 0, True, time.time()))
 
-        async def events() -> AsyncIterator[bytes]:
-            sent = revision
-            try:
-                yield _sse(revision, body)
-                while True:
-                    try:
-                        change = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-                    except TimeoutError:
-                        yield b": heartbeat\n\n"
-                        continue
-                    if change.revision > sent:
-                        sent = change.revision
-                        yield _sse(change.revision, change.ruleset)
-            finally:
-                hub.unsubscribe(project, env, queue)
-                if sdkId:
-                    store.set_streaming(project, env, sdkId[:128], False)
+        def closed() -> None:
+            hub.detach(sink)
+            if sdk_id:
+                store.set_streaming(project, env, sdk_id, False)
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return EventStream(sink, closed)
 
     @app.post("/sdk/v1/applied")
     async def applied(token: Sdk, request: Request) -> dict[str, Any]:
@@ -621,6 +613,10 @@ class _BodyLimit:
 def _known_env(store: FlagStore, project: str, env: str) -> None:
     if env not in store.project(project).environments:
         raise NotFoundError(f"project {project!r} has no environment {env!r}")
+
+
+def _sse_event(change: RulesetChange, first: bool) -> bytes:
+    return _sse(change.revision, change.ruleset)
 
 
 @functools.lru_cache(maxsize=64)
