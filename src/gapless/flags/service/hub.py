@@ -101,6 +101,20 @@ class Hub:
     def watching(self, project: str) -> int:
         return len(self._watchers.get(project, ()))
 
+    def _fan_out_soon(self, change: RulesetChange) -> None:
+        """Write ``change`` to the sinks in the event loop's next pass: the caller (the admin request
+        that made the change) answers first, so its answer does not wait for 200 writes."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script publishing directly): write now
+            self._fan_out(change)
+        else:
+            loop.call_soon(self._fan_out, change)
+
+    def _fan_out(self, change: RulesetChange) -> None:
+        for sink in list(self._sinks.get((change.project, change.environment), ())):  # a sink may end
+            sink.offer(change)
+
     def publish(self, changes: Iterable[RulesetChange], change: ProjectChange | None = None) -> None:
         """Push new rulesets to SDK streams and tell the project's watchers.
 
@@ -111,8 +125,8 @@ class Hub:
         for c in changes:
             key = (c.project, c.environment)
             self._latest[key] = max(c.revision, self._latest.get(key, 0))
-            for sink in list(self._sinks.get(key, ())):  # a copy: a sink may end while written to
-                sink.offer(c)
+            if key in self._sinks:
+                self._fan_out_soon(c)
             for queue in self._subscribers.get((c.project, c.environment), ()):
                 if queue.full():
                     queue.get_nowait()  # only the newest ruleset matters
