@@ -164,7 +164,8 @@ def run_flag_service(listen: tuple[str, int], database_url: str, state_dir: Path
     )
     # What start-up made (modules, the app, SQLAlchemy's and pydantic's structures: some 130,000 objects)
     # lives as long as the process: out of the collector's reach, a full collection no longer walks it.
-    # Measured before: full collections of up to 134 ms while serving, each one a stall of every stream.
+    # Measured before, over one benchmark run (start-up included): full collections of up to 134 ms, and
+    # every collection while serving stalls every stream.
     gc.collect()
     gc.freeze()
     try:
