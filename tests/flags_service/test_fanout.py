@@ -4,15 +4,22 @@ is evicted, a late or delayed SDK acknowledgement is dated when the SDK applied 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
+from gapless.flags.service.app import build_flag_app
 from gapless.flags.service.fanout import Sink
 from gapless.flags.service.hub import Hub
-from gapless.flags.service.store import RulesetChange
+from gapless.flags.service.store import FlagStore, RulesetChange
 from tests.flags_service.conftest import Service, flag_doc
+from tests.postgres import free_port
 
 
 def change(revision: int) -> RulesetChange:
@@ -156,3 +163,83 @@ async def test_a_delayed_ack_is_dated_when_the_sdk_applied_the_revision(service:
     late, now = service.store.delivery("shop", "production", 2).latencies
     assert late < 0.4  # the late report counts from when the SDK applied the revision
     assert 0.55 <= now <= time.time() - changed + 0.05  # the one reported at once, at its arrival
+
+
+def test_a_stuck_client_is_evicted_by_the_real_server_while_others_keep_getting_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn's own flow control holds the stuck client's write; the reading one is not held up."""
+    monkeypatch.setattr(Sink, "stall_seconds", 1.0)
+    store = FlagStore(f"sqlite:///{tmp_path / 'flags.db'}").open()
+    hub = Hub()
+    _, admin_token = store.create_token("admin", "test")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_flag_app(store, hub), host="127.0.0.1", port=port, http="h11", log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader = socket.socket()
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}) as admin:
+            deadline = time.monotonic() + 10
+            while not server.started:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            admin.put("/api/v1/projects/shop", json={"environments": ["production"]}).raise_for_status()
+            doc = {
+                "key": "big",
+                "owner": "test",
+                "kind": "string",
+                "variants": [{"key": "a", "value": "a" * 200_000}, {"key": "b", "value": "b"}],
+                "offVariant": "b",
+                "environments": {"production": {"enabled": True, "defaultRollout": {"variant": "a"}}},
+            }
+            admin.post("/api/v1/projects/shop/flags", json=doc).raise_for_status()
+            token = admin.post(
+                "/api/v1/tokens",
+                json={"kind": "sdk", "name": "web", "project": "shop", "environment": "production"},
+            ).json()["token"]
+            request = f"GET /sdk/v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+            for s in (stuck, reader):
+                s.connect(("127.0.0.1", port))
+                s.sendall(request.encode())
+            received = bytearray()
+            reader.settimeout(5)
+
+            def read_until(marker: bytes) -> None:
+                while marker not in received[-300_000:]:
+                    received.extend(reader.recv(1 << 20))
+
+            read_until(b"id: 2\n")
+            deadline = time.monotonic() + 10
+            while hub.connected("shop", "production") < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            revision = 2
+            for n in range(40):  # 8 MB to each stream: more than the stuck one's buffers hold
+                action = "kill" if n % 2 == 0 else "enable"
+                r = admin.post(f"/api/v1/projects/shop/flags/big/environments/production/{action}")
+                revision = r.json()["revisions"]["production"]
+                read_until(f"id: {revision}\n".encode())  # the reader is never held up
+            deadline = time.monotonic() + 10
+            while hub.connected("shop", "production") > 1:  # the stuck one: evicted
+                assert time.monotonic() < deadline, "the stuck stream was not evicted"
+                time.sleep(0.05)
+            r = admin.post("/api/v1/projects/shop/flags/big/environments/production/kill")
+            read_until(f"id: {r.json()['revisions']['production']}\n".encode())
+            assert revision >= 42
+            reader.close()  # a client that goes away is forgotten at once, not at the next heartbeat
+            deadline = time.monotonic() + 5
+            while hub.connected("shop", "production") > 0:
+                assert time.monotonic() < deadline, "a closed stream was kept"
+                time.sleep(0.02)
+    finally:
+        stuck.close()
+        reader.close()
+        server.should_exit = True
+        thread.join(10)
+        store.close()

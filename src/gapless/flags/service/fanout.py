@@ -225,7 +225,9 @@ class EventStream(Response):
             closed = self.sink.bind(send)
             gone = asyncio.get_running_loop().create_task(_disconnected(receive))
             while True:
-                done, _ = await asyncio.wait((gone, closed), timeout=HEARTBEAT_SECONDS)
+                done, _ = await asyncio.wait(
+                    (gone, closed), timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
                 if done:
                     break
                 self.sink.heartbeat()
