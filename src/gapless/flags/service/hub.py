@@ -16,6 +16,7 @@ action, the revisions of both), since a watcher only needs to know that it shoul
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +25,8 @@ from gapless.flags.service.fanout import Sink
 from gapless.flags.service.store import RulesetChange
 
 __all__ = ["Hub", "ProjectChange"]
+
+log = logging.getLogger("gapless.flags")
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,10 @@ class Hub:
 
     def _fan_out(self, change: RulesetChange) -> None:
         for sink in list(self._sinks.get((change.project, change.environment), ())):  # a sink may end
-            sink.offer(change)
+            try:
+                sink.offer(change)
+            except Exception:  # one stream's encoding failing must not keep the change from the others
+                log.exception("writing revision %d to a stream failed", change.revision)
 
     def publish(self, changes: Iterable[RulesetChange], change: ProjectChange | None = None) -> None:
         """Push new rulesets to SDK streams and tell the project's watchers.
