@@ -3,12 +3,16 @@
 ``HttpTransport`` runs two daemon threads:
 
 - **delivery**: a server-sent-event stream (``GET /sdk/v1/stream``). Every ``ruleset`` event is applied
-  with ``client.update`` and acknowledged (``POST /sdk/v1/applied``), so the service can say how many
-  SDKs run each revision. A broken stream is reopened after a backoff (0.25 s doubling to 30 s, with
+  with ``client.update`` at once. A broken stream is reopened after a backoff (0.25 s doubling to 30 s, with
   jitter); after ``poll_after_failures`` failed attempts in a row the thread polls ``GET
   /sdk/v1/ruleset`` with the last ETag every ``poll_interval`` seconds between stream attempts, so a
   proxy that breaks streaming costs latency, not correctness.
-- **reporting**: every ``flush_interval`` seconds, the evaluation counts (``client.drain_counts()``)
+- **reporting**: the acknowledgement of each applied revision (``POST /sdk/v1/applied``, so the service
+  can say how many SDKs run each revision), sent ``ack_delay`` to twice that after applying (random), the
+  newest revision only when several were applied meanwhile, with ``age``: the seconds since it was
+  applied, so the service dates the application, not the report. Delayed, the acks of a change do not
+  compete with that change's delivery to the other SDKs (on the service's event loop, and in a process
+  with many clients). Every ``flush_interval`` seconds, the evaluation counts (``client.drain_counts()``)
   go to ``POST /sdk/v1/evaluations``; counts of a failed send are kept for the next one.
 
 Nothing here raises into the application: failures are logged and retried; the client keeps evaluating
@@ -23,6 +27,7 @@ import logging
 import random
 import socket
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +42,7 @@ log = logging.getLogger("gapless.flags.transport")
 
 _MIN_BACKOFF = 0.25
 _MAX_BACKOFF = 30.0
+_ACK_RETRY = 1.0
 
 
 class HttpTransport:
@@ -51,6 +57,7 @@ class HttpTransport:
         poll_interval: float = 10.0,
         poll_after_failures: int = 3,
         flush_interval: float = 10.0,
+        ack_delay: float = 0.1,
         stream: bool = True,
         timeout: float = 10.0,
     ) -> None:
@@ -59,6 +66,7 @@ class HttpTransport:
         self.poll_interval = poll_interval
         self.poll_after_failures = poll_after_failures
         self.flush_interval = flush_interval
+        self.ack_delay = ack_delay
         self.streaming = stream
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = timeout
@@ -69,6 +77,10 @@ class HttpTransport:
         self._etag: str | None = None
         self._pending: dict[tuple[str, str | None], int] = {}
         self._response: httpx.Response | None = None
+        self._wake = threading.Condition()
+        self._ack: tuple[int, bool, float] | None = None
+        """The newest applied revision not acknowledged yet: (revision, streaming, monotonic time applied)."""
+        self._ack_due: float | None = None
         self.connected = threading.Event()
         """Set while a stream is open (for tests and health checks)."""
 
@@ -86,8 +98,10 @@ class HttpTransport:
             thread.start()
 
     def close(self) -> None:
-        """Stop both threads, send the last counts, close the connections; waits about a second at most."""
-        self._stop.set()
+        """Stop both threads, send the last ack and counts, close the connections; waits about a second at most."""
+        with self._wake:
+            self._stop.set()
+            self._wake.notify_all()
         response = self._response
         if response is not None:
             _interrupt(response)  # the delivery thread's blocking read of the stream returns at once
@@ -95,6 +109,7 @@ class HttpTransport:
             if thread is not threading.current_thread():
                 thread.join(timeout=1.0)  # daemon threads: one stuck in a slow request is left behind
         self._threads = []
+        self._send_ack()
         self._flush()
         http, self._http = self._http, None
         if http is not None:
@@ -105,6 +120,8 @@ class HttpTransport:
         client = self._client
         self._threads = []
         self._http = None
+        self._wake = threading.Condition()  # the parent's may have been held by a thread that is gone
+        self._ack, self._ack_due = None, None
         self.connected.clear()
         self.sdk_id = uuid.uuid4().hex
         if client is not None:
@@ -194,15 +211,58 @@ class HttpTransport:
         client.update(ruleset)
         revision = client.revision
         if revision is not None:
-            self._post(
-                "/sdk/v1/applied", {"sdkId": self.sdk_id, "revision": revision, "streaming": streaming}
-            )
+            self._schedule_ack(revision, streaming)
 
     # -- reporting ------------------------------------------------------------------------------------
 
+    def _schedule_ack(self, revision: int, streaming: bool) -> None:
+        """Acknowledge ``revision`` soon; a pending ack of an older one is replaced, keeping its time."""
+        now = time.monotonic()
+        with self._wake:
+            if self._ack is not None and self._ack[0] >= revision:
+                return
+            self._ack = (revision, streaming, now)
+            if self._ack_due is None:
+                jitter = random.random()  # noqa: S311 -- spreading the acks, not crypto
+                self._ack_due = now + self.ack_delay * (1.0 + jitter)
+            self._wake.notify_all()
+
+    def _send_ack(self) -> None:
+        with self._wake:
+            ack, self._ack, self._ack_due = self._ack, None, None
+        if ack is None:
+            return
+        revision, streaming, applied = ack
+        body = {
+            "sdkId": self.sdk_id,
+            "revision": revision,
+            "streaming": streaming,
+            "age": round(max(0.0, time.monotonic() - applied), 6),
+        }
+        if not self._post("/sdk/v1/applied", body):
+            with self._wake:  # again in a second or so, unless a newer revision is pending by now
+                if self._ack is None and not self._stop.is_set():
+                    self._ack = ack
+                    self._ack_due = time.monotonic() + _ACK_RETRY * (1.0 + random.random())  # noqa: S311
+
     def _report(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self._flush()
+        next_flush = time.monotonic() + self.flush_interval
+        while True:
+            with self._wake:
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    due = next_flush if self._ack_due is None else min(next_flush, self._ack_due)
+                    if now >= due:
+                        break
+                    self._wake.wait(due - now)
+                if self._stop.is_set():
+                    return
+                ack_due = self._ack_due is not None and self._ack_due <= time.monotonic()
+            if ack_due:
+                self._send_ack()
+            if time.monotonic() >= next_flush:
+                self._flush()
+                next_flush = time.monotonic() + self.flush_interval
 
     def _flush(self) -> None:
         client = self._client

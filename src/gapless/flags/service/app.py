@@ -40,8 +40,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gapless.core.errors import NotFoundError, Problem, SpecError
 from gapless.core.jsonbody import MAX_INT, parse_json
+from gapless.flags.service.fanout import EventStream, Sink
 from gapless.flags.service.hub import Hub, ProjectChange
-from gapless.flags.service.protocol import Acks
+from gapless.flags.service.protocol import Acks, SdkScope, SdkTokens, UsageCounter
 from gapless.flags.service.protocols import mount_protocols
 from gapless.flags.service.store import Actor, AppliedReport, ConflictError, FlagStore, RulesetChange
 from gapless.flags.service.tokens import TokenKind, TokenRecord, split_token, verify
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 MAX_BODY = 256 * 1024
+MAX_ACK_AGE = 60.0
+"""An SDK's acknowledgement may say it applied the revision up to this many seconds before it reported
+(SDKs report after a short random delay, so that their reports do not compete with a change's delivery)."""
 HEARTBEAT_SECONDS = 15.0
 CHANGES_STREAM_SECONDS = 300.0
 """A project's change stream ends after this long (EventSource reconnects by itself, and reads the
@@ -116,16 +120,25 @@ def _admin_stream(request: Request) -> Actor:
     return Actor(record.id, record.name)
 
 
-def _sdk(request: Request) -> TokenRecord:
-    record = _token(request)
-    if record.kind != "sdk" or record.project is None or record.environment is None:
-        raise AuthError(403, "this endpoint needs an SDK token (one project environment)")
-    return record
+def _sdk(request: Request) -> SdkScope:
+    """The SDK token's scope; verified tokens are kept for a second (``SdkTokens``), so the reports
+    every SDK sends after a change do not each read the database on the event loop."""
+    tokens: SdkTokens = request.app.state.sdk_tokens
+    found = tokens.scope(request)
+    if isinstance(found, tuple):
+        status = found[0]
+        raise AuthError(
+            status,
+            "this endpoint needs an SDK token (one project environment)"
+            if status == 403
+            else "missing, wrong or revoked token (Authorization: Bearer gfl_...)",
+        )
+    return found
 
 
 Admin = Annotated[Actor, Depends(_admin)]
 AdminStream = Annotated[Actor, Depends(_admin_stream)]
-Sdk = Annotated[TokenRecord, Depends(_sdk)]
+Sdk = Annotated[SdkScope, Depends(_sdk)]
 
 
 def _problems(status: int, problems: list[Problem]) -> JSONResponse:
@@ -157,7 +170,8 @@ def build_flag_app(
         redoc_url=None,
     )
     app.state.store = store
-    acks = Acks(store)
+    acks, usage, sdk_tokens = Acks(store), UsageCounter(store), SdkTokens(store)
+    app.state.sdk_tokens = sdk_tokens
 
     app.add_middleware(_BodyLimit)
 
@@ -275,6 +289,7 @@ def build_flag_app(
 
     @app.get("/api/v1/projects/{project}/flags")
     async def list_flags(project: str, _: Admin) -> dict[str, Any]:
+        usage.flush_now()  # the counts SDKs reported up to now count
         return {"items": store.flag_report(project)}
 
     @app.get("/api/v1/projects/{project}/flags/{key}")
@@ -483,7 +498,7 @@ def build_flag_app(
     @app.get("/sdk/v1/ruleset")
     async def ruleset(token: Sdk, request: Request) -> Response:
         """The ruleset; ``If-None-Match`` with the last ETag answers 304 while nothing changed."""
-        revision, body = store.ruleset(str(token.project), str(token.environment))
+        revision, body = store.ruleset(token.project, token.environment)
         etag = f'"{revision}"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
@@ -491,60 +506,55 @@ def build_flag_app(
             body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"}
         )
 
-    @app.get("/sdk/v1/stream")
-    async def stream(token: Sdk, request: Request, sdkId: str | None = None) -> StreamingResponse:  # noqa: N803
-        """Server-sent events: ``event: ruleset`` with ``id:`` the revision, now and on every change."""
-        project, env = str(token.project), str(token.environment)
-        queue = hub.subscribe(project, env)
-        revision, body = store.ruleset(project, env)
-        if sdkId:
-            acks.add(AppliedReport(project, env, sdkId[:128], 0, True, time.time()))
+    @app.get("/sdk/v1/stream", response_class=EventStream, status_code=200)
+    async def stream(token: Sdk, sdkId: str | None = None) -> EventStream:  # noqa: N803
+        """Server-sent events: ``event: ruleset`` with ``id:`` the revision, now and on every change
+        (written by the publisher to every stream in one pass: ``fanout``)."""
+        project, env = token.project, token.environment
+        sink = Sink(project, env, _sse_event)
+        hub.attach(sink)  # before reading the state: no change falls between
+        try:
+            revision, body = store.ruleset(project, env)
+        except BaseException:
+            hub.detach(sink)
+            raise
+        sink.offer(RulesetChange(project, env, revision, body, 0.0))
+        sdk_id = sdkId[:128] if sdkId else None
+        if sdk_id:
+            acks.add(AppliedReport(project, env, sdk_id, 0, True, time.time()))
 
-        async def events() -> AsyncIterator[bytes]:
-            sent = revision
-            try:
-                yield _sse(revision, body)
-                while True:
-                    try:
-                        change = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-                    except TimeoutError:
-                        yield b": heartbeat\n\n"
-                        continue
-                    if change.revision > sent:
-                        sent = change.revision
-                        yield _sse(change.revision, change.ruleset)
-            finally:
-                hub.unsubscribe(project, env, queue)
-                if sdkId:
-                    store.set_streaming(project, env, sdkId[:128], False)
+        def closed() -> None:
+            hub.detach(sink)
+            if sdk_id:
+                store.set_streaming(project, env, sdk_id, False)
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return EventStream(sink, closed)
 
     @app.post("/sdk/v1/applied")
     async def applied(token: Sdk, request: Request) -> dict[str, Any]:
-        """An SDK says which revision it evaluates with now (``{"sdkId", "revision", "streaming"}``)."""
+        """An SDK says which revision it evaluates with now: ``{"sdkId", "revision", "streaming", "age"}``,
+        ``age`` (optional) the seconds since it applied it, so a delayed report is dated when it was applied."""
         body = await body_json(request)
         sdk_id = body.get("sdkId") if isinstance(body, dict) else None
         revision = body.get("revision") if isinstance(body, dict) else None
+        age = body.get("age", 0) if isinstance(body, dict) else 0
         problems = []
         if not isinstance(sdk_id, str) or not 1 <= len(sdk_id) <= 128:
             problems.append(Problem("sdkId", "must be a string of 1 to 128 characters"))
         if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
             problems.append(Problem("revision", "must be a revision number"))
+        if not isinstance(age, int | float) or isinstance(age, bool) or not 0 <= age < 1e9:
+            problems.append(Problem("age", "must be the seconds since the SDK applied the revision (>= 0)"))
         if problems:
             raise SpecError("request", problems)
         acks.add(
             AppliedReport(
-                str(token.project),
-                str(token.environment),
+                token.project,
+                token.environment,
                 str(sdk_id),
                 int(str(revision)),
                 bool(body.get("streaming", False)),
-                time.time(),
+                time.time() - min(float(age), MAX_ACK_AGE),
             )
         )
         return {"ok": True}
@@ -574,10 +584,10 @@ def build_flag_app(
             rows.append((c["flag"][:128], c["variant"][:128], c["count"]))
         if problems:
             raise SpecError("request", problems)
-        store.record_evaluations(str(token.project), str(token.environment), rows)
+        usage.add_rows(token.project, token.environment, rows)  # written within a second, off the loop
         return {"ok": True, "recorded": len(rows)}
 
-    mount_protocols(app, store, hub, acks)  # OFREP and the Unleash client API
+    mount_protocols(app, store, hub, acks, sdk_tokens, usage)  # OFREP and the Unleash client API
     return app
 
 
@@ -603,6 +613,10 @@ class _BodyLimit:
 def _known_env(store: FlagStore, project: str, env: str) -> None:
     if env not in store.project(project).environments:
         raise NotFoundError(f"project {project!r} has no environment {env!r}")
+
+
+def _sse_event(change: RulesetChange, first: bool) -> bytes:
+    return _sse(change.revision, change.ruleset)
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,7 +1,9 @@
 """In-process fan-out of committed changes: new ruleset revisions to SDK streams, project changes to watchers.
 
-Each SDK stream has a queue of one: an SDK only ever needs the newest ruleset, so a slow reader never
-makes the service hold a backlog, and a burst of changes collapses into the last one. ``publish`` is
+SDK streams (gapless, Unleash) are ``Sink``s (``fanout``): ``publish`` writes a change to every one
+of them in one pass, without waking a task per stream. Other listeners (OFREP's change events, tests)
+take a queue of one. Either way an SDK only ever gets the newest ruleset, so a slow reader never makes
+the service hold a backlog, and a burst of changes collapses into the last one. ``publish`` is
 called on the event loop after the change is committed, so a stream never announces a revision that
 could still be rolled back.
 
@@ -14,13 +16,17 @@ action, the revisions of both), since a watcher only needs to know that it shoul
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from gapless.flags.service.fanout import Sink
 from gapless.flags.service.store import RulesetChange
 
 __all__ = ["Hub", "ProjectChange"]
+
+log = logging.getLogger("gapless.flags")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class ProjectChange:
 class Hub:
     def __init__(self) -> None:
         self._subscribers: dict[tuple[str, str], set[asyncio.Queue[RulesetChange]]] = {}
+        self._sinks: dict[tuple[str, str], dict[Sink, None]] = {}
         self._latest: dict[tuple[str, str], int] = {}
         self._watchers: dict[str, set[asyncio.Queue[ProjectChange]]] = {}
 
@@ -63,12 +70,24 @@ class Hub:
             if not subs:
                 del self._subscribers[project, environment]
 
+    def attach(self, sink: Sink) -> None:
+        """Write every change of the sink's project environment published from now on to it."""
+        self._sinks.setdefault((sink.project, sink.environment), {})[sink] = None
+
+    def detach(self, sink: Sink) -> None:
+        sinks = self._sinks.get((sink.project, sink.environment))
+        if sinks is not None:
+            sinks.pop(sink, None)
+            if not sinks:
+                del self._sinks[sink.project, sink.environment]
+
     def latest(self, project: str, environment: str) -> int:
         """The newest revision published for a project environment (0: none yet)."""
         return self._latest.get((project, environment), 0)
 
     def connected(self, project: str, environment: str) -> int:
-        return len(self._subscribers.get((project, environment), ()))
+        key = (project, environment)
+        return len(self._subscribers.get(key, ())) + len(self._sinks.get(key, ()))
 
     def subscribe_project(self, project: str) -> asyncio.Queue[ProjectChange]:
         queue: asyncio.Queue[ProjectChange] = asyncio.Queue(maxsize=1)
@@ -85,6 +104,23 @@ class Hub:
     def watching(self, project: str) -> int:
         return len(self._watchers.get(project, ()))
 
+    def _fan_out_soon(self, change: RulesetChange) -> None:
+        """Write ``change`` to the sinks in the event loop's next pass: the caller (the admin request
+        that made the change) answers first, so its answer does not wait for 200 writes."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script publishing directly): write now
+            self._fan_out(change)
+        else:
+            loop.call_soon(self._fan_out, change)
+
+    def _fan_out(self, change: RulesetChange) -> None:
+        for sink in list(self._sinks.get((change.project, change.environment), ())):  # a sink may end
+            try:
+                sink.offer(change)
+            except Exception:  # one stream's encoding failing must not keep the change from the others
+                log.exception("writing revision %d to a stream failed", change.revision)
+
     def publish(self, changes: Iterable[RulesetChange], change: ProjectChange | None = None) -> None:
         """Push new rulesets to SDK streams and tell the project's watchers.
 
@@ -95,6 +131,8 @@ class Hub:
         for c in changes:
             key = (c.project, c.environment)
             self._latest[key] = max(c.revision, self._latest.get(key, 0))
+            if key in self._sinks:
+                self._fan_out_soon(c)
             for queue in self._subscribers.get((c.project, c.environment), ()):
                 if queue.full():
                     queue.get_nowait()  # only the newest ruleset matters

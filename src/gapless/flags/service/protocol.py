@@ -182,6 +182,15 @@ class UsageCounter:
 
     def add(self, project: str, environment: str, flag: str, variant: str | None, count: int = 1) -> None:
         self._pending[project, environment, flag[:128], (variant or "error")[:128]] += count
+        self._flush_later()
+
+    def add_rows(self, project: str, environment: str, rows: list[tuple[str, str, int]]) -> None:
+        """Counts an SDK reported: ``(flag, variant, count)``, kept as they are."""
+        for flag, variant, count in rows:
+            self._pending[project, environment, flag, variant] += count
+        self._flush_later()
+
+    def _flush_later(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush_soon())
 

@@ -18,11 +18,14 @@ from gapless.flags.service.unleash_api import mount_unleash
 __all__ = ["mount_protocols"]
 
 
-def mount_protocols(app: FastAPI, store: FlagStore, hub: Hub, acks: Acks) -> None:
+def mount_protocols(
+    app: FastAPI, store: FlagStore, hub: Hub, acks: Acks, tokens: SdkTokens, usage: UsageCounter
+) -> None:
     """Add the OFREP and Unleash endpoints to ``app``, over ``store`` and ``hub``; SDKs' reports of
-    the revision they have go to ``acks`` (shared with the gapless SDK endpoints)."""
+    the revision they have go to ``acks``, their tokens are verified by ``tokens`` and evaluation counts
+    go to ``usage`` (all three shared with the gapless SDK endpoints)."""
     revisions = Revisions(store, hub)
-    compiled, usage, tokens = Compiled(store, revisions), UsageCounter(store), SdkTokens(store)
+    compiled = Compiled(store, revisions)
     app.state.sdk_tokens = tokens  # forgotten when a token is revoked
 
     @app.exception_handler(ProtocolError)

@@ -32,17 +32,16 @@ database at most every 0.5 s and raised by every change published (``protocol.Re
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from gapless.core.errors import NotFoundError
+from gapless.flags.service.fanout import HEARTBEAT_SECONDS, EventStream, Sink
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.protocol import (
     Acks,
@@ -53,12 +52,11 @@ from gapless.flags.service.protocol import (
     SdkTokens,
     UsageCounter,
 )
-from gapless.flags.service.store import AppliedReport, FlagStore
+from gapless.flags.service.store import AppliedReport, FlagStore, RulesetChange
 from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, Export, features_from_ruleset
 
 __all__ = ["HEARTBEAT_SECONDS", "known_operators", "mount_unleash"]
 
-HEARTBEAT_SECONDS = 15.0
 MAX_BODY = 256 * 1024
 
 
@@ -132,6 +130,13 @@ class _Bodies:
         if len(self._cache) >= self.limit:
             del self._cache[next(iter(self._cache))]
         self._cache[key] = (revision, etag, body)
+
+
+def _sdk_id(request: Request) -> str:
+    """How the delivery report names an Unleash SDK: ``unleash:<appName>:<instanceId>``."""
+    app_name = request.headers.get("unleash-appname", "unknown")
+    instance = request.headers.get("unleash-instanceid", request.client.host if request.client else "")
+    return f"unleash:{app_name}:{instance}"[:128]
 
 
 def _encode(doc: object) -> bytes:
@@ -244,10 +249,7 @@ def mount_unleash(
             raise _refusal(404, "NotFoundError", str(e)) from e
 
     def seen(s: SdkScope, request: Request, revision: int, *, streaming: bool) -> None:
-        app_name = request.headers.get("unleash-appname", "unknown")
-        instance = request.headers.get("unleash-instanceid", request.client.host if request.client else "")
-        sdk_id = f"unleash:{app_name}:{instance}"[:128]
-        acks.add(AppliedReport(s.project, s.environment, sdk_id, revision, streaming, time.time()))
+        acks.add(AppliedReport(s.project, s.environment, _sdk_id(request), revision, streaming, time.time()))
 
     async def polled(request: Request, *, delta: bool) -> Response:
         s = scope(request)
@@ -289,57 +291,45 @@ def mount_unleash(
         with the whole state whenever the revision changed, 304 while it has not."""
         return await polled(request, delta=True)
 
-    @app.get("/api/client/streaming", tags=["Unleash"])
-    async def unleash_streaming(request: Request) -> StreamingResponse:
-        """Server-sent events: ``unleash-connected`` with the state, ``unleash-updated`` on every change."""
+    @app.get("/api/client/streaming", tags=["Unleash"], response_class=EventStream, status_code=200)
+    async def unleash_streaming(request: Request) -> EventStream:
+        """Server-sent events: ``unleash-connected`` with the state, ``unleash-updated`` on every change
+        (written by the publisher to every stream in one pass: ``fanout``)."""
         s = scope(request)
-        queue = hub.subscribe(s.project, s.environment)
-        try:
-            revision, export = current(s, request)
-        except ProtocolError:
-            hub.unsubscribe(s.project, s.environment, queue)
-            raise
-        seen(s, request, revision, streaming=True)
-
         sdk = request.headers.get("unleash-sdk", "")
+        known = known_operators(sdk)
         query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+        sdk_id = _sdk_id(request)
 
-        def event(name: str, rev: int, ex: Export) -> bytes:
+        def event(change: RulesetChange, first: bool) -> bytes:
             """Encoded once per revision for all streams of the same SDK kind and filters (fan-out
             writes bytes made once, whatever the number of streams)."""
-            key = (s.project, s.environment, known_operators(sdk), query, sdk, name)
-            hit = bodies.get(key, rev)
+            name = "unleash-connected" if first else "unleash-updated"
+            key = (s.project, s.environment, known, query, sdk, name)
+            hit = bodies.get(key, change.revision)
             if hit is not None:
                 return hit[1]
+            rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset, known)
             hydration = _hydration(_document(ex, _filtered(ex, request, s.project), rev), rev)
             body = f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
             bodies.put(key, rev, "", body)
             return body
 
-        async def events() -> AsyncIterator[bytes]:
-            sent = revision
-            try:
-                yield event("unleash-connected", revision, export)
-                while True:
-                    try:
-                        change = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-                    except TimeoutError:
-                        yield b": heartbeat\n\n"
-                        continue
-                    if change.revision > sent:
-                        sent = change.revision
-                        known = known_operators(request.headers.get("unleash-sdk", ""))
-                        rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset, known)
-                        yield event("unleash-updated", rev, ex)
-                        seen(s, request, rev, streaming=True)  # written to it: counted as delivered
-            finally:
-                hub.unsubscribe(s.project, s.environment, queue)
+        def written(revision: int) -> None:  # written to it: counted as delivered
+            acks.add(AppliedReport(s.project, s.environment, sdk_id, revision, True, time.time()))
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        sink = Sink(s.project, s.environment, event, written)
+        hub.attach(sink)  # before reading the state: no change falls between
+        try:
+            revision, text = store.ruleset(s.project, s.environment)
+        except NotFoundError as e:
+            hub.detach(sink)
+            raise _refusal(404, "NotFoundError", str(e)) from e
+        except BaseException:
+            hub.detach(sink)
+            raise
+        sink.offer(RulesetChange(s.project, s.environment, revision, text, 0.0))
+        return EventStream(sink, lambda: hub.detach(sink))
 
     @app.post("/api/client/register", tags=["Unleash"])
     async def unleash_register(request: Request) -> Response:
