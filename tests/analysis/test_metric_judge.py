@@ -301,3 +301,56 @@ def test_a_sequential_judges_outlook_uses_the_windows_request_rate() -> None:
         assert verdict.phase == sequential_verdict(state).phase
         assert verdict.value["outlook"] == outlook(state, 100.0).to_json()  # 200 requests in 2 s
     assert verdict.value["outlook"]["remainingSeconds"] is not None
+
+
+def test_summary_shows_latency_counters_and_resources_rounded() -> None:
+    m = Measurement(
+        "canary",
+        start=0.0,
+        end=10.0,
+        requests=3,
+        errors=1,
+        latency_samples=(0.0012345678, 0.0023456789, 0.0034567891),
+        counters={"orders": 2.123456789},
+        resources=(
+            ResourceSample(0.0, 1_000_000, cpu_seconds=1.0, open_files=7),
+            ResourceSample(4.0, 1_000_400, cpu_seconds=1.5, open_files=9),
+            ResourceSample(8.0, 1_000_800, cpu_seconds=2.123456, open_files=None),
+        ),
+    )
+    out = summary(m)
+    assert out["requests"] == 3
+    assert out["errors"] == 1
+    assert out["error_rate"] == round(1 / 3, 6)
+    for name, q in (("p50", m.p50), ("p95", m.p95), ("p99", m.p99)):
+        assert q is not None
+        assert out[name] == round(q, 6)
+    assert out["counters"] == {"orders": 2.123457}
+    assert out["rss_bytes"] == 1_000_800
+    assert "open_files" not in out  # the last sample has none
+    assert out["cpu_cores"] == round((2.123456 - 1.0) / 8.0, 4)
+    assert out["rss_slope_bytes_per_second"] == 100.0
+    with_files = Measurement("canary", 0.0, 1.0, resources=(ResourceSample(0.0, 5, open_files=3),))
+    assert summary(with_files) == {"requests": 0, "errors": 0, "rss_bytes": 5, "open_files": 3}
+
+
+def test_conditions_see_the_baselines_window() -> None:
+    metric = judged_metric(
+        {"threshold": {"maxErrorRate": 0.9, "minRequests": 1}},
+        failureCondition="result.errors > baseline.errors",
+    )
+    judge = MetricJudge(metric, {})
+    assert judge.judge(window(100, 5, 0.0), window(100, 1, 0.0, "stable")).phase == "failed"
+    assert judge.judge(window(100, 5, 1.0), window(100, 9, 1.0, "stable")).phase == "successful"
+
+
+def test_a_metric_with_neither_judge_nor_condition_is_an_error_not_a_pass() -> None:
+    metric = judged_metric({"threshold": {"maxErrorRate": 0.5}}).model_copy(update={"judge": None})
+    verdict = MetricJudge(metric, {}).judge(window(10, 0, 0.0), window(10, 0, 0.0, "stable"))
+    assert (verdict.phase, verdict.message) == ("error", "the metric has neither a judge nor a condition")
+
+
+def test_a_condition_that_fails_to_evaluate_shows_the_reason() -> None:
+    verdict = MetricJudge(query_metric("result[5] < 1"), {}).judge_value([1.0])
+    assert verdict.message != "None"
+    assert "5" in verdict.message
