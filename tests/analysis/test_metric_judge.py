@@ -283,6 +283,19 @@ def test_a_judge_and_conditions_together_give_the_worse_verdict() -> None:
     verdict = judge.judge(window(100, 1, 0.0), window(100, 1, 0.0, "stable"))
     assert verdict.phase == "failed"  # the threshold passes, the condition fails
     assert verdict.message.startswith("success condition is false")
+    # And the other way round: the judge fails, the condition passes.
+    verdict = judge.judge(window(1000, 900, 1.0), window(1000, 1, 1.0, "stable"))
+    assert verdict.phase == "failed"
+    assert verdict.message == "error rate 90.00% > 50.00%"  # a passing condition adds nothing to it
+
+
+def test_conditions_alone_judge_a_window() -> None:
+    metric = Metric.model_validate(
+        {"name": "m", "provider": {"builtin": {}}, "failureCondition": "result.error_rate > 0.1"}
+    )
+    judge = MetricJudge(metric, {})
+    assert judge.judge(window(100, 20, 0.0), window(100, 0, 0.0, "stable")).phase == "failed"
+    assert judge.judge(window(100, 1, 1.0), window(100, 0, 1.0, "stable")).phase == "successful"
 
 
 def test_a_sequential_judges_outlook_uses_the_windows_request_rate() -> None:
@@ -298,9 +311,18 @@ def test_a_sequential_judges_outlook_uses_the_windows_request_rate() -> None:
         stable = Measurement("stable", start=at, end=at + 2.0, requests=200, errors=2)
         verdict = judge.judge(canary, stable)
         state = update(state, canary, stable)
-        assert verdict.phase == sequential_verdict(state).phase
+        expected = sequential_verdict(state)
+        assert (verdict.phase, verdict.message) == (expected.phase, expected.message)
         assert verdict.value["outlook"] == outlook(state, 100.0).to_json()  # 200 requests in 2 s
     assert verdict.value["outlook"]["remainingSeconds"] is not None
+    # A window shorter than a second has its own rate; an empty span has none (no time estimate).
+    short = Measurement("canary", start=40.0, end=40.5, requests=50, errors=2)
+    base = Measurement("stable", start=40.0, end=40.5, requests=50, errors=1)
+    verdict, state = judge.judge(short, base), update(state, short, base)
+    assert verdict.value["outlook"] == outlook(state, 100.0).to_json()
+    instant = Measurement("canary", start=41.0, end=41.0, requests=10, errors=0)
+    verdict, state = judge.judge(instant, instant), update(state, instant, instant)
+    assert verdict.value["outlook"] == outlook(state, None).to_json()
 
 
 def test_summary_shows_latency_counters_and_resources_rounded() -> None:
@@ -314,8 +336,8 @@ def test_summary_shows_latency_counters_and_resources_rounded() -> None:
         counters={"orders": 2.123456789},
         resources=(
             ResourceSample(0.0, 1_000_000, cpu_seconds=1.0, open_files=7),
-            ResourceSample(4.0, 1_000_400, cpu_seconds=1.5, open_files=9),
-            ResourceSample(8.0, 1_000_800, cpu_seconds=2.123456, open_files=None),
+            ResourceSample(4.0, 1_000_401, cpu_seconds=1.5, open_files=9),
+            ResourceSample(8.0, 1_000_803, cpu_seconds=2.123456, open_files=None),
         ),
     )
     out = summary(m)
@@ -326,10 +348,10 @@ def test_summary_shows_latency_counters_and_resources_rounded() -> None:
         assert q is not None
         assert out[name] == round(q, 6)
     assert out["counters"] == {"orders": 2.123457}
-    assert out["rss_bytes"] == 1_000_800
+    assert out["rss_bytes"] == 1_000_803
     assert "open_files" not in out  # the last sample has none
     assert out["cpu_cores"] == round((2.123456 - 1.0) / 8.0, 4)
-    assert out["rss_slope_bytes_per_second"] == 100.0
+    assert out["rss_slope_bytes_per_second"] == 100.375  # (803 B over 8 s, least squares)
     with_files = Measurement("canary", 0.0, 1.0, resources=(ResourceSample(0.0, 5, open_files=3),))
     assert summary(with_files) == {"requests": 0, "errors": 0, "rss_bytes": 5, "open_files": 3}
 
