@@ -157,6 +157,8 @@ def status_view(
         phase = "Failed"
     elif strategy.get("aborted"):
         phase = "Degraded"
+    elif spec.get("paused"):
+        phase = "Paused"
     elif strategy.get("waitingForPromote") and phase == "Progressing":
         phase, message = "Paused", "waiting for `gapless promote`"
     invalid = any(c["type"] == "InvalidSpec" and c["status"] == "True" for c in conditions)
