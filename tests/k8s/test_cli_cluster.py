@@ -339,4 +339,4 @@ def test_status_watch_follows_changes_by_watch(
         assert ("Progressing", 2) in seen, seen
     finally:
         proc.kill()
-        proc.wait(10)
+        proc.communicate(timeout=10)  # reads and closes both pipes
