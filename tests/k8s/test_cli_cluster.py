@@ -85,7 +85,8 @@ def test_bad_cluster_options_exit_2_naming_what_is_wrong(tmp_path: Path) -> None
     )
     r = gapless("status", "shop", "--context", "staging", kubeconfig=config)
     assert r.returncode == 2, r.stderr
-    assert "'staging'" in r.stderr and "known: prod" in r.stderr
+    assert "'staging'" in r.stderr
+    assert "known: prod" in r.stderr
     r = gapless("promote", "shop", "--context", "x", kubeconfig=tmp_path / "nope")
     assert r.returncode == 2, r.stderr
     assert str(tmp_path / "nope") in r.stderr
@@ -130,10 +131,12 @@ def test_rolling_update_apply_status_history_pause_undo_events(
         2,
         2,
     )
-    assert len(st["instances"]) == 2 and all(i["ready"] and i["revision"] == 1 for i in st["instances"])
+    assert len(st["instances"]) == 2
+    assert all(i["ready"] and i["revision"] == 1 for i in st["instances"])
     r = gapless("status", "shop", *on, kubeconfig=kc)
     assert r.returncode == 0, r.stderr
-    assert "shop Healthy" in r.stdout and f"namespace {ns}" in r.stdout
+    assert "shop Healthy" in r.stdout
+    assert f"namespace {ns}" in r.stdout
     assert max(len(line) for line in r.stdout.splitlines()) <= 80
     r = gapless("status", *on, "-o", "yaml", kubeconfig=kc)
     assert r.returncode == 0, r.stderr
@@ -154,11 +157,16 @@ def test_rolling_update_apply_status_history_pause_undo_events(
         (1, "first", "complete"),
         (2, "second", "complete"),
     ]
-    assert items[0]["hash"] == first and items[0]["template"]["image"] == "example.invalid/shop:v1"
+    assert items[0]["hash"] == first
+    assert items[0]["template"]["image"] == "example.invalid/shop:v1"
     r = gapless("history", "shop", *on, kubeconfig=kc)
-    assert r.returncode == 0 and "second" in r.stdout and "first" in r.stdout, r.stdout
+    assert r.returncode == 0, r.stdout
+    assert "second" in r.stdout, r.stdout
+    assert "first" in r.stdout, r.stdout
     r = gapless("history", "shop", *on, "--revision", "7", kubeconfig=kc)
-    assert r.returncode == 1 and "revision 7" in r.stderr and "known: 1, 2" in r.stderr
+    assert r.returncode == 1
+    assert "revision 7" in r.stderr
+    assert "known: 1, 2" in r.stderr
 
     # pause / resume write spec.paused; a second pause says so and changes nothing.
     r = gapless("pause", "shop", *on, kubeconfig=kc)
@@ -174,16 +182,21 @@ def test_rolling_update_apply_status_history_pause_undo_events(
 
     # Refusals as locally: nothing to promote on a rolling update (1); unknown revision or rollout (2).
     r = gapless("promote", "shop", *on, kubeconfig=kc)
-    assert r.returncode == 1 and "nothing to promote" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "nothing to promote" in r.stderr, r.stderr
     r = gapless("undo", "shop", *on, "--to-revision", "9", kubeconfig=kc)
-    assert r.returncode == 2 and "revision 9" in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "revision 9" in r.stderr, r.stderr
     r = gapless("status", "nosuch", *on, kubeconfig=kc)
-    assert r.returncode == 2 and "'nosuch' not found" in r.stderr and ns in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "'nosuch' not found" in r.stderr, r.stderr
+    assert ns in r.stderr, r.stderr
     before = get_rollout(crds, ns, "shop")["metadata"]["resourceVersion"]
     bad = k8s_rollout("shop", "v3", replicas=2)
     del bad["spec"]["template"]["image"]
     r = gapless("apply", "-f", str(write(tmp_path, bad, "bad.yaml")), *on, kubeconfig=kc)
-    assert r.returncode == 2 and "spec.template.image" in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "spec.template.image" in r.stderr, r.stderr
     assert get_rollout(crds, ns, "shop")["metadata"]["resourceVersion"] == before  # untouched
 
     # undo: back to revision 1's template (now revision 3), the same ReplicaSet as before.
@@ -204,8 +217,12 @@ def test_rolling_update_apply_status_history_pause_undo_events(
     reasons = [e["type"] for e in events]
     assert {"NewRevision", "RolloutCompleted", "RevisionReused"} <= set(reasons), reasons
     assert all(e["rollout"] == "shop" for e in events)
+    r = gapless("analysis", "shop", *on, "-o", "json", kubeconfig=kc)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"name": "shop", "items": []}  # the operator runs no analysis yet
     r = gapless("events", "shop", *on, kubeconfig=kc)
-    assert r.returncode == 0 and "RolloutCompleted" in r.stdout
+    assert r.returncode == 0
+    assert "RolloutCompleted" in r.stdout
 
 
 def test_canary_promote_full_abort_retry(
@@ -283,15 +300,19 @@ def test_canary_promote_full_abort_retry(
     )
     assert r.returncode == 0, r.stderr + operator.tail()
     r = gapless("retry", "can", *on, kubeconfig=kc)
-    assert r.returncode == 1 and "neither aborted nor failed" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "neither aborted nor failed" in r.stderr, r.stderr
     r = gapless("abort", "can", *on, kubeconfig=kc)
     assert (r.returncode, r.stderr.strip()) == (0, "can: aborted, all traffic goes to the stable revision")
     r = gapless("wait", "can", *on, "--timeout", "30s", kubeconfig=kc)
-    assert r.returncode == 1 and "rollout aborted" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "rollout aborted" in r.stderr, r.stderr
     st = status_json(crds, ns, "can")
-    assert st["aborted"] and st["phase"] == "Degraded"
+    assert st["aborted"]
+    assert st["phase"] == "Degraded"
     r = gapless("promote", "can", *on, kubeconfig=kc)
-    assert r.returncode == 1 and "was aborted" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "was aborted" in r.stderr, r.stderr
     r = gapless("retry", "can", *on, "--wait", "--timeout", "60s", kubeconfig=kc)
     assert r.returncode == 0, r.stderr + operator.tail()
     assert "can: revision 3 starts again" in r.stderr
