@@ -361,3 +361,39 @@ def test_status_watch_follows_changes_by_watch(
     finally:
         proc.kill()
         proc.communicate(timeout=10)  # reads and closes both pipes
+
+
+def test_a_write_on_a_stale_read_meets_a_409_and_is_retried_on_a_fresh_read(
+    crds: Cluster, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's writes carry the resourceVersion read: a Rollout changed after the read gets a 409 from
+    the real apiserver, and the verb reads it again and writes on the fresh copy."""
+    from gapless.cli.kube import connect
+
+    with crds.client() as c:
+        r = c.post(f"{GROUP}/namespaces/{ns}/rollouts", json=k8s_rollout("shop", "v1", replicas=1))
+        assert r.status_code == 201, r.text
+        stale = r.json()
+        r = c.patch(
+            f"{GROUP}/namespaces/{ns}/rollouts/shop",
+            json={"spec": {"replicas": 2}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert r.status_code == 200, r.text
+    monkeypatch.setenv("KUBECONFIG", str(crds.kubeconfig))
+    kube = connect("test", ns)
+    reads: list[str] = []
+    fresh_get = kube.get
+
+    def get(name: str) -> dict[str, Any]:
+        reads.append(name)
+        return stale if len(reads) == 1 else fresh_get(name)
+
+    monkeypatch.setattr(kube, "get", get)
+    try:
+        assert kube.set_paused("shop", True)["changed"] is True
+    finally:
+        kube.close()
+    assert len(reads) == 2  # the stale read, then a fresh one after the 409
+    obj = get_rollout(crds, ns, "shop")
+    assert (obj["spec"]["paused"], obj["spec"]["replicas"]) == (True, 2)  # the other change kept

@@ -160,6 +160,9 @@ class Kube:
         except OSError as e:  # a certificate file named in the kubeconfig cannot be read
             raise _usage(f"{where}: context {config.context_name!r}: {e}") from e
 
+    def close(self) -> None:
+        self.client.close()
+
     # -- reading ------------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], Any]) -> Any:
