@@ -397,3 +397,24 @@ def test_a_write_on_a_stale_read_meets_a_409_and_is_retried_on_a_fresh_read(
     assert len(reads) == 2  # the stale read, then a fresh one after the 409
     obj = get_rollout(crds, ns, "shop")
     assert (obj["spec"]["paused"], obj["spec"]["replicas"]) == (True, 2)  # the other change kept
+
+
+def test_the_cli_names_what_the_operator_names() -> None:
+    """gapless.cli.kube keeps its own copy of the operator's names (to import no pydantic model)."""
+    from gapless.cli import kube
+    from gapless.platform.kubernetes import client, manifests
+    from gapless.spec import models
+
+    assert kube.FIELD_MANAGER == client.FIELD_MANAGER
+    assert kube.RolloutResource is client.RolloutResource
+    assert kube.CHANGE_CAUSE_ANNOTATION == models.CHANGE_CAUSE_ANNOTATION
+    for name in (
+        "LABEL_ROLLOUT",
+        "LABEL_REVISION",
+        "NUMBER_ANNOTATION",
+        "PROMOTE_ANNOTATION",
+        "ABORT_ANNOTATION",
+        "RETRY_ANNOTATION",
+        "TEMPLATE_ANNOTATION",
+    ):
+        assert getattr(kube, name) == getattr(manifests, name), name

@@ -45,17 +45,20 @@ from lightkube.types import PatchType
 
 from gapless.cli.api import ApiError
 from gapless.core.errors import GaplessError, Problem, SpecError
-from gapless.platform.kubernetes.client import FIELD_MANAGER, RolloutResource
-from gapless.platform.kubernetes.manifests import (
-    ABORT_ANNOTATION,
-    LABEL_REVISION,
-    LABEL_ROLLOUT,
-    NUMBER_ANNOTATION,
-    PROMOTE_ANNOTATION,
-    RETRY_ANNOTATION,
-    TEMPLATE_ANNOTATION,
-)
-from gapless.spec.models import CHANGE_CAUSE_ANNOTATION
+
+# The names the operator uses (gapless.platform.kubernetes.manifests and .client, and
+# gapless.spec.models; tests/k8s/test_cli_cluster.py checks they agree). Importing those modules loads
+# the pydantic models, which pause, resume, promote and events do not need.
+FIELD_MANAGER = "gapless"
+LABEL_ROLLOUT = "gapless.dev/rollout"
+LABEL_REVISION = "gapless.dev/revision"
+NUMBER_ANNOTATION = "gapless.dev/revision-number"
+PROMOTE_ANNOTATION = "gapless.dev/promote"
+ABORT_ANNOTATION = "gapless.dev/abort"
+RETRY_ANNOTATION = "gapless.dev/retry"
+TEMPLATE_ANNOTATION = "gapless.dev/template"
+CHANGE_CAUSE_ANNOTATION = "gapless.dev/change-cause"
+RolloutResource = create_namespaced_resource("gapless.dev", "v1alpha1", "Rollout", "rollouts")
 
 __all__ = ["Kube", "connect", "kubeconfig_path"]
 
@@ -66,6 +69,8 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 RETRIES = 5
 """Writes that meet a 409 are tried again this often, each on a fresh read."""
 _MERGE = PatchType.MERGE
+ACK_TIMEOUT = 30.0
+"""Seconds ``promote``, ``abort`` and ``retry`` wait for the operator to act on their request."""
 
 
 def kubeconfig_path() -> Path | None:
@@ -307,9 +312,11 @@ class Kube:
                 raise ApiError(409, f"rollout {name!r} was aborted; use `gapless retry {name}` first", [])
             value = f"{h}{' full' if full else ''} at {_now_stamp()}"
             self._patch(obj, {"metadata": {"annotations": {PROMOTE_ANNOTATION: value}}})
-            return {"name": name, "revision": n, "full": full}
+            return {"name": name, "revision": n, "full": full, "hash": h, "request": value}
 
-        return self._retrying(name, step)
+        result = self._retrying(name, step)
+        self.acknowledged(name, result["hash"], "promoteHandled", result["request"])
+        return result
 
     def abort(self, name: str) -> dict[str, Any]:
         def step(obj: dict[str, Any]) -> dict[str, Any]:
@@ -321,11 +328,16 @@ class Kube:
                 raise ApiError(
                     409, f"revision {n} of {name!r} is {rec.get('phase')}: there is nothing to abort", []
                 )
+            value = None
             if not _aborted(rec):
-                self._patch(obj, {"metadata": {"annotations": {ABORT_ANNOTATION: f"{h} at {_now_stamp()}"}}})
-            return {"name": name, "revision": n, "aborted": True}
+                value = f"{h} at {_now_stamp()}"
+                self._patch(obj, {"metadata": {"annotations": {ABORT_ANNOTATION: value}}})
+            return {"name": name, "revision": n, "aborted": True, "hash": h, "request": value}
 
-        return self._retrying(name, step)
+        result = self._retrying(name, step)
+        if result["request"] is not None:
+            self.acknowledged(name, result["hash"], "abortHandled", result["request"])
+        return result
 
     def retry(self, name: str) -> dict[str, Any]:
         def step(obj: dict[str, Any]) -> dict[str, Any]:
@@ -333,12 +345,33 @@ class Kube:
             n = rec.get("number")
             if not _aborted(rec) and rec.get("phase") != "failed":
                 raise ApiError(409, f"revision {n} of {name!r} was neither aborted nor failed", [])
-            got = self._patch(
-                obj, {"metadata": {"annotations": {RETRY_ANNOTATION: f"{h} at {_now_stamp()}"}}}
-            )
-            return {"name": name, "revision": n, "generation": got["metadata"].get("generation")}
+            value = f"{h} at {_now_stamp()}"
+            got = self._patch(obj, {"metadata": {"annotations": {RETRY_ANNOTATION: value}}})
+            return {
+                "name": name,
+                "revision": n,
+                "generation": got["metadata"].get("generation"),
+                "hash": h,
+                "request": value,
+            }
 
-        return self._retrying(name, step)
+        result = self._retrying(name, step)
+        self.acknowledged(name, result["hash"], "retryHandled", result["request"])
+        return result
+
+    def acknowledged(self, name: str, h: str, key: str, value: str) -> None:
+        """Return once the operator has acted on a request (recorded ``value`` under ``key`` in the
+        revision's record), as a local command answers once its pass applied it; exit 1 after
+        ``ACK_TIMEOUT`` seconds (no operator running, most likely)."""
+        for obj in self.changes(name, ACK_TIMEOUT):
+            if obj is None:
+                raise GaplessError(
+                    f"{name}: the request was written ({value!r}) but no operator acted on it within "
+                    f"{ACK_TIMEOUT:g}s; is `gapless operator run` running for namespace {self.namespace!r}?"
+                )
+            records = (obj.get("status") or {}).get("revisions") or {}
+            if (records.get(h) or {}).get(key) == value:
+                return
 
     def undo(self, name: str, to_revision: int | None) -> dict[str, Any]:
         from gapless.cli.kube_view import undo_target

@@ -8,6 +8,7 @@ Following (``status --watch``, ``events -f``, ``--wait``) uses watches, never po
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,13 @@ def wait(
     console: Console,
     timeout: float | None,
     condition: Condition = "settled",
+    acted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> int:
     """Follow the Rollout by watch until ``condition`` holds (0), it fails (1) or ``timeout`` passes (3).
 
-    ``generation`` None: the one current when waiting starts.
+    ``generation`` None: the one current when waiting starts. ``acted``: whether the operator has acted
+    on the request just written (a request annotation does not change the generation); until then the
+    status is shown but not judged.
     """
     from gapless.cli.render import summary_line
     from gapless.cli.wait import _explain
@@ -79,7 +83,7 @@ def wait(
         if line.plain != last:
             console.print(line)
             last = line.plain
-        result = outcome(st, generation, condition)
+        result = outcome(st, generation, condition) if acted is None or acted(obj) else None
         if result is not None:
             _explain(console, name, st, result, condition)
             return result
@@ -229,7 +233,12 @@ def abort(kube: Kube, name: str, err: Console) -> int:
 def retry(kube: Kube, name: str, wait_: bool, timeout: float | None, err: Console) -> int:
     result = kube.retry(name)
     err.print(f"{name}: revision {result['revision']} starts again")
-    return wait(kube, name, None, err, timeout) if wait_ else 0
+
+    def acted(obj: dict[str, Any]) -> bool:
+        records = (obj.get("status") or {}).get("revisions") or {}
+        return bool((records.get(result["hash"]) or {}).get("retryHandled") == result["request"])
+
+    return wait(kube, name, None, err, timeout, acted=acted) if wait_ else 0
 
 
 def undo(

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gapless.platform.kubernetes.manifests import (
+from gapless.cli.kube import (
+    CHANGE_CAUSE_ANNOTATION,
     LABEL_REVISION,
     NUMBER_ANNOTATION,
     TEMPLATE_ANNOTATION,
 )
-from gapless.spec.models import CHANGE_CAUSE_ANNOTATION
 
 __all__ = ["event_view", "history_view", "status_view", "undo_target"]
 
