@@ -348,3 +348,53 @@ def test_a_basic_canary_scales_the_canary_by_its_weight_and_waits_at_a_pause(
     done = run_until_settled(sim, _obj(doc, obj["status"], 3), 300)
     assert done["status"]["currentPodHash"] == canary_hash
     assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {canary_hash}
+
+
+def test_a_retry_request_restarts_a_failed_revision_once() -> None:
+    """``gapless.dev/retry: HASH at TIME`` makes a revision failed by its progress deadline progress again
+    (event Retry); the same value in a later pass is not acted on again."""
+    sim = SimCluster(_rng(5), 1_800_000_000.0)
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v1", replicas=2)), 100)
+    doc = k8s_rollout("shop", "v2", replicas=2, progressDeadlineSeconds=5)
+    obj = _obj(doc, obj["status"], 2)
+    for _ in range(10):  # no tick: v2's pods never come, so the deadline passes
+        d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+        for rs in d.replica_sets:
+            sim.apply(rs)
+        obj = obj | {"status": d.status}
+        sim.now += 1.0
+    target = obj["status"]["currentPodHash"]
+    assert obj["status"]["revisions"][target]["phase"] == "failed"
+    value = f"{target} at 2026-12-05T10:00:00.000Z"
+    doc["metadata"]["annotations"] = {"gapless.dev/retry": value}
+    d = decide(_obj(doc, obj["status"], 2), list(sim.rs.values()), list(sim.pods.values()), sim.now)
+    rec = d.status["revisions"][target]
+    assert (rec["phase"], rec["retryHandled"]) == ("progressing", value)
+    assert [e[0] for e in d.events] == ["Retry"]
+    again = decide(_obj(doc, d.status, 2), list(sim.rs.values()), list(sim.pods.values()), sim.now)
+    assert "Retry" not in [e[0] for e in again.events]
+
+
+def test_replica_sets_record_their_template_and_change_cause() -> None:
+    """The ReplicaSet of a revision carries the Rollout template (JSON, the same hash when read back) and
+    the change cause it was made with; going back to it keeps that cause."""
+    import json
+
+    from gapless.spec.models import Template, template_hash
+
+    sim = SimCluster(_rng(6), 1_800_000_000.0)
+    v1 = k8s_rollout("shop", "v1", replicas=2)
+    v1["metadata"]["annotations"] = {"gapless.dev/change-cause": "first"}
+    obj = run_until_settled(sim, _obj(v1), 100)
+    first = obj["status"]["currentPodHash"]
+    v2 = k8s_rollout("shop", "v2", replicas=2)
+    v2["metadata"]["annotations"] = {"gapless.dev/change-cause": "second"}
+    obj = run_until_settled(sim, _obj(v2, obj["status"], 2), 200)
+    by_rev = {r["metadata"]["labels"][LABEL_REVISION]: r["metadata"]["annotations"] for r in sim.rs.values()}
+    assert by_rev[first]["gapless.dev/change-cause"] == "first"
+    template = Template.model_validate(json.loads(by_rev[first]["gapless.dev/template"]))
+    assert template_hash(template) == first
+    v1["metadata"]["annotations"] = {"gapless.dev/change-cause": "second"}  # as left by the last apply
+    run_until_settled(sim, _obj(v1, obj["status"], 3), 200)
+    rs = next(r for r in sim.rs.values() if r["metadata"]["labels"][LABEL_REVISION] == first)
+    assert rs["metadata"]["annotations"]["gapless.dev/change-cause"] == "first"

@@ -52,6 +52,25 @@ StateDir = Annotated[
         show_default=False,
     ),
 ]
+KubeContext = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        metavar="CONTEXT",
+        help="Act on a Kubernetes cluster: this kubeconfig context ($KUBECONFIG or ~/.kube/config).",
+        show_default=False,
+    ),
+]
+KubeNamespace = Annotated[
+    str | None,
+    typer.Option(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="Act on a Kubernetes cluster: the Rollout's namespace (default: the context's).",
+        show_default=False,
+    ),
+]
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Rollout name.", show_default=False)]
 SpecFile = Annotated[
     Path,
@@ -194,6 +213,25 @@ def _handle(fn: Callable[[], T]) -> T:
         for line in lines[1:]:
             err.print(line, markup=False, highlight=False)
         raise typer.Exit(code) from e
+
+
+def _cluster(context: str | None, namespace: str | None, state_dir: Path | None) -> Any:
+    """The cluster ``--context`` / ``-n`` point at (a ``gapless.cli.kube.Kube``), or None to act locally.
+
+    lightkube is imported only here, so the local verbs never pay for it.
+    """
+    if context is None and namespace is None:
+        return None
+    if state_dir is not None:
+        err.print("[red]error:[/] --state-dir is local; it cannot be used with --context or -n")
+        raise typer.Exit(2)
+    for option, value in (("--context", context), ("--namespace", namespace)):
+        if value is not None and (not value or not value.isprintable()):
+            err.print(f"[red]error:[/] {option} must name a context or namespace, not {escape(value)!r}")
+            raise typer.Exit(2)
+    from gapless.cli.kube import connect
+
+    return _handle(lambda: connect(context, namespace))
 
 
 def _check_metrics_listen(value: str | None) -> None:
@@ -456,12 +494,22 @@ def apply(
         ),
     ] = None,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
-    """Submit a new desired spec; a changed template starts a rolling update."""
+    """Submit a new desired spec; a changed template starts a rolling update.
+
+    With --context or -n: server-side apply to the cluster (field manager gapless).
+    """
     seconds = _duration("--timeout", timeout)
     if change_cause is not None and (not change_cause.strip() or not change_cause.isprintable()):
         err.print("[red]error:[/] --change-cause must be printable text on one line")
         raise typer.Exit(2)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.apply(kube, file, change_cause, wait, seconds, err)))
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
@@ -499,9 +547,16 @@ def status(
     ] = False,
     output: Output = "text",
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
-    """Show a rollout's phase, conditions and instances."""
+    """Show a rollout's phase, conditions and instances (on a cluster: its pods)."""
     _check_output(output)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.status(kube, name, watch, output, out, err)))
     sd = resolve_state_dir(state_dir)
 
     def body() -> int:
@@ -599,6 +654,8 @@ def analysis(
     ] = None,
     output: Output = "text",
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
     """Show every analysis run of a rollout with the measurements behind each verdict.
 
@@ -611,6 +668,11 @@ def analysis(
     if revision is not None and revision < 1:
         err.print("[red]error:[/] --revision must be a positive revision number")
         raise typer.Exit(2)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.analysis(kube, name, revision, output, out)))
     sd = resolve_state_dir(state_dir)
 
     def body() -> int:
@@ -637,12 +699,22 @@ def history(
     ] = None,
     output: Output = "text",
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
-    """List a rollout's revisions, with the cause of each change (apply --change-cause)."""
+    """List a rollout's revisions, with the cause of each change (apply --change-cause).
+
+    On a cluster (--context, -n): one revision per ReplicaSet.
+    """
     _check_output(output)
     if revision is not None and revision < 1:
         err.print("[red]error:[/] --revision must be a positive revision number")
         raise typer.Exit(2)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.history(kube, name, revision, output, out, err)))
     sd = resolve_state_dir(state_dir)
 
     def body() -> int:
@@ -702,12 +774,19 @@ def undo(
     wait: Annotated[bool, typer.Option("--wait", help="Block until the rollback completes.")] = False,
     timeout: Timeout = None,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
     """Roll back to an earlier revision (a rolling update to its template)."""
     if to_revision is not None and to_revision < 1:
         err.print("[red]error:[/] --to-revision must be a positive integer")
         raise typer.Exit(2)
     seconds = _duration("--timeout", timeout)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.undo(kube, name, to_revision, wait, seconds, err)))
     sd = resolve_state_dir(state_dir)
 
     result, line = _handle(lambda: quick.undo(sd, name, to_revision))
@@ -717,7 +796,14 @@ def undo(
     raise typer.Exit(_wait(sd, name, result["generation"], seconds) if wait else 0)
 
 
-def _set_paused(name: str, paused: bool, state_dir: Path | None) -> None:
+def _set_paused(
+    name: str, paused: bool, state_dir: Path | None, context: str | None, namespace: str | None
+) -> None:
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.set_paused(kube, name, paused, err)))
     sd = resolve_state_dir(state_dir)
     err.print(_handle(lambda: quick.set_paused(sd, name, paused)), highlight=False)
 
@@ -727,15 +813,29 @@ def promote(
     name: Name,
     full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
     """End the current pause or step of a canary or blue-green rollout (--full: skip all remaining steps)."""
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.promote(kube, name, full, err)))
     sd = resolve_state_dir(state_dir)
     err.print(_handle(lambda: quick.promote(sd, name, full)), highlight=False)
 
 
 @app.command()
-def abort(name: Name, state_dir: StateDir = None) -> None:
+def abort(
+    name: Name, state_dir: StateDir = None, context: KubeContext = None, namespace: KubeNamespace = None
+) -> None:
     """Send all traffic back to stable at once; the new revision is scaled down after the abort delay."""
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.abort(kube, name, err)))
     sd = resolve_state_dir(state_dir)
     err.print(_handle(lambda: quick.abort(sd, name)), highlight=False)
 
@@ -746,9 +846,16 @@ def retry(
     wait: Annotated[bool, typer.Option("--wait", help="Block until the rollout completes or fails.")] = False,
     timeout: Timeout = None,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
     """Start an aborted or failed rollout again from its first step."""
     seconds = _duration("--timeout", timeout)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.retry(kube, name, wait, seconds, err)))
     sd = resolve_state_dir(state_dir)
     result = _handle(lambda: quick.post(sd, name, "retry"))
     err.print(f"{name}: revision {result['revision']} starts again")
@@ -769,6 +876,8 @@ def wait_command(
     ] = "complete",
     timeout: Timeout = None,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
     """Follow a rollout until a condition holds, like `kubectl rollout status`.
 
@@ -780,6 +889,11 @@ def wait_command(
         err.print(f"[red]error:[/] --for must be complete, healthy or paused, not {escape(for_)!r}")
         raise typer.Exit(2)
     seconds = _duration("--timeout", timeout)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.wait(kube, name, None, err, seconds, for_)))
     sd = resolve_state_dir(state_dir)
 
     async def body() -> int:
@@ -794,15 +908,19 @@ def wait_command(
 
 
 @app.command()
-def pause(name: Name, state_dir: StateDir = None) -> None:
+def pause(
+    name: Name, state_dir: StateDir = None, context: KubeContext = None, namespace: KubeNamespace = None
+) -> None:
     """Pause a rollout: no instance is started or stopped for the update until resumed."""
-    _set_paused(name, True, state_dir)
+    _set_paused(name, True, state_dir, context, namespace)
 
 
 @app.command()
-def resume(name: Name, state_dir: StateDir = None) -> None:
+def resume(
+    name: Name, state_dir: StateDir = None, context: KubeContext = None, namespace: KubeNamespace = None
+) -> None:
     """Resume a paused rollout."""
-    _set_paused(name, False, state_dir)
+    _set_paused(name, False, state_dir, context, namespace)
 
 
 @app.command()
@@ -872,10 +990,20 @@ def events(
     ] = None,
     output: Output = "text",
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
-    """Show deployment events (revision created, scaling, readiness, failures, completion)."""
+    """Show deployment events (revision created, scaling, readiness, failures, completion).
+
+    On a cluster (--context, -n): the Kubernetes Events about Rollouts.
+    """
     _check_output(output)
     after = _since(since)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli import kube_cmd
+
+        raise typer.Exit(_handle(lambda: kube_cmd.events(kube, name, follow, after, output, out)))
     sd = resolve_state_dir(state_dir)
 
     def body() -> int:

@@ -106,14 +106,25 @@ def summary_line(status: dict[str, Any]) -> Text:
 def render_status(status: dict[str, Any]) -> RenderableType:
     head = Phrases(tuple(summary_phrases(status)))
     router = status.get("router") or {}
-    info = Phrases(
-        (
-            ((f"listen {router.get('listen', '-')}", ""),),
-            ((f"router pid {router.get('pid') or '-'}", ""),),
-            ((f"backends {router.get('backends', 0)}", ""),),
-            ((f"stable revision {status.get('stableRevision') or '-'}", ""),),
+    kube = status.get("kubernetes")
+    if isinstance(kube, dict):  # on a cluster: where it runs, and the weights as the operator states them
+        info = Phrases(
+            (
+                ((f"context {kube.get('context', '-')}", ""),),
+                ((f"namespace {kube.get('namespace', '-')}", ""),),
+                ((f"weights {status.get('weights') or '-'}", ""),),
+                ((f"stable revision {status.get('stableRevision') or '-'}", ""),),
+            )
         )
-    )
+    else:
+        info = Phrases(
+            (
+                ((f"listen {router.get('listen', '-')}", ""),),
+                ((f"router pid {router.get('pid') or '-'}", ""),),
+                ((f"backends {router.get('backends', 0)}", ""),),
+                ((f"stable revision {status.get('stableRevision') or '-'}", ""),),
+            )
+        )
     cond = FitTable(
         (
             Column("CONDITION", priority=9),

@@ -20,6 +20,7 @@ How a plan maps onto ReplicaSets:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ from gapless.platform.kubernetes.manifests import (
     LABEL_REVISION,
     NUMBER_ANNOTATION,
     PROMOTE_ANNOTATION,
+    RETRY_ANNOTATION,
+    TEMPLATE_ANNOTATION,
     pod_template,
     problems,
     replica_set,
@@ -40,7 +43,7 @@ from gapless.platform.kubernetes.manifests import (
     services,
 )
 from gapless.spec.load import validate_rollout
-from gapless.spec.models import Rollout, template_hash
+from gapless.spec.models import CHANGE_CAUSE_ANNOTATION, Rollout, template_hash
 from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState
 from gapless.strategies.rolling import deletion_order
 from gapless.strategies.rollout import plan_rollout
@@ -236,6 +239,14 @@ def decide(
         rec.update(phase="progressing", progressAt=now, message="", number=number)
         events.append(("RevisionReused", f"revision {number} ({target}) is an earlier template again", False))
 
+    annotations = rollout.metadata.annotations
+    retry = _request(annotations, RETRY_ANNOTATION, target, rec, "retryHandled")
+    if retry is not None:
+        rec["retryHandled"] = retry
+        if rec["phase"] == "failed" or StepState.from_json(rec.get("stepState")).aborted_at is not None:
+            rec.update(phase="progressing", message="", progressAt=now, stepState=StepState().to_json())
+            events.append(("Retry", f"revision {rec['number']} ({target}) starts again", False))
+
     observed = analysis or Observed()
     runs = fold(
         previous,
@@ -243,7 +254,7 @@ def decide(
         target,
         observed,
         now,
-        restart=any(e[0] == "RevisionReused" for e in events),
+        restart=any(e[0] in ("RevisionReused", "Retry") for e in events),  # a retry measures anew
     )
     desired = {rev: int(r["spec"].get("replicas", 0)) for rev, r in rs_by_rev.items()}
     instances = instances_of(desired, pods, now, spec.min_ready_seconds)
@@ -269,16 +280,22 @@ def decide(
         analyses=run_phases(runs.runs, target) if rec["phase"] == "progressing" else {},
     )
     st = StepState.from_json(rec.get("stepState"))
-    annotations = rollout.metadata.annotations
-    if annotations.get(PROMOTE_ANNOTATION) == target and st.switched_at is None and not st.promote:
-        st = replace(st, promote=True)
-    if (
-        annotations.get(ABORT_ANNOTATION) == target
-        and st.aborted_at is None
-        and rec["phase"] == "progressing"
-    ):
-        st = replace(st, aborted_at=now, abort_reason=f"{ABORT_ANNOTATION} set")
-        events.append(("RolloutAborted", f"revision {rec['number']} ({target}) aborted", True))
+    promote = _request(annotations, PROMOTE_ANNOTATION, target, rec, "promoteHandled")
+    if promote is not None:
+        rec["promoteHandled"] = promote
+        if st.switched_at is None and st.aborted_at is None and rec["phase"] == "progressing":
+            full = "full" in promote.split()[1:]
+            st = replace(st, promote=True, full=st.full or full)
+            what = "full promotion" if full else "next step"
+            events.append(("PromoteRequested", f"revision {rec['number']} ({target}): {what}", False))
+    abort = _request(annotations, ABORT_ANNOTATION, target, rec, "abortHandled")
+    if abort is not None:
+        rec["abortHandled"] = abort
+        if st.aborted_at is None and rec["phase"] == "progressing":
+            st = replace(
+                st, aborted_at=now, abort_reason=f"{ABORT_ANNOTATION} set", promote=False, full=False
+            )
+            events.append(("RolloutAborted", f"revision {rec['number']} ({target}) aborted", True))
     plan = plan_rollout(spec.strategy, view, st, instances, now)
     if plan.state is not None and plan.state.to_json() != rec.get("stepState"):
         old = StepState.from_json(rec.get("stepState"))
@@ -351,6 +368,7 @@ def decide(
                     replicas=scale[rev],
                     number=int(records.get(rev, {}).get("number", 0)),
                     template=current,
+                    annotations=_revision_annotations(rollout, r, rev == target),
                 )
             )
     if target not in rs_by_rev:
@@ -362,6 +380,7 @@ def decide(
                 replicas=scale.get(target, 0),
                 number=int(rec["number"]),
                 template=template,
+                annotations=_revision_annotations(rollout, None, True),
             )
         )
 
@@ -427,6 +446,36 @@ def decide(
     if rec["phase"] == "progressing" and not spec.paused:
         deadline = float(rec["progressAt"]) + spec.progress_deadline_seconds
         out.requeue_at = deadline if out.requeue_at is None else min(out.requeue_at, deadline)
+    return out
+
+
+def _request(
+    annotations: Mapping[str, str], key: str, target: str, rec: Mapping[str, Any], handled: str
+) -> str | None:
+    """A request annotation (``HASH [words...]``) for the target revision not acted on yet, else None."""
+    value = annotations.get(key, "")
+    words = value.split()
+    if not words or words[0] != target or value == rec.get(handled):
+        return None
+    return value
+
+
+def _revision_annotations(rollout: Rollout, rs: Mapping[str, Any] | None, current: bool) -> dict[str, str]:
+    """A ReplicaSet's record of its revision: the Rollout template (for an undo) and the change cause.
+
+    An existing ReplicaSet keeps what it recorded; the current revision's template is the Rollout's own
+    (the same hash), so a ReplicaSet made before these annotations existed gets it too.
+    """
+    kept = dict((rs or {}).get("metadata", {}).get("annotations") or {})
+    out = {k: kept[k] for k in (TEMPLATE_ANNOTATION, CHANGE_CAUSE_ANNOTATION) if k in kept}
+    if current:
+        template = rollout.spec.template.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude_unset=True
+        )
+        out.setdefault(TEMPLATE_ANNOTATION, json.dumps(template, sort_keys=True, separators=(",", ":")))
+        cause = rollout.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION)
+        if cause and rs is None:
+            out[CHANGE_CAUSE_ANNOTATION] = cause
     return out
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "LABEL_ROLLOUT",
     "NUMBER_ANNOTATION",
     "PROMOTE_ANNOTATION",
+    "RETRY_ANNOTATION",
+    "TEMPLATE_ANNOTATION",
     "Problem",
     "main_container",
     "pod_template",
@@ -40,6 +42,15 @@ PROMOTE_ANNOTATION = "gapless.dev/promote"
 """Set to a revision's hash to promote it (blue-green): ``kubectl annotate rollout NAME gapless.dev/promote=HASH``."""
 ABORT_ANNOTATION = "gapless.dev/abort"
 """Set to a revision's hash to abort it (blue-green): all traffic back to the stable revision."""
+RETRY_ANNOTATION = "gapless.dev/retry"
+"""Set to a revision's hash to start an aborted or failed revision again from its first step.
+
+``promote``, ``abort`` and ``retry`` each act once per value: the operator records the value it acted
+on in the revision's record. The value is the hash, optionally followed by words (``HASH full at
+TIME``, as ``gapless promote --full`` writes it): the first word names the revision, ``full`` skips
+every remaining step, and a new time makes a new request."""
+TEMPLATE_ANNOTATION = "gapless.dev/template"
+"""On a revision's ReplicaSet: the Rollout template it was made from (JSON), what an undo applies again."""
 
 LABEL_ROLLOUT = "gapless.dev/rollout"
 LABEL_REVISION = "gapless.dev/revision"
@@ -280,9 +291,19 @@ def replica_set_name(rollout: str, revision: str) -> str:
 
 
 def replica_set(
-    rollout: Rollout, *, namespace: str, uid: str, replicas: int, number: int, template: dict[str, Any]
+    rollout: Rollout,
+    *,
+    namespace: str,
+    uid: str,
+    replicas: int,
+    number: int,
+    template: dict[str, Any],
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ReplicaSet of one revision, owned by the Rollout (deleting the Rollout deletes it)."""
+    """The ReplicaSet of one revision, owned by the Rollout (deleting the Rollout deletes it).
+
+    ``annotations``: the revision's own (its Rollout template and change cause), kept beside the number.
+    """
     revision = template["metadata"]["labels"][LABEL_REVISION]
     selector = {LABEL_ROLLOUT: rollout.name, LABEL_REVISION: revision}
     return {
@@ -292,7 +313,7 @@ def replica_set(
             "name": replica_set_name(rollout.name, revision),
             "namespace": namespace,
             "labels": selector,
-            "annotations": {NUMBER_ANNOTATION: str(number)},
+            "annotations": dict(annotations or {}) | {NUMBER_ANNOTATION: str(number)},
             "ownerReferences": [
                 {
                     "apiVersion": "gapless.dev/v1alpha1",
