@@ -336,3 +336,36 @@ async def test_bad_migration_and_analysis_steps_exit_2_naming_the_step_and_chang
         row = c.execute("SELECT to_regclass('gapless_migrations.migrations')").fetchone()
     assert row is not None
     assert row[0] is None  # no migration ever started
+
+
+async def test_a_failure_after_the_contract_undoes_what_it_can_and_names_the_rest(
+    g: Gapless, postgres_url: str
+) -> None:
+    """A check failing after complete: the release ends Failed, the check is undone, both migration steps named."""
+    await _setup(g)
+    total = _fill(postgres_url, 1000)
+    failing = {
+        "name": "after",
+        "verify": {
+            "exec": {"command": [sys.executable, "-c", "import sys; print('p99 too high'); sys.exit(1)"]}
+        },
+    }
+    path = _release(g, postgres_url, [_expand(), CONTRACT, failing])
+    code, out, err = await g.acli("release", "apply", "-f", str(path), "--wait")
+    assert code == 1, out + err
+    flat = " ".join(out.split())
+    assert "step 2 failed: " in flat, out
+    assert "p99 too high" in flat, out
+    assert "step 1 cannot be undone: migration 0001_qty_bigint is completed" in flat, out
+    assert "step 0 cannot be undone: migration 0001_qty_bigint was completed at step 1" in flat, out
+    st = await _status(g)
+    assert st["phase"] == "Failed"
+    assert st["pointOfNoRollback"] == 1
+    assert st["failure"]["step"] == 2
+    assert [s["phase"] for s in st["steps"]] == ["succeeded", "succeeded", "undone"]
+    assert _migration_phase(postgres_url) == "completed"
+    assert _column(postgres_url) == ("bigint", 1000, total * 10)
+    code, out, err = await g.acli("release", "status", "qty")
+    assert code == 0, out + err
+    assert "step 2 failed" in out, out
+    assert "cannot be undone" in out, out
