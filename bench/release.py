@@ -139,7 +139,7 @@ def _example_rollout(doc: dict[str, Any], port: int, window: float) -> dict[str,
     return doc
 
 
-def _example_specs(specs: Path, port: int, window: float) -> tuple[float, str]:
+def _example_specs(specs: Path, port: int, window: float) -> tuple[float, float, str]:
     """The example's files adjusted (paths, port, 2 replicas, windows and pauses of W s); (their sum, the name)."""
     template, v1 = yaml.safe_load_all((EXAMPLE / "shop-v1.yaml").read_text())
     (specs / "shop-v1.yaml").write_text(yaml.safe_dump_all([template, _example_rollout(v1, port, window)]))
@@ -148,7 +148,8 @@ def _example_specs(specs: Path, port: int, window: float) -> tuple[float, str]:
     for name in ("0001_full_name.yaml", "flags.yaml"):
         (specs / name).write_text((EXAMPLE / name).read_text())
     release = yaml.safe_load((EXAMPLE / "release.yaml").read_text())
-    windows = sum(window for step in v2["spec"]["strategy"]["canary"]["steps"] if "pause" in step)
+    pauses = sum(window for step in v2["spec"]["strategy"]["canary"]["steps"] if "pause" in step)
+    windows = pauses
     for step in release["spec"]["steps"]:
         if "wait" in step:
             step["wait"]["duration"] = window
@@ -156,7 +157,7 @@ def _example_specs(specs: Path, port: int, window: float) -> tuple[float, str]:
         if "verify" in step:
             step["verify"]["exec"]["command"] = _example_command(step["verify"]["exec"]["command"])
     (specs / "release.yaml").write_text(yaml.safe_dump(release))
-    return windows, str(release["metadata"]["name"])
+    return windows, pauses, str(release["metadata"]["name"])
 
 
 def _ms(x: float | None) -> str:
@@ -212,6 +213,7 @@ def _print(
     steady: LoadReport,
     reports: list[tuple[str, LoadReport]],
     kinds: dict[str, str],
+    pauses: float = 0.0,
 ) -> dict[str, Any]:
     steps = {s["name"]: s for s in st["steps"]}
 
@@ -235,7 +237,11 @@ def _print(
         f"contract (complete step): {contract_time:.2f} s"
     )
     work = windows + migrate_time + verify_time + contract_time
-    print(f"overhead gapless adds beyond windows, backfill, checks and contract: {wall - work:.2f} s")
+    print(f"beyond windows, backfill, checks and contract: {wall - work:.2f} s, of which")
+    print(
+        f"  the rollout step's own work (beyond its {pauses:.0f} s of canary pauses): {rollout_time - pauses:.2f} s"
+    )
+    print(f"  the rest (between and around steps): {wall - work - (rollout_time - pauses):.2f} s")
     gaps = [b["startedAt"] - a["finishedAt"] for a, b in zip(st["steps"], st["steps"][1:], strict=False)]
     print("gap from each step's end to the next one's start (ms):", " ".join(f"{g * 1000:.0f}" for g in gaps))
     print(f"{'period':<18} {'kind':<9} {'requests':>9} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8}")
@@ -290,7 +296,7 @@ async def _run_rename(window: float, rps: float, rows: int) -> None:
         )
         state, specs = Path(tmp) / "state", Path(tmp)
         port = _port()
-        windows, name = _example_specs(specs, port, window)
+        windows, pauses, name = _example_specs(specs, port, window)
         _gapless(state, "up", "-f", str(specs / "shop-v1.yaml"))
         _gapless(state, "flags", "apply", "-f", str(specs / "flags.yaml"))
         url = f"http://127.0.0.1:{port}/"
@@ -305,7 +311,7 @@ async def _run_rename(window: float, rps: float, rows: int) -> None:
                     client, url, rps, specs / "release.yaml", state, name, at_gate=promote
                 )
                 kinds = {s["name"]: s["kind"] for s in st["steps"]}
-                result = _print(st, wall, windows, steady, reports, kinds)
+                result = _print(st, wall, windows, steady, reports, kinds, pauses)
                 logs = subprocess.run(
                     [sys.executable, "-m", "gapless", "logs", "shop", "--state-dir", str(state)],
                     capture_output=True, text=True, check=True,
