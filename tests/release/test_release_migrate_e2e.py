@@ -336,3 +336,91 @@ async def test_bad_migration_and_analysis_steps_exit_2_naming_the_step_and_chang
         row = c.execute("SELECT to_regclass('gapless_migrations.migrations')").fetchone()
     assert row is not None
     assert row[0] is None  # no migration ever started
+
+
+async def test_a_failure_after_the_contract_undoes_what_it_can_and_names_the_rest(
+    g: Gapless, postgres_url: str
+) -> None:
+    """A check failing after complete: the release ends Failed, the check is undone, both migration steps named."""
+    await _setup(g)
+    total = _fill(postgres_url, 1000)
+    failing = {
+        "name": "after",
+        "verify": {
+            "exec": {"command": [sys.executable, "-c", "import sys; print('p99 too high'); sys.exit(1)"]}
+        },
+    }
+    path = _release(g, postgres_url, [_expand(), CONTRACT, failing])
+    code, out, err = await g.acli("release", "apply", "-f", str(path), "--wait")
+    assert code == 1, out + err
+    flat = " ".join(out.split())
+    assert "step 2 failed: " in flat, out
+    assert "p99 too high" in flat, out
+    assert "step 1 cannot be undone: migration 0001_qty_bigint is completed" in flat, out
+    assert "step 0 cannot be undone: migration 0001_qty_bigint was completed at step 1" in flat, out
+    st = await _status(g)
+    assert st["phase"] == "Failed"
+    assert st["pointOfNoRollback"] == 1
+    assert st["failure"]["step"] == 2
+    assert [s["phase"] for s in st["steps"]] == ["succeeded", "succeeded", "undone"]
+    assert _migration_phase(postgres_url) == "completed"
+    assert _column(postgres_url) == ("bigint", 1000, total * 10)
+    code, out, err = await g.acli("release", "status", "qty")
+    assert code == 0, out + err
+    assert "step 2 failed" in out, out
+    assert "cannot be undone" in out, out
+
+
+async def test_sigkill_in_a_verify_and_in_a_waiting_complete_resumes_and_completes_once(
+    g: Gapless, postgres_url: str, tmp_path: Path
+) -> None:
+    """Killed while a check runs and while complete waits for an old-schema client, the release finishes once."""
+    await _setup(g)
+    total = _fill(postgres_url, 2000)
+    runs = tmp_path / "check-runs"
+    slow_check = "import sys, time; open(sys.argv[1], 'a').write('run\\n'); time.sleep(3); print('checked'); sys.exit(0)"
+    check = {"name": "check", "verify": {"exec": {"command": [sys.executable, "-c", slow_check, str(runs)]}}}
+    old = psycopg.connect(postgres_url, autocommit=True, **connect_kwargs("shop", None, "old-1"))
+    try:
+        path = _release(g, postgres_url, [_expand(), check, CONTRACT])
+        code, out, err = await g.acli("release", "apply", "-f", str(path))
+        assert code == 0, out + err
+        await _until(g, lambda s: s["steps"][1]["phase"] == "running")
+        cp = min(
+            g.processes("control-plane"), key=lambda p: p.started_at
+        )  # a running check carries its markers
+        os.kill(cp.pid, signal.SIGKILL)
+        await asyncio.sleep(1)
+        await _start_control_plane(g)
+        st = await _until(
+            g, lambda s: s["steps"][2]["phase"] == "running" and "old-1" in s["steps"][2]["message"]
+        )
+        assert st["steps"][1]["phase"] == "succeeded"
+        assert _migration_phase(postgres_url) == "started"  # held by the old-schema client
+        cp = min(
+            g.processes("control-plane"), key=lambda p: p.started_at
+        )  # a running check carries its markers
+        os.kill(cp.pid, signal.SIGKILL)
+        await asyncio.sleep(1)
+        await _start_control_plane(g)
+        await asyncio.sleep(1)
+        assert (await _status(g))["steps"][2]["phase"] == "running"
+    finally:
+        old.close()
+    st = await _until(g, lambda s: s["phase"] == "Succeeded", timeout=120)
+    assert _migration_phase(postgres_url) == "completed"
+    assert _column(postgres_url) == ("bigint", 2000, total * 10)
+    assert (
+        1 <= len(runs.read_text().splitlines()) <= 2
+    )  # a check interrupted by the kill runs again; it changes nothing
+    events = await _events(g)
+    started = [e["revision"] for e in events if e["type"] == "StepStarted"]
+    assert sorted(started) == sorted(set(started))
+    assert len(started) == 3
+    database = postgres_url.rsplit("/", 1)[1]
+    code, out, err = await g.acli("events", "-o", "json")
+    stream = [json.loads(line) for line in out.splitlines()]
+    done = [
+        e for e in stream if e["rollout"] == f"migrations:{database}" and e["type"] == "MigrationCompleted"
+    ]
+    assert len(done) == 1, done

@@ -358,6 +358,7 @@ def _wait_until_done(state_dir: Path | None, name: str, wanted: str, timeout: fl
             out.print(escape(line))
             last = line
         if view["phase"] in TERMINAL_PHASES:
+            _print_failure(view)
             for index, reason in view.get("notUndoable", []):
                 out.print(f"step {index} cannot be undone: {escape(reason)}")
             if view["phase"] != wanted:
@@ -407,9 +408,19 @@ def _status_table(view: dict[str, Any]) -> Table:
         table.add_column(column, overflow="fold")
     for s in view["steps"]:
         table.add_row(str(s["index"]), escape(f"{s['name']}: {s['what']}"), s["phase"], escape(s["message"]))
+    failure = view.get("failure")
+    if failure:
+        table.caption = f"step {failure['step']} failed: {escape(failure['message'])}\n"
     for index, reason in view.get("notUndoable", []):
         table.caption = (table.caption or "") + f"step {index} cannot be undone: {escape(reason)}\n"
     return table
+
+
+def _print_failure(view: dict[str, Any]) -> None:
+    """The step that failed and why (the failing metric, the rollout's reason), kept after its undo."""
+    failure = view.get("failure")
+    if failure:
+        out.print(f"step {failure['step']} failed: {escape(failure['message'])}")
 
 
 @release_app.command("status")
@@ -445,6 +456,7 @@ def status_command(
     for s in view["steps"]:
         table.add_row(str(s["index"]), escape(f"{s['name']}: {s['what']}"), s["phase"], escape(s["message"]))
     out.print(table)
+    _print_failure(view)
     for index, reason in view.get("notUndoable", []):
         out.print(f"step {index} cannot be undone: {escape(reason)}")
 

@@ -222,6 +222,8 @@ class ReleaseController:
                 steps = list(state["steps"])
                 steps[step[0]] = asdict(step[1])
                 state["steps"] = steps
+                if step[1].phase == "failed":  # kept when the step's message is overwritten by its undo
+                    state["failure"] = {"step": step[0], "message": step[1].message}
             self._store.put_release(replace(fresh, state=state, updated_at=self._clock.now()))
 
     def _event(self, rec: ReleaseRecord, where: str, type_: str, message: str) -> None:
@@ -735,6 +737,14 @@ class ReleaseController:
             return None
         st = StepState.from_json(rev.step_state)
         why = rev.message or st.abort_reason or ""
+        verdicts = [  # the rollout's own analysis that failed names its metric; the release's runs do not count
+            f"{r.phase} analysis: {r.message}"
+            for r in self._store.analysis_runs(name, rev.hash)
+            if r.phase in ("failed", "error", "inconclusive")
+            and r.message
+            and not r.key.startswith(RELEASE_KEY_PREFIX)
+        ]
+        why = "; ".join(x for x in (why, *verdicts) if x)
         return f"rollout {name} revision {rev.number} is {rev.phase}" + (f": {why}" if why else "")
 
 
@@ -1155,6 +1165,7 @@ def release_view(rec: ReleaseRecord) -> dict[str, Any]:
         "message": _live_message(rec),
         "aborted": bool(rec.state.get("aborted")),
         "notUndoable": rec.state.get("notUndoable", []),
+        "failure": rec.state.get("failure"),
         "pointOfNoRollback": point_of_no_rollback(_facts(rec.doc, rec.state)),
         "plannedPointOfNoRollback": next(
             (i for i, f in enumerate(rec.doc["facts"]) if f["kind"] == "complete"), None
