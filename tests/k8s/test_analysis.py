@@ -8,6 +8,7 @@ Each test has its own namespace and its own operator (``-n``).
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from gapless.spec.load import validate_rollout
 from gapless.spec.models import template_hash
 from tests.k8s.cluster import FAILING_POD, Cluster
 from tests.k8s.operator import GROUP, OperatorProcess, k8s_rollout, rollout_status, wait_for
+from tests.k8s.test_cli_cluster import gapless
 from tests.k8s.test_operator import create, healthy_at, replica_sets, service_selectors, update
 from tests.prom import PrometheusServer, require_prometheus, start_prometheus
 
@@ -236,6 +238,23 @@ def test_a_failing_prometheus_analysis_aborts_the_rollout_naming_the_metric(
     canary_scaled_down(crds, ns, stable, canary_hash)
     reasons = {e["reason"] for e in events(crds, ns)}
     assert {"AnalysisRunStarted", "AnalysisRunFailed", "RolloutAborted"} <= reasons
+
+    # `gapless analysis` against the cluster shows the run as it does locally: revision by number.
+    on = ("--context", "test", "-n", ns)
+    r = gapless("analysis", "shop", *on, "-o", "json", kubeconfig=crds.kubeconfig)
+    assert r.returncode == 0, r.stderr
+    (shown,) = json.loads(r.stdout)["items"]
+    assert (shown["phase"], shown["hash"], shown["revision"]) == ("failed", canary_hash, 2)
+    assert shown["metrics"][0]["name"] == "error-ratio"
+    assert shown["metrics"][0]["failed"] == 1
+    assert shown["measurements"]["error-ratio"][0]["value"]["result"] == pytest.approx(0.3)
+    r = gapless("analysis", "shop", *on, kubeconfig=crds.kubeconfig)
+    assert r.returncode == 0, r.stderr
+    assert "error-ratio" in r.stdout
+    assert "failed" in r.stdout
+    assert "{" not in r.stdout
+    r = gapless("analysis", "shop", *on, "--revision", "2", "-o", "json", kubeconfig=crds.kubeconfig)
+    assert len(json.loads(r.stdout)["items"]) == 1
 
 
 @pytest.mark.parametrize("outcome", ["Complete", "Failed"])

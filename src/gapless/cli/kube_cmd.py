@@ -173,10 +173,10 @@ def analysis(kube: Kube, name: str, revision: int | None, output: str, out: Cons
     from gapless.cli.render import render_analysis
 
     obj = kube.get(name)
-    items = list((obj.get("status") or {}).get("analysisRuns") or [])
+    numbers = {r["hash"]: r["number"] for r in kube.history(name, obj)}
+    items = [_run_view(name, run, numbers) for run in (obj.get("status") or {}).get("analysisRuns") or []]
     if revision is not None:
-        numbers = {r["number"] for r in kube.history(name, obj)}
-        if revision not in numbers:
+        if revision not in numbers.values():
             from gapless.cli.api import ApiError
 
             raise ApiError(404, f"revision {revision} of {name!r} not found", [])
@@ -187,6 +187,33 @@ def analysis(kube: Kube, name: str, revision: int | None, output: str, out: Cons
     else:
         out.print(render_analysis(items))
     return 0
+
+
+def _run_view(name: str, run: dict[str, Any], numbers: dict[str, int]) -> dict[str, Any]:
+    """A run as the operator keeps it (``status.analysisRuns``) in the document the local API answers."""
+    from gapless.controller.analysis import run_summary
+    from gapless.store.records import AnalysisRunRecord
+
+    record = AnalysisRunRecord(
+        id=str(run.get("id", "")),
+        rollout=name,
+        revision=str(run.get("revision", "")),
+        key=str(run.get("key", "")),
+        phase=str(run.get("phase", "")),
+        created_at=float(run.get("createdAt") or 0.0),
+        spec=dict(run.get("spec") or {}),
+        metrics=list(run.get("metrics") or []),
+        message=str(run.get("message") or ""),
+        finished_at=run.get("finishedAt"),
+        active=bool(run.get("active", True)),
+    )
+    return run_summary(record) | {
+        "revision": numbers.get(record.revision),
+        "hash": record.revision,
+        "active": record.active,
+        "args": record.spec.get("args", {}),
+        "measurements": {m.get("name", ""): m.get("measurements", []) for m in record.metrics},
+    }
 
 
 def events(kube: Kube, name: str | None, follow: bool, after: float | None, output: str, out: Console) -> int:
