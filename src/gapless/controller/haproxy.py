@@ -21,7 +21,7 @@ current servers and split; every later change is a batch of runtime commands on 
 
 Latency comes from HAProxy's request log, read from a datagram socket (``gapless.haproxy.logs``). A
 dynamic server is added with the idle-connection pool a configured server has by default
-(``DYNAMIC_SERVER_POOL``): without it HAProxy 2.6 connects anew for every request.
+(``gapless.haproxy.commands.DYNAMIC_SERVER_POOL``): without it HAProxy 2.6 connects anew for every request.
 
 Health checks are off: a server is in the backend exactly while gapless's own probes say ready.
 ``gapless.controller.routers.Routers`` picks the built-in router or HAProxy per rollout.
@@ -47,6 +47,7 @@ import psutil
 from gapless.controller.traffic import RouterChoice, RouterStartError, RouterState, Routing
 from gapless.core.errors import Problem, TemporaryError
 from gapless.haproxy.binary import BinaryError, check_binary
+from gapless.haproxy.commands import plan
 from gapless.haproxy.config import HaproxyConfig, backend_name, parse_server_name, render, server_name
 from gapless.haproxy.logs import LogReader
 from gapless.haproxy.rules import (
@@ -72,11 +73,6 @@ log = logging.getLogger(__name__)
 
 START_WAIT = 10.0
 """Seconds HAProxy has to answer on its runtime socket after it was started."""
-
-DYNAMIC_SERVER_POOL = "pool-max-conn -1 pool-purge-delay 5s"
-"""Idle upstream connections kept for reuse, as a server in the configuration has by default. HAProxy
-2.6 gives a server added by ``add server`` neither, so without these it opens a new connection to the
-instance for every request (measured: one ``connect`` per request, 40-50 % of the requests per second)."""
 
 STOP_WAIT = 10.0
 """Seconds a soft stop (SIGUSR1: finish what is in flight) may take before SIGKILL."""
@@ -469,9 +465,9 @@ class HaproxyRouters:
     ) -> bool:
         """Make HAProxy hold exactly these servers, weights, routes and sticky ranges.
 
-        One pass: servers are added (and weights set) first, then the map changes in one atomic
-        version, then servers that left are drained, and drained ones deleted; so a slot never points
-        at a revision whose servers are not there yet. Routes or a sticky key the configuration lacks
+        One pass in ``gapless.haproxy.commands``' order: servers added and weights raised, the map in one
+        atomic version, weights lowered, servers that left drained and drained ones deleted; so a slot
+        never points at a revision whose servers are not there yet, and no moment has every weight at 0. Routes or a sticky key the configuration lacks
         (a spec changed since HAProxy started) are added by a hitless reload.
         """
         saved = self._load(rollout)
@@ -506,30 +502,7 @@ class HaproxyRouters:
         addresses = {server_name(b): b for b in wanted.backends}
         applied = self._applied.setdefault(rollout, {})
         draining = self._draining.setdefault(rollout, set())
-        adds: list[str] = []
-        drains: list[str] = []
-        deleted: list[tuple[str, ServerStat]] = []
-        for backend, servers in observed.items():
-            target = targets.get(backend, {})
-            for name, w in target.items():
-                key = f"{backend}/{name}"
-                if name not in servers:
-                    b = addresses[name]
-                    adds += [
-                        f"add server {key} {b.host}:{b.port} weight {w} {DYNAMIC_SERVER_POOL}",
-                        f"enable server {key}",
-                    ]
-                elif applied.get(key) != w or key in draining:
-                    adds += [f"set server {key} weight {w}", f"set server {key} state ready"]
-            for name, stat in servers.items():
-                key = f"{backend}/{name}"
-                if name in target:
-                    continue
-                if key not in draining:
-                    drains.append(f"set server {key} state drain")
-                elif stat.current == 0:
-                    drains += [f"set server {key} state maint", f"del server {key}"]
-                    deleted.append((key, stat))
+        todo = plan(observed, targets, addresses, applied, draining)
         entries = wanted.map_entries()
         map_changed = bool(entries) and self._map.get(rollout) != entries
         changed = wanted != saved
@@ -538,18 +511,18 @@ class HaproxyRouters:
             self._save(rollout, wanted)
         if map_changed:
             _write_private(self.map_path(rollout), map_text(entries))
-        if not adds and not drains and not map_changed:
+        if not todo and not map_changed:
             return changed
         try:
-            answers = await run(sock, adds)
+            answers = await run(sock, todo.raises)
             if map_changed:
                 await self._commit_map(rollout, entries)
-            answers += await run(sock, drains)
+            answers += await run(sock, todo.lowers + todo.drains)
         except RuntimeApiError as e:
             self._applied.pop(rollout, None)
             self._map.pop(rollout, None)
             raise TemporaryError(f"HAProxy router of {rollout} did not take its servers: {e}") from e
-        commands = adds + drains
+        commands = todo.commands
         refused = [
             f"{c}: {a}"
             for c, a in zip(commands, answers, strict=True)
@@ -563,7 +536,7 @@ class HaproxyRouters:
             for name in servers:
                 if name not in targets.get(backend, {}):
                     draining.add(f"{backend}/{name}")
-        for key, stat in deleted:
+        for key, stat in todo.deleted:
             c = f"del server {key}"
             answer = answers[commands.index(c)]
             if answer.startswith("Server deleted"):

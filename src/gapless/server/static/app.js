@@ -919,11 +919,23 @@ function renderRelease(r) {
   return card;
 }
 
+// Re-rendered every second, so a card that did not change is kept as it is, and a changed card keeps
+// its buttons: a click never lands on a button that was replaced between mouse down and mouse up.
 function renderReleases() {
   const cards = $("release-cards");
   const items = (state.releases || []).slice().sort((a, b) => b.createdAt - a.createdAt);
-  cards.replaceChildren(...items.map(renderRelease));
-  if (!items.length) cards.append(el("p", { class: "muted", text: "no releases" }));
+  const old = new Map(Array.from(cards.querySelectorAll(":scope > .release")).map((c) => [c.dataset.release, c]));
+  const next = items.map((r) => {
+    const fresh = renderRelease(r);
+    const was = old.get(r.name);
+    if (!was) return fresh;
+    if (was.outerHTML === fresh.outerHTML) return was;
+    fresh.querySelector(".actions").replaceWith(was.querySelector(".actions"));
+    return fresh;
+  });
+  if (!next.length) next.push(el("p", { class: "muted", text: "no releases" }));
+  const same = next.length === cards.children.length && next.every((c, i) => c === cards.children[i]);
+  if (!same) cards.replaceChildren(...next);
 }
 
 async function pollReleases() {
