@@ -237,3 +237,33 @@ async def test_repeated_canary_rollouts_with_aborts_fail_no_request(g: Gapless) 
     report = await load.stop()
     assert report.failed == 0, report.failures
     assert set(report.versions) == {f"v{k}" for k in range(4)}
+
+
+async def test_history_of_aborted_rollouts_keeps_its_limit(g: Gapless) -> None:
+    """Rollouts aborted again and again never complete; the history still keeps revisionHistoryLimit old ones.
+
+    History was pruned only when a rollout completed, so a rollout whose every canary was aborted kept
+    every revision, and each pass (which reads them all) slowed down as it grew.
+    """
+    port = free_port()
+    steps = [{"setWeight": 50}, {"pause": {}}]
+
+    def doc(version: str) -> dict[str, Any]:
+        d = rollout_doc("h", port, version, replicas=1, strategy=canary(steps))
+        d["spec"]["revisionHistoryLimit"] = 1
+        return d
+
+    code, out, err = await g.acli("up", "-f", str(g.write(doc("v0"))))
+    assert code == 0, out + err
+    for k in range(1, 5):
+        code, out, err = await g.acli("apply", "-f", str(g.write(doc(f"v{k}"))))
+        assert code == 0, out + err
+        await wait_for(g, "h", lambda st: bool(st["strategy"].get("waitingForPromote")))
+        code, out, err = await g.acli("abort", "h")
+        assert code == 0, out + err
+        await wait_for(g, "h", lambda st: st["aborted"])
+    code, out, _ = await g.acli("history", "h", "-o", "json")
+    numbers = {r["number"]: r["phase"] for r in json.loads(out)}
+    # v0 stable (1), the aborted v4 in force (5), and one old revision (4): 2 and 3 are gone.
+    assert sorted(numbers) == [1, 4, 5], numbers
+    assert numbers[1] == "complete"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from gapless.strategies.plan import InstanceView, Plan, Start, StepState, Termin
 from gapless.strategies.revisions import (
     after_pass,
     fresh_rollout,
+    history_to_prune,
     progress_clock,
     stable_of,
     target_writes,
@@ -225,3 +227,39 @@ def test_fresh_rollout_keeps_or_takes_the_cause(revisions: list[RevisionRecord],
         fresh = fresh_rollout(r, revisions, NOW, cause)
         assert fresh.change_cause == (r.change_cause if cause is None else cause)
         assert (fresh.hash, fresh.template) == (r.hash, r.template)
+
+
+PHASES = st.sampled_from(["complete", "superseded", "failed", "progressing", "pending"])
+
+
+@given(
+    st.lists(PHASES, max_size=14).map(lambda ps: [rev(f"h{i}", i + 1, p) for i, p in enumerate(ps)]),
+    st.sets(st.sampled_from([f"h{i}" for i in range(14)])),
+    st.integers(0, 4),
+    st.randoms(use_true_random=False),
+)
+def test_history_keeps_the_newest_old_revisions_up_to_the_limit(
+    revisions: list[RevisionRecord], in_use: set[str], limit: int, order: Any
+) -> None:
+    """At most ``limit`` old revisions stay, the newest ones; a running, target or stable revision never goes."""
+    shuffled = revisions[:]
+    order.shuffle(shuffled)  # the store's order is by number; the rule must not depend on it
+    gone = history_to_prune(shuffled, in_use, limit)
+    old = [r for r in revisions if r.phase in ("superseded", "failed") and r.hash not in in_use]
+    assert len(gone) == max(0, len(old) - limit)
+    assert gone == [r.hash for r in old[: len(gone)]], "the oldest go first"
+    for r in revisions:
+        if r.hash in gone:
+            assert r.phase in ("superseded", "failed")
+            assert r.hash not in in_use
+
+
+def test_history_of_a_rollout_aborted_again_and_again_stays_bounded() -> None:
+    """Every new revision supersedes the aborted one before it; pruning at each write keeps the limit."""
+    revisions = [rev("h0", 1, "complete")]
+    for n in range(2, 40):
+        revisions = [r if r.phase == "complete" else replace(r, phase="superseded") for r in revisions]
+        revisions.append(rev(f"h{n}", n, "progressing"))
+        gone = set(history_to_prune(revisions, {"h0", f"h{n}"}, 3))
+        revisions = [r for r in revisions if r.hash not in gone]
+        assert len(revisions) <= 5

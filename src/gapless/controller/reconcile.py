@@ -55,7 +55,7 @@ from gapless.store.revision_files import (
 from gapless.store.sqlite import Store
 from gapless.store.write_errors import write_error
 from gapless.strategies.plan import InstancePhase, InstanceView, Plan, RolloutView, StepState
-from gapless.strategies.revisions import after_pass, stable_of, target_writes
+from gapless.strategies.revisions import after_pass, history_to_prune, stable_of, target_writes
 from gapless.strategies.rollout import plan_rollout, rollout_view
 from gapless.strategies.schema import SchemaSnapshot, rollback_barrier, schema_gate, schema_gone
 
@@ -411,12 +411,15 @@ class Controller:
         h = template_hash(spec.template)
         doc = spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
         cause = rollout.metadata.annotations.get(CHANGE_CAUSE_ANNOTATION, "")
-        for write in target_writes(self._store.revisions(name), name, h, doc, now, cause):
+        writes = target_writes(self._store.revisions(name), name, h, doc, now, cause)
+        for write in writes:
             self._store.put_revision(write)
             if write.hash == h:
                 _keep_revision_file(self._dir, write, update=False)
                 command = " ".join(spec.template.command)
                 self.event(name, h, "RevisionCreated", f"revision {write.number} ({h}): {command}")
+        if writes:
+            self._prune_history(name)
         revisions = self._store.revisions(name)
         target = next(r for r in revisions if r.hash == h)
         needs = _schema_needs(revisions)
@@ -802,14 +805,10 @@ class Controller:
             return
         limit = Rollout.model_validate(rec.spec).spec.revision_history_limit
         in_use = {i.revision for i in self._store.instances(name)}
-        old = [
-            r
-            for r in self._store.revisions(name)
-            if r.phase in ("superseded", "failed") and r.hash not in in_use
-        ]
-        for r in old[: max(0, len(old) - limit)]:
-            self._store.delete_revision(name, r.hash)
-            forget_revision(self._dir, name, r.hash)
+        gone = history_to_prune(self._store.revisions(name), in_use, limit)
+        for h in gone:
+            self._store.delete_revision(name, h)
+            forget_revision(self._dir, name, h)
         self._store.delete_analysis_runs(name, {r.hash for r in self._store.revisions(name)})
 
 

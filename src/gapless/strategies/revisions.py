@@ -12,6 +12,10 @@ controller, the commands and the model-based tests all run the same code:
   clock from the revision's earlier life would fail it at once.
 - **Undo** goes to the last revision that was fully serving (``completed_at``), not merely the previous
   number: a revision that was replaced before it completed never served everyone.
+- **History** keeps at most ``revisionHistoryLimit`` old revisions (``superseded`` or ``failed``, with no
+  instance left), the newest ones, as Kubernetes keeps old ReplicaSets; the target and the stable revision
+  are never old. It is pruned whenever revisions are written, not only when a rollout completes: a
+  rollout aborted again and again never completes, and its history (read on every pass) would grow.
 - **The progress clock** moves when a step is taken, when instances change or become available, and
   while the rollout is paused (a pause is not a lack of progress; resuming must not fail at once).
 """
@@ -25,13 +29,28 @@ from typing import Any
 from gapless.store.records import RevisionPhase, RevisionRecord
 from gapless.strategies.plan import InstanceView, Plan, StepState
 
-__all__ = ["after_pass", "fresh_rollout", "progress_clock", "stable_of", "target_writes", "undo_target"]
+__all__ = [
+    "after_pass",
+    "fresh_rollout",
+    "history_to_prune",
+    "progress_clock",
+    "stable_of",
+    "target_writes",
+    "undo_target",
+]
 
 
 def stable_of(revisions: Sequence[RevisionRecord]) -> RevisionRecord | None:
     """The revision that serves when nothing is in progress: the last one that completed."""
     done = [r for r in revisions if r.phase == "complete"]
     return max(done, key=lambda r: r.number) if done else None
+
+
+def history_to_prune(revisions: Sequence[RevisionRecord], in_use: set[str], limit: int) -> list[str]:
+    """Hashes of the old revisions beyond ``limit``, oldest first: superseded or failed, not running."""
+    old = [r for r in revisions if r.phase in ("superseded", "failed") and r.hash not in in_use]
+    old.sort(key=lambda r: r.number)
+    return [r.hash for r in old[: max(0, len(old) - limit)]]
 
 
 def target_writes(
