@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import ipaddress
 import logging
 import logging.handlers
@@ -237,6 +238,19 @@ def run_control_plane(
         lock.close()
 
 
+def _out_of_the_collectors_reach(what: str) -> None:
+    """Move what ``what`` made (modules, the apps, pydantic's and SQLAlchemy's structures) out of the collector's reach.
+
+    They live as long as the process, and every full collection walked them: measured during
+    ``bench/strategies.py``, full collections of 78-84 ms in the control plane, each one a stall for a
+    promote or abort that arrived meanwhile (the benchmark's slowest commands were 126 ms against a
+    median of 30). Frozen, a full collection walks only what was made since.
+    """
+    gc.collect()
+    gc.freeze()
+    log.debug("%d objects made by %s are out of the collector's reach", gc.get_freeze_count(), what)
+
+
 class FlagsMount:
     """The flag service at ``/flags`` of the API, loaded in the background so the control plane starts fast.
 
@@ -291,6 +305,7 @@ class FlagsMount:
 
         self._app, self._close, self.dashboard_token = app, close, token
         self.release_flags = HttpFlags(app, releases)
+        _out_of_the_collectors_reach("the flag service's start")
         await advance_forever(flag_store, hub, on_change=self._on_change)
 
     def close(self) -> None:
@@ -426,6 +441,7 @@ async def _serve(
         log.info("deployment events go to %s as annotations", annotations.endpoint)
     if migrations is not None:
         log.info("requiresSchema is checked against the migrations of %s", migrations.source)
+    _out_of_the_collectors_reach("start-up")
     try:
         async with asyncio.TaskGroup() as tg:
             ctl = tg.create_task(controller.run(), name="controller")
