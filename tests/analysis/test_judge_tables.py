@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
+from gapless.analysis.errors import AnalysisError
 from gapless.analysis.judges import (
     CompareToBaseline,
     Conditions,
     MemoryLeak,
     Threshold,
+    _seconds,
     compare_to_baseline,
     conditions,
     memory_leak,
@@ -494,3 +496,68 @@ def test_the_cap_applies_only_when_it_comes_first() -> None:
     assert (before.capped, before.remaining_requests) == (True, 10)
     past = outlook(crafted(100, 0.0, 0.0, 0.0, max_canary_requests=50))
     assert (past.capped, past.remaining_requests) == (True, 0)
+
+
+def test_small_print() -> None:
+    """Units switch at 10 s; messages of several missing measures are all kept, in order."""
+    assert (_seconds(9.5), _seconds(10.0), _seconds(12.25)) == ("9500 ms", "10.0 s", "12.2 s")
+    v = threshold(Threshold(max_p99_seconds=1.0, max_cpu_cores=1.0), window())
+    assert verdict(v) == (
+        "error",
+        {"requests": 1000, "p99": None, "cpu": None},
+        "no p99 in the measurement; no CPU in the measurement",
+    )
+    with pytest.raises(AnalysisError) as caught:
+        Conditions()
+    assert str(caught.value) == "conditions need a success condition, a failure condition or both"
+    both = Conditions.parse("result.errors < 1", "result.errors > 9")
+    canary = window(errors=5)
+    assert verdict(conditions(both, canary)) == (
+        "inconclusive",
+        {"result": canary.env()},
+        "neither the success nor the failure condition is true",
+    )
+
+
+def test_a_missing_counter_does_not_stop_the_next_ones_being_checked() -> None:
+    config = CompareToBaseline(max_error_rate_ratio=None, min_counter_ratios={"a": 1.0, "orders": 0.5})
+    v = compare_to_baseline(config, window(counters={"orders": 40}), window(counters={"orders": 100}))
+    assert verdict(v) == (
+        "error",
+        REQ | {"orders_per_request": {"canary": 0.04, "baseline": 0.1}},
+        "no counter 'a' in the canary",
+    )
+
+
+def test_memory_leak_error_combines_both_revisions_noise() -> None:
+    canary, baseline = window(rss=rss_line(0, noise=2**20)), window(rss=rss_line(0, noise=4 * 2**20))
+    c, b = canary.rss_trend(), baseline.rss_trend()
+    assert c is not None
+    assert b is not None
+    assert 0 < c.stderr < b.stderr
+    v = memory_leak(MemoryLeak(), canary, baseline)
+    assert v.value["stderr"] == pytest.approx(math.hypot(c.stderr, b.stderr))
+
+
+def test_memory_leak_exactly_at_the_tolerance_passes() -> None:
+    line = [(float(t), 2**30 + 1024 * t) for t in range(0, 1001, 100)]
+    flat = [(float(t), 2**30) for t in range(0, 1001, 100)]
+    v = memory_leak(MemoryLeak(), window(rss=line), window(rss=flat))
+    assert v.value["excess_slope"] == 1024.0
+    assert v.value["stderr"] == 0.0
+    assert v.phase == "successful"
+
+
+def test_outlook_small_print() -> None:
+    """Ties inside a group keep the first test; a reached group needs 0; the cap's boundary; capped is a bool."""
+    a, b = ev("successful", "errors", 1.0, 3.0), ev("successful", "errors", 2.0, 6.0, "floor")
+    assert _successful([a, b], 100) == (a, 200.0)
+    done, near = ev("successful", "errors", 3.0, 3.0), ev("successful", "latency", 2.0, 2.01)
+    assert _successful([done, near], 100) == (near, pytest.approx(0.5))
+    # Nothing to extrapolate: the relatively closer direction (log / bound), not the larger product.
+    lean = outlook(crafted(0, 0.5, 0.0, 0.55))
+    assert (lean.toward, lean.llr) == ("failed", 0.5)
+    exact = outlook(crafted(100, FAIL_BOUND / 2, 0.0, 0.0, max_canary_requests=200))
+    assert exact.remaining_requests == 100
+    assert exact.capped is False
+    assert outlook(crafted(100, 1.0, 0.0, 0.0)).capped is False
