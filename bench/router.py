@@ -441,13 +441,14 @@ def main() -> None:
             print(f"\nrun {n}")
             print_rows(rows)
             print(compare(rows, "gapless"))
+            print(compare(rows, "gapless-haproxy"))
     finally:
         for u in upstreams:
             stop(u)
     if len(runs) > 1:
         print("\nevery run:")
         for n, rows in enumerate(runs, 1):
-            print(f"  run {n}: {compare(rows, 'gapless')}")
+            print(f"  run {n}: {compare(rows, 'gapless')}; {compare(rows, 'gapless-haproxy')}")
 
 
 if __name__ == "__main__":
