@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gapless.controller.haproxy import HaproxyRouters
@@ -171,19 +171,31 @@ def _reference(data: bytes) -> tuple[str, str | None, int | None]:
     return "counted", parsed[0], line.active_ms
 
 
+edges = st.one_of(
+    st.sampled_from([-3, -2, -1, 0, 1, 9_999_999, 10_000_000, 86_400_000, 86_400_001]),
+    st.integers(-3, 99_999_999),
+)
+"""Timers around the fast path's and the parser's limits."""
+
+
 @given(
     st.one_of(
         st.builds(
             lambda s, st_, a, r, nl: f"gl1 {s} {st_} {a} {r}{nl}".encode(),
             st.one_of(servers, st.text(max_size=12)),
             st.integers(-5, 1200),
-            st.integers(-3, 99_999_999),
-            st.integers(-3, 99_999_999),
+            edges,
+            edges,
             st.sampled_from(["", "\n", "\n\n", " "]),
         ),
         st.binary(max_size=80),
     )
 )
+@example(b"gl1 v1.i 200 -1 -1")
+@example(b"gl1 v1.i 200 10000000 1")
+@example(b"gl1 v1.i 200 3 2\n\n")
+@example(b"gl1 v1..i 200 3 2")
+@example(b"gl1 .i 200 3 2")
 def test_the_fast_path_agrees_with_the_parser(data: bytes) -> None:
     """The regular expression for usual lines classifies every datagram as ``parse_line`` does."""
     book = LatencyBook()
