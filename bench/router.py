@@ -44,6 +44,7 @@ import psutil
 
 from gapless.router.client import RouterClient, RouterUnavailableError
 from gapless.router.config import Backend, Route, RouteMatch, RouterConfig, Stickiness, StringMatch
+from gapless.spec.router import DEFAULT_LATENCY_SAMPLING
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -329,7 +330,8 @@ def bench_gapless_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[i
         before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {args.proxy_cpu})
         try:
-            await routers.ensure("bench", f"127.0.0.1:{port}", router=RouterChoice("haproxy", binary))
+            choice = RouterChoice("haproxy", binary, latency_sampling=args.latency_sampling)
+            await routers.ensure("bench", f"127.0.0.1:{port}", router=choice)
             backends = [
                 Backend(id=f"u{i}", port=p, revision=rev)
                 for i, (p, rev) in enumerate(zip(upstreams, "ab", strict=True))
@@ -349,12 +351,26 @@ def bench_gapless_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[i
                         await asyncio.wait_for(done.wait(), 1.0)
 
             poller = asyncio.create_task(poll())
+            me = psutil.Process()
+            before_cpu = me.cpu_times()
             row = await asyncio.to_thread(run_wrk, args, port, "gapless-haproxy", worker)
+            after_cpu = me.cpu_times()
             done.set()
             await poller
             stats = await routers.stats("bench")
             logged = sum(r.latency_count for r in stats.revisions.values()) if stats else 0
-            row.note = (row.note + f" latency of {logged} requests logged").strip()
+            served = sum(r.requests for r in stats.revisions.values()) if stats else 0
+            rlog = routers.request_log("bench")
+            dropped = rlog.dropped if rlog is not None else 0
+            wakeups = routers.log_wakeups("bench")
+            control = (after_cpu.user - before_cpu.user) + (after_cpu.system - before_cpu.system)
+            measured = row.rps * args.duration if row.rps else 0
+            row.note = (
+                row.note + f" control plane {control * 1e6 / measured if measured else 0:.1f}us/req;"
+                f" 1 in {args.latency_sampling}: {logged} of {served} requests timed "
+                f"({logged * args.latency_sampling / served if served else 0:.2f} of the expected), "
+                f"{dropped} lines dropped, {logged / wakeups if wakeups else 0:.1f} lines per wakeup"
+            ).strip()
             return row
         finally:
             await routers.remove("bench")
@@ -388,6 +404,14 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="FILE", help="record a py-spy profile of the router (.svg flame graph, .txt raw)"
     )
+    parser.add_argument(
+        "--latency-sampling",
+        type=int,
+        default=DEFAULT_LATENCY_SAMPLING,
+        metavar="N",
+        help="the gapless-haproxy row logs one request in N (spec.router.latencySampling; "
+        f"default {DEFAULT_LATENCY_SAMPLING})",
+    )
     parser.add_argument("--verbose", action="store_true", help="print wrk's whole output")
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
@@ -417,13 +441,14 @@ def main() -> None:
             print(f"\nrun {n}")
             print_rows(rows)
             print(compare(rows, "gapless"))
+            print(compare(rows, "gapless-haproxy"))
     finally:
         for u in upstreams:
             stop(u)
     if len(runs) > 1:
         print("\nevery run:")
         for n, rows in enumerate(runs, 1):
-            print(f"  run {n}: {compare(rows, 'gapless')}")
+            print(f"  run {n}: {compare(rows, 'gapless')}; {compare(rows, 'gapless-haproxy')}")
 
 
 if __name__ == "__main__":

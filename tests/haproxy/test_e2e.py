@@ -69,6 +69,13 @@ async def test_canary_weights_under_load(g: Gapless) -> None:
     assert report.failed == 0, report.failures
     report = await run_load(url, rps=500, duration=1.0)
     assert report.versions == {"v2": report.ok}
+    # The status says what the latency histograms hold: one request in 10, lines read and dropped.
+    st = await wait_for(g, "c", lambda st: (st["router"].get("requestLog") or {}).get("linesRead", 0) >= 300)
+    rlog = st["router"]["requestLog"]
+    print(f"request log: {rlog}")
+    assert rlog["sampling"] == 10
+    assert rlog["linesDropped"] >= 0
+    assert rlog["malformed"] == 0
 
 
 async def test_rolling_update_and_removal(g: Gapless) -> None:

@@ -12,6 +12,7 @@ from gapless.controller.haproxy import haproxy_problems
 from gapless.controller.routing import router_for
 from gapless.controller.traffic import RouterChoice
 from gapless.spec.models import RolloutSpec
+from gapless.spec.router import DEFAULT_LATENCY_SAMPLING
 from tests.haproxy.binary import require_haproxy
 from tests.haproxy.test_apply import fake_old_haproxy
 
@@ -69,3 +70,17 @@ def test_haproxy_problems_name_their_fields(tmp_path: Path) -> None:
         "spec.strategy.canary.steps.1.setHeaderRoute",
         "spec.strategy.canary.trafficRouting.stickiness",
     ]
+
+
+def test_latency_sampling_is_strict_and_haproxy_only() -> None:
+    """``latencySampling`` is an integer >= 1 (default 10), reaches the router choice, and is refused
+    naming the field with the built-in router (which times every request)."""
+    assert router_for(spec({"type": "haproxy"})).latency_sampling == DEFAULT_LATENCY_SAMPLING == 10
+    assert router_for(spec({"type": "haproxy", "latencySampling": 1})).latency_sampling == 1
+    for bad in (0, -1, 2.5, True, "10"):
+        with pytest.raises(ValidationError, match="latencySampling"):
+            spec({"type": "haproxy", "latencySampling": bad})
+    problems = haproxy_problems(spec({"latencySampling": 5}))
+    assert [p.path for p in problems] == ["spec.router.latencySampling"]
+    assert "haproxy" in problems[0].message
+    assert haproxy_problems(spec({})) == []

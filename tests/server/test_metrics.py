@@ -67,6 +67,20 @@ ROLLING = {
     "instances": [_instance("api-3-a", 3, ready=True)],
 }
 UNRECONCILED = {"name": "new"}
+HAPROXY = {
+    "name": "edge",
+    "router": {
+        "running": True,
+        "requestLog": {
+            "sampling": 10,
+            "linesRead": 981,
+            "linesDropped": 19,
+            "droppedShare": 0.019,
+            "malformed": 0,
+            "unrouted": 0,
+        },
+    },
+}
 
 
 def _parse(body: bytes) -> dict[Key, float]:
@@ -118,8 +132,17 @@ def _k(name: str, **labels: str) -> Key:
                 _k("gapless_rollout_info", rollout="new", phase="", strategy=""): 1,
             },
         ),
+        (
+            [HAPROXY],
+            {
+                _k("gapless_rollout_info", rollout="edge", phase="", strategy=""): 1,
+                _k("gapless_router_request_log_sampling", rollout="edge"): 10,
+                _k("gapless_router_request_log_lines_total", rollout="edge", outcome="read"): 981,
+                _k("gapless_router_request_log_lines_total", rollout="edge", outcome="dropped"): 19,
+            },
+        ),
     ],
-    ids=["none", "canary-mid-step", "rolling-and-unreconciled"],
+    ids=["none", "canary-mid-step", "rolling-and-unreconciled", "haproxy-request-log"],
 )
 def test_statuses_render_as_metrics(statuses: list[dict[str, Any]], expected: dict[Key, float]) -> None:
     """Each status yields exactly its info, replica, step, weight and instance samples, no more."""

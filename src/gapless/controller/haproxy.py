@@ -44,7 +44,7 @@ from typing import Any
 
 import psutil
 
-from gapless.controller.traffic import RouterChoice, RouterStartError, RouterState, Routing
+from gapless.controller.traffic import RequestLog, RouterChoice, RouterStartError, RouterState, Routing
 from gapless.core.errors import Problem, TemporaryError
 from gapless.haproxy.binary import BinaryError, check_binary
 from gapless.haproxy.commands import plan
@@ -82,14 +82,22 @@ def haproxy_problems(spec: RolloutSpec) -> list[Problem]:
     """What stops ``spec`` from running on HAProxy: the binary, and features not mapped onto it yet."""
     r = spec.router
     if r.type != "haproxy":
+        problems = []
         if r.tls is not None:
-            return [
+            problems.append(
                 Problem(
                     "spec.router.tls",
                     "needs spec.router.type haproxy (the built-in router speaks plain HTTP)",
                 )
-            ]
-        return []
+            )
+        if "latency_sampling" in r.model_fields_set:
+            problems.append(
+                Problem(
+                    "spec.router.latencySampling",
+                    "needs spec.router.type haproxy (the built-in router times every request)",
+                )
+            )
+        return problems
     problems = []
     try:
         check_binary(r.binary)
@@ -157,6 +165,10 @@ class HaproxyRouters:
         """The map entries HAProxy holds, per rollout (this control plane's knowledge)."""
         self._cert: dict[str, str] = {}
         """The certificate bundle HAProxy holds, per rollout (this control plane's knowledge)."""
+        self._dropped: dict[str, tuple[str, int]] = {}
+        """(worker pid, ``DroppedLogs``) last read from ``show info``, per rollout."""
+        self._dropped_before: dict[str, int] = {}
+        """Lines dropped by earlier workers (before a reload or restart), per rollout."""
         self.last_split: dict[str, Split] = {}
         """The last weight split sent per rollout (its rounding errors)."""
 
@@ -187,6 +199,11 @@ class HaproxyRouters:
             log.warning("%s: cannot read HAProxy's request log (no latency): %s", rollout, e)
             return
         self._logs[rollout] = reader
+
+    def log_wakeups(self, rollout: str) -> int:
+        """Times the request log reader woke up (lines read per wakeup measure its batching)."""
+        reader = self._logs.get(rollout)
+        return reader.wakeups if reader is not None else 0
 
     def map_path(self, rollout: str) -> Path:
         """The map of bucket ranges and route targets of ``rollout``'s HAProxy (0600)."""
@@ -223,9 +240,40 @@ class HaproxyRouters:
         if not sock.exists():
             return False
         try:
-            return "Pid" in await run_one(sock, "show info")
+            info = await run_one(sock, "show info")
         except RuntimeApiError:
             return False
+        self._note_dropped(rollout, info)
+        return "Pid" in info
+
+    def _note_dropped(self, rollout: str, info: str) -> None:
+        """Remember ``DroppedLogs`` of ``show info``: lines HAProxy could not send (the reader's queue was full).
+
+        The counter is the worker's, so it starts again at 0 when a reload or restart brings a new
+        worker; what went before is added to ``_dropped_before`` so the reported total never goes down.
+        """
+        dropped, pid = _info_value(info, "DroppedLogs"), _info_value(info, "Pid")
+        if dropped is None or pid is None:
+            return
+        was_pid, was = self._dropped.get(rollout, (pid, 0))
+        if was_pid != pid:
+            self._dropped_before[rollout] = self._dropped_before.get(rollout, 0) + was
+        self._dropped[rollout] = (pid, int(dropped))
+
+    def request_log(self, rollout: str) -> RequestLog | None:
+        """What the request log holds and lost: lines read, lines HAProxy dropped, the sampling rate."""
+        w = self._wanted.get(rollout)
+        reader = self._logs.get(rollout)
+        if w is None or reader is None:
+            return None
+        book = reader.book
+        return RequestLog(
+            sampling=w.log_sampling,
+            lines=book.lines,
+            dropped=self._dropped_before.get(rollout, 0) + self._dropped.get(rollout, ("", 0))[1],
+            malformed=book.malformed,
+            unrouted=book.unrouted,
+        )
 
     async def address(self, rollout: str) -> str | None:
         w = self._load(rollout)
@@ -269,8 +317,15 @@ class HaproxyRouters:
         rules = base.rules
         if router is not None:
             rules = FrontRules(router.stickiness, router.routes).with_routes([r.match for r in base.routes])
+        sampling = router.latency_sampling if router is not None else base.log_sampling
         wanted = replace(
-            base, listen=listen, binary=binary, limits=limits or base.limits, tls=tls, rules=rules
+            base,
+            listen=listen,
+            binary=binary,
+            limits=limits or base.limits,
+            tls=tls,
+            rules=rules,
+            log_sampling=sampling,
         )
         if rules != base.rules:
             wanted = replace(wanted, slots=slots_for(wanted))
@@ -284,6 +339,7 @@ class HaproxyRouters:
                 wanted.limits != saved.limits
                 or (wanted.tls is None) != (saved.tls is None)
                 or wanted.rules != saved.rules
+                or wanted.log_sampling != saved.log_sampling
             ):
                 await self._reload(rollout, wanted)
             elif wanted != saved:
@@ -370,6 +426,7 @@ class HaproxyRouters:
                 rules=wanted.rules,
                 map_file=str(self.map_path(rollout)),
                 log_socket=f"unix@{self.log_socket_path(rollout).name}",
+                log_sampling=wanted.log_sampling,
                 slots=wanted.slots,
                 open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
             )
@@ -624,6 +681,8 @@ class HaproxyRouters:
             observed = await self._servers(rollout)
         except (RuntimeApiError, ValueError):
             return None
+        with contextlib.suppress(RuntimeApiError):
+            self._note_dropped(rollout, await run_one(self.paths(rollout)[0], "show info"))
         wanted = {server_name(b) for b in w.backends} if w is not None else set()
         revisions = {r: s.model_copy(deep=True) for r, s in self._retired.get(rollout, {}).items()}
         backends: dict[str, BackendStats] = {}
@@ -667,6 +726,7 @@ class HaproxyRouters:
             listen=None if w is None else w.listen,
             config_version=None if w is None else w.version,
             backends=0 if w is None else len(w.backends),
+            request_log=self.request_log(rollout),
         )
 
     async def remove(self, rollout: str) -> None:
@@ -705,6 +765,8 @@ class HaproxyRouters:
             self._healthy_at,
             self._cert,
             self._map,
+            self._dropped,
+            self._dropped_before,
         ):
             d.pop(rollout, None)
 
@@ -746,9 +808,15 @@ def _alive(pgid: int) -> bool:
 
 def _info_pid(info: str) -> str | None:
     """The worker's pid in ``show info``."""
+    return _info_value(info, "Pid")
+
+
+def _info_value(info: str, key: str) -> str | None:
+    """The value of ``key`` in ``show info`` (``Key: value`` lines); None when absent."""
+    prefix = key + ":"
     for line in info.splitlines():
-        if line.startswith("Pid:"):
-            return line.split(":", 1)[1].strip()
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
     return None
 
 

@@ -513,7 +513,12 @@ class Controller:
                 "backends": router_state.backends,
                 "restarts": router_state.restarts,
                 "error": router_message or None,
-            },
+            }
+            | (
+                {"requestLog": router_state.request_log.status()}
+                if router_state.request_log is not None
+                else {}
+            ),
             previous=rec.status,
             now=now,
             message=router_message
@@ -812,7 +817,8 @@ class Controller:
         self._store.delete_analysis_runs(name, {r.hash for r in self._store.revisions(name)})
 
 
-_VOLATILE = frozenset({"updatedAt", "lastUpdateTime", "pauseRemaining", "scaleDownIn"})
+_VOLATILE = frozenset({"updatedAt", "lastUpdateTime", "pauseRemaining", "scaleDownIn", "requestLog"})
+"""Status keys that change on their own; ``requestLog`` counts lines under load (refreshed every second)."""
 
 
 def _status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -43,6 +43,7 @@ def router_for(spec: RolloutSpec) -> RouterChoice:
         tls=None if tls is None else (tls.cert_file, tls.key_file),
         stickiness=stickiness,
         routes=routes,
+        latency_sampling=spec.router.latency_sampling,
     )
 
 

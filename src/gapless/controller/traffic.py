@@ -36,11 +36,13 @@ from gapless.platform.local import LocalPlatform
 from gapless.router.client import RouterAdminError, RouterClient
 from gapless.router.config import Backend, Limits, Route, RouteMatch, RouterConfig, Stickiness
 from gapless.router.stats import RouterStats
+from gapless.spec.router import DEFAULT_LATENCY_SAMPLING
 
 __all__ = [
     "PREVIEW_SUFFIX",
     "RESTART_WAIT",
     "LocalRouters",
+    "RequestLog",
     "RouterChoice",
     "RouterStartError",
     "RouterState",
@@ -68,6 +70,42 @@ class RouterState:
     backends: int
     restarts: int = 0
     """Workers the router's supervisor restarted since it started."""
+    request_log: RequestLog | None = None
+    """HAProxy: what its request log (the latency histograms' source) holds and lost."""
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    """HAProxy's request log as the control plane read it, so a sampled or lossy histogram is never silent.
+
+    ``lines`` were read (since this control plane started reading); ``dropped`` were sampled but lost
+    because the reader's queue was full (HAProxy's ``DroppedLogs``, summed over its workers). Request
+    counts come from HAProxy's stats whatever the log holds.
+    """
+
+    sampling: int
+    """One request in this many is logged, picked at random."""
+    lines: int
+    dropped: int
+    malformed: int = 0
+    unrouted: int = 0
+
+    @property
+    def dropped_share(self) -> float:
+        """Share of the sampled lines that were lost (0 when none were sent)."""
+        sent = self.lines + self.dropped
+        return self.dropped / sent if sent else 0.0
+
+    def status(self) -> dict[str, int | float]:
+        """The rollout status' ``router.requestLog``."""
+        return {
+            "sampling": self.sampling,
+            "linesRead": self.lines,
+            "linesDropped": self.dropped,
+            "droppedShare": round(self.dropped_share, 4),
+            "malformed": self.malformed,
+            "unrouted": self.unrouted,
+        }
 
 
 @dataclass(frozen=True)
@@ -82,6 +120,8 @@ class RouterChoice:
     """The spec's sticky key, known before any step asks for it (HAProxy builds its rules at start)."""
     routes: tuple[tuple[RouteMatch, ...], ...] = ()
     """The match lists of every ``setHeaderRoute`` in the spec, for the same reason."""
+    latency_sampling: int = DEFAULT_LATENCY_SAMPLING
+    """HAProxy: the request log keeps one request in this many (``spec.router.latencySampling``)."""
 
 
 @dataclass(frozen=True)

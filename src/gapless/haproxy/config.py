@@ -23,6 +23,7 @@ __all__ = [
     "FRONTEND",
     "LOG_FORMAT",
     "MAX_LINE",
+    "MAX_SAMPLING",
     "HaproxyConfig",
     "ServerNameError",
     "backend_name",
@@ -41,6 +42,9 @@ LOG_FORMAT = "gl1 %s %ST %Ta %Tr"
 
 MAX_LINE = 512
 """Bytes of one request log datagram (HAProxy's ``len``); longer ones are malformed."""
+
+MAX_SAMPLING = 1_000_000
+"""The largest N of "log one request in N"."""
 
 _NAME = re.compile(r"[A-Za-z0-9_:-]+")
 _INSTANCE = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -109,6 +113,8 @@ class HaproxyConfig:
     log_socket: str | None = None
     """Where the frontend logs one line per request (``gapless.haproxy.logs``), as HAProxy reads a log
     target: ``unix@NAME`` relative to its directory; None: no request log."""
+    log_sampling: int = 1
+    """Log one request in this many, chosen at random per request (``spec.router.latencySampling``)."""
     open_files: int | None = None
     """HAProxy's hard limit of open files, if known: ``maxconn`` is lowered to fit two per connection."""
 
@@ -148,7 +154,7 @@ def render(cfg: HaproxyConfig) -> str:
         f"    bind {bind_address(cfg.listen)}{_tls(cfg.tls_bundle)}",
         f"    maxconn {cfg.max_connections()}",
         f"    http-request set-header X-Forwarded-Proto {'http' if cfg.tls_bundle is None else 'https'}",
-        *_log_lines(cfg.log_socket),
+        *_log_lines(cfg.log_socket, cfg.log_sampling),
         *frontend_lines(cfg.rules, cfg.map_file, backend_name(cfg.rollout)),
         f"    default_backend {backend_name(cfg.rollout)}",
         "",
@@ -171,17 +177,28 @@ def render(cfg: HaproxyConfig) -> str:
     return "\n".join(lines)
 
 
-def _log_lines(target: str | None) -> list[str]:
-    """One raw line per request to gapless's datagram socket, in ``LOG_FORMAT``."""
+def _log_lines(target: str | None, sampling: int = 1) -> list[str]:
+    """One raw line per sampled request to gapless's datagram socket, in ``LOG_FORMAT``.
+
+    Sampling is random per request (``rand(N)``, one in N kept): HAProxy's own ``log ... sample``
+    keeps every Nth line, which under round-robin can pick the same server every time (two servers,
+    N even: only one revision would ever be logged). A request set ``silent`` costs no log line at
+    all: HAProxy checks the level before it builds the line.
+    """
     if target is None:
         return []
     if any(c.isspace() or c in "'\"\\#" for c in target):
         raise ValueError(f"log socket {target!r} is not usable in HAProxy's configuration")
-    return [
+    if not 1 <= sampling <= MAX_SAMPLING:
+        raise ValueError(f"log sampling {sampling} is not between 1 and {MAX_SAMPLING}")
+    lines = [
         f"    log {target} len {MAX_LINE} format raw local0 info",
         "    option dontlognull",
         f'    log-format "{LOG_FORMAT}"',
     ]
+    if sampling > 1:
+        lines.append(f"    http-request set-log-level silent if {{ rand({sampling}) gt 0 }}")
+    return lines
 
 
 def _tls(bundle: str | None) -> str:

@@ -44,6 +44,8 @@ class Wanted:
     """Header routes in force."""
     slots: dict[str, int] = field(default_factory=dict)
     """Revision -> slot backend (with ``rules``)."""
+    log_sampling: int = 1
+    """The request log keeps one request in this many (the configuration's part; a change reloads)."""
 
     def slot_servers(self, rollout: str) -> dict[str, dict[str, int]]:
         """Slot backend -> its servers (weight 1 each: plain round-robin within a revision)."""
@@ -91,6 +93,7 @@ class Wanted:
                 "rule_routes": [[m.model_dump(mode="json") for m in r] for r in self.rules.routes],
                 "routes": [r.model_dump(mode="json") for r in self.routes],
                 "slots": self.slots,
+                "log_sampling": self.log_sampling,
             },
             indent=1,
         )
@@ -114,6 +117,7 @@ class Wanted:
             ),
             routes=tuple(Route(**r) for r in doc.get("routes") or ()),
             slots={str(k): int(v) for k, v in (doc.get("slots") or {}).items()},
+            log_sampling=int(doc.get("log_sampling") or 1),
         )
 
 

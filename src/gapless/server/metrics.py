@@ -106,8 +106,26 @@ def control_plane_families(statuses: Sequence[dict[str, Any]]) -> Iterator[Metri
         "Times the instance's process was restarted.",
         labels=["rollout", "revision", "instance"],
     )
+    sampling = GaugeMetricFamily(
+        "gapless_router_request_log_sampling",
+        "HAProxy router: one request in this many is logged (at random) for the latency histograms.",
+        labels=["rollout"],
+    )
+    log_lines = CounterMetricFamily(
+        "gapless_router_request_log_lines",
+        "HAProxy router: request log lines read (outcome=read) and lost because the reader's queue was "
+        "full (outcome=dropped); the latency histograms hold only the lines read.",
+        labels=["rollout", "outcome"],
+    )
     for status in sorted(statuses, key=lambda s: str(s.get("name", ""))):
         rollout = str(status["name"])
+        request_log = (status.get("router") or {}).get("requestLog")
+        if isinstance(request_log, dict):
+            if isinstance(request_log.get("sampling"), int):
+                sampling.add_metric([rollout], request_log["sampling"])
+            for outcome, key in (("read", "linesRead"), ("dropped", "linesDropped")):
+                if isinstance(request_log.get(key), int):
+                    log_lines.add_metric([rollout, outcome], request_log[key])
         strategy = status.get("strategy") or {}
         info.add_metric([rollout, _label(status.get("phase")), _label(strategy.get("type"))], 1)
         for kind, key in _REPLICA_KINDS:
@@ -124,7 +142,7 @@ def control_plane_families(statuses: Sequence[dict[str, Any]]) -> Iterator[Metri
             labels = [rollout, _label(instance.get("revision")), str(instance["id"])]
             ready.add_metric(labels, 1 if instance.get("ready") else 0)
             restarts.add_metric(labels, instance.get("restarts", 0))
-    yield from (info, replicas, step, weight, revision_info, ready, restarts)
+    yield from (info, replicas, step, weight, revision_info, ready, restarts, sampling, log_lines)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ from pydantic import BeforeValidator, Field
 
 from gapless.spec.base import SpecModel
 
-__all__ = ["RouterSettings", "RouterTls"]
+__all__ = ["DEFAULT_LATENCY_SAMPLING", "RouterSettings", "RouterTls"]
+
+DEFAULT_LATENCY_SAMPLING = 10
+"""HAProxy logs one request in this many for latency unless ``spec.router.latencySampling`` says."""
 
 
 def _seconds(value: Any) -> Any:
@@ -67,6 +70,10 @@ class RouterSettings(SpecModel):
     """With ``type: haproxy``: the HAProxy executable (a path or a name on PATH); default ``haproxy``."""
     tls: RouterTls | None = None
     """With ``type: haproxy``: terminate TLS at the front (HTTP/2 and HTTP/1.1); a changed file applies live."""
+    latency_sampling: Count = DEFAULT_LATENCY_SAMPLING
+    """With ``type: haproxy``: log one request in N, picked at random, for the latency histograms
+    (1: every request). Counts always come from HAProxy's stats; a log line per request costs HAProxy
+    about a third of its CPU per request, see docs/haproxy.md."""
 
     header_timeout_seconds: Seconds = 10.0
     """To start a request head after connecting, and to finish it once started (slowloris)."""
