@@ -478,6 +478,18 @@ def summarize(changes: list[Change], args: argparse.Namespace, report: dict[str,
                 f"  P50 {quantile(nlat, 0.5):.1f} ms   P90 {quantile(nlat, 0.9):.1f} ms   "
                 f"P99 {quantile(nlat, 0.99):.1f} ms   max {max(nlat):.1f} ms"
             )
+        traces = [c.node_trace for c in changes]
+        firsts = [t.first_data_ms for t in traces if t.first_data_ms is not None]
+        busy = [t.busy_ms for t in traces]
+        print(
+            "  where their time went, P50 (max) over the changes: the first update's bytes in a node process "
+            + (
+                f"{quantile(firsts, 0.5):.1f} ({max(firsts):.1f}) ms after the call returned; "
+                if firsts
+                else ""
+            )
+            + f"node event loops busy {quantile(busy, 0.5):.1f} ({max(busy):.1f}) ms per change in all"
+        )
         both = lat + nlat
         if both:
             print(f"all {len(both):,} client-changes: P99 {quantile(both, 0.99):.1f} ms")
