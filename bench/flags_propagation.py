@@ -428,7 +428,12 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
                 + (f" ({change.early} before the call returned)" if change.early else "")
             )
             if spy is not None:
-                spy.wait(30)
+                try:
+                    spy.wait(60)
+                except subprocess.TimeoutExpired:
+                    print("  py-spy did not finish in 60 s; stopped", file=sys.stderr)
+                    spy.terminate()
+                    spy.wait()
                 spy = None
             time.sleep(args.pause)
 
