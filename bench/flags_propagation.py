@@ -81,16 +81,18 @@ def cpu_seconds(pid: int) -> float:
 class NodeClients:
     """Unleash Node SDK clients in one ``node`` process (tests/flags_sdks/node/propagation.mjs)."""
 
-    def __init__(self, url: str, token: str, count: int) -> None:
+    def __init__(self, url: str, token: str, count: int, first: int, node_args: list[str]) -> None:
         self.count = count
+        argv = ["node", *node_args, str(NODE_DIR / "propagation.mjs"), url, token, FLAG, str(count)]
         self.proc = subprocess.Popen(
-            ["node", str(NODE_DIR / "propagation.mjs"), url, token, FLAG, str(count)],
+            [*argv, str(first)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=NODE_DIR,
             start_new_session=True,
         )
+        self.trace: dict[str, Any] = {}  # where the process's time went during the last change
 
     def _send(self, message: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -111,7 +113,9 @@ class NodeClients:
         self._send({"expect": value, "timeout": timeout})
 
     def seen(self) -> list[float | None]:
-        return list(self._receive()["seen"])
+        answer = self._receive()
+        self.trace = dict(answer.get("trace") or {})
+        return list(answer["seen"])
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -252,6 +256,29 @@ class Change:
     node_converged: int
     cpu_ms: float  # the service's CPU time from before the call until every client converged
     from_call_ms: list[float]  # every converged client-change of both kinds, from the call being sent
+    node_trace: NodeTrace
+
+
+@dataclass
+class NodeTrace:
+    """Where the Node clients' time went in one change, over all their processes."""
+
+    first_data_ms: float | None  # the first bytes any Node process read, from the call returning
+    busy_ms: float  # event-loop busy time, summed over the processes, until each one's clients flipped
+    max_delay_ms: float  # the longest event-loop delay in any of them
+
+    def __str__(self) -> str:
+        first = "-" if self.first_data_ms is None else f"{self.first_data_ms:.1f}"
+        return f"bytes in at {first}, node busy {self.busy_ms:.1f}, loop delay max {self.max_delay_ms:.1f} ms"
+
+
+def node_trace(nodes: list[NodeClients], returned: float) -> NodeTrace:
+    firsts = [float(n.trace["firstData"]) for n in nodes if n.trace.get("firstData") is not None]
+    return NodeTrace(
+        (min(firsts) - returned) * 1000 if firsts else None,
+        sum(float(n.trace.get("busyMs", 0.0)) for n in nodes),
+        max((float(n.trace.get("maxDelayMs", 0.0)) for n in nodes), default=0.0),
+    )
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -315,18 +342,29 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
             f"{ready} of {args.clients} clients streaming revision {revision} in {len(sizes)} worker "
             f"processes ({time.monotonic() - started:.1f} s to start)"
         )
-        node: NodeClients | None = None
+        nodes: list[NodeClients] = []
         if args.unleash_node:
             started = time.monotonic()
-            node = NodeClients(service.url, token, args.unleash_node)
-            procs.append(node)
+            first = 0
+            for size in split(args.unleash_node, args.node_processes):
+                if size:
+                    nodes.append(NodeClients(service.url, token, size, first, args.node_arg))
+                    procs.append(nodes[-1])
+                    first += size
             print(
-                f"{node.ready()} of {args.unleash_node} Unleash Node SDK clients streaming in one node process "
-                f"({time.monotonic() - started:.1f} s to start)"
+                f"{sum(n.ready() for n in nodes)} of {args.unleash_node} Unleash Node SDK clients streaming in "
+                f"{len(nodes)} node processes ({time.monotonic() - started:.1f} s to start)"
             )
         assert service.proc is not None
         pid = service.proc.pid
 
+        cpu0 = cpu_seconds(pid)
+        time.sleep(args.settle)
+        print(
+            f"service CPU in the {args.settle:.1f} s after every client was streaming (before the first "
+            f"change): {(cpu_seconds(pid) - cpu0) * 1000:.0f} ms"
+        )
+        spy = py_spy(args.py_spy_first_change, pid) if args.py_spy_first_change else None
         changes: list[Change] = []
         for number in range(1, args.changes + 1):
             action = "kill" if number % 2 else "enable"
@@ -334,8 +372,8 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
             target = revision + 1
             for pipe in pipes:
                 pipe.send(("expect", expected, target, args.timeout, args.poll_interval))
-            if node is not None:
-                node.expect(expected, args.timeout)
+            for n in nodes:
+                n.expect(expected, args.timeout)
             path = f"/api/v1/projects/{PROJECT}/flags/{FLAG}/environments/{ENV}/{action}"
             cpu0 = cpu_seconds(pid)
             sent = time.time()
@@ -348,7 +386,7 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
             if revision != target:
                 raise RuntimeError(f"expected revision {target}, the service made {revision}")
             seen = [t for pipe in pipes for t in pipe.recv()[1]]
-            node_seen = node.seen() if node is not None else []
+            node_seen = [t for n in nodes for t in n.seen()]
             cpu_ms = (cpu_seconds(pid) - cpu0) * 1000
             done = [t for t in seen if t is not None]
             node_done = [t for t in node_seen if t is not None]
@@ -364,25 +402,52 @@ def run(args: argparse.Namespace, service: Service, procs: list[Any]) -> None:
                 len(node_done),
                 cpu_ms,
                 [(t - sent) * 1000 for t in done + node_done],
+                node_trace(nodes, returned),
             )
             changes.append(change)
             lat, nlat = change.latencies_ms, change.node_latencies_ms
             print(
                 f"  change {number:>2} {action:<6} revision {revision:>3}: API {api_ms:5.1f} ms; "
                 f"service CPU {cpu_ms:5.1f} ms; gapless {change.converged}/{len(seen)}"
-                + (f" P50 {quantile(lat, 0.5):5.1f} max {max(lat):5.1f} ms" if lat else "")
+                + (
+                    f" min {min(lat):5.1f} P50 {quantile(lat, 0.5):5.1f} max {max(lat):5.1f} ms"
+                    if lat
+                    else ""
+                )
                 + (
                     f"; Unleash Node {change.node_converged}/{len(node_seen)}"
-                    + (f" P50 {quantile(nlat, 0.5):5.1f} max {max(nlat):5.1f} ms" if nlat else "")
-                    if node is not None
+                    + (
+                        f" min {min(nlat):5.1f} P50 {quantile(nlat, 0.5):5.1f} max {max(nlat):5.1f} ms"
+                        if nlat
+                        else ""
+                    )
+                    + f" ({change.node_trace})"
+                    if nodes
                     else ""
                 )
                 + (f" ({change.early} before the call returned)" if change.early else "")
             )
+            if spy is not None:
+                try:
+                    spy.wait(60)
+                except subprocess.TimeoutExpired:
+                    print("  py-spy did not finish in 60 s; stopped", file=sys.stderr)
+                    spy.terminate()
+                    spy.wait()
+                spy = None
             time.sleep(args.pause)
 
         report = delivery(admin, revision, args.clients)
     summarize(changes, args, report)
+
+
+def py_spy(out: str, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy recording the service for 3 s from now (it samples at 1 kHz with native frames, as raw
+    stacks for a flame graph), started a second before the first change so it is attached by then."""
+    argv = ["py-spy", "record", "--pid", str(pid), "--duration", "3", "--rate", "1000", "--native"]
+    spy = subprocess.Popen([*argv, "--format", "raw", "--output", out], stdout=subprocess.DEVNULL)
+    time.sleep(1)
+    return spy
 
 
 def delivery(admin: httpx.Client, revision: int, clients: int) -> dict[str, Any]:
@@ -418,6 +483,18 @@ def summarize(changes: list[Change], args: argparse.Namespace, report: dict[str,
                 f"  P50 {quantile(nlat, 0.5):.1f} ms   P90 {quantile(nlat, 0.9):.1f} ms   "
                 f"P99 {quantile(nlat, 0.99):.1f} ms   max {max(nlat):.1f} ms"
             )
+        traces = [c.node_trace for c in changes]
+        firsts = [t.first_data_ms for t in traces if t.first_data_ms is not None]
+        busy = [t.busy_ms for t in traces]
+        print(
+            "  where their time went, P50 (max) over the changes: the first update's bytes in a node process "
+            + (
+                f"{quantile(firsts, 0.5):.1f} ({max(firsts):.1f}) ms after the call returned; "
+                if firsts
+                else ""
+            )
+            + f"node event loops busy {quantile(busy, 0.5):.1f} ({max(busy):.1f}) ms per change in all"
+        )
         both = lat + nlat
         if both:
             print(f"all {len(both):,} client-changes: P99 {quantile(both, 0.99):.1f} ms")
@@ -460,6 +537,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="processes the clients are spread over")
     parser.add_argument("--changes", type=int, default=20, help="kill / enable changes, alternating")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between changes")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds to wait after the clients started, before the first change",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a change may take to converge")
     parser.add_argument(
         "--poll-interval", type=float, default=0.001, help="sleep between a worker's polling passes"
@@ -469,7 +552,27 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="also N Unleash Node SDK clients (streaming) in one node process (npm ci in tests/flags_sdks/node)",
+        help="also N Unleash Node SDK clients (streaming; npm ci in tests/flags_sdks/node)",
+    )
+    parser.add_argument(
+        "--node-processes",
+        type=int,
+        default=1,
+        metavar="K",
+        help="node processes the Unleash Node SDK clients are spread over",
+    )
+    parser.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an argument for node before the script, e.g. --node-arg=--cpu-prof (repeatable)",
+    )
+    parser.add_argument(
+        "--py-spy-first-change",
+        metavar="FILE",
+        help="record the service with py-spy (installed separately; needs ptrace) from 1 s before the "
+        "first change for 3 s, to FILE as raw stacks",
     )
     parser.add_argument(
         "--postgres",
@@ -482,8 +585,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.clients < 1 or args.workers < 1 or args.changes < 1:
         parser.error("--clients, --workers and --changes must be at least 1")
-    if args.unleash_node < 0:
-        parser.error("--unleash-node must be 0 or more")
+    if args.unleash_node < 0 or args.node_processes < 1:
+        parser.error("--unleash-node must be 0 or more, --node-processes at least 1")
     if args.unleash_node and not (NODE_DIR / "node_modules" / "unleash-client").is_dir():
         parser.error(f"--unleash-node needs the Node SDK: run `npm ci` in {NODE_DIR}")
 
