@@ -43,6 +43,7 @@ import yaml
 
 from gapless.cli.client import ApiClient
 from gapless.loadgen import LoadReport, run_load
+from gapless.spec.strategy import Canary
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "examples" / "app.py"
@@ -148,7 +149,14 @@ def _example_specs(specs: Path, port: int, window: float) -> tuple[float, float,
     for name in ("0001_full_name.yaml", "flags.yaml"):
         (specs / name).write_text((EXAMPLE / name).read_text())
     release = yaml.safe_load((EXAMPLE / "release.yaml").read_text())
-    pauses = sum(window for step in v2["spec"]["strategy"]["canary"]["steps"] if "pause" in step)
+    canary = v2["spec"]["strategy"]["canary"]
+    # After the promotion v1 stays at full size for the canary's scaleDownDelaySeconds (30 s unless set),
+    # so an abort right after it finds v1 warm; the revision is complete, and the step done, after that.
+    delay = float(Canary.model_validate(canary).scale_down_delay_seconds)
+    pauses = sum(window for step in canary["steps"] if "pause" in step) + delay
+    print(
+        f"the canary's pauses: {pauses - delay:g} s; its scaleDownDelaySeconds (v1 kept after promotion): {delay:g} s"
+    )
     windows = pauses
     for step in release["spec"]["steps"]:
         if "wait" in step:
@@ -231,7 +239,9 @@ def _print(
     )  # fmt: skip
     print(f"release phase: {st['phase']}")
     print(f"wall time (CLI apply start to the end seen): {wall:.2f} s")
-    print(f"monitoring windows (and canary pauses): {windows:.2f} s; rollout step(s): {rollout_time:.2f} s")
+    print(
+        f"monitoring windows (and canary pauses and scale-down delay): {windows:.2f} s; rollout step(s): {rollout_time:.2f} s"
+    )
     print(
         f"expand + backfill (migrate step): {migrate_time:.2f} s; verify: {verify_time:.2f} s; "
         f"contract (complete step): {contract_time:.2f} s"
@@ -239,7 +249,8 @@ def _print(
     work = windows + migrate_time + verify_time + contract_time
     print(f"beyond windows, backfill, checks and contract: {wall - work:.2f} s, of which")
     print(
-        f"  the rollout step's own work (beyond its {pauses:.0f} s of canary pauses): {rollout_time - pauses:.2f} s"
+        f"  the rollout step's own work (beyond its {pauses:.0f} s of canary pauses and scale-down delay): "
+        f"{rollout_time - pauses:.2f} s"
     )
     print(f"  the rest (between and around steps): {wall - work - (rollout_time - pauses):.2f} s")
     gaps = [b["startedAt"] - a["finishedAt"] for a, b in zip(st["steps"], st["steps"][1:], strict=False)]
@@ -283,6 +294,21 @@ async def _run(window: float, rps: float) -> None:
             _gapless(state, "down")
 
 
+async def _rollout_timeline(client: ApiClient, st: dict[str, Any]) -> None:
+    """The rollout's own events during each rollout step, in seconds from the step's start: where its time goes."""
+    for step in st["steps"]:
+        if step["kind"] != "rollout" or step.get("startedAt") is None or step.get("finishedAt") is None:
+            continue
+        start, end = step["startedAt"], step["finishedAt"]
+        items = (await client.request("GET", "/api/v1/events"))["items"]
+        print(
+            f"rollout step {step['name']}: {end - start:.2f} s; its rollout's events (s from the step's start):"
+        )
+        for e in items:
+            if not e["rollout"].startswith(("release:", "migrations:")) and start - 1 <= e["time"] <= end + 1:
+                print(f"  {e['time'] - start:7.2f} {e['rollout']} {e['type']}: {e['message'][:110]}")
+
+
 async def _run_rename(window: float, rps: float, rows: int) -> None:
     sys.path.insert(0, str(REPO))
     from tests.postgres import EmbeddedPostgres
@@ -312,6 +338,7 @@ async def _run_rename(window: float, rps: float, rows: int) -> None:
                 )
                 kinds = {s["name"]: s["kind"] for s in st["steps"]}
                 result = _print(st, wall, windows, steady, reports, kinds, pauses)
+                await _rollout_timeline(client, st)
                 logs = subprocess.run(
                     [sys.executable, "-m", "gapless", "logs", "shop", "--state-dir", str(state)],
                     capture_output=True, text=True, check=True,

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from gapless.core.failpoints import ENV as CRASH_ENV
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
 from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
 
@@ -114,14 +115,29 @@ def _release(g: Gapless, *, wait: str = "1s", name: str = "ui") -> Path:
     return path
 
 
-async def _start_control_plane(g: Gapless) -> None:
-    """Start the control plane again, as ``gapless up`` does, without applying any spec."""
+async def _start_control_plane(g: Gapless, crash_at: str | None = None) -> None:
+    """Start the control plane again, as ``gapless up`` does, without applying any spec.
+
+    ``crash_at``: the crash point (``gapless.core.failpoints``) at which it SIGKILLs itself.
+    """
     code = (
         "import asyncio, pathlib, sys; from gapless.cli.client import start_control_plane; "
         "sys.exit(0 if asyncio.run(start_control_plane(pathlib.Path(sys.argv[1]))) else 1)"
     )
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(g.state_dir.resolve()))
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV} | (
+        {CRASH_ENV: crash_at} if crash_at else {}
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, str(g.state_dir.resolve()), env=env
+    )
     assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+async def _killed_itself(g: Gapless, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while g.processes("control-plane"):
+        assert time.monotonic() < deadline, "the control plane did not reach its crash point"
+        await asyncio.sleep(0.1)
 
 
 async def _status(g: Gapless, name: str = "ui") -> dict[str, Any]:
@@ -241,6 +257,52 @@ async def test_sigkill_of_the_control_plane_mid_release_resumes_without_repeatin
     assert len(started) == 6
     code, out, err = await g.acli("history", "shop", "-o", "json")
     assert code == 0, out + err
+
+
+async def test_sigkill_in_each_window_of_a_flag_step_sets_the_flag_once_and_undo_restores_it(
+    g: Gapless,
+) -> None:
+    """Killed after the flag service took a step's change but before the step recorded it, then after a
+    flag step recorded the state from before it but before setting it: the release resumes and finishes,
+    each step starts once, each step keeps the "before" of its first start, and undo restores it exactly."""
+    port, _ = await _setup(g)
+    load = Load(f"http://127.0.0.1:{port}/", rps=50)
+    doc = yaml.safe_load(_release(g).read_text())
+    steps = [s for s in doc["spec"]["steps"] if "flag" in s]  # flag-on, beta, everyone (advance)
+    doc["spec"]["steps"] = steps
+    path = g.specs / "release-flags.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    [cp] = g.processes("control-plane")
+    os.kill(cp.pid, signal.SIGKILL)
+    await asyncio.sleep(1)
+    await _start_control_plane(g, crash_at="release.flag.set")
+    deadline = time.monotonic() + 30
+    while (result := await g.acli("release", "apply", "-f", str(path)))[0] != 0:
+        assert "starting" in result[2], result  # the flag service is still loading
+        assert time.monotonic() < deadline, result
+        await asyncio.sleep(0.2)
+    await _killed_itself(g)  # flag-on: the flag service enabled it, the step did not record that
+    await _start_control_plane(g, crash_at="release.flag.recorded")
+    await _killed_itself(g)  # flag-on finished (set again: the same state); beta recorded, not set
+    await _start_control_plane(g)
+    st = await _until(g, lambda s: s["phase"] == "Succeeded")
+    assert await _flag(g) == {"enabled": True, "stage": 2}  # advanced once, not once per restart
+    befores = [s["record"]["before"] for s in st["steps"]]
+    assert befores == [
+        {"enabled": False, "stage": 0},
+        {"enabled": True, "stage": 0},
+        {"enabled": True, "stage": 1},
+    ], befores
+    code, out, err = await g.acli("events", "-o", "json")
+    events = [json.loads(line) for line in out.splitlines()]
+    started = [e["revision"] for e in events if e["rollout"] == "release:ui" and e["type"] == "StepStarted"]
+    assert len(started) == 3, started
+    assert len(set(started)) == 3, started
+    code, out, err = await g.acli("release", "undo", "ui", "--wait")
+    assert code == 0, out + err
+    assert await _flag(g) == {"enabled": False, "stage": 0}  # the state from before the release
+    report = await load.stop()
+    assert report.failed == 0, report.failures
 
 
 async def test_bad_releases_exit_2_naming_the_step_and_store_nothing(g: Gapless) -> None:

@@ -38,6 +38,7 @@ from gapless.controller.release_migrate import (
 )
 from gapless.core.clock import Clock
 from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError, StateWriteError
+from gapless.core.failpoints import crash_point
 from gapless.spec.load import problems_from_validation, validate_rollout
 from gapless.spec.models import Rollout, template_hash
 from gapless.spec.release import FlagStep, Release
@@ -256,6 +257,7 @@ class ReleaseController:
                 return now
             save(i, Progress("running", record=record, started_at=now, message="started"), phase=plan.phase)
             self._event(rec, _label(release, i), "StepStarted", _describe(release, i))
+            crash_point(f"release.{kind}.recorded")
             return now
         if plan.undo is not None:
             return await self._undo_pass(rec, release, facts, steps, plan.undo, save, now)
@@ -314,6 +316,7 @@ class ReleaseController:
                 save(i, replace(p, phase="failed", finished_at=now, message=str(e)))
                 self._event(rec, label, "StepFailed", str(e))
                 return now
+            crash_point(f"release.{kind}.set")
             save(i, replace(p, acted=True, message=decision.message))
             return now
         if decision.verdict in ("succeeded", "failed"):
