@@ -275,8 +275,12 @@ def blue_green(key: str, template: str = "errors", **extra: Any) -> dict[str, An
 
 def active(d: Decision | None) -> str:
     assert d is not None
-    return next(
-        s["spec"]["selector"][LABEL_REVISION] for s in d.services if s["metadata"]["name"] == "shop-stable"
+    return str(
+        next(
+            s["spec"]["selector"][LABEL_REVISION]
+            for s in d.services
+            if s["metadata"]["name"] == "shop-stable"
+        )
     )
 
 
@@ -296,9 +300,8 @@ def test_pre_promotion_analysis_runs_on_green_before_the_switch(outcome: str) ->
     def check(s: dict[str, Any]) -> bool:
         runs = s.get(RUNS_FIELD) or []
         seen.append((active(r.last), runs[0]["phase"] if runs else "-"))
-        return (
-            s["phase"] == ("Healthy" if outcome == "passes" else "Degraded") and s["currentRevision"] == "2"
-        )
+        done = s["phase"] == ("Healthy" if outcome == "passes" else "Degraded")
+        return bool(done and s["currentRevision"] == "2")
 
     r.until(check, read, passes=150)
     (run,) = r.obj["status"][RUNS_FIELD]
