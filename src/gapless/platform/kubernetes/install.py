@@ -2,9 +2,9 @@
 
 One source of truth, shipped inside the package so that an installed gapless can print them without the
 repository: the CRDs are generated from the pydantic models (:mod:`gapless.spec.crd`), the rest (the
-namespace, the RBAC, the operator Deployment and the kustomization) are the YAML files beside this
-module. ``python -m gapless.platform.kubernetes.install deploy/kubernetes`` writes the whole directory,
-and a test fails when the committed copy drifts from what this module gives.
+namespace, the RBAC, the operator Deployment and the kustomization) are the YAML files in
+``install_yaml/`` beside this module. ``python -m gapless.platform.kubernetes.install deploy/kubernetes``
+writes the whole directory, and a test fails when the committed copy drifts from what this module gives.
 
 Printed without options, the documents are the files' own text (their comments explain each RBAC verb);
 ``namespace`` and ``image`` rewrite the parsed documents instead, since a text substitution could not
@@ -36,7 +36,7 @@ RESOURCES = (
     "operator/deployment.yaml",
 )
 """The kustomization's resources, in the order they are applied (CRDs and namespace first)."""
-_HERE = Path(__file__).parent / "install"
+_HERE = Path(__file__).parent / "install_yaml"
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _IMAGE = re.compile(r"[^\s]+")
 
