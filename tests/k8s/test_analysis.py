@@ -8,6 +8,7 @@ Each test has its own namespace and its own operator (``-n``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gapless.controller.kube_analysis import RUNS_FIELD
@@ -318,3 +320,128 @@ def test_a_prometheus_that_does_not_answer_holds_up_no_other_rollout(
         assert run["metrics"][0]["measured"] == 0
         assert took < 20
         print(f"\nanother rollout completed in {took:.1f} s while a query hung")
+
+
+@contextlib.contextmanager
+def selector_changes(cluster: Cluster, ns: str, service: str) -> Iterator[list[str]]:
+    """Every distinct revision the Service's selector names, in order, from a watch (no sample is missed)."""
+    seen: list[str] = []
+    stop = threading.Event()
+    started = threading.Event()
+
+    def watch() -> None:
+        with contextlib.suppress(httpx.HTTPError), cluster.client() as c:
+            params = {"fieldSelector": f"metadata.name={service}", "watch": "1", "timeoutSeconds": "120"}
+            with c.stream("GET", f"/api/v1/namespaces/{ns}/services", params=params, timeout=150) as r:
+                started.set()
+                for line in r.iter_lines():
+                    if line:
+                        sel = json.loads(line)["object"]["spec"]["selector"][LABEL_REVISION]
+                        if not seen or seen[-1] != sel:
+                            seen.append(sel)
+                    if stop.is_set():
+                        return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started.wait(10)
+    wait_for(lambda: seen, 10, f"the first event of {service}")
+    try:
+        yield seen
+    finally:
+        stop.set()
+
+
+def live_pods(cluster: Cluster, ns: str, revision: str) -> list[str]:
+    with cluster.client() as c:
+        pods = c.get(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": f"{LABEL_REVISION}={revision}"}
+        ).json()["items"]
+    return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
+
+
+def sizes(cluster: Cluster, ns: str) -> dict[str, int]:
+    return {
+        r["metadata"]["labels"][LABEL_REVISION]: r["spec"]["replicas"]
+        for r in replica_sets(cluster, ns, "shop")
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "outcome"),
+    [
+        ("prePromotion", "passes"),
+        ("prePromotion", "fails"),
+        ("postPromotion", "passes"),
+        ("postPromotion", "fails"),
+    ],
+)
+def test_blue_green_analysis(
+    crds: Cluster,
+    ns: str,
+    operator: OperatorProcess,
+    prometheus: tuple[Exporter, PrometheusServer],
+    key: str,
+    outcome: str,
+) -> None:
+    """Blue-green pre-/post-promotion analysis queries green's series against blue's (the args are the two
+    revision hashes). Pre-promotion runs while NAME-stable selects blue: passing lets the promotion switch
+    it, failing aborts with NAME-stable never changed and green scaled to 0. Post-promotion runs after the
+    switch with blue's pods kept: passing completes (blue scaled down), failing switches NAME-stable back to
+    blue's very same pods and scales green to 0."""
+    exporter, prom = prometheus
+    put_template(crds, ns, "errors", [prometheus_metric(prom.address, count=2)])
+    ref = {"templates": [{"templateName": "errors"}]}
+    bg = {
+        "blueGreen": {
+            "autoPromotionSeconds": 1,
+            "scaleDownDelaySeconds": 2,
+            "abortScaleDownDelaySeconds": 0,
+            f"{key}Analysis": ref,
+        }
+    }
+    v1 = k8s_rollout("shop", "v1", replicas=2, strategy=bg)
+    v2 = k8s_rollout("shop", "v2", replicas=2, strategy=bg)
+    blue, green = revision_of(v1), revision_of(v2)
+    create(crds, ns, v1)
+    healthy_at(crds, ns, "shop", "1", operator)
+    exporter.values = {blue: 0.01, green: 0.01 if outcome == "passes" else 0.31}
+    prom.wait_for_series(METRIC, count=2)
+    blue_pods = live_pods(crds, ns, blue)
+    assert len(blue_pods) == 2
+    with selector_changes(crds, ns, "shop-stable") as selectors:
+        update(crds, ns, "shop", {"template": v2["spec"]["template"]})
+        if outcome == "passes":
+            status = healthy_at(crds, ns, "shop", "2", operator, timeout=60)
+        else:
+            status = degraded(crds, ns, operator, timeout=60)
+            wait_for(lambda: sizes(crds, ns) == {blue: 2, green: 0}, 20, "green at 0, blue at 2")
+            wait_for(lambda: service_selectors(crds, ns, "shop")["stable"] == blue, 10, "NAME-stable on blue")
+        time.sleep(0.5)  # the watch's last event
+    (run,) = status[RUNS_FIELD]
+    assert (run["key"], run["revision"]) == (key, green)
+    assert run["spec"]["args"] == {"rollout": "shop", "canary": green, "stable": blue}
+    first = run["metrics"][0]["measurements"][0]["value"]["result"]
+    assert first == pytest.approx(0.0 if outcome == "passes" else 0.3)
+    switched_at = (status["revisions"][green].get("stepState") or {}).get("switched_at")
+    if outcome == "passes":
+        assert run["phase"] == "successful"
+        assert selectors == [blue, green], selectors
+        if key == "prePromotion":
+            assert switched_at >= run["finishedAt"]  # the switch came after the analysis
+        else:
+            assert run["createdAt"] >= switched_at  # the analysis came after the switch
+        wait_for(lambda: sizes(crds, ns).get(blue) == 0, 20, "blue scaled down")
+    else:
+        assert run["phase"] == "failed"
+        assert f"{'pre' if key == 'prePromotion' else 'post'}-promotion analysis failed" in status["message"]
+        assert "error-ratio" in status["message"]
+        if key == "prePromotion":
+            assert selectors == [blue], selectors  # green never took the active Service
+            assert switched_at is None
+        else:
+            assert selectors == [blue, green, blue], selectors
+            assert run["createdAt"] >= switched_at
+        assert live_pods(crds, ns, blue) == blue_pods  # blue stayed warm: the same pods, none started
+        reasons = {e["reason"] for e in events(crds, ns)}
+        assert {"AnalysisRunStarted", "AnalysisRunFailed", "RolloutAborted"} <= reasons

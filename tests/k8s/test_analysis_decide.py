@@ -257,3 +257,102 @@ def test_the_run_lives_in_the_status_so_a_fresh_pass_continues_it() -> None:
     (done,) = r.obj["status"][RUNS_FIELD]
     assert done["id"] == run["id"]
     assert done["metrics"][0]["measured"] == 3
+
+
+def blue_green(key: str, template: str = "errors", **extra: Any) -> dict[str, Any]:
+    """Automatic promotion, blue kept 30 s after the switch (or after the post-promotion analysis passed)."""
+    ref = {"templates": [{"templateName": template}]}
+    return {
+        "blueGreen": {
+            "autoPromotionSeconds": 1,
+            "scaleDownDelaySeconds": 30,
+            "abortScaleDownDelaySeconds": 0,
+            key: ref,
+        }
+        | extra
+    }
+
+
+def active(d: Decision | None) -> str:
+    assert d is not None
+    return str(
+        next(
+            s["spec"]["selector"][LABEL_REVISION]
+            for s in d.services
+            if s["metadata"]["name"] == "shop-stable"
+        )
+    )
+
+
+@pytest.mark.parametrize("outcome", ["passes", "fails"])
+def test_pre_promotion_analysis_runs_on_green_before_the_switch(outcome: str) -> None:
+    """prePromotionAnalysis measures green (args: green's and blue's hashes) while the active Service stays
+    on blue; passing lets the automatic promotion switch, failing aborts with blue never left."""
+    r = Run(blue_green("prePromotionAnalysis"), [prom_template()])
+    value = 0.0 if outcome == "passes" else 0.3
+    queries: list[str] = []
+    seen: list[tuple[str, str]] = []  # (active revision, run phase) per pass
+
+    def read(q: str, _metric: str) -> float:
+        queries.append(q)
+        return value
+
+    def check(s: dict[str, Any]) -> bool:
+        runs = s.get(RUNS_FIELD) or []
+        seen.append((active(r.last), runs[0]["phase"] if runs else "-"))
+        done = s["phase"] == ("Healthy" if outcome == "passes" else "Degraded")
+        return bool(done and s["currentRevision"] == "2")
+
+    r.until(check, read, passes=150)
+    (run,) = r.obj["status"][RUNS_FIELD]
+    assert (run["key"], run["revision"]) == ("prePromotion", r.canary)
+    assert run["spec"]["args"] == {"rollout": "shop", "canary": r.canary, "stable": r.stable}
+    assert queries[0] == f'ratio{{revision="{r.canary}"}} - ratio{{revision="{r.stable}"}}'
+    assert all(a == r.stable for a, phase in seen if phase in ("-", "running"))
+    if outcome == "passes":
+        assert run["phase"] == "successful"
+        assert active(r.last) == r.canary
+    else:
+        assert run["phase"] == "failed"
+        message = r.obj["status"]["message"]
+        assert "pre-promotion analysis failed" in message, message
+        assert "error-ratio" in message
+        assert {a for a, _ in seen} == {r.stable}  # never switched
+        r.until(lambda s: r.live(r.canary) == 0)
+        assert r.live(r.stable) == 2
+
+
+@pytest.mark.parametrize("outcome", ["passes", "fails"])
+def test_post_promotion_analysis_runs_after_the_switch_and_a_failure_switches_back_to_warm_blue(
+    outcome: str,
+) -> None:
+    """postPromotionAnalysis starts once the active Service selects green; blue keeps its pods meanwhile.
+    Passing starts the scale-down delay and completes; failing switches the active Service back to blue's
+    same pods (none started or stopped) and removes green."""
+    r = Run(blue_green("postPromotionAnalysis"), [prom_template()])
+    value = 0.0 if outcome == "passes" else 0.3
+    seen: list[tuple[str, str, int]] = []  # (active revision, run phase, blue pods) per pass
+
+    def check(s: dict[str, Any]) -> bool:
+        runs = s.get(RUNS_FIELD) or []
+        seen.append((active(r.last), runs[0]["phase"] if runs else "-", r.live(r.stable)))
+        return bool(runs) and runs[0]["phase"] != "running"
+
+    r.until(check, lambda q, m: value, passes=150)
+    (run,) = r.obj["status"][RUNS_FIELD]
+    assert (run["key"], run["revision"]) == ("postPromotion", r.canary)
+    assert all(a == r.canary for a, phase, _ in seen if phase == "running"), seen
+    assert all(blue == 2 for _, phase, blue in seen if phase == "running"), seen
+    if outcome == "passes":
+        assert run["phase"] == "successful"
+        r.until(lambda s: s["phase"] == "Healthy" and s["currentRevision"] == "2", passes=150)
+        assert r.live(r.stable) == 0
+        assert r.sim.now >= float(run["finishedAt"]) + 30  # the delay counts from the analysis's success
+    else:
+        assert run["phase"] == "failed"
+        r.until(lambda s: s["phase"] == "Degraded")
+        assert active(r.last) == r.stable
+        assert "post-promotion analysis failed" in r.obj["status"]["message"]
+        assert r.live(r.stable) == 2
+        r.until(lambda s: r.live(r.canary) == 0)
+        assert active(r.last) == r.stable

@@ -398,3 +398,84 @@ def test_replica_sets_record_their_template_and_change_cause() -> None:
     run_until_settled(sim, _obj(v1, obj["status"], 3), 200)
     rs = next(r for r in sim.rs.values() if r["metadata"]["labels"][LABEL_REVISION] == first)
     assert rs["metadata"]["annotations"]["gapless.dev/change-cause"] == "first"
+
+
+def test_a_blue_green_undo_inside_the_scale_down_delay_numbers_blue_as_locally() -> None:
+    """v1 (blue, 1) -> v2 (green, 2) switched -> v1 again while blue is still warm and stable: blue becomes
+    revision 3 (the local platform's number), its ReplicaSet says so, an event names it, and no pod of
+    blue is started or stopped; applying v2 again then makes green revision 4."""
+    bg = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 600}}
+    sim = SimCluster(_rng(5), 1_800_000_000.0)
+    obj = run_until_settled(sim, _obj(k8s_rollout("shop", "v1", replicas=2, strategy=bg)), 100)
+    blue = obj["status"]["currentPodHash"]
+    obj = _obj(k8s_rollout("shop", "v2", replicas=2, strategy=bg), obj["status"], 2)
+    for _ in range(200):
+        d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+        for rs in d.replica_sets:
+            sim.apply(rs)
+        obj = obj | {"status": d.status}
+        if _active(d) != blue:
+            break
+        sim.tick()
+    green = obj["status"]["currentPodHash"]
+    assert (_active(d), obj["status"]["currentRevision"]) == (green, "2")
+    blue_pods = sorted(n for n, p in sim.pods.items() if p["metadata"]["labels"][LABEL_REVISION] == blue)
+    obj = _obj(k8s_rollout("shop", "v1", replicas=2, strategy=bg), obj["status"], 3)
+    d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+    assert (_active(d), d.status["currentPodHash"], d.status["currentRevision"]) == (blue, blue, "3")
+    assert ("RevisionReused", f"revision 3 ({blue}) is an earlier template again", False) in d.events
+    (rs,) = [r for r in d.replica_sets if r["metadata"]["labels"][LABEL_REVISION] == blue]
+    assert rs["metadata"]["annotations"]["gapless.dev/revision-number"] == "3"
+    assert rs["spec"]["replicas"] == 2
+    for r in d.replica_sets:
+        sim.apply(r)
+    obj = obj | {"status": d.status}
+    again = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+    assert again.status["currentRevision"] == "3"
+    assert not [e for e in again.events if e[0] == "RevisionReused"]  # renumbered once
+    obj = run_until_settled(sim, obj | {"status": again.status}, 200)
+    assert (
+        sorted(n for n, p in sim.pods.items() if p["metadata"]["labels"][LABEL_REVISION] == blue) == blue_pods
+    )
+    assert obj["status"]["revisions"][green]["number"] == 2
+    obj = _obj(k8s_rollout("shop", "v2", replicas=2, strategy=bg), obj["status"], 4)
+    d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+    assert d.status["currentRevision"] == "4"
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    applies=st.lists(st.sampled_from(["v1", "v2", "v3"]), min_size=2, max_size=6),
+    passes=st.lists(st.integers(0, 40), min_size=6, max_size=6),
+    blue_green=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_revision_numbers_follow_the_local_rule_whatever_the_order_of_applies(
+    applies: list[str], passes: list[int], blue_green: bool, seed: int
+) -> None:
+    """Templates applied in any order, each after any number of passes (mid-rollout or settled): a new
+    template gets the next number; an earlier one keeps its number if it is the highest, else takes the
+    next (the local platform's rule, as ``gapless undo`` on one machine numbers it)."""
+    strategy = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 5}} if blue_green else None
+    sim = SimCluster(_rng(seed), 1_800_000_000.0)
+    expected: dict[str, int] = {}
+    current = ""
+    obj: dict[str, Any] = {"status": {}}
+    for generation, (version, n) in enumerate(zip(["v1", *applies], [30, *passes], strict=False), start=1):
+        obj = _obj(k8s_rollout("shop", version, replicas=2, strategy=strategy), obj["status"], generation)
+        if version != current:
+            highest = max(expected.values(), default=0)
+            if version not in expected or expected[version] != highest:
+                expected[version] = highest + 1
+            current = version
+        for _ in range(max(n, 1)):
+            d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+            for pod in d.mark_pods:
+                sim.mark(pod)
+            for rs in d.replica_sets:
+                sim.apply(rs)
+            for name in d.delete_replica_sets:
+                sim.rs.pop(name, None)
+            obj = obj | {"status": d.status}
+            assert d.status["currentRevision"] == str(expected[version]), (version, expected)
+            sim.tick()

@@ -153,7 +153,6 @@ def test_hashes_of_templates_without_the_kubernetes_fields_are_unchanged() -> No
             "router",
             "stickiness",
             "requiresSchema",
-            "bgAnalysis",
             "previewListen",
         ]
     )
@@ -173,7 +172,6 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         "requiresSchema": "spec.template.requiresSchema",
         "headerRoute": "spec.strategy.canary.steps[0].setHeaderRoute",
         "gateway": "spec.strategy.canary.steps[1].setHeaderRoute.match[0].cookieName",
-        "bgAnalysis": "spec.strategy.blueGreen.prePromotionAnalysis",
         "previewListen": "spec.strategy.blueGreen.previewListen",
     }[field]
     if field == "image":
@@ -192,9 +190,6 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
         doc["spec"]["strategy"] = {
             "canary": {"steps": [{"setWeight": 10}], "trafficRouting": {"stickiness": {"header": "X-User"}}}
         }
-    elif field == "bgAnalysis":
-        analysis = {"templates": [{"templateName": "health"}]}
-        doc["spec"]["strategy"] = {"blueGreen": {"prePromotionAnalysis": analysis}}
     elif field == "previewListen":
         doc["spec"]["strategy"] = {"blueGreen": {"previewListen": "127.0.0.1:9999"}}
     elif field == "requiresSchema":
@@ -213,6 +208,9 @@ def test_a_local_only_spec_is_refused_naming_the_field(field: str) -> None:
     basic = {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
     assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy=basic))) == []
     assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy={"blueGreen": {}}))) == []
+    analysis = {"templates": [{"templateName": "health"}]}
+    bg = {"blueGreen": {"prePromotionAnalysis": analysis, "postPromotionAnalysis": analysis}}
+    assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy=bg))) == []
     analysis = {"templates": [{"templateName": "health"}]}
     analysed = {"canary": {"steps": [{"setWeight": 10}, {"analysis": analysis}], "analysis": analysis}}
     assert problems(validate_rollout(k8s_rollout("shop", "v1", strategy=analysed))) == []

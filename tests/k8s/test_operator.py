@@ -33,6 +33,7 @@ from tests.k8s.operator import (
     rollout_status,
     wait_for,
 )
+from tests.k8s.test_cli_cluster import gapless
 from tests.k8s.test_crds import install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -457,6 +458,20 @@ def test_blue_green_switches_in_one_patch_and_undo_inside_the_delay_starts_nothi
     stop.set()
     assert selectors[:3] == [blue, green, blue], selectors
     assert back["currentPodHash"] == blue
+    # Numbered as on one machine: blue, rolled out again, is revision 3 (its ReplicaSet says so too).
+    assert back["currentRevision"] == "3"
+    numbers = {
+        r["metadata"]["labels"][LABEL_REVISION]: r["metadata"]["annotations"]["gapless.dev/revision-number"]
+        for r in replica_sets(crds, ns, "bg")
+    }
+    assert numbers == {blue: "3", green: "2"}
+    r = gapless("history", "bg", "-n", ns, "-o", "json", kubeconfig=crds.kubeconfig)
+    assert r.returncode == 0, r.stderr
+    assert [(i["number"], i["hash"]) for i in json.loads(r.stdout)] == [(2, green), (3, blue)]
+    with crds.client() as c:
+        events = c.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+    reused = [e["message"] for e in events if e["reason"] == "RevisionReused"]
+    assert reused == [f"revision 3 ({blue}) is an earlier template again"], reused
 
 
 @pytest.fixture(scope="module")

@@ -409,8 +409,9 @@ class Kube:
                 annotations[CHANGE_CAUSE_ANNOTATION] = target["changeCause"]
             body["metadata"]["annotations"] = annotations
             got = _to_dict(self._call(lambda: self.client.replace(RolloutResource.from_dict(body))))
-            highest = max(int(r["number"]) for r in items)
-            number = target["number"] if target["number"] == highest else highest + 1
+            from gapless.strategies.revisions import next_number  # the operator's rule for a reused revision
+
+            number = next_number(int(target["number"]), [int(r["number"]) for r in items])
             return {
                 "name": name,
                 "generation": got["metadata"].get("generation"),

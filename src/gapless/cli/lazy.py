@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("gapless.cli.release_cmd", "release_app"),
     "load": ("gapless.cli.load_cmd", "load_command"),
     "operator": ("gapless.cli.operator_cmd", "operator_app"),
+    "k8s": ("gapless.cli.k8s_cmd", "k8s_app"),
 }
 """Command name -> (module, attribute)."""
 
@@ -37,6 +38,7 @@ LAZY_HELP: dict[str, str] = {
     "release": "Releases: one ordered plan of migrations, rollouts and flag changes, rolled back together.",
     "load": "Send HTTP requests to a local URL at a fixed rate and count every outcome.",
     "operator": "The Kubernetes operator: reconciles Rollouts on a cluster (rolling updates as ReplicaSets).",
+    "k8s": "Kubernetes install: print the CRDs, RBAC and operator Deployment to apply to a cluster.",
 }
 """Command name -> its line in ``gapless --help``, shown without importing the command's module."""
 

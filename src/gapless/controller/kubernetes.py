@@ -45,6 +45,7 @@ from gapless.platform.kubernetes.manifests import (
 from gapless.spec.load import validate_rollout
 from gapless.spec.models import CHANGE_CAUSE_ANNOTATION, Rollout, template_hash
 from gapless.strategies.plan import InstanceView, Plan, RolloutView, StepState
+from gapless.strategies.revisions import next_number
 from gapless.strategies.rolling import deletion_order
 from gapless.strategies.rollout import plan_rollout
 
@@ -232,11 +233,15 @@ def decide(
             r["phase"] = "superseded"
     complete = [(float(r.get("completedAt", 0)), h) for h, r in records.items() if r["phase"] == "complete"]
     stable = max(complete)[1] if complete else None
-    if rec["phase"] == "superseded" or (rec["phase"] == "complete" and stable != target):
-        # An older template again (an undo): its ReplicaSet is reused and, as in Kubernetes, it becomes
-        # the newest revision number.
-        number = max(int(r.get("number", 0)) for r in records.values()) + 1
-        rec.update(phase="progressing", progressAt=now, message="", number=number)
+    reused = rec["phase"] == "superseded" or (rec["phase"] == "complete" and stable != target)
+    number = next_number(int(rec.get("number", 0)), [int(r.get("number", 0)) for r in records.values()])
+    if reused or number != int(rec.get("number", 0)):
+        # An earlier template again (an undo): its ReplicaSet is reused and, as on one machine and in a
+        # Deployment rollback, it takes the next number unless it has the highest already. That includes
+        # blue-green's blue while it is still the stable revision (an undo inside scaleDownDelaySeconds).
+        if reused:
+            rec.update(phase="progressing", progressAt=now, message="")
+        rec["number"] = number
         events.append(("RevisionReused", f"revision {number} ({target}) is an earlier template again", False))
 
     annotations = rollout.metadata.annotations
@@ -358,7 +363,9 @@ def decide(
         out.events.append(("RolloutAborted", f"revision {rec['number']} ({target}) aborted: {reason}", True))
 
     for rev, r in rs_by_rev.items():
-        if scale.get(rev, 0) != desired.get(rev):
+        recorded = (r["metadata"].get("annotations") or {}).get(NUMBER_ANNOTATION)
+        renamed = rev in records and recorded != str(records[rev].get("number", 0))
+        if scale.get(rev, 0) != desired.get(rev) or renamed:
             current = r["spec"]["template"] if rev != target else template
             out.replica_sets.append(
                 replica_set(

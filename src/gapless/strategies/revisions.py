@@ -33,6 +33,7 @@ __all__ = [
     "after_pass",
     "fresh_rollout",
     "history_to_prune",
+    "next_number",
     "progress_clock",
     "stable_of",
     "target_writes",
@@ -95,13 +96,22 @@ def fresh_rollout(
 
     ``change_cause``: why it is rolled out again (None keeps the cause it was made with).
     """
-    highest = max([rev.number, *(r.number for r in revisions)])
-    number = rev.number if rev.number == highest else highest + 1
+    number = next_number(rev.number, [r.number for r in revisions])
     phase: RevisionPhase = "complete" if rev.phase == "complete" else "progressing"
     cause = rev.change_cause if change_cause is None else change_cause
     return replace(
         rev, number=number, phase=phase, message="", progress_at=now, step_state={}, change_cause=cause
     )
+
+
+def next_number(number: int, numbers: Sequence[int]) -> int:
+    """The number of a revision rolled out again: its own if it is the highest of ``numbers``, else the next.
+
+    The one rule on both platforms (the Kubernetes operator renumbers a reused ReplicaSet with it), so that
+    history and events name revisions alike.
+    """
+    highest = max([number, *numbers])
+    return number if number == highest else highest + 1
 
 
 def undo_target(

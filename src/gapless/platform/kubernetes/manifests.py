@@ -128,16 +128,6 @@ def problems(rollout: Rollout) -> list[Problem]:
     canary = spec.strategy.canary
     if canary is not None and canary.traffic_routing.stickiness is not None:
         out.append(("spec.strategy.canary.trafficRouting.stickiness", "is done by the local router only"))
-    if bg is not None:
-        analyses = ("pre_promotion_analysis", "post_promotion_analysis")
-        out.extend(
-            (
-                f"spec.strategy.blueGreen.{_camel(n)}",
-                "blue-green analysis does not run on Kubernetes yet (canary analysis does)",
-            )
-            for n in analyses
-            if getattr(bg, n) is not None
-        )
     if canary is not None:
         routed = canary.traffic_routing.gateway_api is not None
         for i, step in enumerate(canary.steps):
