@@ -948,11 +948,36 @@ def logs(
         bool, typer.Option("--timestamps", help="Show each line's time (RFC 3339, within a second).")
     ] = False,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
-    """Print the logs of a rollout's instances, each line prefixed with its instance."""
+    """Print the logs of a rollout's instances, each line prefixed with its instance.
+
+    On a cluster (--context, -n): the pods' logs through the API (the instances are the pods).
+    """
+    after = _since(since)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli.kube_logs import show_cluster_logs
+
+        raise typer.Exit(
+            _handle(
+                lambda: show_cluster_logs(
+                    kube,
+                    name,
+                    revision=revision,
+                    follow=follow,
+                    tail=tail,
+                    console=out,
+                    err=err,
+                    instance=instance,
+                    since=after,
+                    timestamps=timestamps,
+                )
+            )
+        )
     from gapless.cli.logs import show_logs
 
-    after = _since(since)
     sd = resolve_state_dir(state_dir)
     raise typer.Exit(
         _run(

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from lightkube import ApiError
 
+from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.kube_analysis import Observed, Query, due_queries
 from gapless.controller.kubernetes import DELETION_COST, Decision, decide
 from gapless.platform.kubernetes.client import (
@@ -35,6 +36,12 @@ from gapless.platform.kubernetes.client import (
     RolloutResource,
     Service,
     conflict,
+)
+from gapless.platform.kubernetes.events import (
+    EVENT_REVISION,
+    EVENT_REVISION_NUMBER,
+    EVENT_TYPE,
+    event_fields,
 )
 from gapless.platform.kubernetes.manifests import route_rules
 from gapless.providers.errors import ProviderError
@@ -50,9 +57,13 @@ Reading = float | list[float] | str
 class Operator:
     """Reconciles every Rollout of ``namespace`` (all namespaces when None)."""
 
-    def __init__(self, api: KubeApi, *, namespace: str | None = None) -> None:
+    def __init__(
+        self, api: KubeApi, *, namespace: str | None = None, annotations: AnnotationSender | None = None
+    ) -> None:
         self.api = api
         self.namespace = namespace
+        self.annotations = annotations
+        self.events = 0
         self.rollouts = Informer(api, RolloutResource, self.enqueue, namespace=namespace, labelled=False)
         self.replica_sets = Informer(api, ReplicaSet, self.enqueue, namespace=namespace, labelled=True)
         self.pods = Informer(api, Pod, self.enqueue, namespace=namespace, labelled=True)
@@ -91,6 +102,8 @@ class Operator:
     async def run(self) -> None:
         informers = self.informers
         tasks = [asyncio.create_task(i.run(), name=f"watch-{i.kind.__name__}") for i in informers]
+        if self.annotations is not None:
+            tasks.append(asyncio.create_task(self.annotations.run(), name="grafana annotations"))
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
             self.ready.set()
@@ -203,7 +216,7 @@ class Operator:
         if d.http_route is not None and self._routes.get(key) != d.http_route:
             await self._route(key, obj, *d.http_route)
         for reason, message, warning in d.events:
-            await self.api.event(obj, reason, message, warning=warning)
+            await self._event(key, obj, d.status or obj.get("status") or {}, reason, message, warning)
         if d.status and d.status != obj.get("status"):
             try:
                 self.rollouts.store(await self.api.replace_status(obj, d.status))
@@ -223,6 +236,20 @@ class Operator:
         for job_name in d.delete_jobs:
             await self.api.delete_job(namespace, job_name)
             self.jobs.items.pop((namespace, job_name), None)
+
+    async def _event(
+        self, key: Key, obj: dict[str, Any], status: dict[str, Any], reason: str, message: str, warning: bool
+    ) -> None:
+        """One transition as a Kubernetes Event carrying the gapless event's fields (the store), then as
+        a Grafana annotation (only queued: a slow Grafana never holds up a pass)."""
+        type_, revision, number = event_fields(reason, message, status)
+        notes = {EVENT_TYPE: type_, EVENT_REVISION: revision}
+        if number is not None:
+            notes[EVENT_REVISION_NUMBER] = str(number)
+        stored = await self.api.event(obj, reason, message, warning=warning, annotations=notes)
+        self.events += 1
+        if stored and self.annotations is not None:
+            self.annotations.submit(Annotation(time.time(), key[1], revision, type_, message))
 
     async def _route(
         self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]

@@ -172,12 +172,22 @@ class KubeApi:
         await self._client.replace(HTTPRoute.from_dict(body))
 
     async def event(
-        self, rollout: dict[str, Any], reason: str, message: str, *, warning: bool = False
-    ) -> None:
-        """A Kubernetes Event about the Rollout (``kubectl describe rollout`` shows it)."""
+        self,
+        rollout: dict[str, Any],
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        annotations: dict[str, str] | None = None,
+    ) -> bool:
+        """A Kubernetes Event about the Rollout (``kubectl describe rollout`` shows it); ``annotations``
+        carry the gapless event's fields (:mod:`gapless.platform.kubernetes.events`). False when the
+        apiserver refused it (an Event is worth no retry: the transition itself is in the status)."""
         meta = rollout["metadata"]
         ev = Event(
-            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
+            metadata=ObjectMeta(
+                generateName=f"{meta['name']}.", namespace=meta["namespace"], annotations=annotations
+            ),
             involvedObject=ObjectReference(
                 apiVersion=rollout["apiVersion"],
                 kind="Rollout",
@@ -190,8 +200,12 @@ class KubeApi:
             type="Warning" if warning else "Normal",
             source=EventSource(component="gapless-operator"),
         )
-        with contextlib.suppress(ApiError):
+        try:
             await self._client.create(ev)
+        except ApiError as e:
+            log.warning("event %s about %s/%s refused: %s", reason, meta["namespace"], meta["name"], e)
+            return False
+        return True
 
     async def close(self) -> None:
         await self._client.close()
