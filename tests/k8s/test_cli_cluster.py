@@ -320,7 +320,7 @@ def test_canary_promote_full_abort_retry(
     assert (st["aborted"], st["phase"], st["strategy"]["stepIndex"]) == (False, "Paused", 1)
     r = gapless("events", "can", *on, "-o", "json", kubeconfig=kc)
     reasons = [json.loads(line)["type"] for line in r.stdout.splitlines()]
-    assert {"PromoteRequested", "RolloutAborted", "Retry"} <= set(reasons), reasons
+    assert {"PromoteRequested", "Aborted", "Retry"} <= set(reasons), reasons
 
 
 def test_status_watch_follows_changes_by_watch(

@@ -63,6 +63,12 @@ def test_operator_transitions_are_gapless_events_with_revision_numbers_and_annot
             assert ("RevisionCreated", n, hashes[n]) in seen, events
             assert ("RolloutComplete", n, hashes[n]) in seen, events
         assert {e["reason"] for e in events} >= {"NewRevision", "RolloutCompleted"}  # kubectl's names
+        order = [(e["type"], e["revisionNumber"]) for e in events]  # ordered to the microsecond
+        assert (
+            order.index(("RevisionCreated", 1))
+            < order.index(("RolloutComplete", 1))
+            < order.index(("RevisionCreated", 2))
+        ), order
         r = gapless("events", "shop", *on, kubeconfig=kc)
         assert r.returncode == 0, r.stderr
         assert "RevisionCreated" in r.stdout

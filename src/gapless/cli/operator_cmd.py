@@ -66,6 +66,12 @@ def run(
     lease_seconds: Annotated[
         int, typer.Option("--lease-seconds", min=3, max=300, help="lease duration; renewed every third of it")
     ] = 15,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=64, help="Rollouts reconciled at once (never one Rollout twice)"
+        ),
+    ] = 4,
     grafana_url: Annotated[
         str | None,
         typer.Option(
@@ -116,7 +122,7 @@ def run(
         raise typer.Exit(2) from e
 
     async def main() -> int:
-        op = Operator(api, namespace=namespace, annotations=annotations)
+        op = Operator(api, namespace=namespace, annotations=annotations, workers=workers)
         elector = None
         if leader_elect:
             from gapless.platform.kubernetes.lease import LeaderElector

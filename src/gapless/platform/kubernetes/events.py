@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "EVENT_REVISION",
     "EVENT_REVISION_NUMBER",
+    "EVENT_TIME",
     "EVENT_TYPE",
     "GAPLESS_TYPES",
     "event_fields",
@@ -28,6 +29,9 @@ __all__ = [
 EVENT_TYPE = "gapless.dev/type"
 EVENT_REVISION = "gapless.dev/revision"
 EVENT_REVISION_NUMBER = "gapless.dev/revision-number"
+EVENT_TIME = "gapless.dev/time"
+"""When the operator wrote the event, in seconds since the epoch to the microsecond: an Event's own
+timestamps have whole seconds, too coarse to order the several transitions of one pass."""
 
 GAPLESS_TYPES = {
     "NewRevision": "RevisionCreated",
@@ -69,6 +73,13 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _epoch(value: str | None) -> float | None:
     if not value:
         return None
@@ -86,7 +97,8 @@ def event_view(ev: dict[str, Any]) -> dict[str, Any]:
     meta = ev.get("metadata") or {}
     notes = meta.get("annotations") or {}
     when = (
-        _epoch(ev.get("lastTimestamp"))
+        _float(notes.get(EVENT_TIME))
+        or _epoch(ev.get("lastTimestamp"))
         or _epoch(ev.get("eventTime"))
         or _epoch(ev.get("firstTimestamp"))
         or _epoch(meta.get("creationTimestamp"))
