@@ -171,16 +171,26 @@ def scale(cluster: Cluster, ns: str, count: int, tmp: Path) -> dict[str, float]:
                 f"{GROUP}/namespaces/{ns}/rollouts", json=k8s_rollout(f"s{i}", "v1", replicas=1)
             ).raise_for_status()
 
+        done = [0]
+
         def all_healthy() -> bool:
             items = c.get(f"{GROUP}/namespaces/{ns}/rollouts").json()["items"]
             mine = [r for r in items if r["metadata"]["name"].startswith("s")]
-            return len(mine) == count and all((r.get("status") or {}).get("phase") == "Healthy" for r in mine)
+            done[0] = sum((r.get("status") or {}).get("phase") == "Healthy" for r in mine)
+            return len(mine) == count and done[0] == count
 
         started = time.monotonic()
-        deadline = started + 60 + count * 0.5
+        deadline = started + 60 + count * 1.0
+        shown = started
         while not all_healthy():  # a list of every Rollout: every 2 s, not to load the apiserver itself
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{count} rollouts not all healthy in {deadline - started:.0f} s")
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(
+                    f"{count} rollouts not all healthy in {deadline - started:.0f} s ({done[0]} are)"
+                )
+            if now - shown >= 60:
+                print(f"  {done[0]} of {count} healthy after {now - started:.0f} s", flush=True)
+                shown = now
             time.sleep(2.0)
         settle = time.monotonic() - started
     return {"rollouts": count, "all_healthy_s": settle}

@@ -144,6 +144,7 @@ def test_dashboard_of_a_cluster_in_chromium(
                 "Array.from(document.querySelectorAll('#events li')).map(l => l.dataset.type).join(',')",
             )
             assert events.split(",")[-2:] == ["RolloutComplete", "RevisionCreated"]  # newest first
+            _wait_js(driver, "document.querySelector('#events li[data-type=\"StepReached\"]') !== null")
             _wait_js(driver, "document.getElementById('analysis').textContent === 'no analysis runs'")
             _screenshot(driver, tmp_path, "cluster-canary")
             driver.execute_script("window.confirm = () => true")
@@ -153,6 +154,7 @@ def test_dashboard_of_a_cluster_in_chromium(
             assert r.returncode == 0, r.stderr + op.tail()
             _wait_js(driver, "document.getElementById('r-phase').textContent === 'Healthy'", 60)
             _wait_js(driver, "document.querySelectorAll('#instances tr[data-instance]').length === 2", 60)
+            _wait_js(driver, "document.querySelector('#events li[data-type=\"Promoted\"]') !== null")
             _screenshot(driver, tmp_path, "cluster-promoted")
         finally:
             driver.quit()

@@ -25,6 +25,7 @@ from lightkube import ApiError
 
 from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.kube_analysis import Observed, Query, due_queries
+from gapless.controller.kube_steps import step_events
 from gapless.controller.kubernetes import DELETION_COST, Decision, decide
 from gapless.platform.kubernetes.client import (
     AnalysisTemplateResource,
@@ -202,6 +203,8 @@ class Operator:
             time.time(),
             analysis=observed,
         )
+        if d.status:
+            d.events.extend(step_events(obj, d.status))
         await self._apply(key, obj, d)
         self.passes += 1
         if self._first and key in self._first:
