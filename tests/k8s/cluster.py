@@ -249,8 +249,8 @@ class Cluster:
             "metadata": {"name": name, "labels": {"type": "kwok", "kubernetes.io/hostname": name}},
             "spec": {"taints": taints} if taints else {},
             "status": {
-                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "2000"},
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "2000"},
             },
         }
         with self.client() as c:

@@ -215,14 +215,14 @@ def test_rolling_update_apply_status_history_pause_undo_events(
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
     reasons = [e["type"] for e in events]
-    assert {"NewRevision", "RolloutCompleted", "RevisionReused"} <= set(reasons), reasons
+    assert {"RevisionCreated", "RolloutComplete"} <= set(reasons), reasons
     assert all(e["rollout"] == "shop" for e in events)
     r = gapless("analysis", "shop", *on, "-o", "json", kubeconfig=kc)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"name": "shop", "items": []}  # the operator runs no analysis yet
     r = gapless("events", "shop", *on, kubeconfig=kc)
     assert r.returncode == 0
-    assert "RolloutCompleted" in r.stdout
+    assert "RolloutComplete" in r.stdout
 
 
 def test_canary_promote_full_abort_retry(
@@ -320,7 +320,7 @@ def test_canary_promote_full_abort_retry(
     assert (st["aborted"], st["phase"], st["strategy"]["stepIndex"]) == (False, "Paused", 1)
     r = gapless("events", "can", *on, "-o", "json", kubeconfig=kc)
     reasons = [json.loads(line)["type"] for line in r.stdout.splitlines()]
-    assert {"PromoteRequested", "RolloutAborted", "Retry"} <= set(reasons), reasons
+    assert {"PromoteRequested", "Aborted", "Retry"} <= set(reasons), reasons
 
 
 def test_status_watch_follows_changes_by_watch(

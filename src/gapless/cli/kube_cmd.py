@@ -174,7 +174,7 @@ def analysis(kube: Kube, name: str, revision: int | None, output: str, out: Cons
 
     obj = kube.get(name)
     numbers = {r["hash"]: r["number"] for r in kube.history(name, obj)}
-    items = [_run_view(name, run, numbers) for run in (obj.get("status") or {}).get("analysisRuns") or []]
+    items = [run_view(name, run, numbers) for run in (obj.get("status") or {}).get("analysisRuns") or []]
     if revision is not None:
         if revision not in numbers.values():
             from gapless.cli.api import ApiError
@@ -189,7 +189,7 @@ def analysis(kube: Kube, name: str, revision: int | None, output: str, out: Cons
     return 0
 
 
-def _run_view(name: str, run: dict[str, Any], numbers: dict[str, int]) -> dict[str, Any]:
+def run_view(name: str, run: dict[str, Any], numbers: dict[str, int]) -> dict[str, Any]:
     """A run as the operator keeps it (``status.analysisRuns``) in the document the local API answers."""
     from gapless.controller.analysis import run_summary
     from gapless.store.records import AnalysisRunRecord

@@ -11,7 +11,6 @@ progress deadline is ``Failed`` (``kubectl get rollouts`` shows the operator's `
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,10 +21,9 @@ from gapless.cli.kube import (
     NUMBER_ANNOTATION,
     TEMPLATE_ANNOTATION,
 )
+from gapless.platform.kubernetes.events import event_view
 
 __all__ = ["event_view", "history_view", "status_view", "undo_target"]
-
-_REVISION_RE = re.compile(r"revision (\d+)(?: \((\w+)\))?")
 
 
 def _epoch(value: str | None) -> float | None:
@@ -252,28 +250,3 @@ def undo_target(
         (r for r in others if cur is None or r["number"] < cur["number"]), key=lambda r: r["number"]
     )
     return earlier[-1] if earlier else None
-
-
-def event_view(ev: dict[str, Any]) -> dict[str, Any]:
-    """A Kubernetes Event about a Rollout as an item of the local ``/api/v1/events``."""
-    meta = ev.get("metadata") or {}
-    when = (
-        _epoch(ev.get("lastTimestamp"))
-        or _epoch(ev.get("eventTime"))
-        or _epoch(ev.get("firstTimestamp"))
-        or _epoch(meta.get("creationTimestamp"))
-        or 0.0
-    )
-    message = str(ev.get("message") or "")
-    m = _REVISION_RE.search(message)
-    return {
-        "id": meta.get("name"),
-        "time": when,
-        "rollout": (ev.get("involvedObject") or {}).get("name", ""),
-        "revision": (m.group(2) or "") if m else "",
-        "revisionNumber": int(m.group(1)) if m else None,
-        "type": str(ev.get("reason") or ""),
-        "message": message,
-        "warning": ev.get("type") == "Warning",
-        "count": int(ev.get("count") or 1),
-    }

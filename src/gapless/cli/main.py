@@ -252,7 +252,7 @@ def _check_metrics_listen(value: str | None) -> None:
         )
 
 
-def _check_dashboard_listen(value: str | None) -> None:
+def _check_dashboard_listen(value: str | None, option: str = "--dashboard-listen") -> None:
     """Exit 2 for a malformed address; warn when it is reachable from other machines."""
     if value is None:
         return
@@ -261,9 +261,7 @@ def _check_dashboard_listen(value: str | None) -> None:
     try:
         host, _ = parse_metrics_listen(value)
     except ValueError as e:
-        err.print(
-            f"[red]error:[/] {str(e).replace('--metrics-listen', '--dashboard-listen')}", highlight=False
-        )
+        err.print(f"[red]error:[/] {str(e).replace('--metrics-listen', option)}", highlight=False)
         raise typer.Exit(2) from e
     if not is_loopback(host):
         err.print(
@@ -948,11 +946,36 @@ def logs(
         bool, typer.Option("--timestamps", help="Show each line's time (RFC 3339, within a second).")
     ] = False,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
 ) -> None:
-    """Print the logs of a rollout's instances, each line prefixed with its instance."""
+    """Print the logs of a rollout's instances, each line prefixed with its instance.
+
+    On a cluster (--context, -n): the pods' logs through the API (the instances are the pods).
+    """
+    after = _since(since)
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli.kube_logs import show_cluster_logs
+
+        raise typer.Exit(
+            _handle(
+                lambda: show_cluster_logs(
+                    kube,
+                    name,
+                    revision=revision,
+                    follow=follow,
+                    tail=tail,
+                    console=out,
+                    err=err,
+                    instance=instance,
+                    since=after,
+                    timestamps=timestamps,
+                )
+            )
+        )
     from gapless.cli.logs import show_logs
 
-    after = _since(since)
     sd = resolve_state_dir(state_dir)
     raise typer.Exit(
         _run(
@@ -1080,8 +1103,35 @@ def dashboard(
         bool, typer.Option("--open", help="Also open it in the default web browser.")
     ] = False,
     state_dir: StateDir = None,
+    context: KubeContext = None,
+    namespace: KubeNamespace = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help="With --context/-n: where to serve the dashboard of the cluster (default: 127.0.0.1, a free port).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Print the URL of the web dashboard (started by `gapless up --dashboard-listen HOST:PORT`)."""
+    """Print the URL of the web dashboard (started by `gapless up --dashboard-listen HOST:PORT`).
+
+    On a cluster (--context, -n): serve a read-only dashboard of the namespace's Rollouts from this
+    process, until Ctrl-C.
+    """
+    kube = _cluster(context, namespace, state_dir)
+    if kube is not None:
+        from gapless.cli.kube_dashboard import serve
+        from gapless.server.process import parse_metrics_listen
+
+        _check_dashboard_listen(listen, "--listen")
+        host, port = parse_metrics_listen(listen) if listen is not None else ("127.0.0.1", 0)
+        raise typer.Exit(
+            _handle(
+                lambda: serve(kube, host, port, lambda line: err.print(line, markup=False, highlight=False))
+            )
+        )
     from gapless.core.files import DASHBOARD_URL_FILE
 
     sd = resolve_state_dir(state_dir)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from gapless.controller.annotations import AnnotationSender
     from gapless.controller.kube_operator import Operator
     from gapless.platform.kubernetes.lease import LeaderElector
 
@@ -65,6 +66,31 @@ def run(
     lease_seconds: Annotated[
         int, typer.Option("--lease-seconds", min=3, max=300, help="lease duration; renewed every third of it")
     ] = 15,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=64, help="Rollouts reconciled at once (never one Rollout twice)"
+        ),
+    ] = 4,
+    grafana_url: Annotated[
+        str | None,
+        typer.Option(
+            "--grafana-url",
+            envvar="GAPLESS_GRAFANA_URL",
+            metavar="URL",
+            help="Also post every event the operator writes to this Grafana as an annotation.",
+            show_default=False,
+        ),
+    ] = None,
+    grafana_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--grafana-token-file",
+            metavar="PATH",
+            help="File holding the Grafana API token (else $GAPLESS_GRAFANA_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Reconcile the cluster's Rollouts until SIGTERM or Ctrl-C."""
     import yaml
@@ -86,6 +112,7 @@ def run(
     if kubeconfig is not None and not kubeconfig.is_file():
         typer.echo(f"error: --kubeconfig: no such file: {kubeconfig}", err=True)
         raise typer.Exit(2)
+    annotations = _annotations(grafana_url, grafana_token_file)
     try:
         config = load_config(kubeconfig)
         api = KubeApi(config, context=context, namespace=namespace)
@@ -95,7 +122,7 @@ def run(
         raise typer.Exit(2) from e
 
     async def main() -> int:
-        op = Operator(api, namespace=namespace)
+        op = Operator(api, namespace=namespace, annotations=annotations, workers=workers)
         elector = None
         if leader_elect:
             from gapless.platform.kubernetes.lease import LeaderElector
@@ -154,6 +181,26 @@ async def _lead(op: Operator, elector: LeaderElector | None) -> None:
         for t in (running, holding):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+
+
+def _annotations(url: str | None, token_file: Path | None) -> AnnotationSender | None:
+    """The Grafana annotation sink of ``--grafana-url``; exit 2 naming the option for a bad URL or an
+    unreadable token file."""
+    if url is None:
+        return None
+    from gapless.controller.annotations import AnnotationSender
+
+    if not url.startswith(("http://", "https://")):
+        typer.echo(f"error: --grafana-url {url!r}: must start with http:// or https://", err=True)
+        raise typer.Exit(2)
+    token = os.environ.get("GAPLESS_GRAFANA_TOKEN", "")
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as e:
+            typer.echo(f"error: --grafana-token-file {token_file}: {e.strerror or e}", err=True)
+            raise typer.Exit(2) from e
+    return AnnotationSender(url, token)
 
 
 def _pod_namespace() -> str:

@@ -23,7 +23,9 @@ from typing import Any
 import httpx
 from lightkube import ApiError
 
+from gapless.controller.annotations import Annotation, AnnotationSender
 from gapless.controller.kube_analysis import Observed, Query, due_queries
+from gapless.controller.kube_steps import step_events
 from gapless.controller.kubernetes import DELETION_COST, Decision, decide
 from gapless.platform.kubernetes.client import (
     AnalysisTemplateResource,
@@ -36,6 +38,13 @@ from gapless.platform.kubernetes.client import (
     Service,
     conflict,
 )
+from gapless.platform.kubernetes.events import (
+    EVENT_REVISION,
+    EVENT_REVISION_NUMBER,
+    EVENT_TIME,
+    EVENT_TYPE,
+    event_fields,
+)
 from gapless.platform.kubernetes.manifests import route_rules
 from gapless.providers.errors import ProviderError
 from gapless.providers.prometheus import query
@@ -44,15 +53,27 @@ __all__ = ["Operator"]
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+WORKERS = 4
+"""Rollouts reconciled at once by default: a pass mostly waits for the apiserver's answers to its
+writes, so a few overlapping passes settle a thousand new Rollouts several times faster than one."""
 Reading = float | list[float] | str
 
 
 class Operator:
     """Reconciles every Rollout of ``namespace`` (all namespaces when None)."""
 
-    def __init__(self, api: KubeApi, *, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        namespace: str | None = None,
+        annotations: AnnotationSender | None = None,
+        workers: int = WORKERS,
+    ) -> None:
         self.api = api
         self.namespace = namespace
+        self.annotations = annotations
+        self.events = 0
         self.rollouts = Informer(api, RolloutResource, self.enqueue, namespace=namespace, labelled=False)
         self.replica_sets = Informer(api, ReplicaSet, self.enqueue, namespace=namespace, labelled=True)
         self.pods = Informer(api, Pod, self.enqueue, namespace=namespace, labelled=True)
@@ -65,11 +86,17 @@ class Operator:
         self._queries: dict[tuple[str, str, str, str], asyncio.Task[None]] = {}
         self._readings: dict[tuple[str, str], dict[tuple[str, str], Reading]] = {}
         self.measurements = 0
+        self.workers = workers
         self._dirty: set[Key] = set()
+        self._busy: set[Key] = set()
         self._wake = asyncio.Event()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._routes: dict[Key, tuple[str, int, tuple[dict[str, Any], ...]]] = {}
         self.passes = 0
+        self.first_resync_seconds: float | None = None
+        """From the start of the first lists to one pass over every Rollout they held."""
+        self._first: set[Key] = set()
+        self._first_started = 0.0
         self.conflicts = 0
         self.last_pass_seconds = 0.0
         self.ready = asyncio.Event()
@@ -90,22 +117,20 @@ class Operator:
 
     async def run(self) -> None:
         informers = self.informers
+        started = time.perf_counter()
         tasks = [asyncio.create_task(i.run(), name=f"watch-{i.kind.__name__}") for i in informers]
+        if self.annotations is not None:
+            tasks.append(asyncio.create_task(self.annotations.run(), name="grafana annotations"))
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
             self.ready.set()
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._dirty:
-                    key = self._dirty.pop()
-                    try:
-                        await self.reconcile(key)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        log.exception("reconciling %s/%s failed; retrying in 1 s", *key)
-                        self._later(key, time.time() + 1.0)
+            self._first = set(self.rollouts.items)
+            self._first_started = started
+            if not self._first:
+                self.first_resync_seconds = time.perf_counter() - started
+            workers = [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.workers)]
+            tasks += workers
+            await asyncio.gather(*workers)
         finally:
             for t in tasks:
                 t.cancel()
@@ -118,6 +143,37 @@ class Operator:
                 q.cancel()
             if self._http is not None:
                 await self._http.aclose()
+
+    async def _work(self) -> None:
+        """One worker: reconcile queued Rollouts one at a time. Several workers overlap their requests to
+        the apiserver (a pass mostly waits for its writes), and never work on the same Rollout at once: a
+        Rollout queued while a pass of it runs waits in the queue for that pass to end."""
+        while True:
+            key = self._take()
+            if key is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._busy.add(key)
+            try:
+                await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciling %s/%s failed; retrying in 1 s", *key)
+                self._later(key, time.time() + 1.0)
+            finally:
+                self._busy.discard(key)
+                if key in self._dirty:
+                    self._wake.set()
+
+    def _take(self) -> Key | None:
+        """A queued Rollout no worker is reconciling (taken off the queue), or None."""
+        for key in self._dirty:
+            if key not in self._busy:
+                self._dirty.discard(key)
+                return key
+        return None
 
     def _later(self, key: Key, at: float) -> None:
         old = self._timers.pop(key, None)
@@ -147,8 +203,14 @@ class Operator:
             time.time(),
             analysis=observed,
         )
+        if d.status:
+            d.events.extend(step_events(obj, d.status))
         await self._apply(key, obj, d)
         self.passes += 1
+        if self._first and key in self._first:
+            self._first.discard(key)
+            if not self._first:
+                self.first_resync_seconds = time.perf_counter() - self._first_started
         self.last_pass_seconds = time.perf_counter() - started
         if d.requeue_at is not None:
             self._later(key, d.requeue_at)
@@ -195,7 +257,7 @@ class Operator:
             self.replica_sets.store(await self.api.apply(rs))
         for rs_name in d.delete_replica_sets:
             await self.api.delete_replica_set(namespace, rs_name)
-            self.replica_sets.items.pop((namespace, rs_name), None)
+            self.replica_sets.remove((namespace, rs_name))
         for svc in d.services:
             cached = self.services.items.get((namespace, svc["metadata"]["name"]))
             if cached is None or not _service_matches(cached, svc):
@@ -203,7 +265,7 @@ class Operator:
         if d.http_route is not None and self._routes.get(key) != d.http_route:
             await self._route(key, obj, *d.http_route)
         for reason, message, warning in d.events:
-            await self.api.event(obj, reason, message, warning=warning)
+            await self._event(key, obj, d.status or obj.get("status") or {}, reason, message, warning)
         if d.status and d.status != obj.get("status"):
             try:
                 self.rollouts.store(await self.api.replace_status(obj, d.status))
@@ -222,7 +284,22 @@ class Operator:
             self.jobs.store(await self.api.apply(job))
         for job_name in d.delete_jobs:
             await self.api.delete_job(namespace, job_name)
-            self.jobs.items.pop((namespace, job_name), None)
+            self.jobs.remove((namespace, job_name))
+
+    async def _event(
+        self, key: Key, obj: dict[str, Any], status: dict[str, Any], reason: str, message: str, warning: bool
+    ) -> None:
+        """One transition as a Kubernetes Event carrying the gapless event's fields (the store), then as
+        a Grafana annotation (only queued: a slow Grafana never holds up a pass)."""
+        type_, revision, number = event_fields(reason, message, status)
+        now = time.time()
+        notes = {EVENT_TYPE: type_, EVENT_REVISION: revision, EVENT_TIME: f"{now:.6f}"}
+        if number is not None:
+            notes[EVENT_REVISION_NUMBER] = str(number)
+        stored = await self.api.event(obj, reason, message, warning=warning, annotations=notes)
+        self.events += 1
+        if stored and self.annotations is not None:
+            self.annotations.submit(Annotation(now, key[1], revision, type_, message))
 
     async def _route(
         self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from gapless.controller.kube_operator import Operator
 
@@ -66,6 +67,12 @@ class _Collector:
         for kind, informer in informers:
             cached.add_metric([kind], len(informer.items))
         yield cached
+        resync = GaugeMetricFamily(
+            "gapless_operator_first_resync_seconds",
+            "From the start of the first lists to one pass over every Rollout they held (0: not yet).",
+        )
+        resync.add_metric([], op.first_resync_seconds or 0.0)
+        yield resync
         last = GaugeMetricFamily("gapless_operator_last_pass_seconds", "Duration of the last reconcile pass.")
         last.add_metric([], op.last_pass_seconds)
         yield last
@@ -109,4 +116,11 @@ def operator_server(op: Operator, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         log_config=None,
     )
+    return _Server(config)
+
+
+def quiet_server(app: ASGIApp) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that logs only warnings and leaves the signals to its caller (served
+    on sockets the caller binds: ``serve(sockets=[...])``)."""
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, log_config=None)
     return _Server(config)
