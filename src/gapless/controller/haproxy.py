@@ -66,6 +66,7 @@ from gapless.platform.local import LocalPlatform
 from gapless.router.config import Backend, Limits, RouteMatch, Stickiness
 from gapless.router.stats import RESPONSE_CLASSES, BackendStats, RevisionStats, RouterStats
 from gapless.spec.models import RolloutSpec
+from gapless.spec.router import DEFAULT_LATENCY_SAMPLING
 
 __all__ = ["HaproxyRouters", "haproxy_problems"]
 
@@ -90,7 +91,9 @@ def haproxy_problems(spec: RolloutSpec) -> list[Problem]:
                     "needs spec.router.type haproxy (the built-in router speaks plain HTTP)",
                 )
             )
-        if "latency_sampling" in r.model_fields_set:
+        # By value, not by presence: a stored spec dumped with its defaults and read back names every
+        # field (a release's rollout step does), and the default is what the built-in router does anyway.
+        if r.latency_sampling != DEFAULT_LATENCY_SAMPLING:
             problems.append(
                 Problem(
                     "spec.router.latencySampling",
