@@ -84,3 +84,8 @@ def test_latency_sampling_is_strict_and_haproxy_only() -> None:
     assert [p.path for p in problems] == ["spec.router.latencySampling"]
     assert "haproxy" in problems[0].message
     assert haproxy_problems(spec({})) == []
+    # A stored spec dumped with its defaults and read back (as a release's rollout step stores it)
+    # names every field; the built-in router's default is not a request for sampling.
+    stored = RolloutSpec.model_validate(spec({}).model_dump(by_alias=True))
+    assert "latency_sampling" in stored.router.model_fields_set
+    assert haproxy_problems(stored) == []
