@@ -8,7 +8,6 @@ broken integration.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import in_ci
+from tests.ports import free_port as _free_port
 
 __all__ = ["PrometheusServer", "prometheus_binary", "require_prometheus", "start_prometheus"]
 
@@ -94,13 +94,6 @@ class PrometheusServer:
                     f"{promql!r} still has {len(result)} series after {timeout} s\n{self.log()[-2000:]}"
                 )
             time.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _config(targets: list[str], scrape_interval: str, metrics_path: str) -> str:

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from gapless.cli import quick
 from gapless.core.files import API_SOCKET, TOKEN_FILE
-from tests.e2e.harness import Gapless, free_port, rollout_doc
+from tests.e2e.harness import Gapless, rollout_doc
+from tests.ports import free_port
 
 NAMES = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)
 

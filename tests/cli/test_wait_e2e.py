@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Gapless, free_port, rollout_doc
+from tests.e2e.harness import Gapless, rollout_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -21,12 +20,6 @@ from gapless.platform.local import LocalPlatform
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "examples" / "app.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rollout_doc(

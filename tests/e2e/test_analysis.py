@@ -24,8 +24,9 @@ import yaml
 from gapless.core.files import router_socket
 from gapless.router.client import RouterClient
 from gapless.server.auth import read_token
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, wait_for
 from tests.haproxy.binary import ROUTERS, on_router
+from tests.ports import free_port
 from tests.prom import require_prometheus, start_prometheus
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,9 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all, wait_for
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, seconds_until_all, wait_for
 from tests.haproxy.binary import ROUTERS, on_router
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

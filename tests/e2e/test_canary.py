@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from gapless.loadgen import run_load
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all, wait_for
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, seconds_until_all, wait_for
 from tests.haproxy.binary import ROUTERS, on_router
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

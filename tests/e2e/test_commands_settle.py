@@ -14,7 +14,8 @@ from gapless.cli.client import ApiClient
 from gapless.core.files import router_socket
 from gapless.router.client import RouterClient
 from gapless.server.auth import read_token
-from tests.e2e.harness import Gapless, free_port, rollout_doc, wait_for
+from tests.e2e.harness import Gapless, rollout_doc, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ import pytest
 
 from gapless.server.auth import read_token
 from tests.conftest import REPO, in_ci
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, seconds_until_all
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

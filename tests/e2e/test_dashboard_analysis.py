@@ -28,8 +28,9 @@ import yaml
 
 from gapless.server.auth import read_token
 from tests.conftest import REPO
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, api, rollout_doc
 from tests.e2e.test_dashboard import _browser, _require_chromium, _wait_js
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,10 @@ from gapless.flags.sdk import FlagClient
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
 from gapless.flags.transport import HttpTransport
 from gapless.server.auth import read_token
-from tests.e2e.harness import Gapless, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, api, rollout_doc
 from tests.e2e.test_dashboard import _browser, _require_chromium, _screenshot, _wait_js
 from tests.flags_service.conftest import flag_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -27,10 +27,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
 from gapless.server.auth import read_token
-from tests.e2e.harness import Gapless, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, api, rollout_doc
 from tests.e2e.test_dashboard import _browser, _require_chromium, _screenshot, _wait_js
 from tests.e2e.test_dashboard_flags import _control_plane, _setup_flags
 from tests.migrations.conftest import BASE, db, engine, migration  # noqa: F401 - fixtures
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

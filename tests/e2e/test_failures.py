@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import Gapless, Load, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, rollout_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

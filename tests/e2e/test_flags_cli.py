@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.harness import Gapless, free_port, rollout_doc
+from tests.e2e.harness import Gapless, rollout_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

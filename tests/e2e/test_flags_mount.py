@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
-from tests.e2e.harness import Gapless, free_port, rollout_doc
+from tests.e2e.harness import Gapless, rollout_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ import pytest
 
 from gapless.cli.client import ApiError
 from gapless.loadgen import run_load
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, wait_for
+from tests.ports import free_port
 from tests.small_disk import fill, small_tmpfs
 
 pytestmark = pytest.mark.slow

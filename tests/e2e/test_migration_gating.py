@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.e2e.harness import Gapless, free_port, rollout_doc
+from tests.e2e.harness import Gapless, rollout_doc
 from tests.migrations.conftest import BASE, db, engine, migration  # noqa: F401 - fixtures
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

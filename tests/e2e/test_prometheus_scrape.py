@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, api, rollout_doc
+from tests.ports import free_port
 from tests.prom import require_prometheus, start_prometheus
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,9 @@ import asyncio
 import psutil
 import pytest
 
-from tests.e2e.harness import BoundsMonitor, Gapless, Load, free_port, rollout_doc
+from tests.e2e.harness import BoundsMonitor, Gapless, Load, rollout_doc
 from tests.haproxy.binary import ROUTERS, on_router
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

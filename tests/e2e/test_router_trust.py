@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from gapless.server.auth import read_token
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, wait_for
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

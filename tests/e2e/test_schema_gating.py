@@ -19,10 +19,11 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.e2e.harness import Gapless, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, api, rollout_doc
 from tests.e2e.test_migration_gating import ADD
 from tests.e2e.test_migration_gating import _events as events_of
 from tests.migrations.conftest import BASE, db, engine, migration  # noqa: F401 - fixtures
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -18,7 +18,8 @@ import pytest
 
 from gapless.store.records import RolloutRecord
 from gapless.store.sqlite import Store
-from tests.e2e.harness import Gapless, Load, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, rollout_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.harness import Gapless, api, free_port, rollout_doc, seconds_until_all, wait_for
+from tests.e2e.harness import Gapless, api, rollout_doc, seconds_until_all, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import free_port
 from tests.flags_service.test_delivery import ServiceProcess, admin
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 KILL = [sys.executable, "-m", "gapless", "flags", "kill", "shop", "checkout", "production"]

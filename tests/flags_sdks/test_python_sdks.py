@@ -22,9 +22,9 @@ import pytest
 
 from gapless.flags.sdk import FlagClient
 from gapless.flags.transport import HttpTransport
-from tests.e2e.harness import free_port
 from tests.flags_sdks.test_unleash_export import SHOP, contexts, gapless_context
 from tests.flags_service.test_delivery import ServiceProcess, admin
+from tests.ports import free_port
 
 UnleashClient = pytest.importorskip("UnleashClient", reason="UnleashClient (dev extra)").UnleashClient
 ofrep = pytest.importorskip(

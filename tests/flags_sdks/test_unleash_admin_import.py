@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import free_port
 from tests.flags_sdks.test_unleash_export import contexts
 from tests.flags_service.test_delivery import ServiceProcess, admin
+from tests.ports import free_port
 
 unleash_sdk = pytest.importorskip("UnleashClient", reason="UnleashClient (dev extra)")
 cache_mod = pytest.importorskip("UnleashClient.cache", reason="UnleashClient (dev extra)")

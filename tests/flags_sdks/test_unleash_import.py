@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from gapless.flags.evaluate import compile_ruleset
-from tests.e2e.harness import free_port
 from tests.flags_sdks.test_unleash_export import contexts, gapless_answer, unleash_answer
 from tests.flags_service.test_delivery import ServiceProcess, admin
+from tests.ports import free_port
 
 yggdrasil = pytest.importorskip("yggdrasil_engine.engine", reason="UnleashClient's engine (dev extra)")
 

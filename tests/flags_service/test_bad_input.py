@@ -97,8 +97,8 @@ async def test_flag_change_on_a_full_disk_is_503_naming_the_cause(tmp_path: Path
 
 def test_flags_serve_creates_its_database_private(tmp_path: Path) -> None:
     """`gapless flags serve` under a permissive umask leaves flags.db and its -wal/-shm readable by the owner alone."""
-    from tests.e2e.harness import free_port
     from tests.flags_service.test_delivery import ServiceProcess, admin
+    from tests.ports import free_port
 
     old = os.umask(0o022)
     try:

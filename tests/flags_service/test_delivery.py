@@ -18,8 +18,8 @@ from gapless.flags.sdk import FlagClient
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
 from gapless.flags.service.store import Actor, FlagStore
 from gapless.flags.transport import HttpTransport
-from tests.e2e.harness import free_port
 from tests.flags_service.conftest import flag_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

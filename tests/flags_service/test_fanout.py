@@ -19,7 +19,7 @@ from gapless.flags.service.fanout import Sink
 from gapless.flags.service.hub import Hub
 from gapless.flags.service.store import FlagStore, RulesetChange
 from tests.flags_service.conftest import Service, flag_doc
-from tests.postgres import free_port
+from tests.ports import free_port
 
 
 def change(revision: int) -> RulesetChange:

@@ -14,8 +14,8 @@ import pytest
 
 from gapless.flags.sdk import FlagClient
 from gapless.flags.transport import HttpTransport
-from tests.e2e.harness import free_port
 from tests.flags_service.test_delivery import ServiceProcess, admin, wait_until
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

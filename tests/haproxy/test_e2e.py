@@ -12,8 +12,9 @@ import psutil
 import pytest
 
 from gapless.loadgen import run_load
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc, seconds_until_all, wait_for
+from tests.e2e.harness import Gapless, Load, api, rollout_doc, seconds_until_all, wait_for
 from tests.haproxy.binary import require_haproxy
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,8 @@ from gapless.haproxy.logs import LatencyBook, LogLine, LogReader, parse_line
 from gapless.platform.local import LocalPlatform
 from gapless.router.config import Backend
 from gapless.router.stats import LATENCY_BOUNDS, quantile
-from tests.e2e.harness import free_port
 from tests.haproxy.binary import require_haproxy
+from tests.ports import free_port
 
 servers = st.from_regex(r"[A-Za-z0-9_:-]{1,8}\.[A-Za-z0-9_.:-]{1,8}", fullmatch=True)
 timer = st.integers(-1, 86_400_000)

@@ -23,8 +23,9 @@ from gapless.haproxy.runtime import run_one
 from gapless.loadgen import run_load
 from gapless.platform.local import LocalPlatform
 from gapless.router.config import Backend, Limits
-from tests.e2e.harness import APP, free_port
+from tests.e2e.harness import APP
 from tests.haproxy.binary import require_haproxy
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -95,7 +95,7 @@ def test_tls_configuration_is_valid_haproxy(tmp_path: Path) -> None:
 
 async def test_certificate_swapped_through_the_runtime_api(tmp_path: Path) -> None:
     """`set ssl cert` + `commit ssl cert` with gapless's payload: the next handshake gets the new certificate."""
-    from tests.e2e.harness import free_port
+    from tests.ports import free_port
 
     a_cert, a_key = make_cert(tmp_path, "a", common_name="first")
     b_cert, b_key = make_cert(tmp_path, "b", common_name="second")

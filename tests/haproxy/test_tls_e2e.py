@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Gapless, api, free_port, wait_for
+from tests.e2e.harness import Gapless, api, wait_for
 from tests.haproxy.certs import CurlH2Load, HttpsLoad, make_cert, served_subject, trust
 from tests.haproxy.test_e2e import at_step, canary, haproxy_doc, haproxy_groups
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

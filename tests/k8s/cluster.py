@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -26,6 +25,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+
+from tests.ports import free_port
 
 K8S_VERSION = "1.36.3"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
@@ -92,12 +93,6 @@ def k8s_bin_dir() -> Path:
 def missing_binaries() -> list[str]:
     d = k8s_bin_dir()
     return [b for b in BINARIES if not os.access(d / b, os.X_OK)]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ClusterError(RuntimeError):

@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import free_port
 from tests.e2e.test_dashboard import _browser, _require_chromium, _screenshot, _wait_js
 from tests.k8s.cluster import Cluster
 from tests.k8s.operator import OperatorProcess, k8s_rollout, namespace
 from tests.k8s.test_cli_cluster import gapless, write
 from tests.k8s.test_crds import install
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import yaml
 
 from gapless.platform.kubernetes.manifests import LABEL_REVISION
 from tests.conftest import in_ci
-from tests.k8s.cluster import Cluster, free_port
+from tests.k8s.cluster import Cluster
 from tests.k8s.operator import (
     GROUP,
     OperatorProcess,
@@ -35,6 +35,7 @@ from tests.k8s.operator import (
 )
 from tests.k8s.test_cli_cluster import gapless
 from tests.k8s.test_crds import install
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MERGE = {"Content-Type": "application/merge-patch+json"}

@@ -9,7 +9,8 @@ import pytest
 
 from gapless.platform.probes import run_handler, run_probe
 from gapless.spec.models import PreStopHandler, Probe
-from tests.platform.support import free_port, pid_alive, tiny_http, wait_for
+from tests.platform.support import pid_alive, tiny_http, wait_for
+from tests.ports import free_port
 
 
 def probe(document: dict[str, object]) -> Probe:

@@ -19,7 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, api, rollout_doc
+from tests.ports import free_port
 from tests.release.test_release_e2e import _start_control_plane
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,9 @@ import yaml
 
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
 from gapless.server.auth import read_token
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, api, rollout_doc
 from tests.e2e.test_dashboard import _browser, _require_chromium, _screenshot, _wait_js
+from tests.ports import free_port
 from tests.release.test_release_analysis_e2e import TEMPLATE
 from tests.release.test_release_migrate_e2e import CONTRACT, MIGRATION, _expand, _fill, _migration_phase
 

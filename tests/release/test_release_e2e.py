@@ -21,7 +21,8 @@ import yaml
 
 from gapless.core.failpoints import ENV as CRASH_ENV
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
-from tests.e2e.harness import Gapless, Load, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, Load, api, rollout_doc
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

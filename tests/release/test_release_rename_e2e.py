@@ -31,7 +31,8 @@ import pytest
 import yaml
 
 from gapless.flags.service.serve import ADMIN_TOKEN_FILE
-from tests.e2e.harness import Gapless, Load, api, free_port
+from tests.e2e.harness import Gapless, Load, api
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

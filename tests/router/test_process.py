@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,18 +18,12 @@ import psutil
 import gapless
 from gapless.router.client import RouterClient, RouterUnavailableError
 from gapless.router.config import Backend, RouterConfig
+from tests.ports import free_port as _free_port
 from tests.router.backends import TestBackend
 
 MakeBackend = Callable[..., Awaitable[TestBackend]]
 SRC = str(Path(gapless.__file__).resolve().parent.parent)
 MB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _peak_rss(pid: int) -> int:

@@ -28,7 +28,8 @@ from gapless.platform.local import LocalPlatform
 from gapless.server.auth import ensure_token, read_token
 from gapless.store.sqlite import Store
 from tests.conftest import REPO
-from tests.e2e.harness import Gapless, free_port, rollout_doc
+from tests.e2e.harness import Gapless, rollout_doc
+from tests.ports import free_port
 
 TOKEN = "grafana-test-token"  # noqa: S105 -- a test value
 

@@ -26,7 +26,8 @@ from gapless.server.metrics import InstanceReading, Scrape, render_control_plane
 from gapless.server.process import API_SOCKET, parse_metrics_listen
 from gapless.store.records import RolloutRecord
 from gapless.store.sqlite import Store
-from tests.e2e.harness import Gapless, api, free_port, rollout_doc
+from tests.e2e.harness import Gapless, api, rollout_doc
+from tests.ports import free_port
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 
