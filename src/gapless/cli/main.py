@@ -1209,8 +1209,11 @@ def completion(
 ) -> None:
     """Print a shell completion script for commands, options and their values.
 
-    bash: add `source <(gapless completion bash)` to ~/.bashrc; zsh: the same in ~/.zshrc (after
-    compinit); fish: `gapless completion fish > ~/.config/fish/completions/gapless.fish`.
+    bash: add `source <(gapless completion bash)` to ~/.bashrc.
+
+    zsh: add `source <(gapless completion zsh)` to ~/.zshrc, after compinit.
+
+    fish: `gapless completion fish > ~/.config/fish/completions/gapless.fish`.
     """
     from typer._completion_shared import get_completion_script  # typer's own scripts, not public API
 
