@@ -172,6 +172,9 @@ class SeriesSampler:
         if now - self._pruned_at >= PRUNE_EVERY:
             self._pruned_at = now
             self._store.prune_series(now - self.window, keep=names)
+            events, audit = self._store.prune_history()
+            if events or audit:
+                log.info("pruned %d old events and %d old audit entries", events, audit)
 
     async def _sample_router(self, name: str) -> None:
         try:

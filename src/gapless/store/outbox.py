@@ -20,12 +20,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from gapless.store.sqlite import Store
+from gapless.store.sqlite import MIGRATION_STREAM_PREFIX, Store
 
 __all__ = ["EVENT_TYPES", "OUTBOX_FILE", "STREAM_PREFIX", "append_event", "drain_events"]
 
 OUTBOX_FILE = "migration-events.jsonl"
-STREAM_PREFIX = "migrations:"
+STREAM_PREFIX = MIGRATION_STREAM_PREFIX
 EVENT_TYPES = frozenset({"MigrationStarted", "BackfillDone", "MigrationCompleted", "MigrationRolledBack"})
 _SEEN_KEY = "migration_outbox_seen"
 _SEEN_KEEP = 1000

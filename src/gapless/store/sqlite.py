@@ -31,9 +31,16 @@ from gapless.store.records import (
 )
 from gapless.store.write_errors import WriteFailure, write_error
 
-__all__ = ["Store", "WriteFailure"]
+__all__ = ["AUDIT_KEPT", "EVENTS_KEPT", "MIGRATION_STREAM_PREFIX", "Store", "WriteFailure"]
 
 SCHEMA_VERSION = 8
+
+#: Events kept per stream (a rollout's, a release's) and audit entries kept in all; older ones are
+#: pruned now and then (``Store.prune_history``). The migrations' streams are never pruned: the schema
+#: gate is derived from them.
+EVENTS_KEPT = 10_000
+AUDIT_KEPT = 100_000
+MIGRATION_STREAM_PREFIX = "migrations:"
 """6 -> 7 and 7 -> 8 are steps of ``_UPGRADES`` (keyed by the version they upgrade from) or of ``_migrate``."""
 _STATE_ID = "state_id"
 _ADOPTED_IDS = "adopted_state_ids"
@@ -442,6 +449,31 @@ class Store:
             ).fetchall()
         return [EventRecord(**dict(r)) for r in rows]
 
+    def prune_events(self, keep: int, *, spare_prefix: str = "") -> int:
+        """Keep only the newest ``keep`` events of each stream; how many older ones were deleted.
+
+        Streams whose name starts with ``spare_prefix`` (when given) are not touched: the migrations'
+        streams are the record the schema gate is derived from, and they stay small. Readers page by
+        event id, so a reader that was behind simply continues from the oldest event kept.
+        """
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        with self.transaction() as db:
+            crowded = db.execute(
+                "SELECT rollout FROM events GROUP BY rollout HAVING COUNT(*) > ?", (keep,)
+            ).fetchall()
+            deleted = 0
+            for (stream,) in crowded:
+                if spare_prefix and stream.startswith(spare_prefix):
+                    continue
+                cur = db.execute(
+                    "DELETE FROM events WHERE rollout=? AND id < (SELECT id FROM events WHERE rollout=? "
+                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (stream, stream, keep - 1),
+                )
+                deleted += cur.rowcount
+            return deleted
+
     def events_of_streams(self, prefix: str, types: Iterable[str]) -> list[EventRecord]:
         """Events of every stream (rollout name) starting with ``prefix``, of the given types, oldest first."""
         kinds = sorted(set(types))
@@ -486,6 +518,25 @@ class Store:
                 "INSERT INTO audit (time, method, path, via, status) VALUES (?, ?, ?, ?, ?)",
                 (time, method, path, via, status),
             )
+
+    def prune_history(self) -> tuple[int, int]:
+        """Bound the two append-only tables (``EVENTS_KEPT`` per stream, ``AUDIT_KEPT`` in all), sparing
+        the migrations' streams; the events and audit entries deleted. Run now and then by the control
+        plane, so a long-lived state directory does not grow without end."""
+        return self.prune_events(EVENTS_KEPT, spare_prefix=MIGRATION_STREAM_PREFIX), self.prune_audit(
+            AUDIT_KEPT
+        )
+
+    def prune_audit(self, keep: int) -> int:
+        """Keep only the newest ``keep`` audit entries; how many older ones were deleted."""
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        with self.transaction() as db:
+            cur = db.execute(
+                "DELETE FROM audit WHERE id < (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (keep - 1,),
+            )
+            return cur.rowcount
 
     def audit(self, since_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.db.execute(
