@@ -55,6 +55,13 @@ class ReplicaSetWatch:
 
     def _run(self) -> None:
         url = f"/apis/apps/v1/namespaces/{self.ns}/replicasets"
+        try:
+            self._follow(url)
+        except httpx.TransportError:
+            if not self._stop.is_set():
+                raise  # a watch that broke while in use is the benchmark's failure; after stop() it is not
+
+    def _follow(self, url: str) -> None:
         with self.cluster.client() as c:
             rv = c.get(url).json()["metadata"]["resourceVersion"]
             while not self._stop.is_set():
