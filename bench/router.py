@@ -311,8 +311,8 @@ def bench_gapless_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[i
 
     This process is pinned to the proxy's CPU while HAProxy starts (so HAProxy inherits that CPU and
     runs one thread, like the plain row) and stays there: the control plane's part (the request log
-    reader above all, one datagram per request; runtime API; stats polls) shares the proxy's core, so
-    the row counts what the metrics cost, as on a machine where both run side by side.
+    ring followed on the runtime socket, read in batches; runtime API; stats polls) shares the proxy's
+    core, so the row counts what the metrics cost, as on a machine where both run side by side.
     """
     from gapless.controller.haproxy import HaproxyRouters
     from gapless.controller.traffic import RouterChoice, Routing
@@ -369,7 +369,7 @@ def bench_gapless_haproxy(args: argparse.Namespace, tmp: Path, upstreams: list[i
                 row.note + f" control plane {control * 1e6 / measured if measured else 0:.1f}us/req;"
                 f" 1 in {args.latency_sampling}: {logged} of {served} requests timed "
                 f"({logged * args.latency_sampling / served if served else 0:.2f} of the expected), "
-                f"{dropped} lines dropped, {logged / wakeups if wakeups else 0:.1f} lines per wakeup"
+                f"{dropped} lines lost, {logged / wakeups if wakeups else 0:.1f} lines per wakeup"
             ).strip()
             return row
         finally:
