@@ -19,7 +19,8 @@ current servers and split; every later change is a batch of runtime commands on 
   route targets replaced in one version (``gapless.haproxy.rules``);
 - a renewed certificate: ``set ssl cert`` and ``commit ssl cert`` with the new bundle.
 
-Latency comes from HAProxy's request log, read from a datagram socket (``gapless.haproxy.logs``). A
+Latency comes from HAProxy's request log, a ring buffer followed as a stream on the runtime socket
+(``gapless.haproxy.logs``). A
 dynamic server is added with the idle-connection pool a configured server has by default
 (``gapless.haproxy.commands.DYNAMIC_SERVER_POOL``): without it HAProxy 2.6 connects anew for every request.
 
@@ -49,7 +50,7 @@ from gapless.core.errors import Problem, TemporaryError
 from gapless.haproxy.binary import BinaryError, check_binary
 from gapless.haproxy.commands import plan
 from gapless.haproxy.config import HaproxyConfig, backend_name, parse_server_name, render, server_name
-from gapless.haproxy.logs import LogReader
+from gapless.haproxy.logs import RingReader
 from gapless.haproxy.rules import (
     SLOTS,
     FrontRules,
@@ -162,16 +163,12 @@ class HaproxyRouters:
         self._pids: dict[str, int] = {}
         self._healthy_at: dict[str, float] = {}
         self._children: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: dict[str, LogReader] = {}
+        self._logs: dict[str, RingReader] = {}
         """The request log reader per rollout (latency histograms per revision)."""
         self._map: dict[str, dict[str, int]] = {}
         """The map entries HAProxy holds, per rollout (this control plane's knowledge)."""
         self._cert: dict[str, str] = {}
         """The certificate bundle HAProxy holds, per rollout (this control plane's knowledge)."""
-        self._dropped: dict[str, tuple[str, int]] = {}
-        """(worker pid, ``DroppedLogs``) last read from ``show info``, per rollout."""
-        self._dropped_before: dict[str, int] = {}
-        """Lines dropped by earlier workers (before a reload or restart), per rollout."""
         self.last_split: dict[str, Split] = {}
         """The last weight split sent per rollout (its rounding errors)."""
 
@@ -185,23 +182,19 @@ class HaproxyRouters:
             self._dir / "logs" / rollout / "router.log",
         )
 
-    def log_socket_path(self, rollout: str) -> Path:
-        """The datagram socket ``rollout``'s HAProxy sends its request log lines to (0600)."""
-        return self._dir / "routers" / f"{rollout}.haproxy.log.sock"
-
-    async def _read_logs(self, rollout: str) -> None:
-        """Read ``rollout``'s request log from now on (again after a control-plane restart)."""
+    def _log_reader(self, rollout: str) -> RingReader:
+        """The follower of ``rollout``'s request log ring (made on first use; it opens nothing yet)."""
         reader = self._logs.get(rollout)
-        if reader is not None and reader.running:
-            return
-        reader = LogReader(self.log_socket_path(rollout))
-        reader.path.parent.mkdir(parents=True, exist_ok=True)
+        if reader is None:
+            reader = self._logs[rollout] = RingReader(self.paths(rollout)[0])
+        return reader
+
+    async def _follow_log(self, rollout: str, pid: str | None) -> None:
+        """Keep a stream open to the request log of the worker ``pid`` (after a reload: the new one)."""
         try:
-            await reader.start()
-        except OSError as e:
-            log.warning("%s: cannot read HAProxy's request log (no latency): %s", rollout, e)
-            return
-        self._logs[rollout] = reader
+            await self._log_reader(rollout).follow(pid)
+        except (OSError, TimeoutError) as e:
+            log.warning("%s: cannot follow HAProxy's request log (tried again next pass): %s", rollout, e)
 
     def log_wakeups(self, rollout: str) -> int:
         """Times the request log reader woke up (lines read per wakeup measure its batching)."""
@@ -246,25 +239,14 @@ class HaproxyRouters:
             info = await run_one(sock, "show info")
         except RuntimeApiError:
             return False
-        self._note_dropped(rollout, info)
-        return "Pid" in info
-
-    def _note_dropped(self, rollout: str, info: str) -> None:
-        """Remember ``DroppedLogs`` of ``show info``: lines HAProxy could not send (the reader's queue was full).
-
-        The counter is the worker's, so it starts again at 0 when a reload or restart brings a new
-        worker; what went before is added to ``_dropped_before`` so the reported total never goes down.
-        """
-        dropped, pid = _info_value(info, "DroppedLogs"), _info_value(info, "Pid")
-        if dropped is None or pid is None:
-            return
-        was_pid, was = self._dropped.get(rollout, (pid, 0))
-        if was_pid != pid:
-            self._dropped_before[rollout] = self._dropped_before.get(rollout, 0) + was
-        self._dropped[rollout] = (pid, int(dropped))
+        pid = _info_pid(info)
+        if pid is None:
+            return False
+        await self._follow_log(rollout, pid)
+        return True
 
     def request_log(self, rollout: str) -> RequestLog | None:
-        """What the request log holds and lost: lines read, lines HAProxy dropped, the sampling rate."""
+        """What the request log holds and lost: lines read, numbered lines never read, the sampling rate."""
         w = self._wanted.get(rollout)
         reader = self._logs.get(rollout)
         if w is None or reader is None:
@@ -273,7 +255,7 @@ class HaproxyRouters:
         return RequestLog(
             sampling=w.log_sampling,
             lines=book.lines,
-            dropped=self._dropped_before.get(rollout, 0) + self._dropped.get(rollout, ("", 0))[1],
+            dropped=reader.lost,
             malformed=book.malformed,
             unrouted=book.unrouted,
         )
@@ -315,7 +297,6 @@ class HaproxyRouters:
             and _alive(pid)
         ):
             return
-        await self._read_logs(rollout)
         base = saved if saved is not None else Wanted(listen=listen)
         rules = base.rules
         if router is not None:
@@ -354,6 +335,7 @@ class HaproxyRouters:
             await self.remove(rollout)
         else:
             await self._kill_strays(rollout)
+        self._log_reader(rollout).expect_new()
         await self._start(rollout, wanted)
 
     def _group(self, rollout: str) -> int | None:
@@ -428,7 +410,7 @@ class HaproxyRouters:
                 tls_bundle=None if wanted.tls is None else str(self.bundle_path(rollout)),
                 rules=wanted.rules,
                 map_file=str(self.map_path(rollout)),
-                log_socket=f"unix@{self.log_socket_path(rollout).name}",
+                request_log=True,
                 log_sampling=wanted.log_sampling,
                 slots=wanted.slots,
                 open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
@@ -451,6 +433,7 @@ class HaproxyRouters:
         self._write_config(rollout, wanted)
         _write_private(self.map_path(rollout), map_text(wanted.map_entries()))
         before = await run_one(self.paths(rollout)[0], "show info")
+        self._log_reader(rollout).expect_new()
         os.kill(pid, signal.SIGUSR2)
         deadline = time.monotonic() + START_WAIT
         while time.monotonic() < deadline:
@@ -460,6 +443,7 @@ class HaproxyRouters:
             except RuntimeApiError:
                 continue
             if _info_pid(now) not in (None, _info_pid(before)):
+                await self._follow_log(rollout, _info_pid(now))
                 self._applied[rollout] = applied_of(rollout, wanted)
                 self._draining[rollout] = set()
                 self._cert[rollout] = cert
@@ -684,8 +668,7 @@ class HaproxyRouters:
             observed = await self._servers(rollout)
         except (RuntimeApiError, ValueError):
             return None
-        with contextlib.suppress(RuntimeApiError):
-            self._note_dropped(rollout, await run_one(self.paths(rollout)[0], "show info"))
+        await self._answers(rollout)
         wanted = {server_name(b) for b in w.backends} if w is not None else set()
         revisions = {r: s.model_copy(deep=True) for r, s in self._retired.get(rollout, {}).items()}
         backends: dict[str, BackendStats] = {}
@@ -733,7 +716,13 @@ class HaproxyRouters:
         )
 
     async def remove(self, rollout: str) -> None:
-        """Stop the rollout's HAProxy softly (SIGUSR1: in-flight requests finish), SIGKILL after 10 s."""
+        """Stop the rollout's HAProxy softly (SIGUSR1: in-flight requests finish), SIGKILL after 10 s.
+
+        The request log's streams are closed first: a worker with a stream attached would not exit.
+        """
+        reader = self._logs.pop(rollout, None)
+        if reader is not None:
+            reader.close()
         groups = {p.pgid for p in self._platform.discover() if p.role == ROLE_ROUTER and p.rollout == rollout}
         known = self._pids.get(rollout)
         if known is not None and _alive(known):
@@ -753,9 +742,6 @@ class HaproxyRouters:
         child = self._children.pop(rollout, None)
         if child is not None:
             child.poll()
-        reader = self._logs.pop(rollout, None)
-        if reader is not None:
-            reader.close()
         for p in (*self.paths(rollout)[:3], self.bundle_path(rollout), self.map_path(rollout)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -768,8 +754,6 @@ class HaproxyRouters:
             self._healthy_at,
             self._cert,
             self._map,
-            self._dropped,
-            self._dropped_before,
         ):
             d.pop(rollout, None)
 

@@ -78,9 +78,10 @@ class RouterState:
 class RequestLog:
     """HAProxy's request log as the control plane read it, so a sampled or lossy histogram is never silent.
 
-    ``lines`` were read (since this control plane started reading); ``dropped`` were sampled but lost
-    because the reader's queue was full (HAProxy's ``DroppedLogs``, summed over its workers). Request
-    counts come from HAProxy's stats whatever the log holds.
+    ``lines`` were read (since this control plane started reading); ``dropped`` were sampled but never
+    read: numbers of HAProxy's numbered lines that did not arrive (the ring overwrote them, or HAProxy
+    could not write them because the reader was behind), summed over its workers. Request counts come
+    from HAProxy's stats whatever the log holds.
     """
 
     sampling: int

@@ -24,6 +24,8 @@ __all__ = [
     "LOG_FORMAT",
     "MAX_LINE",
     "MAX_SAMPLING",
+    "RING",
+    "RING_BYTES",
     "HaproxyConfig",
     "ServerNameError",
     "backend_name",
@@ -36,12 +38,23 @@ __all__ = [
 FRONTEND = "gapless"
 """The one frontend's name."""
 
-LOG_FORMAT = "gl1 %s %ST %Ta %Tr"
-"""The request log's ``log-format``: a version tag, the server, the status, then the timers in ms
-(``%Ta`` the request's active time, ``%Tr`` the server's time to the response head)."""
+LOG_FORMAT = "gl2 %[sc0_inc_gpc0] %s %ST %Ta %Tr"
+"""The request log's ``log-format``: a version tag, the line's sequence number, the server, the status,
+then the timers in ms (``%Ta`` the request's active time, ``%Tr`` the server's time to the response head).
+
+The sequence number is the frontend's one-entry stick table's counter, incremented as the line is built
+(at the request's end), so the lines of one worker are numbered 1, 2, 3, ... in about the order they
+reach the ring: a number the reader never sees is a line it lost, whether HAProxy could not write it
+(the reader was too slow) or the ring overwrote it before it was read (``gapless.haproxy.logs``)."""
 
 MAX_LINE = 512
-"""Bytes of one request log datagram (HAProxy's ``len``); longer ones are malformed."""
+"""Bytes of one request log line (the ring's ``maxlen``, HAProxy's ``len``); longer ones are malformed."""
+
+RING = "gl"
+"""The ring buffer holding the request log, read with ``show events gl -w`` on the runtime socket."""
+
+RING_BYTES = 1 << 20
+"""The ring's size: about 25,000 lines, seconds of backlog at any rate one core serves when sampled."""
 
 MAX_SAMPLING = 1_000_000
 """The largest N of "log one request in N"."""
@@ -110,9 +123,10 @@ class HaproxyConfig:
     """With ``rules``: the absolute path of the map holding bucket ranges and route targets."""
     slots: Mapping[str, int] = field(default_factory=dict)
     """With ``rules``: revision -> its slot backend."""
-    log_socket: str | None = None
-    """Where the frontend logs one line per request (``gapless.haproxy.logs``), as HAProxy reads a log
-    target: ``unix@NAME`` relative to its directory; None: no request log."""
+    request_log: bool = False
+    """Whether the frontend logs one line per sampled request into the ring ``RING`` (``gapless.haproxy.logs``)."""
+    ring_bytes: int = RING_BYTES
+    """The ring's size in bytes."""
     log_sampling: int = 1
     """Log one request in this many, chosen at random per request (``spec.router.latencySampling``)."""
     open_files: int | None = None
@@ -139,6 +153,7 @@ def render(cfg: HaproxyConfig) -> str:
         f"    maxconn {cfg.max_connections()}",
         f"    tune.bufsize {bufsize}",
         "",
+        *_ring_lines(cfg.request_log, cfg.ring_bytes),
         "defaults",
         "    mode http",
         "    option forwardfor",
@@ -154,7 +169,7 @@ def render(cfg: HaproxyConfig) -> str:
         f"    bind {bind_address(cfg.listen)}{_tls(cfg.tls_bundle)}",
         f"    maxconn {cfg.max_connections()}",
         f"    http-request set-header X-Forwarded-Proto {'http' if cfg.tls_bundle is None else 'https'}",
-        *_log_lines(cfg.log_socket, cfg.log_sampling),
+        *_log_lines(cfg.request_log, cfg.log_sampling),
         *frontend_lines(cfg.rules, cfg.map_file, backend_name(cfg.rollout)),
         f"    default_backend {backend_name(cfg.rollout)}",
         "",
@@ -177,27 +192,47 @@ def render(cfg: HaproxyConfig) -> str:
     return "\n".join(lines)
 
 
-def _log_lines(target: str | None, sampling: int = 1) -> list[str]:
-    """One raw line per sampled request to gapless's datagram socket, in ``LOG_FORMAT``.
+def _ring_lines(request_log: bool, size: int) -> list[str]:
+    """The ring the request log goes to: raw lines, kept in memory until the control plane reads them."""
+    if not request_log:
+        return []
+    if size < 4 * MAX_LINE:
+        raise ValueError(f"ring size {size} is below {4 * MAX_LINE} bytes")
+    return [
+        f"ring {RING}",
+        "    format raw",
+        f"    maxlen {MAX_LINE}",
+        f"    size {size}",
+        "",
+    ]
+
+
+def _log_lines(request_log: bool, sampling: int = 1) -> list[str]:
+    """One raw line per sampled request into the ring, in ``LOG_FORMAT``.
 
     Sampling is random per request (``rand(N)``, one in N kept): HAProxy's own ``log ... sample``
     keeps every Nth line, which under round-robin can pick the same server every time (two servers,
-    N even: only one revision would ever be logged). A request set ``silent`` costs no log line at
-    all: HAProxy checks the level before it builds the line.
+    N even: only one revision would ever be logged). A kept request is tracked in the frontend's
+    one-entry stick table (whose counter numbers the lines); any other is set ``silent``, which costs
+    no log line at all: HAProxy checks the level before it builds the line.
     """
-    if target is None:
+    if not request_log:
         return []
-    if any(c.isspace() or c in "'\"\\#" for c in target):
-        raise ValueError(f"log socket {target!r} is not usable in HAProxy's configuration")
     if not 1 <= sampling <= MAX_SAMPLING:
         raise ValueError(f"log sampling {sampling} is not between 1 and {MAX_SAMPLING}")
     lines = [
-        f"    log {target} len {MAX_LINE} format raw local0 info",
+        f"    log ring@{RING} len {MAX_LINE} format raw local0 info",
         "    option dontlognull",
         f'    log-format "{LOG_FORMAT}"',
+        "    stick-table type integer size 1 store gpc0",
     ]
     if sampling > 1:
-        lines.append(f"    http-request set-log-level silent if {{ rand({sampling}) gt 0 }}")
+        lines += [
+            f"    http-request track-sc0 int(0) if {{ rand({sampling}) eq 0 }}",
+            "    http-request set-log-level silent unless { sc0_tracked }",
+        ]
+    else:
+        lines.append("    http-request track-sc0 int(0)")
     return lines
 
 
