@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from starlette.types import Message
 
 from gapless.flags.service.app import build_flag_app
 from gapless.flags.service.fanout import Sink
@@ -44,6 +45,34 @@ class Client:
         if not self.open.is_set():
             await self.open.wait()
         self.body.append(message["body"])
+
+
+async def test_the_pass_takes_turns_between_kinds_of_stream() -> None:
+    """Streams of each kind get a change in turns (gapless, Unleash, gapless, ...), whatever the order
+    they connected in, so no kind waits for every reader of another; a kind that ran out is skipped."""
+    hub = Hub()
+    order: list[str] = []
+
+    def sink(kind: str, name: str) -> Sink:
+        async def send(message: Message) -> None:
+            if message["body"].startswith(b"next"):
+                order.append(name)
+
+        s = Sink("shop", "production", encode, kind=kind)
+        hub.attach(s)
+        s.offer(change(2))
+        s.bind(send)
+        return s
+
+    for i in range(3):
+        sink("gapless", f"g{i}")
+    for i in range(2):
+        sink("unleash", f"u{i}")
+    hub.detach(sink("gapless", "gone"))
+    assert hub.connected("shop", "production") == 5
+    hub.publish([change(3)])
+    await asyncio.sleep(0)
+    assert order == ["g0", "u0", "g1", "u1", "g2"]
 
 
 async def test_a_change_is_written_to_every_sink_in_one_pass_without_a_task() -> None:

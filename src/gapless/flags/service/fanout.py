@@ -60,9 +60,13 @@ class Sink:
         environment: str,
         encode: Encode,
         written: Callable[[int], None] | None = None,
+        *,
+        kind: str = "gapless",
     ) -> None:
         self.project = project
         self.environment = environment
+        self.kind = kind
+        """The protocol of the stream (``gapless``, ``unleash``): the hub takes turns between kinds."""
         self.revision = 0
         """The newest revision offered (written, or waiting for the client)."""
         self._encode = encode

@@ -318,7 +318,7 @@ def mount_unleash(
         def written(revision: int) -> None:  # written to it: counted as delivered
             acks.add(AppliedReport(s.project, s.environment, sdk_id, revision, True, time.time()))
 
-        sink = Sink(s.project, s.environment, event, written)
+        sink = Sink(s.project, s.environment, event, written, kind="unleash")
         hub.attach(sink)  # before reading the state: no change falls between
         try:
             revision, text = store.ruleset(s.project, s.environment)
