@@ -40,8 +40,9 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 log = logging.getLogger("gapless.flags")
 
-Encode = Callable[[RulesetChange, bool], bytes]
-"""The event for a change; the flag says whether it is the stream's first."""
+Encode = Callable[[RulesetChange, "int | None"], bytes]
+"""The event for a change, given the revision of the last event written to the stream (None: it is the
+stream's first), so an encoder may send only what changed since then."""
 
 
 class Sink:
@@ -72,7 +73,9 @@ class Sink:
         self._encode = encode
         self._written = written
         self._send: Send | None = None
-        self._first = True
+        self._sent: int | None = None
+        """The revision of the last event handed to ``send`` (what the client has, or will have once the
+        server's buffer is written: events go out in order)."""
         self._pending: RulesetChange | None = None
         self._busy: asyncio.Task[None] | None = None
         self._ended = False
@@ -123,8 +126,8 @@ class Sink:
             self._write(change)
 
     def _write(self, change: RulesetChange) -> None:
-        first, self._first = self._first, False
-        self._step(self._encode(change, first), change.revision)
+        previous, self._sent = self._sent, change.revision
+        self._step(self._encode(change, previous), change.revision)
 
     def _step(self, chunk: bytes, revision: int | None) -> None:
         """Call ``send`` and run it to its first wait; what is left of it runs in a task."""
