@@ -4,8 +4,8 @@ A stream used to be a task waiting on a queue: a change woke one task per stream
 the queue, a timeout and the response's generator before writing (measured: about 0.1 ms of the
 service's core per stream and change, so 200 streams took 20 ms or more after the change was stored).
 Now each open stream is a ``Sink`` held by the hub, and ``Hub.publish`` hands the change to every sink
-of the project environment in one loop: the sink encodes it (the bytes are made once per change and
-kind of stream and shared) and calls the ASGI ``send`` right there, without a task or a wakeup. ``send``
+of the project environment in one loop: the sink encodes it (the bytes are made once per change, kind
+of stream and revision the stream had before, and shared) and calls the ASGI ``send`` right there, without a task or a wakeup. ``send``
 is a coroutine, but the server's send only waits when the connection's write buffer is over its high
 mark (flow control), so it is stepped once: nearly always it finishes in that step.
 
