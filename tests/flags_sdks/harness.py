@@ -74,11 +74,19 @@ def assert_same_answers(
 
 
 def seconds_to_see_kill(
-    argv: list[str], cwd: Path, svc: ServiceProcess, token: str, admin_token: str
+    argv: list[str], cwd: Path, svc: ServiceProcess, token: str, admin_token: str, sdk: str = "unleash"
 ) -> float:
-    """Start a driver watching flag kill-me, throw the kill switch with the CLI; seconds from the CLI's return
-    until the driver saw it."""
-    job = {"mode": "watch", "url": svc.url, "token": token, "flag": "kill-me", "context": {"userId": "u1"}}
+    """Start a driver watching flag kill-me with its Unleash client (``sdk="unleash"``) or its OFREP
+    provider (``"ofrep"``), throw the kill switch with the CLI; seconds from the CLI's return until the
+    driver saw it."""
+    job = {
+        "mode": "watch",
+        "sdk": sdk,
+        "url": svc.url,
+        "token": token,
+        "flag": "kill-me",
+        "context": {"userId": "u1"},
+    }
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
     )

@@ -3,7 +3,7 @@
 ``go/main.go`` (modules pinned by ``go/go.mod`` and ``go.sum``) is built once per session into a
 temporary directory (the module cache is Go's own, outside the repository). Its answers must be gapless's
 Python SDK's for the same flags and contexts; a kill switch thrown with the gapless CLI must reach its
-Unleash client (polling every second).
+Unleash client (polling every second) and its OFREP provider.
 """
 
 from __future__ import annotations
@@ -58,3 +58,12 @@ def test_kill_switch_reaches_go_sdk(go_driver: list[str], shop: tuple[ServicePro
     """unleash-go-sdk, polling every second, sees ``gapless flags kill`` within its interval and a bit."""
     svc, token, admin_token = shop
     assert seconds_to_see_kill(go_driver, GO_DIR, svc, token, admin_token) < 5
+
+
+def test_kill_switch_reaches_go_ofrep_provider(
+    go_driver: list[str], shop: tuple[ServiceProcess, str, str]
+) -> None:
+    """OpenFeature's OFREP provider (Go, one evaluation request per call) sees ``gapless flags kill`` at
+    its next evaluation."""
+    svc, token, admin_token = shop
+    assert seconds_to_see_kill(go_driver, GO_DIR, svc, token, admin_token, sdk="ofrep") < 5

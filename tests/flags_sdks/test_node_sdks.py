@@ -2,8 +2,8 @@
 
 ``node/sdks.mjs`` runs the SDKs (versions pinned by ``node/package-lock.json``) and prints their answers;
 they must be gapless's Python SDK's for the same flags and contexts (test_python_sdks's flags). A
-streaming ``unleash-client`` with a 60 s poll interval must see a kill switch thrown with the gapless CLI
-within seconds.
+streaming ``unleash-client`` with a 60 s poll interval, and the OFREP provider, must see a kill switch
+thrown with the gapless CLI within seconds.
 """
 
 from __future__ import annotations
@@ -41,3 +41,12 @@ def test_kill_switch_reaches_streaming_node_sdk(
     """A streaming unleash-client (60 s poll interval) sees ``gapless flags kill`` within seconds."""
     svc, token, admin_token = shop
     assert seconds_to_see_kill(driver(), NODE_DIR, svc, token, admin_token) < 5
+
+
+def test_kill_switch_reaches_node_ofrep_provider(
+    node_modules: Path, shop: tuple[ServiceProcess, str, str]
+) -> None:
+    """OpenFeature's OFREP provider (Node, one evaluation request per call) sees ``gapless flags kill``
+    at its next evaluation."""
+    svc, token, admin_token = shop
+    assert seconds_to_see_kill(driver(), NODE_DIR, svc, token, admin_token, sdk="ofrep") < 5

@@ -4,6 +4,7 @@
 //
 //	{"mode": "evaluate", "url", "token", "flags", "contexts", "ofrepEvery"} -> {"unleash": [...], "ofrep": [...]}
 //	{"mode": "watch", "url", "token", "flag", "context"} -> {"ready": true}, then {"off": ms}
+//	{"mode": "watch", "sdk": "ofrep", ...}: the same through the OFREP provider (one evaluation request each)
 package main
 
 import (
@@ -36,6 +37,7 @@ type job struct {
 	Contexts   []unleashContext `json:"contexts"`
 	OfrepEvery int              `json:"ofrepEvery"`
 	Flag       string           `json:"flag"`
+	Sdk        string           `json:"sdk"`
 	Context    unleashContext   `json:"context"`
 }
 
@@ -116,6 +118,10 @@ func main() {
 		}
 		emit(answers)
 	case "watch":
+		if j.Sdk == "ofrep" {
+			watchOfrep(j)
+			return
+		}
 		client := start(j, "go-watch", time.Second)
 		defer client.Close()
 		ctx := j.Context.sdk()
@@ -129,4 +135,30 @@ func main() {
 		}
 		emit(map[string]int64{"off": time.Since(started).Milliseconds()})
 	}
+}
+
+// watchOfrep waits until the OFREP provider evaluates the flag on, says so, and times until it is off.
+func watchOfrep(j job) {
+	provider := ofrep.NewProvider(j.URL, ofrep.WithBearerToken(j.Token))
+	if err := openfeature.SetProviderAndWait(provider); err != nil {
+		panic(err)
+	}
+	of := openfeature.NewClient("watch")
+	ctx := openfeature.NewEvaluationContext(j.Context.UserID, map[string]any{"userId": j.Context.UserID})
+	on := func() bool {
+		d, err := of.BooleanValueDetails(context.Background(), j.Flag, false, ctx)
+		if err != nil && d.ErrorCode != "" && d.ErrorCode != openfeature.GeneralCode {
+			panic(err) // a wrong answer (bad token, unknown flag), not the service being busy
+		}
+		return d.Value
+	}
+	for !on() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	emit(map[string]bool{"ready": true})
+	started := time.Now()
+	for on() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	emit(map[string]int64{"off": time.Since(started).Milliseconds()})
 }

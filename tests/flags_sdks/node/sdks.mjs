@@ -5,6 +5,7 @@
 //     -> {"unleash": [[enabled, variant], ...] per context x flag, "ofrep": [[value, variant, reason] | null, ...]}
 //   {"mode": "watch", "url", "token", "flag", "context"}
 //     -> {"ready": true} once the flag is on in a streaming Unleash client, then {"off": ms} when it is off.
+//   {"mode": "watch", "sdk": "ofrep", ...}: the same through the OFREP provider (one evaluation request each)
 import { startUnleash } from 'unleash-client';
 import { OpenFeature } from '@openfeature/server-sdk';
 import { OFREPProvider } from '@openfeature/ofrep-provider';
@@ -56,6 +57,24 @@ if (input.mode === 'evaluate') {
   }
   await emit(answers);
   unleash.destroy();
+  await OpenFeature.close();
+} else if (input.mode === 'watch' && input.sdk === 'ofrep') {
+  await OpenFeature.setProviderAndWait(
+    new OFREPProvider({ baseUrl: input.url, headers: [['Authorization', `Bearer ${input.token}`]] }),
+  );
+  const of = OpenFeature.getClient();
+  const context = { targetingKey: input.context.userId, userId: input.context.userId };
+  const on = async () => {
+    const details = await of.getBooleanDetails(input.flag, false, context);
+    // a wrong answer (bad token, unknown flag) ends the watch; the service being busy does not
+    if (details.errorCode && details.errorCode !== 'GENERAL') throw new Error(JSON.stringify(details));
+    return details.value;
+  };
+  while (!(await on())) await new Promise((r) => setTimeout(r, 10));
+  await emit({ ready: true });
+  const started = Date.now();
+  while (await on()) await new Promise((r) => setTimeout(r, 5));
+  await emit({ off: Date.now() - started });
   await OpenFeature.close();
 } else if (input.mode === 'watch') {
   const unleash = await startUnleash(

@@ -615,7 +615,7 @@ def _known_env(store: FlagStore, project: str, env: str) -> None:
         raise NotFoundError(f"project {project!r} has no environment {env!r}")
 
 
-def _sse_event(change: RulesetChange, first: bool) -> bytes:
+def _sse_event(change: RulesetChange, previous: int | None) -> bytes:
     return _sse(change.revision, change.ruleset)
 
 

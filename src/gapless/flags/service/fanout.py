@@ -4,8 +4,8 @@ A stream used to be a task waiting on a queue: a change woke one task per stream
 the queue, a timeout and the response's generator before writing (measured: about 0.1 ms of the
 service's core per stream and change, so 200 streams took 20 ms or more after the change was stored).
 Now each open stream is a ``Sink`` held by the hub, and ``Hub.publish`` hands the change to every sink
-of the project environment in one loop: the sink encodes it (the bytes are made once per change and
-kind of stream and shared) and calls the ASGI ``send`` right there, without a task or a wakeup. ``send``
+of the project environment in one loop: the sink encodes it (the bytes are made once per change, kind
+of stream and revision the stream had before, and shared) and calls the ASGI ``send`` right there, without a task or a wakeup. ``send``
 is a coroutine, but the server's send only waits when the connection's write buffer is over its high
 mark (flow control), so it is stepped once: nearly always it finishes in that step.
 
@@ -40,8 +40,9 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 log = logging.getLogger("gapless.flags")
 
-Encode = Callable[[RulesetChange, bool], bytes]
-"""The event for a change; the flag says whether it is the stream's first."""
+Encode = Callable[[RulesetChange, "int | None"], bytes]
+"""The event for a change, given the revision of the last event written to the stream (None: it is the
+stream's first), so an encoder may send only what changed since then."""
 
 
 class Sink:
@@ -60,15 +61,21 @@ class Sink:
         environment: str,
         encode: Encode,
         written: Callable[[int], None] | None = None,
+        *,
+        kind: str = "gapless",
     ) -> None:
         self.project = project
         self.environment = environment
+        self.kind = kind
+        """The protocol of the stream (``gapless``, ``unleash``): the hub takes turns between kinds."""
         self.revision = 0
         """The newest revision offered (written, or waiting for the client)."""
         self._encode = encode
         self._written = written
         self._send: Send | None = None
-        self._first = True
+        self._sent: int | None = None
+        """The revision of the last event handed to ``send`` (what the client has, or will have once the
+        server's buffer is written: events go out in order)."""
         self._pending: RulesetChange | None = None
         self._busy: asyncio.Task[None] | None = None
         self._ended = False
@@ -119,8 +126,8 @@ class Sink:
             self._write(change)
 
     def _write(self, change: RulesetChange) -> None:
-        first, self._first = self._first, False
-        self._step(self._encode(change, first), change.revision)
+        previous, self._sent = self._sent, change.revision
+        self._step(self._encode(change, previous), change.revision)
 
     def _step(self, chunk: bytes, revision: int | None) -> None:
         """Call ``send`` and run it to its first wait; what is left of it runs in a task."""

@@ -27,7 +27,9 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, case, create_engine, delete, event, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -627,33 +629,32 @@ class FlagStore:
     def record_applied_many(self, reports: Sequence[AppliedReport]) -> None:
         """Store SDKs' reports of the revision they apply, in one transaction (the service batches them).
 
+        One upsert statement for the whole batch (``executemany``), not a read and a write per report:
+        a change makes every connected SDK report, and compiling two statements per report cost the
+        service about 0.2 ms of CPU per SDK, on a thread that holds the GIL against the event loop.
+        A report raises the stored revision (and dates it ``applied_at``) only if it is newer; it always
+        updates ``last_seen`` and ``streaming``. Reports of one SDK in a batch are merged first, with
+        the result of applying them one by one (an upsert may not touch a row twice in a statement).
         Takes the write lock even for no reports, so a caller also waits for a batch being written.
         """
+        rows = _merged_reports(reports)
         with self._write, self.engine.begin() as conn:
-            for r in reports:
-                key = (
-                    t.sdk_clients.c.project == r.project,
-                    t.sdk_clients.c.environment == r.environment,
-                    t.sdk_clients.c.sdk_id == r.sdk_id,
-                )
-                row = conn.execute(select(t.sdk_clients.c.revision).where(*key)).first()
-                if row is None:
-                    conn.execute(
-                        insert(t.sdk_clients).values(
-                            project=r.project,
-                            environment=r.environment,
-                            sdk_id=r.sdk_id,
-                            revision=r.revision,
-                            applied_at=r.at,
-                            last_seen=r.at,
-                            streaming=r.streaming,
-                        )
-                    )
-                    continue
-                values: dict[str, Any] = {"last_seen": r.at, "streaming": r.streaming}
-                if r.revision > row.revision:
-                    values |= {"revision": r.revision, "applied_at": r.at}
-                conn.execute(update(t.sdk_clients).where(*key).values(**values))
+            if rows:
+                conn.execute(self._applied_upsert(), rows)
+
+    def _applied_upsert(self) -> Any:
+        table = t.sdk_clients
+        stmt = (pg_insert if self.postgres else sqlite_insert)(table)
+        newer = stmt.excluded.revision > table.c.revision
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.project, table.c.environment, table.c.sdk_id],
+            set_={
+                "revision": case((newer, stmt.excluded.revision), else_=table.c.revision),
+                "applied_at": case((newer, stmt.excluded.applied_at), else_=table.c.applied_at),
+                "last_seen": stmt.excluded.last_seen,
+                "streaming": stmt.excluded.streaming,
+            },
+        )
 
     def set_streaming(self, project: str, environment: str, sdk_id: str, streaming: bool) -> None:
         with self._write, self.engine.begin() as conn:
@@ -849,3 +850,27 @@ def _private_sqlite_files(database: str | None) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(f"{path}{suffix}", 0o600)
+
+
+def _merged_reports(reports: Sequence[AppliedReport]) -> list[dict[str, Any]]:
+    """One row per SDK, as applying its reports in order would leave it (given the stored row): the
+    highest revision with the time of the first report that carried it, the last report's ``at`` and
+    ``streaming``."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in reports:
+        row = rows.get((r.project, r.environment, r.sdk_id))
+        if row is None:
+            rows[r.project, r.environment, r.sdk_id] = {
+                "project": r.project,
+                "environment": r.environment,
+                "sdk_id": r.sdk_id,
+                "revision": r.revision,
+                "applied_at": r.at,
+                "last_seen": r.at,
+                "streaming": r.streaming,
+            }
+            continue
+        if r.revision > row["revision"]:
+            row["revision"], row["applied_at"] = r.revision, r.at
+        row["last_seen"], row["streaming"] = r.at, r.streaming
+    return list(rows.values())

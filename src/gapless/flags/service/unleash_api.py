@@ -55,7 +55,7 @@ from gapless.flags.service.protocol import (
 from gapless.flags.service.store import AppliedReport, FlagStore, RulesetChange
 from gapless.flags.unleash_export import ALL_OPERATORS, CLASSIC_OPERATORS, Export, features_from_ruleset
 
-__all__ = ["HEARTBEAT_SECONDS", "known_operators", "mount_unleash"]
+__all__ = ["DELTA_SDKS", "HEARTBEAT_SECONDS", "delta_events", "known_operators", "mount_unleash"]
 
 MAX_BODY = 256 * 1024
 
@@ -67,6 +67,11 @@ def _refusal(status: int, name: str, message: str) -> ProtocolError:
 def _bad(message: str) -> ProtocolError:
     return _refusal(400, "BadDataError", message)
 
+
+DELTA_SDKS = frozenset({"unleash-node-sdk", "unleash-client-node"})
+"""SDKs whose streaming mode applies every kind of delta event (checked in unleash-client 6.12's
+``repository/index.js``: ``feature-updated``, ``feature-removed``, ``segment-updated``, ``segment-removed``
+and ``hydration``); they get only what changed after their first event, the others the whole state."""
 
 _EXTENDED_SINCE = {"unleash-python-sdk": (6, 9), "unleash-node-sdk": (6, 12), "unleash-client-node": (6, 12)}
 """SDKs known (by their own tests here) to evaluate SEMVER_GTE/LTE, REGEX and IN_CIDR, from these versions."""
@@ -130,6 +135,58 @@ class _Bodies:
         if len(self._cache) >= self.limit:
             del self._cache[next(iter(self._cache))]
         self._cache[key] = (revision, etag, body)
+
+
+class _States:
+    """The last few states (features and segments) streamed per project environment, operator set and
+    query, by revision: what a stream had before a change, to send it only what changed."""
+
+    keep = 4
+    """Revisions kept per stream kind: a stream that fell further behind gets a whole ``hydration``."""
+    limit = 256
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[object, ...], dict[int, dict[str, Any]]] = {}
+
+    def get(self, key: tuple[object, ...], revision: int) -> dict[str, Any] | None:
+        return self._cache.get(key, {}).get(revision)
+
+    def put(self, key: tuple[object, ...], revision: int, state: dict[str, Any]) -> None:
+        by_revision = self._cache.pop(key, {})
+        by_revision[revision] = state
+        while len(by_revision) > self.keep:
+            del by_revision[min(by_revision)]
+        if len(self._cache) >= self.limit:
+            del self._cache[next(iter(self._cache))]
+        self._cache[key] = by_revision
+
+
+def delta_events(before: dict[str, Any], after: dict[str, Any], event_id: int) -> list[dict[str, Any]]:
+    """Unleash delta events that turn an SDK's state ``before`` into ``after``: ``segment-updated`` and
+    ``feature-updated`` for what is new or different, ``feature-removed`` and ``segment-removed`` for
+    what is gone. Applied in order (as Unleash's SDKs apply them: a feature or segment replaced whole
+    by its name or id), they leave exactly ``after``; a kill switch sends one feature, not all of them."""
+    events: list[dict[str, Any]] = []
+    old_segments = {seg["id"]: seg for seg in before["segments"]}
+    new_segments = {seg["id"]: seg for seg in after["segments"]}
+    for id_, seg in new_segments.items():
+        if old_segments.get(id_) != seg:
+            events.append({"type": "segment-updated", "eventId": event_id, "segment": seg})
+    old_features = {f["name"]: f for f in before["features"]}
+    new_features = {f["name"]: f for f in after["features"]}
+    for name, feature in new_features.items():
+        if old_features.get(name) != feature:
+            events.append({"type": "feature-updated", "eventId": event_id, "feature": feature})
+    for name, feature in old_features.items():
+        if name not in new_features:
+            removed = {"type": "feature-removed", "eventId": event_id, "featureName": name}
+            events.append(removed | {"project": feature.get("project", "default")})
+    events.extend(
+        {"type": "segment-removed", "eventId": event_id, "segmentId": id_}
+        for id_ in old_segments
+        if id_ not in new_segments
+    )
+    return events
 
 
 def _sdk_id(request: Request) -> str:
@@ -231,6 +288,7 @@ def mount_unleash(
     """Add the Unleash client API's endpoints to the flag service's app."""
     exports = _Exports(store, revisions)
     bodies = _Bodies()
+    states = _States()
 
     def scope(request: Request) -> SdkScope:
         found = tokens.scope(request)
@@ -301,24 +359,30 @@ def mount_unleash(
         query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
         sdk_id = _sdk_id(request)
 
-        def event(change: RulesetChange, first: bool) -> bytes:
-            """Encoded once per revision for all streams of the same SDK kind and filters (fan-out
-            writes bytes made once, whatever the number of streams)."""
-            name = "unleash-connected" if first else "unleash-updated"
-            key = (s.project, s.environment, known, query, sdk, name)
+        deltas = sdk.strip().partition(":")[0] in DELTA_SDKS
+
+        def event(change: RulesetChange, previous: int | None) -> bytes:
+            """Encoded once per revision (and revision sent before) for all streams of the same SDK kind
+            and filters: fan-out writes bytes made once, whatever the number of streams."""
+            name = "unleash-connected" if previous is None else "unleash-updated"
+            base = previous if deltas and previous is not None else None
+            key = (s.project, s.environment, known, query, sdk, name, base)
             hit = bodies.get(key, change.revision)
             if hit is not None:
                 return hit[1]
             rev, ex = exports.of(s.project, s.environment, change.revision, change.ruleset, known)
-            hydration = _hydration(_document(ex, _filtered(ex, request, s.project), rev), rev)
-            body = f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': [hydration]})}\n\n".encode()
+            state = _document(ex, _filtered(ex, request, s.project), rev)
+            states.put((s.project, s.environment, known, query), rev, state)
+            before = None if base is None else states.get((s.project, s.environment, known, query), base)
+            events = [_hydration(state, rev)] if before is None else delta_events(before, state, rev)
+            body = f"id: {rev}\nevent: {name}\ndata: {json.dumps({'events': events})}\n\n".encode()
             bodies.put(key, rev, "", body)
             return body
 
         def written(revision: int) -> None:  # written to it: counted as delivered
             acks.add(AppliedReport(s.project, s.environment, sdk_id, revision, True, time.time()))
 
-        sink = Sink(s.project, s.environment, event, written)
+        sink = Sink(s.project, s.environment, event, written, kind="unleash")
         hub.attach(sink)  # before reading the state: no change falls between
         try:
             revision, text = store.ruleset(s.project, s.environment)
