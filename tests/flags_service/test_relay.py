@@ -34,7 +34,7 @@ class PostgresService(ServiceProcess):
             stdout=subprocess.DEVNULL,
             stderr=self.log,
         )
-        wait_until(lambda: _healthy(self.url), 20, "the flag service to start")
+        wait_until(lambda: _healthy(self.url), 60, "the flag service to start")
 
 
 def _healthy(url: str) -> bool:
