@@ -45,7 +45,7 @@ from gapless.platform.kubernetes.events import (
     EVENT_TYPE,
     event_fields,
 )
-from gapless.platform.kubernetes.manifests import route_rules
+from gapless.platform.kubernetes.manifests import LABEL_REVISION, route_rules
 from gapless.providers.errors import ProviderError
 from gapless.providers.prometheus import query
 
@@ -258,12 +258,18 @@ class Operator:
         for rs_name in d.delete_replica_sets:
             await self.api.delete_replica_set(namespace, rs_name)
             self.replica_sets.remove((namespace, rs_name))
+        status = d.status or obj.get("status") or {}
         for svc in d.services:
             cached = self.services.items.get((namespace, svc["metadata"]["name"]))
             if cached is None or not _service_matches(cached, svc):
                 self.services.store(await self.api.apply(svc))
+                moved = _selector_moved(cached, svc, f"{key[1][:55]}-stable")
+                if moved is not None:  # the active Service now sends all traffic to another revision
+                    await self._event(
+                        key, obj, status, "TrafficShifted", weights_message(status, {moved: 100}), False, ""
+                    )
         if d.http_route is not None and self._routes.get(key) != d.http_route:
-            await self._route(key, obj, *d.http_route)
+            await self._route(key, obj, status, *d.http_route)
         for reason, message, warning in d.events:
             await self._event(key, obj, d.status or obj.get("status") or {}, reason, message, warning)
         if d.status and d.status != obj.get("status"):
@@ -287,11 +293,24 @@ class Operator:
             self.jobs.remove((namespace, job_name))
 
     async def _event(
-        self, key: Key, obj: dict[str, Any], status: dict[str, Any], reason: str, message: str, warning: bool
+        self,
+        key: Key,
+        obj: dict[str, Any],
+        status: dict[str, Any],
+        reason: str,
+        message: str,
+        warning: bool,
+        revision: str | None = None,
     ) -> None:
         """One transition as a Kubernetes Event carrying the gapless event's fields (the store), then as
-        a Grafana annotation (only queued: a slow Grafana never holds up a pass)."""
-        type_, revision, number = event_fields(reason, message, status)
+        a Grafana annotation (only queued: a slow Grafana never holds up a pass). ``revision``: the
+        event's revision hash when it is not the one its message names ("" for none, as the local
+        ``TrafficShifted``, which is about the rollout's split rather than one revision)."""
+        type_, named, number = event_fields(reason, message, status)
+        if revision is not None and revision != named:
+            numbers = _numbers(status)
+            named, number = revision, numbers.get(revision)
+        revision = named
         now = time.time()
         notes = {EVENT_TYPE: type_, EVENT_REVISION: revision, EVENT_TIME: f"{now:.6f}"}
         if number is not None:
@@ -302,10 +321,17 @@ class Operator:
             self.annotations.submit(Annotation(now, key[1], revision, type_, message))
 
     async def _route(
-        self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]
+        self,
+        key: Key,
+        obj: dict[str, Any],
+        status: dict[str, Any],
+        route: str,
+        weight: int,
+        header: tuple[dict[str, Any], ...],
     ) -> None:
         """Write the weights (and header route) into the user's HTTPRoute: one update, retried on a 409
-        with a fresh read; nothing is written when the route already says it."""
+        with a fresh read; nothing is written when the route already says it. A write that changes the
+        canary's weight is the local ``TrafficShifted`` event."""
         namespace, name = key
         for _ in range(5):
             current = await self.api.get_route(namespace, route)
@@ -318,12 +344,55 @@ class Operator:
                 break
             try:
                 await self.api.replace_route(current, wanted)
+                if canary_weight(rules, name) != weight:
+                    split = {str(status.get("stablePodHash") or ""): 100 - weight}
+                    split[str(status.get("currentPodHash") or "")] = weight
+                    message = weights_message(status, split)
+                    await self._event(key, obj, status, "TrafficShifted", message, False, "")
                 break
             except ApiError as e:
                 if not conflict(e):
                     raise
                 self.conflicts += 1
         self._routes[key] = (route, weight, header)
+
+
+def _numbers(status: dict[str, Any]) -> dict[str, int]:
+    return {
+        h: int(rec["number"])
+        for h, rec in (status.get("revisions") or {}).items()
+        if isinstance(rec, dict) and isinstance(rec.get("number"), int)
+    }
+
+
+def weights_message(status: dict[str, Any], split: dict[str, int]) -> str:
+    """The local ``TrafficShifted`` message: ``weights revision 1: 80%, revision 2: 20%``."""
+    numbers = _numbers(status)
+    shown = ", ".join(
+        f"revision {numbers[h]}: {w}%" if h in numbers else f"{h}: {w}%" for h, w in split.items() if w
+    )
+    return f"weights {shown or 'even split'}"
+
+
+def canary_weight(rules: list[dict[str, Any]], rollout: str) -> int | None:
+    """The weight an HTTPRoute gives ``NAME-canary`` in its first rule sending to it (None: no such rule)."""
+    canary = f"{rollout[:55]}-canary"
+    for rule in rules:
+        if rule.get("name") is not None:  # the header route
+            continue
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("name") == canary:
+                return int(ref.get("weight", 1))
+    return None
+
+
+def _selector_moved(cached: dict[str, Any] | None, wanted: dict[str, Any], active: str) -> str | None:
+    """The revision the active Service ``active`` selects now when this apply moved it from another one."""
+    if cached is None or wanted["metadata"]["name"] != active:
+        return None
+    before = ((cached.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
+    after = str(wanted["spec"]["selector"].get(LABEL_REVISION, ""))
+    return after if before and before != after else None
 
 
 def _service_matches(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:
