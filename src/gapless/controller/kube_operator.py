@@ -259,17 +259,20 @@ class Operator:
             await self.api.delete_replica_set(namespace, rs_name)
             self.replica_sets.remove((namespace, rs_name))
         status = d.status or obj.get("status") or {}
+        selected_before: dict[str, str] = {}
         for svc in d.services:
             cached = self.services.items.get((namespace, svc["metadata"]["name"]))
+            selected_before[svc["metadata"]["name"]] = _selected(cached)
             if cached is None or not _service_matches(cached, svc):
                 self.services.store(await self.api.apply(svc))
-                moved = _selector_moved(cached, svc, f"{key[1][:55]}-stable")
-                if moved is not None:  # the active Service now sends all traffic to another revision
-                    await self._event(
-                        key, obj, status, "TrafficShifted", weights_message(status, {moved: 100}), False, ""
-                    )
+        weights = None if d.http_route is None else (d.http_route[1], d.http_route[1])
         if d.http_route is not None and self._routes.get(key) != d.http_route:
-            await self._route(key, obj, status, *d.http_route)
+            weights = await self._route(key, obj, *d.http_route)
+        before = traffic_split(key[1], selected_before, None if weights is None else weights[0])
+        selected_after = {svc["metadata"]["name"]: _selected(svc) for svc in d.services}
+        after = traffic_split(key[1], selected_after, None if weights is None else weights[1])
+        if before and after and before != after:  # where requests go changed (not on the first pass)
+            await self._event(key, obj, status, "TrafficShifted", weights_message(status, after), False, "")
         for reason, message, warning in d.events:
             await self._event(key, obj, d.status or obj.get("status") or {}, reason, message, warning)
         if d.status and d.status != obj.get("status"):
@@ -321,40 +324,32 @@ class Operator:
             self.annotations.submit(Annotation(now, key[1], revision, type_, message))
 
     async def _route(
-        self,
-        key: Key,
-        obj: dict[str, Any],
-        status: dict[str, Any],
-        route: str,
-        weight: int,
-        header: tuple[dict[str, Any], ...],
-    ) -> None:
+        self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]
+    ) -> tuple[int, int] | None:
         """Write the weights (and header route) into the user's HTTPRoute: one update, retried on a 409
-        with a fresh read; nothing is written when the route already says it. A write that changes the
-        canary's weight is the local ``TrafficShifted`` event."""
+        with a fresh read; nothing is written when the route already says it. The canary's weight in
+        the route before and after; None when there is no such route."""
         namespace, name = key
+        before = weight
         for _ in range(5):
             current = await self.api.get_route(namespace, route)
             if current is None:
                 await self.api.event(obj, "HTTPRouteNotFound", f"HTTPRoute {route} not found", warning=True)
-                return
+                return None
             rules = current.get("spec", {}).get("rules") or []
+            before = canary_weight(rules, name) or 0  # a canary backend added at 0 sends it nothing
             wanted = route_rules(rules, name, weight, header)
             if wanted == rules:
                 break
             try:
                 await self.api.replace_route(current, wanted)
-                if canary_weight(rules, name) != weight:
-                    split = {str(status.get("stablePodHash") or ""): 100 - weight}
-                    split[str(status.get("currentPodHash") or "")] = weight
-                    message = weights_message(status, split)
-                    await self._event(key, obj, status, "TrafficShifted", message, False, "")
                 break
             except ApiError as e:
                 if not conflict(e):
                     raise
                 self.conflicts += 1
         self._routes[key] = (route, weight, header)
+        return before, weight
 
 
 def _numbers(status: dict[str, Any]) -> dict[str, int]:
@@ -386,13 +381,29 @@ def canary_weight(rules: list[dict[str, Any]], rollout: str) -> int | None:
     return None
 
 
-def _selector_moved(cached: dict[str, Any] | None, wanted: dict[str, Any], active: str) -> str | None:
-    """The revision the active Service ``active`` selects now when this apply moved it from another one."""
-    if cached is None or wanted["metadata"]["name"] != active:
-        return None
-    before = ((cached.get("spec") or {}).get("selector") or {}).get(LABEL_REVISION)
-    after = str(wanted["spec"]["selector"].get(LABEL_REVISION, ""))
-    return after if before and before != after else None
+def _selected(svc: dict[str, Any] | None) -> str:
+    """The revision a Service selects ("" for none, or no Service yet)."""
+    return str((((svc or {}).get("spec") or {}).get("selector") or {}).get(LABEL_REVISION) or "")
+
+
+def traffic_split(rollout: str, selected: dict[str, str], canary: int | None) -> dict[str, int]:
+    """Where a rollout's requests go, per revision hash, from the revisions its Services select and the
+    canary's weight in its HTTPRoute (None: no route; all of ``NAME-stable``'s traffic goes to the
+    revision it selects). Empty while ``NAME-stable`` selects nothing (before its first apply).
+
+    Per revision, not per Service: at the end of a canary the route's weight moves from ``NAME-canary``
+    back to ``NAME-stable`` after ``NAME-stable`` was moved to the same revision, which shifts nothing.
+    """
+    stable = selected.get(f"{rollout[:55]}-stable", "")
+    if not stable:
+        return {}
+    if canary is None:
+        return {stable: 100}
+    split: dict[str, int] = {}
+    for revision, weight in ((stable, 100 - canary), (selected.get(f"{rollout[:55]}-canary", ""), canary)):
+        if weight and revision:
+            split[revision] = split.get(revision, 0) + weight
+    return split
 
 
 def _service_matches(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:
