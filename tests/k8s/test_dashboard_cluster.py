@@ -86,7 +86,13 @@ def _click(driver: Any, action: str, timeout: float = 60) -> None:
 
     driver.execute_script("document.getElementById('action-result').textContent = ''")
     driver.find_element(By.CSS_SELECTOR, f"button[data-action='{action}']").click()
-    _wait_js(driver, f"document.getElementById('action-result').textContent === '{action}: done'", timeout)
+    said = _wait_js(
+        driver,
+        f"document.getElementById('action-result').textContent.startsWith('{action}:') && "
+        "document.getElementById('action-result').textContent",
+        timeout,
+    )
+    assert said == f"{action}: done", said
 
 
 def _has_event(driver: Any, kind: str) -> str:
