@@ -224,3 +224,61 @@ def gateway_api_crd(name: str = "httproutes") -> dict[str, Any]:
     module = Path(json.loads(out.stdout)["Dir"])
     path = module / "config" / "crd" / "standard" / f"gateway.networking.k8s.io_{name}.yaml"
     return dict(yaml.safe_load(path.read_text()))
+
+
+def service_account_kubeconfig(
+    cluster: Cluster, ns: str, path: Path, role: dict[str, Any], *, role_name: str = "gapless-operator"
+) -> str:
+    """Write a kubeconfig at ``path`` acting as the ServiceAccount ``gapless-operator`` of ``ns``, bound
+    there (RoleBinding) to ``role`` (a ClusterRole document, created or replaced under ``role_name``);
+    return the ServiceAccount's token."""
+    role = json.loads(json.dumps(role))
+    role["metadata"] = {"name": role_name}
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    with cluster.client() as c:
+        r = c.post(f"{rbac}/clusterroles", json=role)
+        if r.status_code == 409:
+            current = c.get(f"{rbac}/clusterroles/{role_name}").json()
+            role["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            r = c.put(f"{rbac}/clusterroles/{role_name}", json=role)
+        assert r.status_code in (200, 201), r.text
+        r = c.post(
+            f"/api/v1/namespaces/{ns}/serviceaccounts", json={"metadata": {"name": "gapless-operator"}}
+        )
+        assert r.status_code == 201, r.text
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "gapless-operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+            "subjects": [{"kind": "ServiceAccount", "name": "gapless-operator", "namespace": ns}],
+        }
+        r = c.post(f"{rbac}/namespaces/{ns}/rolebindings", json=binding)
+        assert r.status_code == 201, r.text
+        r = c.post(
+            f"/api/v1/namespaces/{ns}/serviceaccounts/gapless-operator/token",
+            json={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600},
+            },
+        )
+        token = r.json()["status"]["token"]
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: test\n  cluster:\n    server: {cluster.server}\n    certificate-authority: {cluster.ca}\n"
+        f"users:\n- name: sa\n  user:\n    token: {token}\n"
+        f"contexts:\n- name: sa\n  context:\n    cluster: test\n    user: sa\n    namespace: {ns}\n"
+        "current-context: sa\n"
+    )
+    path.chmod(0o600)
+    return str(token)
+
+
+def without_verb(role: dict[str, Any], resource: str, verb: str) -> dict[str, Any]:
+    """``role`` with ``verb`` removed from the rule(s) on ``resource``."""
+    out: dict[str, Any] = json.loads(json.dumps(role))
+    for rule in out["rules"]:
+        if resource in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+    return out

@@ -28,9 +28,8 @@ def install(cluster: Cluster) -> None:
                 got = c.get(
                     f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
                 ).json()
-                conditions = {
-                    x["type"]: x["status"] for x in (got.get("status") or {}).get("conditions") or []
-                }
+                status = got.get("status") or {}  # a CRD just created may show `conditions: null`
+                conditions = {x["type"]: x["status"] for x in status.get("conditions") or []}
                 assert conditions.get("NonStructuralSchema") != "True", got["status"]
                 if conditions.get("Established") == "True":
                     break

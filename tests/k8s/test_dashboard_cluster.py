@@ -3,7 +3,7 @@
 A canary waits at an indefinite pause on the real apiserver with the operator running; the dashboard
 runs as a real process of the CLI. The page must show, from the cluster's objects alone, the rollout in
 the list, its phase, steps, weights, pods, events (with the local types) and analysis, follow a
-``gapless promote --full`` live to Healthy, and refuse actions (read-only) naming the CLI verb.
+``gapless promote --full`` live, and act through its buttons as the CLI verbs do (the same code path), with the dashboard's token.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,15 +74,46 @@ def setup(crds: Cluster, tmp_path: Path) -> Iterator[tuple[str, OperatorProcess]
     op.stop()
 
 
+def _annotations(cluster: Cluster, ns: str, name: str) -> dict[str, str]:
+    with cluster.client() as c:
+        got = c.get(f"/apis/gapless.dev/v1alpha1/namespaces/{ns}/rollouts/{name}").json()
+    return dict(got["metadata"].get("annotations") or {})
+
+
+def _click(driver: Any, action: str, timeout: float = 60) -> None:
+    """Click an action's button (confirmed) and wait until the page says it is done."""
+    from selenium.webdriver.common.by import By
+
+    driver.execute_script("document.getElementById('action-result').textContent = ''")
+    driver.find_element(By.CSS_SELECTOR, f"button[data-action='{action}']").click()
+    said = _wait_js(
+        driver,
+        f"document.getElementById('action-result').textContent.startsWith('{action}:') && "
+        "document.getElementById('action-result').textContent",
+        timeout,
+    )
+    assert said == f"{action}: done", said
+
+
+def _has_event(driver: Any, kind: str) -> str:
+    return f"document.querySelector('#events li[data-type=\"{kind}\"]') !== null"
+
+
 def test_dashboard_of_a_cluster_in_chromium(
     crds: Cluster, setup: tuple[str, OperatorProcess], tmp_path: Path
 ) -> None:
     """The list and a canary's page come from the cluster (phase, steps, weights, pods, events with
-    revision numbers, analysis), follow a promotion live, and actions are refused as read-only."""
+    revision numbers, analysis) and follow it live; its buttons act as the CLI verbs do (promote moves the
+    canary on, pause and resume, abort brings traffic back, undo), each recorded as a gapless event."""
     _require_chromium()
     ns, op = setup
     kc, on = crds.kubeconfig, ("--context", "test", "-n", ns)
-    strategy = {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
+    strategy = {
+        "canary": {
+            "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}],
+            "abortScaleDownDelaySeconds": 0,
+        }
+    }
     r = gapless(
         "apply",
         "-f",
@@ -101,15 +133,21 @@ def test_dashboard_of_a_cluster_in_chromium(
     assert r.returncode == 0, r.stderr
     dash = Dashboard(crds, ns, tmp_path / "dashboard.log")
     try:
-        with httpx.Client(base_url=dash.url, timeout=10) as c:
+        with httpx.Client(base_url=dash.url, timeout=60) as c:
             assert c.get("/api/v1/rollouts").status_code == 401
+            assert c.post("/api/v1/rollouts/can/promote", json={}).status_code == 401
             headers = {"Authorization": f"Bearer {dash.token}"}
-            refused = c.post("/api/v1/rollouts/can/promote", json={}, headers=headers)
-            assert refused.status_code == 405
-            assert refused.json()["error"] == (
-                f"this dashboard of a cluster is read-only: use `gapless promote can --context test -n {ns}`"
-            )
+            bad = c.post("/api/v1/rollouts/can/promote", json={"full": "yes"}, headers=headers)
+            assert bad.status_code == 400, bad.text
+            assert bad.json()["problems"] == [{"path": "full", "message": "must be true or false"}]
+            bad = c.post("/api/v1/rollouts/can/undo", json={"toRevision": 0}, headers=headers)
+            assert bad.status_code == 400, bad.text
+            assert bad.json()["problems"][0]["path"] == "toRevision"
+            assert c.post("/api/v1/rollouts/nothere/abort", headers=headers).status_code == 404
+            assert c.post("/api/v1/rollouts/can/scale", headers=headers).status_code == 405
             assert c.get("/api/v1/rollouts/nothere", headers=headers).status_code == 404
+            assert "gapless.dev/promote" not in _annotations(crds, ns, "can")  # refused: nothing written
+            assert c.get("/api/v1/dashboard/session", headers=headers).json()["readOnly"] is False
         driver = _browser()
         try:
             from selenium.webdriver.common.by import By
@@ -126,10 +164,8 @@ def test_dashboard_of_a_cluster_in_chromium(
             _screenshot(driver, tmp_path, "cluster-list")
             driver.get(dash.url + "#/rollouts/can")
             _wait_js(driver, "document.getElementById('r-phase').textContent === 'Paused'", 30)
-            assert (
-                driver.execute_script("return document.querySelector('#steps li.current').dataset.step")
-                == "1"
-            )
+            current = "document.querySelector('#steps li.current').dataset.step"
+            assert driver.execute_script("return " + current) == "1"
             assert driver.execute_script(
                 "return document.querySelector('#steps li.current').textContent"
             ).endswith("waiting for promote")
@@ -144,18 +180,56 @@ def test_dashboard_of_a_cluster_in_chromium(
                 "Array.from(document.querySelectorAll('#events li')).map(l => l.dataset.type).join(',')",
             )
             assert events.split(",")[-2:] == ["RolloutComplete", "RevisionCreated"]  # newest first
-            _wait_js(driver, "document.querySelector('#events li[data-type=\"StepReached\"]') !== null")
+            _wait_js(driver, _has_event(driver, "StepReached"))
             _wait_js(driver, "document.getElementById('analysis').textContent === 'no analysis runs'")
             _screenshot(driver, tmp_path, "cluster-canary")
             driver.execute_script("window.confirm = () => true")
-            driver.find_element(By.CSS_SELECTOR, "button[data-action='promote']").click()
-            _wait_js(driver, "document.getElementById('action-result').textContent.includes('read-only')")
+
+            _click(driver, "promote")  # past the first pause, on to the second: 75% of 2 pods is 2
+            assert _annotations(crds, ns, "can")["gapless.dev/promote"].startswith(
+                driver.execute_script("return state.status.currentRevisionHash") or "?"
+            )
+            _wait_js(driver, f"{current} === '3'", 60)
+            _wait_js(driver, "document.querySelectorAll('#instances tr[data-instance]').length === 4", 60)
+            _wait_js(driver, _has_event(driver, "PromoteRequested"))
+            _screenshot(driver, tmp_path, "cluster-promoted-step")
+
+            _click(driver, "pause")
+            _wait_js(driver, _has_event(driver, "Paused"), 30)
+            _click(driver, "resume")
+            _wait_js(driver, _has_event(driver, "Resumed"), 30)
+
+            _click(driver, "abort")  # all traffic back on revision 1, the canary's pods removed
+            _wait_js(driver, "document.getElementById('r-phase').textContent === 'Degraded'", 60)
+            _wait_js(driver, _has_event(driver, "Aborted"))
+            _wait_js(
+                driver,
+                "Array.from(document.querySelectorAll('#instances tr[data-instance]'))"
+                ".filter(t => !t.textContent.includes('terminating')).length === 2",
+                60,
+            )
+            with crds.client() as k:
+                selector = k.get(f"/api/v1/namespaces/{ns}/services/can-stable").json()["spec"]["selector"]
+                sets = k.get(
+                    f"/apis/apps/v1/namespaces/{ns}/replicasets",
+                    params={"labelSelector": "gapless.dev/rollout=can"},
+                ).json()["items"]
+            sizes = {rs["metadata"]["labels"]["gapless.dev/revision"]: rs["spec"]["replicas"] for rs in sets}
+            assert sizes[selector["gapless.dev/revision"]] == 2
+            assert sorted(sizes.values()) == [0, 2], sizes
+            _screenshot(driver, tmp_path, "cluster-aborted")
+
+            r = gapless("retry", "can", *on, kubeconfig=kc)
+            assert r.returncode == 0, r.stderr + op.tail()
             r = gapless("promote", "can", "--full", *on, kubeconfig=kc)
             assert r.returncode == 0, r.stderr + op.tail()
             _wait_js(driver, "document.getElementById('r-phase').textContent === 'Healthy'", 60)
             _wait_js(driver, "document.querySelectorAll('#instances tr[data-instance]').length === 2", 60)
-            _wait_js(driver, "document.querySelector('#events li[data-type=\"Promoted\"]') !== null")
+            _wait_js(driver, _has_event(driver, "Promoted"))
             _screenshot(driver, tmp_path, "cluster-promoted")
+
+            _click(driver, "undo")  # back to v1's template: its ReplicaSet again, as revision 3
+            _wait_js(driver, "state.status && state.status.currentRevision === 3", 60)
         finally:
             driver.quit()
     finally:

@@ -111,9 +111,19 @@ def _obj(doc: dict[str, Any], status: dict[str, Any] | None = None, generation: 
     return doc | {"metadata": meta, "status": status or {}}
 
 
-def run_until_settled(sim: SimCluster, obj: dict[str, Any], steps: int, check: Any = None) -> dict[str, Any]:
+def run_until_settled(
+    sim: SimCluster,
+    obj: dict[str, Any],
+    steps: int,
+    check: Any = None,
+    events: list[tuple[str, str, bool]] | None = None,
+) -> dict[str, Any]:
+    """Pass and let the simulated cluster act until the rollout is Healthy and still; ``events``
+    collects the events of every pass."""
     for _ in range(steps):
         d = decide(obj, list(sim.rs.values()), list(sim.pods.values()), sim.now)
+        if events is not None:
+            events.extend(d.events)
         for pod in d.mark_pods:
             sim.mark(pod)
         for rs in d.replica_sets:
@@ -159,9 +169,16 @@ def test_a_rolling_update_stays_within_its_bounds_and_completes(
         assert len(available) >= replicas - max_unavailable, (len(available), replicas, max_unavailable)
 
     v2 = k8s_rollout("shop", "v2", replicas=replicas, strategy=strategy)
-    obj = run_until_settled(sim, _obj(v2, obj["status"], 2), 600, bounds)
+    first = obj["status"]["currentPodHash"]
+    old_pods = set(sim.pods)
+    events: list[tuple[str, str, bool]] = []
+    obj = run_until_settled(sim, _obj(v2, obj["status"], 2), 600, bounds, events)
     target = obj["status"]["currentPodHash"]
     assert obj["status"]["currentRevision"] == "2"
+    # Each of revision 1's pods stopped once, as the local ScalingDown event names it.
+    stopped = [m for kind, m, _ in events if kind == "ScalingDown"]
+    assert all(m.startswith(f"revision 1 ({first}): stopping ") for m in stopped), stopped
+    assert sorted(m.split()[4].rstrip(":") for m in stopped) == sorted(old_pods)
     assert {p["metadata"]["labels"][LABEL_REVISION] for p in sim.pods.values()} == {target}
     assert len(sim.rs) == 2
     assert sorted(r["spec"]["replicas"] for r in sim.rs.values()) == [0, replicas]
@@ -196,16 +213,21 @@ def test_a_paused_rollout_changes_nothing_until_resumed() -> None:
     sim.tick()
     paused = _obj(k8s_rollout("shop", "v2", paused=True), obj["status"], 3)
     before = {n: r["spec"]["replicas"] for n, r in sim.rs.items()}
+    kinds: list[str] = []
     for _ in range(10):
         d = decide(paused, list(sim.rs.values()), list(sim.pods.values()), sim.now)
         assert d.replica_sets == []
         assert d.mark_pods == []
+        kinds += [e[0] for e in d.events]
         paused = paused | {"status": d.status}
         sim.tick()
     assert paused["status"]["phase"] == "Paused"
+    assert kinds == ["Paused"]  # once, on the pass that first sees spec.paused
     assert {n: r["spec"]["replicas"] for n, r in sim.rs.items()} == before
-    done = run_until_settled(sim, _obj(k8s_rollout("shop", "v2"), paused["status"], 4), 100)
+    events: list[tuple[str, str, bool]] = []
+    done = run_until_settled(sim, _obj(k8s_rollout("shop", "v2"), paused["status"], 4), 100, events=events)
     assert done["status"]["currentRevision"] == "2"
+    assert [e[0] for e in events].count("Resumed") == 1
 
 
 def test_the_progress_deadline_fails_the_revision_and_restores_the_previous_one() -> None:

@@ -31,6 +31,7 @@ from tests.k8s.operator import (
     k8s_rollout,
     namespace,
     rollout_status,
+    service_account_kubeconfig,
     wait_for,
 )
 from tests.k8s.test_cli_cluster import gapless
@@ -184,59 +185,19 @@ def test_an_operator_killed_mid_rollout_resumes_without_a_second_replica_set(
         op.stop()
 
 
+def shipped_role() -> dict[str, Any]:
+    """The ClusterRole of ``deploy/kubernetes/operator/rbac.yaml``."""
+    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/operator/rbac.yaml").read_text()))
+    return dict(next(d for d in docs if d["kind"] == "ClusterRole"))
+
+
 def test_the_operator_runs_as_its_service_account_with_the_shipped_role(
     crds: Cluster, ns: str, tmp_path: Path
 ) -> None:
     """The shipped ClusterRole, bound in one namespace, lets the operator create, update, roll and garbage-collect,
     and run a canary's job analysis (no 403 in its log), and does not let it read Secrets."""
-    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/operator/rbac.yaml").read_text()))
-    role = next(d for d in docs if d["kind"] == "ClusterRole")
-    with crds.client() as c:
-        r = c.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", json=role)
-        assert r.status_code in (201, 409), r.text
-        if r.status_code == 409:
-            c.put(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role['metadata']['name']}", json=role)
-        assert (
-            c.post(
-                f"/api/v1/namespaces/{ns}/serviceaccounts", json={"metadata": {"name": "gapless-operator"}}
-            ).status_code
-            == 201
-        )
-        binding = {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "gapless-operator"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "gapless-operator",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "gapless-operator", "namespace": ns}],
-        }
-        assert (
-            c.post(
-                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings", json=binding
-            ).status_code
-            == 201
-        )
-        r = c.post(
-            f"/api/v1/namespaces/{ns}/serviceaccounts/gapless-operator/token",
-            json={
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 3600},
-            },
-        )
-        token = r.json()["status"]["token"]
     kubeconfig = tmp_path / "sa.kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: test\n  cluster:\n    server: {crds.server}\n    certificate-authority: {crds.ca}\n"
-        f"users:\n- name: sa\n  user:\n    token: {token}\n"
-        f"contexts:\n- name: sa\n  context:\n    cluster: test\n    user: sa\n    namespace: {ns}\n"
-        "current-context: sa\n"
-    )
-    kubeconfig.chmod(0o600)
+    token = service_account_kubeconfig(crds, ns, kubeconfig, shipped_role())
     op = _operator(crds, ns, tmp_path, kubeconfig)
     try:
         create(crds, ns, k8s_rollout("shop", "v1", replicas=2, revisionHistoryLimit=0))
@@ -473,6 +434,14 @@ def test_blue_green_switches_in_one_patch_and_undo_inside_the_delay_starts_nothi
         events = c.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
     reused = [e["message"] for e in events if e["reason"] == "RevisionReused"]
     assert reused == [f"revision 3 ({blue}) is an earlier template again"], reused
+    # The active Service's two moves are the local TrafficShifted events (no revision of their own).
+    r = gapless("events", "bg", "-n", ns, "-o", "json", kubeconfig=crds.kubeconfig)
+    assert r.returncode == 0, r.stderr
+    shifted = [e for e in map(json.loads, r.stdout.splitlines()) if e["type"] == "TrafficShifted"]
+    assert [(e["message"], e["revision"]) for e in shifted] == [
+        ("weights revision 2: 100%", ""),
+        ("weights revision 3: 100%", ""),
+    ], shifted
 
 
 @pytest.fixture(scope="module")

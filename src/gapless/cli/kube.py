@@ -558,28 +558,39 @@ class Kube:
             yield d
 
     def changes(self, name: str | None, timeout: float | None) -> Iterator[dict[str, Any] | None]:
-        """``watch`` from a thread: each object as it comes, or None when ``timeout`` passes first."""
+        """``watch`` from a thread: each object as it comes, or None when ``timeout`` passes first.
+
+        When the caller stops reading (returns, or the timeout passed), the thread ends its watch at the
+        next change of the Rollout: a long-lived process (the dashboard of a cluster, which waits for the
+        operator's acknowledgement on every promote) does not keep a watch per request forever.
+        """
         q: queue.Queue[tuple[str, Any]] = queue.Queue()
+        done = threading.Event()
 
         def pump() -> None:
             try:
                 for obj in self.watch(name):
+                    if done.is_set():
+                        return  # closes the watch's stream
                     q.put(("obj", obj))
             except BaseException as e:  # handed to the reading thread, which raises it
                 q.put(("error", e))
 
         threading.Thread(target=pump, daemon=True, name="gapless-watch").start()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                what, value = q.get(timeout=left)
-            except queue.Empty:
-                yield None
-                return
-            if what == "error":
-                raise value
-            yield value
+        try:
+            while True:
+                try:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    what, value = q.get(timeout=left)
+                except queue.Empty:
+                    yield None
+                    return
+                if what == "error":
+                    raise value
+                yield value
+        finally:
+            done.set()
 
 
 def _spec_hash(obj: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""``gapless dashboard --context C [-n NS]``: the web dashboard over a cluster's objects, read-only.
+"""``gapless dashboard --context C [-n NS]``: the web dashboard over a cluster's objects, with its actions.
 
 On one machine the control plane serves the dashboard from its store. A cluster has no such process
 beside the operator, and the cluster is the store: this command serves the same page from the CLI's own
@@ -8,12 +8,17 @@ Events about Rollouts. Each answer is built from those caches by the CLI's own c
 (:mod:`gapless.cli.kube_view`, the shapes ``gapless status --context`` prints), so the page, the CLI and
 the local control plane agree on phase, weights, revisions, events and analysis.
 
-It is read-only: promote, abort, pause and the other actions answer 405 naming the CLI verb that does
-them (``gapless promote NAME --context C -n NS``); releases, flags and migrations, which have no cluster
-counterpart, answer empty. There is no router on a cluster whose counters could be charted, so
-``/series`` answers no points. The page needs a token as locally: a random one made at start, printed
-once on stderr, checked on every JSON endpoint (``?token=`` for the event stream, which EventSource
-cannot give headers).
+The actions (promote, abort, undo, pause, resume, retry) are the CLI's own: each runs the method of
+:class:`~gapless.cli.kube.Kube` that ``gapless promote NAME --context C -n NS`` runs (a request annotation
+or ``spec.paused`` / ``spec.template`` written with the resourceVersion read, and for promote, abort and
+retry the wait until the operator has recorded it), with the same checks and the same refusals (409 for
+a request the rollout's present state refuses, 404 for a missing Rollout or revision). There is no
+second copy of what an action means on a cluster, and so nothing the operator could tell apart: it
+records the same gapless events for a click as for the CLI verb (``PromoteRequested``, ``Aborted``,
+``Paused``...). Releases, flags and migrations, which have no cluster counterpart, answer empty. There
+is no router on a cluster whose counters could be charted, so ``/series`` answers no points. The page
+needs a token as locally: a random one made at start, printed once on stderr, checked on every JSON
+endpoint (``?token=`` for the event stream, which EventSource cannot give headers).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightkube.resources.core_v1 import Event
 from starlette.applications import Starlette
@@ -34,16 +39,25 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gapless.cli.api import ApiError
 from gapless.cli.kube_view import history_view, status_view
+from gapless.core.errors import GaplessError, Problem, SpecError
+from gapless.core.jsonbody import parse_json
 from gapless.platform.kubernetes.client import Informer, KubeApi, Pod, ReplicaSet, RolloutResource
 from gapless.platform.kubernetes.events import event_view
 from gapless.server.auth import token_digest, token_matches
 from gapless.server.dashboard import STATIC_DIR
 
-__all__ = ["ClusterView", "cluster_dashboard_app", "new_token", "weights_in_force"]
+if TYPE_CHECKING:
+    from gapless.cli.kube import Kube
+
+__all__ = ["ACTIONS", "ClusterView", "cluster_dashboard_app", "new_token", "run_action", "weights_in_force"]
 
 PUSH_SECONDS = 1.0
 """How often the event stream pushes the status (from the caches: no request to the cluster)."""
+MAX_BODY = 64 * 1024
+"""An action's body is at most ``{"full": true}`` or ``{"toRevision": N}``."""
+ACTIONS = ("promote", "abort", "undo", "pause", "resume", "retry")
 
 
 def new_token() -> str:
@@ -156,9 +170,64 @@ def _error(code: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=code)
 
 
-def cluster_dashboard_app(view: ClusterView, token: str, hint: str) -> Starlette:
-    """The page and the read-only JSON endpoints it reads, answered from ``view``; ``hint`` names the
-    CLI options of this cluster for the read-only refusal (``--context C -n NS``)."""
+def _action_args(action: str, raw: bytes) -> dict[str, Any]:
+    """The options of an action from its JSON body, as the local API reads them; ``SpecError`` naming
+    the field otherwise (400, nothing written)."""
+    if len(raw) > MAX_BODY:
+        raise SpecError("request", [Problem("", f"body larger than {MAX_BODY} bytes")])
+    body = parse_json(raw) if raw else {}
+    if not isinstance(body, dict):
+        raise SpecError("request", [Problem("", "must be a JSON object")])
+    known = {"promote": {"full"}, "undo": {"toRevision"}}.get(action, set())
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise SpecError("request", [Problem(k, f"is not an option of {action}") for k in unknown])
+    if action == "promote":
+        full = body.get("full", False)
+        if not isinstance(full, bool):
+            raise SpecError("request", [Problem("full", "must be true or false")])
+        return {"full": full}
+    if action == "undo":
+        to = body.get("toRevision")
+        if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
+            raise SpecError("request", [Problem("toRevision", "must be a positive integer")])
+        return {"to_revision": to}
+    return {}
+
+
+def run_action(kube: Kube, action: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """What ``gapless ACTION NAME --context C -n NS`` does (blocking): the same ``Kube`` method, so the
+    same checks, writes and wait for the operator."""
+    if action == "promote":
+        return kube.promote(name, bool(args["full"]))
+    if action == "abort":
+        return kube.abort(name)
+    if action == "retry":
+        return kube.retry(name)
+    if action == "undo":
+        return kube.undo(name, args["to_revision"])
+    return kube.set_paused(name, action == "pause")
+
+
+def _action_error(e: BaseException) -> JSONResponse:
+    """An action's failure as the local API answers it: 400 naming the field, 404, 409 for a request
+    the rollout's present state refuses, 502 when the cluster (or its operator) did not act."""
+    if isinstance(e, SpecError):
+        return JSONResponse(
+            {
+                "error": "; ".join(str(p) for p in e.problems),
+                "problems": [{"path": p.path, "message": p.message} for p in e.problems],
+            },
+            status_code=400,
+        )
+    if isinstance(e, ApiError):
+        return _error(e.status if 400 <= e.status < 500 else 502, str(e))
+    return _error(502, str(e))
+
+
+def cluster_dashboard_app(view: ClusterView, token: str, kube: Kube) -> Starlette:
+    """The page, the JSON endpoints it reads (answered from ``view``) and its actions (done through
+    ``kube``, the CLI's client of the same namespace)."""
     digest = token_digest(token)
 
     def allowed(request: Request) -> bool:
@@ -175,10 +244,14 @@ def cluster_dashboard_app(view: ClusterView, token: str, hint: str) -> Starlette
         path = request.path_params["path"].strip("/")
         parts = path.split("/")
         if request.method != "GET":
-            if parts[0] == "rollouts" and len(parts) == 3:
-                verb = f"{parts[2]} {parts[1]}"
-                return _error(405, f"this dashboard of a cluster is read-only: use `gapless {verb} {hint}`")
-            return _error(405, "this dashboard of a cluster is read-only")
+            if (
+                request.method == "POST"
+                and parts[0] == "rollouts"
+                and len(parts) == 3
+                and parts[2] in ACTIONS
+            ):
+                return await act(request, parts[2], parts[1])
+            return _error(405, f"{request.method} /api/v1/{path} is not served by the dashboard of a cluster")
         if path == "rollouts":
             return JSONResponse({"items": view.items()})
         if parts[0] == "rollouts" and len(parts) in (2, 3):
@@ -200,7 +273,7 @@ def cluster_dashboard_app(view: ClusterView, token: str, hint: str) -> Starlette
         if path == "events":
             return JSONResponse({"items": view.event_list(request.query_params.get("rollout"))})
         if path == "dashboard/session":
-            return JSONResponse({"readOnly": True, "kubernetes": view.where})
+            return JSONResponse({"readOnly": False, "kubernetes": view.where})
         if path in ("releases", "migrations"):
             return JSONResponse({"items": []})
         if path == "stream":
@@ -208,6 +281,16 @@ def cluster_dashboard_app(view: ClusterView, token: str, hint: str) -> Starlette
                 _stream(view, request), media_type="text/event-stream", headers={"cache-control": "no-store"}
             )
         return _error(404, f"/api/v1/{path} is not served by the dashboard of a cluster")
+
+    async def act(request: Request, action: str, name: str) -> Response:
+        try:
+            args = _action_args(action, await request.body())
+            # Blocking calls (and promote/abort/retry wait for the operator): off the loop that feeds the
+            # page, so the watches and the event stream go on meanwhile.
+            result = await asyncio.to_thread(run_action, kube, action, name, args)
+        except (SpecError, GaplessError) as e:
+            return _action_error(e)
+        return JSONResponse(result)
 
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET"]),
@@ -258,9 +341,9 @@ def serve(kube: Any, host: str, port: int, echo: Any) -> int:
             bound = sock.getsockname()[1]
             token = new_token()
             hint = f"--context {kube.config.context_name} -n {kube.namespace}"
-            server = quiet_server(cluster_dashboard_app(view, token, hint))
+            server = quiet_server(cluster_dashboard_app(view, token, kube))
             shown = f"[{host}]" if ":" in host else host
-            echo(f"dashboard of {kube.namespace} ({hint}) on http://{shown}:{bound}/ (read-only)")
+            echo(f"dashboard of {kube.namespace} ({hint}) on http://{shown}:{bound}/")
             echo(f"log in with the token {token} (valid while this command runs)")
             loop = asyncio.get_running_loop()
             serving = asyncio.create_task(server.serve(sockets=[sock]))

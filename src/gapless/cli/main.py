@@ -1117,8 +1117,8 @@ def dashboard(
 ) -> None:
     """Print the URL of the web dashboard (started by `gapless up --dashboard-listen HOST:PORT`).
 
-    On a cluster (--context, -n): serve a read-only dashboard of the namespace's Rollouts from this
-    process, until Ctrl-C.
+    On a cluster (--context, -n): serve a dashboard of the namespace's Rollouts from this process, until
+    Ctrl-C; its actions do what the CLI verbs do with --context.
     """
     kube = _cluster(context, namespace, state_dir)
     if kube is not None:

@@ -45,7 +45,7 @@ from gapless.platform.kubernetes.events import (
     EVENT_TYPE,
     event_fields,
 )
-from gapless.platform.kubernetes.manifests import route_rules
+from gapless.platform.kubernetes.manifests import LABEL_REVISION, route_rules
 from gapless.providers.errors import ProviderError
 from gapless.providers.prometheus import query
 
@@ -258,12 +258,21 @@ class Operator:
         for rs_name in d.delete_replica_sets:
             await self.api.delete_replica_set(namespace, rs_name)
             self.replica_sets.remove((namespace, rs_name))
+        status = d.status or obj.get("status") or {}
+        selected_before: dict[str, str] = {}
         for svc in d.services:
             cached = self.services.items.get((namespace, svc["metadata"]["name"]))
+            selected_before[svc["metadata"]["name"]] = _selected(cached)
             if cached is None or not _service_matches(cached, svc):
                 self.services.store(await self.api.apply(svc))
+        weights = None if d.http_route is None else (d.http_route[1], d.http_route[1])
         if d.http_route is not None and self._routes.get(key) != d.http_route:
-            await self._route(key, obj, *d.http_route)
+            weights = await self._route(key, obj, *d.http_route)
+        before = traffic_split(key[1], selected_before, None if weights is None else weights[0])
+        selected_after = {svc["metadata"]["name"]: _selected(svc) for svc in d.services}
+        after = traffic_split(key[1], selected_after, None if weights is None else weights[1])
+        if before and after and before != after:  # where requests go changed (not on the first pass)
+            await self._event(key, obj, status, "TrafficShifted", weights_message(status, after), False, "")
         for reason, message, warning in d.events:
             await self._event(key, obj, d.status or obj.get("status") or {}, reason, message, warning)
         if d.status and d.status != obj.get("status"):
@@ -287,11 +296,24 @@ class Operator:
             self.jobs.remove((namespace, job_name))
 
     async def _event(
-        self, key: Key, obj: dict[str, Any], status: dict[str, Any], reason: str, message: str, warning: bool
+        self,
+        key: Key,
+        obj: dict[str, Any],
+        status: dict[str, Any],
+        reason: str,
+        message: str,
+        warning: bool,
+        revision: str | None = None,
     ) -> None:
         """One transition as a Kubernetes Event carrying the gapless event's fields (the store), then as
-        a Grafana annotation (only queued: a slow Grafana never holds up a pass)."""
-        type_, revision, number = event_fields(reason, message, status)
+        a Grafana annotation (only queued: a slow Grafana never holds up a pass). ``revision``: the
+        event's revision hash when it is not the one its message names ("" for none, as the local
+        ``TrafficShifted``, which is about the rollout's split rather than one revision)."""
+        type_, named, number = event_fields(reason, message, status)
+        if revision is not None and revision != named:
+            numbers = _numbers(status)
+            named, number = revision, numbers.get(revision)
+        revision = named
         now = time.time()
         notes = {EVENT_TYPE: type_, EVENT_REVISION: revision, EVENT_TIME: f"{now:.6f}"}
         if number is not None:
@@ -303,16 +325,19 @@ class Operator:
 
     async def _route(
         self, key: Key, obj: dict[str, Any], route: str, weight: int, header: tuple[dict[str, Any], ...]
-    ) -> None:
+    ) -> tuple[int, int] | None:
         """Write the weights (and header route) into the user's HTTPRoute: one update, retried on a 409
-        with a fresh read; nothing is written when the route already says it."""
+        with a fresh read; nothing is written when the route already says it. The canary's weight in
+        the route before and after; None when there is no such route."""
         namespace, name = key
+        before = weight
         for _ in range(5):
             current = await self.api.get_route(namespace, route)
             if current is None:
                 await self.api.event(obj, "HTTPRouteNotFound", f"HTTPRoute {route} not found", warning=True)
-                return
+                return None
             rules = current.get("spec", {}).get("rules") or []
+            before = canary_weight(rules, name) or 0  # a canary backend added at 0 sends it nothing
             wanted = route_rules(rules, name, weight, header)
             if wanted == rules:
                 break
@@ -324,6 +349,61 @@ class Operator:
                     raise
                 self.conflicts += 1
         self._routes[key] = (route, weight, header)
+        return before, weight
+
+
+def _numbers(status: dict[str, Any]) -> dict[str, int]:
+    return {
+        h: int(rec["number"])
+        for h, rec in (status.get("revisions") or {}).items()
+        if isinstance(rec, dict) and isinstance(rec.get("number"), int)
+    }
+
+
+def weights_message(status: dict[str, Any], split: dict[str, int]) -> str:
+    """The local ``TrafficShifted`` message: ``weights revision 1: 80%, revision 2: 20%``."""
+    numbers = _numbers(status)
+    shown = ", ".join(
+        f"revision {numbers[h]}: {w}%" if h in numbers else f"{h}: {w}%" for h, w in split.items() if w
+    )
+    return f"weights {shown or 'even split'}"
+
+
+def canary_weight(rules: list[dict[str, Any]], rollout: str) -> int | None:
+    """The weight an HTTPRoute gives ``NAME-canary`` in its first rule sending to it (None: no such rule)."""
+    canary = f"{rollout[:55]}-canary"
+    for rule in rules:
+        if rule.get("name") is not None:  # the header route
+            continue
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("name") == canary:
+                return int(ref.get("weight", 1))
+    return None
+
+
+def _selected(svc: dict[str, Any] | None) -> str:
+    """The revision a Service selects ("" for none, or no Service yet)."""
+    return str((((svc or {}).get("spec") or {}).get("selector") or {}).get(LABEL_REVISION) or "")
+
+
+def traffic_split(rollout: str, selected: dict[str, str], canary: int | None) -> dict[str, int]:
+    """Where a rollout's requests go, per revision hash, from the revisions its Services select and the
+    canary's weight in its HTTPRoute (None: no route; all of ``NAME-stable``'s traffic goes to the
+    revision it selects). Empty while ``NAME-stable`` selects nothing (before its first apply).
+
+    Per revision, not per Service: at the end of a canary the route's weight moves from ``NAME-canary``
+    back to ``NAME-stable`` after ``NAME-stable`` was moved to the same revision, which shifts nothing.
+    """
+    stable = selected.get(f"{rollout[:55]}-stable", "")
+    if not stable:
+        return {}
+    if canary is None:
+        return {stable: 100}
+    split: dict[str, int] = {}
+    for revision, weight in ((stable, 100 - canary), (selected.get(f"{rollout[:55]}-canary", ""), canary)):
+        if weight and revision:
+            split[revision] = split.get(revision, 0) + weight
+    return split
 
 
 def _service_matches(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:

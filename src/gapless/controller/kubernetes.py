@@ -244,6 +244,13 @@ def decide(
         rec["number"] = number
         events.append(("RevisionReused", f"revision {number} ({target}) is an earlier template again", False))
 
+    was = next((c for c in previous.get("conditions") or [] if c.get("type") == "Paused"), None)
+    if was is not None and (was.get("status") == "True") != spec.paused:
+        # spec.paused changed since the status read (`gapless pause`, the dashboard, kubectl patch): the
+        # local control plane's Paused / Resumed event. A Rollout created paused has no condition yet.
+        what = f"revision {rec['number']} ({target}): generation {meta.get('generation')}"
+        events.append(("Paused" if spec.paused else "Resumed", what, False))
+
     annotations = rollout.metadata.annotations
     retry = _request(annotations, RETRY_ANNOTATION, target, rec, "retryHandled")
     if retry is not None:
@@ -333,6 +340,10 @@ def decide(
         scale[inst.revision] = max(0, scale.get(inst.revision, 0) - 1)
         if not t.instance_id.startswith(_PLACEHOLDER):
             mark.append(t.instance_id)
+            # The local control plane's event for each instance it stops, naming the pod's own revision.
+            n = records.get(inst.revision, {}).get("number", "?")
+            what = f"revision {n} ({inst.revision}): stopping {t.instance_id}: {t.reason}"
+            events.append(("ScalingDown", what, False))
     out = Decision(plan=plan, mark_pods=mark, events=events)
     if plan.changes_instances or (spec.paused and rec["phase"] == "progressing"):
         rec["progressAt"] = now
