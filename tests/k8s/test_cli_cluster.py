@@ -104,6 +104,7 @@ def test_bad_cluster_options_exit_2_naming_what_is_wrong(tmp_path: Path) -> None
     assert "https://127.0.0.1:1" in r.stderr
 
 
+@pytest.mark.timeout(300)  # some 30 CLI runs against the cluster: 69 s alone, over 120 s at load 15
 def test_rolling_update_apply_status_history_pause_undo_events(
     crds: Cluster, ns: str, operator: OperatorProcess, tmp_path: Path
 ) -> None:
