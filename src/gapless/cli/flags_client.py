@@ -26,7 +26,6 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from gapless.core.files import API_SOCKET, FLAGS_ADMIN_TOKEN, FLAGS_URL_FILE
-from gapless.flags.address import parse_address
 
 __all__ = ["DEFAULT_URL", "Endpoint", "FlagsClient", "FlagsError", "api_path", "candidates"]
 
@@ -70,13 +69,27 @@ class Endpoint(NamedTuple):  # not a dataclass: see gapless.core.errors.Problem
 
 def _named(address: str, source: str) -> Endpoint:
     """The endpoint an ``http(s)://`` URL or a ``unix:PATH[:BASE]`` address names (exit 2 when malformed)."""
+    if address.startswith("unix:"):
+        # Imported only for a socket: the verbs import nothing of gapless.flags otherwise
+        # (tests/cli/test_flags_startup.py); the parser is the SDK's, a small standard-library module.
+        from gapless.flags.address import parse_address
+
+        try:
+            parsed = parse_address(address, source)
+        except ValueError as e:
+            raise FlagsError(2, str(e)) from e
+        return Endpoint(source, socket=Path(parsed.socket or ""), base=parsed.base)
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FlagsError(
+            2,
+            f"{source} {address!r}: expected http://HOST[:PORT][/PATH], https://... or unix:/path/to.sock[:/base]",
+        )
     try:
-        parsed = parse_address(address, source)
+        parts.port  # noqa: B018 -- raises on a port that is not a number from 0 to 65535
     except ValueError as e:
-        raise FlagsError(2, str(e)) from e
-    if parsed.socket is not None:
-        return Endpoint(source, socket=Path(parsed.socket), base=parsed.base)
-    return Endpoint(source, parsed.url)
+        raise FlagsError(2, f"{source} {address!r}: {e}") from e
+    return Endpoint(source, address.rstrip("/"))
 
 
 def candidates(url: str | None, state_dir: Path, env: dict[str, str] | os._Environ[str]) -> list[Endpoint]:
