@@ -128,11 +128,14 @@ def _example_command(argv: list[str]) -> list[str]:
     return [sys.executable, str(SHOP), *argv[2:]]
 
 
-def _example_rollout(doc: dict[str, Any], port: int, window: float) -> dict[str, Any]:
+def _example_rollout(doc: dict[str, Any], port: int, window: float, specs: Path) -> dict[str, Any]:
     spec = doc["spec"]
     spec["replicas"] = 2
     spec["listen"] = f"127.0.0.1:{port}"
     spec["template"]["command"] = _example_command(spec["template"]["command"])
+    env = spec["template"].get("env") or {}
+    if "GAPLESS_FLAGS_SDK_TOKEN_FILE" in env:  # v2's SDK token: made after flags apply, in the specs dir
+        env["GAPLESS_FLAGS_SDK_TOKEN_FILE"] = str(specs / env["GAPLESS_FLAGS_SDK_TOKEN_FILE"])
     spec["template"]["readinessProbe"] |= {"periodSeconds": 0.1, "failureThreshold": 1}
     for step in (spec["strategy"].get("canary") or {}).get("steps", []):
         if "pause" in step:
@@ -143,8 +146,10 @@ def _example_rollout(doc: dict[str, Any], port: int, window: float) -> dict[str,
 def _example_specs(specs: Path, port: int, window: float) -> tuple[float, float, str]:
     """The example's files adjusted (paths, port, 2 replicas, windows and pauses of W s); (their sum, the name)."""
     template, v1 = yaml.safe_load_all((EXAMPLE / "shop-v1.yaml").read_text())
-    (specs / "shop-v1.yaml").write_text(yaml.safe_dump_all([template, _example_rollout(v1, port, window)]))
-    v2 = _example_rollout(yaml.safe_load((EXAMPLE / "shop-v2.yaml").read_text()), port, window)
+    (specs / "shop-v1.yaml").write_text(
+        yaml.safe_dump_all([template, _example_rollout(v1, port, window, specs)])
+    )
+    v2 = _example_rollout(yaml.safe_load((EXAMPLE / "shop-v2.yaml").read_text()), port, window, specs)
     (specs / "shop-v2.yaml").write_text(yaml.safe_dump(v2))
     for name in ("0001_full_name.yaml", "flags.yaml"):
         (specs / name).write_text((EXAMPLE / name).read_text())
@@ -325,6 +330,10 @@ async def _run_rename(window: float, rps: float, rows: int) -> None:
         windows, pauses, name = _example_specs(specs, port, window)
         _gapless(state, "up", "-f", str(specs / "shop-v1.yaml"))
         _gapless(state, "flags", "apply", "-f", str(specs / "flags.yaml"))
+        _gapless(
+            state, "flags", "token", "--kind", "sdk", "--project", "shop", "--environment", "production",
+            "--to-file", str(specs / "shop-flags-token"),
+        )  # fmt: skip
         url = f"http://127.0.0.1:{port}/"
         try:
             async with ApiClient(state) as client:

@@ -10,6 +10,16 @@ Two versions of one program, as two releases of a real service would be:
 Each connection says who it is in ``application_name`` (``gapless:shop:<schema version>:<instance>``),
 so ``gapless migrate complete`` can see whether an old version is still connected.
 
+v2 also evaluates the feature flag ``full-name-ui`` (``flags.yaml``) with gapless's Python SDK, from the
+flag service the control plane serves: the control plane gives every instance its address in
+``$GAPLESS_FLAGS_URL`` (a unix socket), and ``$GAPLESS_FLAGS_SDK_TOKEN_FILE`` (set in ``shop-v2.yaml``)
+names the file holding the shop's SDK token (``gapless flags token --kind sdk --project shop
+--environment production --to-file shop-flags-token``). ``GET /users/ID?user=KEY&email=E&plan=P`` asks
+the flag for that user: on, v2 reads ``full_name`` and answers ``full name: ...``; off (and always in
+v1), it reads ``name`` and answers ``name: ...``; the header ``X-Full-Name-UI`` says which. So the
+release's flag stages (internal -> beta -> 25% -> everyone) change what users see as they happen.
+v2 is ready once it has the flag's ruleset (or after 10 s without one: the flag then reads as off).
+
 Routes: ``GET /`` signs a user up (one INSERT) and looks one up (one SELECT), ``GET /users/ID`` reads,
 ``POST /users`` (body: the name) writes; ``/healthz`` is ready once the database answered and until a
 drain; ``/livez``; ``/metrics`` counts requests, queries and failed queries in Prometheus' text format.
@@ -22,7 +32,8 @@ converted`` exits 1 while a row of the new version's view has no ``full_name``, 
 exits 1 while a client of the base schema (v1) is connected. Shutdown on SIGTERM drains like
 ``examples/app.py``: no new connections, idle ones closed, requests in flight finished.
 
-Standard library and psycopg only. The database URL is ``--database-url`` or ``$SHOP_DATABASE_URL``.
+Standard library and psycopg, and gapless's flag SDK in v2. The database URL is ``--database-url`` or
+``$SHOP_DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -39,12 +50,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
+if TYPE_CHECKING:
+    from gapless.flags.sdk import FlagClient
+
 MIGRATION = "0001_full_name"
+FLAG = "full-name-ui"
+FLAGS_WAIT = 10.0
+"""Seconds v2 waits for the flag's ruleset before it becomes ready anyway (the flag then reads as off)."""
 MAX_APPLICATION_NAME = 63
 T = TypeVar("T")
 
@@ -62,11 +79,12 @@ class Version:
     schema_version: str  # "" for the base schema
     read_column: str
     write_columns: tuple[str, ...]
+    full_name_ui: bool  # whether this version asks the flag full-name-ui
 
 
 VERSIONS = {
-    "v1": Version("v1", "", "name", ("name",)),
-    "v2": Version("v2", MIGRATION, "full_name", ("name", "full_name")),
+    "v1": Version("v1", "", "name", ("name",), full_name_ui=False),
+    "v2": Version("v2", MIGRATION, "full_name", ("name", "full_name"), full_name_ui=True),
 }
 
 
@@ -121,9 +139,11 @@ class Shop(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 512
 
-    def __init__(self, address: tuple[str, int], version: Version, pool: Pool, delay_ms: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], version: Version, pool: Pool, delay_ms: int, flags: FlagClient | None
+    ) -> None:
         super().__init__(address, Handler)
-        self.version, self.pool, self.delay_ms = version, pool, delay_ms
+        self.version, self.pool, self.delay_ms, self.flags = version, pool, delay_ms, flags
         self.ready = threading.Event()
         self.draining = threading.Event()
         self.wake_r, self._wake_w = os.pipe()
@@ -150,9 +170,14 @@ class Shop(ThreadingHTTPServer):
             self.max_id = max(self.max_id, new_id)
         return new_id
 
-    def lookup(self, user_id: int) -> str | None:
+    def full_name_ui(self, context: dict[str, str]) -> bool:
+        """Whether this user sees the full name: the flag, in a version that can show it."""
+        return self.flags is not None and self.flags.is_enabled(FLAG, context)
+
+    def lookup(self, user_id: int, column: str | None = None) -> str | None:
         sleep = f"pg_sleep({self.delay_ms / 1000}), " if self.delay_ms > 0 else ""
-        sql = f"SELECT {sleep}{self.version.read_column} FROM users WHERE id = %s"  # noqa: S608 -- constants
+        column = column or self.version.read_column
+        sql = f"SELECT {sleep}{column} FROM users WHERE id = %s"  # noqa: S608 -- constants
 
         def work(conn: psycopg.Connection[Any]) -> str | None:
             row = conn.execute(sql, (user_id,)).fetchone()
@@ -179,6 +204,8 @@ class Shop(ThreadingHTTPServer):
         os.close(self.wake_r)
         os.close(self._wake_w)
         self.pool.close()
+        if self.flags is not None:
+            self.flags.close()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -214,12 +241,20 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self._send(400, "a user id is an integer\n")
                 return
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            context = {"targetingKey": query.get("user") or str(user_id)}
+            context |= {k: query[k] for k in ("email", "plan") if k in query}
+            ui = shop.full_name_ui(context)
             try:
-                name = shop.lookup(user_id)
+                name = shop.lookup(user_id, "full_name" if ui else "name")
             except psycopg.Error as exc:
                 self._send(500, f"query failed in {shop.version.name}: {type(exc).__name__}\n")
                 return
-            self._send(404, "no such user\n") if name is None else self._send(200, f"{name}\n")
+            if name is None:
+                self._send(404, "no such user\n")
+            else:
+                label = "full name" if ui else "name"
+                self._send(200, f"{label}: {name}\n", {"X-Full-Name-UI": "on" if ui else "off"})
         elif path == "/healthz":
             ready = shop.ready.is_set() and not shop.draining.is_set()
             self._send(200 if ready else 503, "ready\n" if ready else "not ready\n")
@@ -258,12 +293,14 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send(201, f"{new_id}\n")
 
-    def _send(self, status: int, body: str) -> None:
+    def _send(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Version", self.server.version.name)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if self.server.draining.is_set():
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -275,7 +312,17 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def _warm_up(shop: Shop) -> None:
-    """Ready once the database answers the version's own read (its schema version exists)."""
+    """Ready once the database answers the version's own read (its schema version exists) and, in v2,
+    the flag's ruleset has arrived (at most ``FLAGS_WAIT`` seconds: then the flag reads as off)."""
+    deadline = time.monotonic() + FLAGS_WAIT
+    while shop.flags is not None and shop.flags.revision is None and time.monotonic() < deadline:
+        if shop.draining.wait(0.05):
+            return
+    if shop.flags is not None:
+        revision = shop.flags.revision
+        log(
+            f"flags: {'no ruleset yet, ' + FLAG + ' reads as off' if revision is None else f'ruleset {revision}'}"
+        )
     while not shop.draining.is_set():
         try:
 
@@ -294,13 +341,33 @@ def _warm_up(shop: Shop) -> None:
         return
 
 
+def flag_client() -> FlagClient | None:
+    """gapless's flag SDK on the service ``$GAPLESS_FLAGS_URL`` names (None: not set; the flag is off)."""
+    from gapless.flags.sdk import FlagClient
+    from gapless.flags.transport import HttpTransport
+
+    transport = HttpTransport.from_env()  # ValueError: set but unusable (no token file, say)
+    if transport is None:
+        log(f"flags: $GAPLESS_FLAGS_URL is not set; {FLAG} reads as off")
+        return None
+    log(f"flags: {FLAG} from {transport.url}" + (f" on {transport.socket}" if transport.socket else ""))
+    return FlagClient(transport=transport)
+
+
 def serve(args: argparse.Namespace, url: str) -> int:
     version = VERSIONS[args.version]
     instance = os.environ.get("GAPLESS_INSTANCE") or f"pid{os.getpid()}"
+    try:
+        flags = flag_client() if version.full_name_ui else None
+    except ValueError as exc:
+        log(f"flags: {exc}")
+        return 2
     pool = Pool(url, connect_args(version, instance, args.schema), args.pool)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # before any thread: only sigwait sees them
-    shop = Shop((args.host, int(args.port)), version, pool, args.query_delay_ms)
+    shop = Shop((args.host, int(args.port)), version, pool, args.query_delay_ms, flags)
+    if flags is not None:
+        flags.start()  # after the signal mask: the transport's threads inherit it
     accept_loop = threading.Thread(target=shop.serve_forever, kwargs={"poll_interval": 0.05})
     accept_loop.start()
     threading.Thread(target=_warm_up, args=(shop,), daemon=True).start()

@@ -3,7 +3,8 @@
 The flag service runs in one of two places: mounted at ``/flags`` of the control plane's API (``gapless
 up``; reached on the unix socket ``api.sock`` of the state directory), or on its own (``gapless flags
 serve``, which writes its URL to ``flags.url`` there). A verb tries, in order: ``--url``, else
-``$GAPLESS_FLAGS_URL`` (either one is then the only place tried); else the control plane's socket,
+``$GAPLESS_FLAGS_URL`` (either one is then the only place tried; an ``http(s)://`` URL or a socket,
+``unix:PATH[:BASE]``); else the control plane's socket,
 ``flags.url``, and the historical default ``http://127.0.0.1:8787``, going on to the next when one does
 not answer. The admin token is ``--token``, else ``$GAPLESS_FLAGS_TOKEN``, else the file
 ``flags-admin-token`` the service wrote in the state directory (made while the mounted service loads,
@@ -54,33 +55,49 @@ class Endpoint(NamedTuple):  # not a dataclass: see gapless.core.errors.Problem
     """How it was found, for messages: ``--url``, ``$GAPLESS_FLAGS_URL``, ``the control plane``, ..."""
     url: str = ""
     socket: Path | None = None
+    base: str = "/flags"
+    """Over a socket: the path the service is mounted at (the control plane's: ``/flags``)."""
 
     @property
     def prefix(self) -> str:
-        return "/flags" if self.socket is not None else urlsplit(self.url).path.rstrip("/")
+        return self.base if self.socket is not None else urlsplit(self.url).path.rstrip("/")
 
     def describe(self) -> str:
-        where = f"{self.socket} (/flags)" if self.socket is not None else self.url
+        where = f"{self.socket} ({self.base or '/'})" if self.socket is not None else self.url
         return f"{self.source} at {where}"
 
 
-def _check_url(url: str, source: str) -> str:
-    parts = urlsplit(url)
+def _named(address: str, source: str) -> Endpoint:
+    """The endpoint an ``http(s)://`` URL or a ``unix:PATH[:BASE]`` address names (exit 2 when malformed)."""
+    if address.startswith("unix:"):
+        # Imported only for a socket: the verbs import nothing of gapless.flags otherwise
+        # (tests/cli/test_flags_startup.py); the parser is the SDK's, a small standard-library module.
+        from gapless.flags.address import parse_address
+
+        try:
+            parsed = parse_address(address, source)
+        except ValueError as e:
+            raise FlagsError(2, str(e)) from e
+        return Endpoint(source, socket=Path(parsed.socket or ""), base=parsed.base)
+    parts = urlsplit(address)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FlagsError(2, f"{source} {url!r}: expected http://HOST[:PORT][/PATH] or https://...")
+        raise FlagsError(
+            2,
+            f"{source} {address!r}: expected http://HOST[:PORT][/PATH], https://... or unix:/path/to.sock[:/base]",
+        )
     try:
         parts.port  # noqa: B018 -- raises on a port that is not a number from 0 to 65535
     except ValueError as e:
-        raise FlagsError(2, f"{source} {url!r}: {e}") from e
-    return url.rstrip("/")
+        raise FlagsError(2, f"{source} {address!r}: {e}") from e
+    return Endpoint(source, address.rstrip("/"))
 
 
 def candidates(url: str | None, state_dir: Path, env: dict[str, str] | os._Environ[str]) -> list[Endpoint]:
     """The places to try, in order (only the one named when ``--url`` or ``$GAPLESS_FLAGS_URL`` is set)."""
     if url:
-        return [Endpoint("--url", _check_url(url, "--url"))]
+        return [_named(url, "--url")]
     if env.get("GAPLESS_FLAGS_URL"):
-        return [Endpoint("$GAPLESS_FLAGS_URL", _check_url(env["GAPLESS_FLAGS_URL"], "$GAPLESS_FLAGS_URL"))]
+        return [_named(env["GAPLESS_FLAGS_URL"], "$GAPLESS_FLAGS_URL")]
     found = [Endpoint("the control plane", socket=state_dir / API_SOCKET)]
     try:
         written = (state_dir / FLAGS_URL_FILE).read_text().strip()

@@ -380,6 +380,14 @@ def token(
     environment: Annotated[
         str | None, typer.Option("--environment", help="For an SDK token: the environment.")
     ] = None,
+    to_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-file",
+            help="Write the token to this new file (mode 0600) instead of printing it; for "
+            "$GAPLESS_FLAGS_SDK_TOKEN_FILE.",
+        ),
+    ] = None,
     url: Url = None,
     admin_token: Token = None,
     state_dir: StateDir = None,
@@ -387,10 +395,24 @@ def token(
     """Create a token and print it (the only time it is shown; the service stores its SHA-256)."""
     if kind not in ("admin", "sdk"):
         raise _fail("--kind must be admin or sdk", 2)
+    if to_file is not None and (to_file.exists() or not to_file.parent.is_dir()):
+        why = "exists" if to_file.exists() else "is in no directory"
+        raise _fail(f"--to-file {to_file}: the file {why} (a token file is only ever created)", 2)
     body = {"kind": kind, "name": name, "project": project, "environment": environment}
     with service(url, admin_token, state_dir) as svc:
         result = svc.call("POST", "/api/v1/tokens", body)
-    sys.stdout.write(result["token"] + "\n")
+    if to_file is None:
+        sys.stdout.write(result["token"] + "\n")
+        return
+    try:  # O_EXCL: never through a link an attacker left, never over another file; 0600 from the start
+        fd = os.open(to_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        raise _fail(
+            f"--to-file {to_file}: {e.strerror} (the token made is {result['id']}: revoke it)", 1
+        ) from e
+    with os.fdopen(fd, "w") as f:
+        f.write(result["token"] + "\n")
+    sys.stderr.write(f"{kind} token {result['id']} written to {to_file} (mode 0600)\n")
 
 
 @flags_app.command()

@@ -41,7 +41,7 @@ from gapless.core.errors import GaplessError, NotFoundError, Problem, SpecError,
 from gapless.core.failpoints import crash_point
 from gapless.spec.load import problems_from_validation, validate_rollout
 from gapless.spec.models import Rollout, template_hash
-from gapless.spec.release import FlagStep, Release
+from gapless.spec.release import FlagStep, Release, sqlite_schema_problem
 from gapless.spec.strategy import RolloutAnalysis
 from gapless.store.records import AnalysisRunRecord, ReleaseRecord
 from gapless.store.sqlite import Store
@@ -761,13 +761,16 @@ def _migration_fact(
     where = _label(release, i)
     database = step.migrate.database if step.migrate is not None else step.complete.database  # type: ignore[union-attr]
     db = release.spec.databases[database]
-    if database_url(db.url, db.url_from_env) is None:
+    url = database_url(db.url, db.url_from_env)
+    if url is None:
         problems.append(
             Problem(
                 f"{where}.{step.kind}.database",
                 f"database {database}: the control plane's environment has no {db.url_from_env}",
             )
         )
+    elif (why := sqlite_schema_problem(url, db.schema_)) is not None:
+        problems.append(Problem(f"{where}.{step.kind}.database", f"database {database}: {why}"))
     if step.complete is not None:
         fact = StepFacts("complete", step.on_failure, migration=step.complete.migration, database=database)
         return fact, None

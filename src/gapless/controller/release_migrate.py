@@ -1,6 +1,7 @@
 """The migration work of release steps: ``migrate`` (expand + backfill), ``complete``, and rollback.
 
-The migration engine (``gapless.migrations.engine``) is synchronous and its steps are long (a backfill
+The migration engines (``gapless.migrations.engine`` for PostgreSQL, ``gapless.migrations.sqlite.engine``
+for a ``sqlite:///PATH`` URL; the same lifecycle and status) are synchronous and its steps are long (a backfill
 of millions of rows), so each piece of work runs in a daemon thread of its own, never in a release
 pass: passes stay short, an abort is taken at once, and the control plane can stop at any moment
 (the thread dies with the process; the engine recorded every finished step and backfill batch).
@@ -10,13 +11,21 @@ whether work of the step runs in this process) and the pure ``decide_migration``
 ``decide_migration_undo`` say whether to ``launch`` work. After a SIGKILL no work runs, so the next
 pass launches the same call again, and the engine resumes it at the step it recorded: a finished
 expand is not repeated, a finished backfill not restarted, a batch not redone.
+
+SQLite cannot list the connections of a database, so its engine asks for a confirmation that the new
+version is gone before a rollback (``migrate rollback --force``). A release gives it on the same proof it
+has for PostgreSQL: the controller launches a rollback only once no live revision of the control plane
+declares ``requiresSchema`` of the migration; ``complete`` is judged by those revisions as on
+PostgreSQL (``running_revisions``), which the SQLite engine takes in place of ``--force``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +36,9 @@ from gapless.migrations.engine import EngineSettings, MigrationEngine
 from gapless.migrations.files import validate_migration
 from gapless.migrations.gate import RevisionSchema
 from gapless.migrations.policy import BatchPolicy
-from gapless.migrations.reports import ClientsConnectedError, MigrationStateError, Notice
+from gapless.migrations.reports import ClientsConnectedError, MigrationStateError, Notice, Status
+from gapless.migrations.sqlite import is_sqlite_url, sqlite_path
+from gapless.migrations.sqlite.engine import SqliteMigrationEngine, SqliteSettings
 from gapless.store.sqlite import Store
 from gapless.strategies.release import MigrationSeen
 
@@ -54,11 +65,29 @@ class MigrationTarget:
     batch_size: int = 1000
     batch_delay: float = 0.0
 
+    @property
+    def sqlite(self) -> bool:
+        return is_sqlite_url(self.url)
+
     def settings(self) -> EngineSettings:
-        batch = BatchPolicy(
+        return EngineSettings(schema=self.schema, batch=self._batch())
+
+    def _batch(self) -> BatchPolicy:
+        return BatchPolicy(
             size=self.batch_size, delay=self.batch_delay, max_delay=max(5.0, self.batch_delay * 8)
         )
-        return EngineSettings(schema=self.schema, batch=batch)
+
+    @contextmanager
+    def engine(
+        self, on_event: Callable[[object], None] | None = None
+    ) -> Iterator[MigrationEngine | SqliteMigrationEngine]:
+        """The engine of this database: PostgreSQL's, or SQLite's for a ``sqlite:///PATH`` URL."""
+        if self.sqlite:
+            with SqliteMigrationEngine(self.url, SqliteSettings(batch=self._batch()), on_event=on_event) as e:
+                yield e
+        else:
+            with MigrationEngine(self.url, self.settings(), on_event=on_event) as engine:
+                yield engine
 
 
 class MigrationStateUnreadableError(GaplessError):
@@ -78,6 +107,8 @@ def _temporary(e: BaseException) -> bool:
     """Trouble that passes by itself: clients still connected, the database away, the schema's lock held."""
     if isinstance(e, ClientsConnectedError | psycopg.OperationalError):
         return True
+    if isinstance(e, sqlite3.OperationalError):
+        return "locked" in str(e) or "busy" in str(e)  # the write lock of an application's transaction
     if isinstance(e, MigrationStateError):
         return "another gapless migrate is working" in str(e)
     return isinstance(e, GaplessError) and str(e).startswith("cannot connect to the database")
@@ -114,7 +145,7 @@ class MigrationJobs:
 
         def run() -> None:
             try:
-                with MigrationEngine(target.url, target.settings(), on_event=on_event) as engine:
+                with target.engine(on_event) as engine:
                     if work == "start":
                         engine.start(validate_migration(document, source=f"migration {target.migration}"))
                     elif work == "complete":
@@ -163,9 +194,9 @@ class MigrationJobs:
         if job is not None and job.done and job.work == work:
             error, retry = job.error, job.retry
         try:
-            with MigrationEngine(target.url, target.settings()) as engine:
-                status = engine.status()
-        except (GaplessError, psycopg.Error) as e:
+            with target.engine() as engine:
+                status: Status = engine.status()
+        except (GaplessError, psycopg.Error, sqlite3.Error) as e:
             why = " ".join(str(e).split())
             raise MigrationStateUnreadableError(
                 f"cannot read the state of migration {target.migration}: {why}"
@@ -184,12 +215,19 @@ class MigrationJobs:
         return MigrationSeen(phase, "running" if running else "idle", error, retry), detail
 
 
-def _rollback(engine: MigrationEngine, migration: str) -> None:
-    """Roll back ``migration`` if it is the one in progress (``migrate rollback``: new rows are kept)."""
+def _rollback(engine: MigrationEngine | SqliteMigrationEngine, migration: str) -> None:
+    """Roll back ``migration`` if it is the one in progress (``migrate rollback``: new rows are kept).
+
+    On SQLite ``force`` is the controller's proof (see the module doc): it launches a rollback only
+    once no live revision needs the migration's schema.
+    """
     active = engine.status().active
     if active is None or active.name != migration:
         return  # rolled back already (or never started): nothing to do
-    engine.rollback()
+    if isinstance(engine, SqliteMigrationEngine):
+        engine.rollback(force=True)
+    else:
+        engine.rollback()
 
 
 def revisions_needing(store: Store, migration: str, *, older: bool) -> list[RevisionSchema]:
@@ -224,8 +262,15 @@ def describe_revision(r: RevisionSchema) -> str:
 
 
 def database_name(url: str) -> str:
-    """The database's name for its event stream ``migrations:<name>``, as ``gapless migrate`` names it."""
+    """The database's name for its event stream ``migrations:<name>``, as ``gapless migrate`` names it
+    (a SQLite database by its file's name)."""
     from psycopg.conninfo import conninfo_to_dict
+
+    if is_sqlite_url(url):
+        try:
+            return sqlite_path(url).name
+        except ValueError:
+            return "database"
 
     try:
         info = conninfo_to_dict(url)

@@ -10,4 +10,6 @@ importing this package must not pull in the model's pydantic or anything of the 
 | ``operators`` / ``regex`` / ``bucketing`` | condition operators, the bounded regex engine, buckets | stdlib, mmh3 |
 | ``sdk`` | ``FlagClient`` and the ``Transport`` seam | stdlib, the evaluator |
 | ``openfeature`` | ``GaplessProvider`` | openfeature-sdk, the client |
+| ``transport`` | ``HttpTransport``: rulesets streamed from the flag service, ``from_env()`` | stdlib, httpx |
+| ``address`` | flag service addresses: ``http(s)://`` URLs and ``unix:PATH[:BASE]`` sockets | stdlib |
 """

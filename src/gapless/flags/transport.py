@@ -15,6 +15,12 @@
   with many clients). Every ``flush_interval`` seconds, the evaluation counts (``client.drain_counts()``)
   go to ``POST /sdk/v1/evaluations``; counts of a failed send are kept for the next one.
 
+The service is named by an ``http(s)://`` URL or a unix-domain socket, ``unix:PATH[:BASE]``
+(``gapless.flags.address``): the control plane serves the flag service only on its API socket, and
+sets ``$GAPLESS_FLAGS_URL`` to that address for its instances. ``HttpTransport.from_env()`` builds a
+transport from that variable and an SDK token read from the file ``$GAPLESS_FLAGS_SDK_TOKEN_FILE``
+names (or ``$GAPLESS_FLAGS_SDK_TOKEN``), so an application needs no address or secret of its own.
+
 Nothing here raises into the application: failures are logged and retried; the client keeps evaluating
 with the last ruleset it has (or its bootstrap or cache file). Standard library plus httpx only.
 """
@@ -24,19 +30,31 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import socket
+import stat
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import httpcore
 import httpx
 
+from gapless.flags.address import ENV_URL, parse_address
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from gapless.flags.sdk import FlagClient
 
-__all__ = ["HttpTransport"]
+__all__ = ["ENV_SDK_TOKEN", "ENV_SDK_TOKEN_FILE", "ENV_URL", "HttpTransport"]
+
+ENV_SDK_TOKEN_FILE = "GAPLESS_FLAGS_SDK_TOKEN_FILE"  # noqa: S105 -- a variable name, not a secret
+"""The file holding the application's SDK token (``gapless flags token --kind sdk --to-file PATH``, mode 0600)."""
+ENV_SDK_TOKEN = "GAPLESS_FLAGS_SDK_TOKEN"  # noqa: S105 -- a variable name, not a secret
+"""The SDK token itself, when no file is named (the file is preferred: an environment is easier to leak)."""
 
 log = logging.getLogger("gapless.flags.transport")
 
@@ -61,7 +79,10 @@ class HttpTransport:
         stream: bool = True,
         timeout: float = 10.0,
     ) -> None:
-        self.url = url.rstrip("/")
+        """``url``: ``http(s)://HOST[:PORT][/PATH]`` or ``unix:/path/to.sock[:/base]``; ``ValueError`` otherwise."""
+        address = parse_address(url)
+        self.url = address.url
+        self.socket = address.socket
         self.sdk_id = sdk_id or uuid.uuid4().hex
         self.poll_interval = poll_interval
         self.poll_after_failures = poll_after_failures
@@ -84,12 +105,39 @@ class HttpTransport:
         self.connected = threading.Event()
         """Set while a stream is open (for tests and health checks)."""
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> HttpTransport | None:
+        """A transport to the service ``$GAPLESS_FLAGS_URL`` names, with the SDK token of
+        ``$GAPLESS_FLAGS_SDK_TOKEN_FILE`` (else ``$GAPLESS_FLAGS_SDK_TOKEN``); None when no URL is set.
+
+        Raises ``ValueError`` naming the variable for a malformed URL, a URL without a token, or a token
+        file that cannot be read or is empty. A token file that others may read is logged (it should be
+        0600, as ``gapless flags token --to-file`` writes it). ``options`` go to the constructor.
+        """
+        env = os.environ if environ is None else environ
+        url = env.get(ENV_URL, "").strip()
+        if not url:
+            return None
+        parse_address(url, f"${ENV_URL}")
+        path = env.get(ENV_SDK_TOKEN_FILE, "").strip()
+        if path:
+            token = _read_token(path)
+        else:
+            token = env.get(ENV_SDK_TOKEN, "").strip()
+            if not token:
+                raise ValueError(
+                    f"${ENV_URL} is set but no SDK token is: set ${ENV_SDK_TOKEN_FILE} to a file holding one "
+                    f"(gapless flags token --kind sdk --project P --environment E --to-file PATH)"
+                )
+        return cls(url, token, **options)
+
     # -- Transport protocol ---------------------------------------------------------------------------
 
     def start(self, client: FlagClient) -> None:
         self._client = client
         self._stop.clear()
-        self._http = httpx.Client(headers=self._headers, timeout=self._timeout)
+        transport = _UnixTransport(self.socket) if self.socket is not None else None
+        self._http = httpx.Client(headers=self._headers, timeout=self._timeout, transport=transport)
         self._threads = [
             threading.Thread(target=self._deliver, name="gapless-flags-delivery", daemon=True),
             threading.Thread(target=self._report, name="gapless-flags-report", daemon=True),
@@ -292,6 +340,63 @@ class HttpTransport:
             log.warning("flag service %s answered %d: %s", path, r.status_code, r.text[:200])
             return False
         return True
+
+
+class _ClosingBackend(httpcore.SyncBackend):
+    """httpcore's backend, but a unix-socket connect that fails closes its socket.
+
+    httpcore 1.0's ``connect_unix_socket`` leaves the socket of a failed connect to the garbage
+    collector (a ``ResourceWarning`` per attempt); an SDK retries its stream every few seconds while the
+    control plane is away (its socket file gone, or left behind by a SIGKILL and refusing).
+    """
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except TimeoutError as e:
+            sock.close()
+            raise httpcore.ConnectTimeout(str(e)) from e
+        except OSError as e:
+            sock.close()
+            raise httpcore.ConnectError(str(e)) from e
+        return _stream(sock)
+
+
+def _stream(sock: socket.socket) -> httpcore.NetworkStream:
+    # The stream type httpcore's own connect returns (not exported by httpcore).
+    from httpcore._backends.sync import SyncStream
+
+    return SyncStream(sock)
+
+
+class _UnixTransport(httpx.HTTPTransport):
+    """httpx's transport on a unix socket, with ``_ClosingBackend`` under its connection pool."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(uds=path)
+        self._pool = httpcore.ConnectionPool(uds=path, network_backend=_ClosingBackend())
+
+
+def _read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            token = f.read().strip()
+    except OSError as e:
+        raise ValueError(f"${ENV_SDK_TOKEN_FILE} {path!r}: cannot read the SDK token: {e.strerror}") from e
+    if not token:
+        raise ValueError(f"${ENV_SDK_TOKEN_FILE} {path!r}: the file is empty")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "SDK token file %s is readable by others (mode %o); it should be 0600", path, mode & 0o777
+        )
+    return token
 
 
 def _interrupt(response: httpx.Response) -> None:

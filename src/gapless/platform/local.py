@@ -31,6 +31,7 @@ import subprocess
 import threading
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -202,8 +203,14 @@ class LocalPlatform:
     identity of the state database, see ``ENV_STATE_ID``) is marked on every instance started.
     """
 
-    def __init__(self, state_dir: Path, *, state_id: str | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, *, state_id: str | None = None, instance_env: Mapping[str, str] | None = None
+    ) -> None:
+        """``instance_env``: variables every instance gets unless the control plane's own environment or
+        the template's ``env`` sets them (the control plane's services an instance may use, such as the
+        flag service's address)."""
         self.state_id = state_id
+        self._instance_env = dict(instance_env or {})
         self._state_dir_arg = state_dir
         self._state_dir: Path | None = None
         self._children: dict[int, _Child] = {}
@@ -229,6 +236,7 @@ class LocalPlatform:
             _PORTS.reserve(port)
         argv = [arg.replace("${PORT}", str(port)) for arg in spec.command]
         env = {
+            **self._instance_env,
             **os.environ,
             **spec.env,
             "PORT": str(port),

@@ -19,6 +19,8 @@ The flag service is mounted at ``/flags`` of that API app, so it is reachable on
 too (``http://HOST:PORT/flags``: the dashboard's Flags view and SDKs' ``HttpTransport`` use it). Every
 flag change made through it becomes a control-plane event (``FlagChanged`` / ``FlagKilled``, rollout
 ``flags:<project>``, revision ``<environment>:<revision>``), stored, streamed and annotated like any.
+Instances are told where it is: ``$GAPLESS_FLAGS_URL`` is ``unix:<state dir>/api.sock:/flags``
+(``flags_env``), so an application's SDK reaches it without a TCP port (``HttpTransport.from_env``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from gapless.core.files import (
     LOG_FILE,
     STDERR_FILE,
 )
+from gapless.flags.address import ENV_URL, unix_address
 from gapless.platform.local import LocalPlatform
 from gapless.providers.schema import DatabaseMigrations
 from gapless.server.api import build_app, build_metrics_app
@@ -359,6 +362,18 @@ def flag_events(controller: Controller) -> OnChange:
     return on_change
 
 
+def flags_env(sock: Path) -> dict[str, str]:
+    """What instances are told of the flag service mounted at ``/flags`` of the API socket ``sock``:
+    ``$GAPLESS_FLAGS_URL`` (``unix:SOCKET:/flags``), for ``HttpTransport.from_env()``. Their SDK token is
+    their own (``$GAPLESS_FLAGS_SDK_TOKEN_FILE``); no token of the control plane is handed out.
+    Nothing when the socket's path cannot be written as an address (it contains ``:``)."""
+    try:
+        return {ENV_URL: unix_address(str(sock.resolve()), "/flags")}
+    except ValueError as e:
+        log.warning("instances are not told of the flag service: %s", e)
+        return {}
+
+
 def _write_url(path: Path, url: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(url + "\n")
@@ -374,7 +389,9 @@ async def _serve(
 ) -> None:
     store = Store(state_dir / "state.db").open()
     digest = ensure_token(state_dir, store)
-    platform = LocalPlatform(state_dir, state_id=store.state_id)
+    platform = LocalPlatform(
+        state_dir, state_id=store.state_id, instance_env=flags_env(state_dir / API_SOCKET)
+    )
     traffic = Routers(
         LocalRouters(state_dir, read_token(state_dir), platform), HaproxyRouters(state_dir, platform)
     )
@@ -405,7 +422,15 @@ async def _serve(
     sock.unlink(missing_ok=True)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, uds=str(sock), log_level="warning", lifespan="off", access_log=False, log_config=None
+            app,
+            uds=str(sock),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            # Instances' SDKs stream rulesets from /flags here ($GAPLESS_FLAGS_URL), and a stream never
+            # ends on its own: give open requests two seconds at shutdown, then close them.
+            timeout_graceful_shutdown=2,
         )
     )
     metrics_server = None

@@ -37,6 +37,7 @@ __all__ = [
     "RolloutStep",
     "VerifyStep",
     "WaitStep",
+    "sqlite_schema_problem",
 ]
 
 STEP_KINDS = ("migrate", "rollout", "flag", "verify", "wait", "approve", "complete")
@@ -69,7 +70,18 @@ class Database(SpecModel):
     def _one(self) -> Database:
         if (self.url is None) == (self.url_from_env is None):
             raise ValueError("a database needs exactly one of url, urlFromEnv")
+        if self.url is not None:
+            why = sqlite_schema_problem(self.url, self.schema_)
+            if why is not None:
+                raise ValueError(why)
         return self
+
+
+def sqlite_schema_problem(url: str, schema: str) -> str | None:
+    """Why ``schema`` cannot go with ``url`` (SQLite has no schemas), or None."""
+    if url.startswith("sqlite:") and schema != "public":
+        return f"schema {schema!r}: a SQLite database has no schemas (leave schema out)"
+    return None
 
 
 class MigrateStep(SpecModel):
