@@ -8,6 +8,7 @@ line of it fits 80 columns.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -140,3 +141,20 @@ def test_no_bool_metavar_and_80_columns() -> None:
     assert all(any("Usage" in t for t in text) for text in helps.values())
     # The check sees the metavars where they are shown (it could see a <bool> there).
     assert any("--to-revision" in t and "<int>" in t for t in helps["undo"])
+    ragged = [(name, a, b) for name, text in helps.items() for a, b in _broken_mid_sentence(text)]
+    assert not ragged, ragged[:3]
+
+
+def _broken_mid_sentence(text: list[str]) -> list[tuple[str, str]]:
+    """Pairs of description lines where the next line's first word would have fitted on the line before:
+    a docstring's own line break kept in the help, not the terminal's wrapping (which fills lines)."""
+    description = []
+    for line in text:
+        if line.lstrip().startswith("╭"):
+            break
+        description.append(line.strip())
+    return [
+        (a, b)
+        for a, b in itertools.pairwise(description)
+        if a and b and not a.startswith("Usage") and b[0].islower() and len(a) + 1 + len(b.split()[0]) <= 78
+    ]

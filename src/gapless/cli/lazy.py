@@ -9,6 +9,7 @@ test checks that each line is the command's own first help line).
 from __future__ import annotations
 
 import importlib
+import re
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -17,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 if TYPE_CHECKING:
     from typer._click import Command, Context  # typer vendors click since 0.26
 
-__all__ = ["LAZY_COMMANDS", "LazyGroup"]
+__all__ = ["LAZY_COMMANDS", "LazyGroup", "unwrap_help"]
 
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "flags": ("gapless.cli.flags_import", "flags_app"),  # flags_import adds `flags import` to flags_app
@@ -43,6 +44,27 @@ LAZY_HELP: dict[str, str] = {
 """Command name -> its line in ``gapless --help``, shown without importing the command's module."""
 
 
+_KEEP_LINES = re.compile(r"^(\x08|\s|[-*] )", re.M)
+
+
+def unwrap_help(command: Command) -> Command:
+    """Join the hard-wrapped lines of ``command``'s help paragraphs (and its subcommands'), in place.
+
+    Docstrings are wrapped at the source's width; Typer joins the lines of a help's first paragraph but
+    keeps the later paragraphs' line breaks, so at 80 columns they came out ragged ("each\n database").
+    A paragraph with an indented, bulleted or ``\b`` line is left as written.
+    """
+    if command.help and not getattr(command, "_unwrapped", False):
+        import inspect  # only when a command is looked up, not on every start
+
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(p if _KEEP_LINES.search(p) else p.replace("\n", " ") for p in paragraphs)
+        command._unwrapped = True  # type: ignore[attr-defined]
+    for sub in getattr(command, "commands", {}).values():
+        unwrap_help(sub)
+    return command
+
+
 def _load(name: str) -> Command:
     module, attribute = LAZY_COMMANDS[name]
     target: Any = getattr(importlib.import_module(module), attribute)
@@ -54,7 +76,7 @@ def _load(name: str) -> Command:
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
-    return command
+    return unwrap_help(command)
 
 
 class LazyGroup(TyperGroup):
@@ -76,4 +98,5 @@ class LazyGroup(TyperGroup):
             if getattr(self, "_listing", False):  # the help's command list: the line only, no import
                 return TyperCommand(cmd_name, help=LAZY_HELP[cmd_name])
             self.commands[cmd_name] = _load(cmd_name)
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        return None if command is None else unwrap_help(command)

@@ -381,7 +381,7 @@ def apply_command(
 ) -> None:
     """Check a release and hand it to the control plane, which runs its steps in order.
 
-    The checks of ``plan`` come first, then the control plane's own (the migration files parse, each
+    The checks of `plan` come first, then the control plane's own (the migration files parse, each
     database's URL is known to it, referenced flags and AnalysisTemplates exist, every step with
     analysis has a rollout to measure). Exit 2 naming the step when any fails; nothing is stored then.
     """
