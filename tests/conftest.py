@@ -81,3 +81,11 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards: its URL."""
     with throwaway_database(postgres_server) as url:
         yield url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest tests first, spread over the xdist workers (``tests/durations.py`` says why)."""
+    from tests import durations
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = durations.order(items, durations.read(), workers)

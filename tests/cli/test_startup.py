@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gapless.cli.lazy import LAZY_COMMANDS, LAZY_HELP, _load
 
@@ -160,3 +161,25 @@ def test_version_option_skips_the_framework(tmp_path: Path) -> None:
         for argv in (["--version"], ["version"])
     ]
     assert both[0] == both[1] != ""
+
+
+CONTROL_PLANE = ("gapless.server.process", "gapless.controller", "uvicorn", "starlette", "psycopg")
+
+
+@pytest.mark.parametrize("verb", ["apply", "up"])
+def test_apply_and_up_do_not_load_the_control_plane(verb: str, tmp_path: Path) -> None:
+    """`gapless apply` and `gapless up` read and send the spec; the control plane's modules stay out."""
+    from tests.e2e.harness import rollout_doc
+
+    doc = rollout_doc("web", 8080, "v1")
+    if verb == "up":  # refused after the spec is read: nothing is started
+        doc["spec"]["replicas"] = -1
+    spec = tmp_path / "web.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    state = tmp_path / "state"
+    code, modules = imported([verb, "-f", str(spec), "--state-dir", str(state)], tmp_path)
+    assert code == (1 if verb == "apply" else 2)  # no control plane runs / the spec is refused
+    assert "gapless.spec.load" in modules
+    heavy = sorted({m for m in modules for f in CONTROL_PLANE if m == f or m.startswith(f + ".")})
+    assert not heavy, f"`gapless {verb}` imports {heavy}"
+    assert not (state / "control-plane.log").exists()

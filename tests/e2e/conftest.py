@@ -20,7 +20,9 @@ def g(tmp_path: Path) -> Iterator[Gapless]:
     try:
         yield inst
     finally:
-        if (inst.state_dir / "state.db").exists():
+        # A test that ran `down` itself (or never started anything) leaves nothing to stop: a second
+        # `down` would only start the CLI to say so.
+        if (inst.state_dir / "state.db").exists() and inst.processes():
             inst.down()
         for p in inst.processes():
             with contextlib.suppress(ProcessLookupError):

@@ -238,7 +238,7 @@ def _check_metrics_listen(value: str | None) -> None:
     """Exit 2 for a malformed address; warn when it is reachable from other machines."""
     if value is None:
         return
-    from gapless.server.process import is_loopback, parse_metrics_listen
+    from gapless.server.addresses import is_loopback, parse_metrics_listen
 
     try:
         host, _ = parse_metrics_listen(value)
@@ -256,7 +256,7 @@ def _check_dashboard_listen(value: str | None, option: str = "--dashboard-listen
     """Exit 2 for a malformed address; warn when it is reachable from other machines."""
     if value is None:
         return
-    from gapless.server.process import is_loopback, parse_metrics_listen
+    from gapless.server.addresses import is_loopback, parse_metrics_listen
 
     try:
         host, _ = parse_metrics_listen(value)
@@ -350,7 +350,7 @@ async def _apply(
 ) -> tuple[ApiClient, dict[str, Any] | None]:
     """Send a file's AnalysisTemplates, then its rollout (a file may hold both, or templates only)."""
     from gapless.cli.client import ApiClient, start_control_plane
-    from gapless.server.process import dashboard_url, metrics_url, parse_metrics_listen
+    from gapless.server.addresses import dashboard_url, metrics_url, parse_metrics_listen
     from gapless.spec.load import load_documents
 
     docs = load_documents(file)
@@ -1123,7 +1123,7 @@ def dashboard(
     kube = _cluster(context, namespace, state_dir)
     if kube is not None:
         from gapless.cli.kube_dashboard import serve
-        from gapless.server.process import parse_metrics_listen
+        from gapless.server.addresses import parse_metrics_listen
 
         _check_dashboard_listen(listen, "--listen")
         host, port = parse_metrics_listen(listen) if listen is not None else ("127.0.0.1", 0)

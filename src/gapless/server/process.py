@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import fcntl
 import gc
-import ipaddress
 import logging
 import logging.handlers
 import os
@@ -66,12 +65,12 @@ from gapless.core.files import (
 from gapless.flags.address import ENV_URL, unix_address
 from gapless.platform.local import LocalPlatform
 from gapless.providers.schema import DatabaseMigrations
+from gapless.server.addresses import dashboard_url, is_loopback, metrics_url, parse_metrics_listen
 from gapless.server.api import build_app, build_metrics_app
 from gapless.server.auth import ensure_token, read_token
 from gapless.server.dashboard import SeriesSampler, build_dashboard_app
 from gapless.server.metrics import MetricsSource
 from gapless.server.release_flags import HttpFlags
-from gapless.spec.base import check_listen
 from gapless.store.sqlite import Store
 
 if TYPE_CHECKING:
@@ -122,36 +121,6 @@ def configure_logging(state_dir: Path) -> None:
         console.setFormatter(fmt)
         handlers.append(console)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
-
-
-def parse_metrics_listen(value: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[::1]:9100`` for IPv6); raises ``ValueError`` saying what is wrong."""
-    try:
-        check_listen(value)
-    except ValueError as e:
-        raise ValueError(f"--metrics-listen {value!r}: {e}") from e
-    host, _, port = value.rpartition(":")
-    return host.removeprefix("[").removesuffix("]"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether only this machine can reach ``host`` (a loopback address or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # another host name: it may resolve to anything
-
-
-def metrics_url(host: str, port: int) -> str:
-    """The URL Prometheus scrapes for this metrics address."""
-    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
-
-
-def dashboard_url(host: str, port: int) -> str:
-    """The URL of the dashboard served on this address."""
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 @dataclass(frozen=True)
