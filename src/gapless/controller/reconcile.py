@@ -452,6 +452,12 @@ class Controller:
         instances = self._store.instances(name)
         if not router_message:
             await self._instances.push_backends(name, instances)
+        if history_to_prune(revisions, {i.revision for i in instances}, spec.revision_history_limit):
+            # An old revision whose last instance has just gone (an aborted canary drained after its
+            # delay) is pruned now, not only when the next revision is written.
+            self._prune_history(name)
+            revisions = self._store.revisions(name)
+            by_hash = {r.hash: r for r in revisions}
 
         stable = stable_of(revisions)
         views = [_view(i) for i in instances]
