@@ -550,8 +550,13 @@ def test_canary_weights_and_header_route_go_into_the_http_route_one_update_per_s
         }
     ]
     assert [b["name"] for b in rule["backendRefs"]] == ["shop-canary"]
+    # The status is written after the route (and its TrafficShifted event): wait for it, not just read.
+    wait_for(
+        lambda: rollout_status(cluster, ns, "shop").get("weights") == "stable 80 / canary 20 + header route",
+        10,
+        "the status to show the header route",
+    )
     status = rollout_status(cluster, ns, "shop")
-    assert status["weights"] == "stable 80 / canary 20 + header route"
     assert [weights(rules) for _, rules in seen] == [
         {"shop-stable": 80, "shop-canary": 20, "admin": 1},
         {"shop-stable": 80, "shop-canary": 20, "admin": 1},
