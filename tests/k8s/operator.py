@@ -48,6 +48,17 @@ def k8s_rollout(
     return doc
 
 
+def job_template(name: str, pod: dict[str, Any]) -> dict[str, Any]:
+    """An AnalysisTemplate of one ``job`` metric (measured once) that runs ``pod`` as its Job's pod."""
+    metric = {"name": "smoke", "count": 1, "provider": {"job": {"spec": {"template": {"spec": pod}}}}}
+    return {
+        "apiVersion": "gapless.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": name},
+        "spec": {"metrics": [metric]},
+    }
+
+
 def namespace(cluster: Cluster, name: str) -> str:
     with cluster.client() as c:
         r = c.post("/api/v1/namespaces", json={"metadata": {"name": name}})

@@ -28,6 +28,7 @@ from tests.k8s.operator import (
     OperatorProcess,
     Sampler,
     gateway_api_crd,
+    job_template,
     k8s_rollout,
     namespace,
     rollout_status,
@@ -212,14 +213,9 @@ def test_the_operator_runs_as_its_service_account_with_the_shipped_role(
             "the old ReplicaSet deleted (revisionHistoryLimit 0)",
         )
         # A canary whose analysis step is a job metric: the role reads the template and creates the Job.
-        pod = {"containers": [{"name": "smoke", "image": "example.invalid/smoke:1"}]}
-        metric = {"name": "smoke", "count": 1, "provider": {"job": {"spec": {"template": {"spec": pod}}}}}
-        template = {
-            "apiVersion": "gapless.dev/v1alpha1",
-            "kind": "AnalysisTemplate",
-            "metadata": {"name": "smoke"},
-            "spec": {"metrics": [metric]},
-        }
+        template = job_template(
+            "smoke", {"containers": [{"name": "smoke", "image": "example.invalid/smoke:1"}]}
+        )
         with crds.client() as c:
             assert c.post(f"{GROUP}/namespaces/{ns}/analysistemplates", json=template).status_code == 201
         steps = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "smoke"}]}}]

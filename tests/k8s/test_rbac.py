@@ -23,6 +23,7 @@ from tests.k8s.cluster import Cluster
 from tests.k8s.operator import (
     GROUP,
     OperatorProcess,
+    job_template,
     k8s_rollout,
     namespace,
     rollout_status,
@@ -66,12 +67,13 @@ def _canary_weight(cluster: Cluster, ns: str, route: str, rollout: str) -> int |
     return None
 
 
-def _promote(cluster: Cluster, ns: str, name: str) -> None:
+def _ask(cluster: Cluster, ns: str, name: str, action: str) -> None:
+    """Ask the operator to ``promote`` or ``abort`` the current revision, as the CLI's annotation does."""
     h = rollout_status(cluster, ns, name)["currentPodHash"]
     with cluster.client() as c:
         r = c.patch(
             f"{GROUP}/namespaces/{ns}/rollouts/{name}",
-            json={"metadata": {"annotations": {"gapless.dev/promote": f"{h} at {time.time()}"}}},
+            json={"metadata": {"annotations": {f"gapless.dev/{action}": f"{h} at {time.time()}"}}},
             headers=MERGE,
         )
         assert r.status_code == 200, r.text
@@ -120,7 +122,7 @@ def test_a_gateway_api_canary_under_the_service_account(
         wait_for(lambda: _canary_weight(cluster, ns, "shop", "shop") == 30, 60, "canary 30 in the route")
         status = rollout_status(cluster, ns, "shop")
         v1, v2 = status["stablePodHash"], status["currentPodHash"]
-        _promote(cluster, ns, "shop")
+        _ask(cluster, ns, "shop", "promote")
         healthy_at(cluster, ns, "shop", "2", op, timeout=60)
         wait_for(lambda: _canary_weight(cluster, ns, "shop", "shop") == 0, 30, "canary 0 in the route")
         with cluster.client() as c:
@@ -200,13 +202,7 @@ def _job_scenario(cluster: Cluster, ns: str, op: OperatorProcess, *, wait_gone: 
         "nodeSelector": {"gapless.dev/no-such-node": "1"},
         "containers": [{"name": "smoke", "image": "example.invalid/smoke:1"}],
     }
-    metric = {"name": "smoke", "count": 1, "provider": {"job": {"spec": {"template": {"spec": pod}}}}}
-    template = {
-        "apiVersion": "gapless.dev/v1alpha1",
-        "kind": "AnalysisTemplate",
-        "metadata": {"name": "hang"},
-        "spec": {"metrics": [metric]},
-    }
+    template = job_template("hang", pod)
     with cluster.client() as c:
         assert c.post(f"{GROUP}/namespaces/{ns}/analysistemplates", json=template).status_code == 201
     steps = [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "hang"}]}}]
@@ -215,14 +211,7 @@ def _job_scenario(cluster: Cluster, ns: str, op: OperatorProcess, *, wait_gone: 
     healthy_at(cluster, ns, "shop", "1", op)
     update(cluster, ns, "shop", {"template": k8s_rollout("shop", "v2")["spec"]["template"]})
     wait_for(lambda: _jobs(cluster, ns), 60, "the analysis Job")
-    h = rollout_status(cluster, ns, "shop")["currentPodHash"]
-    with cluster.client() as c:
-        r = c.patch(
-            f"{GROUP}/namespaces/{ns}/rollouts/shop",
-            json={"metadata": {"annotations": {"gapless.dev/abort": f"{h} at {time.time()}"}}},
-            headers=MERGE,
-        )
-        assert r.status_code == 200, r.text
+    _ask(cluster, ns, "shop", "abort")
     wait_for(lambda: rollout_status(cluster, ns, "shop").get("phase") == "Degraded", 60, "aborted")
     if wait_gone:
         wait_for(lambda: not _jobs(cluster, ns), 60, "the Job deleted")
