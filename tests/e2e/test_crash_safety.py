@@ -80,12 +80,20 @@ async def test_control_plane_sigkill_during_canary_keeps_weights(g: Gapless) -> 
     st = await wait_for(g, "k", lambda st: st["strategy"].get("waitingForPromote"))
     assert st["strategy"]["stepIndex"] == 1
     await api(g, "POST", "/api/v1/rollouts/k/promote", {})
-    await wait_for(g, "k", lambda st: st["phase"] == "Healthy" and st["currentRevision"] == 2)
+    # Healthy comes before the old revision's instances have drained and exited: wait for those too.
+    await wait_for(
+        g,
+        "k",
+        lambda st: st["phase"] == "Healthy" and st["currentRevision"] == 2 and st["terminatingReplicas"] == 0,
+    )
     report = await load.stop()
     assert report.failed == 0, report.failures
     assert alone.failed == 0, alone.failures
+    # The records first, then the processes: a record is written before its process starts and deleted
+    # after it exits, so every process found after the read is one the control plane knows.
+    known = {i["pid"] for i in (await g.status("k"))["instances"]}
     running = {p.pid for p in g.processes("instance")}
-    assert running == {i["pid"] for i in (await g.status("k"))["instances"]}
+    assert running == known
 
 
 async def test_dashboard_charts_survive_a_control_plane_sigkill(g: Gapless) -> None:
