@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Coroutine
 from time import monotonic
@@ -212,7 +213,9 @@ class Router:
         swept = monotonic()
         while True:
             await asyncio.sleep(self.period)
-            now = self.now = monotonic()
+            stamped, now = self.now, monotonic()
+            self.now = now
+            self._restamp_idle(stamped, now)
             self._expire(now)
             for pool in self.pools.values():
                 pool.readmit(now)
@@ -222,15 +225,30 @@ class Router:
                     pool.sweep()
                 self._prune()
 
+    def _restamp_idle(self, stamped: float, now: float) -> None:
+        """Move the idle stamps of the interval just ended from its start to its end.
+
+        A connection that went idle since the last sweep was stamped with that sweep's ``now`` (the request
+        path reads no clock), which may be long before it really went idle when the loop was busy and
+        this sweep came late. Stamped with this sweep's time instead, an idle connection is never closed
+        before ``idle_timeout`` has passed, however late the sweeps run. The newest are last, so only the
+        connections of this interval are looked at. The new stamp is one float step after ``now``, so the
+        next sweep tells these apart from the connections that go idle in the next interval (stamped
+        ``now`` exactly) and moves only those.
+        """
+        end = math.nextafter(now, math.inf)
+        for conn in reversed(self.idle):
+            if conn.since != stamped:
+                break
+            conn.since = end
+
     def _expire(self, now: float) -> None:
         """Close connections past the header or idle timeout; give up on backends past theirs."""
         limits = self.limits
-        # An idle connection's time starts at the ``now`` of the last sweep: one period is added so it is
-        # never closed early.
         for waiting, timeout, head in (
             (self.partial, limits.header_timeout, True),
             (self.fresh, limits.header_timeout, True),
-            (self.idle, limits.idle_timeout + self.period, False),
+            (self.idle, limits.idle_timeout, False),
         ):
             late: list[DownstreamProtocol] = []
             for conn in waiting:  # oldest first
