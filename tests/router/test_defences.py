@@ -128,19 +128,22 @@ async def test_partial_head_gets_408_and_idle_connection_is_closed(
     port = int(harness.router.listen.rpartition(":")[2])
     slow_r, slow_w = await _raw(port)
     idle_r, idle_w = await _raw(port)
-    started = time.monotonic()
-    slow_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
-    idle_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    answered = await asyncio.wait_for(idle_r.readuntil(b"hello from b1"), 2)
-    assert answered.startswith(b"HTTP/1.1 200")
-    assert (await asyncio.wait_for(slow_r.read(), 2)).startswith(b"HTTP/1.1 408 Request Timeout")
-    assert 0.5 <= time.monotonic() - started < 1.2  # the timeout and a housekeeping period
-    assert await asyncio.wait_for(idle_r.read(), 2) == b""
-    assert 1.0 <= time.monotonic() - started < 2.0
-    stats = harness.router.stats().connections
-    assert (stats.header_timeouts, stats.idle_timeouts) == (1, 1)
-    slow_w.close()
-    idle_w.close()
+    try:
+        started = time.monotonic()
+        slow_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        idle_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = await asyncio.wait_for(idle_r.readuntil(b"hello from b1"), 2)
+        assert answered.startswith(b"HTTP/1.1 200")
+        assert (await asyncio.wait_for(slow_r.read(), 2)).startswith(b"HTTP/1.1 408 Request Timeout")
+        assert 0.5 <= time.monotonic() - started < 1.2  # the timeout and a housekeeping period
+        assert await asyncio.wait_for(idle_r.read(), 2) == b""
+        assert 1.0 <= time.monotonic() - started < 2.0  # never early (tests/router/test_idle_clock.py)
+        stats = harness.router.stats().connections
+        assert (stats.header_timeouts, stats.idle_timeouts) == (1, 1)
+    finally:
+        # Closed even when an assertion fails: a transport left open fails later tests of the worker.
+        slow_w.close()
+        idle_w.close()
 
 
 async def test_connection_limit_refuses_only_when_every_connection_is_busy(
