@@ -441,10 +441,12 @@ async def test_an_abort_at_the_sign_off_turns_the_full_name_off_in_v2_before_v1_
     assert report.failed == 0, report.failures
     assert await _flag(g) == {"enabled": True, "stage": "off"}
     assert (await _status(g))["phase"] == "RolledBack"
-    # While the rollout step was being undone, v2 still served everyone, and showed nobody the full name.
+    # The flag steps are undone before the rollout step: from the moment v1 answers again, and all through
+    # the rollout's undo, nobody is shown the full name. (Whether a sample catches v2 alone inside the
+    # rollout's undo depends on how fast the weights move back: a sample of 42 requests takes 0.2-0.3 s.)
     undoing_rollout = [s for s in samples if s["step"] == "undoing:canary-v2"]
-    assert any(s["versions"] == {"v2"} for s in undoing_rollout), samples
-    for s in undoing_rollout + [s for s in samples if s["step"] == "RolledBack"]:
+    assert undoing_rollout, samples
+    for s in undoing_rollout + [s for s in samples if s["step"] == "RolledBack" or "v1" in s["versions"]]:
         assert (s["internal"], s["beta"], s["others"]) == (False, False, 0), s
     last = samples[-1]
     assert (last["step"], last["versions"]) == ("RolledBack", {"v1"}), samples
