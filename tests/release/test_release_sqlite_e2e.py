@@ -168,3 +168,52 @@ def test_a_schema_on_a_sqlite_database_is_refused_at_plan(tmp_path: Path) -> Non
     assert run.returncode == 2, run.stdout + run.stderr
     assert "spec.databases.shop" in run.stderr, run.stderr
     assert "SQLite database has no schemas" in run.stderr, run.stderr
+
+
+async def test_a_rollback_that_keeps_failing_ends_the_release_failed_and_a_second_abort_retries_it(
+    g: Gapless,
+) -> None:
+    """A migration rollback the database refuses every time (a view uses the new column) is given up
+    after its attempts: the abort ends, the release is Failed naming the error, and nothing is lost;
+    once the view is gone, a second abort rolls the migration back."""
+    db = await _setup(g, 500)
+    path = _release(g, {"url": f"sqlite:///{db}"}, [EXPAND, GATE])
+    code, out, err = await g.acli("release", "apply", "-f", str(path))
+    assert code == 0, out + err
+    await _until(g, lambda s: s["steps"][1]["phase"] == "running" or s["phase"] != "Progressing")
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE VIEW full_names AS SELECT full_name FROM users")
+    c.close()
+    code, out, err = await g.acli("release", "abort", "qty", "--wait", "--timeout", "90s")
+    assert code == 1, out + err
+    st = await _status(g)
+    assert st["phase"] == "Failed", json.dumps(st, indent=1)
+    assert [s["phase"] for s in st["steps"]] == ["undoing", "undone"], json.dumps(st, indent=1)
+    [(step, reason)] = st["notUndoable"]
+    assert step == 0
+    assert "the rollback of 0001_full_name failed 3 times" in reason, reason
+    assert "full_name" in reason, reason  # the database's own error names the view's column
+    # The engine recorded the rollback it began; the column and every row are still there.
+    assert _table(db) == {
+        "columns": {"id": False, "name": True, "full_name": False},
+        "rows": 500,
+        "missing": 0,
+        "phase": "rolling_back",
+    }
+    types = [e["type"] for e in await _events(g)]
+    assert types.count("StepUndoFailed") == 1, types
+
+    with sqlite3.connect(db) as c:
+        c.execute("DROP VIEW full_names")
+    c.close()
+    code, out, err = await g.acli("release", "abort", "qty", "--wait", "--timeout", "60s")
+    assert code == 0, out + err
+    st = await _status(g)
+    assert st["phase"] == "RolledBack", json.dumps(st, indent=1)
+    assert [s["phase"] for s in st["steps"]] == ["undone", "undone"]
+    assert _table(db) == {
+        "columns": {"id": False, "name": True},
+        "rows": 500,
+        "missing": None,
+        "phase": "rolled_back",
+    }

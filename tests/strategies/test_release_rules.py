@@ -5,7 +5,9 @@ Rules (docs/releases.md):
 2. Nothing starts after a failure with ``onFailure: rollback`` or an abort; a paused release moves nothing.
 3. A rollback undoes started steps newest first, each at most once, never one that did not start.
 4. Every undoable started step is undone by the end of a rollback; the rest are exactly the steps
-   ``undo_blockers`` names, and only a started ``complete`` makes a step not undoable.
+   ``undo_blockers`` names, and only a started ``complete``, or an undo given up after its attempts
+   (a migration's rollback that kept failing), makes a step not undoable. A given-up undo, tried
+   again, is planned again.
 5. The point of no rollback is the first ``complete`` that started, and never moves back.
 6. An ``approve`` step succeeds only through promote.
 """
@@ -85,9 +87,10 @@ class ReleaseMachine(RuleBasedStateMachine):
     def set(self, i: int, phase: str) -> None:
         self.steps[i] = replace(self.steps[i], phase=phase)  # type: ignore[arg-type]
 
-    @rule()
-    def controller_pass(self) -> None:
-        """One reconcile pass: start or undo what the plan says (undo completes at once here)."""
+    @rule(give_up=st.booleans())
+    def controller_pass(self, give_up: bool) -> None:
+        """One reconcile pass: start or undo what the plan says (an undo completes at once here, or, for
+        a migration, may fail for good: the controller then records why)."""
         p = self.plan()
         note(f"plan {p}")
         if p.start is not None:
@@ -106,8 +109,23 @@ class ReleaseMachine(RuleBasedStateMachine):
             assert j not in self.undone
             assert all(j < k for k in self.undone)
             assert undo_blockers(self.steps, j) is None or self.steps[j].kind not in EFFECTS
+            assert self.steps[j].undo_error is None  # a given-up undo is not tried again by itself
+            if give_up and self.steps[j].kind == "migrate":
+                self.steps[j] = replace(self.steps[j], phase="undoing", undo_error="the database refused")
+                return
             self.set(j, "undone")
             self.undone.append(j)
+
+    @precondition(lambda self: any(s.undo_error for s in self.steps))
+    @rule()
+    def abort_again(self) -> None:
+        """`gapless release abort` of a release that failed to undo a step: the step is tried again."""
+        if self.plan().phase != "Failed":
+            return
+        given_up = [i for i, s in enumerate(self.steps) if s.undo_error]
+        for i in given_up:
+            self.steps[i] = replace(self.steps[i], undo_error=None)
+        assert self.plan().undo == given_up[-1]
 
     @precondition(lambda self: any(s.phase == "running" and s.kind != "approve" for s in self.steps))
     @rule(ok=st.booleans())
@@ -179,7 +197,7 @@ class ReleaseMachine(RuleBasedStateMachine):
         }
         assert left == {i for i, _ in p.not_undoable}
         if left:
-            assert p.point_of_no_rollback is not None
+            assert p.point_of_no_rollback is not None or any(self.steps[i].undo_error for i in left)
         assert p.phase == ("Failed" if left else "RolledBack")
 
 

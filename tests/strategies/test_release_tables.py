@@ -8,10 +8,13 @@ table exactly, so a decision that changes its verdict, its wake-up time or the w
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gapless.strategies.release import (
     RETRY_AFTER,
+    UNDO_ATTEMPTS,
     MigrationSeen,
     Progress,
     ReleasePlan,
@@ -586,3 +589,32 @@ def test_each_step_that_cannot_be_undone_is_listed_once() -> None:
         ),
         message="rolled back all but 2 step(s) that cannot be undone",
     )
+
+
+def test_a_migration_rollback_that_keeps_failing_is_given_up_after_its_attempts() -> None:
+    """Each failed rollback before the last is tried again; the UNDO_ATTEMPTS-th gives up, naming the error."""
+    seen = MigrationSeen("rolling_back", error="view full_names uses full_name")
+    for failures in range(UNDO_ATTEMPTS - 1):
+        assert decide_migration_undo(seen, 100.0, "m1", failures).verdict == "act"
+    assert decide_migration_undo(seen, 100.0, "m1", UNDO_ATTEMPTS - 1) == StepDecision(
+        "failed", f"the rollback of m1 failed {UNDO_ATTEMPTS} times: view full_names uses full_name"
+    )
+    # Counted failures do not matter when nothing failed this time.
+    assert decide_migration_undo(MigrationSeen("started"), 100.0, "m1", UNDO_ATTEMPTS).verdict == "act"
+
+
+def test_a_given_up_undo_is_not_undoable_and_the_rollback_goes_on_then_ends_failed() -> None:
+    steps = [
+        StepFacts("migrate", migration="m1", database="db", phase="undoing", undo_error="refused"),
+        StepFacts("flag", phase="succeeded"),
+        StepFacts("approve", phase="running"),
+    ]
+    p = plan_release(steps, aborted=True)
+    assert (p.phase, p.undo) == ("RollingBack", 2)
+    steps[2] = replace(steps[2], phase="undone")
+    assert plan_release(steps, aborted=True).undo == 1
+    steps[1] = replace(steps[1], phase="undone")
+    p = plan_release(steps, aborted=True)
+    assert (p.phase, p.not_undoable) == ("Failed", ((0, "refused"),))
+    steps[0] = replace(steps[0], undo_error=None)  # abort again: tried again
+    assert plan_release(steps, aborted=True).undo == 0

@@ -135,7 +135,10 @@ def flag_target(step: FlagStep, before: dict[str, Any]) -> tuple[dict[str, Any] 
 
 
 def _facts(doc: dict[str, Any], state: dict[str, Any]) -> list[StepFacts]:
-    return [StepFacts(**f, phase=s["phase"]) for f, s in zip(doc["facts"], state["steps"], strict=True)]
+    return [
+        StepFacts(**(f | {"phase": s["phase"], "undo_error": s.get("undo_error")}))
+        for f, s in zip(doc["facts"], state["steps"], strict=True)
+    ]
 
 
 def _progress(raw: dict[str, Any]) -> Progress:
@@ -605,8 +608,24 @@ class ReleaseController:
             if p.message != str(e):
                 save(j, replace(p, message=str(e)))
             return now + 2.0
-        decision = decide_migration_undo(seen, now, target.migration)
+        decision = decide_migration_undo(seen, now, target.migration, p.undo_failures)
         record = dict(p.record or {}) | {"engine": detail}
+        if decision.verdict == "failed":
+            # Given up: the planner now counts the step as not undoable, undoes the earlier ones and
+            # ends the release Failed, naming this error.
+            self._migrations.forget((rec.name, j))
+            save(
+                j,
+                replace(
+                    p,
+                    record=record,
+                    undo_failures=p.undo_failures + 1,
+                    undo_error=decision.message,
+                    message=decision.message,
+                ),
+            )
+            self._event(rec, label, "StepUndoFailed", decision.message)
+            return now
         if decision.verdict == "act":
             blocking = revisions_needing(self._store, target.migration, older=False)
             if blocking:
@@ -615,7 +634,11 @@ class ReleaseController:
                     save(j, replace(p, record=record, message=why))
                 return now + 1.0
             self._launch(rec, release, j, "rollback", target)
-            save(j, replace(p, record=record, undo_acted=True, message=decision.message))
+            failures = p.undo_failures + (1 if seen.error is not None else 0)
+            save(
+                j,
+                replace(p, record=record, undo_acted=True, undo_failures=failures, message=decision.message),
+            )
             return decision.requeue_at or now + PASS_INTERVAL
         if decision.verdict == "undone":
             self._migrations.forget((rec.name, j))
@@ -889,7 +912,9 @@ class ReleaseCommands:
             "release": release.model_dump(mode="json", by_alias=True, exclude_none=True),
             "rollouts": {str(i): r.to_document() for i, r in rollouts.items()},
             "migrations": {str(i): m for i, m in migrations.items()},
-            "facts": [{k: v for k, v in asdict(f).items() if k != "phase"} for f in facts],
+            "facts": [
+                {k: v for k, v in asdict(f).items() if k not in ("phase", "undo_error")} for f in facts
+            ],
         }
         now = self._clock.now()
         with self._store.transaction():
@@ -1103,6 +1128,9 @@ class ReleaseCommands:
             if rec is None:
                 raise NotFoundError(f"release {name!r} not found")
             phase = rec.state.get("phase")
+            given_up = tuple(i for i, st in enumerate(rec.state["steps"]) if st.get("undo_error"))
+            if phase == "Failed" and given_up:
+                return self._retry_undos(rec, given_up, reason)
             if phase in TERMINAL:
                 raise ConflictError(f"release {name!r} is {phase}: there is nothing to abort")
             if rec.state.get("aborted"):
@@ -1117,6 +1145,25 @@ class ReleaseCommands:
         self._controller.event(release_stream(name), "", "ReleaseAborted", reason)
         self._releases.wake()
         return {"name": name, "aborted": True, "changed": True}
+
+    def _retry_undos(self, rec: ReleaseRecord, given_up: tuple[int, ...], reason: str) -> dict[str, Any]:
+        """An abort of a release that ended Failed because undoing some steps failed: try those again
+        (the cause, e.g. a database, may have been fixed). Called inside the store's transaction."""
+        steps = [dict(st) for st in rec.state["steps"]]
+        for i in given_up:
+            steps[i] |= {"undo_error": None, "undo_failures": 0, "message": "trying the undo again"}
+        state = rec.state | {
+            "steps": steps,
+            "aborted": True,
+            "phase": "RollingBack",
+            "message": "trying again what could not be undone",
+        }
+        self._store.put_release(replace(rec, state=state, updated_at=self._clock.now()))
+        self._controller.event(
+            release_stream(rec.name), "", "ReleaseAborted", f"{reason}: trying the failed undo again"
+        )
+        self._releases.wake()
+        return {"name": rec.name, "aborted": True, "changed": True}
 
 
 def _undo_finished(

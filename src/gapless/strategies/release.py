@@ -72,6 +72,8 @@ class StepFacts:
     requires: str | None = None
     """``rollout``: the revision's ``requiresSchema`` (None: it needs no particular schema)."""
     phase: StepPhase = "pending"
+    undo_error: str | None = None
+    """Why undoing the step failed for good (``UNDO_ATTEMPTS`` failures in a row); None while it may work."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ def _previous_schema(steps: Sequence[StepFacts], j: int) -> str | None:
 def undo_blockers(steps: Sequence[StepFacts], j: int) -> str | None:
     """Why step ``j`` cannot be undone any more, or None when it can."""
     s = steps[j]
+    if s.undo_error is not None:
+        return s.undo_error
     started_completes = [(k, c) for k, c in enumerate(steps) if c.kind == "complete" and c.phase in STARTED]
     if s.kind == "complete":
         return f"migration {s.migration} is completed: its old schema is gone and cannot be brought back"
@@ -257,6 +261,10 @@ class Progress:
     started_at: float | None = None
     finished_at: float | None = None
     message: str = ""
+    undo_failures: int = 0
+    """Failed attempts in a row at undoing the step (a migration's rollback that raised)."""
+    undo_error: str | None = None
+    """Set when undoing gave up after ``UNDO_ATTEMPTS`` failures: the step then counts as not undoable."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +340,10 @@ class MigrationSeen:
 
 
 RETRY_AFTER = 2.0
+UNDO_ATTEMPTS = 3
+"""A migration's rollback that fails this many times in a row is given up: the rollback of the release
+goes on with the earlier steps and ends ``Failed``, naming the error (``gapless release abort`` of the
+failed release tries the given-up steps again, e.g. once the database is fixed)."""
 """Seconds before work that could not go on for now is tried again."""
 
 
@@ -364,13 +376,15 @@ def decide_migration(kind: str, seen: MigrationSeen, now: float, migration: str)
     return StepDecision("act", "starting" if kind == "migrate" else "completing")
 
 
-def decide_migration_undo(seen: MigrationSeen, now: float, migration: str) -> StepDecision:
+def decide_migration_undo(seen: MigrationSeen, now: float, migration: str, failures: int = 0) -> StepDecision:
     """What undoing a ``migrate`` step needs now: wait for its running work, then roll back once.
 
     A start still running is waited for (the engine cannot be interrupted between its steps from
     outside); a migration with no record or already rolled back is undone; a rollback that could not
-    go on (clients of the new schema still connected) is tried again. A completed migration is never
-    rolled back (the planner does not ask; this is the guard).
+    go on (clients of the new schema still connected) is tried again. A rollback that raised is tried
+    again until it has failed ``UNDO_ATTEMPTS`` times in a row (``failures`` counts the earlier ones),
+    then given up (``failed``). A completed migration is never rolled back (the planner does not ask;
+    this is the guard).
     """
     if seen.phase in (None, "rolled_back"):
         return StepDecision("undone", f"migration {migration} rolled back")
@@ -379,6 +393,10 @@ def decide_migration_undo(seen: MigrationSeen, now: float, migration: str) -> St
     if seen.phase == "completed":
         return StepDecision("wait", f"migration {migration} is completed: it cannot be rolled back")
     if seen.error is not None:
+        if failures + 1 >= UNDO_ATTEMPTS:
+            return StepDecision(
+                "failed", f"the rollback of {migration} failed {failures + 1} times: {seen.error}"
+            )
         return StepDecision(
             "act", f"rollback failed ({seen.error}); trying again", requeue_at=now + RETRY_AFTER
         )
